@@ -1,0 +1,510 @@
+//! The Rust host driver: register agents and tools as closures, run workflows to completion.
+//!
+//! It is the reference for the Python and Node drivers: poll, execute a step's activations in
+//! parallel (one inline when it is alone and has no deadline), complete them as they arrive,
+//! enforce timeouts, honour cancellation, stop when only human decisions are outstanding.
+
+mod pool;
+pub mod scripted;
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::log::FsyncMode;
+use crate::model::activation::{Activation, Completion, RunStatus};
+use crate::model::event::{Failure, RunError, Usage};
+use crate::model::workflow::{NodeKind, Workflow};
+use crate::orchestrator::{Run, RunOptions};
+use pool::Pool;
+
+/// What an agent or tool returns on success.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentOutput {
+    /// Any JSON value.
+    pub output: Value,
+    /// Token usage, if known.
+    pub usage: Option<Usage>,
+}
+
+impl From<Value> for AgentOutput {
+    fn from(output: Value) -> AgentOutput {
+        AgentOutput {
+            output,
+            usage: None,
+        }
+    }
+}
+
+/// Result of an agent or tool call.
+pub type AgentResult = std::result::Result<AgentOutput, Failure>;
+
+type AgentFn = Arc<dyn Fn(&Activation, &Context) -> AgentResult + Send + Sync>;
+
+/// Passed to agents alongside the activation.
+#[derive(Clone)]
+pub struct Context {
+    cancel: CancelHandle,
+}
+
+impl Context {
+    /// Cancel the run this activation belongs to. Takes effect before this activation's own
+    /// result is recorded, so it is deterministic when called from inside an agent.
+    pub fn cancel_run(&self, reason: &str) {
+        self.cancel.cancel(reason);
+    }
+}
+
+enum Msg {
+    Done(u64, Completion),
+    Cancel,
+}
+
+#[derive(Default)]
+struct CancelInner {
+    reason: Option<String>,
+    tx: Option<Sender<Msg>>,
+}
+
+/// Cancels a run from any thread (or from inside an agent via [`Context::cancel_run`]).
+#[derive(Clone, Default)]
+pub struct CancelHandle {
+    inner: Arc<Mutex<CancelInner>>,
+}
+
+impl CancelHandle {
+    /// A handle not yet cancelled.
+    pub fn new() -> CancelHandle {
+        CancelHandle::default()
+    }
+
+    /// Request cancellation; the first reason wins.
+    pub fn cancel(&self, reason: &str) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.reason.is_none() {
+            g.reason = Some(reason.to_owned());
+        }
+        if let Some(tx) = &g.tx {
+            let _ = tx.send(Msg::Cancel);
+        }
+    }
+
+    /// Whether cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.reason().is_some()
+    }
+
+    fn reason(&self) -> Option<String> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reason
+            .clone()
+    }
+
+    fn attach(&self, tx: Option<Sender<Msg>>) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).tx = tx;
+    }
+}
+
+/// The outcome of driving a run, with where to find its log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    /// Run id.
+    pub run_id: String,
+    /// Final status (`waiting` when a person must decide).
+    pub status: RunStatus,
+    /// Outputs of the terminal nodes (completed runs).
+    pub output: Option<Value>,
+    /// Why the run failed or was cancelled.
+    pub error: Option<RunError>,
+    /// Human activations waiting for a decision.
+    pub waiting: Vec<Activation>,
+    /// The log file, for file-backed runs.
+    pub log_path: Option<PathBuf>,
+    /// blake3 of the canonical log.
+    pub fingerprint: String,
+}
+
+impl RunResult {
+    /// The output of a completed run, or the run's error as an [`Error`] with its code.
+    ///
+    /// Errors: the run's code (`AGENT_FAILED`, `TIMEOUT`, `LIMIT_EXCEEDED`, `CANCELLED`), or
+    /// `INVALID_ARGUMENT` when the run is waiting for a person.
+    pub fn into_output(self) -> Result<Value> {
+        match (self.status, self.error) {
+            (RunStatus::Completed, _) => Ok(self.output.unwrap_or(Value::Null)),
+            (_, Some(e)) => {
+                let kind = ErrorKind::from_code(&e.code).unwrap_or(ErrorKind::Internal);
+                Err(Error::new(kind, e.message))
+            }
+            (status, None) => Err(Error::invalid_argument(format!(
+                "run '{}' is {}",
+                self.run_id,
+                status.as_str()
+            ))),
+        }
+    }
+}
+
+/// Registers agents and tools, and runs workflows with them.
+pub struct Mesh {
+    agents: HashMap<String, AgentFn>,
+    tools: HashMap<String, AgentFn>,
+    log_dir: Option<PathBuf>,
+    fsync: FsyncMode,
+    pool: Pool,
+}
+
+impl Default for Mesh {
+    fn default() -> Self {
+        Mesh::new()
+    }
+}
+
+impl Mesh {
+    /// A mesh keeping logs in memory.
+    pub fn new() -> Mesh {
+        Mesh {
+            agents: HashMap::new(),
+            tools: HashMap::new(),
+            log_dir: None,
+            fsync: FsyncMode::Batch,
+            pool: Pool::new(),
+        }
+    }
+
+    /// Write logs to `<dir>/<runId>.jsonl`.
+    pub fn with_log_dir(mut self, dir: impl Into<PathBuf>) -> Mesh {
+        self.log_dir = Some(dir.into());
+        self
+    }
+
+    /// Set the durability mode of file logs.
+    pub fn with_fsync(mut self, fsync: FsyncMode) -> Mesh {
+        self.fsync = fsync;
+        self
+    }
+
+    /// Register an agent under `name`.
+    pub fn agent<F>(&mut self, name: &str, f: F) -> &mut Mesh
+    where
+        F: Fn(&Activation, &Context) -> AgentResult + Send + Sync + 'static,
+    {
+        self.agents.insert(name.to_owned(), Arc::new(f));
+        self
+    }
+
+    /// Register a tool under `name`.
+    pub fn tool<F>(&mut self, name: &str, f: F) -> &mut Mesh
+    where
+        F: Fn(&Activation, &Context) -> AgentResult + Send + Sync + 'static,
+    {
+        self.tools.insert(name.to_owned(), Arc::new(f));
+        self
+    }
+
+    fn check_registered(&self, wf: &Workflow) -> Result<()> {
+        for name in wf.agent_names() {
+            if !self.agents.contains_key(name) {
+                return Err(Error::new(
+                    ErrorKind::UnknownAgent,
+                    format!("no agent registered as '{name}'"),
+                ));
+            }
+        }
+        for name in wf.tool_names() {
+            if !self.tools.contains_key(name) {
+                return Err(Error::new(
+                    ErrorKind::UnknownAgent,
+                    format!("no tool registered as '{name}'"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Start a run of `workflow` (log in this mesh's log directory or memory) without driving it.
+    ///
+    /// Errors: `UNKNOWN_AGENT`, `INVALID_ARGUMENT`, `RUN_EXISTS`, `IO`.
+    pub fn start(&self, workflow: &Workflow, mut options: RunOptions) -> Result<Run> {
+        self.check_registered(workflow)?;
+        if options.log_dir.is_none() {
+            options.log_dir = self.log_dir.clone();
+        }
+        options.fsync = self.fsync;
+        Run::start(workflow, options)
+    }
+
+    /// Run `workflow` until it finishes or waits for a person.
+    ///
+    /// A run that fails or is cancelled is still `Ok`: see [`RunResult::status`] and
+    /// [`RunResult::into_output`].
+    ///
+    /// Errors: `UNKNOWN_AGENT`, `INVALID_ARGUMENT`, `RUN_EXISTS`, `IO`.
+    pub fn run(&self, workflow: &Workflow, options: RunOptions) -> Result<RunResult> {
+        self.run_with(workflow, options, &CancelHandle::new())
+    }
+
+    /// [`Mesh::run`] with a handle that can cancel it.
+    ///
+    /// Errors: as [`Mesh::run`].
+    pub fn run_with(
+        &self,
+        workflow: &Workflow,
+        options: RunOptions,
+        cancel: &CancelHandle,
+    ) -> Result<RunResult> {
+        let mut run = self.start(workflow, options)?;
+        self.drive(&mut run, cancel)?;
+        result_of(&run)
+    }
+
+    /// Resume a run from its log, resolving human activations with `approvals` (node → output).
+    ///
+    /// Errors: `INVALID_ARGUMENT` (no pending human activation for a node), `UNKNOWN_AGENT`,
+    /// `LOG_CORRUPT`, `NONDETERMINISM`, `IO`.
+    pub fn resume(
+        &self,
+        path: impl AsRef<Path>,
+        approvals: BTreeMap<String, Value>,
+    ) -> Result<RunResult> {
+        let mut run = Run::resume(path, self.fsync)?;
+        self.check_registered(run.workflow())?;
+        for (node, output) in approvals {
+            let act = run
+                .outstanding()
+                .into_iter()
+                .find(|a| a.kind == NodeKind::Human && *a.node == *node)
+                .ok_or_else(|| {
+                    let waiting: Vec<String> = run
+                        .outstanding()
+                        .iter()
+                        .filter(|a| a.kind == NodeKind::Human)
+                        .map(|a| a.node.to_string())
+                        .collect();
+                    Error::invalid_argument(format!(
+                        "node '{node}' has no pending human activation (waiting: {})",
+                        if waiting.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            waiting.join(", ")
+                        }
+                    ))
+                })?;
+            run.complete(act.id, Completion::ok(output))?;
+        }
+        self.drive(&mut run, &CancelHandle::new())?;
+        result_of(&run)
+    }
+
+    /// Fork the run in `path` at `seq` with some node outputs replaced, and drive the fork.
+    ///
+    /// Errors: as [`Run::fork`], and `UNKNOWN_AGENT`.
+    pub fn fork(
+        &self,
+        path: impl AsRef<Path>,
+        seq: u64,
+        overrides: BTreeMap<String, Value>,
+        run_id: Option<String>,
+    ) -> Result<RunResult> {
+        let mut run = Run::fork(
+            path,
+            seq,
+            overrides,
+            run_id,
+            self.log_dir.clone(),
+            self.fsync,
+        )?;
+        self.check_registered(run.workflow())?;
+        self.drive(&mut run, &CancelHandle::new())?;
+        result_of(&run)
+    }
+
+    /// Drive a started run until it finishes or only human activations remain.
+    ///
+    /// Errors: `IO` from the log; the run's own failures are in its outcome.
+    pub fn drive(&self, run: &mut Run, cancel: &CancelHandle) -> Result<()> {
+        let (tx, rx) = channel::<Msg>();
+        cancel.attach(Some(tx.clone()));
+        let result = self.drive_inner(run, cancel, &tx, &rx);
+        cancel.attach(None);
+        result
+    }
+
+    fn drive_inner(
+        &self,
+        run: &mut Run,
+        cancel: &CancelHandle,
+        tx: &Sender<Msg>,
+        rx: &std::sync::mpsc::Receiver<Msg>,
+    ) -> Result<()> {
+        // In-flight host activations: id → deadline.
+        let mut in_flight: HashMap<u64, Option<(Instant, u64)>> = HashMap::new();
+        let ctx = Context {
+            cancel: cancel.clone(),
+        };
+        loop {
+            if let Some(reason) = cancel.reason() {
+                run.cancel(&reason)?;
+                return Ok(());
+            }
+            if run.is_finished() {
+                return Ok(());
+            }
+            let acts: Vec<Activation> = run
+                .poll()
+                .into_iter()
+                .filter(|a| a.kind != NodeKind::Human)
+                .collect();
+            if acts.len() == 1 && in_flight.is_empty() && acts[0].timeout_ms.is_none() {
+                // A lone activation without a deadline runs inline: no thread hop per step.
+                let act = &acts[0];
+                let completion = self.execute(act, &ctx);
+                if cancel.is_cancelled() {
+                    continue;
+                }
+                complete(run, act.id, completion)?;
+                continue;
+            }
+            for act in acts {
+                let deadline = act.timeout_ms.map(|t| {
+                    (
+                        Instant::now() + Duration::from_millis(act.delay_ms.saturating_add(t)),
+                        t,
+                    )
+                });
+                in_flight.insert(act.id, deadline);
+                let f = self.lookup(&act);
+                let tx = tx.clone();
+                let ctx = ctx.clone();
+                self.pool.submit(Box::new(move || {
+                    let completion = call(&f, &act, &ctx);
+                    let _ = tx.send(Msg::Done(act.id, completion));
+                }));
+            }
+            if in_flight.is_empty() {
+                if run.status() == RunStatus::Waiting {
+                    return Ok(());
+                }
+                continue;
+            }
+            let next_deadline = in_flight.values().flatten().map(|(d, _)| *d).min();
+            let msg = match next_deadline {
+                Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err(Error::internal("driver channel closed"))
+                    }
+                },
+                None => Some(
+                    rx.recv()
+                        .map_err(|_| Error::internal("driver channel closed"))?,
+                ),
+            };
+            match msg {
+                Some(Msg::Done(id, completion)) => {
+                    // A result for an activation that already timed out is late: dropped.
+                    if in_flight.remove(&id).is_some() {
+                        complete(run, id, completion)?;
+                    }
+                }
+                Some(Msg::Cancel) => {}
+                None => {
+                    let now = Instant::now();
+                    let expired: Vec<(u64, u64)> = in_flight
+                        .iter()
+                        .filter_map(|(id, d)| d.filter(|(at, _)| *at <= now).map(|(_, t)| (*id, t)))
+                        .collect();
+                    let mut expired = expired;
+                    expired.sort_unstable();
+                    for (id, timeout_ms) in expired {
+                        in_flight.remove(&id);
+                        complete(run, id, Completion::err(Failure::timeout(timeout_ms)))?;
+                    }
+                }
+            }
+        }
+    }
+
+    fn lookup(&self, act: &Activation) -> AgentFn {
+        let table = if act.kind == NodeKind::Tool {
+            &self.tools
+        } else {
+            &self.agents
+        };
+        // Registration was checked before the run started.
+        table.get(&*act.name).cloned().unwrap_or_else(|| {
+            let name = act.name.to_string();
+            Arc::new(move |_: &Activation, _: &Context| {
+                Err(Failure::error(
+                    "UnknownAgent",
+                    format!("no agent or tool registered as '{name}'"),
+                )
+                .permanent())
+            })
+        })
+    }
+
+    fn execute(&self, act: &Activation, ctx: &Context) -> Completion {
+        call(&self.lookup(act), act, ctx)
+    }
+}
+
+fn call(f: &AgentFn, act: &Activation, ctx: &Context) -> Completion {
+    if act.delay_ms > 0 {
+        std::thread::sleep(Duration::from_millis(act.delay_ms));
+    }
+    let started = Instant::now();
+    let result = match catch_unwind(AssertUnwindSafe(|| f(act, ctx))) {
+        Ok(Ok(out)) => Ok((out.output, out.usage)),
+        Ok(Err(failure)) => Err(failure),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            Err(Failure::error("panic", msg).permanent())
+        }
+    };
+    Completion {
+        result,
+        duration_us: Some(started.elapsed().as_micros() as u64),
+    }
+}
+
+/// Complete, turning an output the log cannot hold into a recorded failure.
+fn complete(run: &mut Run, id: u64, completion: Completion) -> Result<()> {
+    match run.complete(id, completion) {
+        Err(e) if e.kind() == ErrorKind::InvalidOutput => run.complete(
+            id,
+            Completion::err(Failure::error("InvalidOutput", e.message()).permanent()),
+        ),
+        other => other,
+    }
+}
+
+fn result_of(run: &Run) -> Result<RunResult> {
+    let outcome = run.outcome();
+    Ok(RunResult {
+        run_id: run.run_id().to_owned(),
+        status: outcome.status,
+        output: outcome.output,
+        error: outcome.error,
+        waiting: run
+            .outstanding()
+            .into_iter()
+            .filter(|a| a.kind == NodeKind::Human)
+            .collect(),
+        log_path: run.log_path().map(Path::to_path_buf),
+        fingerprint: run.fingerprint()?,
+    })
+}

@@ -1,0 +1,161 @@
+//! Scripted agents: agent behaviour written as data, for demos, the CLI and conformance tests.
+//!
+//! A script (`script.json`) holds the run options and, per node id (or agent/tool name), a list
+//! of behaviours; an activation uses the first entry whose `visit`/`attempt` filters match:
+//!
+//! ```json
+//! {"input": {"topic": "x"}, "seed": 7, "runId": "demo",
+//!  "agents": {"search": [{"attempt": 1, "error": {"type": "Flaky", "message": "503"}},
+//!                        {"output": {"hits": 3}, "delayMs": 20}]},
+//!  "approvals": {"approve": {"approved": true}}}
+//! ```
+//!
+//! Without a matching entry the output is `{"node": id, "visit": v, "attempt": a}`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{AgentOutput, AgentResult, Context, Mesh};
+use crate::error::{Error, Result};
+use crate::model::activation::Activation;
+use crate::model::event::{Failure, Usage};
+use crate::model::workflow::Workflow;
+
+/// An error a scripted agent raises.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScriptError {
+    /// Error type name.
+    #[serde(rename = "type")]
+    pub error_type: String,
+    /// Message.
+    pub message: String,
+    /// Whether a retry policy may retry it (default true).
+    #[serde(default = "yes")]
+    pub retryable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One scripted behaviour.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Behavior {
+    /// Only for this visit of the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visit: Option<u64>,
+    /// Only for this attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Output to return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Error to raise instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ScriptError>,
+    /// Real time to wait first.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Token usage to report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Cancel the run (before this activation's result is recorded).
+    #[serde(default)]
+    pub cancel: bool,
+}
+
+/// A script: run options plus behaviours.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Script {
+    /// Run input.
+    #[serde(default)]
+    pub input: Value,
+    /// Seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// Run id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Behaviours by node id or agent/tool name.
+    #[serde(default)]
+    pub agents: BTreeMap<String, Vec<Behavior>>,
+    /// Outputs for human nodes, used when the run waits (node → output).
+    #[serde(default)]
+    pub approvals: BTreeMap<String, Value>,
+}
+
+impl Script {
+    /// Parse a script.
+    ///
+    /// Errors: `INVALID_ARGUMENT`.
+    pub fn from_json(text: &str) -> Result<Script> {
+        serde_json::from_str(text)
+            .map_err(|e| Error::invalid_argument(format!("invalid script: {e}")))
+    }
+
+    /// Read a script file.
+    ///
+    /// Errors: `IO`, `INVALID_ARGUMENT`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Script> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Script::from_json(&text)
+    }
+
+    /// The behaviour for an activation, if the script has one.
+    pub fn behavior_for(&self, act: &Activation) -> Option<&Behavior> {
+        [&*act.node, &*act.name]
+            .iter()
+            .filter_map(|k| self.agents.get(*k))
+            .flatten()
+            .find(|b| {
+                b.visit.is_none_or(|v| v == act.visit) && b.attempt.is_none_or(|a| a == act.attempt)
+            })
+    }
+
+    /// Perform the behaviour for `act` (sleeping for real when it has a delay).
+    pub fn perform(&self, act: &Activation, ctx: &Context) -> AgentResult {
+        let Some(b) = self.behavior_for(act) else {
+            return Ok(default_output(act).into());
+        };
+        if b.delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(b.delay_ms));
+        }
+        if b.cancel {
+            ctx.cancel_run("cancelled by script");
+        }
+        if let Some(e) = &b.error {
+            let f = Failure::error(e.error_type.clone(), e.message.clone());
+            return Err(if e.retryable { f } else { f.permanent() });
+        }
+        Ok(AgentOutput {
+            output: b.output.clone().unwrap_or_else(|| default_output(act)),
+            usage: b.usage,
+        })
+    }
+
+    /// Register this script as every agent and tool `workflow` uses.
+    pub fn register(self: &Arc<Self>, mesh: &mut Mesh, workflow: &Workflow) {
+        for name in workflow.agent_names() {
+            let s = self.clone();
+            mesh.agent(name, move |act, ctx| s.perform(act, ctx));
+        }
+        for name in workflow.tool_names() {
+            let s = self.clone();
+            mesh.tool(name, move |act, ctx| s.perform(act, ctx));
+        }
+    }
+}
+
+fn default_output(act: &Activation) -> Value {
+    json!({"node": &*act.node, "visit": act.visit, "attempt": act.attempt})
+}

@@ -1,0 +1,245 @@
+//! One error type for the whole library, with a stable code per kind.
+//!
+//! The SCREAMING_SNAKE code returned by [`ErrorKind::code`] is the contract shared with the
+//! Python and Node bindings: the same string appears as `exc.code` and `err.code` there.
+//! Codes are never renamed or reused.
+
+use std::fmt;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The kind of an [`Error`]; each kind has a stable string code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The workflow definition is invalid (`INVALID_WORKFLOW`).
+    InvalidWorkflow,
+    /// An argument (run id, input, option, seq) is invalid (`INVALID_ARGUMENT`).
+    InvalidArgument,
+    /// An activation result is not valid JSON data or is too large (`INVALID_OUTPUT`).
+    InvalidOutput,
+    /// A completion names an unknown, finished or already completed activation
+    /// (`INVALID_COMPLETION`). The run is unchanged.
+    InvalidCompletion,
+    /// A re-driven run disagrees with its log (`NONDETERMINISM`).
+    Nondeterminism,
+    /// The log file is damaged before its tail, or is not an AgentMesh log (`LOG_CORRUPT`).
+    LogCorrupt,
+    /// A log for this run id already exists (`RUN_EXISTS`).
+    RunExists,
+    /// An agent, tool or human activation failed and the run failed with it (`AGENT_FAILED`).
+    AgentFailed,
+    /// An activation timed out and the run failed with it (`TIMEOUT`).
+    Timeout,
+    /// `maxSteps` or a node's `maxVisits` was exceeded (`LIMIT_EXCEEDED`).
+    LimitExceeded,
+    /// The run was cancelled (`CANCELLED`).
+    Cancelled,
+    /// No agent or tool is registered under a name the workflow uses (`UNKNOWN_AGENT`).
+    UnknownAgent,
+    /// An operating-system I/O error, including a failed fsync that poisoned a writer (`IO`).
+    Io,
+    /// A bug inside AgentMesh, such as a caught panic (`INTERNAL`).
+    Internal,
+}
+
+impl ErrorKind {
+    /// Every kind, in declaration order (used by the bindings to check their code lists).
+    pub const ALL: &'static [ErrorKind] = &[
+        ErrorKind::InvalidWorkflow,
+        ErrorKind::InvalidArgument,
+        ErrorKind::InvalidOutput,
+        ErrorKind::InvalidCompletion,
+        ErrorKind::Nondeterminism,
+        ErrorKind::LogCorrupt,
+        ErrorKind::RunExists,
+        ErrorKind::AgentFailed,
+        ErrorKind::Timeout,
+        ErrorKind::LimitExceeded,
+        ErrorKind::Cancelled,
+        ErrorKind::UnknownAgent,
+        ErrorKind::Io,
+        ErrorKind::Internal,
+    ];
+
+    /// The stable code, identical in Rust, Python and Node.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidWorkflow => "INVALID_WORKFLOW",
+            ErrorKind::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorKind::InvalidOutput => "INVALID_OUTPUT",
+            ErrorKind::InvalidCompletion => "INVALID_COMPLETION",
+            ErrorKind::Nondeterminism => "NONDETERMINISM",
+            ErrorKind::LogCorrupt => "LOG_CORRUPT",
+            ErrorKind::RunExists => "RUN_EXISTS",
+            ErrorKind::AgentFailed => "AGENT_FAILED",
+            ErrorKind::Timeout => "TIMEOUT",
+            ErrorKind::LimitExceeded => "LIMIT_EXCEEDED",
+            ErrorKind::Cancelled => "CANCELLED",
+            ErrorKind::UnknownAgent => "UNKNOWN_AGENT",
+            ErrorKind::Io => "IO",
+            ErrorKind::Internal => "INTERNAL",
+        }
+    }
+
+    /// The kind for a code, if the code is known.
+    pub fn from_code(code: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.iter().copied().find(|k| k.code() == code)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Structured facts attached to some errors, so callers need not parse messages.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ErrorDetail {
+    /// Where an invalid workflow is wrong.
+    Workflow {
+        /// Node id, when the problem belongs to one node.
+        node: Option<String>,
+        /// The field, as a dotted path (`retry.maxAttempts`, `cases[1].when`).
+        field: String,
+    },
+    /// The first disagreement between a re-driven run and its log.
+    Nondeterminism {
+        /// Sequence number of the first divergent event.
+        seq: u64,
+        /// Node of the divergent event, if any.
+        node: Option<String>,
+        /// The field that differs (`type`, `node`, `data.agent`, ...).
+        field: String,
+        /// What the log holds (JSON text; `null` when the log has no event there).
+        expected: String,
+        /// What the workflow produced (JSON text; `null` when it produced nothing).
+        actual: String,
+    },
+    /// Where a log is damaged.
+    LogCorrupt {
+        /// Byte offset of the first damaged record.
+        offset: u64,
+    },
+    /// The node whose activation failed the run.
+    Node {
+        /// Node id.
+        node: String,
+    },
+}
+
+/// The error type of AgentMesh: a kind with a stable code, a message, and optional details.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    detail: Option<Box<ErrorDetail>>,
+}
+
+impl Error {
+    /// A new error of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// Attach structured details.
+    pub fn with_detail(mut self, detail: ErrorDetail) -> Error {
+        self.detail = Some(Box::new(detail));
+        self
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The stable code (`INVALID_WORKFLOW`, ...).
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
+
+    /// The message, without the code prefix.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Structured details, when the kind has them.
+    pub fn detail(&self) -> Option<&ErrorDetail> {
+        self.detail.as_deref()
+    }
+
+    pub(crate) fn invalid_workflow(
+        node: Option<&str>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Error {
+        let message = message.into();
+        let text = match node {
+            Some(n) => format!("node '{n}', field '{field}': {message}"),
+            None => format!("field '{field}': {message}"),
+        };
+        Error::new(ErrorKind::InvalidWorkflow, text).with_detail(ErrorDetail::Workflow {
+            node: node.map(str::to_owned),
+            field: field.to_owned(),
+        })
+    }
+
+    pub(crate) fn invalid_argument(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidArgument, message)
+    }
+
+    pub(crate) fn corrupt(offset: u64, message: impl Into<String>) -> Error {
+        let message = message.into();
+        Error::new(
+            ErrorKind::LogCorrupt,
+            format!("at byte {offset}: {message}"),
+        )
+        .with_detail(ErrorDetail::LogCorrupt { offset })
+    }
+
+    pub(crate) fn io(context: impl fmt::Display, err: std::io::Error) -> Error {
+        Error::new(ErrorKind::Io, format!("{context}: {err}"))
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Internal, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.kind.code(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ErrorKind::ALL {
+            assert!(seen.insert(kind.code()), "duplicate code {}", kind.code());
+            assert_eq!(ErrorKind::from_code(kind.code()), Some(*kind));
+        }
+    }
+
+    #[test]
+    fn display_prefixes_code() {
+        let e = Error::invalid_workflow(Some("a"), "after", "unknown node 'b'");
+        assert_eq!(
+            e.to_string(),
+            "[INVALID_WORKFLOW] node 'a', field 'after': unknown node 'b'"
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! The append-only log writer: one file per run, hash-chained, fsync per mode, poisoned on error.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::chain::{self, Digest, MAX_RECORD_BYTES};
+use super::reader::{self, Recovery};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::event::{Event, LogHeader, Meta, Stamped};
+
+/// When the writer calls fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FsyncMode {
+    /// After every append.
+    Always,
+    /// At superstep boundaries, at most once per [`BATCH_SYNC_INTERVAL`] (group commit), and
+    /// always when the run finishes, waits for a person, or is cancelled. The default.
+    #[default]
+    Batch,
+    /// Never; the operating system decides.
+    Never,
+}
+
+impl FsyncMode {
+    /// Parse `always`, `batch` or `never`.
+    ///
+    /// Errors: `INVALID_ARGUMENT`.
+    pub fn parse(text: &str) -> Result<FsyncMode> {
+        match text {
+            "always" => Ok(FsyncMode::Always),
+            "batch" => Ok(FsyncMode::Batch),
+            "never" => Ok(FsyncMode::Never),
+            other => Err(Error::invalid_argument(format!(
+                "fsync must be always, batch or never, not '{other}'"
+            ))),
+        }
+    }
+
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsyncMode::Always => "always",
+            FsyncMode::Batch => "batch",
+            FsyncMode::Never => "never",
+        }
+    }
+}
+
+/// Minimum time between two superstep-boundary fsyncs in `batch` mode.
+///
+/// An fsync costs ~200 µs on the reference machine, so one per superstep would dominate short
+/// steps; every event still reaches the OS when appended, so a process crash loses nothing.
+pub const BATCH_SYNC_INTERVAL: Duration = Duration::from_millis(10);
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Writes one run's log.
+#[derive(Debug)]
+pub struct LogWriter {
+    file: File,
+    path: PathBuf,
+    prev: Digest,
+    fsync: FsyncMode,
+    buf: Vec<u8>,
+    body: Vec<u8>,
+    poisoned: Option<String>,
+    dirty: bool,
+    last_sync: Instant,
+}
+
+impl LogWriter {
+    /// Create a new log with its header. The file must not exist; it is created `0600`.
+    ///
+    /// Errors: `RUN_EXISTS` when the file exists, `IO` otherwise.
+    pub fn create(path: &Path, header: &LogHeader, fsync: FsyncMode) -> Result<LogWriter> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            }
+        }
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts.open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::new(
+                    ErrorKind::RunExists,
+                    format!("{} already exists: resume that run, or choose another run id or log directory", path.display()),
+                )
+            } else {
+                Error::io(format!("creating {}", path.display()), e)
+            }
+        })?;
+        lock(&file, path)?;
+        let mut w = LogWriter::from_parts(file, path, chain::GENESIS, fsync);
+        let mut header = header.clone();
+        header.meta = Some(Meta {
+            at: now_ms(),
+            dur_us: None,
+        });
+        w.body.clear();
+        serde_json::to_writer(&mut w.body, &header)
+            .map_err(|e| Error::internal(format!("header: {e}")))?;
+        let mut line = Vec::with_capacity(w.body.len() + chain::SUFFIX_LEN + 1);
+        w.prev = chain::seal(&w.body, &chain::GENESIS, &mut line);
+        w.write(&line)?;
+        if fsync != FsyncMode::Never {
+            w.sync()?;
+            sync_dir(path)?;
+        }
+        Ok(w)
+    }
+
+    /// Open an existing log for appending: verify it, repair a torn tail, continue the chain.
+    ///
+    /// Errors: `LOG_CORRUPT`, `IO` (also when another writer holds the log).
+    pub fn open_append(path: &Path, fsync: FsyncMode) -> Result<(LogWriter, Recovery)> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        lock(&file, path)?;
+        let recovery = reader::recover(path, &file)?;
+        file.seek(SeekFrom::End(0))
+            .map_err(|e| Error::io(format!("seeking {}", path.display()), e))?;
+        let prev = recovery.last_hash;
+        Ok((LogWriter::from_parts(file, path, prev, fsync), recovery))
+    }
+
+    fn from_parts(file: File, path: &Path, prev: Digest, fsync: FsyncMode) -> LogWriter {
+        LogWriter {
+            file,
+            path: path.to_owned(),
+            prev,
+            fsync,
+            buf: Vec::with_capacity(4096),
+            body: Vec::with_capacity(1024),
+            poisoned: None,
+            dirty: false,
+            last_sync: Instant::now(),
+        }
+    }
+
+    /// Path of the log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(why) => Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "log writer for {} is poisoned by an earlier failure: {why}",
+                    self.path.display()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Append events in one write. On return they are committed (per the fsync mode).
+    ///
+    /// Errors: `INVALID_OUTPUT` when a record exceeds [`MAX_RECORD_BYTES`] (nothing written),
+    /// `IO` on a write or fsync failure (the writer is then poisoned).
+    pub fn append(&mut self, events: &[Event]) -> Result<()> {
+        self.check_poisoned()?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let at = now_ms();
+        self.buf.clear();
+        let mut prev = self.prev;
+        for e in events {
+            self.body.clear();
+            let meta = Meta {
+                at,
+                dur_us: e.meta.and_then(|m| m.dur_us),
+            };
+            serde_json::to_writer(&mut self.body, &Stamped(e, meta)).map_err(|err| {
+                Error::new(ErrorKind::InvalidOutput, format!("event {}: {err}", e.seq))
+            })?;
+            if self.body.len() + chain::SUFFIX_LEN >= MAX_RECORD_BYTES {
+                return Err(Error::new(
+                    ErrorKind::InvalidOutput,
+                    format!(
+                        "{} record for node '{}' is {} bytes; the limit is {} bytes",
+                        e.type_name(),
+                        e.node.as_deref().unwrap_or("-"),
+                        self.body.len(),
+                        MAX_RECORD_BYTES
+                    ),
+                ));
+            }
+            prev = chain::seal(&self.body, &prev, &mut self.buf);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let written = self.write(&buf);
+        self.buf = buf;
+        written?;
+        self.prev = prev;
+        self.dirty = true;
+        if self.fsync == FsyncMode::Always {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Err(e) = self.file.write_all(bytes) {
+            self.poisoned = Some(e.to_string());
+            return Err(Error::io(format!("writing {}", self.path.display()), e));
+        }
+        Ok(())
+    }
+
+    /// Superstep boundary: in `batch` mode, fsync unless one happened within the interval.
+    ///
+    /// Errors: `IO` (poisons the writer).
+    pub fn boundary(&mut self) -> Result<()> {
+        if self.fsync == FsyncMode::Batch
+            && self.dirty
+            && self.last_sync.elapsed() >= BATCH_SYNC_INTERVAL
+        {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Run end, waiting or cancel: fsync now (unless `never`).
+    ///
+    /// Errors: `IO` (poisons the writer).
+    pub fn flush(&mut self) -> Result<()> {
+        if self.fsync != FsyncMode::Never && self.dirty {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.check_poisoned()?;
+        // An fsync error is never retried: the kernel may have dropped the dirty pages, so a
+        // later success would lie (the PostgreSQL fsync lesson). Poison instead.
+        if let Err(e) = self.file.sync_data() {
+            self.poisoned = Some(format!("fsync failed: {e}"));
+            return Err(Error::io(format!("fsync of {}", self.path.display()), e));
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+}
+
+pub(crate) fn lock(file: &File, path: &Path) -> Result<()> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "{} is locked by another writer (a run in progress?)",
+                path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(format!("fsync of directory {}", dir.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Validate a run id for use as a file name: 1–128 of `[A-Za-z0-9._-]`, not starting with `.`.
+///
+/// Errors: `INVALID_ARGUMENT`.
+pub fn validate_run_id(run_id: &str) -> Result<()> {
+    let ok_chars = run_id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if run_id.is_empty() || run_id.len() > 128 || !ok_chars || run_id.starts_with('.') {
+        return Err(Error::invalid_argument(format!(
+            "invalid run id {run_id:?}: use 1-128 of A-Z a-z 0-9 . _ - (not starting with '.')"
+        )));
+    }
+    Ok(())
+}
+
+/// The log path of a run: `<dir>/<run_id>.jsonl`.
+///
+/// Errors: `INVALID_ARGUMENT` for an invalid run id.
+pub fn log_path(dir: &Path, run_id: &str) -> Result<PathBuf> {
+    validate_run_id(run_id)?;
+    Ok(dir.join(format!("{run_id}.jsonl")))
+}

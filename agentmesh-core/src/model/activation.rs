@@ -1,0 +1,140 @@
+//! Activations (work the host must do) and completions (what the host reports back).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::event::{Failure, RunError, Usage};
+use super::workflow::NodeKind;
+
+/// One unit of work for the host: run an agent or tool, or ask a person.
+///
+/// `id` is the `seq` of the event that scheduled it; pass it back to `complete`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Activation {
+    /// Activation id (= seq of its scheduling event).
+    pub id: u64,
+    /// Run id.
+    pub run_id: Arc<str>,
+    /// Node id.
+    pub node: Arc<str>,
+    /// `agent`, `tool` or `human`.
+    pub kind: NodeKind,
+    /// Agent or tool name; the node id for human activations.
+    pub name: Arc<str>,
+    /// Attempt within this visit (1-based).
+    pub attempt: u32,
+    /// Visit of the node (1-based; > 1 inside loops).
+    pub visit: u64,
+    /// Wait this long before starting (retry backoff).
+    pub delay_ms: u64,
+    /// Deadline of this attempt, counted after the delay; the driver enforces it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Prompt of a human activation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Deterministic per-activation seed, derived from the run seed (for sampling agents).
+    pub seed: u64,
+    /// Step (superstep) number.
+    pub step: u64,
+    /// The run input.
+    pub input: Arc<Value>,
+    /// Outputs of the node's completed `after` dependencies, by node id.
+    pub deps: BTreeMap<Arc<str>, Arc<Value>>,
+}
+
+/// What the host reports for an activation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// Output or failure.
+    pub result: Result<(Value, Option<Usage>), Failure>,
+    /// How long the work took, for `meta.durUs` (not canonical).
+    pub duration_us: Option<u64>,
+}
+
+impl Completion {
+    /// A successful completion.
+    pub fn ok(output: Value) -> Completion {
+        Completion {
+            result: Ok((output, None)),
+            duration_us: None,
+        }
+    }
+
+    /// A failed completion.
+    pub fn err(failure: Failure) -> Completion {
+        Completion {
+            result: Err(failure),
+            duration_us: None,
+        }
+    }
+
+    /// Attach token usage (successful completions only).
+    pub fn with_usage(mut self, usage: Usage) -> Completion {
+        if let Ok((_, u)) = &mut self.result {
+            *u = Some(usage);
+        }
+        self
+    }
+
+    /// Attach the measured duration.
+    pub fn with_duration_us(mut self, us: u64) -> Completion {
+        self.duration_us = Some(us);
+        self
+    }
+}
+
+/// Lifecycle status of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RunStatus {
+    /// Work is outstanding.
+    Running,
+    /// Only human activations are outstanding.
+    Waiting,
+    /// Finished successfully.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Completed, failed or cancelled.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+/// The result of a run so far.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    /// Status.
+    pub status: RunStatus,
+    /// Outputs of the terminal nodes, by node id (completed runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Why the run failed or was cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+}

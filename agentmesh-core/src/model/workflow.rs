@@ -1,0 +1,454 @@
+//! Workflow definitions: the wire spec ([`WorkflowSpec`]), its validation, and the compiled,
+//! immutable [`Workflow`] the orchestrator runs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::condition::Condition;
+use crate::error::{Error, Result};
+
+/// Longest accepted node id, agent, tool or workflow name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+/// Largest accepted `timeoutMs` (7 days).
+pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Largest accepted `backoffMs`, and the cap of a computed backoff delay (1 day).
+pub const MAX_BACKOFF_MS: u64 = 24 * 3600 * 1000;
+/// Largest accepted `retry.maxAttempts`.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Largest accepted `retry.backoffMultiplier`.
+pub const MAX_BACKOFF_MULTIPLIER: f64 = 10.0;
+/// Largest accepted `maxVisits` and `maxSteps`.
+pub const MAX_LIMIT: u64 = 100_000_000;
+/// Largest accepted number of nodes.
+pub const MAX_NODES: usize = 100_000;
+
+/// The kind of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NodeKind {
+    /// Work done by an agent the host registered under `agent`.
+    Agent,
+    /// Work done by a tool the host registered under `tool`.
+    Tool,
+    /// A person's decision; the run waits until it is resolved.
+    Human,
+    /// A data-driven choice of successors, evaluated by the core.
+    Branch,
+}
+
+impl NodeKind {
+    /// The wire name (`agent`, `tool`, `human`, `branch`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Agent => "agent",
+            NodeKind::Tool => "tool",
+            NodeKind::Human => "human",
+            NodeKind::Branch => "branch",
+        }
+    }
+}
+
+/// Retry policy of a node (wire form).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Total attempts including the first (1 = no retry).
+    pub max_attempts: u32,
+    /// Delay before the second attempt, in milliseconds.
+    #[serde(default)]
+    pub backoff_ms: u64,
+    /// Factor applied to the delay after each further attempt (≥ 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub backoff_multiplier: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
+}
+
+/// One `when`/`goto` pair of a branch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CaseSpec {
+    /// The condition (see [`crate::model::condition`]).
+    pub when: Value,
+    /// The node to run when the condition holds.
+    pub goto: String,
+}
+
+/// One node of a workflow (wire form).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Unique id.
+    pub id: String,
+    /// Kind of node.
+    #[serde(rename = "type")]
+    pub kind: NodeKind,
+    /// Agent name (agent nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Tool name (tool nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Text shown to the person (human nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Nodes that must finish first (a join when there are several).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// Deadline of one attempt, enforced by the driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Retry policy; without one a failure fails the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
+    /// Most times this node may be activated in one run (bounds loops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_visits: Option<u64>,
+    /// Branch cases, tried in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cases: Vec<CaseSpec>,
+    /// Branch target when no case holds; without one, no successor runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+impl NodeSpec {
+    fn new(id: &str, kind: NodeKind) -> NodeSpec {
+        NodeSpec {
+            id: id.to_owned(),
+            kind,
+            agent: None,
+            tool: None,
+            prompt: None,
+            after: Vec::new(),
+            timeout_ms: None,
+            retry: None,
+            max_visits: None,
+            cases: Vec::new(),
+            default: None,
+        }
+    }
+}
+
+/// A workflow definition exactly as written in JSON (camelCase keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkflowSpec {
+    /// Name, recorded in every log header.
+    pub name: String,
+    /// Most supersteps one run may take; also bounds loops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u64>,
+    /// The nodes, in declaration order (which is also the order of activations in a step).
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// Retry policy after validation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff_ms: u64,
+    pub multiplier: f64,
+}
+
+impl RetryPolicy {
+    /// Delay before `attempt` (2 = first retry), in whole milliseconds, capped at a day.
+    /// Repeated f64 multiplication is exact IEEE arithmetic, so every platform agrees.
+    pub fn delay_before(&self, attempt: u32) -> u64 {
+        let mut delay = self.backoff_ms as f64;
+        for _ in 2..attempt {
+            delay *= self.multiplier;
+            if delay >= MAX_BACKOFF_MS as f64 {
+                return MAX_BACKOFF_MS;
+            }
+        }
+        (delay as u64).min(MAX_BACKOFF_MS)
+    }
+}
+
+/// A dependency edge into a node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Dep {
+    pub from: usize,
+    /// `true` when `from` is a branch: satisfied only if the branch chose this node.
+    pub conditional: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct BranchDef {
+    pub cases: Vec<(Condition, usize)>,
+    pub default: Option<usize>,
+    /// For each back-edge target: the loop body (nodes on paths target → branch), sorted.
+    pub loops: HashMap<usize, Vec<usize>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledNode {
+    pub id: Arc<str>,
+    pub kind: NodeKind,
+    /// Agent or tool name; the node id for human and branch nodes.
+    pub name: Arc<str>,
+    pub prompt: Option<String>,
+    pub deps: Vec<Dep>,
+    /// Indices of explicit `after` dependencies (the activation's `deps`).
+    pub after: Vec<usize>,
+    pub timeout_ms: Option<u64>,
+    pub retry: Option<RetryPolicy>,
+    pub max_visits: Option<u64>,
+    pub branch: Option<BranchDef>,
+}
+
+/// A validated, compiled workflow. Cheap to share (`Arc` inside).
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    inner: Arc<Compiled>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub spec: WorkflowSpec,
+    pub hash: String,
+    pub nodes: Vec<CompiledNode>,
+    pub index: HashMap<String, usize>,
+    /// Stable topological order (ties broken by declaration order).
+    pub topo: Vec<usize>,
+    /// Non-branch nodes nothing depends on: their outputs form the run output.
+    pub terminal: Vec<usize>,
+    pub max_steps: Option<u64>,
+}
+
+impl Workflow {
+    /// Parse and validate a workflow from JSON text.
+    ///
+    /// Errors: `INVALID_WORKFLOW` naming the node and field.
+    pub fn from_json(text: &str) -> Result<Workflow> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            Error::invalid_workflow(None, "(document)", format!("not valid JSON: {e}"))
+        })?;
+        Workflow::from_value(value)
+    }
+
+    /// Parse and validate a workflow from a JSON file.
+    ///
+    /// Errors: `IO` when the file cannot be read, `INVALID_WORKFLOW` otherwise.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Workflow> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Workflow::from_json(&text)
+    }
+
+    /// Validate a workflow given as a JSON value.
+    ///
+    /// Errors: `INVALID_WORKFLOW` naming the node and field.
+    pub fn from_value(value: Value) -> Result<Workflow> {
+        let node_ids: Vec<Option<String>> = match value.get("nodes").and_then(Value::as_array) {
+            Some(nodes) => nodes
+                .iter()
+                .map(|n| n.get("id").and_then(Value::as_str).map(str::to_owned))
+                .collect(),
+            None => Vec::new(),
+        };
+        let spec: WorkflowSpec = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            // Name the node when the error is inside `nodes[i]`.
+            if let Some(rest) = path.strip_prefix("nodes[") {
+                if let Some((idx, field)) = rest.split_once(']') {
+                    if let Ok(i) = idx.parse::<usize>() {
+                        let node = node_ids
+                            .get(i)
+                            .cloned()
+                            .flatten()
+                            .unwrap_or_else(|| format!("#{i}"));
+                        let field = field.trim_start_matches('.');
+                        return Error::invalid_workflow(
+                            Some(&node),
+                            if field.is_empty() { "(node)" } else { field },
+                            inner,
+                        );
+                    }
+                }
+            }
+            Error::invalid_workflow(None, if path == "." { "(document)" } else { &path }, inner)
+        })?;
+        Workflow::from_spec(spec)
+    }
+
+    /// Validate a spec.
+    ///
+    /// Errors: `INVALID_WORKFLOW` naming the node and field.
+    pub fn from_spec(spec: WorkflowSpec) -> Result<Workflow> {
+        let compiled = super::validate::compile(spec)?;
+        Ok(Workflow {
+            inner: Arc::new(compiled),
+        })
+    }
+
+    /// Start a builder.
+    pub fn builder(name: &str) -> WorkflowBuilder {
+        WorkflowBuilder {
+            spec: WorkflowSpec {
+                name: name.to_owned(),
+                max_steps: None,
+                nodes: Vec::new(),
+            },
+        }
+    }
+
+    /// The spec as validated.
+    pub fn spec(&self) -> &WorkflowSpec {
+        &self.inner.spec
+    }
+
+    /// The workflow name.
+    pub fn name(&self) -> &str {
+        &self.inner.spec.name
+    }
+
+    /// blake3 hash (hex) of the canonical JSON of the spec.
+    pub fn hash(&self) -> &str {
+        &self.inner.hash
+    }
+
+    /// Canonical JSON of the spec (fixed field order, no whitespace).
+    pub fn to_json(&self) -> String {
+        canonical_spec_json(&self.inner.spec)
+    }
+
+    /// Node ids in declaration order.
+    pub fn node_ids(&self) -> impl Iterator<Item = &str> {
+        self.inner.nodes.iter().map(|n| &*n.id)
+    }
+
+    /// Agent names used by the workflow (sorted, deduplicated).
+    pub fn agent_names(&self) -> BTreeSet<&str> {
+        self.names_of(NodeKind::Agent)
+    }
+
+    /// Tool names used by the workflow (sorted, deduplicated).
+    pub fn tool_names(&self) -> BTreeSet<&str> {
+        self.names_of(NodeKind::Tool)
+    }
+
+    fn names_of(&self, kind: NodeKind) -> BTreeSet<&str> {
+        self.inner
+            .nodes
+            .iter()
+            .filter(|n| n.kind == kind)
+            .map(|n| &*n.name)
+            .collect()
+    }
+
+    pub(crate) fn compiled(&self) -> &Compiled {
+        &self.inner
+    }
+}
+
+pub(crate) fn canonical_spec_json(spec: &WorkflowSpec) -> String {
+    // Serialization of these plain structs cannot fail.
+    serde_json::to_string(spec).expect("workflow spec serializes")
+}
+
+/// Builds a [`WorkflowSpec`] in code; `build()` validates it like JSON input.
+#[derive(Debug, Clone)]
+pub struct WorkflowBuilder {
+    spec: WorkflowSpec,
+}
+
+/// Options of one node in the builder.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// Dependencies.
+    pub after: Vec<String>,
+    /// Per-attempt deadline.
+    pub timeout_ms: Option<u64>,
+    /// Retry policy.
+    pub retry: Option<RetrySpec>,
+    /// Loop bound.
+    pub max_visits: Option<u64>,
+}
+
+impl NodeOptions {
+    /// Options with only `after` set.
+    pub fn after(ids: &[&str]) -> NodeOptions {
+        NodeOptions {
+            after: ids.iter().map(|s| (*s).to_owned()).collect(),
+            ..NodeOptions::default()
+        }
+    }
+}
+
+impl WorkflowBuilder {
+    fn push(mut self, mut node: NodeSpec, opts: NodeOptions) -> Self {
+        node.after = opts.after;
+        node.timeout_ms = opts.timeout_ms;
+        node.retry = opts.retry;
+        node.max_visits = opts.max_visits;
+        self.spec.nodes.push(node);
+        self
+    }
+
+    /// Add an agent node.
+    pub fn agent(self, id: &str, agent: &str, opts: NodeOptions) -> Self {
+        let mut n = NodeSpec::new(id, NodeKind::Agent);
+        n.agent = Some(agent.to_owned());
+        self.push(n, opts)
+    }
+
+    /// Add a tool node.
+    pub fn tool(self, id: &str, tool: &str, opts: NodeOptions) -> Self {
+        let mut n = NodeSpec::new(id, NodeKind::Tool);
+        n.tool = Some(tool.to_owned());
+        self.push(n, opts)
+    }
+
+    /// Add a human-approval node.
+    pub fn human(self, id: &str, prompt: Option<&str>, opts: NodeOptions) -> Self {
+        let mut n = NodeSpec::new(id, NodeKind::Human);
+        n.prompt = prompt.map(str::to_owned);
+        self.push(n, opts)
+    }
+
+    /// Add a branch node; `cases` are (condition JSON, target) pairs tried in order.
+    pub fn branch(
+        self,
+        id: &str,
+        cases: Vec<(Value, &str)>,
+        default: Option<&str>,
+        opts: NodeOptions,
+    ) -> Self {
+        let mut n = NodeSpec::new(id, NodeKind::Branch);
+        n.cases = cases
+            .into_iter()
+            .map(|(when, goto)| CaseSpec {
+                when,
+                goto: goto.to_owned(),
+            })
+            .collect();
+        n.default = default.map(str::to_owned);
+        self.push(n, opts)
+    }
+
+    /// Bound the number of supersteps.
+    pub fn max_steps(mut self, max_steps: u64) -> Self {
+        self.spec.max_steps = Some(max_steps);
+        self
+    }
+
+    /// Validate and compile.
+    ///
+    /// Errors: `INVALID_WORKFLOW`.
+    pub fn build(self) -> Result<Workflow> {
+        Workflow::from_spec(self.spec)
+    }
+}
