@@ -1,0 +1,1 @@
+//! Rust runner for the conformance vectors.
