@@ -277,28 +277,29 @@ impl Mesh {
     ) -> Result<RunResult> {
         let mut run = Run::resume(path, self.fsync)?;
         self.check_registered(run.workflow())?;
+        // Check every approval before committing any, so a typo changes nothing.
+        let waiting: Vec<Activation> = run
+            .outstanding()
+            .into_iter()
+            .filter(|a| a.kind == NodeKind::Human)
+            .collect();
+        let mut resolved = Vec::with_capacity(approvals.len());
         for (node, output) in approvals {
-            let act = run
-                .outstanding()
-                .into_iter()
-                .find(|a| a.kind == NodeKind::Human && *a.node == *node)
-                .ok_or_else(|| {
-                    let waiting: Vec<String> = run
-                        .outstanding()
-                        .iter()
-                        .filter(|a| a.kind == NodeKind::Human)
-                        .map(|a| a.node.to_string())
-                        .collect();
-                    Error::invalid_argument(format!(
-                        "node '{node}' has no pending human activation (waiting: {})",
-                        if waiting.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            waiting.join(", ")
-                        }
-                    ))
-                })?;
-            run.complete(act.id, Completion::ok(output))?;
+            let Some(act) = waiting.iter().find(|a| *a.node == *node) else {
+                let names: Vec<&str> = waiting.iter().map(|a| &*a.node).collect();
+                return Err(Error::invalid_argument(format!(
+                    "node '{node}' has no pending human activation (waiting: {})",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                )));
+            };
+            resolved.push((act.id, output));
+        }
+        for (id, output) in resolved {
+            run.complete(id, Completion::ok(output))?;
         }
         self.drive(&mut run, &CancelHandle::new())?;
         result_of(&run)

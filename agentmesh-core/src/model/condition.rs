@@ -217,21 +217,22 @@ fn compile_path(text: &str, nodes: &HashMap<String, usize>) -> std::result::Resu
             .copied()
             .ok_or_else(|| format!("'{text}' names unknown node '{id}'"))
     };
-    let root =
-        match root.as_str() {
-            "input" => Root::Input,
-            "outputs" => Root::Output(node(&mut tokens)?),
-            "visits" => {
-                let n = node(&mut tokens)?;
-                if tokens.next().is_some() {
-                    return Err(format!("'{text}': a visit count has no fields"));
-                }
-                Root::Visits(n)
+    let root = match root.as_str() {
+        "input" => Root::Input,
+        "outputs" => Root::Output(node(&mut tokens)?),
+        "visits" => {
+            let n = node(&mut tokens)?;
+            if tokens.next().is_some() {
+                return Err(format!("'{text}': a visit count has no fields"));
             }
-            other => return Err(format!(
+            Root::Visits(n)
+        }
+        other => {
+            return Err(format!(
                 "'{text}' must start with /input, /outputs/<node> or /visits/<node>, not /{other}"
-            )),
-        };
+            ))
+        }
+    };
     Ok(Path {
         root,
         tokens: tokens.collect(),

@@ -408,6 +408,10 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
     let hash = blake3::hash(canonical_spec_json(&spec).as_bytes())
         .to_hex()
         .to_string();
+    let mut topo_pos = vec![0; count];
+    for (p, &i) in topo.iter().enumerate() {
+        topo_pos[i] = p;
+    }
     Ok(Compiled {
         max_steps: spec.max_steps,
         spec,
@@ -415,6 +419,8 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
         nodes,
         index,
         topo,
+        topo_pos,
+        children,
         terminal,
     })
 }

@@ -221,6 +221,10 @@ pub(crate) struct Compiled {
     pub index: HashMap<String, usize>,
     /// Stable topological order (ties broken by declaration order).
     pub topo: Vec<usize>,
+    /// Position of each node in `topo`.
+    pub topo_pos: Vec<usize>,
+    /// Nodes that depend on each node (through `after` or a forward goto).
+    pub children: Vec<Vec<usize>>,
     /// Non-branch nodes nothing depends on: their outputs form the run output.
     pub terminal: Vec<usize>,
     pub max_steps: Option<u64>,

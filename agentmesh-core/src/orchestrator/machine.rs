@@ -5,7 +5,7 @@
 //! the canonical order (by `seq`) stays independent of timing. Decisions for the next step are
 //! made only once every activation of the current step has completed, from data alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -80,6 +80,10 @@ pub struct Machine {
     unresolved: usize,
     handed_out: usize,
     pending_failure: Option<RunError>,
+    /// Nodes whose readiness may have changed since the last decisions (keeps a step O(changes)).
+    dirty: Vec<usize>,
+    /// Nodes whose failed attempt will be retried in the next step.
+    retrying: Vec<usize>,
     needs_advance: bool,
     outcome: Option<Outcome>,
     finished_seq: u64,
@@ -119,6 +123,8 @@ impl Machine {
             unresolved: 0,
             handed_out: 0,
             pending_failure: None,
+            dirty: Vec::new(),
+            retrying: Vec::new(),
             needs_advance: false,
             outcome: None,
             finished_seq: 0,
@@ -134,6 +140,10 @@ impl Machine {
             seed: self.seed,
         };
         self.emit(None, None, None, data);
+        let compiled = self.wf.compiled();
+        self.dirty = (0..compiled.nodes.len())
+            .filter(|&i| compiled.nodes[i].deps.is_empty())
+            .collect();
         self.needs_advance = true;
     }
 
@@ -361,6 +371,8 @@ impl Machine {
                     state.status = NodeStatus::Completed;
                     state.output = Some(out.clone());
                     state.resolved_seq = slot.completion_seq;
+                    self.dirty
+                        .extend_from_slice(&self.wf.compiled().children[slot.node]);
                 }
                 SlotResult::Failed(f, seq) => {
                     let policy = spec.retry;
@@ -373,6 +385,7 @@ impl Machine {
                             delay_ms: p.delay_before(slot.attempt + 1),
                             retry_of: *seq,
                         });
+                        self.retrying.push(slot.node);
                     } else {
                         state.status = NodeStatus::Failed;
                         state.resolved_seq = *seq;
@@ -557,11 +570,15 @@ impl Machine {
         }
         let wf = self.wf.clone();
         let compiled = wf.compiled();
-        let topo = &compiled.topo;
         let mut ready: Vec<usize> = Vec::new();
-        loop {
-            let mut looped = false;
-            for &i in topo.iter() {
+        // Evaluate only nodes whose dependencies changed, in topological order. A loop-back
+        // resets its body; the body is evaluated in a further round, after this one.
+        let mut round: BTreeSet<usize> =
+            self.dirty.drain(..).map(|i| compiled.topo_pos[i]).collect();
+        while !round.is_empty() {
+            let mut next_round = BTreeSet::new();
+            while let Some(pos) = round.pop_first() {
+                let i = compiled.topo[pos];
                 if self.nodes[i].status != NodeStatus::Pending || self.nodes[i].retry.is_some() {
                     continue;
                 }
@@ -572,27 +589,25 @@ impl Machine {
                     self.nodes[i].status = NodeStatus::Skipped;
                     let seq = self.emit(Some(trigger), Some(i), None, EventData::NodeSkipped);
                     self.nodes[i].resolved_seq = seq;
+                    round.extend(compiled.children[i].iter().map(|&c| compiled.topo_pos[c]));
                     continue;
                 }
                 if !self.visit_allowed(i) {
                     return;
                 }
                 if compiled.nodes[i].kind == NodeKind::Branch {
-                    looped |= self.decide_branch(i, trigger);
+                    if let Some(body) = self.decide_branch(i, trigger) {
+                        next_round.extend(body.iter().map(|&n| compiled.topo_pos[n]));
+                    }
+                    round.extend(compiled.children[i].iter().map(|&c| compiled.topo_pos[c]));
                 } else {
                     self.nodes[i].status = NodeStatus::Active;
                     ready.push(i);
                 }
             }
-            if !looped {
-                break;
-            }
+            round = next_round;
         }
-        for (i, n) in self.nodes.iter().enumerate() {
-            if n.retry.is_some() {
-                ready.push(i);
-            }
-        }
+        ready.append(&mut self.retrying);
         if ready.is_empty() {
             let output: Map<String, Value> = compiled
                 .terminal
@@ -661,8 +676,8 @@ impl Machine {
         }
     }
 
-    /// Evaluate a branch; returns whether it looped back (and reset the loop body).
-    fn decide_branch(&mut self, i: usize, trigger: u64) -> bool {
+    /// Evaluate a branch; when it loops back, resets the loop body and returns it.
+    fn decide_branch(&mut self, i: usize, trigger: u64) -> Option<Vec<usize>> {
         let wf = self.wf.clone();
         let compiled = wf.compiled();
         let def = compiled.nodes[i]
@@ -686,7 +701,7 @@ impl Machine {
         state.status = NodeStatus::Completed;
         state.chosen = target;
         state.resolved_seq = seq;
-        let Some(body) = body else { return false };
+        let body = body?;
         for &n in body {
             let s = &mut self.nodes[n];
             s.status = NodeStatus::Pending;
@@ -694,7 +709,7 @@ impl Machine {
             s.retry = None;
             s.resolved_seq = seq;
         }
-        true
+        Some(body.clone())
     }
 
     fn schedule(&mut self, ready: Vec<usize>) {

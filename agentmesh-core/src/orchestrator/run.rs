@@ -126,7 +126,13 @@ impl Run {
             header,
             path,
         };
-        run.commit()?;
+        if let Err(e) = run.commit() {
+            // Nothing but the header reached the file: remove it so the run id stays usable.
+            if let Some(p) = &run.path {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
+        }
         Ok(run)
     }
 
