@@ -29,31 +29,23 @@ pub(crate) fn seal(body: &[u8], prev: &Digest, out: &mut Vec<u8>) -> Digest {
 }
 
 fn push_hex(out: &mut Vec<u8>, bytes: &Digest) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(HEX[(b >> 4) as usize]);
-        out.push(HEX[(b & 15) as usize]);
-    }
+    out.extend_from_slice(&hex(bytes));
 }
 
-fn parse_hex(text: &[u8]) -> Option<Digest> {
-    let mut out = [0u8; 32];
-    if text.len() != 64 {
-        return None;
+fn hex(bytes: &Digest) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 15) as usize];
     }
-    let nib = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = nib(text[2 * i])? << 4 | nib(text[2 * i + 1])?;
-    }
-    Some(out)
+    out
 }
 
 /// Check one line (without `\n`) against `prev`. Returns the body without its closing brace
 /// (`{...` up to the last body field) and the record's hash.
+///
+/// Hashes are compared in hex form, which is cheaper than decoding the stored hex.
 pub(crate) fn unseal<'a>(
     line: &'a [u8],
     prev: &Digest,
@@ -68,9 +60,7 @@ pub(crate) fn unseal<'a>(
     {
         return Err("chain fields missing or malformed");
     }
-    let stored_prev = parse_hex(&suffix[9..73]).ok_or("prev is not hex")?;
-    let stored_hash = parse_hex(&suffix[83..147]).ok_or("hash is not hex")?;
-    if &stored_prev != prev {
+    if suffix[9..73] != hex(prev) {
         return Err(
             "prev does not match the previous record's hash (record missing, reordered or altered)",
         );
@@ -79,10 +69,11 @@ pub(crate) fn unseal<'a>(
     h.update(prev);
     h.update(head);
     h.update(b"}");
-    if h.finalize().as_bytes() != &stored_hash {
+    let hash = *h.finalize().as_bytes();
+    if suffix[83..147] != hex(&hash) {
         return Err("hash mismatch (record altered)");
     }
-    Ok((head, stored_hash))
+    Ok((head, hash))
 }
 
 /// The canonical form of a body returned by [`unseal`]: without the final `"meta"` field.
@@ -90,6 +81,19 @@ pub(crate) fn canonical_body(head: &[u8]) -> Option<&[u8]> {
     let pat = b",\"meta\":{";
     let pos = head.windows(pat.len()).rposition(|w| w == pat)?;
     Some(&head[..pos])
+}
+
+/// The envelope of an event body: `{"seq":N,"type":"T","runId":"R"` → (N, T, `"R"` as JSON).
+pub(crate) fn envelope(head: &[u8]) -> Option<(u64, &[u8], &[u8])> {
+    let seq = leading_seq(head)?;
+    let rest = &head[head.iter().position(|&c| c == b',')? + 1..];
+    let rest = rest.strip_prefix(b"\"type\":\"")?;
+    let end = rest.iter().position(|&c| c == b'"')?;
+    let (kind, rest) = (&rest[..end], &rest[end + 1..]);
+    let rest = rest.strip_prefix(b",\"runId\":")?;
+    // The run id is a JSON string without escapes (run ids are [A-Za-z0-9._-]).
+    let close = 1 + rest.get(1..)?.iter().position(|&c| c == b'"')?;
+    Some((seq, kind, &rest[..=close]))
 }
 
 /// The `seq` at the start of an event body (`{"seq":N,`), without parsing the rest.

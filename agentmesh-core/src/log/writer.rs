@@ -68,7 +68,10 @@ pub(crate) fn now_ms() -> u64 {
 pub struct LogWriter {
     file: File,
     path: PathBuf,
+    /// Hash of the last record written.
     prev: Digest,
+    /// Hash of the last record staged (equals `prev` when nothing is staged).
+    staged_prev: Digest,
     fsync: FsyncMode,
     buf: Vec<u8>,
     body: Vec<u8>,
@@ -117,6 +120,7 @@ impl LogWriter {
             .map_err(|e| Error::internal(format!("header: {e}")))?;
         let mut line = Vec::with_capacity(w.body.len() + chain::SUFFIX_LEN + 1);
         w.prev = chain::seal(&w.body, &chain::GENESIS, &mut line);
+        w.staged_prev = w.prev;
         w.write(&line)?;
         if fsync != FsyncMode::Never {
             w.sync()?;
@@ -147,6 +151,7 @@ impl LogWriter {
             file,
             path: path.to_owned(),
             prev,
+            staged_prev: prev,
             fsync,
             buf: Vec::with_capacity(4096),
             body: Vec::with_capacity(1024),
@@ -179,23 +184,34 @@ impl LogWriter {
     /// Errors: `INVALID_OUTPUT` when a record exceeds [`MAX_RECORD_BYTES`] (nothing written),
     /// `IO` on a write or fsync failure (the writer is then poisoned).
     pub fn append(&mut self, events: &[Event]) -> Result<()> {
+        self.stage(events)?;
+        self.write_staged()
+    }
+
+    /// Serialize and seal events into the pending buffer without writing them, so several
+    /// batches reach the file in one write. A record that is too large leaves the buffer as
+    /// it was.
+    ///
+    /// Errors: `INVALID_OUTPUT` (record too large), `IO` (writer poisoned).
+    pub fn stage(&mut self, events: &[Event]) -> Result<()> {
         self.check_poisoned()?;
-        if events.is_empty() {
-            return Ok(());
-        }
+        let mark = self.buf.len();
         let at = now_ms();
-        self.buf.clear();
-        let mut prev = self.prev;
+        let mut prev = self.staged_prev;
         for e in events {
             self.body.clear();
             let meta = Meta {
                 at,
                 dur_us: e.meta.and_then(|m| m.dur_us),
             };
-            serde_json::to_writer(&mut self.body, &Stamped(e, meta)).map_err(|err| {
-                Error::new(ErrorKind::InvalidOutput, format!("event {}: {err}", e.seq))
-            })?;
-            if self.body.len() + chain::SUFFIX_LEN >= MAX_RECORD_BYTES {
+            let serialized =
+                serde_json::to_writer(&mut self.body, &Stamped(e, meta)).map_err(|err| {
+                    Error::new(ErrorKind::InvalidOutput, format!("event {}: {err}", e.seq))
+                });
+            let too_large = self.body.len() + chain::SUFFIX_LEN >= MAX_RECORD_BYTES;
+            if serialized.is_err() || too_large {
+                self.buf.truncate(mark);
+                serialized?;
                 return Err(Error::new(
                     ErrorKind::InvalidOutput,
                     format!(
@@ -209,11 +225,24 @@ impl LogWriter {
             }
             prev = chain::seal(&self.body, &prev, &mut self.buf);
         }
+        self.staged_prev = prev;
+        Ok(())
+    }
+
+    /// Write everything staged in one write (fsync too in `always` mode).
+    ///
+    /// Errors: `IO` (the writer is then poisoned).
+    pub fn write_staged(&mut self) -> Result<()> {
+        self.check_poisoned()?;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
         let buf = std::mem::take(&mut self.buf);
         let written = self.write(&buf);
         self.buf = buf;
+        self.buf.clear();
         written?;
-        self.prev = prev;
+        self.prev = self.staged_prev;
         self.dirty = true;
         if self.fsync == FsyncMode::Always {
             self.sync()?;

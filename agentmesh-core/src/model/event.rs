@@ -23,6 +23,28 @@ pub const LOG_VERSION: u32 = 1;
 /// recorded in the header. None exist yet.
 pub const CORE_FLAGS: &[u32] = &[];
 
+/// Every event `type`, in the order of [`EventData`]'s variants.
+pub const EVENT_TYPES: &[&str] = &[
+    "runStarted",
+    "stepStarted",
+    "agentScheduled",
+    "toolScheduled",
+    "humanRequested",
+    "agentCompleted",
+    "toolCompleted",
+    "humanResolved",
+    "agentFailed",
+    "toolFailed",
+    "humanFailed",
+    "activationCancelled",
+    "branchDecided",
+    "nodeSkipped",
+    "outputOverridden",
+    "runCompleted",
+    "runFailed",
+    "runCancelled",
+];
+
 /// Token usage an agent may report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

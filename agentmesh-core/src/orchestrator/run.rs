@@ -44,9 +44,10 @@ enum Sink {
 }
 
 impl Sink {
-    fn append(&mut self, events: Vec<Event>) -> Result<()> {
+    /// Stage events for the next [`Sink::write`] (memory logs keep them at once).
+    fn stage(&mut self, events: Vec<Event>) -> Result<()> {
         match self {
-            Sink::File(w) => w.append(&events),
+            Sink::File(w) => w.stage(&events),
             Sink::Memory(log) => {
                 let at = log::writer::now_ms();
                 log.extend(events.into_iter().map(|mut e| {
@@ -59,6 +60,18 @@ impl Sink {
                 Ok(())
             }
         }
+    }
+
+    fn write(&mut self) -> Result<()> {
+        match self {
+            Sink::File(w) => w.write_staged(),
+            Sink::Memory(_) => Ok(()),
+        }
+    }
+
+    fn append(&mut self, events: Vec<Event>) -> Result<()> {
+        self.stage(events)?;
+        self.write()
     }
 }
 
@@ -227,8 +240,9 @@ impl Run {
     fn commit(&mut self) -> Result<()> {
         let events = self.machine.take_outbox();
         if !events.is_empty() {
-            self.sink.append(events)?;
+            self.sink.stage(events)?;
         }
+        self.sink.write()?;
         if let Sink::File(w) = &mut self.sink {
             if self.machine.status() == RunStatus::Running {
                 w.boundary()?;
@@ -256,7 +270,9 @@ impl Run {
     /// `INVALID_OUTPUT` (record too large; nothing changes), `IO` (writer poisoned).
     pub fn complete(&mut self, id: u64, completion: Completion) -> Result<()> {
         let event = self.machine.completion_event(id, completion)?;
-        self.sink.append(vec![event.clone()])?;
+        // Staged, not yet written: the completion and the decisions it triggers reach the
+        // file in one write before this call returns.
+        self.sink.stage(vec![event.clone()])?;
         self.machine.apply_completion(&event)?;
         if self.machine.needs_advance() {
             self.machine.advance();

@@ -258,11 +258,11 @@ impl Rebuilder<'_> {
             machine.apply_completion(&decided)?;
         } else {
             match &r.data {
-                EventData::ActivationCancelled { reason } | EventData::RunCancelled { reason } => {
-                    if machine.outcome().status != RunStatus::Cancelled {
-                        machine.cancel(reason);
-                        self.queue.extend(machine.take_outbox());
-                    }
+                EventData::ActivationCancelled { reason } | EventData::RunCancelled { reason }
+                    if machine.outcome().status != RunStatus::Cancelled =>
+                {
+                    machine.cancel(reason);
+                    self.queue.extend(machine.take_outbox());
                 }
                 EventData::OutputOverridden { output } => {
                     let node = r.node.as_deref().unwrap_or_default();
