@@ -1,0 +1,331 @@
+//! The commands: each returns the process exit code, or an error whose code picks one.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agentmesh_core::{
+    canonical_log, read_log, replay as replay_log, state_at, verify_log, Error, ErrorKind, Event,
+    EventData, FsyncMode, Mesh, NodeKind, RunOptions, RunResult, Script, Workflow,
+};
+use serde_json::{json, Value};
+
+use crate::status_code;
+use crate::timeline;
+
+/// Arguments of `agentmesh run`.
+pub struct RunArgs {
+    pub workflow: PathBuf,
+    pub script: Option<PathBuf>,
+    pub input: Option<String>,
+    pub seed: Option<u64>,
+    pub run_id: Option<String>,
+    pub log_dir: PathBuf,
+    pub fsync: FsyncMode,
+}
+
+/// Arguments of `agentmesh fork`.
+pub struct ForkArgs {
+    pub log: PathBuf,
+    pub at: u64,
+    pub set: Vec<String>,
+    pub run_id: Option<String>,
+    pub log_dir: Option<PathBuf>,
+    pub script: Option<PathBuf>,
+    pub fsync: FsyncMode,
+}
+
+/// Write `text` to stdout.
+pub fn print(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::new(ErrorKind::Io, format!("writing to stdout: {e}")))
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidArgument, message)
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
+}
+
+fn load_script(path: Option<&Path>) -> Result<Script, Error> {
+    match path {
+        Some(p) => Script::from_file(p),
+        None => Ok(Script::default()),
+    }
+}
+
+fn parse_json(what: &str, text: &str) -> Result<Value, Error> {
+    serde_json::from_str(text).map_err(|e| invalid(format!("{what}: not valid JSON: {e}")))
+}
+
+/// Parse `NODE=JSON` arguments; `bare` is the value of a `NODE` without `=` (when allowed).
+pub fn parse_assignments(
+    flag: &str,
+    args: &[String],
+    bare: Option<&Value>,
+) -> Result<BTreeMap<String, Value>, Error> {
+    let mut out = BTreeMap::new();
+    for arg in args {
+        let (node, value) = match (arg.split_once('='), bare) {
+            (Some((node, json)), _) => (node, parse_json(&format!("{flag} {node}"), json)?),
+            (None, Some(v)) => (arg.as_str(), v.clone()),
+            (None, None) => {
+                return Err(invalid(format!("{flag} expects NODE=JSON, got '{arg}'")));
+            }
+        };
+        if node.is_empty() {
+            return Err(invalid(format!("{flag} '{arg}' names no node")));
+        }
+        if out.insert(node.to_owned(), value).is_some() {
+            return Err(invalid(format!("{flag} names node '{node}' twice")));
+        }
+    }
+    Ok(out)
+}
+
+/// A mesh whose every agent and tool of `workflow` follows `script`.
+fn scripted_mesh(
+    script: Script,
+    workflow: &Workflow,
+    log_dir: Option<PathBuf>,
+    fsync: FsyncMode,
+) -> Mesh {
+    let mut mesh = Mesh::new().with_fsync(fsync);
+    if let Some(dir) = log_dir {
+        mesh = mesh.with_log_dir(dir);
+    }
+    Arc::new(script).register(&mut mesh, workflow);
+    mesh
+}
+
+/// The workflow recorded in a log's `runStarted` event.
+fn recorded_workflow(path: &Path, events: &[Event]) -> Result<Workflow, Error> {
+    match events.first().map(|e| &e.data) {
+        Some(EventData::RunStarted { workflow, .. }) => Workflow::from_spec((**workflow).clone()),
+        _ => Err(Error::new(
+            ErrorKind::LogCorrupt,
+            format!("{}: the log does not start with runStarted", path.display()),
+        )),
+    }
+}
+
+/// `agentmesh resume LOG [--script S]`: the start of the command that continues a run.
+fn resume_command(log: &Path, script: Option<&Path>) -> String {
+    let mut cmd = format!(
+        "agentmesh resume {}",
+        timeline::shell_quote(&log.display().to_string())
+    );
+    if let Some(s) = script {
+        cmd.push_str(" --script ");
+        cmd.push_str(&timeline::shell_quote(&s.display().to_string()));
+    }
+    cmd
+}
+
+/// The timeline of a run's log followed by its outcome; `resume_cmd` (see
+/// [`timeline::render_outcome`]) is shown when the run waits for a person.
+pub fn result_text(r: &RunResult, resume_cmd: Option<&str>) -> Result<String, Error> {
+    let mut text = String::new();
+    if let Some(p) = &r.log_path {
+        let (header, events) = read_log(p)?;
+        text.push_str(&timeline::render(&header, &timeline::rows(&events)));
+        text.push('\n');
+    }
+    text.push_str(&timeline::render_outcome(r, resume_cmd));
+    Ok(text)
+}
+
+fn show_result(r: &RunResult, script: Option<&Path>) -> Result<u8, Error> {
+    let resume = r.log_path.as_deref().map(|p| resume_command(p, script));
+    print(&result_text(r, resume.as_deref())?)?;
+    Ok(status_code(r.status))
+}
+
+/// `agentmesh run`.
+pub fn run(a: RunArgs) -> Result<u8, Error> {
+    let workflow = Workflow::from_file(&a.workflow)?;
+    let mut script = load_script(a.script.as_deref())?;
+    if let Some(text) = &a.input {
+        script.input = parse_json("--input", text)?;
+    }
+    if let Some(seed) = a.seed {
+        script.seed = seed;
+    }
+    if let Some(id) = a.run_id {
+        script.run_id = Some(id);
+    }
+    let options = RunOptions {
+        input: script.input.clone(),
+        seed: script.seed,
+        run_id: script.run_id.clone(),
+        ..RunOptions::default()
+    };
+    let mesh = scripted_mesh(script, &workflow, Some(a.log_dir), a.fsync);
+    let result = mesh.run(&workflow, options)?;
+    show_result(&result, a.script.as_deref())
+}
+
+/// `agentmesh verify`.
+pub fn verify(log: &Path, as_json: bool) -> Result<u8, Error> {
+    let report = verify_log(log)?;
+    if as_json {
+        print(&format!("{}\n", to_json(&report)?))?;
+    } else {
+        print(&timeline::render_verify(&report))?;
+    }
+    Ok(0)
+}
+
+/// `agentmesh inspect`.
+pub fn inspect(log: &Path, at: Option<u64>, as_json: bool) -> Result<u8, Error> {
+    let (header, events) = read_log(log)?;
+    let text = match at {
+        Some(seq) => {
+            let state = state_at(log, seq)?;
+            if as_json {
+                format!("{}\n", to_json(&state)?)
+            } else {
+                timeline::render_state(&header, &log.display().to_string(), &state)
+            }
+        }
+        None => {
+            let rows = timeline::rows(&events);
+            if as_json {
+                format!("{}\n", timeline::to_json(&header, &rows))
+            } else {
+                timeline::render(&header, &rows)
+            }
+        }
+    };
+    print(&text)?;
+    Ok(0)
+}
+
+/// `agentmesh canonical`: the canonical log, byte for byte.
+pub fn canonical(log: &Path) -> Result<u8, Error> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    canonical_log(log, &mut out)?;
+    out.flush()
+        .map_err(|e| Error::new(ErrorKind::Io, format!("writing to stdout: {e}")))?;
+    Ok(0)
+}
+
+/// `agentmesh replay`.
+pub fn replay(log: &Path, workflow: Option<&Path>) -> Result<u8, Error> {
+    let workflow = workflow.map(Workflow::from_file).transpose()?;
+    let report = replay_log(log, workflow.as_ref())?;
+    let mut text = format!(
+        "replay       equal: {} events re-driven, no agent called\n",
+        report.events
+    );
+    text.push_str(&format!("run          {}\n", report.run_id));
+    text.push_str(&format!(
+        "workflow     {}\n",
+        match (&workflow, report.workflow_changed) {
+            (None, _) => "the one recorded in the log",
+            (Some(_), false) => "given, identical to the recorded one",
+            (Some(_), true) => "given, differs from the recorded one but decides the same events",
+        }
+    ));
+    let o = &report.outcome;
+    text.push_str(&format!("status       {}\n", o.status.as_str()));
+    if let Some(output) = &o.output {
+        text.push_str(&format!("output       {output}\n"));
+    }
+    if let Some(e) = &o.error {
+        text.push_str(&format!("error        {}\n", timeline::run_error(e)));
+    }
+    print(&text)?;
+    Ok(0)
+}
+
+/// `agentmesh fork`.
+pub fn fork(a: ForkArgs) -> Result<u8, Error> {
+    let overrides = parse_assignments("--set", &a.set, None)?;
+    let script = load_script(a.script.as_deref())?;
+    let (_, events) = read_log(&a.log)?;
+    let workflow = recorded_workflow(&a.log, &events)?;
+    // Forks live beside their parent unless told otherwise.
+    let dir = a.log_dir.unwrap_or_else(|| match a.log.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    });
+    let mesh = scripted_mesh(script, &workflow, Some(dir), a.fsync);
+    let result = mesh.fork(&a.log, a.at, overrides, a.run_id)?;
+    show_result(&result, a.script.as_deref())
+}
+
+/// `agentmesh resume`.
+pub fn resume(
+    log: &Path,
+    approve: &[String],
+    script_path: Option<&Path>,
+    fsync: FsyncMode,
+) -> Result<u8, Error> {
+    let mut approvals = parse_assignments("--approve", approve, Some(&json!({"approved": true})))?;
+    let script = load_script(script_path)?;
+    let (_, events) = read_log(log)?;
+    let workflow = recorded_workflow(log, &events)?;
+    // The script's approvals answer the human nodes now waiting that no --approve names.
+    if let (false, Some(last)) = (script.approvals.is_empty(), events.last()) {
+        let state = state_at(log, last.seq)?;
+        for act in state.pending.iter().filter(|a| a.kind == NodeKind::Human) {
+            if let Some(v) = script.approvals.get(&*act.node) {
+                approvals
+                    .entry(act.node.to_string())
+                    .or_insert_with(|| v.clone());
+            }
+        }
+    }
+    let mesh = scripted_mesh(script, &workflow, None, fsync);
+    let result = mesh.resume(log, approvals)?;
+    show_result(&result, script_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn assignments_parse_json_and_bare_approvals() {
+        let yes = json!({"approved": true});
+        let m = parse_assignments(
+            "--approve",
+            &strings(&["a", r#"b={"approved":false}"#]),
+            Some(&yes),
+        )
+        .unwrap();
+        assert_eq!(m["a"], yes);
+        assert_eq!(m["b"], json!({"approved": false}));
+    }
+
+    #[test]
+    fn assignments_reject_bad_input_with_invalid_argument() {
+        for args in [
+            strings(&["a"]),
+            strings(&["a={"]),
+            strings(&["=1"]),
+            strings(&["a=1", "a=2"]),
+        ] {
+            let e = parse_assignments("--set", &args, None).unwrap_err();
+            assert_eq!(e.code(), "INVALID_ARGUMENT", "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn resume_command_quotes_paths_and_names_the_script() {
+        assert_eq!(
+            resume_command(Path::new("logs/r.jsonl"), Some(Path::new("my script.json"))),
+            "agentmesh resume logs/r.jsonl --script 'my script.json'"
+        );
+    }
+}

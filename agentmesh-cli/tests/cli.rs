@@ -1,0 +1,628 @@
+//! End-to-end tests of the `agentmesh` binary, each in its own temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    raw_stdout: Vec<u8>,
+}
+
+fn agentmesh(dir: &Path, args: &[&str]) -> Ran {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_agentmesh"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run agentmesh");
+    Ran {
+        code: out.status.code().expect("exited normally"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        raw_stdout: out.stdout,
+    }
+}
+
+#[track_caller]
+fn expect_code(r: &Ran, code: i32) {
+    assert_eq!(
+        r.code, code,
+        "exit code\n--- stdout\n{}\n--- stderr\n{}",
+        r.stdout, r.stderr
+    );
+}
+
+fn write_json(dir: &Path, name: &str, value: Value) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+    path
+}
+
+/// plan → (a, b, c in parallel) → join.
+fn fan_out_workflow(dir: &Path) -> PathBuf {
+    write_json(
+        dir,
+        "fan.json",
+        json!({"name": "fan", "nodes": [
+            {"id": "plan", "type": "agent", "agent": "planner"},
+            {"id": "a", "type": "agent", "agent": "worker", "after": ["plan"]},
+            {"id": "b", "type": "agent", "agent": "worker", "after": ["plan"]},
+            {"id": "c", "type": "tool", "tool": "lookup", "after": ["plan"]},
+            {"id": "join", "type": "agent", "agent": "writer", "after": ["a", "b", "c"]}
+        ]}),
+    )
+}
+
+/// check → route: ok → yes, otherwise → no.
+fn branch_workflow(dir: &Path) -> PathBuf {
+    write_json(
+        dir,
+        "branch.json",
+        json!({"name": "branchy", "nodes": [
+            {"id": "check", "type": "agent", "agent": "checker"},
+            {"id": "route", "type": "branch", "after": ["check"],
+             "cases": [{"when": {"path": "/outputs/check/ok", "eq": true}, "goto": "yes"}],
+             "default": "no"},
+            {"id": "yes", "type": "agent", "agent": "doer"},
+            {"id": "no", "type": "agent", "agent": "doer"}
+        ]}),
+    )
+}
+
+fn approval_workflow(dir: &Path) -> PathBuf {
+    write_json(
+        dir,
+        "approval.json",
+        json!({"name": "approval", "nodes": [
+            {"id": "draft", "type": "agent", "agent": "writer"},
+            {"id": "approve", "type": "human", "prompt": "Ship it?", "after": ["draft"]},
+            {"id": "ship", "type": "agent", "agent": "shipper", "after": ["approve"]}
+        ]}),
+    )
+}
+
+fn log_path_from(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("log          "))
+        .unwrap_or_else(|| panic!("no log line in\n{stdout}"))
+        .trim()
+        .to_owned()
+}
+
+fn canonical_text(dir: &Path, log: &str) -> String {
+    let r = agentmesh(dir, &["canonical", log]);
+    expect_code(&r, 0);
+    r.stdout
+}
+
+#[test]
+fn finish_order_does_not_change_the_canonical_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = fan_out_workflow(dir);
+    let outputs = |delays: [u64; 3]| {
+        json!({"agents": {
+            "a": [{"output": {"part": "a"}, "delayMs": delays[0]}],
+            "b": [{"output": {"part": "b"}, "delayMs": delays[1]}],
+            "c": [{"output": {"part": "c"}, "delayMs": delays[2]}]
+        }})
+    };
+    // First a finishes first, then last: the physical completion order differs.
+    write_json(dir, "fast-a.json", outputs([0, 30, 60]));
+    write_json(dir, "slow-a.json", outputs([60, 30, 0]));
+    let wf = wf.to_str().unwrap();
+    let r1 = agentmesh(
+        dir,
+        &[
+            "run",
+            wf,
+            "--script",
+            "fast-a.json",
+            "--seed",
+            "7",
+            "--log-dir",
+            "one",
+        ],
+    );
+    expect_code(&r1, 0);
+    let r2 = agentmesh(
+        dir,
+        &[
+            "run",
+            wf,
+            "--script",
+            "slow-a.json",
+            "--seed",
+            "7",
+            "--log-dir",
+            "two",
+        ],
+    );
+    expect_code(&r2, 0);
+    let (log1, log2) = (log_path_from(&r1.stdout), log_path_from(&r2.stdout));
+    assert!(log1.starts_with("one/") && log2.starts_with("two/"));
+    let c1 = agentmesh(dir, &["canonical", &log1]);
+    let c2 = agentmesh(dir, &["canonical", &log2]);
+    expect_code(&c1, 0);
+    expect_code(&c2, 0);
+    assert_eq!(c1.raw_stdout, c2.raw_stdout, "canonical logs differ");
+    // The CLI prints exactly what the library computes, and it is sorted by seq without
+    // wall-clock or chain fields.
+    let mut lib = Vec::new();
+    agentmesh_core::canonical_log(dir.join(&log1), &mut lib).unwrap();
+    assert_eq!(c1.raw_stdout, lib);
+    let text = c1.stdout;
+    for line in text.lines().skip(1) {
+        assert!(
+            !line.contains(r#""meta""#) && !line.contains(r#""hash""#),
+            "{line}"
+        );
+    }
+    let seqs: Vec<u64> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    // Both runs print the same fingerprint too.
+    let fp = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("fingerprint"))
+            .map(str::to_owned)
+    };
+    assert_eq!(fp(&r1.stdout), fp(&r2.stdout));
+    assert!(fp(&r1.stdout).is_some());
+}
+
+#[test]
+fn run_prints_a_timeline_and_a_failed_run_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = fan_out_workflow(dir);
+    write_json(
+        dir,
+        "s.json",
+        json!({"runId": "bad", "agents": {"b": [{"error": {"type": "Boom", "message": "no luck", "retryable": false}}]}}),
+    );
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap(), "--script", "s.json"]);
+    expect_code(&r, 1);
+    assert!(r.stdout.contains("status       failed"), "{}", r.stdout);
+    assert!(r.stdout.contains("[AGENT_FAILED]"), "{}", r.stdout);
+    let failed_row = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("agentFailed"))
+        .expect("a row for the failure");
+    assert!(
+        failed_row.contains("Boom: no luck (permanent)"),
+        "{failed_row}"
+    );
+    assert!(
+        failed_row.split_whitespace().nth(2) == Some("b"),
+        "{failed_row}"
+    );
+    assert_eq!(log_path_from(&r.stdout), "agentmesh-logs/bad.jsonl");
+
+    write_json(
+        dir,
+        "c.json",
+        json!({"runId": "cancelled", "agents": {"plan": [{"cancel": true}]}}),
+    );
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap(), "--script", "c.json"]);
+    expect_code(&r, 1);
+    assert!(r.stdout.contains("status       cancelled"), "{}", r.stdout);
+    assert!(r.stdout.contains("runCancelled"), "{}", r.stdout);
+}
+
+#[test]
+fn a_second_run_with_the_same_id_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = fan_out_workflow(dir);
+    let wf = wf.to_str().unwrap();
+    expect_code(&agentmesh(dir, &["run", wf, "--run-id", "r1"]), 0);
+    let again = agentmesh(dir, &["run", wf, "--run-id", "r1"]);
+    expect_code(&again, 4);
+    assert!(again.stderr.starts_with("[RUN_EXISTS]"), "{}", again.stderr);
+}
+
+#[test]
+fn bad_input_exits_4_and_bad_usage_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let bad = write_json(
+        dir,
+        "bad.json",
+        json!({"name": "x", "nodes": [{"id": "a", "type": "agent", "agent": "p", "after": ["ghost"]}]}),
+    );
+    let r = agentmesh(dir, &["run", bad.to_str().unwrap()]);
+    expect_code(&r, 4);
+    assert!(r.stderr.starts_with("[INVALID_WORKFLOW]"), "{}", r.stderr);
+    assert!(r.stderr.contains("ghost"), "{}", r.stderr);
+
+    let wf = fan_out_workflow(dir);
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap(), "--input", "{not json"]);
+    expect_code(&r, 4);
+    assert!(r.stderr.starts_with("[INVALID_ARGUMENT]"), "{}", r.stderr);
+
+    let r = agentmesh(dir, &["run", "missing.json"]);
+    expect_code(&r, 7);
+    assert!(r.stderr.starts_with("[IO]"), "{}", r.stderr);
+
+    let r = agentmesh(dir, &["fork", "x.jsonl"]);
+    expect_code(&r, 2);
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap(), "--fsync", "sometimes"]);
+    expect_code(&r, 2);
+
+    let help = agentmesh(dir, &["--help"]);
+    expect_code(&help, 0);
+    for line in [
+        "3   the run is waiting",
+        "5   LOG_CORRUPT",
+        "6   NONDETERMINISM",
+    ] {
+        assert!(help.stdout.contains(line), "{}", help.stdout);
+    }
+}
+
+/// Offset of the line holding byte `pos`.
+fn line_start(bytes: &[u8], pos: usize) -> usize {
+    bytes[..pos]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1)
+}
+
+#[test]
+fn verify_reports_good_corrupt_and_torn_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = fan_out_workflow(dir);
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap(), "--run-id", "v"]);
+    expect_code(&r, 0);
+    let good = dir.join("agentmesh-logs/v.jsonl");
+    let bytes = std::fs::read(&good).unwrap();
+
+    let ok = agentmesh(dir, &["verify", "agentmesh-logs/v.jsonl"]);
+    expect_code(&ok, 0);
+    assert!(
+        ok.stdout.contains("finished     runCompleted"),
+        "{}",
+        ok.stdout
+    );
+    assert!(ok.stdout.contains("repaired     nothing"), "{}", ok.stdout);
+    let js = agentmesh(dir, &["verify", "agentmesh-logs/v.jsonl", "--json"]);
+    expect_code(&js, 0);
+    let report: Value = serde_json::from_str(&js.stdout).unwrap();
+    assert_eq!(report["bytes"], json!(bytes.len()));
+    assert_eq!(report["holes"], json!([]));
+
+    // A flipped byte in the middle of the file: the record holding it is named by offset.
+    let mut flipped = bytes.clone();
+    let mut pos = flipped.len() / 2;
+    while flipped[pos] == b'\n' {
+        pos += 1;
+    }
+    flipped[pos] = if flipped[pos] == b'7' { b'8' } else { b'7' };
+    std::fs::write(dir.join("flipped.jsonl"), &flipped).unwrap();
+    let r = agentmesh(dir, &["verify", "flipped.jsonl"]);
+    expect_code(&r, 5);
+    assert!(r.stderr.starts_with("[LOG_CORRUPT]"), "{}", r.stderr);
+    let offset = line_start(&flipped, pos);
+    assert!(
+        r.stderr.contains(&format!("at byte {offset}:")),
+        "offset {offset} not in {}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read(dir.join("flipped.jsonl")).unwrap(),
+        flipped,
+        "damage before the tail is never repaired"
+    );
+
+    // A torn final record (a crash mid-write) is cut off after being copied aside.
+    let cut = bytes.len() - 10;
+    std::fs::write(dir.join("torn.jsonl"), &bytes[..cut]).unwrap();
+    let r = agentmesh(dir, &["verify", "torn.jsonl"]);
+    expect_code(&r, 0);
+    let last_line = line_start(&bytes, bytes.len() - 1);
+    assert!(
+        r.stdout.contains(&format!(
+            "torn tail cut at byte {last_line}: {} bytes moved to torn.jsonl.broken",
+            cut - last_line
+        )),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        std::fs::read(dir.join("torn.jsonl")).unwrap(),
+        &bytes[..last_line]
+    );
+    assert_eq!(
+        std::fs::read(dir.join("torn.jsonl.broken")).unwrap(),
+        &bytes[last_line..cut]
+    );
+}
+
+#[test]
+fn replay_names_the_divergence_of_a_changed_workflow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = fan_out_workflow(dir);
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap(), "--run-id", "rp"]);
+    expect_code(&r, 0);
+    let log = "agentmesh-logs/rp.jsonl";
+
+    let same = agentmesh(dir, &["replay", log]);
+    expect_code(&same, 0);
+    assert!(
+        same.stdout.contains("replay       equal"),
+        "{}",
+        same.stdout
+    );
+    let same = agentmesh(dir, &["replay", log, "--workflow", wf.to_str().unwrap()]);
+    expect_code(&same, 0);
+
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&wf).unwrap()).unwrap();
+    spec["nodes"][4]["agent"] = json!("editor");
+    write_json(dir, "changed.json", spec);
+    let r = agentmesh(dir, &["replay", log, "--workflow", "changed.json"]);
+    expect_code(&r, 6);
+    assert!(r.stderr.starts_with("[NONDETERMINISM]"), "{}", r.stderr);
+    // join is scheduled at seq 13: runStarted, step 1 (2..4), step 2 (5..11), stepStarted 12.
+    for line in [
+        "seq       13",
+        "node      join",
+        "field     data.agent",
+        "expected  \"writer\"",
+        "actual    \"editor\"",
+    ] {
+        assert!(r.stderr.contains(line), "{line:?} not in\n{}", r.stderr);
+    }
+}
+
+#[test]
+fn resume_with_approve_completes_a_waiting_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = approval_workflow(dir);
+    write_json(
+        dir,
+        "s.json",
+        json!({"runId": "ap", "agents": {"ship": [{"output": {"shipped": true}}]}}),
+    );
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap(), "--script", "s.json"]);
+    expect_code(&r, 3);
+    assert!(r.stdout.contains("status       waiting"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("waiting for  approve (asks \"Ship it?\")"),
+        "{}",
+        r.stdout
+    );
+    let cmd = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("to approve:  "))
+        .expect("the resume command is printed");
+    assert_eq!(
+        cmd,
+        "agentmesh resume agentmesh-logs/ap.jsonl --script s.json --approve approve"
+    );
+    // Run exactly the printed command.
+    let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+    let done = agentmesh(dir, &args);
+    expect_code(&done, 0);
+    assert!(
+        done.stdout.contains("status       completed"),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout
+            .contains(r#"output       {"ship":{"shipped":true}}"#),
+        "{}",
+        done.stdout
+    );
+    let text = canonical_text(dir, "agentmesh-logs/ap.jsonl");
+    assert!(text.contains(r#""type":"humanResolved""#) && text.contains(r#"{"approved":true}"#));
+
+    // Approving a node that is not waiting changes nothing and is an invalid argument.
+    let again = agentmesh(
+        dir,
+        &["resume", "agentmesh-logs/ap.jsonl", "--approve", "approve"],
+    );
+    expect_code(&again, 4);
+    assert!(
+        again.stderr.starts_with("[INVALID_ARGUMENT]"),
+        "{}",
+        again.stderr
+    );
+}
+
+#[test]
+fn resume_takes_approvals_from_the_script() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = approval_workflow(dir);
+    write_json(
+        dir,
+        "s.json",
+        json!({"runId": "sa", "approvals": {"approve": {"approved": true, "by": "script"}}}),
+    );
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap(), "--script", "s.json"]);
+    expect_code(&r, 3);
+    let r = agentmesh(
+        dir,
+        &["resume", "agentmesh-logs/sa.jsonl", "--script", "s.json"],
+    );
+    expect_code(&r, 0);
+    assert!(
+        canonical_text(dir, "agentmesh-logs/sa.jsonl").contains(r#""by":"script""#),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn inspect_at_and_fork_with_set_change_a_branch_decision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = branch_workflow(dir);
+    write_json(
+        dir,
+        "s.json",
+        json!({"runId": "br", "agents": {"check": [{"output": {"ok": true}}]}}),
+    );
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap(), "--script", "s.json"]);
+    expect_code(&r, 0);
+    let log = "agentmesh-logs/br.jsonl";
+    assert!(canonical_text(dir, log).contains(r#""data":{"case":0,"goto":"yes"}"#));
+
+    // The timeline: one row per event, the branch decision readable.
+    let t = agentmesh(dir, &["inspect", log]);
+    expect_code(&t, 0);
+    assert!(
+        t.stdout.starts_with("run br  workflow branchy"),
+        "{}",
+        t.stdout
+    );
+    let branch_row = t
+        .stdout
+        .lines()
+        .find(|l| l.contains("branchDecided"))
+        .unwrap();
+    assert!(branch_row.contains("case 0 -> yes"), "{branch_row}");
+    let rows = t.stdout.lines().skip(2).count();
+    let events = canonical_text(dir, log).lines().count() - 1;
+    assert_eq!(rows, events);
+    let tj = agentmesh(dir, &["inspect", log, "--json"]);
+    let tj: Value = serde_json::from_str(&tj.stdout).unwrap();
+    assert_eq!(tj["events"].as_array().unwrap().len(), events);
+    assert_eq!(tj["events"][4]["type"], json!("branchDecided"));
+
+    // Seq 4 (check's completion) ends step 1: a fork point, with check's output known.
+    let at = agentmesh(dir, &["inspect", log, "--at", "4"]);
+    expect_code(&at, 0);
+    assert!(at.stdout.contains("fork point   yes"), "{}", at.stdout);
+    assert!(
+        at.stdout.contains(r#"completed    check  {"ok":true}"#),
+        "{}",
+        at.stdout
+    );
+    assert!(at.stdout.contains("pending      -"), "{}", at.stdout);
+    let mid = agentmesh(dir, &["inspect", log, "--at", "3", "--json"]);
+    expect_code(&mid, 0);
+    let st: Value = serde_json::from_str(&mid.stdout).unwrap();
+    assert_eq!(st["forkPoint"], json!(false));
+    assert_eq!(st["pending"][0]["node"], json!("check"));
+    let out_of_range = agentmesh(dir, &["inspect", log, "--at", "999"]);
+    expect_code(&out_of_range, 4);
+
+    // Forking where no step ends is refused; at seq 4 with another output, the branch turns.
+    let bad = agentmesh(
+        dir,
+        &["fork", log, "--at", "3", "--set", r#"check={"ok":false}"#],
+    );
+    expect_code(&bad, 4);
+    assert!(bad.stderr.contains("not a step end"), "{}", bad.stderr);
+    let f = agentmesh(
+        dir,
+        &[
+            "fork",
+            log,
+            "--at",
+            "4",
+            "--set",
+            r#"check={"ok":false}"#,
+            "--run-id",
+            "br2",
+        ],
+    );
+    expect_code(&f, 0);
+    assert_eq!(log_path_from(&f.stdout), "agentmesh-logs/br2.jsonl");
+    assert!(f.stdout.contains("forked from br at seq 4"), "{}", f.stdout);
+    let text = canonical_text(dir, "agentmesh-logs/br2.jsonl");
+    assert!(text.contains(r#""type":"outputOverridden""#), "{text}");
+    let decisions: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(r#""type":"branchDecided""#))
+        .collect();
+    assert_eq!(decisions.len(), 1, "{text}");
+    assert!(
+        decisions[0].contains(r#""data":{"case":null,"goto":"no"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""type":"nodeSkipped","runId":"br2""#),
+        "{text}"
+    );
+    expect_code(&agentmesh(dir, &["verify", "agentmesh-logs/br2.jsonl"]), 0);
+    expect_code(&agentmesh(dir, &["replay", "agentmesh-logs/br2.jsonl"]), 0);
+}
+
+fn fingerprint_of(stdout: &str) -> String {
+    let fp = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("fingerprint  "))
+        .next_back()
+        .unwrap_or_else(|| panic!("no fingerprint in\n{stdout}"))
+        .trim()
+        .to_owned();
+    assert_eq!(fp.len(), 64);
+    assert!(fp.chars().all(|c| c.is_ascii_hexdigit()));
+    fp
+}
+
+#[test]
+fn demo_runs_twice_with_the_same_fingerprint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let first = agentmesh(dir, &["demo", "--log-dir", "logs"]);
+    expect_code(&first, 0);
+    for part in [
+        "status       waiting",
+        "waiting for  approve",
+        "toolFailed",
+        "retry of #",
+        "(loop)",
+        "status       completed",
+        "ok           the log is intact",
+        "0 agent calls",
+    ] {
+        assert!(
+            first.stdout.contains(part),
+            "{part:?} not in\n{}",
+            first.stdout
+        );
+    }
+    let second = agentmesh(dir, &["demo", "--log-dir", "logs"]);
+    expect_code(&second, 0);
+    assert!(dir.join("logs/demo-1/demo.jsonl").exists());
+    assert!(dir.join("logs/demo-2/demo.jsonl").exists());
+    assert_eq!(
+        fingerprint_of(&first.stdout),
+        fingerprint_of(&second.stdout)
+    );
+
+    // The fork the demo suggests works as printed.
+    let fork = first
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("agentmesh fork "))
+        .expect("a fork suggestion");
+    let fork = fork.split("   (").next().unwrap();
+    let mut args = vec!["fork"];
+    args.extend(fork.split_whitespace().map(|a| a.trim_matches('\'')));
+    let r = agentmesh(dir, &args);
+    expect_code(&r, 0);
+    assert!(r.stdout.contains("default -> no successor"), "{}", r.stdout);
+}
