@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agentmesh_core::{
-    canonical_log, read_log, replay as replay_log, state_at, verify_log, Error, ErrorKind, Event,
-    EventData, FsyncMode, Mesh, NodeKind, RunOptions, RunResult, Script, Workflow,
+    canonical_log, read_log, recorded_workflow, replay as replay_log, state_at, verify_log, Error,
+    ErrorKind, FsyncMode, Mesh, NodeKind, RunOptions, RunResult, Script, Workflow,
 };
 use serde_json::{json, Value};
 
@@ -104,16 +104,6 @@ fn scripted_mesh(
 }
 
 /// The workflow recorded in a log's `runStarted` event.
-fn recorded_workflow(path: &Path, events: &[Event]) -> Result<Workflow, Error> {
-    match events.first().map(|e| &e.data) {
-        Some(EventData::RunStarted { workflow, .. }) => Workflow::from_spec((**workflow).clone()),
-        _ => Err(Error::new(
-            ErrorKind::LogCorrupt,
-            format!("{}: the log does not start with runStarted", path.display()),
-        )),
-    }
-}
-
 /// `agentmesh resume LOG [--script S]`: the start of the command that continues a run.
 fn resume_command(log: &Path, script: Option<&Path>) -> String {
     let mut cmd = format!(
@@ -248,8 +238,7 @@ pub fn replay(log: &Path, workflow: Option<&Path>) -> Result<u8, Error> {
 pub fn fork(a: ForkArgs) -> Result<u8, Error> {
     let overrides = parse_assignments("--set", &a.set, None)?;
     let script = load_script(a.script.as_deref())?;
-    let (_, events) = read_log(&a.log)?;
-    let workflow = recorded_workflow(&a.log, &events)?;
+    let workflow = recorded_workflow(&a.log)?;
     // Forks live beside their parent unless told otherwise.
     let dir = a.log_dir.unwrap_or_else(|| match a.log.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -269,8 +258,8 @@ pub fn resume(
 ) -> Result<u8, Error> {
     let mut approvals = parse_assignments("--approve", approve, Some(&json!({"approved": true})))?;
     let script = load_script(script_path)?;
+    let workflow = recorded_workflow(log)?;
     let (_, events) = read_log(log)?;
-    let workflow = recorded_workflow(log, &events)?;
     // The script's approvals answer the human nodes now waiting that no --approve names.
     if let (false, Some(last)) = (script.approvals.is_empty(), events.last()) {
         let state = state_at(log, last.seq)?;

@@ -47,4 +47,4 @@ pub use model::workflow::{
     NodeKind, NodeOptions, RetrySpec, Workflow, WorkflowBuilder, WorkflowSpec,
 };
 pub use orchestrator::{Run, RunOptions};
-pub use replay::{replay, state_at, ReplayReport, RunState};
+pub use replay::{recorded_workflow, replay, state_at, ReplayReport, RunState};

@@ -42,6 +42,33 @@ pub(crate) fn read_header(path: &Path) -> Result<(LogHeader, ())> {
     Ok((reader.require_header()?.clone(), ()))
 }
 
+/// The workflow recorded in a log's `runStarted` event, read without reading the rest.
+///
+/// Errors: `LOG_CORRUPT` (empty log, first event not `runStarted`, invalid workflow), `IO`.
+pub fn recorded_workflow(path: impl AsRef<Path>) -> Result<Workflow> {
+    let path = path.as_ref();
+    let mut reader = LogReader::open(path)?;
+    reader.require_header()?;
+    let mut scratch = Vec::new();
+    let Some(line) = reader.next_line()? else {
+        return Err(Error::corrupt(
+            0,
+            format!("{}: log has no events", path.display()),
+        ));
+    };
+    let offset = line.offset;
+    let event = crate::log::reader::parse_event(&line, &mut scratch)?;
+    match event.data {
+        EventData::RunStarted { workflow, .. } => Workflow::from_spec(*workflow).map_err(|e| {
+            Error::corrupt(
+                offset,
+                format!("the workflow recorded in runStarted is invalid: {e}"),
+            )
+        }),
+        _ => Err(Error::corrupt(offset, "the first event is not runStarted")),
+    }
+}
+
 pub(crate) fn nearby(points: &[u64], seq: u64) -> String {
     let before = points.iter().rev().find(|&&p| p < seq);
     let after = points.iter().find(|&&p| p > seq);
@@ -185,6 +212,7 @@ struct Rebuilder<'w> {
     workflow_changed: bool,
     fork_points: Vec<u64>,
     max_seq: u64,
+    deferred_cancels: Vec<Event>,
 }
 
 impl Rebuilder<'_> {
@@ -221,6 +249,10 @@ impl Rebuilder<'_> {
 
     fn feed(&mut self, mut r: Event) -> Result<()> {
         self.max_seq = self.max_seq.max(r.seq);
+        // Step ends past a stop seq are collected too, so an error can name the next one.
+        if let EventData::StepStarted { activations, .. } = r.data {
+            self.fork_points.push(r.seq + 2 * activations);
+        }
         if let Stop::At(s) = self.stop {
             if r.seq > s {
                 return Ok(());
@@ -234,8 +266,13 @@ impl Rebuilder<'_> {
         let Some(machine) = self.machine.as_mut() else {
             return self.begin(r);
         };
-        if let EventData::StepStarted { activations, .. } = r.data {
-            self.fork_points.push(r.seq + 2 * activations);
+        // A cancel fills the reserved seqs of unfinished activations, so recorded completions
+        // of the same step may follow an `activationCancelled`: hold those until `runCancelled`.
+        if matches!(r.data, EventData::ActivationCancelled { .. })
+            && machine.outcome().status != RunStatus::Cancelled
+        {
+            self.deferred_cancels.push(r);
+            return Ok(());
         }
         let is_override = matches!(r.data, EventData::OutputOverridden { .. });
         if !is_override && machine.needs_advance() {
@@ -258,11 +295,11 @@ impl Rebuilder<'_> {
             machine.apply_completion(&decided)?;
         } else {
             match &r.data {
-                EventData::ActivationCancelled { reason } | EventData::RunCancelled { reason }
+                EventData::RunCancelled { reason }
                     if machine.outcome().status != RunStatus::Cancelled =>
                 {
-                    machine.cancel(reason);
-                    self.queue.extend(machine.take_outbox());
+                    let reason = reason.clone();
+                    self.cancel(&reason)?;
                 }
                 EventData::OutputOverridden { output } => {
                     let node = r.node.as_deref().unwrap_or_default();
@@ -286,6 +323,23 @@ impl Rebuilder<'_> {
         }
         if self.collect {
             self.prefix.push(r);
+        }
+        Ok(())
+    }
+
+    /// Cancel the machine and match the held `activationCancelled` events.
+    fn cancel(&mut self, reason: &str) -> Result<()> {
+        let machine = self.machine.as_mut().expect("started");
+        machine.cancel(reason);
+        self.queue.extend(machine.take_outbox());
+        for d in std::mem::take(&mut self.deferred_cancels) {
+            match self.queue.pop_front() {
+                Some(e) if e.seq == d.seq => self.check(&d, &e)?,
+                other => return Err(divergence(d.seq, Some(&d), other.as_ref())),
+            }
+            if self.collect {
+                self.prefix.push(d);
+            }
         }
         Ok(())
     }
@@ -349,8 +403,28 @@ pub(crate) fn rebuild(
         workflow_changed: false,
         fork_points: Vec::new(),
         max_seq: 0,
+        deferred_cancels: Vec::new(),
     };
     let header = for_each_event(path, |e| rb.feed(e))?;
+    // A crash in the middle of writing a cancel: finish it (its events join the tail).
+    if let Some(reason) = rb.deferred_cancels.first().and_then(|e| match &e.data {
+        EventData::ActivationCancelled { reason } => Some(reason.clone()),
+        _ => None,
+    }) {
+        rb.cancel(&reason)?;
+    }
+    // Checked before the machine: with seq 0 no event was processed at all.
+    if let Stop::At(s) = stop {
+        if s != u64::MAX && rb.max_seq > 0 && (s == 0 || s > rb.max_seq) {
+            return Err(Error::invalid_argument(format!(
+                "seq {s} is outside the log (1..={})",
+                rb.max_seq
+            )));
+        }
+    }
+    // The end of a step whose completions are not all written yet is not a fork point.
+    let max_seq = rb.max_seq;
+    rb.fork_points.retain(|&p| p <= max_seq);
     let Some(mut machine) = rb.machine.take() else {
         return Err(Error::corrupt(
             0,
@@ -361,14 +435,6 @@ pub(crate) fn rebuild(
             ),
         ));
     };
-    if let Stop::At(s) = stop {
-        if s != u64::MAX && (s == 0 || s > rb.max_seq) {
-            return Err(Error::invalid_argument(format!(
-                "seq {s} is outside the log (1..={})",
-                rb.max_seq
-            )));
-        }
-    }
     if stop == Stop::End && machine.needs_advance() {
         machine.advance();
         rb.queue.extend(machine.take_outbox());
