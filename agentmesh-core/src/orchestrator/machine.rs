@@ -279,7 +279,7 @@ impl Machine {
                     Ok(i)
                 }
             }
-            _ if id <= self.step_seq => Err(Error::new(
+            _ if id > 0 && id <= self.step_seq => Err(Error::new(
                 ErrorKind::InvalidCompletion,
                 format!("activation {id} belongs to an earlier step and is already completed"),
             )),
@@ -641,23 +641,29 @@ impl Machine {
     }
 
     /// `None` while a dependency is unresolved; else (any dependency satisfied, trigger seq).
+    ///
+    /// A node runs when at least one dependency is satisfied and no branch it is a target of
+    /// chose another way: a branch's decision is a veto, so an unchosen target is skipped
+    /// even when its other dependencies completed.
     fn deps_resolved(&self, i: usize) -> Option<(bool, u64)> {
         let deps = &self.wf.compiled().nodes[i].deps;
         if deps.is_empty() {
             return Some((true, 1));
         }
         let mut any = false;
+        let mut vetoed = false;
         let mut trigger = 0;
         for d in deps {
             let s = &self.nodes[d.from];
             match s.status {
-                NodeStatus::Completed => any |= !d.conditional || s.chosen == Some(i),
+                NodeStatus::Completed if d.conditional && s.chosen != Some(i) => vetoed = true,
+                NodeStatus::Completed => any = true,
                 NodeStatus::Skipped => {}
                 _ => return None,
             }
             trigger = trigger.max(s.resolved_seq);
         }
-        Some((any, trigger))
+        Some((any && !vetoed, trigger))
     }
 
     fn visit_allowed(&mut self, i: usize) -> bool {
@@ -822,9 +828,15 @@ impl Machine {
             }
             _ => RunStatus::Running,
         };
+        // Inside a decision batch the next step may already be scheduled past `upto`.
+        let step = if self.step_seq > upto {
+            self.step.saturating_sub(1)
+        } else {
+            self.step
+        };
         Snapshot {
             status,
-            step: self.step,
+            step,
             completed,
             skipped,
             failed,
