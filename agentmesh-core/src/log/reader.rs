@@ -345,7 +345,7 @@ pub fn verify_log(path: impl AsRef<Path>) -> Result<VerifyReport> {
         .write(true)
         .open(path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    super::writer_lock(&file, path)?;
+    let file = super::writer_lock(file, path)?;
     let (mut report, _, _) = scan(path, &file)?;
     if let Some(r) = &report.repaired {
         report.bytes = r.offset;

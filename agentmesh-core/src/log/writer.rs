@@ -66,7 +66,7 @@ pub(crate) fn now_ms() -> u64 {
 /// Writes one run's log.
 #[derive(Debug)]
 pub struct LogWriter {
-    file: File,
+    file: Locked,
     path: PathBuf,
     /// Hash of the last record written.
     prev: Digest,
@@ -108,7 +108,7 @@ impl LogWriter {
                 Error::io(format!("creating {}", path.display()), e)
             }
         })?;
-        lock(&file, path)?;
+        let file = lock(file, path)?;
         let mut w = LogWriter::from_parts(file, path, chain::GENESIS, fsync);
         let mut header = header.clone();
         header.meta = Some(Meta {
@@ -133,12 +133,12 @@ impl LogWriter {
     ///
     /// Errors: `LOG_CORRUPT`, `IO` (also when another writer holds the log).
     pub fn open_append(path: &Path, fsync: FsyncMode) -> Result<(LogWriter, Recovery)> {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        lock(&file, path)?;
+        let mut file = lock(file, path)?;
         let recovery = reader::recover(path, &file)?;
         file.seek(SeekFrom::End(0))
             .map_err(|e| Error::io(format!("seeking {}", path.display()), e))?;
@@ -146,7 +146,7 @@ impl LogWriter {
         Ok((LogWriter::from_parts(file, path, prev, fsync), recovery))
     }
 
-    fn from_parts(file: File, path: &Path, prev: Digest, fsync: FsyncMode) -> LogWriter {
+    fn from_parts(file: Locked, path: &Path, prev: Digest, fsync: FsyncMode) -> LogWriter {
         LogWriter {
             file,
             path: path.to_owned(),
@@ -295,9 +295,39 @@ impl LogWriter {
     }
 }
 
-pub(crate) fn lock(file: &File, path: &Path) -> Result<()> {
+/// A log file holding the writer lock, unlocked when dropped.
+///
+/// The lock belongs to the open file, which a child process spawned meanwhile (by any thread
+/// of the host) shares until it execs; without the explicit unlock a log closed in that window
+/// would stay locked, and a resume right after would be refused.
+#[derive(Debug)]
+pub(crate) struct Locked(File);
+
+impl std::ops::Deref for Locked {
+    type Target = File;
+    fn deref(&self) -> &File {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Locked {
+    fn deref_mut(&mut self) -> &mut File {
+        &mut self.0
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// Take the exclusive writer lock of `file` without waiting.
+///
+/// Errors: `IO` when another writer holds it.
+pub(crate) fn lock(file: File, path: &Path) -> Result<Locked> {
     match file.try_lock() {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Locked(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
             ErrorKind::Io,
             format!(

@@ -1,4 +1,10 @@
 //! Integration tests of agentmesh-core (one test binary; one module per area).
 
 mod common;
+mod crash;
+mod determinism;
+mod driver;
+mod durability;
+mod orchestrator;
+mod replay;
 mod smoke;
