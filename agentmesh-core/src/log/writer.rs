@@ -1,7 +1,7 @@
 //! The append-only log writer: one file per run, hash-chained, fsync per mode, poisoned on error.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -98,17 +98,11 @@ impl LogWriter {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let file = opts.open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::new(
-                    ErrorKind::RunExists,
-                    format!("{} already exists: resume that run, or choose another run id or log directory", path.display()),
-                )
-            } else {
-                Error::io(format!("creating {}", path.display()), e)
-            }
-        })?;
-        let file = lock(file, path)?;
+        let file = match opts.open(path) {
+            Ok(f) => lock(f, path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => take_over_header_only(path)?,
+            Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
+        };
         let mut w = LogWriter::from_parts(file, path, chain::GENESIS, fsync);
         let mut header = header.clone();
         header.meta = Some(Meta {
@@ -293,6 +287,42 @@ impl LogWriter {
         self.last_sync = Instant::now();
         Ok(())
     }
+}
+
+/// Reuse an existing log that holds no event (a crash inside `Run::start` after the header
+/// was written): it has nothing committed, so starting again is safe. Anything else is
+/// `RUN_EXISTS`.
+fn take_over_header_only(path: &Path) -> Result<Locked> {
+    let exists = || {
+        Error::new(
+            ErrorKind::RunExists,
+            format!(
+                "{} already exists: resume that run, or choose another run id or log directory",
+                path.display()
+            ),
+        )
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut file = lock(file, path).map_err(|_| exists())?;
+    let mut head = Vec::new();
+    (&mut *file)
+        .take(64 * 1024 + 1)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let newlines = head.iter().filter(|&&b| b == b'\n').count();
+    let header_only = head.len() <= 64 * 1024
+        && (newlines == 0 || (newlines == 1 && head.last() == Some(&b'\n')));
+    if !header_only {
+        return Err(exists());
+    }
+    file.set_len(0)
+        .and_then(|_| file.seek(SeekFrom::Start(0)).map(|_| ()))
+        .map_err(|e| Error::io(format!("truncating {}", path.display()), e))?;
+    Ok(file)
 }
 
 /// A log file holding the writer lock, unlocked when dropped.

@@ -90,6 +90,26 @@ pub struct Machine {
     outbox: Vec<Event>,
 }
 
+/// Largest run output (the terminal nodes' outputs, repeated in `runCompleted`); a larger one
+/// fails the run with `LIMIT_EXCEEDED`, deterministically, instead of an unwritable record.
+pub const MAX_RUN_OUTPUT_BYTES: usize = crate::log::MAX_RECORD_BYTES / 2;
+
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 /// Trace id (W3C, 32 hex digits) derived from a run id.
 pub fn trace_id_for(run_id: &str) -> String {
     blake3::hash(run_id.as_bytes()).to_hex()[..32].to_owned()
@@ -620,7 +640,24 @@ impl Machine {
                     ))
                 })
                 .collect();
-            self.finish(RunStatus::Completed, Some(Value::Object(output)), None);
+            let output = Value::Object(output);
+            // `runCompleted` repeats the terminal outputs; keep that record readable.
+            let bytes = json_len(&output);
+            if bytes > MAX_RUN_OUTPUT_BYTES {
+                let names: Vec<&str> = output
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|m| m.keys())
+                    .map(String::as_str)
+                    .collect();
+                let msg = format!(
+                    "the run output (terminal nodes {}) is {bytes} bytes; the limit is {MAX_RUN_OUTPUT_BYTES}",
+                    names.join(", ")
+                );
+                self.fail(ErrorKind::LimitExceeded, msg, None);
+                return;
+            }
+            self.finish(RunStatus::Completed, Some(output), None);
             return;
         }
         if let Some(max) = compiled.max_steps {

@@ -283,8 +283,8 @@ fn iteration(dir: &Path, seed: u64, tally: &mut Tally) -> Result<(), String> {
         }
         _ => {
             // The kill came before `Run::start` returned: no event is durable and nothing was
-            // acknowledged. The run never started, so its host starts it again, after removing
-            // what is left of the log (a header at most; `start` would say RUN_EXISTS).
+            // acknowledged. The run never started, so its host starts it again; `start` takes
+            // over what is left of the log (a header at most).
             if started || !acks.is_empty() {
                 return Err(format!(
                     "the child acknowledged its start, but the log has no event; {}",
@@ -296,7 +296,6 @@ fn iteration(dir: &Path, seed: u64, tally: &mut Tally) -> Result<(), String> {
             if path.exists() && std::fs::metadata(&path).map_or(0, |m| m.len()) > 0 {
                 tally.header_only += 1;
             }
-            let _ = std::fs::remove_file(&path);
             Run::start(&looping_workflow(), options(dir, RUN_ID, FsyncMode::Always))
                 .map_err(|e| format!("restart: {e}"))?
         }

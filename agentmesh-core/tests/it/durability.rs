@@ -452,6 +452,27 @@ fn starting_a_run_whose_log_exists_is_run_exists() {
     assert_eq!(fs::read(&path).unwrap(), after);
 }
 
+/// A crash inside `Run::start` can leave a log with only its header (or a torn header):
+/// nothing is committed, so starting the run again takes the file over.
+#[test]
+fn start_takes_over_a_log_that_holds_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::start(&fanout_workflow(), options(dir.path(), FsyncMode::Never)).unwrap();
+    let path = run.log_path().unwrap().to_owned();
+    drop(run);
+    let full = fs::read(&path).unwrap();
+    let header_len = line_spans(&full)[0].end;
+    let reference = canonical(&path);
+    for cut in [0, header_len / 2, header_len] {
+        fs::write(&path, &full[..cut]).unwrap();
+        let mut again = Run::start(&fanout_workflow(), options(dir.path(), FsyncMode::Never))
+            .unwrap_or_else(|e| panic!("restart over a {cut}-byte log: {e}"));
+        drop(again.poll());
+        drop(again);
+        assert_eq!(canonical(&path), reference, "cut at {cut}");
+    }
+}
+
 #[test]
 fn a_second_writer_is_refused_while_a_run_holds_the_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -652,15 +673,10 @@ fn an_oversized_completion_is_invalid_output_and_writes_nothing() {
     );
 }
 
-/// Known core bug, kept as a failing test: when every completion record fits but the
-/// `runCompleted` record it triggers (all terminal outputs together) exceeds
-/// MAX_RECORD_BYTES, `complete` returns INVALID_OUTPUT after the machine has applied the
-/// completion (status `completed`, nothing outstanding), the completion stays staged in the
-/// writer and is written by the next commit (e.g. `cancel`), and `resume` fails with
-/// INVALID_OUTPUT forever. The documented contract is "nothing changes".
+/// Every completion fits in a record but the run output (all terminal outputs, repeated in
+/// `runCompleted`) would not: the run fails with LIMIT_EXCEEDED, and the log stays consistent.
 #[test]
-#[ignore = "core bug: an oversized runCompleted record leaves the run inconsistent"]
-fn an_oversized_run_output_is_invalid_output_and_changes_nothing() {
+fn an_oversized_run_output_fails_the_run_with_limit_exceeded() {
     let w = wf(json!({"name": "two", "nodes": [
         {"id": "t1", "type": "agent", "agent": "x"},
         {"id": "t2", "type": "agent", "agent": "x"}
@@ -669,25 +685,25 @@ fn an_oversized_run_output_is_invalid_output_and_changes_nothing() {
     let mut run = Run::start(&w, options(dir.path(), FsyncMode::Never)).unwrap();
     let path = run.log_path().unwrap().to_owned();
     let acts = run.poll();
-    // Each record fits; together they do not.
     let big = |mib: usize| Completion::ok(Value::String("z".repeat(mib << 20)));
-    run.complete(acts[0].id, big(40)).unwrap();
-    let before = fs::metadata(&path).unwrap().len();
-    expect_err(
-        run.complete(acts[1].id, big(30)),
-        ErrorKind::InvalidOutput,
-        "run output too large",
+    run.complete(acts[0].id, big(20)).unwrap();
+    run.complete(acts[1].id, big(20)).unwrap();
+    assert_eq!(run.status(), RunStatus::Failed);
+    let error = run.outcome().error.expect("a failed run has an error");
+    assert_eq!(error.code, "LIMIT_EXCEEDED");
+    assert!(
+        error.message.contains("terminal nodes t1, t2"),
+        "{}",
+        error.message
     );
-    assert_eq!(run.status(), RunStatus::Running);
-    assert_eq!(run.outstanding().len(), 1);
-    assert_eq!(fs::metadata(&path).unwrap().len(), before);
-    run.complete(acts[1].id, Completion::ok(json!("small")))
-        .unwrap();
-    assert_eq!(run.status(), RunStatus::Completed);
     drop(run);
     assert_eq!(
         verify_log(&path).unwrap().finished.as_deref(),
-        Some("runCompleted")
+        Some("runFailed")
+    );
+    assert_eq!(
+        agentmesh_core::replay(&path, None).unwrap().outcome.status,
+        RunStatus::Failed
     );
 }
 
