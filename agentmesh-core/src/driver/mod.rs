@@ -275,8 +275,9 @@ impl Mesh {
         path: impl AsRef<Path>,
         approvals: BTreeMap<String, Value>,
     ) -> Result<RunResult> {
+        // Check registration before resume touches the file (it may append lost decisions).
+        self.check_registered(&crate::replay::recorded_workflow(path.as_ref())?)?;
         let mut run = Run::resume(path, self.fsync)?;
-        self.check_registered(run.workflow())?;
         // Check every approval before committing any, so a typo changes nothing.
         let waiting: Vec<Activation> = run
             .outstanding()
@@ -315,6 +316,7 @@ impl Mesh {
         overrides: BTreeMap<String, Value>,
         run_id: Option<String>,
     ) -> Result<RunResult> {
+        self.check_registered(&crate::replay::recorded_workflow(path.as_ref())?)?;
         let mut run = Run::fork(
             path,
             seq,
@@ -323,7 +325,6 @@ impl Mesh {
             self.log_dir.clone(),
             self.fsync,
         )?;
-        self.check_registered(run.workflow())?;
         self.drive(&mut run, &CancelHandle::new())?;
         result_of(&run)
     }

@@ -90,6 +90,9 @@ pub struct Machine {
     outbox: Vec<Event>,
 }
 
+/// Most loop-backs in one decision phase (between two steps), or `maxSteps` if smaller.
+pub const MAX_LOOPS_PER_DECISION: u64 = 10_000;
+
 /// Largest run output (the terminal nodes' outputs, repeated in `runCompleted`); a larger one
 /// fails the run with `LIMIT_EXCEEDED`, deterministically, instead of an unwritable record.
 pub const MAX_RUN_OUTPUT_BYTES: usize = crate::log::MAX_RECORD_BYTES / 2;
@@ -595,6 +598,13 @@ impl Machine {
         // resets its body; the body is evaluated in a further round, after this one.
         let mut round: BTreeSet<usize> =
             self.dirty.drain(..).map(|i| compiled.topo_pos[i]).collect();
+        // Loops made of decisions alone (branches, skipped work) would spin here forever:
+        // bound them like steps.
+        let loop_limit = compiled
+            .max_steps
+            .unwrap_or(u64::MAX)
+            .min(MAX_LOOPS_PER_DECISION);
+        let mut loops = 0u64;
         while !round.is_empty() {
             let mut next_round = BTreeSet::new();
             while let Some(pos) = round.pop_first() {
@@ -617,6 +627,15 @@ impl Machine {
                 }
                 if compiled.nodes[i].kind == NodeKind::Branch {
                     if let Some(body) = self.decide_branch(i, trigger) {
+                        loops += 1;
+                        if loops > loop_limit {
+                            let msg = format!(
+                                "branch '{}' looped back {loop_limit} times between two steps without scheduling any work",
+                                compiled.nodes[i].id
+                            );
+                            self.fail(ErrorKind::LimitExceeded, msg, Some(i));
+                            return;
+                        }
                         next_round.extend(body.iter().map(|&n| compiled.topo_pos[n]));
                     }
                     round.extend(compiled.children[i].iter().map(|&c| compiled.topo_pos[c]));

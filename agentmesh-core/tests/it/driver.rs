@@ -484,3 +484,39 @@ fn into_output_maps_each_outcome_to_its_code() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert_eq!(e.message(), format!("run '{id}' is waiting"));
 }
+
+#[test]
+fn fork_and_resume_check_registration_before_touching_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = wf(json!({"name": "two", "nodes": [
+        {"id": "a", "type": "agent", "agent": "A"},
+        {"id": "b", "type": "agent", "agent": "B", "after": ["a"]}
+    ]}));
+    let mut full = Mesh::new().with_log_dir(dir.path());
+    full.agent("A", |_, _| Ok(json!(1).into()));
+    full.agent("B", |_, _| Ok(json!(2).into()));
+    let r = full
+        .run(
+            &w,
+            RunOptions {
+                run_id: Some("p".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let path = r.log_path.unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let mut partial = Mesh::new().with_log_dir(dir.path());
+    partial.agent("A", |_, _| Ok(json!(1).into()));
+    let e = partial
+        .fork(&path, 4, Default::default(), Some("f".into()))
+        .unwrap_err();
+    assert_eq!(e.code(), "UNKNOWN_AGENT");
+    assert!(
+        !dir.path().join("f.jsonl").exists(),
+        "no fork log is created"
+    );
+    let e = partial.resume(&path, Default::default()).unwrap_err();
+    assert_eq!(e.code(), "UNKNOWN_AGENT");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}

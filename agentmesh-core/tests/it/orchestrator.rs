@@ -1007,3 +1007,31 @@ fn an_unchosen_branch_target_is_skipped_even_when_its_other_dependency_completed
     let mut run = start_mem(&w, json!({"audit": true}), 1);
     assert_eq!(nodes(&drive_with(&mut run, echo)), ["a", "audit"]);
 }
+
+#[test]
+fn a_loop_of_decisions_alone_is_bounded_by_max_steps() {
+    // `b` loops back to itself: no work is ever scheduled between two decisions.
+    let w = wf(json!({"name": "selfloop", "maxSteps": 5, "nodes": [
+        {"id": "a", "type": "agent", "agent": "x"},
+        {"id": "b", "type": "branch", "after": ["a"],
+         "cases": [{"when": {"path": "/input/x", "eq": 1}, "goto": "b"}], "default": "c"},
+        {"id": "c", "type": "agent", "agent": "x"}
+    ]}));
+    let mut run = start_mem(&w, json!({"x": 1}), 1);
+    drive_with(&mut run, echo);
+    let error = run.outcome().error.expect("the run fails");
+    assert_eq!(error.code, "LIMIT_EXCEEDED");
+    assert_eq!(error.node.as_deref(), Some("b"));
+    let decided = run_events(&run)
+        .iter()
+        .filter(|e| e["type"] == "branchDecided")
+        .count();
+    assert_eq!(
+        decided, 6,
+        "maxSteps loop-backs are allowed, the next one fails"
+    );
+
+    let mut run = start_mem(&w, json!({"x": 2}), 1);
+    drive_with(&mut run, echo);
+    assert_eq!(run.status(), RunStatus::Completed);
+}
