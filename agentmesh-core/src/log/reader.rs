@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::chain::{self, Digest, MAX_RECORD_BYTES};
 use crate::error::{Error, Result};
-use crate::model::event::{Event, LogHeader, LOG_FORMAT, LOG_VERSION};
+use crate::model::event::{Event, Interner, LogHeader, LOG_FORMAT, LOG_VERSION};
 
 /// A torn tail cut off a log (its bytes were first copied to `broken_path`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -177,12 +177,20 @@ impl<R: BufRead> LogReader<R> {
 
 /// Parse an event from a verified line.
 pub(crate) fn parse_event(line: &Line<'_>, scratch: &mut Vec<u8>) -> Result<Event> {
+    parse_event_interned(line, scratch, &mut Interner::default())
+}
+
+fn parse_event_interned(
+    line: &Line<'_>,
+    scratch: &mut Vec<u8>,
+    interner: &mut Interner,
+) -> Result<Event> {
     scratch.clear();
     scratch.extend_from_slice(line.head);
     scratch.push(b'}');
     let text = std::str::from_utf8(scratch)
         .map_err(|_| Error::corrupt(line.offset, "record is not UTF-8"))?;
-    Event::from_json(text)
+    Event::from_json_interned(text, interner)
         .map_err(|e| Error::corrupt(line.offset, format!("not a valid event: {e}")))
 }
 
@@ -469,8 +477,9 @@ pub(crate) fn for_each_event(
     let header = reader.require_header()?.clone();
     let mut reorder: Reorder<Event> = Reorder::new();
     let mut scratch = Vec::new();
+    let mut interner = Interner::default();
     while let Some(line) = reader.next_line()? {
-        let e = parse_event(&line, &mut scratch)?;
+        let e = parse_event_interned(&line, &mut scratch, &mut interner)?;
         if *e.run_id != header.run_id {
             return Err(Error::corrupt(
                 line.offset,

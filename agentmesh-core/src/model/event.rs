@@ -4,6 +4,8 @@
 //! `data`, then `meta`), written by hand-ordered serde so that the canonical form of a record is
 //! its physical form without `meta`, `prev` and `hash`.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::de::Error as _;
@@ -614,13 +616,15 @@ fn serialize_event<S: Serializer>(
 struct RawEvent<'a> {
     seq: u64,
     #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    run_id: String,
-    trace_id: String,
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    run_id: Cow<'a, str>,
+    #[serde(borrow)]
+    trace_id: Cow<'a, str>,
     #[serde(default)]
     parent_seq: Option<u64>,
-    #[serde(default)]
-    node: Option<String>,
+    #[serde(default, borrow)]
+    node: Option<Cow<'a, str>>,
     #[serde(default)]
     attempt: Option<u32>,
     #[serde(borrow)]
@@ -639,16 +643,42 @@ struct RawEvent<'a> {
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Event, D::Error> {
         let raw = RawEvent::deserialize(deserializer)?;
-        let data = EventData::parse(&raw.kind, raw.data).map_err(D::Error::custom)?;
+        raw.into_event(&mut Interner::default())
+            .map_err(D::Error::custom)
+    }
+}
+
+/// Shares the few distinct strings of a log (run id, trace id, node ids) across its events,
+/// so reading a long log does not allocate them once per event.
+#[derive(Default)]
+pub(crate) struct Interner {
+    strings: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = s.into();
+        if self.strings.len() < 100_000 {
+            self.strings.insert(a.clone());
+        }
+        a
+    }
+}
+
+impl RawEvent<'_> {
+    fn into_event(self, interner: &mut Interner) -> serde_json::Result<Event> {
         Ok(Event {
-            seq: raw.seq,
-            run_id: raw.run_id.into(),
-            trace_id: raw.trace_id.into(),
-            parent_seq: raw.parent_seq,
-            node: raw.node.map(Into::into),
-            attempt: raw.attempt,
-            data,
-            meta: raw.meta,
+            seq: self.seq,
+            run_id: interner.get(&self.run_id),
+            trace_id: interner.get(&self.trace_id),
+            parent_seq: self.parent_seq,
+            node: self.node.map(|n| interner.get(&n)),
+            attempt: self.attempt,
+            data: EventData::parse(&self.kind, self.data)?,
+            meta: self.meta,
         })
     }
 }
@@ -657,5 +687,12 @@ impl Event {
     /// Parse one record (canonical or physical) from JSON text.
     pub fn from_json(text: &str) -> serde_json::Result<Event> {
         serde_json::from_str(text)
+    }
+
+    pub(crate) fn from_json_interned(
+        text: &str,
+        interner: &mut Interner,
+    ) -> serde_json::Result<Event> {
+        serde_json::from_str::<RawEvent<'_>>(text)?.into_event(interner)
     }
 }

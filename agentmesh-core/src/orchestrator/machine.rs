@@ -321,22 +321,30 @@ impl Machine {
     ///
     /// Errors: `INVALID_COMPLETION` for an unknown, late or duplicate activation.
     pub fn completion_event(&self, id: u64, completion: Completion) -> Result<Event> {
+        let result = completion
+            .result
+            .map(|(output, usage)| (Arc::new(output), usage));
+        self.completion_event_shared(id, result, completion.duration_us)
+    }
+
+    /// [`Machine::completion_event`] for an output already shared (replay reuses the recorded one).
+    pub(crate) fn completion_event_shared(
+        &self,
+        id: u64,
+        result: std::result::Result<(Arc<Value>, Option<crate::model::event::Usage>), Failure>,
+        duration_us: Option<u64>,
+    ) -> Result<Event> {
         let i = self.slot_index(id)?;
         let slot = &self.slots[i];
         let kind = self.wf.compiled().nodes[slot.node].kind;
-        let data = match (completion.result, kind) {
-            (Ok((output, usage)), NodeKind::Agent) => EventData::AgentCompleted(Completed {
-                output: Arc::new(output),
-                usage,
-            }),
-            (Ok((output, usage)), NodeKind::Tool) => EventData::ToolCompleted(Completed {
-                output: Arc::new(output),
-                usage,
-            }),
-            (Ok((output, usage)), _) => EventData::HumanResolved(Completed {
-                output: Arc::new(output),
-                usage,
-            }),
+        let data = match (result, kind) {
+            (Ok((output, usage)), NodeKind::Agent) => {
+                EventData::AgentCompleted(Completed { output, usage })
+            }
+            (Ok((output, usage)), NodeKind::Tool) => {
+                EventData::ToolCompleted(Completed { output, usage })
+            }
+            (Ok((output, usage)), _) => EventData::HumanResolved(Completed { output, usage }),
             (Err(error), NodeKind::Agent) => EventData::AgentFailed { error },
             (Err(error), NodeKind::Tool) => EventData::ToolFailed { error },
             (Err(error), _) => EventData::HumanFailed { error },
@@ -348,7 +356,7 @@ impl Machine {
             Some(slot.attempt),
             data,
         );
-        if let Some(us) = completion.duration_us {
+        if let Some(us) = duration_us {
             e.meta = Some(crate::model::event::Meta {
                 at: 0,
                 dur_us: Some(us),

@@ -5,14 +5,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, ErrorDetail, ErrorKind, Result};
 use crate::log::reader::{for_each_event, LogReader};
-use crate::model::activation::{Activation, Completion, Outcome, RunStatus};
-use crate::model::event::{Event, EventData, LogHeader};
+use crate::model::activation::{Activation, Outcome, RunStatus};
+use crate::model::event::{Event, EventData, Failure, LogHeader, Usage};
 use crate::model::workflow::Workflow;
 use crate::orchestrator::{trace_id_for, Machine};
 
@@ -183,21 +184,20 @@ fn divergence(seq: u64, recorded: Option<&Event>, decided: Option<&Event>) -> Er
     })
 }
 
-fn completion_of(e: &Event) -> Option<Completion> {
-    let mut c = match &e.data {
+/// The completion a recorded completion event reports (sharing its output).
+type Recorded = (Result<(Arc<Value>, Option<Usage>), Failure>, Option<u64>);
+
+fn completion_of(e: &Event) -> Option<Recorded> {
+    let result = match &e.data {
         EventData::AgentCompleted(c)
         | EventData::ToolCompleted(c)
-        | EventData::HumanResolved(c) => Completion {
-            result: Ok(((*c.output).clone(), c.usage)),
-            duration_us: None,
-        },
+        | EventData::HumanResolved(c) => Ok((c.output.clone(), c.usage)),
         EventData::AgentFailed { error }
         | EventData::ToolFailed { error }
-        | EventData::HumanFailed { error } => Completion::err(error.clone()),
+        | EventData::HumanFailed { error } => Err(error.clone()),
         _ => return None,
     };
-    c.duration_us = e.meta.and_then(|m| m.dur_us);
-    Some(c)
+    Some((result, e.meta.and_then(|m| m.dur_us)))
 }
 
 struct Rebuilder<'w> {
@@ -279,14 +279,14 @@ impl Rebuilder<'_> {
             machine.advance();
             self.queue.extend(machine.take_outbox());
         }
-        if let Some(c) = completion_of(&r) {
+        if let Some((result, duration_us)) = completion_of(&r) {
             if let Some(front) = self.queue.front() {
                 if front.seq < r.seq {
                     return Err(divergence(front.seq, None, Some(front)));
                 }
             }
             let id = r.parent_seq.unwrap_or(0);
-            let decided = match machine.completion_event(id, c) {
+            let decided = match machine.completion_event_shared(id, result, duration_us) {
                 Ok(e) => e,
                 Err(_) => return Err(divergence(r.seq, Some(&r), None)),
             };
