@@ -1,0 +1,966 @@
+//! The performance figures of AgentMesh against its targets, measured in-process.
+//!
+//! ```text
+//! cargo run --release -p agentmesh-benches --bin figures [-- [--quick] [--only SECTION]]
+//! ```
+//!
+//! Every figure is timed with `std::time::Instant` over several repetitions and reported as the
+//! best, the median and the worst (the best is the least disturbed by other processes; the
+//! median and the worst show the spread). A second table breaks the chain run and the reading of
+//! a log into their parts. See `docs/performance.md`. Peak memory is measured in a child process (this binary re-run with `--child`), so
+//! each measurement starts from a fresh process.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use agentmesh_benches::{
+    build_loop_log, chain, counter_loop, counter_loop_events, fanout, internal, io_error, mesh,
+    options, run_mesh, run_raw, FileRuns, Payload,
+};
+use agentmesh_core::{
+    canonical_log, replay, verify_log, Completion, Error, ErrorKind, Event, Result, Run,
+};
+
+/// Best, median and worst of repeated timings, in seconds.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    best: f64,
+    median: f64,
+    worst: f64,
+}
+
+fn measure(reps: usize, mut f: impl FnMut() -> Result<Duration>) -> Result<Stats> {
+    // One untimed run first: page cache, allocator and worker threads warm up.
+    f()?;
+    let mut secs = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        secs.push(f()?.as_secs_f64());
+    }
+    secs.sort_by(f64::total_cmp);
+    Ok(Stats {
+        best: secs[0],
+        median: secs[secs.len() / 2],
+        worst: secs[secs.len() - 1],
+    })
+}
+
+fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed())
+}
+
+/// One line of the table.
+struct Row {
+    what: String,
+    best: String,
+    median: String,
+    worst: String,
+    target: String,
+    verdict: &'static str,
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    None,
+    /// Best value must be at most this.
+    AtMost(f64),
+    /// Best value must be at least this.
+    AtLeast(f64),
+}
+
+struct Table {
+    rows: Vec<Row>,
+}
+
+impl Table {
+    /// A row of per-unit times: `stats` seconds per repetition, `units` per repetition, shown
+    /// in `scale` (1e6 = µs, 1e3 = ms) per unit.
+    fn time(&mut self, what: &str, stats: Stats, units: f64, scale: f64, unit: &str, t: Target) {
+        let v = |s: f64| s * scale / units;
+        self.push(
+            what,
+            [v(stats.best), v(stats.median), v(stats.worst)],
+            unit,
+            t,
+        );
+    }
+
+    /// A row of rates: `items` per repetition, shown per second.
+    fn rate(&mut self, what: &str, stats: Stats, items: f64, t: Target) {
+        let v = |s: f64| items / s;
+        self.push(
+            what,
+            [v(stats.best), v(stats.median), v(stats.worst)],
+            "events/s",
+            t,
+        );
+    }
+
+    fn push(&mut self, what: &str, [best, median, worst]: [f64; 3], unit: &str, t: Target) {
+        let fmt = |x: f64| {
+            if x >= 100_000.0 {
+                format!("{:.2}M {unit}", x / 1e6)
+            } else if x >= 100.0 {
+                format!("{x:.0} {unit}")
+            } else {
+                format!("{x:.2} {unit}")
+            }
+        };
+        let (target, verdict) = match t {
+            Target::None => (String::from("-"), ""),
+            Target::AtMost(m) => (format!("<= {}", fmt(m)), verdict(best <= m, median <= m)),
+            Target::AtLeast(m) => (format!(">= {}", fmt(m)), verdict(best >= m, median >= m)),
+        };
+        self.rows.push(Row {
+            what: what.to_owned(),
+            best: fmt(best),
+            median: fmt(median),
+            worst: fmt(worst),
+            target,
+            verdict,
+        });
+    }
+
+    fn note(&mut self, what: &str, value: String) {
+        self.rows.push(Row {
+            what: what.to_owned(),
+            best: value,
+            median: String::new(),
+            worst: String::new(),
+            target: String::new(),
+            verdict: "",
+        });
+    }
+
+    fn print(&self) {
+        println!("| figure | best | median | worst | target | |");
+        println!("|---|---|---|---|---|---|");
+        for r in &self.rows {
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
+                r.what, r.best, r.median, r.worst, r.target, r.verdict
+            );
+        }
+    }
+}
+
+fn verdict(best_ok: bool, median_ok: bool) -> &'static str {
+    match (best_ok, median_ok) {
+        (true, true) => "met",
+        (true, false) => "met (best only)",
+        _ => "MISSED",
+    }
+}
+
+struct Plan {
+    chain_reps: usize,
+    fanout_reps: usize,
+    small_reps: usize,
+    log_reps: usize,
+    log_events: u64,
+    memory_steps: [u64; 2],
+    /// Run only this section (for profiling one of them).
+    only: Option<String>,
+}
+
+const SECTIONS: &[&str] = &[
+    "chain",
+    "fanout",
+    "small",
+    "size",
+    "log",
+    "memory",
+    "breakdown",
+];
+const USAGE: &str =
+    "usage: figures [--quick] [--only chain|fanout|small|size|log|memory|breakdown]";
+
+impl Plan {
+    fn runs(&self, section: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| o == section)
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if args.first().map(String::as_str) == Some("--child") {
+        child(&args[1..])
+    } else {
+        parse(&args).and_then(|plan| figures(&plan))
+    };
+    if let Err(e) = result {
+        eprintln!("figures: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn parse(args: &[String]) -> Result<Plan> {
+    let bad = |what: String| Error::new(ErrorKind::InvalidArgument, format!("{what}; {USAGE}"));
+    let mut plan = Plan {
+        chain_reps: 30,
+        fanout_reps: 50,
+        small_reps: 5,
+        log_reps: 7,
+        log_events: 100_000,
+        memory_steps: [10_000, 100_000],
+        only: None,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            // A smoke test of the script itself, not a measurement.
+            "--quick" => {
+                plan.chain_reps = 3;
+                plan.fanout_reps = 3;
+                plan.small_reps = 1;
+                plan.log_reps = 1;
+                plan.log_events = 10_000;
+                plan.memory_steps = [1_000, 10_000];
+            }
+            "--only" => match args.next() {
+                Some(s) if SECTIONS.contains(&s.as_str()) => plan.only = Some(s.clone()),
+                Some(s) => return Err(bad(format!("unknown section '{s}'"))),
+                None => return Err(bad("--only needs a section".to_owned())),
+            },
+            other => return Err(bad(format!("unknown argument '{other}'"))),
+        }
+    }
+    Ok(plan)
+}
+
+fn figures(plan: &Plan) -> Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; run with --release for meaningful figures");
+    }
+    machine();
+    let mut t = Table { rows: Vec::new() };
+    let mut files = FileRuns::new()?;
+    let dir = files.dir().to_path_buf();
+    let mem = mesh(Payload::Null, None);
+    let disk = mesh(Payload::Null, Some(&dir));
+
+    if plan.runs("chain") {
+        // Per-step overhead of a 1000-node chain.
+        let wf = chain(1000);
+        let s = measure(plan.chain_reps, || {
+            timed(|| run_mesh(&mem, &wf, options(None, None)))
+        })?;
+        t.time(
+            "chain 1000, Mesh, memory: per step",
+            s,
+            1000.0,
+            1e6,
+            "µs",
+            Target::AtMost(2.0),
+        );
+        let s = measure(plan.chain_reps, || {
+            timed(|| run_raw(&wf, options(None, None), Payload::Null).map(drop))
+        })?;
+        t.time(
+            "chain 1000, raw Run, memory: per step",
+            s,
+            1000.0,
+            1e6,
+            "µs",
+            Target::AtMost(2.0),
+        );
+        let s = measure(plan.chain_reps, || {
+            files.time(1, |id| run_mesh(&disk, &wf, options(Some(id), None)))
+        })?;
+        t.time(
+            "chain 1000, Mesh, file (batch fsync): per step",
+            s,
+            1000.0,
+            1e6,
+            "µs",
+            Target::AtMost(5.0),
+        );
+        let s = measure(plan.chain_reps, || {
+            files.time(1, |id| {
+                run_raw(&wf, options(Some(id), Some(&dir)), Payload::Null).map(drop)
+            })
+        })?;
+        t.time(
+            "chain 1000, raw Run, file (batch fsync): per step",
+            s,
+            1000.0,
+            1e6,
+            "µs",
+            Target::AtMost(5.0),
+        );
+    }
+
+    if plan.runs("fanout") {
+        // Fan-out of 100 agents and a join.
+        let wf = fanout(100);
+        let s = measure(plan.fanout_reps, || {
+            timed(|| run_mesh(&mem, &wf, options(None, None)))
+        })?;
+        t.time(
+            "fan-out 100 + join, Mesh (worker pool), memory: per run",
+            s,
+            1.0,
+            1e6,
+            "µs",
+            Target::None,
+        );
+        let s = measure(plan.fanout_reps, || {
+            files.time(1, |id| run_mesh(&disk, &wf, options(Some(id), None)))
+        })?;
+        t.time(
+            "fan-out 100 + join, Mesh (worker pool), file: per run",
+            s,
+            1.0,
+            1e6,
+            "µs",
+            Target::None,
+        );
+        let s = measure(plan.fanout_reps, || {
+            timed(|| run_raw(&wf, options(None, None), Payload::Null).map(drop))
+        })?;
+        t.time(
+            "fan-out 100 + join, raw Run, memory: per run",
+            s,
+            1.0,
+            1e6,
+            "µs",
+            Target::None,
+        );
+        let s = measure(plan.fanout_reps, || {
+            files.time(1, |id| {
+                run_raw(&wf, options(Some(id), Some(&dir)), Payload::Null).map(drop)
+            })
+        })?;
+        t.time(
+            "fan-out 100 + join, raw Run, file: per run",
+            s,
+            1.0,
+            1e6,
+            "µs",
+            Target::None,
+        );
+    }
+
+    if plan.runs("small") {
+        // 1000 small runs of a 5-node chain.
+        let wf = chain(5);
+        let small_mem = mesh(Payload::Small, None);
+        let small_disk = mesh(Payload::Small, Some(&dir));
+        let s = measure(plan.small_reps, || {
+            timed(|| (0..1000).try_for_each(|_| run_mesh(&small_mem, &wf, options(None, None))))
+        })?;
+        t.time(
+            "1000 runs of a 5-node chain, Mesh, memory: total",
+            s,
+            1.0,
+            1e3,
+            "ms",
+            Target::None,
+        );
+        let s = measure(plan.small_reps, || {
+            files.time(1000, |id| {
+                run_mesh(&small_disk, &wf, options(Some(id), None))
+            })
+        })?;
+        t.time(
+            "1000 runs of a 5-node chain, Mesh, file (batch): total",
+            s,
+            1.0,
+            1e3,
+            "ms",
+            Target::None,
+        );
+    }
+
+    if plan.runs("size") {
+        // Log size: a small-payload 5-node run (header and runStarted included), and the steady
+        // state of a long run.
+        let small = run_raw(
+            &chain(5),
+            options(Some("size-small".into()), Some(&dir)),
+            Payload::Small,
+        )?;
+        let small_path = small.log_path().expect("file run").to_path_buf();
+        // The run holds the writer lock on its log until dropped.
+        drop(small);
+        let report = verify_log(&small_path)?;
+        t.push(
+            "log size, 5-node run, small payloads: bytes/event (all lines incl. header)",
+            [report.bytes as f64 / report.events as f64; 3],
+            "B",
+            Target::AtMost(400.0),
+        );
+    }
+
+    if plan.runs("log") {
+        // Reading a 100k-event log.
+        let log_dir = tempfile::tempdir().map_err(|e| io_error("creating a temp dir", e))?;
+        let (path, events) = build_loop_log(log_dir.path(), plan.log_events)?;
+        let bytes = std::fs::metadata(&path)
+            .map_err(|e| io_error("stat of the log", e))?
+            .len();
+        t.push(
+            &format!("log size, {events}-event loop run: bytes/event"),
+            [bytes as f64 / events as f64; 3],
+            "B",
+            Target::AtMost(400.0),
+        );
+        let verify = measure(plan.log_reps, || timed(|| verify_log(&path).map(drop)))?;
+        let replayed = measure(plan.log_reps, || timed(|| replay(&path, None).map(drop)))?;
+        let canonical = measure(plan.log_reps, || {
+            timed(|| canonical_log(&path, &mut std::io::sink()).map(drop))
+        })?;
+        let n = events as f64;
+        t.rate(
+            &format!("verify_log, {events} events"),
+            verify,
+            n,
+            Target::None,
+        );
+        t.rate(
+            &format!("replay, {events} events"),
+            replayed,
+            n,
+            Target::None,
+        );
+        t.rate(
+            "verify + replay: events / (t_verify + t_replay)",
+            Stats {
+                best: verify.best + replayed.best,
+                median: verify.median + replayed.median,
+                worst: verify.worst + replayed.worst,
+            },
+            n,
+            Target::AtLeast(1e6),
+        );
+        t.rate(
+            &format!("canonical_log to a sink, {events} events"),
+            canonical,
+            n,
+            Target::None,
+        );
+    }
+
+    if plan.runs("memory") {
+        // Peak memory of long runs with a file log, each in a fresh child process.
+        for steps in plan.memory_steps {
+            let (base, peak) = child_peak("run", steps)?;
+            t.note(
+                &format!("peak memory (VmHWM), Mesh run of {steps} steps, file log"),
+                format!(
+                    "{} MiB ({:+.1} MiB over the {:.1} MiB baseline)",
+                    fmt_mib(peak),
+                    (peak as f64 - base as f64) / 1024.0,
+                    base as f64 / 1024.0
+                ),
+            );
+        }
+        for steps in plan.memory_steps {
+            let (base, peak) = child_peak("replay", steps)?;
+            t.note(
+                &format!(
+                    "peak memory (VmHWM), verify + replay of a {steps}-step log ({} events)",
+                    counter_loop_events(steps)
+                ),
+                format!(
+                    "{} MiB ({:+.1} MiB over the {:.1} MiB baseline)",
+                    fmt_mib(peak),
+                    (peak as f64 - base as f64) / 1024.0,
+                    base as f64 / 1024.0
+                ),
+            );
+        }
+    }
+
+    t.print();
+    if plan.runs("breakdown") {
+        let mut b = Table { rows: Vec::new() };
+        breakdown(plan, &mut b, &mut files)?;
+        println!();
+        println!("Where the time goes (phases and per-event costs; no targets):");
+        println!();
+        b.print();
+    }
+    println!();
+    println!("load average after: {}", read_trimmed("/proc/loadavg"));
+    Ok(())
+}
+
+/// Seconds spent in each phase of one raw-API run.
+struct Phases {
+    /// `Run::start`: header, `runStarted`, first step (file: create, two fsyncs).
+    start: Duration,
+    /// Every poll/complete round but the last.
+    steps: Duration,
+    /// The last round: completes the run (file: the final fsync).
+    last: Duration,
+    /// `Run::fingerprint` (what `Mesh::run` computes for its result).
+    fingerprint: Duration,
+    /// Dropping the run (memory: its events).
+    drop: Duration,
+}
+
+fn phased(wf: &agentmesh_core::Workflow, opts: agentmesh_core::RunOptions) -> Result<Phases> {
+    let t = Instant::now();
+    let mut run = Run::start(wf, opts)?;
+    let start = t.elapsed();
+    let (mut steps, mut last) = (Duration::ZERO, Duration::ZERO);
+    while !run.is_finished() {
+        let t = Instant::now();
+        let acts = run.poll();
+        if acts.is_empty() {
+            return Err(internal("run stalled"));
+        }
+        for act in acts {
+            run.complete(act.id, Completion::ok(Payload::Null.output(act.visit)))?;
+        }
+        if run.is_finished() {
+            last = t.elapsed();
+        } else {
+            steps += t.elapsed();
+        }
+    }
+    let t = Instant::now();
+    run.fingerprint()?;
+    let fingerprint = t.elapsed();
+    let t = Instant::now();
+    drop(run);
+    Ok(Phases {
+        start,
+        steps,
+        last,
+        fingerprint,
+        drop: t.elapsed(),
+    })
+}
+
+/// `,"prev":"` + 64 hex + `","hash":"` + 64 hex + `"}`: the chain fields ending every record.
+const CHAIN_SUFFIX_LEN: usize = 9 + 64 + 10 + 64 + 2;
+
+/// The envelope of a record parsed without allocating: the lower bound of what parsing an
+/// event's envelope costs with serde_json.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Fields are parsed to be timed, never read.
+struct BorrowedEnvelope<'a> {
+    seq: u64,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    run_id: &'a str,
+    trace_id: &'a str,
+    parent_seq: Option<u64>,
+    node: Option<&'a str>,
+    attempt: Option<u32>,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
+    meta: Option<&'a serde_json::value::RawValue>,
+    prev: &'a str,
+    hash: &'a str,
+}
+
+/// What `Run::fingerprint` computes for an in-memory run (blake3 of the header and the events
+/// sorted by seq without `meta`), serializing each event once into a reused buffer.
+fn fingerprint_without_clones(run: &Run) -> Result<String> {
+    let events = run
+        .events()
+        .ok_or_else(|| internal("not an in-memory run"))?;
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by_key(|e| e.seq);
+    let mut h = blake3::Hasher::new();
+    let mut buf = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut buf, run.header()).map_err(|e| internal(e.to_string()))?;
+    buf.push(b'\n');
+    h.update(&buf);
+    for e in sorted {
+        buf.clear();
+        serde_json::to_writer(&mut buf, e).map_err(|e| internal(e.to_string()))?;
+        if e.meta.is_some() {
+            let pat = b",\"meta\":{";
+            let cut = buf
+                .windows(pat.len())
+                .rposition(|w| w == pat)
+                .ok_or_else(|| internal("event without meta"))?;
+            buf.truncate(cut);
+            buf.push(b'}');
+        }
+        buf.push(b'\n');
+        h.update(&buf);
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Reads one phase out of [`Phases`].
+type PhaseOf = fn(&Phases) -> Duration;
+
+fn stats_of(mut secs: Vec<f64>) -> Stats {
+    secs.sort_by(f64::total_cmp);
+    Stats {
+        best: secs[0],
+        median: secs[secs.len() / 2],
+        worst: secs[secs.len() - 1],
+    }
+}
+
+/// Phase times of the 1000-node chain (raw API) and per-event costs of the parts of
+/// verification and replay, measured on the same kind of log.
+fn breakdown(plan: &Plan, t: &mut Table, files: &mut FileRuns) -> Result<()> {
+    let wf = chain(1000);
+    let dir = files.dir().to_path_buf();
+    for log in [false, true] {
+        let mut all: Vec<Phases> = Vec::new();
+        phased(&wf, options(None, None))?;
+        for _ in 0..plan.chain_reps {
+            if log {
+                files.time(1, |id| {
+                    all.push(phased(&wf, options(Some(id), Some(&dir)))?);
+                    Ok(())
+                })?;
+            } else {
+                all.push(phased(&wf, options(None, None))?);
+            }
+        }
+        let sink = if log { "file (batch)" } else { "memory" };
+        let phases: [(&str, PhaseOf, f64); 5] = [
+            ("Run::start (header, runStarted, step 1)", |p| p.start, 1.0),
+            (
+                "poll + complete, per step (steps 1..999)",
+                |p| p.steps,
+                999.0,
+            ),
+            (
+                "last complete (run end; file: final fsync)",
+                |p| p.last,
+                1.0,
+            ),
+            (
+                "Run::fingerprint (Mesh::run computes it)",
+                |p| p.fingerprint,
+                1.0,
+            ),
+            ("drop(Run)", |p| p.drop, 1.0),
+        ];
+        for (what, get, units) in phases {
+            let s = stats_of(all.iter().map(|p| get(p).as_secs_f64()).collect());
+            t.time(
+                &format!("chain 1000, raw Run, {sink}: {what}"),
+                s,
+                units,
+                1e6,
+                "µs",
+                Target::None,
+            );
+        }
+    }
+
+    // One write(2) per committed step is what a file log adds besides serializing and hashing:
+    // time a write of one chain step's records (3 records of ~354 B) on the same file system.
+    let path = dir.join("write-probe.bin");
+    let record = vec![b'x'; 3 * 354];
+    let writes = 10_000;
+    let s = measure(plan.log_reps, || {
+        let mut f = std::fs::File::create(&path).map_err(|e| io_error("creating a probe", e))?;
+        timed(|| {
+            for _ in 0..writes {
+                std::io::Write::write_all(&mut f, &record)
+                    .map_err(|e| io_error("writing a probe", e))?;
+            }
+            Ok(())
+        })
+    })?;
+    std::fs::remove_file(&path).map_err(|e| io_error("removing the probe", e))?;
+    t.time(
+        "write(2) of one step's records (1062 B) to a file in the log directory",
+        s,
+        writes as f64,
+        1e6,
+        "µs",
+        Target::None,
+    );
+
+    // The in-memory fingerprint without cloning each event: serialize into one reused buffer
+    // and cut the trailing `meta` field (always last). Checked equal to `Run::fingerprint`, so
+    // it measures the same work done another way.
+    let run = run_raw(&wf, options(None, None), Payload::Null)?;
+    let expected = run.fingerprint()?;
+    let mut got = String::new();
+    let s = measure(plan.chain_reps, || {
+        timed(|| {
+            got = fingerprint_without_clones(&run)?;
+            Ok(())
+        })
+    })?;
+    if got != expected {
+        return Err(internal(format!(
+            "fingerprint prototype disagrees: {got} != {expected}"
+        )));
+    }
+    t.time(
+        "chain 1000, memory: the same fingerprint without cloning events (prototype)",
+        s,
+        1.0,
+        1e6,
+        "µs",
+        Target::None,
+    );
+    drop(run);
+
+    // The parts of reading a log, per event, on a loop log like the `log` section's.
+    let log_dir = tempfile::tempdir().map_err(|e| io_error("creating a temp dir", e))?;
+    let (path, events) = build_loop_log(log_dir.path(), plan.log_events)?;
+    let n = events as f64;
+    let per_event = |t: &mut Table, what: &str, s: Stats| {
+        t.time(what, s, n, 1e9, "ns", Target::None);
+    };
+    // Streaming read into one reused buffer, as the log reader does (256 KiB at a time).
+    let mut chunk = vec![0u8; 256 * 1024];
+    let s = measure(plan.log_reps, || {
+        timed(|| {
+            let mut f = std::fs::File::open(&path).map_err(|e| io_error("opening the log", e))?;
+            while std::io::Read::read(&mut f, &mut chunk)
+                .map_err(|e| io_error("reading the log", e))?
+                > 0
+            {}
+            Ok(())
+        })
+    })?;
+    per_event(t, "read(2) of the file in 256 KiB chunks, per event", s);
+    let bytes = std::fs::read(&path).map_err(|e| io_error("reading the log", e))?;
+    let texts: Vec<&str> = bytes
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| std::str::from_utf8(l).map_err(|_| internal("log is not UTF-8")))
+        .collect::<Result<_>>()?;
+    // The chain hashes the previous hash and the record without its chain fields.
+    let s = measure(plan.log_reps, || {
+        timed(|| {
+            let mut prev = [0u8; 32];
+            for l in &texts {
+                let body = &l.as_bytes()[..l.len() - CHAIN_SUFFIX_LEN];
+                let mut h = blake3::Hasher::new();
+                h.update(&prev);
+                h.update(body);
+                prev = *h.finalize().as_bytes();
+            }
+            std::hint::black_box(prev);
+            Ok(())
+        })
+    })?;
+    per_event(t, "blake3 chain step of one record, per event", s);
+    let s = measure(plan.log_reps, || {
+        timed(|| {
+            for l in &texts {
+                let e = Event::from_json(l).map_err(|e| internal(e.to_string()))?;
+                std::hint::black_box(e);
+            }
+            Ok(())
+        })
+    })?;
+    per_event(t, "Event::from_json of one record, per event", s);
+    let s = measure(plan.log_reps, || {
+        timed(|| {
+            for l in &texts {
+                let e: BorrowedEnvelope<'_> =
+                    serde_json::from_str(l).map_err(|e| internal(e.to_string()))?;
+                std::hint::black_box(e);
+            }
+            Ok(())
+        })
+    })?;
+    per_event(
+        t,
+        "same JSON into a borrowed envelope (no allocation, data left raw), per event",
+        s,
+    );
+    let parsed = texts
+        .iter()
+        .map(|l| Event::from_json(l).map_err(|e| internal(e.to_string())))
+        .collect::<Result<Vec<Event>>>()?;
+    let mut out = Vec::with_capacity(bytes.len());
+    let s = measure(plan.log_reps, || {
+        timed(|| {
+            out.clear();
+            for e in &parsed {
+                serde_json::to_writer(&mut out, e).map_err(|e| internal(e.to_string()))?;
+            }
+            Ok(())
+        })
+    })?;
+    per_event(t, "serde_json::to_writer of one Event, per event", s);
+    let s = measure(plan.log_reps, || timed(|| verify_log(&path).map(drop)))?;
+    per_event(t, "verify_log, per event (for comparison)", s);
+    let s = measure(plan.log_reps, || timed(|| replay(&path, None).map(drop)))?;
+    per_event(t, "replay, per event (for comparison)", s);
+
+    // Where the bytes of a record go.
+    let mut fields: std::collections::BTreeMap<String, usize> = Default::default();
+    for text in &texts {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| internal(e.to_string()))?;
+        for (k, v) in value.as_object().into_iter().flatten() {
+            // `"key":value,` — the comma stands for the braces and the newline of the line.
+            *fields.entry(k.clone()).or_default() += k.len() + 4 + v.to_string().len();
+        }
+    }
+    let mut fields: Vec<(String, usize)> = fields.into_iter().collect();
+    fields.sort_by_key(|f| std::cmp::Reverse(f.1));
+    let total: usize = texts.iter().map(|l| l.len() + 1).sum();
+    t.note(
+        &format!(
+            "bytes per record by field ({} B average)",
+            total / texts.len()
+        ),
+        fields
+            .iter()
+            .map(|(k, b)| format!("{k} {:.0}", *b as f64 / texts.len() as f64))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    Ok(())
+}
+
+fn fmt_mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// Run `figures --child <what> <steps>` and parse its `baseline peak` (KiB) answer.
+fn child_peak(what: &str, steps: u64) -> Result<(u64, u64)> {
+    let exe = std::env::current_exe().map_err(|e| io_error("locating this binary", e))?;
+    let out = Command::new(exe)
+        .args(["--child", what, &steps.to_string()])
+        .output()
+        .map_err(|e| io_error("running the memory child", e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(internal(format!(
+            "memory child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let nums: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match nums[..] {
+        [base, peak] => Ok((base, peak)),
+        _ => Err(internal(format!("memory child printed '{}'", text.trim()))),
+    }
+}
+
+/// The child: print VmHWM (KiB) before and after one long run (or its verify + replay).
+fn child(args: &[String]) -> Result<()> {
+    let (what, steps) = match args {
+        [what, steps] => (
+            what.as_str(),
+            steps
+                .parse::<u64>()
+                .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("steps: {e}")))?,
+        ),
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "usage: --child run|replay STEPS",
+            ))
+        }
+    };
+    let dir = tempfile::tempdir().map_err(|e| io_error("creating a temp dir", e))?;
+    let wf = counter_loop(steps);
+    let m = mesh(Payload::Small, Some(dir.path()));
+    match what {
+        "run" => {
+            let base = vm_hwm_kib()?;
+            run_mesh(&m, &wf, options(Some("mem".into()), None))?;
+            println!("{base} {}", vm_hwm_kib()?);
+        }
+        "replay" => {
+            // Write the log first, then start a fresh high-water mark for the read side alone.
+            run_mesh(&m, &wf, options(Some("mem".into()), None))?;
+            reset_hwm();
+            let base = vm_hwm_kib()?;
+            let path = dir.path().join("mem.jsonl");
+            verify_log(&path)?;
+            replay(&path, None)?;
+            println!("{base} {}", vm_hwm_kib()?);
+        }
+        other => {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("unknown child measurement '{other}'"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Reset the peak RSS to the current RSS (Linux `clear_refs` value 5); a no-op where refused.
+fn reset_hwm() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn vm_hwm_kib() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| io_error("reading /proc/self/status", e))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| internal("no VmHWM in /proc/self/status"))
+}
+
+fn read_trimmed(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+fn machine() {
+    let cpuinfo = read_trimmed("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "?".to_owned());
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = read_trimmed("/proc/meminfo")
+        .lines()
+        .next()
+        .unwrap_or("?")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or("?".to_owned(), |kb| {
+            format!("{:.1} GiB", kb as f64 / 1048576.0)
+        });
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!("date (UTC): {}", utc_date(secs));
+    println!(
+        "machine: {nproc} CPUs ({model}), {mem} RAM, Linux {}",
+        read_trimmed("/proc/sys/kernel/osrelease")
+    );
+    println!("load average before: {}", read_trimmed("/proc/loadavg"));
+    println!();
+}
+
+/// `YYYY-MM-DD HH:MM` of a Unix time (Howard Hinnant's civil-from-days).
+fn utc_date(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
