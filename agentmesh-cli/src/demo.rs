@@ -150,7 +150,7 @@ pub fn demo(base: &Path) -> Result<u8, Error> {
 
     print("\n== 5. Fingerprint\n")?;
     let fp = fingerprint(&log)?;
-    if fp != done.fingerprint {
+    if fp != done.fingerprint()? {
         return Err(unexpected(
             "the fingerprint of the file differs from the run's",
         ));

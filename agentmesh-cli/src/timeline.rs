@@ -321,7 +321,14 @@ pub fn render_outcome(r: &RunResult, resume_cmd: Option<&str>) -> String {
     if let Some(p) = &r.log_path {
         let _ = writeln!(out, "log          {}", p.display());
     }
-    let _ = writeln!(out, "fingerprint  {}", r.fingerprint);
+    match r.fingerprint() {
+        Ok(fp) => {
+            let _ = writeln!(out, "fingerprint  {fp}");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "fingerprint  unavailable: {e}");
+        }
+    }
     if r.status == RunStatus::Waiting {
         if let Some(cmd) = resume_cmd {
             let mut line = cmd.to_owned();

@@ -267,7 +267,7 @@ mod tests {
         let mesh = mesh(Payload::Small, None);
         let via_mesh = mesh.run(&wf, options(Some("r".into()), None)).unwrap();
         assert_eq!(via_mesh.status, RunStatus::Completed);
-        assert_eq!(raw.fingerprint().unwrap(), via_mesh.fingerprint);
+        assert_eq!(raw.fingerprint().unwrap(), via_mesh.fingerprint().unwrap());
         // 5 workers + join: runStarted, 2 × stepStarted, 6 scheduled, 6 completed, runCompleted.
         assert_eq!(raw.events().unwrap().len(), 16);
     }

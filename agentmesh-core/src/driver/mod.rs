@@ -21,6 +21,7 @@ use crate::log::FsyncMode;
 use crate::model::activation::{Activation, Completion, RunStatus};
 use crate::model::event::{Failure, RunError, Usage};
 use crate::model::workflow::{NodeKind, Workflow};
+use crate::orchestrator::run::RunLog;
 use crate::orchestrator::{Run, RunOptions};
 use pool::Pool;
 
@@ -128,11 +129,30 @@ pub struct RunResult {
     pub waiting: Vec<Activation>,
     /// The log file, for file-backed runs.
     pub log_path: Option<PathBuf>,
-    /// blake3 of the canonical log.
-    pub fingerprint: String,
+    /// The log (file or in-memory events), for [`RunResult::fingerprint`] on request.
+    log: RunLog,
 }
 
 impl RunResult {
+    /// blake3 (hex) of the canonical log: equal for equal runs, whichever host ran them.
+    /// Computed on request (it serializes or re-reads the whole log).
+    ///
+    /// Errors: `IO`, `LOG_CORRUPT` (a file log changed since the run).
+    pub fn fingerprint(&self) -> Result<String> {
+        let mut h = crate::log::reader::HashWriter(blake3::Hasher::new());
+        self.log.write_canonical(&mut h)?;
+        Ok(h.0.finalize().to_hex().to_string())
+    }
+
+    /// The canonical log (see [`crate::canonical_log`]).
+    ///
+    /// Errors: `IO`, `LOG_CORRUPT`.
+    pub fn canonical(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.log.write_canonical(&mut out)?;
+        Ok(out)
+    }
+
     /// The output of a completed run, or the run's error as an [`Error`] with its code.
     ///
     /// Errors: the run's code (`AGENT_FAILED`, `TIMEOUT`, `LIMIT_EXCEEDED`, `CANCELLED`), or
@@ -263,7 +283,7 @@ impl Mesh {
     ) -> Result<RunResult> {
         let mut run = self.start(workflow, options)?;
         self.drive(&mut run, cancel)?;
-        result_of(&run)
+        result_of(run)
     }
 
     /// Resume a run from its log, resolving human activations with `approvals` (node → output).
@@ -303,7 +323,7 @@ impl Mesh {
             run.complete(id, Completion::ok(output))?;
         }
         self.drive(&mut run, &CancelHandle::new())?;
-        result_of(&run)
+        result_of(run)
     }
 
     /// Fork the run in `path` at `seq` with some node outputs replaced, and drive the fork.
@@ -326,7 +346,7 @@ impl Mesh {
             self.fsync,
         )?;
         self.drive(&mut run, &CancelHandle::new())?;
-        result_of(&run)
+        result_of(run)
     }
 
     /// Drive a started run until it finishes or only human activations remain.
@@ -494,19 +514,20 @@ fn complete(run: &mut Run, id: u64, completion: Completion) -> Result<()> {
     }
 }
 
-fn result_of(run: &Run) -> Result<RunResult> {
+fn result_of(run: Run) -> Result<RunResult> {
     let outcome = run.outcome();
+    let waiting = run
+        .outstanding()
+        .into_iter()
+        .filter(|a| a.kind == NodeKind::Human)
+        .collect();
     Ok(RunResult {
         run_id: run.run_id().to_owned(),
         status: outcome.status,
         output: outcome.output,
         error: outcome.error,
-        waiting: run
-            .outstanding()
-            .into_iter()
-            .filter(|a| a.kind == NodeKind::Human)
-            .collect(),
+        waiting,
         log_path: run.log_path().map(Path::to_path_buf),
-        fingerprint: run.fingerprint()?,
+        log: run.into_log(),
     })
 }

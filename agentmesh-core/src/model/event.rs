@@ -564,15 +564,22 @@ impl Event {
 
     /// Canonical JSON (no `meta`), one line without the newline.
     pub fn to_canonical_json(&self) -> String {
-        let mut e = self.clone();
-        e.meta = None;
-        serde_json::to_string(&e).expect("events serialize")
+        serde_json::to_string(&Canonical(self)).expect("events serialize")
     }
 }
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serialize_event(self, self.meta.as_ref(), serializer)
+    }
+}
+
+/// An event serialized in canonical form (without `meta`).
+pub(crate) struct Canonical<'a>(pub &'a Event);
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_event(self.0, None, serializer)
     }
 }
 
@@ -643,7 +650,7 @@ struct RawEvent<'a> {
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Event, D::Error> {
         let raw = RawEvent::deserialize(deserializer)?;
-        raw.into_event(&mut Interner::default())
+        raw.into_event(&mut Interner::uncached())
             .map_err(D::Error::custom)
     }
 }
@@ -653,10 +660,22 @@ impl<'de> Deserialize<'de> for Event {
 #[derive(Default)]
 pub(crate) struct Interner {
     strings: HashSet<Arc<str>>,
+    uncached: bool,
 }
 
 impl Interner {
+    /// An interner that only allocates (for parsing one event on its own).
+    fn uncached() -> Interner {
+        Interner {
+            strings: HashSet::new(),
+            uncached: true,
+        }
+    }
+
     fn get(&mut self, s: &str) -> Arc<str> {
+        if self.uncached {
+            return s.into();
+        }
         if let Some(a) = self.strings.get(s) {
             return a.clone();
         }

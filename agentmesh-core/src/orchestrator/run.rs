@@ -15,7 +15,7 @@ use crate::log::reader::HashWriter;
 use crate::log::{self, FsyncMode, LogWriter};
 use crate::model::activation::{Activation, Completion, Outcome, RunStatus};
 use crate::model::event::{
-    Event, LogHeader, Meta, ParentRef, WorkflowRef, CORE_FLAGS, LOG_FORMAT, LOG_VERSION,
+    Canonical, Event, LogHeader, Meta, ParentRef, WorkflowRef, CORE_FLAGS, LOG_FORMAT, LOG_VERSION,
 };
 use crate::model::workflow::Workflow;
 use crate::replay::{self, Stop};
@@ -345,20 +345,7 @@ impl Run {
     fn write_canonical(&self, out: &mut dyn std::io::Write) -> Result<()> {
         match &self.sink {
             Sink::File(w) => log::canonical_log(w.path(), out).map(|_| ()),
-            Sink::Memory(events) => {
-                let io = |e| Error::io("writing canonical log", e);
-                serde_json::to_writer(&mut *out, &self.header)
-                    .map_err(|e| Error::internal(e.to_string()))?;
-                out.write_all(b"\n").map_err(io)?;
-                let mut sorted: Vec<&Event> = events.iter().collect();
-                sorted.sort_by_key(|e| e.seq);
-                for e in sorted {
-                    out.write_all(e.to_canonical_json().as_bytes())
-                        .map_err(io)?;
-                    out.write_all(b"\n").map_err(io)?;
-                }
-                Ok(())
-            }
+            Sink::Memory(events) => write_memory_canonical(&self.header, events, out),
         }
     }
 
@@ -370,6 +357,54 @@ impl Run {
         self.write_canonical(&mut h)?;
         Ok(h.0.finalize().to_hex().to_string())
     }
+
+    /// Close the run and keep only its log (the file path, or the in-memory events), for
+    /// computing the canonical form later. Closing a file log releases its lock.
+    pub(crate) fn into_log(self) -> RunLog {
+        match self.sink {
+            Sink::File(w) => RunLog::File(w.path().to_owned()),
+            Sink::Memory(events) => RunLog::Memory(Arc::new((self.header, events))),
+        }
+    }
+}
+
+/// The log of a run that is no longer driven: its file, or its events kept in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RunLog {
+    File(PathBuf),
+    Memory(Arc<(LogHeader, Vec<Event>)>),
+}
+
+impl RunLog {
+    pub(crate) fn write_canonical(&self, out: &mut dyn std::io::Write) -> Result<()> {
+        match self {
+            RunLog::File(p) => log::canonical_log(p, out).map(|_| ()),
+            RunLog::Memory(m) => write_memory_canonical(&m.0, &m.1, out),
+        }
+    }
+}
+
+fn write_memory_canonical(
+    header: &LogHeader,
+    events: &[Event],
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let io = |e| Error::io("writing canonical log", e);
+    let mut buf = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut buf, header).map_err(|e| Error::internal(e.to_string()))?;
+    buf.push(b'\n');
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by_key(|e| e.seq);
+    for e in sorted {
+        serde_json::to_writer(&mut buf, &Canonical(e))
+            .map_err(|e| Error::internal(e.to_string()))?;
+        buf.push(b'\n');
+        if buf.len() >= 64 * 1024 {
+            out.write_all(&buf).map_err(io)?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf).map_err(io)
 }
 
 fn open_sink(

@@ -251,7 +251,11 @@ impl Rebuilder<'_> {
         self.max_seq = self.max_seq.max(r.seq);
         // Step ends past a stop seq are collected too, so an error can name the next one.
         if let EventData::StepStarted { activations, .. } = r.data {
-            self.fork_points.push(r.seq + 2 * activations);
+            // Only `fork` and `state_at` (which stop at a seq) need these; replay of a long log
+            // should not grow with its steps.
+            if matches!(self.stop, Stop::At(s) if s != u64::MAX) {
+                self.fork_points.push(r.seq + 2 * activations);
+            }
         }
         if let Stop::At(s) = self.stop {
             if r.seq > s {

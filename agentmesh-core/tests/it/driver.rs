@@ -431,7 +431,7 @@ fn into_output_maps_each_outcome_to_its_code() {
         &live,
     );
     assert_eq!(done.log_path, None, "no log dir: the log is in memory");
-    assert_eq!(done.fingerprint.len(), 64);
+    assert_eq!(done.fingerprint().unwrap().len(), 64);
     assert_eq!(done.into_output().unwrap(), json!({"a": {"from": "a"}}));
 
     let cases: Vec<(Value, bool, ErrorKind, &str)> = vec![

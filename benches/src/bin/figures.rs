@@ -634,11 +634,7 @@ fn breakdown(plan: &Plan, t: &mut Table, files: &mut FileRuns) -> Result<()> {
                 |p| p.last,
                 1.0,
             ),
-            (
-                "Run::fingerprint (Mesh::run computes it)",
-                |p| p.fingerprint,
-                1.0,
-            ),
+            ("Run::fingerprint (on request)", |p| p.fingerprint, 1.0),
             ("drop(Run)", |p| p.drop, 1.0),
         ];
         for (what, get, units) in phases {
