@@ -468,6 +468,77 @@ pub fn read_log(path: impl AsRef<Path>) -> Result<(LogHeader, Vec<Event>)> {
     Ok((header, events))
 }
 
+/// One verified record, not yet parsed: its body (the JSON object without chain fields).
+pub(crate) struct Record {
+    pub offset: u64,
+    pub seq: u64,
+    body: Vec<u8>,
+}
+
+impl Record {
+    /// The event `type`.
+    pub(crate) fn kind(&self) -> &[u8] {
+        chain::envelope(&self.body).map_or(&[][..], |(_, kind, _)| kind)
+    }
+
+    /// The canonical form without its closing brace (no `meta`).
+    pub(crate) fn canonical_head(&self) -> Option<&[u8]> {
+        chain::canonical_body(&self.body[..self.body.len() - 1])
+    }
+
+    pub(crate) fn parse(&self, interner: &mut Interner) -> Result<Event> {
+        let text = std::str::from_utf8(&self.body)
+            .map_err(|_| Error::corrupt(self.offset, "record is not UTF-8"))?;
+        Event::from_json_interned(text, interner)
+            .map_err(|e| Error::corrupt(self.offset, format!("not a valid event: {e}")))
+    }
+}
+
+/// Stream a log's records in seq order to `f`, parsing only what `f` asks for. Returns the
+/// header.
+pub(crate) fn for_each_record(
+    path: &Path,
+    mut f: impl FnMut(Record, &mut Interner) -> Result<()>,
+) -> Result<LogHeader> {
+    let mut reader = LogReader::open(path)?;
+    let header = reader.require_header()?.clone();
+    let run_id = serde_json::to_vec(&header.run_id).unwrap_or_default();
+    let mut reorder: Reorder<Record> = Reorder::new();
+    let mut interner = Interner::default();
+    let mut emit = |r: Record| f(r, &mut interner);
+    while let Some(line) = reader.next_line()? {
+        let (seq, _, rid) = chain::envelope(line.head).ok_or_else(|| {
+            Error::corrupt(
+                line.offset,
+                "record does not start with seq, type and runId",
+            )
+        })?;
+        if rid != run_id.as_slice() {
+            return Err(Error::corrupt(
+                line.offset,
+                format!(
+                    "event {seq} belongs to run {}",
+                    String::from_utf8_lossy(rid)
+                ),
+            ));
+        }
+        let mut body = Vec::with_capacity(line.head.len() + 1);
+        body.extend_from_slice(line.head);
+        body.push(b'}');
+        reorder.push(
+            seq,
+            Record {
+                offset: line.offset,
+                seq,
+                body,
+            },
+            &mut emit,
+        )?;
+    }
+    reorder.finish(&mut emit)?;
+    Ok(header)
+}
+
 /// Stream a log's events in seq order to `f`. Returns the header.
 pub(crate) fn for_each_event(
     path: &Path,

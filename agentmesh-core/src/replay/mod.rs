@@ -11,9 +11,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, ErrorDetail, ErrorKind, Result};
-use crate::log::reader::{for_each_event, LogReader};
+use crate::log::reader::{for_each_record, LogReader, Record};
 use crate::model::activation::{Activation, Outcome, RunStatus};
-use crate::model::event::{Event, EventData, Failure, LogHeader, Usage};
+use crate::model::event::{Canonical, Event, EventData, Failure, Interner, LogHeader, Usage};
 use crate::model::workflow::Workflow;
 use crate::orchestrator::{trace_id_for, Machine};
 
@@ -213,6 +213,7 @@ struct Rebuilder<'w> {
     fork_points: Vec<u64>,
     max_seq: u64,
     deferred_cancels: Vec<Event>,
+    scratch: Vec<u8>,
 }
 
 impl Rebuilder<'_> {
@@ -245,6 +246,45 @@ impl Rebuilder<'_> {
                 Some(decided),
             ))
         }
+    }
+
+    /// Feed one record. Decision events the machine also decided are compared as canonical
+    /// bytes without parsing them (most of a replay's parse cost); anything else, and any
+    /// difference, goes through [`Rebuilder::feed`] with the record parsed.
+    fn feed_record(&mut self, rec: Record, interner: &mut Interner) -> Result<()> {
+        let fast = !self.collect
+            && self.deferred_cancels.is_empty()
+            && matches!(self.stop, Stop::End | Stop::At(u64::MAX))
+            && matches!(
+                rec.kind(),
+                b"stepStarted"
+                    | b"agentScheduled"
+                    | b"toolScheduled"
+                    | b"humanRequested"
+                    | b"branchDecided"
+                    | b"nodeSkipped"
+                    | b"runCompleted"
+                    | b"runFailed"
+            );
+        if let (true, Some(machine)) = (fast, self.machine.as_mut()) {
+            if machine.needs_advance() {
+                machine.advance();
+                self.queue.extend(machine.take_outbox());
+            }
+            if let Some(decided) = self.queue.front().filter(|d| d.seq == rec.seq) {
+                self.scratch.clear();
+                serde_json::to_writer(&mut self.scratch, &Canonical(decided))
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                let decided_head = &self.scratch[..self.scratch.len() - 1];
+                if rec.canonical_head() == Some(decided_head) {
+                    self.queue.pop_front();
+                    self.events += 1;
+                    self.max_seq = self.max_seq.max(rec.seq);
+                    return Ok(());
+                }
+            }
+        }
+        self.feed(rec.parse(interner)?)
     }
 
     fn feed(&mut self, mut r: Event) -> Result<()> {
@@ -408,8 +448,9 @@ pub(crate) fn rebuild(
         fork_points: Vec::new(),
         max_seq: 0,
         deferred_cancels: Vec::new(),
+        scratch: Vec::new(),
     };
-    let header = for_each_event(path, |e| rb.feed(e))?;
+    let header = for_each_record(path, |rec, interner| rb.feed_record(rec, interner))?;
     // A crash in the middle of writing a cancel: finish it (its events join the tail).
     if let Some(reason) = rb.deferred_cancels.first().and_then(|e| match &e.data {
         EventData::ActivationCancelled { reason } => Some(reason.clone()),
