@@ -1,0 +1,181 @@
+"""Exceptions raised by AgentMesh.
+
+Every error carries the stable code of the core (``exc.code``), the same string the Rust and
+Node APIs use. The classes are declared once, in ``_TABLE``; the native module raises through
+:func:`_from_native`, so a code maps to exactly one class everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Optional, Type
+
+
+class AgentMeshError(Exception):
+    """Base class of every AgentMesh error. ``code`` is the stable error code."""
+
+    code: str = "INTERNAL"
+
+    def __init__(self, message: str, *, details: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: Structured facts (node, field, seq, offset...) when the core gives them.
+        self.details: Dict[str, Any] = dict(details or {})
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class InvalidWorkflowError(AgentMeshError):
+    """The workflow definition is invalid. ``node`` and ``field`` say where."""
+
+    code = "INVALID_WORKFLOW"
+
+    @property
+    def node(self) -> Optional[str]:
+        return self.details.get("node")
+
+    @property
+    def field(self) -> Optional[str]:
+        return self.details.get("field")
+
+
+class InvalidArgumentError(AgentMeshError):
+    code = "INVALID_ARGUMENT"
+
+
+class InvalidOutputError(AgentMeshError):
+    """An activation result is not JSON data (NaN, a set, bytes, a non-string key...)."""
+
+    code = "INVALID_OUTPUT"
+
+    @property
+    def node(self) -> Optional[str]:
+        return self.details.get("node")
+
+
+class InvalidCompletionError(AgentMeshError):
+    code = "INVALID_COMPLETION"
+
+
+class NondeterminismError(AgentMeshError):
+    """A re-driven run disagrees with its log at ``seq``."""
+
+    code = "NONDETERMINISM"
+
+    @property
+    def seq(self) -> Optional[int]:
+        return self.details.get("seq")
+
+    @property
+    def node(self) -> Optional[str]:
+        return self.details.get("node")
+
+    @property
+    def field(self) -> Optional[str]:
+        return self.details.get("field")
+
+    @property
+    def expected(self) -> Optional[str]:
+        """What the log holds, as JSON text."""
+        return self.details.get("expected")
+
+    @property
+    def actual(self) -> Optional[str]:
+        """What the workflow produced, as JSON text."""
+        return self.details.get("actual")
+
+
+class LogCorruptError(AgentMeshError):
+    code = "LOG_CORRUPT"
+
+    @property
+    def offset(self) -> Optional[int]:
+        """Byte offset of the first damaged record."""
+        return self.details.get("offset")
+
+
+class RunExistsError(AgentMeshError):
+    code = "RUN_EXISTS"
+
+
+class AgentFailedError(AgentMeshError):
+    """The run failed because an activation failed.
+
+    Raised by ``Mesh.run``/``resume``/``fork`` when the failing activation raised a Python
+    exception (that exception is ``__cause__``); ``result`` is the run's ``RunResult``.
+    """
+
+    code = "AGENT_FAILED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Optional[Dict[str, Any]] = None,
+        result: Any = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.result = result
+
+    @property
+    def node(self) -> Optional[str]:
+        return self.details.get("node")
+
+
+class AgentTimeoutError(AgentMeshError):
+    code = "TIMEOUT"
+
+
+class LimitExceededError(AgentMeshError):
+    code = "LIMIT_EXCEEDED"
+
+
+class RunCancelledError(AgentMeshError):
+    code = "CANCELLED"
+
+
+class UnknownAgentError(AgentMeshError):
+    code = "UNKNOWN_AGENT"
+
+
+class AgentMeshIOError(AgentMeshError):
+    code = "IO"
+
+
+class InternalError(AgentMeshError):
+    code = "INTERNAL"
+
+
+_TABLE: Dict[str, Type[AgentMeshError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidWorkflowError,
+        InvalidArgumentError,
+        InvalidOutputError,
+        InvalidCompletionError,
+        NondeterminismError,
+        LogCorruptError,
+        RunExistsError,
+        AgentFailedError,
+        AgentTimeoutError,
+        LimitExceededError,
+        RunCancelledError,
+        UnknownAgentError,
+        AgentMeshIOError,
+        InternalError,
+    )
+}
+
+
+def error_class(code: str) -> Type[AgentMeshError]:
+    """The exception class for a stable code (``InternalError`` for an unknown one)."""
+    return _TABLE.get(code, InternalError)
+
+
+def _from_native(code: str, message: str, details_json: str) -> AgentMeshError:
+    details = json.loads(details_json)
+    cls = error_class(code)
+    if cls is InternalError and code != "INTERNAL":
+        message = f"unknown error code {code}: {message}"
+    return cls(message, details=details if isinstance(details, dict) else None)
