@@ -40,7 +40,9 @@ pub mod replay;
 pub use driver::scripted::{Behavior, Script, ScriptError};
 pub use driver::{AgentOutput, AgentResult, CancelHandle, Context, Mesh, RunResult};
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
-pub use log::{canonical_log, fingerprint, read_log, verify_log, FsyncMode, VerifyReport};
+pub use log::{
+    canonical_log, fingerprint, read_header, read_log, verify_log, FsyncMode, VerifyReport,
+};
 pub use model::activation::{Activation, Completion, Outcome, RunStatus};
 pub use model::event::{Event, EventData, Failure, FailureKind, LogHeader, RunError, Usage};
 pub use model::workflow::{

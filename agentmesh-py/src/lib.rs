@@ -1,12 +1,15 @@
 //! `agentmesh._agentmesh`: the native half of the Python package.
 //!
-//! Values cross the boundary as JSON text: Python serializes with `json.dumps`, Rust parses with
-//! serde_json, and everything Rust returns (activations, outcomes, reports, events) is serde
-//! JSON text that Python parses with `json.loads`. The wire format therefore comes only from the
-//! core. Every call into the core releases the GIL and catches panics (see [`errors::detached`]).
+//! Values from Python (outputs, input, approvals) become `serde_json::Value`s directly in
+//! [`pyjson`], which accepts only JSON data; the core records them with serde, so the wire
+//! format comes only from the core. Activations are native objects ([`activation`]); reports
+//! and events go back as serde JSON text. Every call into the core releases the GIL and catches
+//! panics (see [`errors::detached`]).
 
+mod activation;
 mod errors;
 mod log;
+mod pyjson;
 mod run;
 
 use pyo3::prelude::*;
@@ -15,9 +18,12 @@ use pyo3::prelude::*;
 fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<run::NativeWorkflow>()?;
     m.add_class::<run::NativeRun>()?;
+    m.add_class::<activation::Activation>()?;
+    m.add_function(wrap_pyfunction!(pyjson::to_json_text, m)?)?;
     m.add_function(wrap_pyfunction!(log::verify_log, m)?)?;
     m.add_function(wrap_pyfunction!(log::canonical_log, m)?)?;
     m.add_function(wrap_pyfunction!(log::read_log, m)?)?;
+    m.add_function(wrap_pyfunction!(log::read_header, m)?)?;
     m.add_function(wrap_pyfunction!(log::fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(log::replay, m)?)?;
     m.add_function(wrap_pyfunction!(log::state_at, m)?)?;

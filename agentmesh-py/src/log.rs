@@ -25,6 +25,12 @@ pub fn canonical_log<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py,
     Ok(PyBytes::new(py, &bytes))
 }
 
+/// The log header as JSON text (reads only the first line).
+#[pyfunction]
+pub fn read_header(py: Python<'_>, path: PathBuf) -> PyResult<String> {
+    detached(py, || to_json(&agentmesh_core::read_header(&path)?))
+}
+
 /// The header and the events (canonical JSON text each, in seq order).
 #[pyfunction]
 pub fn read_log(py: Python<'_>, path: PathBuf) -> PyResult<(String, Vec<String>)> {

@@ -12,7 +12,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use serde_json::Value;
 
-use crate::errors::{detached, parse_arg, to_json};
+use crate::activation::{wrap_all, Activation};
+use crate::errors::{detached, to_json, to_py};
+use crate::pyjson;
 
 /// A validated workflow.
 #[pyclass(frozen, module = "agentmesh._agentmesh")]
@@ -117,14 +119,14 @@ impl NativeRun {
 
 #[pymethods]
 impl NativeRun {
-    /// Start a run; `input_json` is JSON text.
+    /// Start a run with `input` (JSON data).
     #[staticmethod]
-    #[pyo3(signature = (workflow, input_json, seed=0, run_id=None, log_dir=None, fsync="batch", tenant=None))]
+    #[pyo3(signature = (workflow, input=None, seed=0, run_id=None, log_dir=None, fsync="batch", tenant=None))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
         workflow: PyRef<'_, NativeWorkflow>,
-        input_json: &str,
+        input: Option<&Bound<'_, PyAny>>,
         seed: u64,
         run_id: Option<String>,
         log_dir: Option<PathBuf>,
@@ -132,9 +134,10 @@ impl NativeRun {
         tenant: Option<String>,
     ) -> PyResult<NativeRun> {
         let wf = workflow.inner.clone();
+        let input = json_arg(py, "input", input)?;
         let run = detached(py, || {
             let options = RunOptions {
-                input: parse_arg("input", input_json)?,
+                input,
                 seed,
                 run_id,
                 log_dir,
@@ -154,70 +157,90 @@ impl NativeRun {
         Ok(NativeRun::new(run))
     }
 
-    /// Fork the run in `path` at step end `seq`; `overrides_json` is a JSON object node → output.
+    /// Fork the run in `path` at step end `seq`; `overrides` maps node id → output.
     #[staticmethod]
-    #[pyo3(signature = (path, seq, overrides_json="{}", run_id=None, log_dir=None, fsync="batch"))]
+    #[pyo3(signature = (path, seq, overrides=None, run_id=None, log_dir=None, fsync="batch"))]
     fn fork(
         py: Python<'_>,
         path: PathBuf,
         seq: u64,
-        overrides_json: &str,
+        overrides: Option<&Bound<'_, PyAny>>,
         run_id: Option<String>,
         log_dir: Option<PathBuf>,
         fsync: &str,
     ) -> PyResult<NativeRun> {
-        let run = detached(py, || {
-            let overrides: BTreeMap<String, Value> =
-                serde_json::from_str(overrides_json).map_err(|e| {
-                    Error::new(
+        let overrides: BTreeMap<String, Value> = match json_arg(py, "overrides", overrides)? {
+            Value::Null => BTreeMap::new(),
+            Value::Object(map) => map.into_iter().collect(),
+            other => {
+                return Err(to_py(
+                    py,
+                    &Error::new(
                         ErrorKind::InvalidArgument,
-                        format!("overrides must be a JSON object of node → output: {e}"),
-                    )
-                })?;
+                        format!("overrides must map node id → output, not {other}"),
+                    ),
+                ))
+            }
+        };
+        let run = detached(py, || {
             Run::fork(&path, seq, overrides, run_id, log_dir, fsync_mode(fsync)?)
         })?;
         Ok(NativeRun::new(run))
     }
 
-    /// Activations not yet handed out, as a JSON array.
-    fn poll(&self, py: Python<'_>) -> PyResult<String> {
-        self.with(py, |r| to_json(&r.poll()))
+    /// Activations not yet handed out, each carrying `token` for `cancel_run`.
+    #[pyo3(signature = (token=None))]
+    fn poll(&self, py: Python<'_>, token: Option<Py<PyAny>>) -> PyResult<Vec<Py<Activation>>> {
+        let acts = self.with(py, |r| Ok(r.poll()))?;
+        wrap_all(py, acts, token.as_ref())
     }
 
-    /// Activations still waiting for a completion, as a JSON array.
-    fn outstanding(&self, py: Python<'_>) -> PyResult<String> {
-        self.with(py, |r| to_json(&r.outstanding()))
+    /// Activations still waiting for a completion.
+    fn outstanding(&self, py: Python<'_>) -> PyResult<Vec<Py<Activation>>> {
+        let acts = self.with(py, |r| Ok(r.outstanding()))?;
+        wrap_all(py, acts, None)
     }
 
-    /// Complete activation `id` with an output (JSON text) and optional usage (JSON text,
-    /// `{"inputTokens", "outputTokens"}`).
-    #[pyo3(signature = (id, output_json, usage_json=None, duration_us=None))]
+    /// Complete activation `id` with `output` (JSON data) and optional `usage`
+    /// (`{"inputTokens": n, "outputTokens": n}`). Data that is not JSON raises
+    /// `InvalidOutputError` naming the node and changes nothing.
+    #[pyo3(signature = (id, output, usage=None, duration_us=None))]
     fn complete_ok(
         &self,
         py: Python<'_>,
         id: u64,
-        output_json: &str,
-        usage_json: Option<&str>,
+        output: &Bound<'_, PyAny>,
+        usage: Option<&Bound<'_, PyAny>>,
         duration_us: Option<u64>,
     ) -> PyResult<()> {
+        let output =
+            pyjson::from_py(output).map_err(|why| format!("output is not JSON data: {why}"));
+        let usage = usage
+            .map(|u| pyjson::from_py(u).map_err(|why| format!("usage is not JSON data: {why}")));
+        self.with(py, |r| {
+            let output = output.map_err(|m| invalid_output(r, id, &m))?;
+            let usage = usage.transpose().map_err(|m| invalid_output(r, id, &m))?;
+            r.complete(id, completion_ok(r, id, output, usage, duration_us)?)
+        })
+    }
+
+    /// `complete_ok` with the output as JSON text (`RawJson`): recorded as the core parses it.
+    #[pyo3(signature = (id, output_json, usage=None, duration_us=None))]
+    fn complete_ok_json(
+        &self,
+        py: Python<'_>,
+        id: u64,
+        output_json: &str,
+        usage: Option<&Bound<'_, PyAny>>,
+        duration_us: Option<u64>,
+    ) -> PyResult<()> {
+        let usage = usage
+            .map(|u| pyjson::from_py(u).map_err(|why| format!("usage is not JSON data: {why}")));
         self.with(py, |r| {
             let output: Value = serde_json::from_str(output_json)
                 .map_err(|e| invalid_output(r, id, &format!("output is not valid JSON: {e}")))?;
-            let mut completion = Completion::ok(output);
-            if let Some(text) = usage_json {
-                let usage: Usage = serde_json::from_str(text).map_err(|e| {
-                    invalid_output(
-                        r,
-                        id,
-                        &format!("usage must be {{\"inputTokens\", \"outputTokens\"}}: {e}"),
-                    )
-                })?;
-                completion = completion.with_usage(usage);
-            }
-            if let Some(us) = duration_us {
-                completion = completion.with_duration_us(us);
-            }
-            r.complete(id, completion)
+            let usage = usage.transpose().map_err(|m| invalid_output(r, id, &m))?;
+            r.complete(id, completion_ok(r, id, output, usage, duration_us)?)
         })
     }
 
@@ -307,6 +330,46 @@ impl NativeRun {
     fn workflow(&self, py: Python<'_>) -> PyResult<NativeWorkflow> {
         let inner = self.with(py, |r| Ok(r.workflow().clone()))?;
         Ok(NativeWorkflow { inner })
+    }
+}
+
+fn completion_ok(
+    run: &Run,
+    id: u64,
+    output: Value,
+    usage: Option<Value>,
+    duration_us: Option<u64>,
+) -> agentmesh_core::Result<Completion> {
+    let mut completion = Completion::ok(output);
+    if let Some(usage) = usage {
+        let usage: Usage = serde_json::from_value(usage).map_err(|e| {
+            invalid_output(
+                run,
+                id,
+                &format!("usage must be {{\"inputTokens\": int, \"outputTokens\": int}}: {e}"),
+            )
+        })?;
+        completion = completion.with_usage(usage);
+    }
+    if let Some(us) = duration_us {
+        completion = completion.with_duration_us(us);
+    }
+    Ok(completion)
+}
+
+/// A JSON-data argument (`input`, `overrides`); `None` is JSON null.
+fn json_arg(py: Python<'_>, what: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
+    match obj {
+        None => Ok(Value::Null),
+        Some(obj) => pyjson::from_py(obj).map_err(|why| {
+            to_py(
+                py,
+                &Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{what} is not JSON data: {why}"),
+                ),
+            )
+        }),
     }
 }
 

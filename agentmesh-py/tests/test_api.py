@@ -180,17 +180,23 @@ def test_non_json_output_is_invalid_output_naming_node(tmp_path: Path, bad: Any)
 
 def test_native_complete_rejects_bad_json_text(tmp_path: Path) -> None:
     w = wf([{"id": "n", "type": "agent", "agent": "a"}])
-    run = _agentmesh.NativeRun.start(w._native, "null", 0, "nat", str(tmp_path))
-    (act,) = json.loads(run.poll())
+    run = _agentmesh.NativeRun.start(w._native, None, 0, "nat", str(tmp_path))
+    (act,) = run.poll()
     for text in ("NaN", "{1: 2}", "[1,", "Infinity"):
         with pytest.raises(agentmesh.InvalidOutputError) as info:
-            run.complete_ok(act["id"], text)
+            run.complete_ok_json(act.id, text)
         assert info.value.node == "n"
+    for value in ({1, 2}, float("nan"), {"k": [b"x"]}):
+        with pytest.raises(agentmesh.InvalidOutputError) as info:
+            run.complete_ok(act.id, value)
+        assert info.value.node == "n"
+    with pytest.raises(agentmesh.InvalidOutputError, match="usage"):
+        run.complete_ok(act.id, 1, {"inputTokens": "many"})
     with pytest.raises(agentmesh.InvalidCompletionError):
-        run.complete_ok(act["id"] + 100, "1")
+        run.complete_ok(act.id + 100, 1)
     with pytest.raises(agentmesh.InvalidArgumentError):
-        run.complete_err(act["id"], "weird", "T", "m")
-    run.complete_ok(act["id"], "-0")
+        run.complete_err(act.id, "weird", "T", "m")
+    run.complete_ok_json(act.id, "-0")
     assert run.status() == "completed"
     run.close()
     with pytest.raises(agentmesh.InvalidArgumentError):

@@ -6,7 +6,7 @@ pub(crate) mod writer;
 
 pub use chain::MAX_RECORD_BYTES;
 pub use reader::{
-    canonical_log, fingerprint, read_log, verify_log, Recovery, Repair, VerifyReport,
+    canonical_log, fingerprint, read_header, read_log, verify_log, Recovery, Repair, VerifyReport,
 };
 pub use writer::{log_path, validate_run_id, FsyncMode, LogWriter, BATCH_SYNC_INTERVAL};
 

@@ -456,6 +456,14 @@ impl Write for HashWriter {
     }
 }
 
+/// Read a log's header only (its first line, hash-checked). Read-only; cheap for any log size.
+///
+/// Errors: `LOG_CORRUPT` (not a log, damaged header), `IO`.
+pub fn read_header(path: impl AsRef<Path>) -> Result<LogHeader> {
+    let reader = LogReader::open(path.as_ref())?;
+    reader.require_header().cloned()
+}
+
 /// Read a log's header and its events in canonical (seq) order. Read-only.
 ///
 /// Errors: `LOG_CORRUPT`, `IO`.

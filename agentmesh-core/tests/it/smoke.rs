@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use agentmesh_core::{replay, state_at, verify_log, RunOptions, RunStatus};
+use agentmesh_core::{read_header, replay, state_at, verify_log, ErrorKind, RunOptions, RunStatus};
 use serde_json::json;
 
 use crate::common::*;
@@ -40,6 +40,14 @@ fn demo_like_workflow_end_to_end() {
     assert_eq!(r.status, RunStatus::Waiting, "{r:?}");
     assert_eq!(r.waiting.len(), 1);
     let path = r.log_path.clone().unwrap();
+    let header = read_header(&path).unwrap();
+    assert_eq!((header.run_id.as_str(), header.seed), ("demo-1", 3));
+    let not_a_log = dir.path().join("notes.txt");
+    std::fs::write(&not_a_log, "hello\n").unwrap();
+    assert_eq!(
+        read_header(&not_a_log).unwrap_err().kind(),
+        ErrorKind::LogCorrupt
+    );
     let report = verify_log(&path).unwrap();
     assert_eq!(
         report.holes,

@@ -27,7 +27,7 @@ from ._driver import (
     RunResult,
 )
 from ._json import RawJson
-from ._workflow import Workflow
+from ._workflow import Retry, Workflow, WorkflowBuilder
 from .errors import (
     AgentFailedError,
     AgentMeshError,
@@ -59,8 +59,7 @@ def verify_log(path: PathLike) -> Dict[str, Any]:
 
 def read_header(path: PathLike) -> Dict[str, Any]:
     """The log header."""
-    header, _ = _agentmesh.read_log(os.fspath(path))
-    result: Dict[str, Any] = json.loads(header)
+    result: Dict[str, Any] = json.loads(_agentmesh.read_header(os.fspath(path)))
     return result
 
 
@@ -123,11 +122,13 @@ __all__ = [
     "NondeterminismError",
     "Output",
     "RawJson",
+    "Retry",
     "RunCancelledError",
     "RunExistsError",
     "RunResult",
     "UnknownAgentError",
     "Workflow",
+    "WorkflowBuilder",
     "canonical_log",
     "error_codes",
     "fingerprint",

@@ -1,12 +1,31 @@
-# Stub of the native module (agentmesh-py/src). Values cross as JSON text: arguments are
-# produced by json.dumps, return values are serde JSON text to parse with json.loads.
+# Stub of the native module (agentmesh-py/src), checked by `python -m mypy.stubtest
+# agentmesh._agentmesh`. JSON data from Python (input, outputs, usage, overrides) is converted
+# natively; reports and events come back as serde JSON text to parse with json.loads.
 # Errors are raised as agentmesh.errors classes (by code).
 from os import PathLike
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union, final
+
+__all__ = [
+    "NativeWorkflow",
+    "NativeRun",
+    "Activation",
+    "to_json_text",
+    "verify_log",
+    "canonical_log",
+    "read_log",
+    "read_header",
+    "fingerprint",
+    "replay",
+    "state_at",
+    "recorded_workflow",
+    "normalize_json",
+    "error_codes",
+]
 
 _Path = Union[str, PathLike[str]]
 
+@final
 class NativeWorkflow:
     @staticmethod
     def from_json(text: str) -> NativeWorkflow: ...
@@ -21,11 +40,44 @@ class NativeWorkflow:
     def agent_names(self) -> List[str]: ...
     def tool_names(self) -> List[str]: ...
 
+@final
+class Activation:
+    @property
+    def id(self) -> int: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def visit(self) -> int: ...
+    @property
+    def delay_ms(self) -> int: ...
+    @property
+    def timeout_ms(self) -> Optional[int]: ...
+    @property
+    def prompt(self) -> Optional[str]: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def step(self) -> int: ...
+    @property
+    def input(self) -> Any: ...
+    @property
+    def deps(self) -> Dict[str, Any]: ...
+    def cancel_run(self, reason: str = "cancelled") -> None: ...
+
+@final
 class NativeRun:
     @staticmethod
     def start(
         workflow: NativeWorkflow,
-        input_json: str,
+        input: Any = None,
         seed: int = 0,
         run_id: Optional[str] = None,
         log_dir: Optional[_Path] = None,
@@ -38,18 +90,25 @@ class NativeRun:
     def fork(
         path: _Path,
         seq: int,
-        overrides_json: str = "{}",
+        overrides: Optional[Dict[str, Any]] = None,
         run_id: Optional[str] = None,
         log_dir: Optional[_Path] = None,
         fsync: str = "batch",
     ) -> NativeRun: ...
-    def poll(self) -> str: ...
-    def outstanding(self) -> str: ...
+    def poll(self, token: Optional[Any] = None) -> List[Activation]: ...
+    def outstanding(self) -> List[Activation]: ...
     def complete_ok(
         self,
         id: int,
+        output: Any,
+        usage: Optional[Any] = None,
+        duration_us: Optional[int] = None,
+    ) -> None: ...
+    def complete_ok_json(
+        self,
+        id: int,
         output_json: str,
-        usage_json: Optional[str] = None,
+        usage: Optional[Any] = None,
         duration_us: Optional[int] = None,
     ) -> None: ...
     def complete_err(
@@ -73,6 +132,7 @@ class NativeRun:
 
 def verify_log(path: _Path) -> str: ...
 def canonical_log(path: _Path) -> bytes: ...
+def read_header(path: _Path) -> str: ...
 def read_log(path: _Path) -> Tuple[str, List[str]]: ...
 def fingerprint(path: _Path) -> str: ...
 def replay(path: _Path, workflow: Optional[NativeWorkflow] = None) -> str: ...
@@ -80,3 +140,4 @@ def state_at(path: _Path, seq: int) -> str: ...
 def recorded_workflow(path: _Path) -> NativeWorkflow: ...
 def normalize_json(text: str) -> str: ...
 def error_codes() -> List[str]: ...
+def to_json_text(obj: Any) -> Tuple[Optional[str], Optional[str]]: ...

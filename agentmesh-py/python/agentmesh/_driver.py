@@ -8,6 +8,8 @@ honour cancellation, and return when only human decisions are outstanding.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import queue
@@ -18,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import _agentmesh
-from ._json import RawJson, dumps, problem
+from ._json import RawJson, encode
 from ._workflow import Workflow
 from .errors import (
     AgentFailedError,
+    AgentMeshError,
     InternalError,
     InvalidArgumentError,
     InvalidOutputError,
@@ -30,6 +33,7 @@ from .errors import (
 
 PathLike = Union[str, "os.PathLike[str]"]
 AgentFn = Callable[["Activation"], Any]
+_Wake = Callable[[], None]
 
 _FINISHED = ("completed", "failed", "cancelled")
 
@@ -63,15 +67,16 @@ class CancelToken:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reason: Optional[str] = None
-        self._queue: Optional["queue.Queue[Any]"] = None
+        # Wakes the driver waiting for results (thread-safe; set while a run is driven).
+        self._wake: Optional[_Wake] = None
 
     def cancel(self, reason: str = "cancelled") -> None:
         with self._lock:
             if self._reason is None:
                 self._reason = str(reason)
-            q = self._queue
-        if q is not None:
-            q.put(("cancel",))
+            wake = self._wake
+        if wake is not None:
+            wake()
 
     @property
     def reason(self) -> Optional[str]:
@@ -82,56 +87,15 @@ class CancelToken:
     def cancelled(self) -> bool:
         return self.reason is not None
 
-    def _attach(self, q: Optional["queue.Queue[Any]"]) -> None:
+    def _attach(self, wake: Optional[_Wake]) -> None:
         with self._lock:
-            self._queue = q
+            self._wake = wake
 
 
-@dataclass(frozen=True)
-class Activation:
-    """One unit of work handed to an agent, tool or person (fields as in the core)."""
-
-    id: int
-    run_id: str
-    node: str
-    kind: str
-    name: str
-    attempt: int
-    visit: int
-    delay_ms: int
-    timeout_ms: Optional[int]
-    prompt: Optional[str]
-    seed: int
-    step: int
-    input: Any
-    deps: Dict[str, Any]
-    _token: Optional[CancelToken] = field(default=None, repr=False, compare=False)
-
-    def cancel_run(self, reason: str = "cancelled") -> None:
-        """Cancel the run. Takes effect before this activation's own result is recorded."""
-        if self._token is None:
-            raise InvalidArgumentError("this activation is not being driven by a Mesh")
-        self._token.cancel(reason)
-
-    @staticmethod
-    def _from_wire(d: Dict[str, Any], token: Optional[CancelToken]) -> "Activation":
-        return Activation(
-            id=d["id"],
-            run_id=d["runId"],
-            node=d["node"],
-            kind=d["kind"],
-            name=d["name"],
-            attempt=d["attempt"],
-            visit=d["visit"],
-            delay_ms=d["delayMs"],
-            timeout_ms=d.get("timeoutMs"),
-            prompt=d.get("prompt"),
-            seed=d["seed"],
-            step=d["step"],
-            input=d["input"],
-            deps=d["deps"],
-            _token=token,
-        )
+# One unit of work handed to an agent, tool or person: a native, read-only object
+# (agentmesh-py/src/activation.rs) with id, run_id, node, kind, name, attempt, visit, delay_ms,
+# timeout_ms, prompt, seed, step, input, deps and cancel_run(reason).
+Activation = _agentmesh.Activation
 
 
 @dataclass
@@ -161,46 +125,174 @@ class RunResult:
 
 
 # A finished activation, as the worker reports it:
-# ("ok", output_json, usage_json, duration_us) or
+# ("ok", output, usage or None, duration_us) — converted to JSON natively on completion — or
 # ("err", type, message, retryable, duration_us, exception or None)
 _Done = Tuple[Any, ...]
 
 
-def _execute(fn: AgentFn, act: Activation) -> _Done:
+# Return types that are never awaitable: skips inspect.isawaitable on the hot path.
+_PLAIN = frozenset((type(None), bool, int, float, str, list, dict, tuple))
+
+
+def _ok(result: Any, dur: int) -> _Done:
+    if type(result) is Output:
+        return ("ok", result.value, result.usage, dur)
+    return ("ok", result, None, dur)
+
+
+def _failure(e: BaseException, dur: int) -> _Done:
+    if isinstance(e, ActivationError):
+        return ("err", e.error_type, e.message, e.retryable, dur, e)
+    if isinstance(e, InvalidOutputError):
+        return ("err", "InvalidOutput", e.message, False, dur, e)
+    # Any other exception is retryable; a BaseException (SystemExit in a worker...) is not.
+    return ("err", type(e).__name__, str(e), isinstance(e, Exception), dur, e)
+
+
+def _micros(started: float) -> int:
+    return int((time.perf_counter() - started) * 1_000_000)
+
+
+def _execute(fn: AgentFn, act: Activation, on_caller: bool = False) -> _Done:
+    """Run an agent for the synchronous driver, on a worker thread or (``on_caller``) on the
+    thread that called ``run``, where a Ctrl-C must stop the run instead of failing the
+    agent."""
     if act.delay_ms > 0:
         time.sleep(act.delay_ms / 1000.0)
     started = time.perf_counter()
-
-    def elapsed() -> int:
-        return int((time.perf_counter() - started) * 1_000_000)
-
     try:
         result = fn(act)
-        usage = None
-        if isinstance(result, Output):
-            usage, result = result.usage, result.value
-        why = problem(result)
-        if why is not None:
+        if type(result) not in _PLAIN and inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited: close it so Python does not warn
             raise InvalidOutputError(
-                f"node '{act.node}': output is not JSON data: {why}", details={"node": act.node}
+                f"node '{act.node}': agent returned {type(result).__name__}, not JSON data "
+                "(async agents need Mesh.run_async)",
+                details={"node": act.node},
             )
-        usage_json = None
-        if usage is not None:
-            why = problem(usage)
-            if why is not None:
-                raise InvalidOutputError(
-                    f"node '{act.node}': usage is not JSON data: {why}", details={"node": act.node}
-                )
-            usage_json = dumps(usage)
-        return ("ok", dumps(result), usage_json, elapsed())
-    except ActivationError as e:
-        return ("err", e.error_type, e.message, e.retryable, elapsed(), e)
-    except InvalidOutputError as e:
-        return ("err", "InvalidOutput", e.message, False, elapsed(), e)
-    except Exception as e:  # noqa: BLE001 - any agent exception becomes a recorded failure
-        return ("err", type(e).__name__, str(e), True, elapsed(), e)
-    except BaseException as e:  # noqa: BLE001 - e.g. SystemExit in a worker: never retried
-        return ("err", type(e).__name__, str(e), False, elapsed(), e)
+        return _ok(result, _micros(started))
+    except KeyboardInterrupt as e:
+        if on_caller:
+            raise
+        return _failure(e, _micros(started))
+    except BaseException as e:  # noqa: BLE001 - any agent exception becomes a recorded failure
+        return _failure(e, _micros(started))
+
+
+# Per thread: how many agents it is running for a driver (> 0 on a pool worker inside an agent).
+_local = threading.local()
+
+
+def _execute_into(q: "queue.Queue[Any]", fn: AgentFn, act: Activation) -> None:
+    """Worker-thread entry: run the agent and post its result to the driver's queue."""
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        done = _execute(fn, act)
+    finally:
+        _local.depth -= 1
+    q.put(("done", act.id, done))
+
+
+async def _execute_async(fn: AgentFn, act: Activation) -> _Done:
+    """Run an agent for the asyncio driver: ``async def`` agents on the loop, others in the
+    loop's default executor (an awaitable they return is awaited on the loop)."""
+    if act.delay_ms > 0:
+        await asyncio.sleep(act.delay_ms / 1000.0)
+    started = time.perf_counter()
+    try:
+        if inspect.iscoroutinefunction(fn):
+            result = await fn(act)
+        else:
+            result = await asyncio.get_running_loop().run_in_executor(None, fn, act)
+            if type(result) not in _PLAIN and inspect.isawaitable(result):
+                result = await result
+        return _ok(result, _micros(started))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise  # a timed-out task being cancelled, or Ctrl-C: not an agent result
+    except BaseException as e:  # noqa: BLE001 - any agent exception becomes a recorded failure
+        return _failure(e, _micros(started))
+
+
+class _Drive:
+    """The state of driving one run, shared by the thread and asyncio drivers: scheduling,
+    deadlines, completion and cancellation live here once; the drivers only execute agents
+    and wait for their results."""
+
+    def __init__(self, mesh: "Mesh", native: Any, token: CancelToken) -> None:
+        self.mesh = mesh
+        self.native = native
+        self.token = token
+        # id → (node, deadline or None, timeout_ms)
+        self.in_flight: Dict[int, Tuple[str, Optional[float], Optional[int]]] = {}
+        self.exceptions: Dict[str, BaseException] = {}
+
+    def advance(self) -> Optional[List[Tuple[AgentFn, Activation]]]:
+        """Apply a pending cancel and schedule what is ready. ``None`` when driving is over
+        (finished, cancelled, or waiting for people); otherwise the activations to start."""
+        native, token = self.native, self.token
+        reason = token._reason  # one attribute read (atomic under the GIL)
+        if reason is not None:
+            native.cancel(reason)
+            return None
+        work = []
+        agents, tools = self.mesh._agents, self.mesh._tools
+        for act in native.poll(token):
+            kind = act.kind
+            if kind == "human":
+                continue
+            fn = (tools if kind == "tool" else agents)[act.name]
+            deadline = None
+            if act.timeout_ms is not None:
+                deadline = time.monotonic() + (act.delay_ms + act.timeout_ms) / 1000.0
+            self.in_flight[act.id] = (act.node, deadline, act.timeout_ms)
+            work.append((fn, act))
+        if not self.in_flight:
+            status = native.status()
+            if status == "waiting" or status in _FINISHED:
+                return None
+            # Running with nothing to execute or await would spin forever.
+            raise InternalError(f"run is {status} with no work outstanding")
+        return work
+
+    def wait_time(self) -> Optional[float]:
+        """Seconds until the next deadline (``None``: no deadline)."""
+        deadlines = [d for (_, d, _) in self.in_flight.values() if d is not None]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def expire(self) -> List[int]:
+        """Record a timeout for every activation past its deadline; their ids."""
+        now = time.monotonic()
+        expired = sorted(
+            i for i, (_, d, _) in self.in_flight.items() if d is not None and d <= now
+        )
+        for i in expired:
+            node, _, timeout_ms = self.in_flight.pop(i)
+            self.exceptions.pop(node, None)
+            self.native.complete_err(
+                i, "timeout", "Timeout", f"no result within {timeout_ms} ms", True
+            )
+        return expired
+
+    def done(self, act_id: int, done: _Done) -> None:
+        if act_id not in self.in_flight or self.token._reason is not None:
+            # Late (timed out) or the run is being cancelled: never recorded.
+            return
+        node = self.in_flight.pop(act_id)[0]
+        Mesh._complete(self.native, act_id, node, done, self.exceptions)
+
+    def abort(self, exc: BaseException) -> None:
+        """Driving stopped with ``exc``: a Ctrl-C or a cancelled asyncio task cancels the run
+        (so its log ends with ``runCancelled``); the log is released either way."""
+        try:
+            if isinstance(exc, KeyboardInterrupt):
+                self.native.cancel("KeyboardInterrupt")
+            elif isinstance(exc, asyncio.CancelledError):
+                self.native.cancel("the task driving the run was cancelled")
+        except AgentMeshError:
+            pass  # the run may be closed or its log unwritable; exc is what the caller sees
+        finally:
+            # Release the log now; the traceback would keep the run (and its lock) alive.
+            self.native.close()
 
 
 class Mesh:
@@ -224,6 +316,10 @@ class Mesh:
         self.fsync = fsync
         self.max_workers = max_workers
         self._agents: Dict[str, AgentFn] = {}
+        # Worker threads shared by this mesh's runs, created on first use (thread start-up
+        # would otherwise dominate short runs); see _take_pool.
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool_lock = threading.Lock()
         self._tools: Dict[str, AgentFn] = {}
 
     # registration -------------------------------------------------------------------------
@@ -275,69 +371,55 @@ class Mesh:
         tenant: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
     ) -> RunResult:
-        """Start a run and drive it until it finishes or waits for a person.
+        """Start a run and drive it until it finishes or waits for a person; the agents of a
+        step run in parallel on a thread pool.
 
         Raises :class:`AgentFailedError` (the agent's exception as ``__cause__``, the
         ``RunResult`` as ``.result``) when an agent exception failed the run; other failures
-        (timeouts, limits) are returned with ``status == "failed"``.
+        (timeouts, limits) are returned with ``status == "failed"``. A ``KeyboardInterrupt``
+        cancels the run (``runCancelled`` is recorded) and is re-raised.
         """
-        if not isinstance(workflow, Workflow):
-            raise InvalidArgumentError(f"workflow must be a Workflow, not {type(workflow).__name__}")
-        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
-            raise InvalidArgumentError("seed must be an int in [0, 2**64)")
-        self._check_registered(workflow._native)
-        why = problem(input)
-        if why is not None:
-            raise InvalidArgumentError(f"input is not JSON data: {why}")
-        native = _agentmesh.NativeRun.start(
-            workflow._native,
-            dumps(input),
-            seed,
-            run_id,
-            self.log_dir,
-            self.fsync,
-            tenant,
-        )
-        return self._drive(native, cancel or CancelToken())
+        native = self._start(workflow, input, seed, run_id, tenant)
+        return self._drive(native, cancel)
+
+    async def run_async(
+        self,
+        workflow: Workflow,
+        input: Any = None,
+        seed: int = 0,
+        run_id: Optional[str] = None,
+        tenant: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> RunResult:
+        """``run`` for asyncio: ``async def`` agents of a step run concurrently on the running
+        event loop, plain functions in its default executor. Cancelling the awaiting task
+        cancels the run (``runCancelled``) and propagates."""
+        native = self._start(workflow, input, seed, run_id, tenant)
+        return await self._drive_async(native, cancel)
 
     def resume(
         self,
         log_path: PathLike,
         approvals: Optional[Mapping[str, Any]] = None,
+        run_id: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
     ) -> RunResult:
-        """Reopen a run from its log, resolve waiting human nodes with ``approvals``
-        (node id → output) and drive it on."""
-        path = os.fspath(log_path)
-        self._check_registered(_agentmesh.recorded_workflow(path))
-        approvals = dict(approvals or {})
-        texts: Dict[str, str] = {}
-        for node, value in approvals.items():
-            why = problem(value)
-            if why is not None:
-                raise InvalidOutputError(
-                    f"node '{node}': approval is not JSON data: {why}", details={"node": node}
-                )
-            texts[node] = dumps(value)
-        native = _agentmesh.NativeRun.resume(path, self.fsync)
-        try:
-            waiting = [a for a in json.loads(native.outstanding()) if a["kind"] == "human"]
-            # Check every approval before recording any, so a typo changes nothing.
-            resolved = []
-            for node, text in texts.items():
-                act = next((a for a in waiting if a["node"] == node), None)
-                if act is None:
-                    names = ", ".join(a["node"] for a in waiting) or "none"
-                    raise InvalidArgumentError(
-                        f"node '{node}' has no pending human activation (waiting: {names})"
-                    )
-                resolved.append((act["id"], text))
-            for act_id, text in resolved:
-                native.complete_ok(act_id, text)
-        except BaseException:
-            native.close()
-            raise
-        return self._drive(native, cancel or CancelToken())
+        """Reopen a run from its log (after a crash, or to resolve people's decisions),
+        complete waiting human nodes with ``approvals`` (node id → output) and drive it on.
+
+        ``run_id``, when given, must be the run the log holds (``InvalidArgumentError``
+        otherwise), so a mixed-up path never resumes someone else's run."""
+        return self._drive(self._reopen(log_path, approvals, run_id), cancel)
+
+    async def resume_async(
+        self,
+        log_path: PathLike,
+        approvals: Optional[Mapping[str, Any]] = None,
+        run_id: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> RunResult:
+        """``resume`` for asyncio (agents as in :meth:`run_async`)."""
+        return await self._drive_async(self._reopen(log_path, approvals, run_id), cancel)
 
     def fork(
         self,
@@ -345,107 +427,245 @@ class Mesh:
         seq: int,
         overrides: Optional[Mapping[str, Any]] = None,
         run_id: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
     ) -> RunResult:
         """Fork the run in ``log_path`` at step end ``seq`` with node outputs replaced, and
-        drive the fork."""
+        drive the fork (a new run with its own log)."""
+        return self._drive(self._fork(log_path, seq, overrides, run_id), cancel)
+
+    async def fork_async(
+        self,
+        log_path: PathLike,
+        seq: int,
+        overrides: Optional[Mapping[str, Any]] = None,
+        run_id: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> RunResult:
+        """``fork`` for asyncio (agents as in :meth:`run_async`)."""
+        return await self._drive_async(self._fork(log_path, seq, overrides, run_id), cancel)
+
+    # opening runs (shared by the sync and asyncio entry points) ----------------------------
+
+    def _start(
+        self,
+        workflow: Workflow,
+        input: Any,
+        seed: int,
+        run_id: Optional[str],
+        tenant: Optional[str],
+    ) -> Any:
+        if not isinstance(workflow, Workflow):
+            raise InvalidArgumentError(f"workflow must be a Workflow, not {type(workflow).__name__}")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+            raise InvalidArgumentError("seed must be an int in [0, 2**64)")
+        self._check_registered(workflow._native)
+        if isinstance(input, RawJson):
+            input = json.loads(_agentmesh.normalize_json(input.text))
+        return _agentmesh.NativeRun.start(
+            workflow._native, input, seed, run_id, self.log_dir, self.fsync, tenant
+        )
+
+    def _reopen(
+        self, log_path: PathLike, approvals: Optional[Mapping[str, Any]], run_id: Optional[str]
+    ) -> Any:
+        path = os.fspath(log_path)
+        if run_id is not None:
+            header = json.loads(_agentmesh.read_header(path))
+            if header["runId"] != run_id:
+                raise InvalidArgumentError(
+                    f"{path} holds run '{header['runId']}', not '{run_id}'"
+                )
+        # Check registration before resume touches the file (it may append lost decisions).
+        self._check_registered(_agentmesh.recorded_workflow(path))
+        texts: Dict[str, str] = {}
+        for node, value in dict(approvals or {}).items():
+            text, why = encode(value)
+            if text is None:
+                raise InvalidOutputError(
+                    f"node '{node}': approval is not JSON data: {why}", details={"node": node}
+                )
+            texts[node] = text
+        native = _agentmesh.NativeRun.resume(path, self.fsync)
+        try:
+            waiting = [a for a in native.outstanding() if a.kind == "human"]
+            # Check every approval before recording any, so a typo changes nothing.
+            resolved = []
+            for node, text in texts.items():
+                act = next((a for a in waiting if a.node == node), None)
+                if act is None:
+                    names = ", ".join(a.node for a in waiting) or "none"
+                    raise InvalidArgumentError(
+                        f"node '{node}' has no pending human activation (waiting: {names})"
+                    )
+                resolved.append((act.id, text))
+            for act_id, text in resolved:
+                native.complete_ok_json(act_id, text)
+        except BaseException:
+            native.close()
+            raise
+        return native
+
+    def _fork(
+        self,
+        log_path: PathLike,
+        seq: int,
+        overrides: Optional[Mapping[str, Any]],
+        run_id: Optional[str],
+    ) -> Any:
         path = os.fspath(log_path)
         self._check_registered(_agentmesh.recorded_workflow(path))
-        overrides = dict(overrides or {})
-        why = problem(overrides)
-        if why is not None:
-            raise InvalidArgumentError(f"overrides are not JSON data: {why}")
-        native = _agentmesh.NativeRun.fork(
-            path, seq, dumps(overrides), run_id, self.log_dir, self.fsync
+        return _agentmesh.NativeRun.fork(
+            path, seq, dict(overrides or {}), run_id, self.log_dir, self.fsync
         )
-        return self._drive(native, CancelToken())
 
     # driving ------------------------------------------------------------------------------
 
-    def _drive(self, native: Any, token: CancelToken) -> RunResult:
-        exceptions: Dict[str, BaseException] = {}
+    def _drive(self, native: Any, cancel: Optional[CancelToken]) -> RunResult:
+        token = cancel or CancelToken()
+        # Without a caller's token only the agents themselves (and Ctrl-C) can cancel, so a
+        # step of one activation without a deadline runs on this thread: no pool round trip,
+        # the cost a plain loop of function calls would pay.
+        on_caller = cancel is None
+        drive = _Drive(self, native, token)
         q: "queue.Queue[Any]" = queue.Queue()
-        token._attach(q)
-        pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="agentmesh")
+        token._attach(lambda: q.put(("cancel",)))
+        pool: Optional[ThreadPoolExecutor] = None
+        shared = False
+        running = 0  # agents submitted to the pool whose result has not been read
         try:
-            self._loop(native, token, q, pool, exceptions)
-        except BaseException:
-            # Release the log now; the traceback would keep the run (and its lock) alive.
-            native.close()
+            while True:
+                work = drive.advance()
+                if work is None:
+                    break
+                if on_caller and len(work) == 1 and len(drive.in_flight) == 1:
+                    fn, act = work[0]
+                    if act.timeout_ms is None:
+                        drive.done(act.id, _execute(fn, act, on_caller=True))
+                        continue
+                if pool is None:
+                    pool, shared = self._take_pool()
+                for fn, act in work:
+                    pool.submit(_execute_into, q, fn, act)
+                running += len(work)
+                try:
+                    msg = q.get(timeout=drive.wait_time())
+                except queue.Empty:
+                    drive.expire()
+                    continue
+                # Take every result already posted before scheduling again: one wake-up
+                # for a burst of completions.
+                while True:
+                    if msg[0] == "done":
+                        running -= 1
+                        drive.done(msg[1], msg[2])
+                    # ("cancel",) only wakes the loop; advance() reads the reason.
+                    try:
+                        msg = q.get_nowait()
+                    except queue.Empty:
+                        break
+        except BaseException as e:
+            drive.abort(e)
             raise
         finally:
             token._attach(None)
-            # Timed-out agents may still be running: never wait for them, their results
-            # go to a queue nobody reads.
-            pool.shutdown(wait=False)
-        return self._result(native, exceptions)
+            if pool is not None:
+                self._release_pool(pool, shared, running > 0)
+        return self._result(native, drive.exceptions)
 
-    def _loop(
-        self,
-        native: Any,
-        token: CancelToken,
-        q: "queue.Queue[Any]",
-        pool: ThreadPoolExecutor,
-        exceptions: Dict[str, BaseException],
-    ) -> None:
-        # id → (node, deadline or None, timeout_ms)
-        in_flight: Dict[int, Tuple[str, Optional[float], Optional[int]]] = {}
-        while True:
-            reason = token.reason
-            if reason is not None:
-                native.cancel(reason)
-                return
-            status = native.status()
-            if status in _FINISHED:
-                return
-            acts = [a for a in json.loads(native.poll()) if a["kind"] != "human"]
-            for wire in acts:
-                act = Activation._from_wire(wire, token)
-                fn = (self._tools if act.kind == "tool" else self._agents)[act.name]
-                deadline = None
-                if act.timeout_ms is not None:
-                    deadline = time.monotonic() + (act.delay_ms + act.timeout_ms) / 1000.0
-                in_flight[act.id] = (act.node, deadline, act.timeout_ms)
-                pool.submit(lambda fn=fn, act=act: q.put(("done", act.id, _execute(fn, act))))
-            if not in_flight:
-                status = native.status()
-                if status == "waiting":
-                    return
-                # Running with nothing to execute or await would spin forever.
-                raise InternalError(f"run is {status} with no work outstanding")
-            deadlines = [d for (_, d, _) in in_flight.values() if d is not None]
-            wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+    def _take_pool(self) -> Tuple[ThreadPoolExecutor, bool]:
+        """The worker pool for a drive: (pool, shared with other runs of this mesh)."""
+        if getattr(_local, "depth", 0) > 0:
+            # A run started from inside an agent: the shared workers may all be busy with
+            # agents waiting for this very run, so it gets workers of its own.
+            return self._new_pool(), False
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = self._new_pool()
+            return self._pool, True
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="agentmesh")
+
+    def _release_pool(self, pool: ThreadPoolExecutor, shared: bool, busy: bool) -> None:
+        """After a drive. ``busy``: agents are still running (timed out, or the run was
+        cancelled) and may never return — never wait for them (their results go to a queue
+        nobody reads), and retire those workers so later runs do not queue behind them. A
+        retired shared pool is only dropped: runs still using it keep it, and its idle
+        threads exit once nobody holds it."""
+        if not shared:
+            pool.shutdown(wait=False)
+        elif busy:
+            with self._pool_lock:
+                if self._pool is pool:
+                    self._pool = None
+
+    async def _drive_async(self, native: Any, cancel: Optional[CancelToken]) -> RunResult:
+        token = cancel or CancelToken()
+        drive = _Drive(self, native, token)
+        loop = asyncio.get_running_loop()
+        q: "asyncio.Queue[Any]" = asyncio.Queue()
+        tasks: Dict[int, "asyncio.Task[None]"] = {}
+
+        def wake() -> None:
             try:
-                msg = q.get(timeout=wait)
-            except queue.Empty:
-                msg = None
-            if msg is None:
-                now = time.monotonic()
-                expired = sorted(
-                    i for i, (_, d, _) in in_flight.items() if d is not None and d <= now
-                )
-                for i in expired:
-                    node, _, timeout_ms = in_flight.pop(i)
-                    exceptions.pop(node, None)
-                    native.complete_err(
-                        i, "timeout", "Timeout", f"no result within {timeout_ms} ms", True
-                    )
-            elif msg[0] == "done":
-                _, act_id, done = msg
-                if act_id not in in_flight or token.cancelled:
-                    # Late (timed out) or the run is being cancelled: never recorded.
+                loop.call_soon_threadsafe(q.put_nowait, ("cancel",))
+            except RuntimeError:
+                pass  # the loop is closed: nobody is waiting any more
+
+        async def perform(fn: AgentFn, act: Activation) -> None:
+            q.put_nowait(("done", act.id, await _execute_async(fn, act)))
+
+        # As in _drive: a lone activation without a deadline, when only the agents can
+        # cancel, is awaited right here instead of in a task of its own.
+        on_caller = cancel is None
+        token._attach(wake)
+        try:
+            while True:
+                work = drive.advance()
+                if work is None:
+                    break
+                if on_caller and len(work) == 1 and len(drive.in_flight) == 1:
+                    fn, act = work[0]
+                    if act.timeout_ms is None:
+                        drive.done(act.id, await _execute_async(fn, act))
+                        continue
+                for fn, act in work:
+                    tasks[act.id] = loop.create_task(perform(fn, act))
+                try:
+                    msg = await asyncio.wait_for(q.get(), drive.wait_time())
+                except asyncio.TimeoutError:
+                    for i in drive.expire():
+                        tasks.pop(i).cancel()  # its late result never reaches the queue
                     continue
-                node = in_flight.pop(act_id)[0]
-                self._complete(native, act_id, node, done, exceptions)
-            # ("cancel",) only wakes the loop; the reason is read at the top.
+                while True:
+                    if msg[0] == "done":
+                        tasks.pop(msg[1], None)
+                        drive.done(msg[1], msg[2])
+                    if q.empty():
+                        break
+                    msg = q.get_nowait()
+        except BaseException as e:
+            drive.abort(e)
+            raise
+        finally:
+            token._attach(None)
+            # Agents still running (the run was cancelled) are cancelled; sync agents in the
+            # executor run to their end and their results are dropped.
+            for task in tasks.values():
+                task.cancel()
+        return self._result(native, drive.exceptions)
 
     @staticmethod
     def _complete(
         native: Any, act_id: int, node: str, done: _Done, exceptions: Dict[str, BaseException]
     ) -> None:
         if done[0] == "ok":
-            _, output_json, usage_json, dur = done
+            _, output, usage, dur = done
             try:
-                native.complete_ok(act_id, output_json, usage_json, dur)
+                if type(output) is RawJson:
+                    native.complete_ok_json(act_id, output.text, usage, dur)
+                else:
+                    native.complete_ok(act_id, output, usage, dur)
                 exceptions.pop(node, None)
                 return
             except InvalidOutputError as e:
@@ -460,11 +680,7 @@ class Mesh:
     def _result(native: Any, exceptions: Dict[str, BaseException]) -> RunResult:
         outcome = json.loads(native.outcome())
         run_id = native.run_id()
-        waiting = [
-            Activation._from_wire(a, None)
-            for a in json.loads(native.outstanding())
-            if a["kind"] == "human"
-        ]
+        waiting = [a for a in native.outstanding() if a.kind == "human"]
         path = native.log_path()
         if path is not None:
             # Release the file (and its writer lock): the log is what a waiting run is

@@ -1,20 +1,17 @@
-"""Python values → JSON text for the core.
+"""JSON data at the boundary: what counts as JSON data is decided once, natively.
 
-The core parses what this produces with serde_json and records it; nothing else converts
-values. Only JSON data is accepted: ``None``, ``bool``, ``int``, finite ``float``, ``str``,
-``list``/``tuple`` and ``dict`` with ``str`` keys. ``json.dumps`` alone would turn ``1``-keys
-into ``"1"`` and sets into errors far from their origin, so values are checked first and the
-first offending place is named.
+Only JSON data is accepted from Python: ``None``, ``bool``, ``int``, finite ``float``, ``str``,
+``list``/``tuple`` and ``dict`` with ``str`` keys (subclasses included), nested at most 128
+deep. The native converter (``agentmesh-py/src/pyjson.rs``) turns such values into the core's
+JSON values directly and names the first offending place otherwise; the core records them
+with serde, so no wire JSON is produced in Python.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
-# serde_json refuses nesting deeper than 128; fail here with a path instead.
-_MAX_DEPTH = 128
+from . import _agentmesh
 
 
 class RawJson:
@@ -41,45 +38,8 @@ class RawJson:
         return hash(self.text)
 
 
-def _problem(value: Any, path: str, depth: int) -> Optional[str]:
-    if depth > _MAX_DEPTH:
-        return f"nesting deeper than {_MAX_DEPTH} at {path}"
-    if value is None or isinstance(value, (bool, int)):
-        return None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"{value!r} at {path} is not a JSON number"
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"string at {path} is not valid UTF-8 (lone surrogate)"
-        return None
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            p = _problem(item, f"{path}[{i}]", depth + 1)
-            if p is not None:
-                return p
-        return None
-    if isinstance(value, dict):
-        for k, item in value.items():
-            if not isinstance(k, str):
-                return f"key {k!r} ({type(k).__name__}) at {path} is not a string"
-            p = _problem(item, f"{path}[{k!r}]", depth + 1)
-            if p is not None:
-                return p
-        return None
-    return f"{type(value).__name__} at {path} is not JSON data"
-
-
-def problem(value: Any) -> Optional[str]:
-    """Why ``value`` is not JSON data, or ``None`` when it is."""
+def encode(value: Any) -> Tuple[Optional[str], Optional[str]]:
+    """``(json_text, None)`` for JSON data (or a :class:`RawJson`), ``(None, why)`` otherwise."""
     if isinstance(value, RawJson):
-        return None
-    return _problem(value, "$", 0)
-
-
-def dumps(value: Any) -> str:
-    """JSON text of a value already checked with :func:`problem`."""
-    if isinstance(value, RawJson):
-        return value.text
-    return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        return value.text, None
+    return _agentmesh.to_json_text(value)

@@ -1,0 +1,249 @@
+"""Python binding benchmark: AgentMesh per-step and per-run cost next to the plain-Python floor.
+
+Run it after installing the package (release build: ``pip install ./agentmesh-py``)::
+
+    python benches/python/bench.py            # the full table (about a minute)
+    python benches/python/bench.py --quick    # fewer repetitions: a smoke test, not a figure
+    python benches/python/bench.py --json     # one JSON object per line, for benches/all.sh
+
+The **floor** is what a plain Python loop pays for the same work, measured in the same
+process: call the same no-op functions, ``json.dumps`` each result, append it to a file, one
+fsync at the end (per run for the small-runs workload). AgentMesh adds the orchestrator, a
+hash-chained durable log and the driver; the target is at most 3x the floor per step with
+the file log (fsync batch). Every figure is the best of N repetitions after a warm-up; the
+median is printed next to it. This is a script, not a test: nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import agentmesh
+
+
+def noop(act: agentmesh.Activation) -> Any:
+    return None
+
+
+async def noop_async(act: agentmesh.Activation) -> Any:
+    return None
+
+
+def small(act: agentmesh.Activation) -> Any:
+    return {"ok": True, "visit": act.visit}
+
+
+def chain(n: int) -> agentmesh.Workflow:
+    b = agentmesh.Workflow.builder(f"chain-{n}")
+    for i in range(n):
+        b.agent(f"n{i}", "noop", after=[f"n{i - 1}"] if i else [])
+    return b.build()
+
+
+def fanout(width: int) -> agentmesh.Workflow:
+    b = agentmesh.Workflow.builder(f"fanout-{width}")
+    for i in range(width):
+        b.agent(f"w{i}", "noop")
+    b.agent("join", "noop", after=[f"w{i}" for i in range(width)])
+    return b.build()
+
+
+def timed(fn: Callable[[], Any], reps: int) -> Tuple[float, float]:
+    """(best, median) seconds of ``reps`` calls after one untimed warm-up."""
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times), statistics.median(times)
+
+
+class Scratch:
+    """A fresh directory per repetition, removed after the clock stops."""
+
+    def __init__(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="agentmesh-bench-")
+        self.n = 0
+
+    def fresh(self) -> str:
+        self.n += 1
+        d = os.path.join(self.root, str(self.n))
+        os.mkdir(d)
+        return d
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# the floor ---------------------------------------------------------------------------------
+
+
+def floor_calls(fn: Callable[[Any], Any], acts: List[Any], path: str) -> None:
+    """The plain loop: call, json.dumps, append a line; one fsync at the end."""
+    with open(path, "a", encoding="utf-8") as f:
+        for act in acts:
+            f.write(json.dumps(fn(act)))
+            f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def fake_acts(n: int) -> List[Any]:
+    # The floor's functions receive an argument like the agents do (a cheap stand-in).
+    return [SimpleNamespace(visit=1) for _ in range(n)]
+
+
+# workloads ---------------------------------------------------------------------------------
+
+Row = Dict[str, Any]
+
+
+def bench_chain(scratch: Scratch, reps: int, n: int) -> List[Row]:
+    wf = chain(n)
+    rows: List[Row] = []
+    acts = fake_acts(n)
+
+    def floor() -> None:
+        floor_calls(noop, acts, os.path.join(scratch.fresh(), "floor.jsonl"))
+
+    best, med = timed(floor, reps)
+    floor_us = best / n * 1e6
+    rows.append(row("chain_1000", "floor", "file", best / n, med / n, floor_us))
+
+    for mode in ("memory", "file"):
+        for kind in ("sync", "async"):
+            one = runner(scratch, mode, kind, wf, noop_async if kind == "async" else noop)
+            best, med = timed(one, reps)
+            rows.append(row("chain_1000", kind, mode, best / n, med / n, floor_us))
+    return rows
+
+
+def runner(
+    scratch: Scratch, mode: str, kind: str, wf: agentmesh.Workflow, fn: Callable[[Any], Any]
+) -> Callable[[], None]:
+    """One run per call, on one long-lived Mesh (as an application keeps one): a new run id
+    (so a new log file) each time. Async runs are awaited inside one event loop per call."""
+    mesh = agentmesh.Mesh(log_dir=scratch.fresh() if mode == "file" else None)
+    mesh.add_agent("noop", fn)
+    count = [0]
+
+    def one() -> None:
+        count[0] += 1
+        run_id = f"r{count[0]}"
+        if kind == "async":
+            r = asyncio.run(mesh.run_async(wf, run_id=run_id))
+        else:
+            r = mesh.run(wf, run_id=run_id)
+        assert r.status == "completed", r
+
+    return one
+
+
+def bench_fanout(scratch: Scratch, reps: int, width: int) -> List[Row]:
+    wf = fanout(width)
+    rows: List[Row] = []
+    acts = fake_acts(width + 1)
+
+    def floor() -> None:
+        floor_calls(noop, acts, os.path.join(scratch.fresh(), "floor.jsonl"))
+
+    best, med = timed(floor, reps)
+    floor_run = best
+    rows.append(row("fanout_100_join", "floor", "file", best, med, floor_run * 1e6, per="run"))
+    for mode in ("memory", "file"):
+        for kind in ("sync", "async"):
+            one = runner(scratch, mode, kind, wf, noop_async if kind == "async" else noop)
+            best, med = timed(one, reps)
+            rows.append(row("fanout_100_join", kind, mode, best, med, floor_run * 1e6, per="run"))
+    return rows
+
+
+def bench_small_runs(scratch: Scratch, reps: int, runs: int) -> List[Row]:
+    wf = chain(5)
+    rows: List[Row] = []
+    acts = fake_acts(5)
+
+    def floor() -> None:
+        d = scratch.fresh()
+        for i in range(runs):
+            floor_calls(small, acts, os.path.join(d, f"r{i}.jsonl"))
+
+    best, med = timed(floor, reps)
+    floor_run_us = best / runs * 1e6
+    rows.append(row("small_runs_1000x5", "floor", "file", best / runs, med / runs, floor_run_us, per="run"))
+    for mode in ("memory", "file"):
+        def many() -> None:
+            mesh = agentmesh.Mesh(log_dir=scratch.fresh() if mode == "file" else None)
+            mesh.add_agent("noop", small)
+            for i in range(runs):
+                r = mesh.run(wf, run_id=f"r{i}")
+                assert r.status == "completed", r
+
+        best, med = timed(many, reps)
+        rows.append(row("small_runs_1000x5", "sync", mode, best / runs, med / runs, floor_run_us, per="run"))
+    return rows
+
+
+def row(
+    workload: str, host: str, log: str, best_s: float, median_s: float, floor_us: float, per: str = "step"
+) -> Row:
+    best_us = best_s * 1e6
+    return {
+        "language": "python",
+        "workload": workload,
+        "host": host,
+        "log": log,
+        "per": per,
+        "best_us": round(best_us, 2),
+        "median_us": round(median_s * 1e6, 2),
+        "floor_us": round(floor_us, 2),
+        "x_floor": round(best_us / floor_us, 2) if floor_us > 0 else None,
+    }
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="few repetitions (smoke test)")
+    ap.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    ap.add_argument("--only", choices=("chain", "fanout", "small"), help="one workload")
+    args = ap.parse_args(argv)
+    reps = {"chain": 3 if args.quick else 15, "fanout": 3 if args.quick else 30, "small": 1 if args.quick else 5}
+    scratch = Scratch()
+    rows: List[Row] = []
+    try:
+        if args.only in (None, "chain"):
+            rows += bench_chain(scratch, reps["chain"], 1000)
+        if args.only in (None, "fanout"):
+            rows += bench_fanout(scratch, reps["fanout"], 100)
+        if args.only in (None, "small"):
+            rows += bench_small_runs(scratch, reps["small"], 100 if args.quick else 1000)
+    finally:
+        scratch.close()
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    print(f"python {sys.version.split()[0]}, agentmesh {agentmesh.__version__}; best (median) of N")
+    print(f"{'workload':<20}{'host':<7}{'log':<8}{'per':<5}{'best µs':>12}{'median µs':>12}{'floor µs':>11}{'× floor':>9}")
+    for r in rows:
+        x = "" if r["host"] == "floor" else f"{r['x_floor']:.2f}"
+        print(
+            f"{r['workload']:<20}{r['host']:<7}{r['log']:<8}{r['per']:<5}"
+            f"{r['best_us']:>12.2f}{r['median_us']:>12.2f}{r['floor_us']:>11.2f}{x:>9}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
