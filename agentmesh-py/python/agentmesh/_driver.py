@@ -15,12 +15,12 @@ import os
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import _agentmesh
 from ._json import RawJson, encode
+from ._pool import DaemonPool
 from ._workflow import Workflow
 from .errors import (
     AgentFailedError,
@@ -193,9 +193,19 @@ def _execute_into(q: "queue.Queue[Any]", fn: AgentFn, act: Activation) -> None:
     q.put(("done", act.id, done))
 
 
-async def _execute_async(fn: AgentFn, act: Activation) -> _Done:
-    """Run an agent for the asyncio driver: ``async def`` agents on the loop, others in the
-    loop's default executor (an awaitable they return is awaited on the loop)."""
+def _call_in_worker(fn: AgentFn, act: Activation) -> Any:
+    """A plain-function agent on a worker thread for the asyncio driver (marked as such, for
+    runs it starts re-entrantly)."""
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        return fn(act)
+    finally:
+        _local.depth -= 1
+
+
+async def _execute_async(fn: AgentFn, act: Activation, workers: "_Workers") -> _Done:
+    """Run an agent for the asyncio driver: ``async def`` agents on the loop, others on the
+    mesh's worker threads (an awaitable they return is awaited on the loop)."""
     if act.delay_ms > 0:
         await asyncio.sleep(act.delay_ms / 1000.0)
     started = time.perf_counter()
@@ -203,7 +213,10 @@ async def _execute_async(fn: AgentFn, act: Activation) -> _Done:
         if inspect.iscoroutinefunction(fn):
             result = await fn(act)
         else:
-            result = await asyncio.get_running_loop().run_in_executor(None, fn, act)
+            pool = workers.get()
+            result = await asyncio.get_running_loop().run_in_executor(
+                pool, _call_in_worker, fn, act
+            )
             if type(result) not in _PLAIN and inspect.isawaitable(result):
                 result = await result
         return _ok(result, _micros(started))
@@ -225,6 +238,7 @@ class _Drive:
         # id → (node, deadline or None, timeout_ms)
         self.in_flight: Dict[int, Tuple[str, Optional[float], Optional[int]]] = {}
         self.exceptions: Dict[str, BaseException] = {}
+        self.expired_any = False  # some agent timed out (and may still be running)
 
     def advance(self) -> Optional[List[Tuple[AgentFn, Activation]]]:
         """Apply a pending cancel and schedule what is ready. ``None`` when driving is over
@@ -265,6 +279,7 @@ class _Drive:
         expired = sorted(
             i for i, (_, d, _) in self.in_flight.items() if d is not None and d <= now
         )
+        self.expired_any = self.expired_any or bool(expired)
         for i in expired:
             node, _, timeout_ms = self.in_flight.pop(i)
             self.exceptions.pop(node, None)
@@ -295,6 +310,27 @@ class _Drive:
             self.native.close()
 
 
+class _Workers:
+    """The worker pool of one drive, taken from the mesh on first use."""
+
+    __slots__ = ("mesh", "pool", "shared")
+
+    def __init__(self, mesh: "Mesh") -> None:
+        self.mesh = mesh
+        self.pool: Optional[DaemonPool] = None
+        self.shared = False
+
+    def get(self) -> DaemonPool:
+        if self.pool is None:
+            self.pool, self.shared = self.mesh._take_pool()
+        return self.pool
+
+    def release(self, busy: bool) -> None:
+        if self.pool is not None:
+            self.mesh._release_pool(self.pool, self.shared, busy)
+            self.pool = None
+
+
 class Mesh:
     """Registers Python agents and tools and drives runs.
 
@@ -318,8 +354,10 @@ class Mesh:
         self._agents: Dict[str, AgentFn] = {}
         # Worker threads shared by this mesh's runs, created on first use (thread start-up
         # would otherwise dominate short runs); see _take_pool.
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool: Optional[DaemonPool] = None
         self._pool_lock = threading.Lock()
+        self._pool_users = 0  # drives using self._pool
+        self._retired: Dict[int, List[Any]] = {}  # id → [retired pool, drives still using it]
         self._tools: Dict[str, AgentFn] = {}
 
     # registration -------------------------------------------------------------------------
@@ -529,8 +567,7 @@ class Mesh:
         drive = _Drive(self, native, token)
         q: "queue.Queue[Any]" = queue.Queue()
         token._attach(lambda: q.put(("cancel",)))
-        pool: Optional[ThreadPoolExecutor] = None
-        shared = False
+        workers = _Workers(self)
         running = 0  # agents submitted to the pool whose result has not been read
         try:
             while True:
@@ -542,8 +579,7 @@ class Mesh:
                     if act.timeout_ms is None:
                         drive.done(act.id, _execute(fn, act, on_caller=True))
                         continue
-                if pool is None:
-                    pool, shared = self._take_pool()
+                pool = workers.get()
                 for fn, act in work:
                     pool.submit(_execute_into, q, fn, act)
                 running += len(work)
@@ -568,36 +604,45 @@ class Mesh:
             raise
         finally:
             token._attach(None)
-            if pool is not None:
-                self._release_pool(pool, shared, running > 0)
+            workers.release(busy=running > 0)
         return self._result(native, drive.exceptions)
 
-    def _take_pool(self) -> Tuple[ThreadPoolExecutor, bool]:
-        """The worker pool for a drive: (pool, shared with other runs of this mesh)."""
+    def _take_pool(self) -> Tuple[DaemonPool, bool]:
+        """Worker threads for a drive: (pool, shared with other runs of this mesh)."""
         if getattr(_local, "depth", 0) > 0:
             # A run started from inside an agent: the shared workers may all be busy with
             # agents waiting for this very run, so it gets workers of its own.
-            return self._new_pool(), False
+            return DaemonPool(self.max_workers), False
         with self._pool_lock:
             if self._pool is None:
-                self._pool = self._new_pool()
+                self._pool = DaemonPool(self.max_workers)
+                self._pool_users = 0
+            self._pool_users += 1
             return self._pool, True
 
-    def _new_pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="agentmesh")
-
-    def _release_pool(self, pool: ThreadPoolExecutor, shared: bool, busy: bool) -> None:
+    def _release_pool(self, pool: DaemonPool, shared: bool, busy: bool) -> None:
         """After a drive. ``busy``: agents are still running (timed out, or the run was
-        cancelled) and may never return — never wait for them (their results go to a queue
-        nobody reads), and retire those workers so later runs do not queue behind them. A
-        retired shared pool is only dropped: runs still using it keep it, and its idle
-        threads exit once nobody holds it."""
+        cancelled) and may never return. Their results go to a queue nobody reads; the
+        pool is retired so later runs do not queue behind them, and stopped (its idle
+        threads exit) once no run uses it."""
         if not shared:
-            pool.shutdown(wait=False)
-        elif busy:
-            with self._pool_lock:
-                if self._pool is pool:
+            pool.shutdown()
+            return
+        with self._pool_lock:
+            if pool is self._pool:
+                self._pool_users -= 1
+                if busy:
                     self._pool = None
+                    self._retired[id(pool)] = [pool, self._pool_users]
+                else:
+                    return
+            else:
+                entry = self._retired[id(pool)]
+                entry[1] -= 1
+            if self._retired[id(pool)][1] > 0:
+                return
+            del self._retired[id(pool)]
+        pool.shutdown()
 
     async def _drive_async(self, native: Any, cancel: Optional[CancelToken]) -> RunResult:
         token = cancel or CancelToken()
@@ -612,8 +657,10 @@ class Mesh:
             except RuntimeError:
                 pass  # the loop is closed: nobody is waiting any more
 
+        workers = _Workers(self)
+
         async def perform(fn: AgentFn, act: Activation) -> None:
-            q.put_nowait(("done", act.id, await _execute_async(fn, act)))
+            q.put_nowait(("done", act.id, await _execute_async(fn, act, workers)))
 
         # As in _drive: a lone activation without a deadline, when only the agents can
         # cancel, is awaited right here instead of in a task of its own.
@@ -627,7 +674,7 @@ class Mesh:
                 if on_caller and len(work) == 1 and len(drive.in_flight) == 1:
                     fn, act = work[0]
                     if act.timeout_ms is None:
-                        drive.done(act.id, await _execute_async(fn, act))
+                        drive.done(act.id, await _execute_async(fn, act, workers))
                         continue
                 for fn, act in work:
                     tasks[act.id] = loop.create_task(perform(fn, act))
@@ -649,10 +696,11 @@ class Mesh:
             raise
         finally:
             token._attach(None)
-            # Agents still running (the run was cancelled) are cancelled; sync agents in the
-            # executor run to their end and their results are dropped.
+            # Agents still running (the run was cancelled) are cancelled; plain-function agents
+            # on worker threads run to their end and their results are dropped.
             for task in tasks.values():
                 task.cancel()
+            workers.release(busy=bool(tasks) or drive.expired_any)
         return self._result(native, drive.exceptions)
 
     @staticmethod
