@@ -220,7 +220,9 @@ impl NativeRun {
         self.with(py, |r| {
             let output = output.map_err(|m| invalid_output(r, id, &m))?;
             let usage = usage.transpose().map_err(|m| invalid_output(r, id, &m))?;
-            r.complete(id, completion_ok(r, id, output, usage, duration_us)?)
+            let completion = completion_ok(r, id, output, usage, duration_us)?;
+            r.complete(id, completion)
+                .map_err(|e| name_the_node(r, id, e))
         })
     }
 
@@ -240,7 +242,9 @@ impl NativeRun {
             let output: Value = serde_json::from_str(output_json)
                 .map_err(|e| invalid_output(r, id, &format!("output is not valid JSON: {e}")))?;
             let usage = usage.transpose().map_err(|m| invalid_output(r, id, &m))?;
-            r.complete(id, completion_ok(r, id, output, usage, duration_us)?)
+            let completion = completion_ok(r, id, output, usage, duration_us)?;
+            r.complete(id, completion)
+                .map_err(|e| name_the_node(r, id, e))
         })
     }
 
@@ -370,6 +374,16 @@ fn json_arg(py: Python<'_>, what: &str, obj: Option<&Bound<'_, PyAny>>) -> PyRes
                 ),
             )
         }),
+    }
+}
+
+/// An `INVALID_OUTPUT` from the log (a record over the size limit) names no node; name it, so
+/// every invalid output reaches Python with `.node` set.
+fn name_the_node(run: &Run, id: u64, e: Error) -> Error {
+    if e.kind() == ErrorKind::InvalidOutput && e.detail().is_none() {
+        invalid_output(run, id, e.message())
+    } else {
+        e
     }
 }
 

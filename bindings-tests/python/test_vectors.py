@@ -153,22 +153,28 @@ def run_vector(name: str, perturb: bool) -> None:
             # A new mesh, as another process would resume the run.
             mesh = new_mesh(log_dir, wf, script)
             result = drive(lambda: mesh.resume(path, approvals))
-        assert result.log_path is not None
-        actual = agentmesh.canonical_log(result.log_path)
-        expected = expected_path.read_bytes()
-        if actual != expected:
-            pytest.fail(f"{name}{' (perturbed)' if perturb else ''}: {first_difference(expected, actual)}")
+        check_result(f"{name}{' (perturbed)' if perturb else ''}", expected_path, result)
 
-        report = agentmesh.verify_log(result.log_path)
-        assert report["repaired"] is None
-        assert report["events"] == actual.count(b"\n") - 1
-        finished = result.status in ("completed", "failed", "cancelled")
-        assert (report["finished"] is not None) == finished
 
-        replayed = agentmesh.replay(result.log_path)["outcome"]
-        assert replayed["status"] == result.status
-        assert replayed.get("output") == result.output
-        assert replayed.get("error") == result.error
+def check_result(label: str, expected_path: Path, result: agentmesh.RunResult) -> None:
+    """The run's canonical log equals the vector's byte for byte, verifies, and replays to
+    the same outcome."""
+    assert result.log_path is not None
+    actual = agentmesh.canonical_log(result.log_path)
+    expected = expected_path.read_bytes()
+    if actual != expected:
+        pytest.fail(f"{label}: {first_difference(expected, actual)}")
+
+    report = agentmesh.verify_log(result.log_path)
+    assert report["repaired"] is None
+    assert report["events"] == actual.count(b"\n") - 1
+    finished = result.status in ("completed", "failed", "cancelled")
+    assert (report["finished"] is not None) == finished
+
+    replayed = agentmesh.replay(result.log_path)["outcome"]
+    assert replayed["status"] == result.status
+    assert replayed.get("output") == result.output
+    assert replayed.get("error") == result.error
 
 
 @pytest.mark.parametrize("name", NAMES)

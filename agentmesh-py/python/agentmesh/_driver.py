@@ -142,11 +142,19 @@ def _ok(result: Any, dur: int) -> _Done:
 
 def _failure(e: BaseException, dur: int) -> _Done:
     if isinstance(e, ActivationError):
-        return ("err", e.error_type, e.message, e.retryable, dur, e)
+        return ("err", str(e.error_type), str(e.message), bool(e.retryable), dur, e)
     if isinstance(e, InvalidOutputError):
         return ("err", "InvalidOutput", e.message, False, dur, e)
     # Any other exception is retryable; a BaseException (SystemExit in a worker...) is not.
-    return ("err", type(e).__name__, str(e), isinstance(e, Exception), dur, e)
+    return ("err", type(e).__name__, _message(e), isinstance(e, Exception), dur, e)
+
+
+def _message(e: BaseException) -> str:
+    """``str(e)``, which is user code too: if it raises, the failure is still recorded."""
+    try:
+        return str(e)
+    except BaseException as inner:  # noqa: BLE001
+        return f"<str() of the exception raised {type(inner).__name__}>"
 
 
 def _micros(started: float) -> int:
@@ -220,10 +228,22 @@ async def _execute_async(fn: AgentFn, act: Activation, workers: "_Workers") -> _
             if type(result) not in _PLAIN and inspect.isawaitable(result):
                 result = await result
         return _ok(result, _micros(started))
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        raise  # a timed-out task being cancelled, or Ctrl-C: not an agent result
+    except asyncio.CancelledError as e:
+        if _being_cancelled():
+            raise  # the driver's timeout, a cancelled run or Ctrl-C: not an agent result
+        return _failure(e, _micros(started))  # the agent's own (an inner task was cancelled)
+    except KeyboardInterrupt:
+        raise
     except BaseException as e:  # noqa: BLE001 - any agent exception becomes a recorded failure
         return _failure(e, _micros(started))
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task has a cancellation request (so a ``CancelledError`` is not
+    the agent's own). Python < 3.11 cannot tell: every ``CancelledError`` counts as one."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or cancelling() > 0
 
 
 class _Drive:
@@ -308,6 +328,17 @@ class _Drive:
         finally:
             # Release the log now; the traceback would keep the run (and its lock) alive.
             self.native.close()
+
+
+def _check_options(
+    run_id: Optional[str], tenant: Optional[str], cancel: Optional[CancelToken]
+) -> None:
+    """Type checks of the options shared by every entry point, before any log is touched."""
+    for name, value in (("run_id", run_id), ("tenant", tenant)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgumentError(f"{name} must be a str, not {type(value).__name__}")
+    if cancel is not None and not isinstance(cancel, CancelToken):
+        raise InvalidArgumentError(f"cancel must be a CancelToken, not {type(cancel).__name__}")
 
 
 class _Workers:
@@ -417,6 +448,7 @@ class Mesh:
         (timeouts, limits) are returned with ``status == "failed"``. A ``KeyboardInterrupt``
         cancels the run (``runCancelled`` is recorded) and is re-raised.
         """
+        _check_options(run_id, tenant, cancel)
         native = self._start(workflow, input, seed, run_id, tenant)
         return self._drive(native, cancel)
 
@@ -430,8 +462,9 @@ class Mesh:
         cancel: Optional[CancelToken] = None,
     ) -> RunResult:
         """``run`` for asyncio: ``async def`` agents of a step run concurrently on the running
-        event loop, plain functions in its default executor. Cancelling the awaiting task
+        event loop, plain functions on the mesh's worker threads. Cancelling the awaiting task
         cancels the run (``runCancelled``) and propagates."""
+        _check_options(run_id, tenant, cancel)
         native = self._start(workflow, input, seed, run_id, tenant)
         return await self._drive_async(native, cancel)
 
@@ -447,6 +480,7 @@ class Mesh:
 
         ``run_id``, when given, must be the run the log holds (``InvalidArgumentError``
         otherwise), so a mixed-up path never resumes someone else's run."""
+        _check_options(run_id, None, cancel)
         return self._drive(self._reopen(log_path, approvals, run_id), cancel)
 
     async def resume_async(
@@ -457,6 +491,7 @@ class Mesh:
         cancel: Optional[CancelToken] = None,
     ) -> RunResult:
         """``resume`` for asyncio (agents as in :meth:`run_async`)."""
+        _check_options(run_id, None, cancel)
         return await self._drive_async(self._reopen(log_path, approvals, run_id), cancel)
 
     def fork(
@@ -469,6 +504,7 @@ class Mesh:
     ) -> RunResult:
         """Fork the run in ``log_path`` at step end ``seq`` with node outputs replaced, and
         drive the fork (a new run with its own log)."""
+        _check_options(run_id, None, cancel)
         return self._drive(self._fork(log_path, seq, overrides, run_id), cancel)
 
     async def fork_async(
@@ -480,6 +516,7 @@ class Mesh:
         cancel: Optional[CancelToken] = None,
     ) -> RunResult:
         """``fork`` for asyncio (agents as in :meth:`run_async`)."""
+        _check_options(run_id, None, cancel)
         return await self._drive_async(self._fork(log_path, seq, overrides, run_id), cancel)
 
     # opening runs (shared by the sync and asyncio entry points) ----------------------------
@@ -660,7 +697,14 @@ class Mesh:
         workers = _Workers(self)
 
         async def perform(fn: AgentFn, act: Activation) -> None:
-            q.put_nowait(("done", act.id, await _execute_async(fn, act, workers)))
+            try:
+                done = await _execute_async(fn, act, workers)
+            except asyncio.CancelledError as e:
+                if act.id not in tasks:
+                    raise  # cancelled by this driver (timeout or end of the run)
+                # Python < 3.11: an agent's own CancelledError; report it, never go silent.
+                done = _failure(e, 0)
+            q.put_nowait(("done", act.id, done))
 
         # As in _drive: a lone activation without a deadline, when only the agents can
         # cancel, is awaited right here instead of in a task of its own.

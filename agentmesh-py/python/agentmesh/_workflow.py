@@ -119,7 +119,11 @@ class WorkflowBuilder:
             node["timeoutMs"] = timeout_ms
         if retry is not None:
             if not isinstance(retry, Retry):
-                raise InvalidWorkflowError(f"node '{node['id']}': retry must be a Retry")
+                raise InvalidWorkflowError(
+                    f"node '{node['id']}', field 'retry': must be an agentmesh.Retry, "
+                    f"not {type(retry).__name__}",
+                    details={"node": node["id"], "field": "retry"},
+                )
             node["retry"] = retry._spec()
         return self._node(node, after, max_visits)
 
