@@ -183,16 +183,41 @@ def bench_small_runs(scratch: Scratch, reps: int, runs: int) -> List[Row]:
     floor_run_us = best / runs * 1e6
     rows.append(row("small_runs_1000x5", "floor", "file", best / runs, med / runs, floor_run_us, per="run"))
     for mode in ("memory", "file"):
-        def many() -> None:
-            mesh = agentmesh.Mesh(log_dir=scratch.fresh() if mode == "file" else None)
-            mesh.add_agent("noop", small)
-            for i in range(runs):
-                r = mesh.run(wf, run_id=f"r{i}")
-                assert r.status == "completed", r
-
-        best, med = timed(many, reps)
-        rows.append(row("small_runs_1000x5", "sync", mode, best / runs, med / runs, floor_run_us, per="run"))
+        for kind in ("sync", "async"):
+            many = small_runs(scratch, mode, kind, wf, runs)
+            best, med = timed(many, reps)
+            rows.append(row("small_runs_1000x5", kind, mode, best / runs, med / runs, floor_run_us, per="run"))
     return rows
+
+
+async def small_async(act: agentmesh.Activation) -> Any:
+    return {"ok": True, "visit": act.visit}
+
+
+def small_runs(
+    scratch: Scratch, mode: str, kind: str, wf: agentmesh.Workflow, runs: int
+) -> Callable[[], None]:
+    """``runs`` runs one after another on one Mesh (async: inside one event loop)."""
+    mesh = agentmesh.Mesh(log_dir=scratch.fresh() if mode == "file" else None)
+    mesh.add_agent("noop", small_async if kind == "async" else small)
+    batch = [0]
+
+    async def many_async(prefix: str) -> None:
+        for i in range(runs):
+            r = await mesh.run_async(wf, run_id=f"{prefix}-{i}")
+            assert r.status == "completed", r
+
+    def many() -> None:
+        batch[0] += 1
+        prefix = f"b{batch[0]}"
+        if kind == "async":
+            asyncio.run(many_async(prefix))
+            return
+        for i in range(runs):
+            r = mesh.run(wf, run_id=f"{prefix}-{i}")
+            assert r.status == "completed", r
+
+    return many
 
 
 def row(
