@@ -48,5 +48,6 @@ pub use model::event::{Event, EventData, Failure, FailureKind, LogHeader, RunErr
 pub use model::workflow::{
     NodeKind, NodeOptions, RetrySpec, Workflow, WorkflowBuilder, WorkflowSpec,
 };
+pub use model::MAX_VALUE_DEPTH;
 pub use orchestrator::{Run, RunOptions};
 pub use replay::{recorded_workflow, replay, state_at, ReplayReport, RunState};

@@ -6,16 +6,14 @@
 //! Python. Accepted, as `json.dumps` would write them: `None`, `bool`, `int`, finite `float`,
 //! `str`, `list`/`tuple` and `dict` with `str` keys (subclasses included, e.g. `IntEnum`,
 //! `OrderedDict`). An `int` beyond 64 bits is recorded as the nearest double, as the core
-//! reads such a number in JSON text. Nesting deeper than 128 is refused (serde_json's own
-//! limit when a log is read back).
+//! reads such a number in JSON text. More than [`MAX_VALUE_DEPTH`] nested lists/dicts are
+//! refused, as the core refuses them (a log could not read them back).
 
+use agentmesh_core::MAX_VALUE_DEPTH;
 use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
-
-/// Deepest nesting accepted (the root is depth 0).
-pub const MAX_DEPTH: usize = 128;
 
 /// Where in the value a problem is, built while the error unwinds (innermost first).
 enum Step {
@@ -79,12 +77,8 @@ fn string(s: &Bound<'_, PyString>) -> Result<String, Bad> {
         .map_err(|_| Bad::new("string at {at} is not valid UTF-8 (lone surrogate)".to_owned()))
 }
 
+/// `depth`: how many lists/dicts enclose `obj`.
 fn walk(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Bad> {
-    if depth > MAX_DEPTH {
-        return Err(Bad::new(format!(
-            "nesting deeper than {MAX_DEPTH} at {{at}}"
-        )));
-    }
     if obj.is_none() {
         return Ok(Value::Null);
     }
@@ -122,6 +116,7 @@ fn walk(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Bad> {
         return string(s).map(Value::String);
     }
     if let Ok(list) = obj.cast::<PyList>() {
+        too_deep(depth)?;
         let mut out = Vec::with_capacity(list.len());
         for (i, item) in list.iter().enumerate() {
             out.push(walk(&item, depth + 1).map_err(|b| b.within(Step::Index(i)))?);
@@ -129,6 +124,7 @@ fn walk(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Bad> {
         return Ok(Value::Array(out));
     }
     if let Ok(tuple) = obj.cast::<PyTuple>() {
+        too_deep(depth)?;
         let mut out = Vec::with_capacity(tuple.len());
         for (i, item) in tuple.iter().enumerate() {
             out.push(walk(&item, depth + 1).map_err(|b| b.within(Step::Index(i)))?);
@@ -136,6 +132,7 @@ fn walk(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Bad> {
         return Ok(Value::Array(out));
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
+        too_deep(depth)?;
         let mut out = Map::new();
         for (k, item) in dict.iter() {
             let Ok(key) = k.cast::<PyString>() else {
@@ -155,6 +152,16 @@ fn walk(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Bad> {
         "{} at {{at}} is not JSON data",
         type_name(obj)
     )))
+}
+
+/// A container at `depth` would be the `depth + 1`-th nested one.
+fn too_deep(depth: usize) -> Result<(), Bad> {
+    if depth >= MAX_VALUE_DEPTH {
+        return Err(Bad::new(format!(
+            "nesting deeper than {MAX_VALUE_DEPTH} lists/dicts at {{at}}"
+        )));
+    }
+    Ok(())
 }
 
 /// A JSON value as Python data (`dict`, `list`, `str`, `int`, `float`, `bool`, `None`).

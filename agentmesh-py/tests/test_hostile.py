@@ -90,8 +90,8 @@ BAD_OUTPUTS: Dict[str, Tuple[Callable[[], Any], str]] = {
     "nan": (lambda: float("nan"), "nan at $ is not a JSON number"),
     "inf": (lambda: float("inf"), "inf at $ is not a JSON number"),
     "int-key": (lambda: {1: "x"}, "key 1 (int) at $ is not a string"),
-    "deep-200": (lambda: nested(200), "nesting deeper than 128"),
-    "self-reference": (self_referencing, "nesting deeper than 128"),
+    "deep-200": (lambda: nested(200), "nesting deeper than 100 lists/dicts"),
+    "self-reference": (self_referencing, "nesting deeper than 100 lists/dicts"),
     "lone-surrogate": (lambda: "\ud800", "lone surrogate"),
     "nested-nan": (lambda: {"a": [1, {"b": float("-inf")}]}, "-inf at $['a'][1]['b'] is not a JSON number"),
     "nested-object": (lambda: {"x": [object()]}, "object at $['x'][0] is not JSON data"),
@@ -688,3 +688,21 @@ def test_invalid_run_arguments_are_rejected_before_writing(tmp_path: Path, kwarg
     with pytest.raises(agentmesh.InvalidArgumentError):
         asyncio.run(mesh.run_async(**args))
     assert sorted(p.name for p in tmp_path.rglob("*")) in ([], ["logs"])
+
+
+def test_nesting_limit_is_the_cores_and_values_at_it_read_back(tmp_path: Path) -> None:
+    # nested(n) is n + 1 lists. 100 is what the core accepts and a log can read back.
+    mesh = agentmesh.Mesh(log_dir=tmp_path)
+    mesh.add_agent("deep", lambda act: nested(99))
+    r = mesh.run(wf([agent_node("d", "deep")]), input=nested(99), run_id="deep")
+    assert r.status == "completed" and r.output == {"d": nested(99)}
+    assert list(agentmesh.read_log(r.log_path))[-1]["type"] == "runCompleted"
+    assert agentmesh.replay(r.log_path)["outcome"]["status"] == "completed"
+    with pytest.raises(agentmesh.InvalidArgumentError, match="nesting deeper than 100"):
+        mesh.run(wf([agent_node("d", "deep")]), input=nested(100), run_id="deeper")
+    mesh.add_agent("deeper", lambda act: nested(100))
+    with pytest.raises(agentmesh.AgentFailedError) as info:
+        mesh.run(wf([agent_node("d", "deeper")]), run_id="deepest")
+    cause = info.value.__cause__
+    assert isinstance(cause, agentmesh.InvalidOutputError) and cause.node == "d"
+    assert "nesting deeper than 100 lists/dicts at $[0]" in str(cause)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::machine::Machine;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorDetail, ErrorKind, Result};
 use crate::log::reader::HashWriter;
 use crate::log::{self, FsyncMode, LogWriter};
 use crate::model::activation::{Activation, Completion, Outcome, RunStatus};
@@ -106,6 +106,12 @@ impl Run {
             None => derive_run_id(workflow, &options.input, options.seed),
         };
         log::validate_run_id(&run_id)?;
+        if crate::model::too_deep(&options.input) {
+            return Err(Error::invalid_argument(format!(
+                "input nests arrays/objects deeper than {}",
+                crate::model::MAX_VALUE_DEPTH
+            )));
+        }
         if let Some(t) = &options.tenant {
             crate::model::validate::check_name(None, "tenant", t)
                 .map_err(|e| Error::invalid_argument(e.message()))?;
@@ -203,6 +209,12 @@ impl Run {
             }
         };
         log::validate_run_id(&run_id)?;
+        if let Some((node, _)) = overrides.iter().find(|(_, v)| crate::model::too_deep(v)) {
+            return Err(Error::invalid_argument(format!(
+                "override of '{node}' nests arrays/objects deeper than {}",
+                crate::model::MAX_VALUE_DEPTH
+            )));
+        }
         let rebuilt = replay::rebuild(path, None, Stop::At(seq), Some(&run_id))?;
         let mut machine = rebuilt.machine;
         if !machine.needs_advance() {
@@ -269,6 +281,28 @@ impl Run {
     /// Errors: `INVALID_COMPLETION` (unknown, late or duplicate; nothing changes),
     /// `INVALID_OUTPUT` (record too large; nothing changes), `IO` (writer poisoned).
     pub fn complete(&mut self, id: u64, completion: Completion) -> Result<()> {
+        if let Ok((output, _)) = &completion.result {
+            if crate::model::too_deep(output) {
+                let node = self
+                    .machine
+                    .outstanding()
+                    .into_iter()
+                    .find(|a| a.id == id)
+                    .map(|a| a.node.to_string());
+                let message = format!(
+                    "output nests arrays/objects deeper than {}",
+                    crate::model::MAX_VALUE_DEPTH
+                );
+                return Err(match node {
+                    Some(node) => Error::new(
+                        ErrorKind::InvalidOutput,
+                        format!("node '{node}': {message}"),
+                    )
+                    .with_detail(ErrorDetail::Node { node }),
+                    None => Error::new(ErrorKind::InvalidOutput, message),
+                });
+            }
+        }
         let event = self.machine.completion_event(id, completion)?;
         // Staged, not yet written: the completion and the decisions it triggers reach the
         // file in one write before this call returns.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use agentmesh_core::log::MAX_RECORD_BYTES;
 use agentmesh_core::{
     canonical_log, read_log, verify_log, Completion, Error, ErrorDetail, ErrorKind, Event,
-    FsyncMode, Run, RunOptions, RunStatus, Workflow,
+    FsyncMode, Run, RunOptions, RunStatus, Workflow, MAX_VALUE_DEPTH,
 };
 use serde_json::{json, Value};
 
@@ -755,4 +755,70 @@ fn spawned_processes_do_not_keep_closed_logs_locked() {
             std::panic::resume_unwind(p);
         }
     });
+}
+
+fn nested(levels: usize) -> Value {
+    let mut v = json!("leaf");
+    for _ in 0..levels {
+        v = json!([v]);
+    }
+    v
+}
+
+/// A value as deep as the limit is written and reads back everywhere (`runCompleted` nests it
+/// three levels deeper); one level more is refused before anything is written, because
+/// serde_json could not read such a record back.
+#[test]
+fn values_nested_past_the_limit_are_refused_and_at_the_limit_read_back() {
+    let w = wf(json!({"name": "deep", "nodes": [{"id": "t", "type": "agent", "agent": "x"}]}));
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut opts = options(dir.path(), FsyncMode::Never);
+    opts.input = nested(MAX_VALUE_DEPTH + 1);
+    expect_err(
+        Run::start(&w, opts),
+        ErrorKind::InvalidArgument,
+        "deep input",
+    );
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing created"
+    );
+
+    let mut opts = options(dir.path(), FsyncMode::Never);
+    opts.input = nested(MAX_VALUE_DEPTH);
+    let mut run = Run::start(&w, opts).unwrap();
+    let path = run.log_path().unwrap().to_owned();
+    let act = run.poll().pop().unwrap();
+    let before = fs::read(&path).unwrap();
+    let e = expect_err(
+        run.complete(act.id, Completion::ok(nested(MAX_VALUE_DEPTH + 1))),
+        ErrorKind::InvalidOutput,
+        "deep output",
+    );
+    assert!(e.message().starts_with("node 't': "), "{e}");
+    assert_eq!(fs::read(&path).unwrap(), before);
+
+    run.complete(act.id, Completion::ok(nested(MAX_VALUE_DEPTH)))
+        .unwrap();
+    assert_eq!(run.status(), RunStatus::Completed);
+    drop(run);
+    let (_, events) = read_log(&path).unwrap();
+    assert_eq!(events.last().unwrap().data.type_name(), "runCompleted");
+    agentmesh_core::replay(&path, None).unwrap();
+
+    let e = expect_err(
+        Run::fork(
+            &path,
+            4,
+            std::collections::BTreeMap::from([("t".to_owned(), nested(MAX_VALUE_DEPTH + 1))]),
+            None,
+            Some(dir.path().to_owned()),
+            FsyncMode::Never,
+        ),
+        ErrorKind::InvalidArgument,
+        "deep override",
+    );
+    assert!(e.message().contains("'t'"), "{e}");
 }

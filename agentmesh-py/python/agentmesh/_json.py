@@ -1,7 +1,7 @@
 """JSON data at the boundary: what counts as JSON data is decided once, natively.
 
 Only JSON data is accepted from Python: ``None``, ``bool``, ``int``, finite ``float``, ``str``,
-``list``/``tuple`` and ``dict`` with ``str`` keys (subclasses included), nested at most 128
+``list``/``tuple`` and ``dict`` with ``str`` keys (subclasses included), nested at most 100
 deep. The native converter (``agentmesh-py/src/pyjson.rs``) turns such values into the core's
 JSON values directly and names the first offending place otherwise; the core records them
 with serde, so no wire JSON is produced in Python.
