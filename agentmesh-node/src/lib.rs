@@ -1,0 +1,49 @@
+//! `agentmesh-node`: the native half of the Node.js package `agentmesh` (napi-rs).
+//!
+//! The TypeScript layer (the `Mesh` driver, Promise-based agents) is built on these pieces:
+//!
+//! - [`run::NativeWorkflow`] and [`run::NativeRun`]: the core's `Workflow` and `Run`, the
+//!   activation/completion protocol (`start` → `poll` → `completeOk`/`completeErr` →
+//!   `outcome`), `resume`, `fork`, `cancel`, `close`;
+//! - free functions over log files ([`log`]): `verifyLog`, `canonicalLog`, `readHeader`,
+//!   `readLog`, `fingerprint`, `replay`, `stateAt`, `recordedWorkflow`, `normalizeJson`, and
+//!   Promise forms of the heavy reads (`verifyLogAsync`, ...) on libuv's thread pool;
+//! - `errorCodes()`, the stable codes every error carries.
+//!
+//! Values cross without JSON text: JS data is checked and converted straight into
+//! `serde_json::Value` ([`json`]), and activations and reports are built as plain JS objects
+//! ([`objects`]); the core alone writes the log. Core errors become JS `Error`s with `code`,
+//! `"[CODE] message"` and `details` ([`errors`]); panics are caught and reported as
+//! `INTERNAL`, never unwound into Node. u64 values: see [`args`].
+
+// napi-derive registers exports only under `not(test)`; `cargo clippy --all-targets` checks
+// this crate as a test target too, where every export would look unused.
+#![cfg_attr(test, allow(dead_code))]
+
+mod args;
+mod errors;
+mod json;
+mod log;
+mod objects;
+mod run;
+mod task;
+
+use napi::bindgen_prelude::AsyncTask;
+use napi::Env;
+use napi_derive::napi;
+
+use crate::errors::{guard, OrThrow};
+use crate::task::{spawn, CoreTask};
+
+/// Test hook (not in the typings): panics inside the guarded core path, synchronously or on
+/// the thread pool, so the tests can check that a panic becomes an `INTERNAL` error.
+#[napi(js_name = "__panicForTests", skip_typescript, catch_unwind)]
+pub fn panic_for_tests(env: &Env, message: String) -> napi::Result<()> {
+    guard(|| -> agentmesh_core::Result<()> { panic!("{message}") }).or_throw(env)
+}
+
+/// Async form of [`panic_for_tests`] (not in the typings).
+#[napi(js_name = "__panicForTestsAsync", skip_typescript)]
+pub fn panic_for_tests_async(message: String) -> AsyncTask<CoreTask<bool>> {
+    spawn(move || -> agentmesh_core::Result<bool> { panic!("{message}") })
+}

@@ -1,0 +1,480 @@
+//! The plain JS objects the addon returns: activations, outcomes and the log reports.
+//!
+//! Each is a `#[napi(object)]` built straight from the core's struct (no JSON text between),
+//! so the generated `.d.ts` types them exactly. Every conversion destructures the core struct
+//! without `..`: a field added to the core fails this crate's build instead of being dropped.
+//!
+//! Numbers: counters (`id`, `seq`, `step`, `visit`, `events`, offsets, token counts) are JS
+//! numbers, exact below 2^53, which no log reaches. Seeds are full 64-bit values (an
+//! activation's seed is a hash), so every `seed` is a `bigint`: the header's, the
+//! activation's, and `data.seed` of a `runStarted` event. User data (`input`, `deps`,
+//! outputs) is what `JSON.parse` of its text gives (see `json.rs`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use agentmesh_core as core;
+use napi::bindgen_prelude::{BigInt, ToNapiValue, TypeName};
+use napi::{sys, ValueType};
+use napi_derive::napi;
+use serde_json::Value;
+
+use crate::json::{self, Json, Record};
+
+/// A counter as a JS number (exact below 2^53).
+pub fn num(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// One unit of work for the host: run an agent or tool, or ask a person. Pass `id` back to
+/// `completeOk`/`completeErr`.
+#[napi(object, object_from_js = false)]
+pub struct Activation {
+    /// Activation id (the seq of its scheduling event).
+    pub id: i64,
+    pub run_id: String,
+    /// Node id.
+    pub node: String,
+    #[napi(ts_type = "'agent' | 'tool' | 'human'")]
+    pub kind: String,
+    /// Agent or tool name (the node id for a human activation).
+    pub name: String,
+    /// Attempt within this visit, from 1.
+    pub attempt: u32,
+    /// Visit of the node, from 1 (more than 1 inside loops).
+    pub visit: i64,
+    /// Retry backoff the driver waits before starting the work.
+    pub delay_ms: i64,
+    /// Deadline of this attempt, counted after the delay (enforced by the driver).
+    pub timeout_ms: Option<i64>,
+    /// Prompt of a human activation.
+    pub prompt: Option<String>,
+    /// Deterministic per-activation seed derived from the run seed (full 64 bits).
+    pub seed: BigInt,
+    /// Superstep number.
+    pub step: i64,
+    /// The run input.
+    #[napi(ts_type = "unknown")]
+    pub input: Json<Arc<Value>>,
+    /// Outputs of the node's completed `after` dependencies, by node id.
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub deps: Record<Arc<str>, Arc<Value>>,
+}
+
+impl From<core::Activation> for Activation {
+    fn from(a: core::Activation) -> Activation {
+        let core::Activation {
+            id,
+            run_id,
+            node,
+            kind,
+            name,
+            attempt,
+            visit,
+            delay_ms,
+            timeout_ms,
+            prompt,
+            seed,
+            step,
+            input,
+            deps,
+        } = a;
+        Activation {
+            id: num(id),
+            run_id: run_id.to_string(),
+            node: node.to_string(),
+            kind: kind.as_str().to_owned(),
+            name: name.to_string(),
+            attempt,
+            visit: num(visit),
+            delay_ms: num(delay_ms),
+            timeout_ms: timeout_ms.map(num),
+            prompt,
+            seed: BigInt::from(seed),
+            step: num(step),
+            input: Json(input),
+            deps: Record(deps),
+        }
+    }
+}
+
+/// The error a failed or cancelled run records.
+#[napi(object, object_from_js = false)]
+pub struct RunError {
+    /// Stable error code (`AGENT_FAILED`, `TIMEOUT`, `LIMIT_EXCEEDED`, `CANCELLED`, ...).
+    pub code: String,
+    pub message: String,
+    /// The node that failed the run, if one did.
+    pub node: Option<String>,
+}
+
+impl From<core::RunError> for RunError {
+    fn from(e: core::RunError) -> RunError {
+        let core::RunError {
+            code,
+            message,
+            node,
+        } = e;
+        RunError {
+            code,
+            message,
+            node,
+        }
+    }
+}
+
+/// The result of a run so far.
+#[napi(object, object_from_js = false)]
+pub struct Outcome {
+    #[napi(ts_type = "'running' | 'waiting' | 'completed' | 'failed' | 'cancelled'")]
+    pub status: String,
+    /// Outputs of the terminal nodes, by node id (completed runs).
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub output: Option<Json<Value>>,
+    /// Why the run failed or was cancelled.
+    pub error: Option<RunError>,
+}
+
+impl From<core::Outcome> for Outcome {
+    fn from(o: core::Outcome) -> Outcome {
+        let core::Outcome {
+            status,
+            output,
+            error,
+        } = o;
+        Outcome {
+            status: status.as_str().to_owned(),
+            output: output.map(Json),
+            error: error.map(RunError::from),
+        }
+    }
+}
+
+/// Workflow identity in a log header.
+#[napi(object, object_from_js = false)]
+pub struct WorkflowRef {
+    pub name: String,
+    /// blake3 (hex) of the canonical workflow JSON.
+    pub hash: String,
+}
+
+/// Parent link of a forked run.
+#[napi(object, object_from_js = false)]
+pub struct ParentRef {
+    pub run_id: String,
+    /// Last parent event copied into the fork.
+    pub seq: i64,
+}
+
+/// Wall-clock metadata (never canonical).
+#[napi(object, object_from_js = false)]
+pub struct Meta {
+    /// Unix time in milliseconds.
+    pub at: i64,
+    /// Duration of the activation, in microseconds (completion events).
+    pub dur_us: Option<i64>,
+}
+
+/// First line of every log.
+#[napi(object, object_from_js = false)]
+pub struct LogHeader {
+    /// Always `"agentmesh-log"`.
+    pub format: String,
+    pub version: u32,
+    /// Core behaviour flags in effect.
+    pub flags: Vec<u32>,
+    pub run_id: String,
+    pub workflow: WorkflowRef,
+    /// Run seed (full 64 bits).
+    pub seed: BigInt,
+    pub tenant: Option<String>,
+    /// Parent of a forked run.
+    pub parent: Option<ParentRef>,
+    /// Creation time (not canonical).
+    pub meta: Option<Meta>,
+}
+
+impl From<core::LogHeader> for LogHeader {
+    fn from(h: core::LogHeader) -> LogHeader {
+        let core::LogHeader {
+            format,
+            version,
+            flags,
+            run_id,
+            workflow,
+            seed,
+            tenant,
+            parent,
+            meta,
+        } = h;
+        LogHeader {
+            format,
+            version,
+            flags,
+            run_id,
+            workflow: WorkflowRef {
+                name: workflow.name,
+                hash: workflow.hash,
+            },
+            seed: BigInt::from(seed),
+            tenant,
+            parent: parent.map(|p| ParentRef {
+                run_id: p.run_id,
+                seq: num(p.seq),
+            }),
+            meta: meta.map(|m| Meta {
+                at: num(m.at),
+                dur_us: m.dur_us.map(num),
+            }),
+        }
+    }
+}
+
+/// One event of a log, in canonical form (no `meta`, no chain fields).
+#[napi(object, object_from_js = false)]
+pub struct LogEvent {
+    pub seq: i64,
+    /// Event type (`runStarted`, `agentCompleted`, ...).
+    #[napi(js_name = "type")]
+    pub kind: String,
+    pub run_id: String,
+    pub trace_id: String,
+    /// The event that caused this one.
+    pub parent_seq: Option<i64>,
+    pub node: Option<String>,
+    pub attempt: Option<u32>,
+    /// The body, as in the log (`data.seed` of `runStarted` is a `bigint`).
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub data: EventBody,
+}
+
+impl TryFrom<core::Event> for LogEvent {
+    type Error = core::Error;
+
+    fn try_from(e: core::Event) -> core::Result<LogEvent> {
+        let kind = e.type_name().to_owned();
+        // The body is whatever the core serializes: take `data` from the serde form.
+        let mut value = crate::errors::serde_value(&e)?;
+        let data = value
+            .get_mut("data")
+            .map(Value::take)
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let core::Event {
+            seq,
+            run_id,
+            trace_id,
+            parent_seq,
+            node,
+            attempt,
+            data: body,
+            meta: _,
+        } = e;
+        let seed = match body {
+            core::EventData::RunStarted { seed, .. } => Some(seed),
+            _ => None,
+        };
+        Ok(LogEvent {
+            seq: num(seq),
+            kind,
+            run_id: run_id.to_string(),
+            trace_id: trace_id.to_string(),
+            parent_seq: parent_seq.map(num),
+            node: node.map(|n| n.to_string()),
+            attempt,
+            data: EventBody { data, seed },
+        })
+    }
+}
+
+/// An event body; a `runStarted` seed is set as a `bigint`.
+pub struct EventBody {
+    data: Value,
+    seed: Option<u64>,
+}
+
+impl ToNapiValue for EventBody {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+        let EventBody { mut data, seed } = val;
+        if let (Some(map), Some(_)) = (data.as_object_mut(), seed) {
+            map.remove("seed");
+        }
+        // SAFETY: napi calls this with the live environment of the current call.
+        unsafe {
+            let obj = json::write(env, &data)?;
+            if let Some(seed) = seed {
+                let value = BigInt::to_napi_value(env, BigInt::from(seed))?;
+                let status = sys::napi_set_named_property(env, obj, c"seed".as_ptr(), value);
+                if status != sys::Status::napi_ok {
+                    return Err(napi::Error::new(
+                        napi::Status::from(status),
+                        "setting data.seed".to_owned(),
+                    ));
+                }
+            }
+            Ok(obj)
+        }
+    }
+}
+
+impl TypeName for EventBody {
+    fn type_name() -> &'static str {
+        "Record<string, unknown>"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+/// A log's header and its events in seq order.
+#[napi(object, object_from_js = false)]
+pub struct LogContents {
+    pub header: LogHeader,
+    pub events: Vec<LogEvent>,
+}
+
+/// A torn tail cut off a log (its bytes were first copied to `brokenPath`).
+#[napi(object, object_from_js = false)]
+pub struct Repair {
+    /// Where the torn record began (the new file length).
+    pub offset: i64,
+    /// How many bytes were cut.
+    pub bytes: i64,
+    pub broken_path: String,
+}
+
+/// What `verifyLog` found.
+#[napi(object, object_from_js = false, use_nullable = true)]
+pub struct VerifyReport {
+    /// Run id from the header (`null` for an empty log).
+    pub run_id: Option<String>,
+    /// Workflow name from the header.
+    pub workflow: Option<String>,
+    /// Number of events.
+    pub events: i64,
+    /// Highest seq.
+    pub last_seq: i64,
+    /// Seqs below `lastSeq` not yet written: completions of activations still outstanding.
+    pub holes: Vec<i64>,
+    /// Type of the final event when the run has finished (`runCompleted`, ...).
+    pub finished: Option<String>,
+    /// File size after any repair.
+    pub bytes: i64,
+    /// The torn-tail repair made, if any.
+    pub repaired: Option<Repair>,
+}
+
+impl From<core::VerifyReport> for VerifyReport {
+    fn from(r: core::VerifyReport) -> VerifyReport {
+        let core::VerifyReport {
+            run_id,
+            workflow,
+            events,
+            last_seq,
+            holes,
+            finished,
+            bytes,
+            repaired,
+        } = r;
+        VerifyReport {
+            run_id,
+            workflow,
+            events: num(events),
+            last_seq: num(last_seq),
+            holes: holes.into_iter().map(num).collect(),
+            finished,
+            bytes: num(bytes),
+            repaired: repaired.map(|r| Repair {
+                offset: num(r.offset),
+                bytes: num(r.bytes),
+                broken_path: r.broken_path.to_string_lossy().into_owned(),
+            }),
+        }
+    }
+}
+
+/// What `replay` found: the log re-driven without calling any agent.
+#[napi(object, object_from_js = false)]
+pub struct ReplayReport {
+    pub run_id: String,
+    /// Events re-driven and found equal.
+    pub events: i64,
+    /// Whether the workflow given differs from the recorded one (but decided the same events).
+    pub workflow_changed: bool,
+    /// The run's outcome as of the end of the log.
+    pub outcome: Outcome,
+}
+
+impl From<core::ReplayReport> for ReplayReport {
+    fn from(r: core::ReplayReport) -> ReplayReport {
+        let core::ReplayReport {
+            run_id,
+            events,
+            workflow_changed,
+            outcome,
+        } = r;
+        ReplayReport {
+            run_id,
+            events: num(events),
+            workflow_changed,
+            outcome: outcome.into(),
+        }
+    }
+}
+
+/// The state of a run as of one seq (`stateAt`).
+#[napi(object, object_from_js = false)]
+pub struct RunState {
+    /// The seq asked for.
+    pub seq: i64,
+    #[napi(ts_type = "'running' | 'waiting' | 'completed' | 'failed' | 'cancelled'")]
+    pub status: String,
+    /// Latest step started.
+    pub step: i64,
+    /// Outputs of completed nodes (latest visit), by node id.
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub completed: Record<String, Value>,
+    /// Nodes skipped by branch decisions.
+    pub skipped: Vec<String>,
+    /// Nodes that failed for good.
+    pub failed: Vec<String>,
+    /// Visit counts by node id.
+    #[napi(ts_type = "Record<string, number>")]
+    pub visits: Record<String, Value>,
+    /// Activations scheduled and not yet completed.
+    pub pending: Vec<Activation>,
+    /// Whether `seq` is a step end, where `NativeRun.fork` may branch off.
+    pub fork_point: bool,
+}
+
+impl From<core::RunState> for RunState {
+    fn from(s: core::RunState) -> RunState {
+        let core::RunState {
+            seq,
+            status,
+            step,
+            completed,
+            skipped,
+            failed,
+            visits,
+            pending,
+            fork_point,
+        } = s;
+        RunState {
+            seq: num(seq),
+            status: status.as_str().to_owned(),
+            step: num(step),
+            completed: Record(completed),
+            skipped,
+            failed,
+            visits: Record(
+                visits
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::from(v)))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            pending: pending.into_iter().map(Activation::from).collect(),
+            fork_point,
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! `NativeWorkflow` and `NativeRun`: the core's `Workflow` and `Run` for the TypeScript driver.
+//!
+//! The driver owns a `NativeRun` and is its single writer: `start` → loop { `poll` → run the
+//! activations → `completeOk`/`completeErr` } → `outcome`. Every call is synchronous and
+//! short (a completion appends one record); the heavy whole-log reads are in `log.rs`, with
+//! Promise variants.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use agentmesh_core::{
+    Completion, Error, ErrorDetail, ErrorKind, Failure, FailureKind, Run, RunOptions, Usage,
+    Workflow,
+};
+use napi::bindgen_prelude::{Buffer, Unknown};
+use napi::Env;
+use napi_derive::napi;
+use serde_json::Value;
+
+use crate::args::{self, SeedArg};
+use crate::errors::{guard, invalid_argument, panicked, to_js, OrThrow};
+use crate::json::{from_js, Refused};
+use crate::objects::{Activation, Outcome};
+
+/// A validated workflow.
+#[napi]
+pub struct NativeWorkflow {
+    pub(crate) inner: Workflow,
+}
+
+#[napi]
+impl NativeWorkflow {
+    /// Parse and validate workflow JSON text. Errors: `INVALID_WORKFLOW` (with
+    /// `details.node`/`details.field`).
+    #[napi(factory, catch_unwind)]
+    pub fn from_json(env: &Env, text: String) -> napi::Result<NativeWorkflow> {
+        let inner = guard(|| Workflow::from_json(&text)).or_throw(env)?;
+        Ok(NativeWorkflow { inner })
+    }
+
+    /// Read, parse and validate a workflow file. Errors: `IO`, `INVALID_WORKFLOW`.
+    #[napi(factory, catch_unwind)]
+    pub fn from_file(env: &Env, path: String) -> napi::Result<NativeWorkflow> {
+        let inner = guard(|| Workflow::from_file(&path)).or_throw(env)?;
+        Ok(NativeWorkflow { inner })
+    }
+
+    /// The workflow's name.
+    #[napi(getter)]
+    pub fn name(&self) -> String {
+        self.inner.name().to_owned()
+    }
+
+    /// blake3 (hex) of the canonical workflow JSON (recorded in log headers).
+    #[napi(getter)]
+    pub fn hash(&self) -> String {
+        self.inner.hash().to_owned()
+    }
+
+    /// The canonical workflow JSON text.
+    #[napi]
+    pub fn to_json(&self) -> String {
+        self.inner.to_json()
+    }
+
+    /// Node ids in declaration order.
+    #[napi]
+    pub fn node_ids(&self) -> Vec<String> {
+        self.inner.node_ids().map(str::to_owned).collect()
+    }
+
+    /// Agent names the workflow uses, sorted.
+    #[napi]
+    pub fn agent_names(&self) -> Vec<String> {
+        let names = self.inner.agent_names();
+        names.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Tool names the workflow uses, sorted.
+    #[napi]
+    pub fn tool_names(&self) -> Vec<String> {
+        let names = self.inner.tool_names();
+        names.into_iter().map(str::to_owned).collect()
+    }
+}
+
+/// How to start a run.
+#[napi(object, object_to_js = false)]
+pub struct StartOptions {
+    /// Run seed, 0 to 2^64-1 (default 0): a number up to 2^53-1, a bigint or a decimal string.
+    #[napi(ts_type = "number | bigint | string")]
+    pub seed: Option<SeedArg>,
+    /// Run id; derived from workflow, input and seed when absent.
+    pub run_id: Option<String>,
+    /// Directory for `<runId>.jsonl`; absent keeps the log in memory.
+    pub log_dir: Option<String>,
+    /// Durability of the file log (default `batch`).
+    #[napi(ts_type = "'always' | 'batch' | 'never'")]
+    pub fsync: Option<String>,
+    /// Tenant recorded in the header.
+    pub tenant: Option<String>,
+}
+
+/// One run. `close()` releases its log file (the writer lock) so another process can resume it;
+/// every later call throws `INVALID_ARGUMENT`. After a caught panic every call throws `INTERNAL`.
+#[napi]
+pub struct NativeRun {
+    run: Option<Run>,
+    poisoned: bool,
+}
+
+impl NativeRun {
+    fn new(run: Run) -> NativeRun {
+        NativeRun {
+            run: Some(run),
+            poisoned: false,
+        }
+    }
+
+    /// Work on the open run. A panic half-way leaves the run's state unknown: it is caught,
+    /// reported as `INTERNAL`, and the run refuses every later call.
+    fn with<T>(
+        &mut self,
+        env: &Env,
+        f: impl FnOnce(&mut Run) -> agentmesh_core::Result<T>,
+    ) -> napi::Result<T> {
+        self.try_with(f).or_throw(env)
+    }
+
+    fn try_with<T>(
+        &mut self,
+        f: impl FnOnce(&mut Run) -> agentmesh_core::Result<T>,
+    ) -> agentmesh_core::Result<T> {
+        if self.poisoned {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "the run is unusable after an internal panic",
+            ));
+        }
+        let run = self
+            .run
+            .as_mut()
+            .ok_or_else(|| invalid_argument("the run is closed (its log was released)"))?;
+        match catch_unwind(AssertUnwindSafe(|| f(run))) {
+            Ok(result) => result,
+            Err(panic) => {
+                self.poisoned = true;
+                Err(panicked(panic))
+            }
+        }
+    }
+}
+
+#[napi]
+impl NativeRun {
+    /// Start a run with `input` (JSON data; absent is `null`): writes the header and
+    /// `runStarted` and decides the first step. Errors: `INVALID_ARGUMENT` (input, seed, run
+    /// id, tenant, fsync), `RUN_EXISTS`, `IO`.
+    #[napi(factory, catch_unwind)]
+    pub fn start(
+        env: &Env,
+        workflow: &NativeWorkflow,
+        #[napi(ts_arg_type = "unknown")] input: Option<Unknown<'_>>,
+        options: Option<StartOptions>,
+    ) -> napi::Result<NativeRun> {
+        let input = args::json(env, "input", input.as_ref())?;
+        let StartOptions {
+            seed,
+            run_id,
+            log_dir,
+            fsync,
+            tenant,
+        } = options.unwrap_or(StartOptions {
+            seed: None,
+            run_id: None,
+            log_dir: None,
+            fsync: None,
+            tenant: None,
+        });
+        let run = guard(|| {
+            let options = RunOptions {
+                input,
+                seed: args::seed(seed)?,
+                run_id,
+                log_dir: log_dir.map(Into::into),
+                fsync: args::fsync(fsync.as_deref())?,
+                tenant,
+            };
+            Run::start(&workflow.inner, options)
+        })
+        .or_throw(env)?;
+        Ok(NativeRun::new(run))
+    }
+
+    /// Reopen a run from its log file (verifying it and repairing a torn tail). Errors:
+    /// `LOG_CORRUPT`, `IO` (also when another process holds the log), `INVALID_ARGUMENT`.
+    #[napi(factory, catch_unwind)]
+    pub fn resume(
+        env: &Env,
+        path: String,
+        #[napi(ts_arg_type = "'always' | 'batch' | 'never'")] fsync: Option<String>,
+    ) -> napi::Result<NativeRun> {
+        let run = guard(|| Run::resume(&path, args::fsync(fsync.as_deref())?)).or_throw(env)?;
+        Ok(NativeRun::new(run))
+    }
+
+    /// Fork the run in `path` at step end `seq` into a new run; `overrides` maps node id →
+    /// output (JSON data). Errors: `INVALID_ARGUMENT` (seq not a fork point, unknown node,
+    /// overrides), `RUN_EXISTS`, `LOG_CORRUPT`, `IO`.
+    #[napi(factory, catch_unwind)]
+    pub fn fork(
+        env: &Env,
+        path: String,
+        seq: f64,
+        #[napi(ts_arg_type = "Record<string, unknown> | null")] overrides: Option<Unknown<'_>>,
+        run_id: Option<String>,
+        log_dir: Option<String>,
+        #[napi(ts_arg_type = "'always' | 'batch' | 'never'")] fsync: Option<String>,
+    ) -> napi::Result<NativeRun> {
+        let overrides: BTreeMap<String, Value> =
+            match args::json(env, "overrides", overrides.as_ref())? {
+                Value::Null => BTreeMap::new(),
+                Value::Object(map) => map.into_iter().collect(),
+                other => {
+                    return Err(to_js(
+                        env,
+                        &invalid_argument(format!(
+                            "overrides must map node id → output, not {other}"
+                        )),
+                    ))
+                }
+            };
+        let run = guard(|| {
+            Run::fork(
+                &path,
+                args::uint("seq", seq)?,
+                overrides,
+                run_id,
+                log_dir.map(Into::into),
+                args::fsync(fsync.as_deref())?,
+            )
+        })
+        .or_throw(env)?;
+        Ok(NativeRun::new(run))
+    }
+
+    /// Activations not yet handed out (each is returned once).
+    #[napi(catch_unwind)]
+    pub fn poll(&mut self, env: &Env) -> napi::Result<Vec<Activation>> {
+        let acts = self.with(env, |r| Ok(r.poll()))?;
+        Ok(acts.into_iter().map(Activation::from).collect())
+    }
+
+    /// Activations still waiting for a completion.
+    #[napi(catch_unwind)]
+    pub fn outstanding(&mut self, env: &Env) -> napi::Result<Vec<Activation>> {
+        let acts = self.with(env, |r| Ok(r.outstanding()))?;
+        Ok(acts.into_iter().map(Activation::from).collect())
+    }
+
+    /// Complete activation `id` with `output` (JSON data, see the package README) and
+    /// optional `usage` (`{inputTokens, outputTokens}`). Data that is not JSON throws
+    /// `INVALID_OUTPUT` naming the node and the path (`$.a[2]`) and changes nothing. Errors:
+    /// `INVALID_OUTPUT`, `INVALID_COMPLETION` (unknown or already completed id), `IO`.
+    #[napi(catch_unwind)]
+    pub fn complete_ok(
+        &mut self,
+        env: &Env,
+        id: f64,
+        #[napi(ts_arg_type = "unknown")] output: Unknown<'_>,
+        #[napi(ts_arg_type = "{ inputTokens?: number; outputTokens?: number } | null")]
+        usage: Option<Unknown<'_>>,
+        duration_us: Option<f64>,
+    ) -> napi::Result<()> {
+        let output = data(env, "output", &output)?;
+        let usage = usage.map(|u| data(env, "usage", &u)).transpose()?;
+        self.with(env, |r| {
+            let id = args::uint("id", id)?;
+            let output = output.map_err(|m| invalid_output(r, id, &m))?;
+            let usage = usage.transpose().map_err(|m| invalid_output(r, id, &m))?;
+            let completion = completion_ok(r, id, output, usage, duration_us)?;
+            r.complete(id, completion)
+                .map_err(|e| name_the_node(r, id, e))
+        })
+    }
+
+    /// `completeOk` with the output as JSON text: recorded as the core parses it (the exact
+    /// path for numbers beyond 2^53 or a vector's recorded output).
+    #[napi(catch_unwind)]
+    pub fn complete_ok_json(
+        &mut self,
+        env: &Env,
+        id: f64,
+        output_json: String,
+        #[napi(ts_arg_type = "{ inputTokens?: number; outputTokens?: number } | null")]
+        usage: Option<Unknown<'_>>,
+        duration_us: Option<f64>,
+    ) -> napi::Result<()> {
+        let usage = usage.map(|u| data(env, "usage", &u)).transpose()?;
+        self.with(env, |r| {
+            let id = args::uint("id", id)?;
+            let output: Value = serde_json::from_str(&output_json)
+                .map_err(|e| invalid_output(r, id, &format!("output is not valid JSON: {e}")))?;
+            let usage = usage.transpose().map_err(|m| invalid_output(r, id, &m))?;
+            let completion = completion_ok(r, id, output, usage, duration_us)?;
+            r.complete(id, completion)
+                .map_err(|e| name_the_node(r, id, e))
+        })
+    }
+
+    /// Complete activation `id` with a failure; `kind` is `error` or `timeout`. Errors:
+    /// `INVALID_ARGUMENT`, `INVALID_COMPLETION`, `IO`.
+    #[napi(catch_unwind)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn complete_err(
+        &mut self,
+        env: &Env,
+        id: f64,
+        #[napi(ts_arg_type = "'error' | 'timeout'")] kind: String,
+        error_type: String,
+        message: String,
+        retryable: bool,
+        duration_us: Option<f64>,
+    ) -> napi::Result<()> {
+        self.with(env, |r| {
+            let id = args::uint("id", id)?;
+            let kind = match kind.as_str() {
+                "error" => FailureKind::Error,
+                "timeout" => FailureKind::Timeout,
+                other => {
+                    return Err(invalid_argument(format!(
+                        "failure kind must be error or timeout, not '{other}'"
+                    )))
+                }
+            };
+            let mut completion = Completion::err(Failure {
+                kind,
+                error_type,
+                message,
+                retryable,
+            });
+            if let Some(us) = args::opt_uint("durationUs", duration_us)? {
+                completion = completion.with_duration_us(us);
+            }
+            r.complete(id, completion)
+        })
+    }
+
+    /// Cancel the run (outstanding activations are recorded as cancelled, then
+    /// `runCancelled`); `false` if it had already finished.
+    #[napi(catch_unwind)]
+    pub fn cancel(&mut self, env: &Env, reason: String) -> napi::Result<bool> {
+        self.with(env, |r| r.cancel(&reason))
+    }
+
+    /// `running`, `waiting`, `completed`, `failed` or `cancelled`.
+    #[napi(
+        catch_unwind,
+        ts_return_type = "'running' | 'waiting' | 'completed' | 'failed' | 'cancelled'"
+    )]
+    pub fn status(&mut self, env: &Env) -> napi::Result<&'static str> {
+        self.with(env, |r| Ok(r.status().as_str()))
+    }
+
+    /// Status, output (completed runs) and error (failed or cancelled runs).
+    #[napi(catch_unwind)]
+    pub fn outcome(&mut self, env: &Env) -> napi::Result<Outcome> {
+        self.with(env, |r| Ok(r.outcome().into()))
+    }
+
+    /// The run id.
+    #[napi(catch_unwind)]
+    pub fn run_id(&mut self, env: &Env) -> napi::Result<String> {
+        self.with(env, |r| Ok(r.run_id().to_owned()))
+    }
+
+    /// The log file, or `null` for an in-memory run.
+    #[napi(catch_unwind)]
+    pub fn log_path(&mut self, env: &Env) -> napi::Result<Option<String>> {
+        self.with(env, |r| {
+            Ok(r.log_path().map(|p| p.to_string_lossy().into_owned()))
+        })
+    }
+
+    /// blake3 (hex) of the canonical log.
+    #[napi(catch_unwind)]
+    pub fn fingerprint(&mut self, env: &Env) -> napi::Result<String> {
+        self.with(env, |r| r.fingerprint())
+    }
+
+    /// The canonical log bytes: header, then events sorted by seq, without meta or chain.
+    #[napi(catch_unwind)]
+    pub fn canonical(&mut self, env: &Env) -> napi::Result<Buffer> {
+        self.with(env, |r| r.canonical()).map(Buffer::from)
+    }
+
+    /// Release the run and its log file (the writer lock), so another run or process can
+    /// resume it. Idempotent.
+    #[napi(catch_unwind)]
+    pub fn close(&mut self, env: &Env) -> napi::Result<()> {
+        let run = self.run.take();
+        guard(move || {
+            drop(run);
+            Ok(())
+        })
+        .or_throw(env)
+    }
+
+    /// The workflow being run.
+    #[napi(catch_unwind)]
+    pub fn workflow(&mut self, env: &Env) -> napi::Result<NativeWorkflow> {
+        let inner = self.with(env, |r| Ok(r.workflow().clone()))?;
+        Ok(NativeWorkflow { inner })
+    }
+}
+
+/// Activation output or usage as JSON data: `Err(message)` when it is not (reported later,
+/// with the node, as `INVALID_OUTPUT`); a JS exception thrown while reading it is passed on.
+fn data(
+    env: &Env,
+    what: &str,
+    value: &Unknown<'_>,
+) -> napi::Result<std::result::Result<Value, String>> {
+    match from_js(env, value) {
+        Ok(v) => Ok(Ok(v)),
+        Err(Refused::NotJson(why)) => Ok(Err(format!("{what} is not JSON data: {why}"))),
+        Err(Refused::Js(e)) => Err(e),
+    }
+}
+
+fn completion_ok(
+    run: &Run,
+    id: u64,
+    output: Value,
+    usage: Option<Value>,
+    duration_us: Option<f64>,
+) -> agentmesh_core::Result<Completion> {
+    let mut completion = Completion::ok(output);
+    if let Some(usage) = usage.filter(|u| !u.is_null()) {
+        let usage: Usage = serde_json::from_value(usage).map_err(|e| {
+            invalid_output(
+                run,
+                id,
+                &format!("usage must be {{inputTokens: number, outputTokens: number}}: {e}"),
+            )
+        })?;
+        completion = completion.with_usage(usage);
+    }
+    if let Some(us) = args::opt_uint("durationUs", duration_us)? {
+        completion = completion.with_duration_us(us);
+    }
+    Ok(completion)
+}
+
+/// An `INVALID_OUTPUT` from the log (a record over the size limit) names no node; name it, so
+/// every invalid output reaches JavaScript with `details.node` set.
+fn name_the_node(run: &Run, id: u64, e: Error) -> Error {
+    if e.kind() == ErrorKind::InvalidOutput && e.detail().is_none() {
+        invalid_output(run, id, e.message())
+    } else {
+        e
+    }
+}
+
+/// `INVALID_OUTPUT` naming the activation's node (when the activation is still outstanding).
+fn invalid_output(run: &Run, id: u64, message: &str) -> Error {
+    match run.outstanding().into_iter().find(|a| a.id == id) {
+        Some(act) => Error::new(
+            ErrorKind::InvalidOutput,
+            format!("node '{}': {message}", act.node),
+        )
+        .with_detail(ErrorDetail::Node {
+            node: act.node.to_string(),
+        }),
+        None => Error::new(
+            ErrorKind::InvalidOutput,
+            format!("activation {id}: {message}"),
+        ),
+    }
+}

@@ -1,0 +1,820 @@
+'use strict'
+// Tests of the native addon through the package entry point (`require('..')` → native.js →
+// agentmesh.<platform>.node). Build it first: `bash agentmesh-node/scripts/ci-build.sh`.
+// Run: `node --test agentmesh-node/test/`.
+
+const { test, describe } = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const vm = require('node:vm')
+
+const am = require('..')
+
+const repo = path.resolve(__dirname, '..', '..')
+const vectors = path.join(repo, 'bindings-tests', 'vectors')
+
+function tmpdir() {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'agentmesh-node-'))
+}
+
+/** Run `fn` and return what it threw (failing when it does not throw). */
+function thrown(fn) {
+  try {
+    fn()
+  } catch (e) {
+    return e
+  }
+  assert.fail('expected an error')
+}
+
+/** Assert an AgentMesh error: a JS Error with `code`, "[CODE] message" and `details`. */
+function assertError(e, code, message, details = {}) {
+  assert.ok(e instanceof Error, `not an Error: ${e}`)
+  assert.equal(e.code, code)
+  assert.equal(e.message, `[${code}] ${message}`)
+  assert.deepEqual(e.details, details)
+}
+
+const CHAIN = {
+  name: 'chain',
+  nodes: [
+    { id: 'plan', type: 'agent', agent: 'planner' },
+    { id: 'write', type: 'agent', agent: 'writer', after: ['plan'] },
+    { id: 'edit', type: 'agent', agent: 'editor', after: ['write'] },
+  ],
+}
+
+function chainWorkflow() {
+  return am.NativeWorkflow.fromJson(JSON.stringify(CHAIN))
+}
+
+/** A one-node run whose single activation is outstanding. */
+function oneAgent(opts = {}) {
+  const wf = am.NativeWorkflow.fromJson(JSON.stringify({ name: 'one', nodes: [{ id: 'a', type: 'agent', agent: 'x' }] }))
+  const run = am.NativeRun.start(wf, null, opts)
+  const [act] = run.poll()
+  return { run, act }
+}
+
+/** The canonical log of a one-node run completed with `output`, or the error thrown. */
+function recorded(output) {
+  const { run, act } = oneAgent()
+  run.completeOk(act.id, output)
+  const line = run.canonical().toString().split('\n').find((l) => l.includes('"agentCompleted"'))
+  return line.slice(line.indexOf('"output":') + '"output":'.length, -'}}'.length)
+}
+
+describe('package', () => {
+  test('exports exactly the native API', () => {
+    assert.deepEqual(Object.keys(am).sort(), [
+      'NativeRun',
+      'NativeWorkflow',
+      '__napiBindingTarget',
+      '__panicForTests',
+      '__panicForTestsAsync',
+      'canonicalLog',
+      'canonicalLogAsync',
+      'errorCodes',
+      'fingerprint',
+      'fingerprintAsync',
+      'normalizeJson',
+      'readHeader',
+      'readLog',
+      'readLogAsync',
+      'recordedWorkflow',
+      'replay',
+      'replayAsync',
+      'stateAt',
+      'stateAtAsync',
+      'verifyLog',
+      'verifyLogAsync',
+    ])
+    assert.equal(am.__napiBindingTarget, 'native')
+  })
+
+  test('errorCodes() is the core ErrorKind::ALL and the Python _TABLE, in order', () => {
+    const rust = fs.readFileSync(path.join(repo, 'agentmesh-core', 'src', 'error.rs'), 'utf-8')
+    const all = rust.match(/pub const ALL: &'static \[ErrorKind\] = &\[([^\]]*)\]/)[1]
+    const codeOf = Object.fromEntries([...rust.matchAll(/ErrorKind::(\w+) => "([A-Z_]+)"/g)].map((m) => [m[1], m[2]]))
+    const rustCodes = [...all.matchAll(/ErrorKind::(\w+)/g)].map((m) => codeOf[m[1]])
+    assert.equal(rustCodes.length, 14)
+    assert.deepEqual(am.errorCodes(), rustCodes)
+
+    const py = fs.readFileSync(path.join(repo, 'agentmesh-py', 'python', 'agentmesh', 'errors.py'), 'utf-8')
+    const classCode = Object.fromEntries([...py.matchAll(/class (\w+)\(AgentMeshError\):[\s\S]*?code = "([A-Z_]+)"/g)].map((m) => [m[1], m[2]]))
+    const table = py.match(/for cls in \(([\s\S]*?)\)\n/)[1]
+    const pyCodes = [...table.matchAll(/(\w+),/g)].map((m) => classCode[m[1]])
+    assert.deepEqual(am.errorCodes(), pyCodes)
+  })
+})
+
+describe('NativeWorkflow', () => {
+  test('fromJson: name, hash, canonical JSON, node ids, agent and tool names', () => {
+    const wf = am.NativeWorkflow.fromJson(
+      JSON.stringify({
+        name: 'mixed',
+        nodes: [
+          { id: 'b', type: 'agent', agent: 'zed' },
+          { id: 'a', type: 'tool', tool: 'search', after: ['b'] },
+          { id: 'c', type: 'agent', agent: 'alpha', after: ['b'] },
+          { id: 'h', type: 'human', prompt: 'ok?', after: ['a', 'c'] },
+        ],
+      }),
+    )
+    assert.equal(wf.name, 'mixed')
+    assert.match(wf.hash, /^[0-9a-f]{64}$/)
+    assert.deepEqual(wf.nodeIds(), ['b', 'a', 'c', 'h'])
+    assert.deepEqual(wf.agentNames(), ['alpha', 'zed'])
+    assert.deepEqual(wf.toolNames(), ['search'])
+    // toJson is the canonical form: parsing it again gives the same hash.
+    assert.equal(am.NativeWorkflow.fromJson(wf.toJson()).hash, wf.hash)
+  })
+
+  test('hash is the one the Rust runner recorded for the chain vector', () => {
+    const wf = am.NativeWorkflow.fromFile(path.join(vectors, 'chain', 'workflow.json'))
+    const header = JSON.parse(fs.readFileSync(path.join(vectors, 'chain', 'expected.jsonl'), 'utf-8').split('\n')[0])
+    assert.equal(wf.hash, header.workflow.hash)
+    assert.equal(wf.hash, chainWorkflow().hash)
+  })
+
+  test('invalid workflows throw INVALID_WORKFLOW with node and field', () => {
+    const e = thrown(() =>
+      am.NativeWorkflow.fromJson(JSON.stringify({ name: 'w', nodes: [{ id: 'a', type: 'agent', agent: 'x', after: ['b'] }] })),
+    )
+    assertError(e, 'INVALID_WORKFLOW', "node 'a', field 'after[0]': unknown node 'b'", { node: 'a', field: 'after[0]' })
+    const e2 = thrown(() => am.NativeWorkflow.fromJson('{"nodes": []}'))
+    assert.equal(e2.code, 'INVALID_WORKFLOW')
+    assert.deepEqual(e2.details, { node: null, field: '(document)' })
+  })
+
+  test('fromFile of a missing file throws IO', () => {
+    const e = thrown(() => am.NativeWorkflow.fromFile('/nonexistent/agentmesh/workflow.json'))
+    assert.equal(e.code, 'IO')
+    assert.match(e.message, /^\[IO\] .*\/nonexistent\/agentmesh\/workflow\.json/)
+    assert.deepEqual(e.details, {})
+  })
+})
+
+describe('NativeRun driven by hand', () => {
+  test('chain with completeOk reproduces expected.jsonl byte for byte (memory and file)', () => {
+    const expected = fs.readFileSync(path.join(vectors, 'chain', 'expected.jsonl'))
+    const dir = tmpdir()
+    for (const logDir of [undefined, dir]) {
+      const run = am.NativeRun.start(chainWorkflow(), { topic: 'rust' }, { seed: 1, logDir, fsync: 'never' })
+      assert.equal(run.runId(), 'run-0c075115801b8feb')
+      assert.equal(run.status(), 'running')
+      let [act] = run.poll()
+      assert.deepEqual(Object.keys(act), ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'seed', 'step', 'input', 'deps'])
+      assert.equal(act.id, 3)
+      assert.equal(act.node, 'plan')
+      assert.equal(act.kind, 'agent')
+      assert.equal(act.name, 'planner')
+      assert.equal(typeof act.seed, 'bigint')
+      assert.deepEqual(act.input, { topic: 'rust' })
+      assert.deepEqual(act.deps, {})
+      assert.deepEqual(run.poll(), [], 'each activation is handed out once')
+      assert.deepEqual(run.outstanding().map((a) => a.id), [3])
+      run.completeOk(act.id, { steps: ['intro', 'body'] }, { inputTokens: 12, outputTokens: 30 }, 1500)
+      ;[act] = run.poll()
+      assert.equal(act.node, 'write')
+      assert.equal(act.step, 2)
+      assert.deepEqual(act.deps, { plan: { steps: ['intro', 'body'] } })
+      run.completeOk(act.id, { node: 'write', visit: 1, attempt: 1 })
+      ;[act] = run.poll()
+      run.completeOk(act.id, 'edited draft')
+      assert.equal(run.status(), 'completed')
+      assert.deepEqual(run.outcome(), { status: 'completed', output: { edit: 'edited draft' } })
+      assert.deepEqual(run.poll(), [])
+      const canonical = run.canonical()
+      assert.ok(Buffer.isBuffer(canonical))
+      assert.equal(canonical.toString(), expected.toString())
+      assert.ok(canonical.equals(expected))
+      if (logDir) {
+        const log = path.join(dir, 'run-0c075115801b8feb.jsonl')
+        assert.equal(run.logPath(), log)
+        assert.ok(am.canonicalLog(log).equals(expected))
+        assert.equal(am.fingerprint(log), run.fingerprint())
+        assert.equal(fs.statSync(log).mode & 0o777, 0o600)
+      } else {
+        assert.equal(run.logPath(), null)
+      }
+      run.close()
+    }
+  })
+
+  test('workflow(), runId, seeds: number, bigint and decimal string are the same seed', () => {
+    const runs = [1, 1n, '1'].map((seed) => am.NativeRun.start(chainWorkflow(), { topic: 'rust' }, { seed }))
+    const [a, b, c] = runs.map((r) => r.poll()[0])
+    assert.equal(runs[0].runId(), 'run-0c075115801b8feb')
+    assert.deepEqual(b, a)
+    assert.deepEqual(c, a)
+    assert.equal(runs[0].workflow().hash, chainWorkflow().hash)
+  })
+
+  test('a 64-bit seed crosses exactly; out-of-range seeds are INVALID_ARGUMENT', () => {
+    const dir = tmpdir()
+    const max = 2n ** 64n - 1n
+    const run = am.NativeRun.start(chainWorkflow(), null, { seed: max, logDir: dir, runId: 'big-seed' })
+    const header = am.readHeader(run.logPath())
+    assert.equal(header.seed, max)
+    assert.equal(am.NativeRun.start(chainWorkflow(), null, { seed: '18446744073709551615', runId: 'big-seed' }).poll()[0].seed, run.poll()[0].seed)
+    const seedError = 'seed must be an integer from 0 to 2^64-1 (a number up to 2^53-1, a bigint or a decimal string)'
+    for (const [seed, tail] of [
+      [-1, ', not -1'],
+      [2 ** 53, ', not 9007199254740992'],
+      [1.5, ', not 1.5'],
+      [2n ** 64n, '; this bigint is out of range'],
+      [-1n, '; this bigint is out of range'],
+      ['1e3', ', not "1e3"'],
+      ['+1', ', not "+1"'],
+      ['', ', not ""'],
+    ]) {
+      assertError(
+        thrown(() => am.NativeRun.start(chainWorkflow(), null, { seed })),
+        'INVALID_ARGUMENT',
+        seedError + tail,
+      )
+    }
+  })
+
+  test('options: runId, tenant, fsync; bad values are INVALID_ARGUMENT; RUN_EXISTS', () => {
+    const dir = tmpdir()
+    const run = am.NativeRun.start(chainWorkflow(), null, { runId: 'r1', logDir: dir, tenant: 'acme', fsync: 'always' })
+    assert.equal(run.runId(), 'r1')
+    assert.equal(am.readHeader(path.join(dir, 'r1.jsonl')).tenant, 'acme')
+    const e = thrown(() => am.NativeRun.start(chainWorkflow(), null, { runId: 'r1', logDir: dir }))
+    assert.equal(e.code, 'RUN_EXISTS')
+    assert.equal(thrown(() => am.NativeRun.start(chainWorkflow(), null, { fsync: 'sometimes' })).code, 'INVALID_ARGUMENT')
+    assert.equal(thrown(() => am.NativeRun.start(chainWorkflow(), null, { runId: '../x' })).code, 'INVALID_ARGUMENT')
+    assertError(
+      thrown(() => am.NativeRun.start(chainWorkflow(), { f() {} })),
+      'INVALID_ARGUMENT',
+      'input is not JSON data: function at $.f is not JSON data',
+    )
+  })
+
+  test('completeErr: a retryable error is retried, then the run fails with AGENT_FAILED', () => {
+    const wf = am.NativeWorkflow.fromJson(
+      JSON.stringify({ name: 'r', nodes: [{ id: 'a', type: 'tool', tool: 't', retry: { maxAttempts: 2, backoffMs: 10 }, timeoutMs: 50 }] }),
+    )
+    const run = am.NativeRun.start(wf)
+    let [act] = run.poll()
+    assert.equal(act.kind, 'tool')
+    assert.equal(act.timeoutMs, 50)
+    assert.equal(act.delayMs, 0)
+    run.completeErr(act.id, 'error', 'HTTPError', '502', true, 7)
+    ;[act] = run.poll()
+    assert.equal(act.attempt, 2)
+    assert.equal(act.delayMs, 10)
+    run.completeErr(act.id, 'timeout', 'Timeout', 'no result within 50 ms', true)
+    assert.equal(run.status(), 'failed')
+    const outcome = run.outcome()
+    assert.equal(outcome.status, 'failed')
+    assert.equal(outcome.error.code, 'TIMEOUT')
+    assert.equal(outcome.error.node, 'a')
+    assert.equal(outcome.output, undefined)
+    assert.equal(thrown(() => run.completeErr(act.id, 'error', 'E', 'm', true)).code, 'INVALID_COMPLETION')
+  })
+
+  test('completeErr with an unknown kind is INVALID_ARGUMENT and changes nothing', () => {
+    const { run, act } = oneAgent()
+    const before = run.canonical()
+    assertError(thrown(() => run.completeErr(act.id, 'oops', 'E', 'm', true)), 'INVALID_ARGUMENT', "failure kind must be error or timeout, not 'oops'")
+    assert.ok(run.canonical().equals(before))
+  })
+
+  test('completion ids: unknown, twice, not an integer', () => {
+    const { run, act } = oneAgent()
+    assert.equal(thrown(() => run.completeOk(999, 1)).code, 'INVALID_COMPLETION')
+    assertError(thrown(() => run.completeOk(1.5, 1)), 'INVALID_ARGUMENT', 'id must be an integer from 0 to 2^53-1, not 1.5')
+    assertError(thrown(() => run.completeOk(act.id, 1, null, -1)), 'INVALID_ARGUMENT', 'durationUs must be an integer from 0 to 2^53-1, not -1')
+    run.completeOk(act.id, 1)
+    assert.equal(thrown(() => run.completeOk(act.id, 2)).code, 'INVALID_COMPLETION')
+  })
+
+  test('completeOkJson records the text as the core parses it', () => {
+    const { run, act } = oneAgent()
+    run.completeOkJson(act.id, '{"b": 18446744073709551615, "a": 1.0, "c": -0}', { outputTokens: 2 })
+    const line = run.canonical().toString().split('\n')[4]
+    assert.match(line, /"data":\{"output":\{"a":1\.0,"b":18446744073709551615,"c":-0\.0\},"usage":\{"inputTokens":0,"outputTokens":2\}\}/)
+    const other = oneAgent()
+    assertError(
+      thrown(() => other.run.completeOkJson(other.act.id, '{"a": ')),
+      'INVALID_OUTPUT',
+      "node 'a': output is not valid JSON: EOF while parsing a value at line 1 column 6",
+      { node: 'a' },
+    )
+  })
+
+  test('usage that is not {inputTokens, outputTokens} is INVALID_OUTPUT', () => {
+    const { run, act } = oneAgent()
+    const e = thrown(() => run.completeOk(act.id, 1, { inputTokens: 'x' }))
+    assert.equal(e.code, 'INVALID_OUTPUT')
+    assert.match(e.message, /^\[INVALID_OUTPUT\] node 'a': usage must be \{inputTokens: number, outputTokens: number\}: invalid type: string "x"/)
+    assert.equal(thrown(() => run.completeOk(act.id, 1, { tokens: 1 })).code, 'INVALID_OUTPUT')
+    assertError(thrown(() => run.completeOk(act.id, 1, { inputTokens: NaN })), 'INVALID_OUTPUT', "node 'a': usage is not JSON data: NaN at $.inputTokens is not a JSON number", { node: 'a' })
+    run.completeOk(act.id, 1, null)
+    assert.equal(run.status(), 'completed')
+  })
+
+  test('human activations carry the prompt; the run waits; resume from the file completes it', () => {
+    const dir = tmpdir()
+    const wf = am.NativeWorkflow.fromJson(
+      JSON.stringify({ name: 'h', nodes: [{ id: 'ok', type: 'human', prompt: 'Ship it?' }, { id: 'go', type: 'agent', agent: 'g', after: ['ok'] }] }),
+    )
+    const run = am.NativeRun.start(wf, null, { logDir: dir, runId: 'h' })
+    const [act] = run.poll()
+    assert.equal(act.kind, 'human')
+    assert.equal(act.name, 'ok')
+    assert.equal(act.prompt, 'Ship it?')
+    assert.equal(run.status(), 'waiting')
+    // The log is locked while the run is open.
+    assert.equal(thrown(() => am.NativeRun.resume(run.logPath())).code, 'IO')
+    run.close()
+    run.close() // idempotent
+    assertError(thrown(() => run.status()), 'INVALID_ARGUMENT', 'the run is closed (its log was released)')
+    const again = am.NativeRun.resume(path.join(dir, 'h.jsonl'), 'batch')
+    // A resumed run hands its outstanding activations out again.
+    const [waiting] = again.poll()
+    assert.deepEqual(waiting, act)
+    assert.deepEqual(again.outstanding(), [act])
+    again.completeOk(waiting.id, { approved: true })
+    const [next] = again.poll()
+    assert.deepEqual(next.deps, { ok: { approved: true } })
+    again.completeOk(next.id, 'shipped')
+    assert.deepEqual(again.outcome(), { status: 'completed', output: { go: 'shipped' } })
+  })
+
+  test('cancel records the reason and returns false once finished', () => {
+    const { run } = oneAgent()
+    assert.equal(run.cancel('stop'), true)
+    assert.equal(run.status(), 'cancelled')
+    assert.deepEqual(run.outcome(), { status: 'cancelled', error: { code: 'CANCELLED', message: 'stop' } })
+    assert.equal(run.cancel('again'), false)
+    assert.match(run.canonical().toString(), /"type":"activationCancelled".*"reason":"stop"/)
+  })
+
+  test('a node id "__proto__" is an own key of deps, not the prototype', () => {
+    const wf = am.NativeWorkflow.fromJson(
+      JSON.stringify({ name: 'p', nodes: [{ id: '__proto__', type: 'agent', agent: 'a' }, { id: 'b', type: 'agent', agent: 'b', after: ['__proto__'] }] }),
+    )
+    const run = am.NativeRun.start(wf)
+    run.completeOk(run.poll()[0].id, { polluted: true })
+    const [b] = run.poll()
+    assert.deepEqual(Object.keys(b.deps), ['__proto__'])
+    assert.equal(Object.getPrototypeOf(b.deps), Object.prototype)
+    assert.equal(b.deps.polluted, undefined)
+    assert.deepEqual(Object.getOwnPropertyDescriptor(b.deps, '__proto__').value, { polluted: true })
+  })
+
+  test('fork from a step end with an override; bad overrides are INVALID_ARGUMENT', () => {
+    const dir = tmpdir()
+    const run = am.NativeRun.start(chainWorkflow(), { topic: 'rust' }, { seed: 1, logDir: dir })
+    for (let acts = run.poll(); acts.length; acts = run.poll()) acts.forEach((a) => run.completeOk(a.id, `out ${a.node}`))
+    const log = run.logPath()
+    run.close()
+    // seq 4 completes step 1 (plan): a fork point.
+    const state = am.stateAt(log, 4)
+    assert.equal(state.forkPoint, true)
+    const fork = am.NativeRun.fork(log, 4, { plan: 'changed plan' }, 'fork1', dir, 'never')
+    assert.equal(fork.runId(), 'fork1')
+    const [write] = fork.poll()
+    assert.deepEqual(write.deps, { plan: 'changed plan' })
+    assert.deepEqual(am.readHeader(fork.logPath()).parent, { runId: 'run-0c075115801b8feb', seq: 4 })
+    assertError(thrown(() => am.NativeRun.fork(log, 4, [1], 'fork2', dir)), 'INVALID_ARGUMENT', 'overrides must map node id → output, not [1]')
+    assertError(
+      thrown(() => am.NativeRun.fork(log, 4, { plan: Symbol('s') }, 'fork3', dir)),
+      'INVALID_ARGUMENT',
+      'overrides is not JSON data: symbol at $.plan is not JSON data',
+    )
+    assert.equal(thrown(() => am.NativeRun.fork(log, 3, null, 'fork4', dir)).code, 'INVALID_ARGUMENT')
+  })
+})
+
+describe('JSON data from JavaScript', () => {
+  const cases = [
+    [undefined, 'undefined at $ is not JSON data'],
+    [{ a: [1, 2, () => 1] }, 'function at $.a[2] is not JSON data'],
+    [{ s: Symbol('x') }, 'symbol at $.s is not JSON data'],
+    [{ n: 10n }, 'BigInt at $.n is not JSON data (use a number or a string)'],
+    [[NaN], 'NaN at $[0] is not a JSON number'],
+    [{ x: { y: Infinity } }, 'Infinity at $.x.y is not a JSON number'],
+    [[-Infinity], '-Infinity at $[0] is not a JSON number'],
+    [[1, undefined], 'undefined at $[1] is not JSON data'],
+    // eslint-disable-next-line no-sparse-arrays
+    [[1, , 3], 'undefined at $[1] is not JSON data'],
+    [{ m: new Map() }, 'Map at $.m is not JSON data (only plain objects and arrays are)'],
+    [[new Set([1])], 'Set at $[0] is not JSON data (only plain objects and arrays are)'],
+    [{ when: new Date(0) }, 'Date at $.when is not JSON data (only plain objects and arrays are)'],
+    [new (class Point {})(), 'Point at $ is not JSON data (only plain objects and arrays are)'],
+    [{ bytes: new Uint8Array(2) }, 'Uint8Array at $.bytes is not JSON data (only plain objects and arrays are)'],
+    [{ boxed: new Number(1) }, 'Number at $.boxed is not JSON data (only plain objects and arrays are)'],
+    [{ 'a key': { 'é': [null, /re/] } }, 'RegExp at $["a key"]["é"][1] is not JSON data (only plain objects and arrays are)'],
+    [vm.runInNewContext('({a: 1})'), 'Object at $ is not JSON data (only plain objects and arrays are)'],
+    [{ s: 'ok \ud800' }, 'string at $.s contains a lone surrogate (not valid Unicode)'],
+    [{ ['\udc00']: 1 }, 'key at $ contains a lone surrogate (not valid Unicode)'],
+  ]
+  for (const [value, why] of cases) {
+    test(`refuses: ${why}`, () => {
+      const { run, act } = oneAgent()
+      const before = run.canonical()
+      assertError(thrown(() => run.completeOk(act.id, value)), 'INVALID_OUTPUT', `node 'a': output is not JSON data: ${why}`, { node: 'a' })
+      // Nothing changed: the same activation still completes.
+      assert.ok(run.canonical().equals(before))
+      assert.deepEqual(run.outstanding().map((a) => a.id), [act.id])
+      run.completeOk(act.id, 'fine')
+      assert.equal(run.status(), 'completed')
+    })
+  }
+
+  test('a cycle is reported where the value refers back to itself', () => {
+    const a = { list: [1] }
+    a.list.push({ back: a })
+    const { run, act } = oneAgent()
+    assertError(
+      thrown(() => run.completeOk(act.id, a)),
+      'INVALID_OUTPUT',
+      "node 'a': output is not JSON data: cyclic reference at $.list[1].back (a value that contains itself is not JSON data)",
+      { node: 'a' },
+    )
+  })
+
+  test('nesting: 100 arrays/objects (the core limit) are accepted, 101 are refused', () => {
+    const nest = (n) => {
+      let v = 1
+      for (let i = 0; i < n; i++) v = [v]
+      return v
+    }
+    const { run, act } = oneAgent()
+    assertError(
+      thrown(() => run.completeOk(act.id, nest(101))),
+      'INVALID_OUTPUT',
+      `node 'a': output is not JSON data: nesting deeper than 100 arrays/objects at $${'[0]'.repeat(100)}`,
+      { node: 'a' },
+    )
+    run.completeOk(act.id, nest(100))
+    assert.equal(run.status(), 'completed')
+  })
+
+  test('a throwing getter: its exception reaches the caller unchanged and nothing is recorded', () => {
+    const { run, act } = oneAgent()
+    const boom = new RangeError('from a getter')
+    const value = {
+      get bad() {
+        throw boom
+      },
+    }
+    assert.equal(thrown(() => run.completeOk(act.id, value)), boom)
+    assert.deepEqual(run.outstanding().map((a) => a.id), [act.id])
+    run.completeOk(act.id, { ok: true })
+    assert.equal(run.status(), 'completed')
+  })
+
+  test('a getter calling back into the same run is refused by napi-rs; the outer completion stands', () => {
+    const { run, act } = oneAgent()
+    let inner
+    run.completeOk(act.id, {
+      get x() {
+        inner = thrown(() => run.completeOk(act.id, 'inner'))
+        return 1
+      },
+    })
+    assert.equal(inner.code, 'InvalidArg')
+    assert.match(inner.message, /cannot be borrowed mutably while another borrow is active/)
+    assert.equal(run.status(), 'completed')
+    assert.deepEqual(run.outcome().output, { a: { x: 1 } })
+  })
+
+  test('accepted: plain objects (also prototype null), undefined properties omitted, symbols and non-enumerables skipped', () => {
+    const bare = Object.create(null)
+    bare.z = 1
+    const hidden = { shown: 1 }
+    Object.defineProperty(hidden, 'hidden', { value: 2, enumerable: false })
+    assert.equal(
+      recorded({ b: undefined, a: [true, false, null, 'x'], bare, hidden, [Symbol('s')]: 1, get computed() { return 'got' } }),
+      '{"a":[true,false,null,"x"],"bare":{"z":1},"computed":"got","hidden":{"shown":1}}',
+    )
+    assert.equal(recorded(JSON.parse('{"__proto__": {"x": 1}}')), '{"__proto__":{"x":1}}')
+    assert.equal(recorded('plain string'), '"plain string"')
+    assert.equal(recorded(null), 'null')
+    assert.equal(recorded('e\u0301 🚀 "q" \\ \n'), '"e\u0301 🚀 \\"q\\" \\\\ \\n"')
+  })
+
+  test('numbers: safe integers are integers, every other number a double', () => {
+    for (const [n, text] of [
+      [0, '0'],
+      [-0, '0'],
+      [1.0, '1'],
+      [-7, '-7'],
+      [Number.MAX_SAFE_INTEGER, '9007199254740991'],
+      [-Number.MAX_SAFE_INTEGER, '-9007199254740991'],
+      [0.1, '0.1'],
+      [-123.456, '-123.456'],
+      [1.5e-7, '1.5e-7'],
+      [Number.MIN_VALUE, '5e-324'],
+      [2 ** 53, '9007199254740992.0'],
+      [-(2 ** 63), '-9.223372036854776e+18'],
+      [2 ** 64, '1.8446744073709552e+19'],
+      [1e21, '1e+21'],
+      [1e300, '1e+300'],
+    ]) {
+      assert.equal(recorded([n]), `[${text}]`, `${n}`)
+      if (Number.isSafeInteger(n) || !Number.isInteger(n)) {
+        // The same as handing the core JSON.stringify's text.
+        const { run, act } = oneAgent()
+        run.completeOkJson(act.id, JSON.stringify([n]))
+        assert.ok(run.canonical().toString().includes(`"output":[${text}]`), `${n} as text`)
+      }
+    }
+  })
+
+  test('large values cross both ways intact (the handle scopes are renewed as they go)', () => {
+    const wf = am.NativeWorkflow.fromJson(
+      JSON.stringify({ name: 'd', nodes: [{ id: 'a', type: 'agent', agent: 'a' }, { id: 'b', type: 'agent', agent: 'b', after: ['a'] }] }),
+    )
+    const run = am.NativeRun.start(wf)
+    const big = {
+      rows: Array.from({ length: 20000 }, (_, i) => ({ i, s: `row ${i}`, t: [i, { u: i % 7 === 0 }] })),
+      wide: Object.fromEntries(Array.from({ length: 10000 }, (_, i) => [`k${i}`, i])),
+    }
+    run.completeOk(run.poll()[0].id, big)
+    const [b] = run.poll()
+    assert.deepEqual(b.deps.a, big)
+  })
+
+  test('output values come back as JSON.parse gives them (deps)', () => {
+    const wf = am.NativeWorkflow.fromJson(
+      JSON.stringify({ name: 'd', nodes: [{ id: 'a', type: 'agent', agent: 'a' }, { id: 'b', type: 'agent', agent: 'b', after: ['a'] }] }),
+    )
+    const run = am.NativeRun.start(wf, { big: 1 })
+    const text = '{"n":[1,1.5,-0.0,18446744073709551615,-9223372036854775808],"s":"é\\u0000","o":{"":null,"k":[{}, []]}}'
+    run.completeOkJson(run.poll()[0].id, text)
+    const [b] = run.poll()
+    assert.deepEqual(b.deps.a, JSON.parse(text))
+    assert.ok(Object.is(b.deps.a.n[2], -0))
+    assert.deepEqual(b.input, { big: 1 })
+  })
+})
+
+describe('log functions', () => {
+  /** A finished chain run in a file; returns its log path. */
+  function chainLog(dir = tmpdir()) {
+    const run = am.NativeRun.start(chainWorkflow(), { topic: 'rust' }, { seed: 1, logDir: dir, fsync: 'never' })
+    for (let acts = run.poll(); acts.length; acts = run.poll()) acts.forEach((a) => run.completeOk(a.id, { node: a.node }))
+    const log = run.logPath()
+    run.close()
+    return log
+  }
+
+  test('verifyLog reports the run; a torn tail is cut and copied aside', () => {
+    const log = chainLog()
+    const size = fs.statSync(log).size
+    assert.deepEqual(am.verifyLog(log), {
+      runId: 'run-0c075115801b8feb',
+      workflow: 'chain',
+      events: 11,
+      lastSeq: 11,
+      holes: [],
+      finished: 'runCompleted',
+      bytes: size,
+      repaired: null,
+    })
+    fs.appendFileSync(log, '{"seq":12,"ty')
+    const report = am.verifyLog(log)
+    assert.deepEqual(report.repaired, { offset: size, bytes: 13, brokenPath: `${log}.broken` })
+    assert.equal(report.bytes, size)
+    assert.equal(fs.readFileSync(`${log}.broken`, 'utf-8'), '{"seq":12,"ty')
+    assert.equal(fs.statSync(log).size, size)
+  })
+
+  test('damage before the tail is LOG_CORRUPT with the offset', () => {
+    const log = chainLog()
+    const text = fs.readFileSync(log, 'utf-8')
+    const offset = text.indexOf('\n') + 1 // the second line (seq 1)
+    fs.writeFileSync(log, text.slice(0, offset + 5) + 'X' + text.slice(offset + 6))
+    for (const fn of [am.verifyLog, am.canonicalLog, am.readLog, am.fingerprint, (p) => am.replay(p), (p) => am.stateAt(p, 1)]) {
+      const e = thrown(() => fn(log))
+      assert.equal(e.code, 'LOG_CORRUPT')
+      assert.deepEqual(e.details, { offset })
+      assert.ok(e.message.startsWith(`[LOG_CORRUPT] at byte ${offset}: `), e.message)
+    }
+  })
+
+  test('missing files are IO errors', () => {
+    for (const fn of [am.verifyLog, am.canonicalLog, am.readHeader, am.readLog, am.fingerprint, am.replay, am.recordedWorkflow, (p) => am.stateAt(p, 1)]) {
+      const e = thrown(() => fn('/nonexistent/agentmesh.jsonl'))
+      assert.equal(e.code, 'IO')
+      assert.deepEqual(e.details, {})
+    }
+  })
+
+  test('readHeader and readLog: typed header, canonical events, runStarted seed as bigint', () => {
+    const log = chainLog()
+    const header = am.readHeader(log)
+    assert.equal(typeof header.meta.at, 'number')
+    delete header.meta
+    assert.deepEqual(header, {
+      format: 'agentmesh-log',
+      version: 1,
+      flags: [],
+      runId: 'run-0c075115801b8feb',
+      workflow: { name: 'chain', hash: chainWorkflow().hash },
+      seed: 1n,
+    })
+    const { header: h2, events } = am.readLog(log)
+    assert.equal(h2.runId, header.runId)
+    assert.deepEqual(events.map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+    assert.deepEqual(events[0].data.seed, 1n)
+    assert.deepEqual(events[0].data.input, { topic: 'rust' })
+    assert.deepEqual(events[3], {
+      seq: 4,
+      type: 'agentCompleted',
+      runId: 'run-0c075115801b8feb',
+      traceId: '7e3218de01be89b2a79a8ce9dabb8d8e',
+      parentSeq: 3,
+      node: 'plan',
+      attempt: 1,
+      data: { output: { node: 'plan' } },
+    })
+    assert.deepEqual(events[1], {
+      seq: 2,
+      type: 'stepStarted',
+      runId: 'run-0c075115801b8feb',
+      traceId: '7e3218de01be89b2a79a8ce9dabb8d8e',
+      parentSeq: 1,
+      data: { step: 1, activations: 1 },
+    })
+    // Each event is its canonical line (bigint seed aside).
+    const lines = am.canonicalLog(log).toString().trimEnd().split('\n').slice(1)
+    events.forEach((e, i) => {
+      const line = JSON.parse(lines[i])
+      if (e.type === 'runStarted') line.data.seed = BigInt(line.data.seed)
+      assert.deepEqual(e, line)
+    })
+  })
+
+  test('fingerprint, replay, recordedWorkflow, stateAt', () => {
+    const log = chainLog()
+    assert.match(am.fingerprint(log), /^[0-9a-f]{64}$/)
+    assert.deepEqual(am.replay(log), {
+      runId: 'run-0c075115801b8feb',
+      events: 11,
+      workflowChanged: false,
+      outcome: { status: 'completed', output: { edit: { node: 'edit' } } },
+    })
+    assert.equal(am.replay(log, chainWorkflow()).workflowChanged, false)
+    assert.equal(am.recordedWorkflow(log).hash, chainWorkflow().hash)
+    const state = am.stateAt(log, 6)
+    assert.equal(state.pending.length, 1)
+    assert.equal(typeof state.pending[0].seed, 'bigint')
+    assert.deepEqual({ ...state, pending: state.pending.map((a) => a.node) }, {
+      seq: 6,
+      status: 'running',
+      step: 2,
+      completed: { plan: { node: 'plan' } },
+      skipped: [],
+      failed: [],
+      visits: { plan: 1, write: 1 },
+      pending: ['write'],
+      forkPoint: false,
+    })
+    assertError(thrown(() => am.stateAt(log, 1.5)), 'INVALID_ARGUMENT', 'seq must be an integer from 0 to 2^53-1, not 1.5')
+    assert.equal(thrown(() => am.stateAt(log, 99)).code, 'INVALID_ARGUMENT')
+  })
+
+  test('replay against a changed workflow is NONDETERMINISM with the details', () => {
+    const log = chainLog()
+    const changed = am.NativeWorkflow.fromJson(JSON.stringify({ ...CHAIN, nodes: [CHAIN.nodes[0], { ...CHAIN.nodes[1], agent: 'other' }, CHAIN.nodes[2]] }))
+    const e = thrown(() => am.replay(log, changed))
+    assert.equal(e.code, 'NONDETERMINISM')
+    assert.deepEqual(e.details, { seq: 6, node: 'write', field: 'data.agent', expected: '"writer"', actual: '"other"' })
+    assert.ok(e.message.startsWith('[NONDETERMINISM] '))
+  })
+
+  test('normalizeJson writes what the core records', () => {
+    assert.equal(am.normalizeJson('{"b": 1E3, "a": -0, "c": 18446744073709551616}'), '{"a":-0.0,"b":1000.0,"c":1.8446744073709552e+19}')
+    assert.equal(thrown(() => am.normalizeJson('{')).code, 'INVALID_ARGUMENT')
+  })
+
+  test('async forms resolve to what the sync forms return, off the JS thread', async () => {
+    const log = chainLog()
+    const pending = am.verifyLogAsync(log)
+    assert.ok(pending instanceof Promise)
+    assert.deepEqual(await pending, am.verifyLog(log))
+    assert.ok((await am.canonicalLogAsync(log)).equals(am.canonicalLog(log)))
+    assert.deepEqual(await am.readLogAsync(log), am.readLog(log))
+    assert.equal(await am.fingerprintAsync(log), am.fingerprint(log))
+    assert.deepEqual(await am.replayAsync(log), am.replay(log))
+    assert.deepEqual(await am.replayAsync(log, chainWorkflow()), am.replay(log, chainWorkflow()))
+    assert.deepEqual(await am.stateAtAsync(log, 4), am.stateAt(log, 4))
+    // Many at once: each resolves with its own result.
+    const results = await Promise.all(Array.from({ length: 16 }, () => am.fingerprintAsync(log)))
+    assert.deepEqual(new Set(results), new Set([am.fingerprint(log)]))
+  })
+
+  test('async forms reject with the same coded errors', async () => {
+    const missing = '/nonexistent/agentmesh.jsonl'
+    const calls = [am.verifyLogAsync, am.canonicalLogAsync, am.readLogAsync, am.fingerprintAsync, am.replayAsync, (p) => am.stateAtAsync(p, 1)]
+    for (const call of calls) {
+      await assert.rejects(call(missing), (e) => e instanceof Error && e.code === 'IO' && e.message.startsWith('[IO] opening /nonexistent/agentmesh.jsonl'))
+    }
+    const log = chainLog()
+    const changed = am.NativeWorkflow.fromJson(JSON.stringify({ ...CHAIN, nodes: [CHAIN.nodes[0], { ...CHAIN.nodes[1], agent: 'other' }, CHAIN.nodes[2]] }))
+    await assert.rejects(am.replayAsync(log, changed), (e) => {
+      assert.equal(e.code, 'NONDETERMINISM')
+      assert.deepEqual(e.details, { seq: 6, node: 'write', field: 'data.agent', expected: '"writer"', actual: '"other"' })
+      return true
+    })
+    await assert.rejects(am.stateAtAsync(log, -1), (e) => {
+      assertError(e, 'INVALID_ARGUMENT', 'seq must be an integer from 0 to 2^53-1, not -1')
+      return true
+    })
+  })
+})
+
+describe('panics', () => {
+  test('a panic is an INTERNAL error, sync and async, and the process lives on', async () => {
+    process.env.RUST_BACKTRACE = '0' // the panic hook still prints one line to stderr
+    assertError(thrown(() => am.__panicForTests('boom')), 'INTERNAL', 'panic inside agentmesh: boom')
+    await assert.rejects(am.__panicForTestsAsync('boom2'), (e) => {
+      assertError(e, 'INTERNAL', 'panic inside agentmesh: boom2')
+      return true
+    })
+    assert.equal(am.errorCodes().length, 14)
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// The conformance vectors, driven by hand through poll/complete (no driver, no real time): each
+// step's activations are completed in poll order and again in reverse order; both must give
+// expected.jsonl byte for byte. This follows the runner procedure of bindings-tests/README.md
+// with the script's timing turned into its outcome (a delay past `timeoutMs` is a timeout).
+// `unicode_and_numbers` needs the script's values as exact JSON text, which JSON.parse loses:
+// the TypeScript runner covers it.
+describe('conformance vectors by hand', () => {
+  const skip = new Set(['unicode_and_numbers'])
+  const names = fs.readdirSync(vectors).filter((n) => fs.existsSync(path.join(vectors, n, 'expected.jsonl'))).sort()
+
+  function behaviour(script, act) {
+    const candidates = [...(script.agents?.[act.node] ?? []), ...(script.agents?.[act.name] ?? [])]
+    return candidates.find((b) => (b.visit === undefined || b.visit === act.visit) && (b.attempt === undefined || b.attempt === act.attempt))
+  }
+
+  function perform(run, script, act) {
+    const b = behaviour(script, act)
+    const fallback = { node: act.node, visit: act.visit, attempt: act.attempt }
+    if (!b) return run.completeOk(act.id, fallback)
+    if (act.timeoutMs !== undefined && (b.delayMs ?? 0) > act.timeoutMs) {
+      return run.completeErr(act.id, 'timeout', 'Timeout', `no result within ${act.timeoutMs} ms`, true)
+    }
+    if (b.cancel) return run.cancel('cancelled by script')
+    if (b.error) return run.completeErr(act.id, 'error', b.error.type, b.error.message, b.error.retryable ?? true)
+    run.completeOk(act.id, b.output === undefined ? fallback : b.output, b.usage ?? null)
+  }
+
+  function drive(run, script, reverse) {
+    for (;;) {
+      const acts = run.poll().filter((a) => a.kind !== 'human')
+      if (acts.length === 0) return
+      if (reverse) acts.reverse()
+      for (const act of acts) {
+        if (run.status() === 'cancelled') break
+        perform(run, script, act)
+      }
+    }
+  }
+
+  for (const name of names) {
+    test(name, { skip: skip.has(name) && 'needs exact JSON text (TypeScript runner)' }, () => {
+      const dir = path.join(vectors, name)
+      const script = JSON.parse(fs.readFileSync(path.join(dir, 'script.json'), 'utf-8'))
+      const expected = fs.readFileSync(path.join(dir, 'expected.jsonl'))
+      const wf = am.NativeWorkflow.fromFile(path.join(dir, 'workflow.json'))
+      for (const reverse of [false, true]) {
+        const logDir = tmpdir()
+        let run = am.NativeRun.start(wf, script.input ?? null, { seed: script.seed ?? 0, runId: script.runId, logDir, fsync: 'never' })
+        drive(run, script, reverse)
+        while (run.status() === 'waiting') {
+          const answers = run.outstanding().filter((a) => a.kind === 'human' && script.approvals?.[a.node] !== undefined)
+          if (answers.length === 0) break
+          const log = run.logPath()
+          run.close()
+          run = am.NativeRun.resume(log, 'never')
+          for (const a of answers) run.completeOk(a.id, script.approvals[a.node])
+          drive(run, script, reverse)
+        }
+        const log = run.logPath()
+        const outcome = run.outcome()
+        run.close()
+        const actual = am.canonicalLog(log)
+        assert.equal(actual.toString(), expected.toString(), `${name} (${reverse ? 'reverse' : 'poll'} order)`)
+        const report = am.verifyLog(log)
+        assert.equal(report.repaired, null)
+        assert.equal(report.events, expected.toString().trimEnd().split('\n').length - 1)
+        assert.deepEqual(am.replay(log).outcome, outcome)
+      }
+    })
+  }
+})
