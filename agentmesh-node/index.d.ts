@@ -1,3 +1,15 @@
-// Types of the `agentmesh` package entry point: for now, the native addon's API
-// (generated into native.d.ts by `napi build`; see scripts/check-typings.sh).
-export * from './native'
+// Types of the `agentmesh` package (hand-written; the addon's generated typings are
+// ./native.d.ts, internal).
+export * from './lib/errors'
+export * from './lib/workflow'
+export * from './lib/log'
+export * from './lib/mesh'
+export type {
+  LogEvent,
+  LogHeader,
+  Outcome,
+  ReplayReport,
+  RunError,
+  RunState,
+  VerifyReport,
+} from './native'

@@ -1,5 +1,5 @@
 'use strict'
-// Tests of the native addon through the package entry point (`require('..')` → native.js →
+// Tests of the native addon through its generated loader (`require('../native.js')` →
 // agentmesh.<platform>.node). Build it first: `bash agentmesh-node/scripts/ci-build.sh`.
 // Run: `node --test agentmesh-node/test/`.
 
@@ -10,7 +10,7 @@ const os = require('node:os')
 const path = require('node:path')
 const vm = require('node:vm')
 
-const am = require('..')
+const am = require('../native.js')
 
 const repo = path.resolve(__dirname, '..', '..')
 const vectors = path.join(repo, 'bindings-tests', 'vectors')
@@ -66,7 +66,7 @@ function recorded(output) {
   return line.slice(line.indexOf('"output":') + '"output":'.length, -'}}'.length)
 }
 
-describe('package', () => {
+describe('native loader', () => {
   test('exports exactly the native API', () => {
     assert.deepEqual(Object.keys(am).sort(), [
       'NativeRun',

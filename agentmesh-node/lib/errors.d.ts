@@ -1,0 +1,185 @@
+import type { RunResult } from './mesh'
+
+/** The stable code of every core error kind, in the core's order. */
+export type AgentMeshErrorCode =
+  | 'INVALID_WORKFLOW'
+  | 'INVALID_ARGUMENT'
+  | 'INVALID_OUTPUT'
+  | 'INVALID_COMPLETION'
+  | 'NONDETERMINISM'
+  | 'LOG_CORRUPT'
+  | 'RUN_EXISTS'
+  | 'AGENT_FAILED'
+  | 'TIMEOUT'
+  | 'LIMIT_EXCEEDED'
+  | 'CANCELLED'
+  | 'UNKNOWN_AGENT'
+  | 'IO'
+  | 'INTERNAL'
+
+/** Structured facts the core gives with an error (which ones depends on the code). */
+export interface ErrorDetails {
+  /** The node concerned (`null`: the workflow document as a whole). */
+  node?: string | null
+  /** The field concerned (`after[0]`, `retry.maxAttempts`, `data.agent`, ...). */
+  field?: string
+  /** The first divergent seq (`NONDETERMINISM`). */
+  seq?: number
+  /** What the log holds, as JSON text (`NONDETERMINISM`). */
+  expected?: string
+  /** What the workflow decides, as JSON text (`NONDETERMINISM`). */
+  actual?: string
+  /** Byte offset of the first damaged record (`LOG_CORRUPT`). */
+  offset?: number
+}
+
+/** Base class of every AgentMesh error. */
+export declare class AgentMeshError extends Error {
+  /**
+   * `message` may carry the "[CODE] " prefix already; it is added once otherwise.
+   * `details` defaults to `{}`.
+   */
+  constructor(message: string, details?: ErrorDetails | null, options?: ErrorOptions)
+  /** The code of errors of this class. */
+  static readonly code: AgentMeshErrorCode
+  /** The stable code of the core (the same string as Rust's `err.code()`, Python's `exc.code`). */
+  readonly code: AgentMeshErrorCode
+  /** Structured facts; `{}` when the core gives none. */
+  readonly details: ErrorDetails
+}
+
+/** The workflow definition is invalid; `node` and `field` say where. */
+export declare class InvalidWorkflowError extends AgentMeshError {
+  static readonly code: 'INVALID_WORKFLOW'
+  readonly code: 'INVALID_WORKFLOW'
+  /** The node (`null`: the document as a whole, or not known). */
+  readonly node: string | null
+  readonly field: string | null
+}
+
+/** An argument is invalid (its type, or a value the core refuses). */
+export declare class InvalidArgumentError extends AgentMeshError {
+  static readonly code: 'INVALID_ARGUMENT'
+  readonly code: 'INVALID_ARGUMENT'
+}
+
+/** An activation result is not JSON data (or is too large). */
+export declare class InvalidOutputError extends AgentMeshError {
+  static readonly code: 'INVALID_OUTPUT'
+  readonly code: 'INVALID_OUTPUT'
+  readonly node: string | null
+}
+
+/** A completion for an unknown or already completed activation. */
+export declare class InvalidCompletionError extends AgentMeshError {
+  static readonly code: 'INVALID_COMPLETION'
+  readonly code: 'INVALID_COMPLETION'
+}
+
+/** A re-driven run disagrees with its log at `seq`. */
+export declare class NondeterminismError extends AgentMeshError {
+  static readonly code: 'NONDETERMINISM'
+  readonly code: 'NONDETERMINISM'
+  readonly seq: number | null
+  readonly node: string | null
+  /** The first differing field (`type`, `data.agent`, `data.case`, ...). */
+  readonly field: string | null
+  /** What the log holds, as JSON text. */
+  readonly expected: string | null
+  /** What the workflow decides, as JSON text (`null` in the text when it decides nothing). */
+  readonly actual: string | null
+}
+
+/** The log is damaged before its tail, empty, or not an AgentMesh log. */
+export declare class LogCorruptError extends AgentMeshError {
+  static readonly code: 'LOG_CORRUPT'
+  readonly code: 'LOG_CORRUPT'
+  /** Byte offset of the first damaged record. */
+  readonly offset: number | null
+}
+
+/** The run's log file already exists. */
+export declare class RunExistsError extends AgentMeshError {
+  static readonly code: 'RUN_EXISTS'
+  readonly code: 'RUN_EXISTS'
+}
+
+/**
+ * The run failed because an activation failed. `Mesh` throws it when the failing activation
+ * threw: the thrown value is `cause`, the run's `RunResult` is `result`.
+ */
+export declare class AgentFailedError extends AgentMeshError {
+  constructor(message: string, details?: ErrorDetails | null, options?: ErrorOptions & { result?: RunResult | null })
+  static readonly code: 'AGENT_FAILED'
+  readonly code: 'AGENT_FAILED'
+  readonly node: string | null
+  /** The run's result (set by the driver; `null` otherwise). */
+  result: RunResult | null
+}
+
+/** The run failed because an activation's final attempt timed out. */
+export declare class AgentTimeoutError extends AgentMeshError {
+  static readonly code: 'TIMEOUT'
+  readonly code: 'TIMEOUT'
+}
+
+/** The run exceeded `maxSteps`, a node's `maxVisits`, or the output size limit. */
+export declare class LimitExceededError extends AgentMeshError {
+  static readonly code: 'LIMIT_EXCEEDED'
+  readonly code: 'LIMIT_EXCEEDED'
+}
+
+/** The run was cancelled; the message is the reason. */
+export declare class RunCancelledError extends AgentMeshError {
+  static readonly code: 'CANCELLED'
+  readonly code: 'CANCELLED'
+}
+
+/** The workflow names an agent or tool the mesh has no function for. */
+export declare class UnknownAgentError extends AgentMeshError {
+  static readonly code: 'UNKNOWN_AGENT'
+  readonly code: 'UNKNOWN_AGENT'
+}
+
+/** An operating-system error (a file that cannot be read or written, a locked log). */
+export declare class AgentMeshIOError extends AgentMeshError {
+  static readonly code: 'IO'
+  readonly code: 'IO'
+}
+
+/** A bug in AgentMesh. Please report it. */
+export declare class InternalError extends AgentMeshError {
+  static readonly code: 'INTERNAL'
+  readonly code: 'INTERNAL'
+}
+
+/** The class of each code. */
+export interface ErrorClasses {
+  INVALID_WORKFLOW: typeof InvalidWorkflowError
+  INVALID_ARGUMENT: typeof InvalidArgumentError
+  INVALID_OUTPUT: typeof InvalidOutputError
+  INVALID_COMPLETION: typeof InvalidCompletionError
+  NONDETERMINISM: typeof NondeterminismError
+  LOG_CORRUPT: typeof LogCorruptError
+  RUN_EXISTS: typeof RunExistsError
+  AGENT_FAILED: typeof AgentFailedError
+  TIMEOUT: typeof AgentTimeoutError
+  LIMIT_EXCEEDED: typeof LimitExceededError
+  CANCELLED: typeof RunCancelledError
+  UNKNOWN_AGENT: typeof UnknownAgentError
+  IO: typeof AgentMeshIOError
+  INTERNAL: typeof InternalError
+}
+
+/** Any AgentMesh error, discriminated by `code` (`switch (e.code)` narrows). */
+export type AnyAgentMeshError = InstanceType<ErrorClasses[AgentMeshErrorCode]>
+
+/** Every stable error code of the core, in the core's order. */
+export declare const ERROR_CODES: readonly AgentMeshErrorCode[]
+
+/** The class for a stable code (`InternalError` for an unknown one). */
+export declare function errorClass<C extends AgentMeshErrorCode>(code: C): ErrorClasses[C]
+export declare function errorClass(code: string): typeof AgentMeshError
+
+// fromNative, call and callAsync (lib/errors.js) are internal to the package (used by the driver
+// and the log functions) and deliberately not declared here: the entry point re-exports this file.

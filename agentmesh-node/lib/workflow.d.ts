@@ -1,0 +1,161 @@
+import type { NativeWorkflow } from '../native'
+import type { JsonValue } from './mesh'
+
+/** A file path: a string or a `file:` URL. */
+export type PathLike = string | URL
+
+/** Retry policy of an agent or tool node (`retry` in the workflow JSON). */
+export interface RetryPolicy {
+  /** 1–100 attempts in all. */
+  maxAttempts: number
+  /** Wait before the first retry, 0–86,400,000 ms (default 0). */
+  backoffMs?: number
+  /** Factor applied to the wait before each later retry, 1–10 (default 1). */
+  backoffMultiplier?: number
+}
+
+/** `{path, <op>: operand}` for each operator of `Op` (exactly one operator per test). */
+type Test<Op extends string, T> = Op extends string ? { path: string } & { [K in Op]: T } : never
+
+/**
+ * A branch condition: a test `{path, <op>: operand}` on the state document (`/input/...`,
+ * `/outputs/<node>/...`, `/visits/<node>`), or `all`/`any`/`not` of conditions.
+ */
+export type Condition =
+  | Test<'eq' | 'ne' | 'contains', JsonValue>
+  | Test<'gt' | 'gte' | 'lt' | 'lte', number | string>
+  | Test<'in', JsonValue[]>
+  | Test<'exists', boolean>
+  | Test<'matches', string>
+  | { all: Condition[] }
+  | { any: Condition[] }
+  | { not: Condition }
+
+/** One case of a branch: the first whose `when` holds is chosen. */
+export interface BranchCase {
+  when: Condition
+  goto: string
+}
+
+interface NodeBase {
+  /** 1–128 of `A-Z a-z 0-9 _ - .`, unique. */
+  id: string
+  /** Dependencies. */
+  after?: string[]
+  /** Most times the node may be activated (a branch: decided) in one run. */
+  maxVisits?: number
+}
+
+export interface AgentNode extends NodeBase {
+  type: 'agent'
+  agent: string
+  timeoutMs?: number
+  retry?: RetryPolicy
+}
+
+export interface ToolNode extends NodeBase {
+  type: 'tool'
+  tool: string
+  timeoutMs?: number
+  retry?: RetryPolicy
+}
+
+export interface HumanNode extends NodeBase {
+  type: 'human'
+  prompt?: string
+}
+
+export interface BranchNode extends NodeBase {
+  type: 'branch'
+  cases?: BranchCase[]
+  default?: string
+}
+
+export type NodeDefinition = AgentNode | ToolNode | HumanNode | BranchNode
+
+/** A workflow document, as in the workflow JSON (docs/workflow.md). */
+export interface WorkflowDefinition {
+  name: string
+  /** Most supersteps one run may take. */
+  maxSteps?: number
+  nodes: NodeDefinition[]
+}
+
+/**
+ * A workflow the core has parsed and validated. Invalid definitions throw
+ * `InvalidWorkflowError` naming the node and field.
+ */
+export declare class Workflow {
+  /** Wraps a `NativeWorkflow`; use the static constructors. */
+  constructor(nativeWorkflow: NativeWorkflow)
+  /** Parse and validate workflow JSON text. */
+  static fromJson(text: string): Workflow
+  /** Validate a workflow given as a plain object (JSON data). */
+  static fromObject(definition: WorkflowDefinition): Workflow
+  /** Read, parse and validate a workflow file. */
+  static fromFile(path: PathLike): Workflow
+  /** Build a workflow in code. */
+  static builder(name: string): WorkflowBuilder
+  /** The native workflow (internal: for the driver and the log functions). */
+  readonly _native: NativeWorkflow
+  /** The workflow's name. */
+  readonly name: string
+  /** blake3 (hex) of the canonical workflow JSON, as recorded in log headers. */
+  readonly hash: string
+  /** The canonical workflow JSON text. */
+  toJson(): string
+  /** The canonical workflow as a plain object. */
+  toObject(): WorkflowDefinition
+  /** The canonical definition (what `JSON.stringify(workflow)` writes). */
+  toJSON(): WorkflowDefinition
+  /** Node ids in declaration order. */
+  nodeIds(): string[]
+  /** Agent names the workflow uses, sorted. */
+  agentNames(): string[]
+  /** Tool names the workflow uses, sorted. */
+  toolNames(): string[]
+  toString(): string
+}
+
+/** `after`: one node id or several. */
+export type After = string | readonly string[]
+
+export interface WorkOptions {
+  after?: After
+  /** Deadline of one attempt, enforced by the driver. */
+  timeoutMs?: number
+  retry?: RetryPolicy
+  maxVisits?: number
+}
+
+export interface HumanOptions {
+  /** Shown to the person; copied into `humanRequested`. */
+  prompt?: string
+  after?: After
+  maxVisits?: number
+}
+
+export interface BranchOptions {
+  cases?: readonly BranchCase[]
+  /** Target when no case holds. */
+  default?: string
+  after?: After
+  maxVisits?: number
+}
+
+/** Adds nodes in declaration order; `build()` validates like JSON input. */
+export declare class WorkflowBuilder {
+  constructor(name: string)
+  /** An agent node run by the agent registered as `agent`. */
+  agent(id: string, agent: string, options?: WorkOptions): this
+  /** A tool node run by the tool registered as `tool`. */
+  tool(id: string, tool: string, options?: WorkOptions): this
+  /** A human-approval node. */
+  human(id: string, options?: HumanOptions): this
+  /** A branch: `cases` tried in order, `default` when none holds. */
+  branch(id: string, options: BranchOptions): this
+  /** Bound the number of supersteps of a run. */
+  maxSteps(n: number): this
+  /** Validate and compile (`InvalidWorkflowError` names the node and field). */
+  build(): Workflow
+}

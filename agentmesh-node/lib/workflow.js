@@ -1,0 +1,280 @@
+'use strict'
+// `Workflow`: a workflow definition the core has parsed and validated, and `WorkflowBuilder`
+// to write one in code. Parallel to Python's agentmesh._workflow.
+
+const url = require('node:url')
+const util = require('node:util')
+
+const native = require('../native.js')
+const { InvalidArgumentError, InvalidWorkflowError, call } = require('./errors')
+
+/** How a value reads in an error message: `null`, `an array`, `Map`, `number`, ... */
+function describe(value) {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'object') {
+    const proto = Object.getPrototypeOf(value)
+    if (proto === null || proto === Object.prototype) return 'object'
+    const name = typeof proto.constructor === 'function' ? proto.constructor.name : ''
+    return name || 'object'
+  }
+  return typeof value
+}
+
+/** A path argument (a string or a `file:` URL) as the string the addon takes. */
+function toPath(value, what = 'path') {
+  if (typeof value === 'string') return value
+  if (value instanceof URL) {
+    try {
+      return url.fileURLToPath(value)
+    } catch (e) {
+      throw new InvalidArgumentError(`${what} must be a file: URL, not ${value.href} (${e.message})`)
+    }
+  }
+  throw new InvalidArgumentError(`${what} must be a string or a file: URL, not ${describe(value)}`)
+}
+
+// JSON data, by the same rules the addon applies to outputs (README "Values"): null, booleans,
+// finite numbers, strings without lone surrogates, arrays and plain objects (prototype
+// Object.prototype or null), undefined properties omitted, no toJSON, at most 100 deep.
+
+const MAX_DEPTH = 100
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+function pathKey(path, key) {
+  return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`
+}
+
+/** Why `value` is not JSON data, or null when it is. */
+function notJsonData(value, path, depth, ancestors) {
+  switch (typeof value) {
+    case 'boolean':
+      return null
+    case 'string':
+      return LONE_SURROGATE.test(value) ? `string at ${path} contains a lone surrogate (not valid Unicode)` : null
+    case 'number':
+      return Number.isFinite(value) ? null : `${value} at ${path} is not a JSON number`
+    case 'bigint':
+      return `BigInt at ${path} is not JSON data (use a number or a string)`
+    case 'undefined':
+    case 'symbol':
+    case 'function':
+      return `${typeof value} at ${path} is not JSON data`
+    default:
+      break
+  }
+  if (value === null) return null
+  if (ancestors.has(value)) return `cyclic reference at ${path} (a value that contains itself is not JSON data)`
+  if (depth >= MAX_DEPTH) return `nesting deeper than ${MAX_DEPTH} arrays/objects at ${path}`
+  ancestors.add(value)
+  try {
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) {
+        const why = notJsonData(value[i], `${path}[${i}]`, depth + 1, ancestors)
+        if (why !== null) return why
+      }
+      return null
+    }
+    const proto = Object.getPrototypeOf(value)
+    if (proto !== Object.prototype && proto !== null) {
+      return `${describe(value)} at ${path} is not JSON data (only plain objects and arrays are)`
+    }
+    for (const key of Object.keys(value)) {
+      const at = pathKey(path, key)
+      if (LONE_SURROGATE.test(key)) return `key at ${at} contains a lone surrogate (not valid Unicode)`
+      const item = value[key]
+      if (item === undefined) continue
+      const why = notJsonData(item, at, depth + 1, ancestors)
+      if (why !== null) return why
+    }
+    return null
+  } finally {
+    ancestors.delete(value)
+  }
+}
+
+/**
+ * A workflow the core has parsed and validated. Make one with `Workflow.fromObject`,
+ * `fromJson`, `fromFile` or `Workflow.builder(name)...build()`; invalid definitions throw
+ * `InvalidWorkflowError` naming the node and field.
+ */
+class Workflow {
+  /** Wraps a `NativeWorkflow` (use the static constructors). */
+  constructor(nativeWorkflow) {
+    if (!(nativeWorkflow instanceof native.NativeWorkflow)) {
+      throw new InvalidArgumentError(
+        `new Workflow() takes a NativeWorkflow, not ${describe(nativeWorkflow)}: use Workflow.fromObject, fromJson, fromFile or builder`,
+      )
+    }
+    // Internal (the driver and the log functions pass it to the addon); not enumerable.
+    Object.defineProperty(this, '_native', { value: nativeWorkflow, enumerable: false })
+  }
+
+  /** Parse and validate workflow JSON text. */
+  static fromJson(text) {
+    if (typeof text !== 'string') throw new InvalidWorkflowError(`workflow JSON must be a string, not ${describe(text)}`)
+    return new Workflow(call(() => native.NativeWorkflow.fromJson(text)))
+  }
+
+  /** Validate a workflow given as a plain object (JSON data, as in the workflow JSON). */
+  static fromObject(obj) {
+    if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
+      throw new InvalidWorkflowError(`workflow must be a plain object, not ${describe(obj)}`)
+    }
+    const why = notJsonData(obj, '$', 0, new Set())
+    if (why !== null) throw new InvalidWorkflowError(`workflow is not JSON data: ${why}`)
+    return Workflow.fromJson(JSON.stringify(obj))
+  }
+
+  /** Read, parse and validate a workflow file. */
+  static fromFile(path) {
+    const file = toPath(path)
+    return new Workflow(call(() => native.NativeWorkflow.fromFile(file)))
+  }
+
+  /** Build a workflow in code: `Workflow.builder('w').agent('a', 'writer').build()`. */
+  static builder(name) {
+    return new WorkflowBuilder(name)
+  }
+
+  /** The workflow's name. */
+  get name() {
+    return this._native.name
+  }
+
+  /** blake3 (hex) of the canonical workflow JSON, as recorded in log headers. */
+  get hash() {
+    return this._native.hash
+  }
+
+  /** The canonical workflow JSON text. */
+  toJson() {
+    return this._native.toJson()
+  }
+
+  /** The canonical workflow as a plain object. */
+  toObject() {
+    return JSON.parse(this._native.toJson())
+  }
+
+  /** `JSON.stringify(workflow)` writes the canonical definition. */
+  toJSON() {
+    return this.toObject()
+  }
+
+  /** Node ids in declaration order. */
+  nodeIds() {
+    return this._native.nodeIds()
+  }
+
+  /** Agent names the workflow uses, sorted. */
+  agentNames() {
+    return this._native.agentNames()
+  }
+
+  /** Tool names the workflow uses, sorted. */
+  toolNames() {
+    return this._native.toolNames()
+  }
+
+  toString() {
+    return `Workflow(${this.name}, ${this.hash.slice(0, 12)})`
+  }
+
+  [util.inspect.custom](depth, options, inspect = util.inspect) {
+    return `Workflow ${inspect({ name: this.name, hash: this.hash.slice(0, 12) }, options)}`
+  }
+}
+
+Object.defineProperty(Workflow.prototype, Symbol.toStringTag, { value: 'Workflow', configurable: true })
+
+/** The options object of a builder method, with only `allowed` keys. */
+function options(opts, allowed, where) {
+  if (opts === undefined || opts === null) return {}
+  if (typeof opts !== 'object' || Array.isArray(opts)) {
+    throw new InvalidArgumentError(`${where}: options must be an object, not ${describe(opts)}`)
+  }
+  for (const key of Object.keys(opts)) {
+    if (!allowed.includes(key)) {
+      throw new InvalidArgumentError(`${where}: unknown option '${key}' (expected ${allowed.join(', ')})`)
+    }
+  }
+  return opts
+}
+
+const given = (v) => v !== undefined && v !== null
+
+/**
+ * Adds nodes in declaration order; `build()` validates like JSON input. Each method returns
+ * the builder. Options mirror the JSON fields (`after`, `timeoutMs`, `retry`, `maxVisits`);
+ * the core checks their values when the workflow is built.
+ */
+class WorkflowBuilder {
+  constructor(name) {
+    this._spec = { name, nodes: [] }
+  }
+
+  _node(node, opts) {
+    let after = opts.after
+    if (typeof after === 'string') after = [after] // a lone id, not its characters
+    if (given(after) && !(Array.isArray(after) && after.length === 0)) {
+      node.after = Array.isArray(after) ? [...after] : after
+    }
+    if (given(opts.maxVisits)) node.maxVisits = opts.maxVisits
+    this._spec.nodes.push(node)
+    return this
+  }
+
+  _work(kind, id, name, opts) {
+    const o = options(opts, ['after', 'timeoutMs', 'retry', 'maxVisits'], `${kind} node '${id}'`)
+    const node = { id, type: kind, [kind]: name }
+    if (given(o.timeoutMs)) node.timeoutMs = o.timeoutMs
+    if (given(o.retry)) node.retry = o.retry
+    return this._node(node, o)
+  }
+
+  /** An agent node run by the agent registered as `agent`. */
+  agent(id, agent, opts) {
+    return this._work('agent', id, agent, opts)
+  }
+
+  /** A tool node run by the tool registered as `tool`. */
+  tool(id, tool, opts) {
+    return this._work('tool', id, tool, opts)
+  }
+
+  /** A human-approval node: the run waits until `Mesh.resume` gets its decision. */
+  human(id, opts) {
+    const o = options(opts, ['prompt', 'after', 'maxVisits'], `human node '${id}'`)
+    const node = { id, type: 'human' }
+    if (given(o.prompt)) node.prompt = o.prompt
+    return this._node(node, o)
+  }
+
+  /**
+   * A branch: `cases` (`{when, goto}`, conditions as in the workflow JSON) are tried in order,
+   * `default` is the target when none holds.
+   */
+  branch(id, opts) {
+    const o = options(opts, ['cases', 'default', 'after', 'maxVisits'], `branch node '${id}'`)
+    const node = { id, type: 'branch' }
+    if (given(o.cases) && !(Array.isArray(o.cases) && o.cases.length === 0)) {
+      node.cases = Array.isArray(o.cases) ? [...o.cases] : o.cases
+    }
+    if (given(o.default)) node.default = o.default
+    return this._node(node, o)
+  }
+
+  /** Bound the number of supersteps of a run. */
+  maxSteps(n) {
+    this._spec.maxSteps = n
+    return this
+  }
+
+  /** Validate and compile; `InvalidWorkflowError` names the node and field. */
+  build() {
+    return Workflow.fromObject(this._spec)
+  }
+}
+
+module.exports = { Workflow, WorkflowBuilder, toPath, describe }

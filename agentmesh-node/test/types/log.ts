@@ -1,0 +1,43 @@
+// Type fixture (tsc only, never run): the log functions of lib/log.d.ts.
+import * as log from '../../lib/log'
+import { Workflow } from '../../lib/workflow'
+import type { LogEvent, LogHeader, ReplayReport, RunState, VerifyReport } from '../../native'
+
+export async function readSide(path: string): Promise<void> {
+  const report: VerifyReport = await log.verifyLog(path)
+  const bytes: Buffer = await log.canonicalLog(new URL(`file://${path}`))
+  const fingerprint: string = await log.fingerprint(path)
+  const replayed: ReplayReport = await log.replay(path, Workflow.fromFile('w.json'))
+  const recorded: ReplayReport = await log.replay(path)
+  const state: RunState = await log.stateAt(path, 3)
+  for await (const event of log.readLog(path)) {
+    const type: string = event.type
+    const seq: number = event.seq
+    void [type, seq]
+  }
+  const events: LogEvent[] = log.readLogSync(path)
+  const header: LogHeader = log.readHeader(path)
+  const seed: bigint = header.seed
+  const wf: Workflow = log.recordedWorkflow(path)
+  const codes: string[] = log.errorCodes()
+  const sync: [VerifyReport, Buffer, string, ReplayReport, RunState] = [
+    log.verifyLogSync(path),
+    log.canonicalLogSync(path),
+    log.fingerprintSync(path),
+    log.replaySync(path, null),
+    log.stateAtSync(path, 1),
+  ]
+  void [report, bytes, fingerprint, replayed, recorded, state, events, seed, wf, codes, sync]
+
+  // @ts-expect-error the Promise form must be awaited
+  const events2: number = log.verifyLog(path).events
+  // @ts-expect-error replay takes a Workflow, not a definition
+  await log.replay(path, { name: 'w', nodes: [] })
+  // @ts-expect-error seq is a number
+  await log.stateAt(path, '3')
+  // @ts-expect-error paths are strings or URLs
+  log.verifyLogSync(5)
+  // @ts-expect-error readLog is an async iterator, not an array
+  log.readLog(path).length
+  void events2
+}

@@ -1,0 +1,42 @@
+// Type fixture for lib/mesh.d.ts: typical driver use compiles; misuse does not.
+import { ActivationError, AgentFailedError, Mesh, Output, RawJson, Workflow } from '../..'
+import type { Activation, RunResult } from '../..'
+
+async function main(): Promise<void> {
+  const wf = Workflow.builder('t').agent('a', 'writer').human('ok', { after: 'a' }).build()
+  const mesh = new Mesh({ logDir: '/tmp/logs', fsync: 'batch' })
+  mesh
+    .agent('writer', async (act: Activation) => {
+      const seed: bigint = act.seed
+      act.signal.addEventListener('abort', () => undefined)
+      if (act.attempt > 3) act.cancelRun('enough')
+      if (seed === 0n) throw new ActivationError('Flaky', 'try again', { retryable: true })
+      return new Output({ text: 'hi' }, { usage: { inputTokens: 3, outputTokens: 1 } })
+    })
+    .tool('search', () => new RawJson('{"hits":1.0}'))
+  const controller = new AbortController()
+  try {
+    const r: RunResult = await mesh.run(wf, { input: { topic: 'x' }, seed: 7n, runId: 'r1', signal: controller.signal })
+    const status: 'completed' | 'failed' | 'cancelled' | 'waiting' = r.status
+    const fp: string = r.fingerprint
+    if (r.logPath !== null && status === 'waiting') {
+      await mesh.resume(r.logPath, { approvals: { ok: true }, runId: r.runId })
+      mesh.forkSync(r.logPath, 4, { overrides: { a: 'other' } })
+    }
+    void fp
+  } catch (e) {
+    if (e instanceof AgentFailedError) {
+      const node: string | null = e.node
+      void node
+    }
+  }
+  const sync: RunResult = mesh.runSync(wf, { seed: '18446744073709551615' })
+  void sync
+  // @ts-expect-error runSync takes no signal
+  mesh.runSync(wf, { signal: controller.signal })
+  // @ts-expect-error unknown option
+  await mesh.run(wf, { timeout: 5 })
+  // @ts-expect-error fork needs a seq
+  await mesh.fork('/tmp/logs/r1.jsonl')
+}
+void main

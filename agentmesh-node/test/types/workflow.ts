@@ -1,0 +1,70 @@
+// Type fixture (tsc only, never run): Workflow and WorkflowBuilder of lib/workflow.d.ts.
+import { Workflow, WorkflowBuilder } from '../../lib/workflow'
+import type { Condition, NodeDefinition, WorkflowDefinition } from '../../lib/workflow'
+
+const wf: Workflow = Workflow.fromObject({
+  name: 'w',
+  maxSteps: 10,
+  nodes: [
+    { id: 'a', type: 'agent', agent: 'writer', timeoutMs: 500, retry: { maxAttempts: 3, backoffMs: 20, backoffMultiplier: 2 } },
+    { id: 't', type: 'tool', tool: 'search', after: ['a'] },
+    { id: 'h', type: 'human', prompt: 'ok?', after: ['t'] },
+    { id: 'r', type: 'branch', after: ['h'], cases: [{ when: { path: '/outputs/h/approved', eq: true }, goto: 'a' }], default: 'a', maxVisits: 3 },
+  ],
+})
+export const fromFile: Workflow = Workflow.fromFile(new URL('file:///tmp/w.json'))
+export const fromJson: Workflow = Workflow.fromJson('{"name": "w", "nodes": []}')
+export const definition: WorkflowDefinition = wf.toObject()
+export const nodes: NodeDefinition[] = definition.nodes
+export const facts: [string, string, string, string[], string[], string[]] = [
+  wf.name,
+  wf.hash,
+  wf.toJson(),
+  wf.nodeIds(),
+  wf.agentNames(),
+  wf.toolNames(),
+]
+// @ts-expect-error name is read-only
+wf.name = 'other'
+// @ts-expect-error an agent node needs its agent
+Workflow.fromObject({ name: 'w', nodes: [{ id: 'a', type: 'agent' }] })
+// @ts-expect-error no such node type
+Workflow.fromObject({ name: 'w', nodes: [{ id: 'a', type: 'robot', agent: 'x' }] })
+// @ts-expect-error timeoutMs is not a human node field
+Workflow.fromObject({ name: 'w', nodes: [{ id: 'h', type: 'human', timeoutMs: 5 }] })
+// @ts-expect-error fromJson takes text
+Workflow.fromJson({ name: 'w', nodes: [] })
+// @ts-expect-error paths are strings or URLs
+Workflow.fromFile(5)
+
+const builder: WorkflowBuilder = Workflow.builder('w')
+export const built: Workflow = builder
+  .agent('a', 'writer', { after: 'b', timeoutMs: 5, retry: { maxAttempts: 2, backoffMs: 10 }, maxVisits: 2 })
+  .tool('b', 'search', { after: ['c', 'd'] })
+  .human('h', { prompt: 'ok?', after: 'a' })
+  .branch('r', { after: 'h', cases: [{ when: { path: '/input/n', gte: 1 }, goto: 'a' }], default: 'h' })
+  .maxSteps(3)
+  .build()
+export const direct: WorkflowBuilder = new WorkflowBuilder('w').agent('a', 'x')
+// @ts-expect-error unknown option
+Workflow.builder('w').agent('a', 'x', { timeout: 5 })
+// @ts-expect-error retry needs maxAttempts
+Workflow.builder('w').tool('t', 'x', { retry: { backoffMs: 5 } })
+// @ts-expect-error the prompt is an option, not a positional string
+Workflow.builder('w').human('h', 'ok?')
+// @ts-expect-error a branch takes its cases as {when, goto}
+Workflow.builder('w').branch('r', { cases: [[{ path: '/x', eq: 1 }, 'a']] })
+// @ts-expect-error build() returns a Workflow, not a builder
+export const notBuilder: WorkflowBuilder = Workflow.builder('w').agent('a', 'x').build()
+
+export const conditions: Condition[] = [
+  { path: '/outputs/review/score', gte: 0.8 },
+  { path: '/outputs/classify/category', in: ['bug', 'crash'] },
+  { path: '/outputs/classify/category', matches: '^billing' },
+  { all: [{ path: '/visits/draft', lt: 3 }, { not: { path: '/outputs/x', exists: false } }] },
+  { any: [{ path: '/input', contains: 'x' }, { path: '/input', ne: null }] },
+]
+// @ts-expect-error gt takes a number or a string
+export const badGt: Condition = { path: '/x', gt: true }
+// @ts-expect-error a test needs a path
+export const noPath: Condition = { eq: 1 }
