@@ -304,6 +304,11 @@ export interface StartOptions {
   fsync?: 'always' | 'batch' | 'never'
   /** Tenant recorded in the header. */
   tenant?: string
+  /**
+   * The input as JSON text, recorded as the core parses it (exact `1.0`, `-0`, 64-bit
+   * integers); `input` must then be absent or `null`.
+   */
+  inputJson?: string
 }
 
 /**

@@ -12,8 +12,10 @@
 const native = require('../native.js')
 const {
   AgentFailedError,
+  AgentMeshError,
   InternalError,
   InvalidArgumentError,
+  InvalidOutputError,
   UnknownAgentError,
   call,
   fromNative,
@@ -144,6 +146,19 @@ function describe(value) {
 }
 
 function settledErr(thrown, durUs) {
+  try {
+    return describeFailure(thrown, durUs)
+  } catch {
+    // The thrown value runs code when inspected (a Proxy, a throwing getter) and that failed:
+    // still a failure of this activation, never a lost one.
+    return { ok: false, type: 'NonErrorThrown', message: 'a value that could not be inspected', retryable: true, durUs, thrown }
+  }
+}
+
+function describeFailure(thrown, durUs) {
+  if (thrown instanceof InvalidOutputError) {
+    return { ok: false, type: 'InvalidOutput', message: thrown.message.replace(/^\[INVALID_OUTPUT\] /, ''), retryable: false, durUs, thrown }
+  }
   if (thrown instanceof ActivationError) {
     return { ok: false, type: thrown.type, message: thrown.message, retryable: thrown.retryable, durUs, thrown }
   }
@@ -192,6 +207,8 @@ function checkOptions(opts, allowed) {
   if (signal !== undefined && signal !== null && !(signal instanceof AbortSignal)) {
     throw new InvalidArgumentError('signal must be an AbortSignal')
   }
+  // Refused before any log is touched (no approvals recorded, no run created).
+  if (signal && signal.aborted) throw new InvalidArgumentError('the signal was aborted before the run started')
   return opts
 }
 
@@ -293,9 +310,15 @@ class Drive {
         return
       } catch (e) {
         const err = fromNative(e)
-        if (err.code !== 'INVALID_OUTPUT') throw err
-        // An output the log cannot hold (not JSON data, too large) fails the activation.
-        settled = { ok: false, type: 'InvalidOutput', message: err.message.replace(/^\[INVALID_OUTPUT\] /, ''), retryable: false, durUs: settled.durUs, thrown: err }
+        // The driver's own trouble (the log's disk, a closed run) stops driving.
+        if (err instanceof AgentMeshError && err.code !== 'INVALID_OUTPUT') throw err
+        // An output the log cannot hold (not JSON data, too large), or one whose reading ran
+        // user code that threw (a getter, a Proxy): the activation fails, naming the node.
+        const invalid =
+          err instanceof InvalidOutputError
+            ? err
+            : new InvalidOutputError(`node '${f.node}': output could not be read: ${describe(err)}`, { node: f.node }, { cause: err })
+        settled = { ok: false, type: 'InvalidOutput', message: invalid.message.replace(/^\[INVALID_OUTPUT\] /, ''), retryable: false, durUs: settled.durUs, thrown: invalid }
       }
     }
     call(() => run.completeErr(id, 'error', settled.type, settled.message, settled.retryable, settled.durUs))
@@ -331,10 +354,9 @@ function performSync(fn, act) {
     if (isThenable(value)) {
       // Never awaited: settle it quietly so it cannot become an unhandled rejection.
       Promise.resolve(value).catch(() => {})
-      throw new ActivationError(
-        'InvalidOutput',
+      throw new InvalidOutputError(
         `node '${act.node}': agent returned a Promise, not JSON data (async agents need mesh.run, not runSync)`,
-        { retryable: false },
+        { node: act.node },
       )
     }
     return settledOk(value, micros(started))
@@ -433,13 +455,12 @@ class Mesh {
       throw new InvalidArgumentError(`workflow must be a Workflow, not ${describe(workflow)}`)
     }
     this._checkRegistered(workflow._native)
-    if (opts.signal && opts.signal.aborted) {
-      throw new InvalidArgumentError('the signal was aborted before the run started')
-    }
-    const input = opts.input instanceof RawJson ? JSON.parse(call(native.normalizeJson, opts.input.text)) : opts.input
+    const raw = opts.input instanceof RawJson
+    const input = raw || opts.input === undefined ? null : opts.input
     return call(() =>
       // The addon's optional fields take `undefined`, not `null`.
-      native.NativeRun.start(workflow._native, input === undefined ? null : input, {
+      native.NativeRun.start(workflow._native, input, {
+        inputJson: raw ? opts.input.text : undefined,
         seed: opts.seed ?? undefined,
         runId: opts.runId ?? undefined,
         logDir: this.logDir ?? undefined,
@@ -515,10 +536,12 @@ class Mesh {
           continue
         }
         for (const [fn, act] of work) {
-          perform(fn, act).then((settled) => {
-            settledQueue.push([act.id, settled])
-            drive.notify()
-          })
+          perform(fn, act)
+            .catch((e) => settledErr(e, 0)) // perform() itself never rejects; belt and braces
+            .then((settled) => {
+              settledQueue.push([act.id, settled])
+              drive.notify()
+            })
         }
         if (settledQueue.length === 0 && drive.pendingCancel() === null) {
           const waitMs = drive.waitMs()

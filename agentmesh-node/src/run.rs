@@ -99,6 +99,9 @@ pub struct StartOptions {
     pub fsync: Option<String>,
     /// Tenant recorded in the header.
     pub tenant: Option<String>,
+    /// The input as JSON text, recorded as the core parses it (exact `1.0`, `-0`, 64-bit
+    /// integers); `input` must then be absent or `null`.
+    pub input_json: Option<String>,
 }
 
 /// One run. `close()` releases its log file (the writer lock) so another process can resume it;
@@ -170,13 +173,30 @@ impl NativeRun {
             log_dir,
             fsync,
             tenant,
+            input_json,
         } = options.unwrap_or(StartOptions {
             seed: None,
             run_id: None,
             log_dir: None,
             fsync: None,
             tenant: None,
+            input_json: None,
         });
+        let input = match input_json {
+            None => input,
+            Some(_) if !input.is_null() => {
+                return Err(to_js(
+                    env,
+                    &invalid_argument("give the input either as a value or as JSON text, not both"),
+                ))
+            }
+            Some(text) => serde_json::from_str(&text).map_err(|e| {
+                to_js(
+                    env,
+                    &invalid_argument(format!("inputJson is not valid JSON: {e}")),
+                )
+            })?,
+        };
         let run = guard(|| {
             let options = RunOptions {
                 input,
