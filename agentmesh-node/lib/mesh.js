@@ -555,12 +555,14 @@ class Mesh {
             timer = null
           }
         }
-        // Every result already settled, then deadlines; advance() then schedules what is ready.
+        // Deadlines first: a result that settled after its deadline (an agent that blocked
+        // the thread past it) is a timeout, as in runSync and the other hosts. Then every
+        // result already settled; advance() then schedules what is ready.
+        drive.expire()
         while (settledQueue.length > 0) {
           const [id, settled] = settledQueue.shift()
           drive.done(id, settled)
         }
-        drive.expire()
       }
     } catch (e) {
       drive.abort()

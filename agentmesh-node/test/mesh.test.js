@@ -1036,3 +1036,26 @@ describe('registration and options', () => {
     assert.ok(fs.readFileSync(r.logPath).equals(before))
   })
 })
+
+test('run: a result that settles after its deadline (the agent blocked the thread) is a timeout, as with runSync', async () => {
+  const w = Workflow.fromObject({ name: 'late', nodes: [{ id: 'slow', type: 'agent', agent: 'busy', timeoutMs: 30 }] })
+  for (const sync of [false, true]) {
+    const mesh = new Mesh({ logDir: tmpdir() })
+    mesh.agent('busy', () => {
+      const until = performance.now() + 80
+      while (performance.now() < until) {
+        // blocks the event loop past the deadline, then returns a result
+      }
+      return 'late'
+    })
+    const r = sync ? mesh.runSync(w, { runId: 'late' }) : await mesh.run(w, { runId: 'late' })
+    assert.equal(r.status, 'failed', `sync=${sync}`)
+    assert.equal(r.error.code, 'TIMEOUT')
+    const events = am.readLogSync(r.logPath)
+    assert.deepEqual(
+      events.filter((e) => e.type === 'agentFailed').map((e) => e.data.error.kind),
+      ['timeout'],
+    )
+    assert.ok(!events.some((e) => e.type === 'agentCompleted'))
+  }
+})
