@@ -17,7 +17,7 @@ const os = require('node:os')
 const path = require('node:path')
 
 const am = require('..')
-const { normalizeJson } = require('../native.js')
+const { exactText, loadScript: loadScriptFile, plain, scripted } = require('./support/script')
 
 const REPO = path.resolve(__dirname, '..', '..')
 const VECTORS = path.join(REPO, 'bindings-tests', 'vectors')
@@ -118,127 +118,8 @@ async function rejected(promise) {
   assert.fail('expected a rejection')
 }
 
-// exact JSON (from test/vectors.test.js) --------------------------------------------------
-
-/** A number as written in the script. */
-class Num {
-  constructor(text) {
-    this.text = text
-  }
-}
-
-/** Parse JSON keeping numbers as `Num` (the text is already normalized by the core). */
-function parseExact(text) {
-  let i = 0
-  const ws = () => {
-    while (i < text.length && ' \t\n\r'.includes(text[i])) i++
-  }
-  const value = () => {
-    ws()
-    const c = text[i]
-    if (c === '{') {
-      i++
-      const obj = {}
-      ws()
-      if (text[i] === '}') return i++, obj
-      for (;;) {
-        ws()
-        const key = string()
-        ws()
-        assert.equal(text[i++], ':')
-        Object.defineProperty(obj, key, { value: value(), enumerable: true, writable: true, configurable: true })
-        ws()
-        if (text[i] === ',') { i++; continue }
-        assert.equal(text[i++], '}')
-        return obj
-      }
-    }
-    if (c === '[') {
-      i++
-      const arr = []
-      ws()
-      if (text[i] === ']') return i++, arr
-      for (;;) {
-        arr.push(value())
-        ws()
-        if (text[i] === ',') { i++; continue }
-        assert.equal(text[i++], ']')
-        return arr
-      }
-    }
-    if (c === '"') return string()
-    for (const [word, v] of [['true', true], ['false', false], ['null', null]]) {
-      if (text.startsWith(word, i)) return (i += word.length), v
-    }
-    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i, i + 64))
-    assert.ok(m, `bad JSON at ${i}`)
-    i += m[0].length
-    return new Num(m[0])
-  }
-  const string = () => {
-    const start = i
-    assert.equal(text[i++], '"')
-    while (text[i] !== '"') i += text[i] === '\\' ? 2 : 1
-    i++
-    return JSON.parse(text.slice(start, i))
-  }
-  const v = value()
-  ws()
-  assert.equal(i, text.length)
-  return v
-}
-
-/** JSON text of a value from parseExact. */
-function exactText(v) {
-  if (v instanceof Num) return v.text
-  if (Array.isArray(v)) return `[${v.map(exactText).join(',')}]`
-  if (v !== null && typeof v === 'object') {
-    return `{${Object.keys(v).map((k) => `${JSON.stringify(k)}:${exactText(v[k])}`).join(',')}}`
-  }
-  return JSON.stringify(v)
-}
-
-/** Plain JS value of a value from parseExact (numbers must be exact in JS). */
-function plain(v) {
-  if (v instanceof Num) {
-    const n = Number(v.text)
-    const exact = /^-?\d+$/.test(v.text) ? Number.isSafeInteger(n) && v.text !== '-0' : !Number.isInteger(n)
-    assert.ok(exact, `not exact in JS: ${v.text}`)
-    return n
-  }
-  if (Array.isArray(v)) return v.map(plain)
-  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]))
-  return v
-}
-
 function loadScript(name) {
-  return parseExact(normalizeJson(fs.readFileSync(path.join(VECTORS, name, 'script.json'), 'utf8')))
-}
-
-/** The scripted agents of test/vectors.test.js. */
-function scripted(script) {
-  const agents = script.agents || {}
-  return async (act) => {
-    const candidates = [...(agents[act.node] || []), ...(agents[act.name] || [])]
-    const chosen = candidates.find(
-      (b) =>
-        (b.visit === undefined || Number(b.visit.text) === act.visit) &&
-        (b.attempt === undefined || Number(b.attempt.text) === act.attempt),
-    )
-    const fallback = { node: act.node, visit: act.visit, attempt: act.attempt }
-    if (chosen === undefined) return fallback
-    if (chosen.delayMs !== undefined && Number(chosen.delayMs.text) > 0) {
-      await new Promise((resolve) => setTimeout(resolve, Number(chosen.delayMs.text)))
-    }
-    if (chosen.cancel === true) act.cancelRun('cancelled by script')
-    if (chosen.error !== undefined) {
-      const e = chosen.error
-      throw new am.ActivationError(e.type, e.message, { retryable: e.retryable === undefined ? true : e.retryable })
-    }
-    const output = 'output' in chosen ? new am.RawJson(exactText(chosen.output)) : fallback
-    if (chosen.usage !== undefined) return new am.Output(output, { usage: plain(chosen.usage) })
-    return output
-  }
+  return loadScriptFile(path.join(VECTORS, name, 'script.json'))
 }
 
 function vectorWorkflow(name) {

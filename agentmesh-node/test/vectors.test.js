@@ -4,10 +4,7 @@
 // settling out of order, cancellation from inside an agent, approvals on resume with a new
 // Mesh), and its canonical log must equal expected.jsonl byte for byte. This runner only
 // compares; it never writes expected files.
-//
-// Numbers: `JSON.parse` cannot carry `1.0`, `-0` or integers beyond 2^53 the way the core reads
-// them, so script values are parsed exactly (numbers kept as their text) and handed to the
-// core as `RawJson` — the path a JS host has for exact JSON.
+// Exact numbers: see ./support/script.js.
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
@@ -16,150 +13,10 @@ const os = require('node:os')
 const path = require('node:path')
 
 const am = require('..')
-const { normalizeJson } = require('../native.js')
+const { exactText, loadScript, perturbed, plain, scripted } = require('./support/script')
 
 const VECTORS = path.resolve(__dirname, '..', '..', 'bindings-tests', 'vectors')
 const NAMES = fs.readdirSync(VECTORS).filter((n) => fs.statSync(path.join(VECTORS, n)).isDirectory()).sort()
-const PERTURB_BELOW_MS = 100
-
-// exact JSON ------------------------------------------------------------------------------
-
-/** A number as written in the script. */
-class Num {
-  constructor(text) {
-    this.text = text
-  }
-}
-
-/** Parse JSON keeping numbers as `Num` (the text is already normalized by the core). */
-function parseExact(text) {
-  let i = 0
-  const ws = () => {
-    while (i < text.length && ' \t\n\r'.includes(text[i])) i++
-  }
-  const value = () => {
-    ws()
-    const c = text[i]
-    if (c === '{') {
-      i++
-      const obj = {}
-      ws()
-      if (text[i] === '}') return i++, obj
-      for (;;) {
-        ws()
-        const key = string()
-        ws()
-        assert.equal(text[i++], ':')
-        Object.defineProperty(obj, key, { value: value(), enumerable: true, writable: true, configurable: true })
-        ws()
-        if (text[i] === ',') { i++; continue }
-        assert.equal(text[i++], '}')
-        return obj
-      }
-    }
-    if (c === '[') {
-      i++
-      const arr = []
-      ws()
-      if (text[i] === ']') return i++, arr
-      for (;;) {
-        arr.push(value())
-        ws()
-        if (text[i] === ',') { i++; continue }
-        assert.equal(text[i++], ']')
-        return arr
-      }
-    }
-    if (c === '"') return string()
-    for (const [word, v] of [['true', true], ['false', false], ['null', null]]) {
-      if (text.startsWith(word, i)) return (i += word.length), v
-    }
-    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i, i + 64))
-    assert.ok(m, `bad JSON at ${i}`)
-    i += m[0].length
-    return new Num(m[0])
-  }
-  const string = () => {
-    const start = i
-    assert.equal(text[i++], '"')
-    while (text[i] !== '"') i += text[i] === '\\' ? 2 : 1
-    i++
-    return JSON.parse(text.slice(start, i))
-  }
-  const v = value()
-  ws()
-  assert.equal(i, text.length)
-  return v
-}
-
-/** JSON text of a value from parseExact. */
-function exactText(v) {
-  if (v instanceof Num) return v.text
-  if (Array.isArray(v)) return `[${v.map(exactText).join(',')}]`
-  if (v !== null && typeof v === 'object') {
-    return `{${Object.keys(v).map((k) => `${JSON.stringify(k)}:${exactText(v[k])}`).join(',')}}`
-  }
-  return JSON.stringify(v)
-}
-
-/** Plain JS value of a value from parseExact (numbers must be exact in JS). */
-function plain(v) {
-  if (v instanceof Num) {
-    // A JS number reaches the core as an integer when it is a safe integer, else as a double:
-    // exact when that is what the text means to the core too.
-    const n = Number(v.text)
-    const exact = /^-?\d+$/.test(v.text) ? Number.isSafeInteger(n) && v.text !== '-0' : !Number.isInteger(n)
-    assert.ok(exact, `not exact in JS: ${v.text}`)
-    return n
-  }
-  if (Array.isArray(v)) return v.map(plain)
-  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]))
-  return v
-}
-
-function loadScript(file) {
-  const script = parseExact(normalizeJson(fs.readFileSync(file, 'utf8')))
-  const known = new Set(['input', 'seed', 'runId', 'agents', 'approvals'])
-  for (const k of Object.keys(script)) assert.ok(known.has(k), `${file}: unknown script field ${k}`)
-  return script
-}
-
-function perturbed(script) {
-  for (const behaviors of Object.values(script.agents || {})) {
-    for (const b of behaviors) {
-      const d = b.delayMs === undefined ? 0 : Number(b.delayMs.text)
-      if (d >= 1 && d < PERTURB_BELOW_MS) b.delayMs = new Num(String(PERTURB_BELOW_MS - d))
-    }
-  }
-  return script
-}
-
-// scripted agents -------------------------------------------------------------------------
-
-function scripted(script) {
-  const agents = script.agents || {}
-  return async (act) => {
-    const candidates = [...(agents[act.node] || []), ...(agents[act.name] || [])]
-    const chosen = candidates.find(
-      (b) =>
-        (b.visit === undefined || Number(b.visit.text) === act.visit) &&
-        (b.attempt === undefined || Number(b.attempt.text) === act.attempt),
-    )
-    const fallback = { node: act.node, visit: act.visit, attempt: act.attempt }
-    if (chosen === undefined) return fallback
-    if (chosen.delayMs !== undefined && Number(chosen.delayMs.text) > 0) {
-      await new Promise((resolve) => setTimeout(resolve, Number(chosen.delayMs.text)))
-    }
-    if (chosen.cancel === true) act.cancelRun('cancelled by script')
-    if (chosen.error !== undefined) {
-      const e = chosen.error
-      throw new am.ActivationError(e.type, e.message, { retryable: e.retryable === undefined ? true : e.retryable })
-    }
-    const output = 'output' in chosen ? new am.RawJson(exactText(chosen.output)) : fallback
-    if (chosen.usage !== undefined) return new am.Output(output, { usage: plain(chosen.usage) })
-    return output
-  }
-}
 
 function newMesh(logDir, wf, script) {
   const mesh = new am.Mesh({ logDir, fsync: 'never' })

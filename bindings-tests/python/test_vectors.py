@@ -53,36 +53,45 @@ def perturbed(script: Dict[str, Any]) -> Dict[str, Any]:
     return s
 
 
-def scripted(script: Dict[str, Any]) -> Callable[[agentmesh.Activation], Any]:
+def choose(script: Dict[str, Any], act: agentmesh.Activation) -> Optional[Dict[str, Any]]:
+    """The script's behaviour for this activation (by node, then agent name), or ``None``."""
     agents: Dict[str, List[Dict[str, Any]]] = script.get("agents", {})
+    candidates = agents.get(act.node, []) + agents.get(act.name, [])
+    return next(
+        (
+            b
+            for b in candidates
+            if b.get("visit", act.visit) == act.visit and b.get("attempt", act.attempt) == act.attempt
+        ),
+        None,
+    )
 
+
+def default_output(act: agentmesh.Activation) -> Dict[str, Any]:
+    return {"node": act.node, "visit": act.visit, "attempt": act.attempt}
+
+
+def finish(chosen: Dict[str, Any], act: agentmesh.Activation) -> Any:
+    """What a behaviour does once its delay has passed: cancel, fail or return."""
+    if chosen.get("cancel", False):
+        act.cancel_run("cancelled by script")
+    if "error" in chosen:
+        e = chosen["error"]
+        raise agentmesh.ActivationError(e["type"], e["message"], retryable=e.get("retryable", True))
+    output = chosen["output"] if "output" in chosen else default_output(act)
+    if "usage" in chosen:
+        return agentmesh.Output(output, usage=chosen["usage"])
+    return output
+
+
+def scripted(script: Dict[str, Any]) -> Callable[[agentmesh.Activation], Any]:
     def perform(act: agentmesh.Activation) -> Any:
-        candidates = agents.get(act.node, []) + agents.get(act.name, [])
-        chosen: Optional[Dict[str, Any]] = next(
-            (
-                b
-                for b in candidates
-                if b.get("visit", act.visit) == act.visit
-                and b.get("attempt", act.attempt) == act.attempt
-            ),
-            None,
-        )
-        default = {"node": act.node, "visit": act.visit, "attempt": act.attempt}
+        chosen = choose(script, act)
         if chosen is None:
-            return default
+            return default_output(act)
         if chosen.get("delayMs", 0) > 0:
             time.sleep(chosen["delayMs"] / 1000.0)
-        if chosen.get("cancel", False):
-            act.cancel_run("cancelled by script")
-        if "error" in chosen:
-            e = chosen["error"]
-            raise agentmesh.ActivationError(
-                e["type"], e["message"], retryable=e.get("retryable", True)
-            )
-        output = chosen["output"] if "output" in chosen else default
-        if "usage" in chosen:
-            return agentmesh.Output(output, usage=chosen["usage"])
-        return output
+        return finish(chosen, act)
 
     return perform
 

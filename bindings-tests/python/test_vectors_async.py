@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict
 
 import pytest
-from test_vectors import NAMES, VECTORS, check_result, load_script, perturbed, scripted
+from test_vectors import (
+    NAMES,
+    VECTORS,
+    check_result,
+    choose,
+    default_output,
+    finish,
+    load_script,
+    perturbed,
+    scripted,
+)
 
 import agentmesh
 
@@ -21,35 +31,13 @@ AgentFn = Callable[[agentmesh.Activation], Any]
 
 
 def scripted_async(script: Dict[str, Any]) -> AgentFn:
-    agents: Dict[str, List[Dict[str, Any]]] = script.get("agents", {})
-
     async def perform(act: agentmesh.Activation) -> Any:
-        candidates = agents.get(act.node, []) + agents.get(act.name, [])
-        chosen: Optional[Dict[str, Any]] = next(
-            (
-                b
-                for b in candidates
-                if b.get("visit", act.visit) == act.visit
-                and b.get("attempt", act.attempt) == act.attempt
-            ),
-            None,
-        )
-        default = {"node": act.node, "visit": act.visit, "attempt": act.attempt}
+        chosen = choose(script, act)
         if chosen is None:
-            return default
+            return default_output(act)
         if chosen.get("delayMs", 0) > 0:
             await asyncio.sleep(chosen["delayMs"] / 1000.0)
-        if chosen.get("cancel", False):
-            act.cancel_run("cancelled by script")
-        if "error" in chosen:
-            e = chosen["error"]
-            raise agentmesh.ActivationError(
-                e["type"], e["message"], retryable=e.get("retryable", True)
-            )
-        output = chosen["output"] if "output" in chosen else default
-        if "usage" in chosen:
-            return agentmesh.Output(output, usage=chosen["usage"])
-        return output
+        return finish(chosen, act)
 
     return perform
 
