@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use agentmesh_core::{
-    Completion, Error, ErrorDetail, ErrorKind, Failure, FailureKind, Run, RunOptions, Usage,
-    Workflow,
+    Completion, Error, ErrorKind, Failure, FailureKind, Run, RunOptions, Usage, Workflow,
 };
 use napi::bindgen_prelude::{Buffer, Unknown};
 use napi::Env;
@@ -296,11 +295,10 @@ impl NativeRun {
         let usage = usage.map(|u| data(env, "usage", &u)).transpose()?;
         self.with(env, |r| {
             let id = args::uint("id", id)?;
-            let output = output.map_err(|m| invalid_output(r, id, &m))?;
-            let usage = usage.transpose().map_err(|m| invalid_output(r, id, &m))?;
+            let output = output.map_err(|m| r.invalid_output(id, &m))?;
+            let usage = usage.transpose().map_err(|m| r.invalid_output(id, &m))?;
             let completion = completion_ok(r, id, output, usage, duration_us)?;
             r.complete(id, completion)
-                .map_err(|e| name_the_node(r, id, e))
         })
     }
 
@@ -320,11 +318,10 @@ impl NativeRun {
         self.with(env, |r| {
             let id = args::uint("id", id)?;
             let output: Value = serde_json::from_str(&output_json)
-                .map_err(|e| invalid_output(r, id, &format!("output is not valid JSON: {e}")))?;
-            let usage = usage.transpose().map_err(|m| invalid_output(r, id, &m))?;
+                .map_err(|e| r.invalid_output(id, &format!("output is not valid JSON: {e}")))?;
+            let usage = usage.transpose().map_err(|m| r.invalid_output(id, &m))?;
             let completion = completion_ok(r, id, output, usage, duration_us)?;
             r.complete(id, completion)
-                .map_err(|e| name_the_node(r, id, e))
         })
     }
 
@@ -458,8 +455,7 @@ fn completion_ok(
     let mut completion = Completion::ok(output);
     if let Some(usage) = usage.filter(|u| !u.is_null()) {
         let usage: Usage = serde_json::from_value(usage).map_err(|e| {
-            invalid_output(
-                run,
+            run.invalid_output(
                 id,
                 &format!("usage must be {{inputTokens: number, outputTokens: number}}: {e}"),
             )
@@ -470,31 +466,4 @@ fn completion_ok(
         completion = completion.with_duration_us(us);
     }
     Ok(completion)
-}
-
-/// An `INVALID_OUTPUT` from the log (a record over the size limit) names no node; name it, so
-/// every invalid output reaches JavaScript with `details.node` set.
-fn name_the_node(run: &Run, id: u64, e: Error) -> Error {
-    if e.kind() == ErrorKind::InvalidOutput && e.detail().is_none() {
-        invalid_output(run, id, e.message())
-    } else {
-        e
-    }
-}
-
-/// `INVALID_OUTPUT` naming the activation's node (when the activation is still outstanding).
-fn invalid_output(run: &Run, id: u64, message: &str) -> Error {
-    match run.outstanding().into_iter().find(|a| a.id == id) {
-        Some(act) => Error::new(
-            ErrorKind::InvalidOutput,
-            format!("node '{}': {message}", act.node),
-        )
-        .with_detail(ErrorDetail::Node {
-            node: act.node.to_string(),
-        }),
-        None => Error::new(
-            ErrorKind::InvalidOutput,
-            format!("activation {id}: {message}"),
-        ),
-    }
 }

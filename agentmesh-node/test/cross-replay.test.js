@@ -17,6 +17,7 @@ const os = require('node:os')
 const path = require('node:path')
 
 const am = require('..')
+const { tempDirs, rejected } = require('./support/helpers')
 const { exactText, loadScript: loadScriptFile, plain, scripted } = require('./support/script')
 
 const REPO = path.resolve(__dirname, '..', '..')
@@ -99,24 +100,7 @@ function python(code, ...args) {
   return JSON.parse(r.stdout)
 }
 
-const made = []
-function tmpdir() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agentmesh-cross-'))
-  made.push(dir)
-  return dir
-}
-after(() => {
-  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true })
-})
-
-async function rejected(promise) {
-  try {
-    await promise
-  } catch (e) {
-    return e
-  }
-  assert.fail('expected a rejection')
-}
+const tmpdir = tempDirs('cross')
 
 function loadScript(name) {
   return loadScriptFile(path.join(VECTORS, name, 'script.json'))

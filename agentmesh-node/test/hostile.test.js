@@ -11,10 +11,10 @@ const { test, describe, after } = require('node:test')
 const assert = require('node:assert/strict')
 const childProcess = require('node:child_process')
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 
 const am = require('..')
+const { tempDirs, wf, agentNode, thrown, rejected, assertError } = require('./support/helpers')
 
 const {
   Mesh,
@@ -22,7 +22,6 @@ const {
   Output,
   RawJson,
   RunResult,
-  AgentMeshError,
   AgentFailedError,
   InvalidArgumentError,
   InvalidOutputError,
@@ -34,51 +33,11 @@ const PACKAGE = path.resolve(__dirname, '..')
 
 // helpers ---------------------------------------------------------------------------------
 
-const made = []
-function tmpdir() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agentmesh-hostile-'))
-  made.push(dir)
-  return dir
-}
-after(() => {
-  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true })
-})
-
-function wf(nodes, name = 't', extra = {}) {
-  return Workflow.fromObject({ name, nodes, ...extra })
-}
-
-function agentNode(id, agent, extra = {}) {
-  return { id, type: 'agent', agent, ...extra }
-}
+const tmpdir = tempDirs('hostile')
 
 const events = (p) => am.readLogSync(p)
 const types = (p) => am.readLogSync(p).map((e) => e.type)
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-function thrown(fn) {
-  try {
-    fn()
-  } catch (e) {
-    return e
-  }
-  assert.fail('expected an error')
-}
-
-async function rejected(promise) {
-  try {
-    await promise
-  } catch (e) {
-    return e
-  }
-  assert.fail('expected a rejection')
-}
-
-function assertError(e, cls, code) {
-  assert.ok(e instanceof cls, `expected ${cls.name}, got ${e && e.constructor && e.constructor.name}: ${e}`)
-  assert.ok(e instanceof AgentMeshError)
-  assert.equal(e.code, code)
-}
 
 /** Arrays nested `n` deep: nested(1) is `[]`, nested(101) is 101 arrays. */
 function nested(n) {

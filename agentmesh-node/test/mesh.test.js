@@ -8,10 +8,10 @@
 const { test, describe, after } = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 
 const am = require('..')
+const { tempDirs, wf, agentNode, thrown, rejected, assertError } = require('./support/helpers')
 
 const {
   Mesh,
@@ -20,7 +20,6 @@ const {
   Output,
   RawJson,
   RunResult,
-  AgentMeshError,
   AgentFailedError,
   AgentMeshIOError,
   InvalidArgumentError,
@@ -30,23 +29,7 @@ const {
 
 // helpers ---------------------------------------------------------------------------------
 
-const made = []
-function tmpdir() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agentmesh-mesh-'))
-  made.push(dir)
-  return dir
-}
-after(() => {
-  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true })
-})
-
-function wf(nodes, name = 't', extra = {}) {
-  return Workflow.fromObject({ name, nodes, ...extra })
-}
-
-function agentNode(id, agent, extra = {}) {
-  return { id, type: 'agent', agent, ...extra }
-}
+const tmpdir = tempDirs('mesh')
 
 const events = (p) => am.readLogSync(p)
 const types = (p) => am.readLogSync(p).map((e) => e.type)
@@ -58,34 +41,6 @@ function untilAborted(act, value = 'late') {
     if (act.signal.aborted) resolve(value)
     else act.signal.addEventListener('abort', () => resolve(value), { once: true })
   })
-}
-
-/** What `fn` threw, synchronously (fails when it returns). */
-function thrown(fn) {
-  try {
-    fn()
-  } catch (e) {
-    return e
-  }
-  assert.fail('expected an error')
-}
-
-/** What the Promise rejected with (fails when it resolves). */
-async function rejected(promise) {
-  try {
-    await promise
-  } catch (e) {
-    return e
-  }
-  assert.fail('expected a rejection')
-}
-
-function assertError(e, cls, code) {
-  assert.ok(e instanceof cls, `expected ${cls.name}, got ${e && e.constructor && e.constructor.name}: ${e}`)
-  assert.ok(e instanceof AgentMeshError)
-  assert.ok(e instanceof Error)
-  assert.equal(e.code, code)
-  assert.ok(e.message.startsWith(`[${code}] `), e.message)
 }
 
 /** The directory holds no file at all (a logDir that may or may not have been created). */

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use agentmesh_core::{
-    Completion, Error, ErrorDetail, ErrorKind, Failure, FailureKind, FsyncMode, Run, RunOptions,
-    Usage, Workflow,
+    Completion, Error, ErrorKind, Failure, FailureKind, FsyncMode, Run, RunOptions, Usage, Workflow,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -218,11 +217,10 @@ impl NativeRun {
         let usage = usage
             .map(|u| pyjson::from_py(u).map_err(|why| format!("usage is not JSON data: {why}")));
         self.with(py, |r| {
-            let output = output.map_err(|m| invalid_output(r, id, &m))?;
-            let usage = usage.transpose().map_err(|m| invalid_output(r, id, &m))?;
+            let output = output.map_err(|m| r.invalid_output(id, &m))?;
+            let usage = usage.transpose().map_err(|m| r.invalid_output(id, &m))?;
             let completion = completion_ok(r, id, output, usage, duration_us)?;
             r.complete(id, completion)
-                .map_err(|e| name_the_node(r, id, e))
         })
     }
 
@@ -240,11 +238,10 @@ impl NativeRun {
             .map(|u| pyjson::from_py(u).map_err(|why| format!("usage is not JSON data: {why}")));
         self.with(py, |r| {
             let output: Value = serde_json::from_str(output_json)
-                .map_err(|e| invalid_output(r, id, &format!("output is not valid JSON: {e}")))?;
-            let usage = usage.transpose().map_err(|m| invalid_output(r, id, &m))?;
+                .map_err(|e| r.invalid_output(id, &format!("output is not valid JSON: {e}")))?;
+            let usage = usage.transpose().map_err(|m| r.invalid_output(id, &m))?;
             let completion = completion_ok(r, id, output, usage, duration_us)?;
             r.complete(id, completion)
-                .map_err(|e| name_the_node(r, id, e))
         })
     }
 
@@ -347,8 +344,7 @@ fn completion_ok(
     let mut completion = Completion::ok(output);
     if let Some(usage) = usage {
         let usage: Usage = serde_json::from_value(usage).map_err(|e| {
-            invalid_output(
-                run,
+            run.invalid_output(
                 id,
                 &format!("usage must be {{\"inputTokens\": int, \"outputTokens\": int}}: {e}"),
             )
@@ -374,32 +370,5 @@ fn json_arg(py: Python<'_>, what: &str, obj: Option<&Bound<'_, PyAny>>) -> PyRes
                 ),
             )
         }),
-    }
-}
-
-/// An `INVALID_OUTPUT` from the log (a record over the size limit) names no node; name it, so
-/// every invalid output reaches Python with `.node` set.
-fn name_the_node(run: &Run, id: u64, e: Error) -> Error {
-    if e.kind() == ErrorKind::InvalidOutput && e.detail().is_none() {
-        invalid_output(run, id, e.message())
-    } else {
-        e
-    }
-}
-
-/// `INVALID_OUTPUT` naming the activation's node (when the activation is still outstanding).
-fn invalid_output(run: &Run, id: u64, message: &str) -> Error {
-    match run.outstanding().into_iter().find(|a| a.id == id) {
-        Some(act) => Error::new(
-            ErrorKind::InvalidOutput,
-            format!("node '{}': {message}", act.node),
-        )
-        .with_detail(ErrorDetail::Node {
-            node: act.node.to_string(),
-        }),
-        None => Error::new(
-            ErrorKind::InvalidOutput,
-            format!("activation {id}: {message}"),
-        ),
     }
 }

@@ -283,35 +283,45 @@ impl Run {
     pub fn complete(&mut self, id: u64, completion: Completion) -> Result<()> {
         if let Ok((output, _)) = &completion.result {
             if crate::model::too_deep(output) {
-                let node = self
-                    .machine
-                    .outstanding()
-                    .into_iter()
-                    .find(|a| a.id == id)
-                    .map(|a| a.node.to_string());
                 let message = format!(
                     "output nests arrays/objects deeper than {}",
                     crate::model::MAX_VALUE_DEPTH
                 );
-                return Err(match node {
-                    Some(node) => Error::new(
-                        ErrorKind::InvalidOutput,
-                        format!("node '{node}': {message}"),
-                    )
-                    .with_detail(ErrorDetail::Node { node }),
-                    None => Error::new(ErrorKind::InvalidOutput, message),
-                });
+                return Err(self.invalid_output(id, &message));
             }
         }
         let event = self.machine.completion_event(id, completion)?;
         // Staged, not yet written: the completion and the decisions it triggers reach the
-        // file in one write before this call returns.
-        self.sink.stage(vec![event.clone()])?;
+        // file in one write before this call returns. A record over the size limit is refused
+        // here by the log, which knows no nodes: name the node for every host.
+        self.sink.stage(vec![event.clone()]).map_err(|e| {
+            if e.kind() == ErrorKind::InvalidOutput && e.detail().is_none() {
+                self.invalid_output(id, e.message())
+            } else {
+                e
+            }
+        })?;
         self.machine.apply_completion(&event)?;
         if self.machine.needs_advance() {
             self.machine.advance();
         }
         self.commit()
+    }
+
+    /// `INVALID_OUTPUT` for activation `id`, naming its node (while it is outstanding): the
+    /// error a host gives when an agent's result cannot become a completion (bindings that
+    /// convert values before calling [`Run::complete`] use it, so every host reports alike).
+    pub fn invalid_output(&self, id: u64, message: &str) -> Error {
+        match self.machine.outstanding().into_iter().find(|a| a.id == id) {
+            Some(act) => Error::new(
+                ErrorKind::InvalidOutput,
+                format!("node '{}': {message}", act.node),
+            )
+            .with_detail(ErrorDetail::Node {
+                node: act.node.to_string(),
+            }),
+            None => Error::new(ErrorKind::InvalidOutput, message),
+        }
     }
 
     /// Cancel the run: outstanding activations are recorded as cancelled, then `runCancelled`.

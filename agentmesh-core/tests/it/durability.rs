@@ -654,6 +654,14 @@ fn an_oversized_completion_is_invalid_output_and_writes_nothing() {
         "oversized output",
     );
     assert!(e.message().contains(&MAX_RECORD_BYTES.to_string()), "{e}");
+    // The log knows no nodes; the run names the node for every host.
+    assert!(e.message().starts_with("node 'a1': "), "{e}");
+    assert_eq!(
+        e.detail(),
+        Some(&ErrorDetail::Node {
+            node: "a1".to_owned()
+        })
+    );
     assert_eq!(fs::metadata(&path).unwrap().len(), before.len() as u64);
     assert_eq!(fs::read(&path).unwrap(), before);
     assert_eq!(run.status(), RunStatus::Running);
