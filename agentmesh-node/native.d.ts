@@ -233,13 +233,16 @@ export declare function readLogAsync(path: string): Promise<LogContents>
 /** The workflow recorded in a log's `runStarted` event. Errors: `LOG_CORRUPT`, `IO`. */
 export declare function recordedWorkflow(path: string): NativeWorkflow
 
-/** A torn tail cut off a log (its bytes were first copied to `brokenPath`). */
+/** A damaged tail cut off or mended (cut bytes were first copied to `brokenPath`). */
 export interface Repair {
-  /** Where the torn record began (the new file length). */
+  /** Offset of the first byte changed (the new end of the last record). */
   offset: number
   /** How many bytes were cut. */
   bytes: number
-  brokenPath: string
+  /** Where the cut bytes were copied (`null` when nothing was cut). */
+  brokenPath: string | null
+  /** The last record was complete but its newline missing or damaged: kept, newline written. */
+  newlineRestored: boolean
 }
 
 /**
@@ -330,24 +333,30 @@ export declare function verifyLog(path: string): VerifyReport
 /** `verifyLog` on the thread pool. */
 export declare function verifyLogAsync(path: string): Promise<VerifyReport>
 
-/** What `verifyLog` found. */
+/** What `verifyLog` / `checkLog` found. */
 export interface VerifyReport {
-  /** Run id from the header (`null` for an empty log). */
-  runId: string | null
+  /** Run id from the header. */
+  runId: string
   /** Workflow name from the header. */
-  workflow: string | null
+  workflow: string
+  /** File format version. */
+  version: number
   /** Number of events. */
   events: number
   /** Highest seq. */
   lastSeq: number
-  /** Seqs below `lastSeq` not yet written: completions of activations still outstanding. */
+  /** Reserved seqs below `lastSeq` not yet written: completions still outstanding. */
   holes: Array<number>
   /** Type of the final event when the run has finished (`runCompleted`, ...). */
   finished: string | null
-  /** File size after any repair. */
+  /** Bytes of the verified records (after a repair: the file size). */
   bytes: number
-  /** The torn-tail repair made, if any. */
+  /** Offset of a damaged tail left as it is (`checkLog` never writes). */
+  tornAt: number | null
+  /** The repair made (`verifyLog` only). */
   repaired: Repair | null
+  /** blake3 (hex) of the last record: the head of the chain. */
+  headHash: string
 }
 
 /** Workflow identity in a log header. */

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agentmesh_core::{
-    canonical_log, read_log, recorded_workflow, replay as replay_log, state_at, verify_log, Error,
-    ErrorKind, FsyncMode, Mesh, NodeKind, RunOptions, RunResult, Script, Workflow,
+    canonical_log, read_log, recorded_workflow, replay as replay_log, state_at, verify_log,
+    ActivationKind, Error, ErrorKind, FsyncMode, Mesh, RunOptions, RunResult, Script, Workflow,
 };
 use serde_json::{json, Value};
 
@@ -263,7 +263,11 @@ pub fn resume(
     // The script's approvals answer the human nodes now waiting that no --approve names.
     if let (false, Some(last)) = (script.approvals.is_empty(), events.last()) {
         let state = state_at(log, last.seq)?;
-        for act in state.pending.iter().filter(|a| a.kind == NodeKind::Human) {
+        for act in state
+            .pending
+            .iter()
+            .filter(|a| a.kind == ActivationKind::Human)
+        {
             if let Some(v) = script.approvals.get(&*act.node) {
                 approvals
                     .entry(act.node.to_string())

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use agentmesh_core::{
-    fingerprint, read_log, replay, state_at, verify_log, Error, ErrorKind, EventData, Mesh,
-    RunOptions, RunStatus, Script, Workflow,
+    fingerprint, read_log, replay, state_at, verify_log, ActivationKind, Error, ErrorKind,
+    EventData, Mesh, RunOptions, RunStatus, Script, Workflow,
 };
 use serde_json::json;
 
@@ -169,7 +169,8 @@ fn next_steps(log: &Path) -> Result<String, Error> {
     let (_, events) = read_log(log)?;
     // The approval's completion ends its step: a consistent point to fork at.
     let resolved = events.iter().find(|e| {
-        matches!(e.data, EventData::HumanResolved(_)) && e.node.as_deref() == Some("approve")
+        matches!(e.data, EventData::Completed(ActivationKind::Human, _))
+            && e.node.as_deref() == Some("approve")
     });
     if let Some(e) = resolved {
         if state_at(log, e.seq)?.fork_point {

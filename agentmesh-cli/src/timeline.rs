@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use agentmesh_core::{
-    Activation, Event, EventData, FailureKind, LogHeader, RunError, RunResult, RunState, RunStatus,
-    VerifyReport,
+    Activation, ActivationKind, Event, EventData, FailureKind, LogHeader, RunError, RunResult,
+    RunState, RunStatus, Usage, VerifyReport,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -44,8 +44,8 @@ pub fn rows(events: &[Event]) -> Vec<Row> {
     events
         .iter()
         .map(|e| {
-            if let EventData::StepStarted { step: s, .. } = e.data {
-                step = Some(s);
+            if let EventData::StepStarted(s) = &e.data {
+                step = Some(s.step);
             }
             Row {
                 seq: e.seq,
@@ -70,26 +70,32 @@ pub fn preview(value: &Value, max: usize) -> String {
     format!("{cut}...")
 }
 
+fn tokens(text: &mut String, usage: Option<Usage>) {
+    if let Some(u) = usage {
+        let _ = write!(
+            text,
+            " ({} in / {} out tokens)",
+            u.input_tokens, u.output_tokens
+        );
+    }
+}
+
 fn detail(data: &EventData) -> String {
     match data {
-        EventData::RunStarted {
-            workflow,
-            input,
-            seed,
-        } => format!(
-            "workflow {}, seed {seed}, input {}",
-            workflow.name,
-            preview(input, PREVIEW_CHARS)
+        EventData::RunStarted(b) => format!(
+            "workflow {}, seed {}, input {}",
+            b.workflow.name,
+            b.seed,
+            preview(&b.input, PREVIEW_CHARS)
         ),
-        EventData::StepStarted { activations, .. } => {
+        EventData::StepStarted(b) => {
             format!(
-                "{activations} activation{}",
-                if *activations == 1 { "" } else { "s" }
+                "{} activation{}",
+                b.activations,
+                if b.activations == 1 { "" } else { "s" }
             )
         }
-        EventData::AgentScheduled(s)
-        | EventData::ToolScheduled(s)
-        | EventData::HumanRequested(s) => {
+        EventData::Scheduled(kind, s) => {
             let mut parts = Vec::new();
             if let Some(a) = &s.agent {
                 parts.push(format!("agent {a}"));
@@ -100,7 +106,7 @@ fn detail(data: &EventData) -> String {
             if let Some(p) = &s.prompt {
                 parts.push(format!("asks {}", Value::String(p.clone())));
             }
-            if matches!(data, EventData::HumanRequested(_)) {
+            if *kind == ActivationKind::Human {
                 parts.push("waits for a person".to_owned());
             }
             if s.visit > 1 {
@@ -117,58 +123,51 @@ fn detail(data: &EventData) -> String {
             }
             parts.join(", ")
         }
-        EventData::AgentCompleted(c)
-        | EventData::ToolCompleted(c)
-        | EventData::HumanResolved(c) => {
+        EventData::Completed(_, c) => {
             let mut text = preview(&c.output, PREVIEW_CHARS);
-            if let Some(u) = c.usage {
-                let _ = write!(
-                    text,
-                    " ({} in / {} out tokens)",
-                    u.input_tokens, u.output_tokens
-                );
-            }
+            tokens(&mut text, c.usage);
             text
         }
-        EventData::AgentFailed { error }
-        | EventData::ToolFailed { error }
-        | EventData::HumanFailed { error } => format!(
-            "{}{}: {} ({})",
-            if error.kind == FailureKind::Timeout {
-                "timeout "
-            } else {
-                ""
-            },
-            error.error_type,
-            error.message,
-            if error.retryable {
-                "retryable"
-            } else {
-                "permanent"
-            }
-        ),
-        EventData::ActivationCancelled { reason } => format!("cancelled: {reason}"),
-        EventData::BranchDecided {
-            case,
-            goto,
-            loop_back,
-        } => {
-            let which = match case {
+        EventData::Failed(_, f) => {
+            let error = &f.error;
+            let mut text = format!(
+                "{}{}: {} ({})",
+                if error.kind == FailureKind::Timeout {
+                    "timeout "
+                } else {
+                    ""
+                },
+                error.error_type,
+                error.message,
+                if error.retryable {
+                    "retryable"
+                } else {
+                    "permanent"
+                }
+            );
+            tokens(&mut text, f.usage);
+            text
+        }
+        EventData::ActivationCancelled(c) => format!("cancelled: {}", c.reason),
+        EventData::BranchDecided(b) => {
+            let which = match b.case {
                 Some(c) => format!("case {c}"),
                 None => "default".to_owned(),
             };
-            match goto {
-                Some(g) => format!("{which} -> {g}{}", if *loop_back { " (loop)" } else { "" }),
+            match &b.goto {
+                Some(g) => format!("{which} -> {g}{}", if b.loop_back { " (loop)" } else { "" }),
                 None => format!("{which} -> no successor"),
             }
         }
         EventData::NodeSkipped => "not on the chosen path".to_owned(),
-        EventData::OutputOverridden { output } => {
-            format!("output set to {}", preview(output, PREVIEW_CHARS))
+        EventData::OutputOverridden(o) => {
+            format!("output set to {}", preview(&o.output, PREVIEW_CHARS))
         }
-        EventData::RunCompleted { output } => format!("output {}", preview(output, PREVIEW_CHARS)),
-        EventData::RunFailed { error } => run_error(error),
-        EventData::RunCancelled { reason } => format!("cancelled: {reason}"),
+        EventData::RunCompleted(b) => format!("output {}", preview(&b.output, PREVIEW_CHARS)),
+        EventData::RunFailed(b) => run_error(&b.error),
+        EventData::RunCancelled(c) => format!("cancelled: {}", c.reason),
+        // A family newer than this renderer: its type name says what it is.
+        other => other.type_name().to_owned(),
     }
 }
 
@@ -406,8 +405,9 @@ pub fn render_state(header: &LogHeader, log: &str, st: &RunState) -> String {
 /// A verify report as text.
 pub fn render_verify(r: &VerifyReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "run          {}", r.run_id.as_deref().unwrap_or("-"));
-    let _ = writeln!(out, "workflow     {}", r.workflow.as_deref().unwrap_or("-"));
+    let _ = writeln!(out, "run          {}", r.run_id);
+    let _ = writeln!(out, "workflow     {}", r.workflow);
+    let _ = writeln!(out, "format       version {}", r.version);
     let _ = writeln!(out, "events       {}", r.events);
     let _ = writeln!(out, "last seq     {}", r.last_seq);
     let holes: Vec<String> = r.holes.iter().map(u64::to_string).collect();
@@ -426,20 +426,38 @@ pub fn render_verify(r: &VerifyReport) -> String {
         r.finished.as_deref().unwrap_or("no (running or waiting)")
     );
     let _ = writeln!(out, "bytes        {}", r.bytes);
-    match &r.repaired {
-        Some(rep) => {
+    match (&r.repaired, r.torn_at) {
+        (Some(rep), _) if rep.newline_restored => {
             let _ = writeln!(
                 out,
-                "repaired     torn tail cut at byte {}: {} bytes moved to {}",
-                rep.offset,
-                rep.bytes,
-                rep.broken_path.display()
+                "repaired     the last record's newline was {} at byte {}: written again",
+                if rep.bytes > 0 { "damaged" } else { "missing" },
+                rep.offset
             );
         }
-        None => {
+        (Some(rep), _) => {
+            let moved = rep
+                .broken_path
+                .as_ref()
+                .map(|p| format!(" moved to {}", p.display()))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "repaired     torn tail cut at byte {}: {} bytes{moved}",
+                rep.offset, rep.bytes
+            );
+        }
+        (None, Some(at)) => {
+            let _ = writeln!(
+                out,
+                "tail         damaged from byte {at} (left as it is: read-only check)"
+            );
+        }
+        (None, None) => {
             let _ = writeln!(out, "repaired     nothing to repair");
         }
     }
+    let _ = writeln!(out, "head         {}", r.head_hash);
     let _ = writeln!(out, "ok           the log is intact");
     out
 }

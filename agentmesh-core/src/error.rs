@@ -131,6 +131,37 @@ pub enum ErrorDetail {
     },
 }
 
+impl ErrorDetail {
+    /// The details as a JSON object (`{"node": …, "field": …}`, `{"seq": …, …}`,
+    /// `{"offset": …}`): what the bindings expose as `exc.details` / `err.details`, built once.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            ErrorDetail::Workflow { node, field } => json!({"node": node, "field": field}),
+            ErrorDetail::Nondeterminism {
+                seq,
+                node,
+                field,
+                expected,
+                actual,
+            } => json!({
+                "seq": seq, "node": node, "field": field, "expected": expected, "actual": actual
+            }),
+            ErrorDetail::LogCorrupt { offset } => json!({ "offset": offset }),
+            ErrorDetail::Node { node } => json!({ "node": node }),
+        }
+    }
+}
+
+/// The message of a caught panic payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
 /// The error type of AgentMesh: a kind with a stable code, a message, and optional details.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Error {

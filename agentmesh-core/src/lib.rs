@@ -28,26 +28,37 @@
 //!
 //! The host-facing protocol is [`Run`]: [`Run::start`], [`Run::poll`], [`Run::complete`],
 //! [`Run::outcome`]. [`Mesh`] is the Rust driver built on it.
+//!
+//! Modules are layered: `model` (wire types and limits) → `machine` (the sans-IO state
+//! machine) → `log` (files) → `replay` (re-driving a log) → `run` (a machine with its log)
+//! → `driver` (the Rust host).
 #![deny(missing_docs)]
 
 pub mod driver;
 pub mod error;
 pub mod log;
+mod machine;
 pub mod model;
-pub mod orchestrator;
 pub mod replay;
+pub mod run;
 
 pub use driver::scripted::{Behavior, Script, ScriptError};
-pub use driver::{AgentOutput, AgentResult, CancelHandle, Context, Mesh, RunResult};
+pub use driver::{
+    deadline, AgentError, AgentOutput, AgentResult, CancelHandle, Context, Mesh, RunResult,
+};
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use log::{
-    canonical_log, fingerprint, read_header, read_log, verify_log, FsyncMode, VerifyReport,
+    canonical_log, check_log, fingerprint, read_events, read_header, read_log, verify_log,
+    FsyncMode, LogEvents, Repair, VerifyReport,
 };
+pub use machine::RunState;
 pub use model::activation::{Activation, Completion, Outcome, RunStatus};
-pub use model::event::{Event, EventData, Failure, FailureKind, LogHeader, RunError, Usage};
+pub use model::event::{trace_id_for, Event, EventData, EventKind, Role};
+pub use model::failure::{Failure, FailureKind, RunError, Usage};
+pub use model::header::{LogHeader, CANONICAL_VERSION, LOG_VERSION};
 pub use model::workflow::{
-    NodeKind, NodeOptions, RetrySpec, Workflow, WorkflowBuilder, WorkflowSpec,
+    ActivationKind, NodeKind, NodeOptions, RetrySpec, Workflow, WorkflowBuilder, WorkflowSpec,
 };
 pub use model::MAX_VALUE_DEPTH;
-pub use orchestrator::{Run, RunOptions};
-pub use replay::{recorded_workflow, replay, state_at, ReplayReport, RunState};
+pub use replay::{for_each_state, history, recorded_workflow, replay, state_at, ReplayReport};
+pub use run::{derive_run_id, Recorded, ResumeOptions, Run, RunOptions};

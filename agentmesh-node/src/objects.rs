@@ -270,7 +270,7 @@ impl TryFrom<core::Event> for LogEvent {
             meta: _,
         } = e;
         let seed = match body {
-            core::EventData::RunStarted { seed, .. } => Some(seed),
+            core::EventData::RunStarted(b) => Some(b.seed),
             _ => None,
         };
         Ok(LogEvent {
@@ -333,35 +333,44 @@ pub struct LogContents {
     pub events: Vec<LogEvent>,
 }
 
-/// A torn tail cut off a log (its bytes were first copied to `brokenPath`).
-#[napi(object, object_from_js = false)]
+/// A damaged tail cut off or mended (cut bytes were first copied to `brokenPath`).
+#[napi(object, object_from_js = false, use_nullable = true)]
 pub struct Repair {
-    /// Where the torn record began (the new file length).
+    /// Offset of the first byte changed (the new end of the last record).
     pub offset: i64,
     /// How many bytes were cut.
     pub bytes: i64,
-    pub broken_path: String,
+    /// Where the cut bytes were copied (`null` when nothing was cut).
+    pub broken_path: Option<String>,
+    /// The last record was complete but its newline missing or damaged: kept, newline written.
+    pub newline_restored: bool,
 }
 
-/// What `verifyLog` found.
+/// What `verifyLog` / `checkLog` found.
 #[napi(object, object_from_js = false, use_nullable = true)]
 pub struct VerifyReport {
-    /// Run id from the header (`null` for an empty log).
-    pub run_id: Option<String>,
+    /// Run id from the header.
+    pub run_id: String,
     /// Workflow name from the header.
-    pub workflow: Option<String>,
+    pub workflow: String,
+    /// File format version.
+    pub version: u32,
     /// Number of events.
     pub events: i64,
     /// Highest seq.
     pub last_seq: i64,
-    /// Seqs below `lastSeq` not yet written: completions of activations still outstanding.
+    /// Reserved seqs below `lastSeq` not yet written: completions still outstanding.
     pub holes: Vec<i64>,
     /// Type of the final event when the run has finished (`runCompleted`, ...).
     pub finished: Option<String>,
-    /// File size after any repair.
+    /// Bytes of the verified records (after a repair: the file size).
     pub bytes: i64,
-    /// The torn-tail repair made, if any.
+    /// Offset of a damaged tail left as it is (`checkLog` never writes).
+    pub torn_at: Option<i64>,
+    /// The repair made (`verifyLog` only).
     pub repaired: Option<Repair>,
+    /// blake3 (hex) of the last record: the head of the chain.
+    pub head_hash: String,
 }
 
 impl From<core::VerifyReport> for VerifyReport {
@@ -369,26 +378,33 @@ impl From<core::VerifyReport> for VerifyReport {
         let core::VerifyReport {
             run_id,
             workflow,
+            version,
             events,
             last_seq,
             holes,
             finished,
             bytes,
+            torn_at,
             repaired,
+            head_hash,
         } = r;
         VerifyReport {
             run_id,
             workflow,
+            version,
             events: num(events),
             last_seq: num(last_seq),
             holes: holes.into_iter().map(num).collect(),
             finished,
             bytes: num(bytes),
+            torn_at: torn_at.map(num),
             repaired: repaired.map(|r| Repair {
                 offset: num(r.offset),
                 bytes: num(r.bytes),
-                broken_path: r.broken_path.to_string_lossy().into_owned(),
+                broken_path: r.broken_path.map(|p| p.to_string_lossy().into_owned()),
+                newline_restored: r.newline_restored,
             }),
+            head_hash,
         }
     }
 }

@@ -266,14 +266,14 @@ impl NativeRun {
     /// Activations not yet handed out (each is returned once).
     #[napi(catch_unwind)]
     pub fn poll(&mut self, env: &Env) -> napi::Result<Vec<Activation>> {
-        let acts = self.with(env, |r| Ok(r.poll()))?;
+        let acts = self.with(env, |r| r.poll())?;
         Ok(acts.into_iter().map(Activation::from).collect())
     }
 
     /// Activations still waiting for a completion.
     #[napi(catch_unwind)]
     pub fn outstanding(&mut self, env: &Env) -> napi::Result<Vec<Activation>> {
-        let acts = self.with(env, |r| Ok(r.outstanding()))?;
+        let acts = self.with(env, |r| r.outstanding())?;
         Ok(acts.into_iter().map(Activation::from).collect())
     }
 
@@ -376,13 +376,13 @@ impl NativeRun {
         ts_return_type = "'running' | 'waiting' | 'completed' | 'failed' | 'cancelled'"
     )]
     pub fn status(&mut self, env: &Env) -> napi::Result<&'static str> {
-        self.with(env, |r| Ok(r.status().as_str()))
+        self.with(env, |r| Ok(r.status()?.as_str()))
     }
 
     /// Status, output (completed runs) and error (failed or cancelled runs).
     #[napi(catch_unwind)]
     pub fn outcome(&mut self, env: &Env) -> napi::Result<Outcome> {
-        self.with(env, |r| Ok(r.outcome().into()))
+        self.with(env, |r| Ok(r.outcome()?.into()))
     }
 
     /// The run id.

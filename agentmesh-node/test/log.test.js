@@ -163,15 +163,19 @@ describe('a log written by the CLI', { skip: !haveCli && !process.env.CI && noCl
 
   test('verifyLog and verifyLogSync: the report `agentmesh verify --json` prints', async () => {
     const cli = JSON.parse(agentmesh(['verify', file, '--json']).stdout)
+    assert.match(cli.headHash, /^[0-9a-f]{64}$/)
     const expected = {
       runId: 'review-1',
       workflow: 'review-loop',
+      version: 2,
       events: 20,
       lastSeq: 20,
       holes: [],
       finished: 'runCompleted',
       bytes: fs.statSync(file).size,
+      tornAt: null,
       repaired: null,
+      headHash: cli.headHash,
     }
     assert.deepEqual(cli, expected)
     const pending = log.verifyLog(file)
@@ -265,7 +269,7 @@ describe('a log written by the CLI', { skip: !haveCli && !process.env.CI && noCl
     const wf = Workflow.fromFile(workflowFile)
     assert.deepEqual({ ...header, meta: undefined }, {
       format: 'agentmesh-log',
-      version: 1,
+      version: 2,
       flags: [],
       runId: 'review-1',
       workflow: { name: 'review-loop', hash: wf.hash },
@@ -332,7 +336,7 @@ describe('natively driven logs', () => {
     const size = fs.statSync(file).size
     fs.appendFileSync(file, '{"seq":9,"ty')
     const report = await log.verifyLog(file)
-    assert.deepEqual(report.repaired, { offset: size, bytes: 12, brokenPath: `${file}.broken` })
+    assert.deepEqual(report.repaired, { offset: size, bytes: 12, brokenPath: `${file}.broken`, newlineRestored: false })
     assert.equal(fs.statSync(file).size, size)
   })
 

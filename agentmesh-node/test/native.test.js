@@ -571,19 +571,24 @@ describe('log functions', () => {
   test('verifyLog reports the run; a torn tail is cut and copied aside', () => {
     const log = chainLog()
     const size = fs.statSync(log).size
-    assert.deepEqual(am.verifyLog(log), {
+    const intact = am.verifyLog(log)
+    assert.match(intact.headHash, /^[0-9a-f]{64}$/)
+    assert.deepEqual(intact, {
       runId: 'run-0c075115801b8feb',
       workflow: 'chain',
+      version: 2,
       events: 11,
       lastSeq: 11,
       holes: [],
       finished: 'runCompleted',
       bytes: size,
+      tornAt: null,
       repaired: null,
+      headHash: intact.headHash,
     })
     fs.appendFileSync(log, '{"seq":12,"ty')
     const report = am.verifyLog(log)
-    assert.deepEqual(report.repaired, { offset: size, bytes: 13, brokenPath: `${log}.broken` })
+    assert.deepEqual(report.repaired, { offset: size, bytes: 13, brokenPath: `${log}.broken`, newlineRestored: false })
     assert.equal(report.bytes, size)
     assert.equal(fs.readFileSync(`${log}.broken`, 'utf-8'), '{"seq":12,"ty')
     assert.equal(fs.statSync(log).size, size)
@@ -617,7 +622,7 @@ describe('log functions', () => {
     delete header.meta
     assert.deepEqual(header, {
       format: 'agentmesh-log',
-      version: 1,
+      version: 2,
       flags: [],
       runId: 'run-0c075115801b8feb',
       workflow: { name: 'chain', hash: chainWorkflow().hash },

@@ -190,13 +190,13 @@ impl NativeRun {
     /// Activations not yet handed out, each carrying `token` for `cancel_run`.
     #[pyo3(signature = (token=None))]
     fn poll(&self, py: Python<'_>, token: Option<Py<PyAny>>) -> PyResult<Vec<Py<Activation>>> {
-        let acts = self.with(py, |r| Ok(r.poll()))?;
+        let acts = self.with(py, |r| r.poll())?;
         wrap_all(py, acts, token.as_ref())
     }
 
     /// Activations still waiting for a completion.
     fn outstanding(&self, py: Python<'_>) -> PyResult<Vec<Py<Activation>>> {
-        let acts = self.with(py, |r| Ok(r.outstanding()))?;
+        let acts = self.with(py, |r| r.outstanding())?;
         wrap_all(py, acts, None)
     }
 
@@ -289,12 +289,12 @@ impl NativeRun {
 
     /// `running`, `waiting`, `completed`, `failed` or `cancelled`.
     fn status(&self, py: Python<'_>) -> PyResult<&'static str> {
-        self.with(py, |r| Ok(r.status().as_str()))
+        self.with(py, |r| Ok(r.status()?.as_str()))
     }
 
     /// Status, output and error, as JSON text.
     fn outcome(&self, py: Python<'_>) -> PyResult<String> {
-        self.with(py, |r| to_json(&r.outcome()))
+        self.with(py, |r| to_json(&r.outcome()?))
     }
 
     fn run_id(&self, py: Python<'_>) -> PyResult<String> {

@@ -129,20 +129,20 @@ pub fn options(run_id: Option<String>, log_dir: Option<&Path>) -> RunOptions {
 /// Errors: whatever [`Run::complete`] returns, and `INTERNAL` when the run stalls (it waits
 /// for a person, which no benchmark workflow has).
 pub fn drive_raw(run: &mut Run, payload: Payload) -> Result<Outcome> {
-    while !run.is_finished() {
-        let acts = run.poll();
+    while !run.is_finished()? {
+        let acts = run.poll()?;
         if acts.is_empty() {
             return Err(internal(format!(
                 "run '{}' is {} with nothing to do",
                 run.run_id(),
-                run.status().as_str()
+                run.status()?.as_str()
             )));
         }
         for act in acts {
             run.complete(act.id, Completion::ok(payload.output(act.visit)))?;
         }
     }
-    Ok(run.outcome())
+    run.outcome()
 }
 
 /// Start `wf` and drive it with [`drive_raw`]; fails unless the run completes.

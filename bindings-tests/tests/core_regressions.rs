@@ -22,7 +22,7 @@ fn replay_of_a_run_cancelled_after_a_later_sibling_completed() {
         },
     )
     .unwrap();
-    let acts = run.poll();
+    let acts = run.poll().unwrap();
     // `b` (completion seq 6) finishes; the run is cancelled while `a` (seq 5) still runs.
     run.complete(acts[1].id, Completion::ok(json!(1))).unwrap();
     run.cancel("stop").unwrap();

@@ -7,7 +7,8 @@ Validates
   - every script.json beside them against script.schema.json;
   - every line of every bindings-tests/vectors/*/expected.jsonl against event.schema.json,
     and that those lines are canonical (no meta, prev or hash);
-  - that the schema's event types are exactly EVENT_TYPES in agentmesh-core/src/model/event.rs;
+  - that the schema's event types are exactly the event table (`event_table!`) in
+    agentmesh-core/src/model/event.rs, in its order;
   - a set of invalid documents, each of which must be rejected (so a schema that accepts
     everything fails this script).
 
@@ -132,11 +133,11 @@ def check_files(check, v):
 
 def check_event_types(check, event_schema):
     source = (ROOT / "agentmesh-core" / "src" / "model" / "event.rs").read_text()
-    m = re.search(r"pub const EVENT_TYPES: &\[&str\] = &\[(.*?)\];", source, re.S)
+    m = re.search(r"^event_table! \{(.*?)^\}", source, re.S | re.M)
     if not m:
-        check.fail("event.rs", "EVENT_TYPES not found")
+        check.fail("event.rs", "the event_table! invocation was not found")
         return
-    in_code = re.findall(r'"([A-Za-z]+)"', m.group(1))
+    in_code = re.findall(r'^\s+[A-Za-z]+ = "([A-Za-z]+)",', m.group(1), re.M)
     in_schema = event_schema["$defs"]["event"]["properties"]["type"]["enum"]
     with_rule = [
         r["if"]["properties"]["type"]["const"]
@@ -146,7 +147,7 @@ def check_event_types(check, event_schema):
     if in_code != in_schema or sorted(in_code) != sorted(with_rule):
         check.fail(
             "event.schema.json",
-            "event types differ from EVENT_TYPES in event.rs: "
+            "event types differ from the event table in event.rs: "
             f"{in_code} vs {in_schema} / {with_rule}",
         )
     else:

@@ -19,10 +19,9 @@ use serde_json::Value;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::FsyncMode;
 use crate::model::activation::{Activation, Completion, RunStatus};
-use crate::model::event::{Failure, RunError, Usage};
-use crate::model::workflow::{NodeKind, Workflow};
-use crate::orchestrator::run::RunLog;
-use crate::orchestrator::{Run, RunOptions};
+use crate::model::failure::{Failure, RunError, Usage};
+use crate::model::workflow::{ActivationKind, Workflow};
+use crate::run::{ResumeOptions, Run, RunLog, RunOptions};
 use pool::Pool;
 
 /// What an agent or tool returns on success.
@@ -43,8 +42,35 @@ impl From<Value> for AgentOutput {
     }
 }
 
+/// What an agent or tool returns on failure: the failure, and the tokens the failed attempt
+/// spent (recorded with it). `Err(Failure::error(..).into())` when nothing was spent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentError {
+    /// Type, message, whether it may be retried.
+    pub failure: Failure,
+    /// Token usage of the failed attempt, if known.
+    pub usage: Option<Usage>,
+}
+
+impl AgentError {
+    /// Attach the tokens the failed attempt spent.
+    pub fn with_usage(mut self, usage: Usage) -> AgentError {
+        self.usage = Some(usage);
+        self
+    }
+}
+
+impl From<Failure> for AgentError {
+    fn from(failure: Failure) -> AgentError {
+        AgentError {
+            failure,
+            usage: None,
+        }
+    }
+}
+
 /// Result of an agent or tool call.
-pub type AgentResult = std::result::Result<AgentOutput, Failure>;
+pub type AgentResult = std::result::Result<AgentOutput, AgentError>;
 
 type AgentFn = Arc<dyn Fn(&Activation, &Context) -> AgentResult + Send + Sync>;
 
@@ -139,9 +165,7 @@ impl RunResult {
     ///
     /// Errors: `IO`, `LOG_CORRUPT` (a file log changed since the run).
     pub fn fingerprint(&self) -> Result<String> {
-        let mut h = crate::log::reader::HashWriter(blake3::Hasher::new());
-        self.log.write_canonical(&mut h)?;
-        Ok(h.0.finalize().to_hex().to_string())
+        self.log.fingerprint()
     }
 
     /// The canonical log (see [`crate::canonical_log`]).
@@ -297,31 +321,12 @@ impl Mesh {
     ) -> Result<RunResult> {
         // Check registration before resume touches the file (it may append lost decisions).
         self.check_registered(&crate::replay::recorded_workflow(path.as_ref())?)?;
-        let mut run = Run::resume(path, self.fsync)?;
-        // Check every approval before committing any, so a typo changes nothing.
-        let waiting: Vec<Activation> = run
-            .outstanding()
-            .into_iter()
-            .filter(|a| a.kind == NodeKind::Human)
-            .collect();
-        let mut resolved = Vec::with_capacity(approvals.len());
-        for (node, output) in approvals {
-            let Some(act) = waiting.iter().find(|a| *a.node == *node) else {
-                let names: Vec<&str> = waiting.iter().map(|a| &*a.node).collect();
-                return Err(Error::invalid_argument(format!(
-                    "node '{node}' has no pending human activation (waiting: {})",
-                    if names.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        names.join(", ")
-                    }
-                )));
-            };
-            resolved.push((act.id, output));
-        }
-        for (id, output) in resolved {
-            run.complete(id, Completion::ok(output))?;
-        }
+        let options = ResumeOptions {
+            fsync: self.fsync,
+            run_id: None,
+            approvals,
+        };
+        let mut run = Run::resume_with(path, options)?;
         self.drive(&mut run, &CancelHandle::new())?;
         result_of(run)
     }
@@ -367,8 +372,10 @@ impl Mesh {
         tx: &Sender<Msg>,
         rx: &std::sync::mpsc::Receiver<Msg>,
     ) -> Result<()> {
-        // In-flight host activations: id → deadline.
-        let mut in_flight: HashMap<u64, Option<(Instant, u64)>> = HashMap::new();
+        // In-flight host activations: id → deadline. Every activation gets a thread of its
+        // own at once (the pool grows), so its deadline, counted from its dispatch, starts
+        // when it is handed out.
+        let mut in_flight: HashMap<u64, Option<Instant>> = HashMap::new();
         let ctx = Context {
             cancel: cancel.clone(),
         };
@@ -377,48 +384,55 @@ impl Mesh {
                 run.cancel(&reason)?;
                 return Ok(());
             }
-            if run.is_finished() {
+            if run.is_finished()? {
                 return Ok(());
             }
             let acts: Vec<Activation> = run
-                .poll()
+                .poll()?
                 .into_iter()
-                .filter(|a| a.kind != NodeKind::Human)
+                .filter(|a| match a.kind {
+                    ActivationKind::Agent | ActivationKind::Tool => true,
+                    ActivationKind::Human => false,
+                })
                 .collect();
             if acts.len() == 1 && in_flight.is_empty() && acts[0].timeout_ms.is_none() {
                 // A lone activation without a deadline runs inline: no thread hop per step.
                 let act = &acts[0];
-                let completion = self.execute(act, &ctx);
+                let completion = call(&self.lookup(act), act, &ctx);
                 if cancel.is_cancelled() {
                     continue;
                 }
-                complete(run, act.id, completion)?;
+                run.complete_all(vec![(act.id, completion)])?;
                 continue;
             }
             for act in acts {
-                let deadline = act.timeout_ms.map(|t| {
-                    (
-                        Instant::now() + Duration::from_millis(act.delay_ms.saturating_add(t)),
-                        t,
-                    )
-                });
-                in_flight.insert(act.id, deadline);
+                let deadline = deadline(&act, Instant::now());
+                let id = act.id;
                 let f = self.lookup(&act);
                 let tx = tx.clone();
                 let ctx = ctx.clone();
-                self.pool.submit(Box::new(move || {
+                let submitted = self.pool.submit(Box::new(move || {
                     let completion = call(&f, &act, &ctx);
                     let _ = tx.send(Msg::Done(act.id, completion));
                 }));
+                match submitted {
+                    Ok(()) => {
+                        in_flight.insert(id, deadline);
+                    }
+                    Err(why) => {
+                        let failure = Failure::error("ThreadSpawn", why);
+                        run.complete_all(vec![(id, Completion::err(failure))])?;
+                    }
+                }
             }
             if in_flight.is_empty() {
-                if run.status() == RunStatus::Waiting {
+                if run.status()? == RunStatus::Waiting {
                     return Ok(());
                 }
                 continue;
             }
-            let next_deadline = in_flight.values().flatten().map(|(d, _)| *d).min();
-            let msg = match next_deadline {
+            let next_deadline = in_flight.values().flatten().min().copied();
+            let first = match next_deadline {
                 Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
@@ -431,36 +445,43 @@ impl Mesh {
                         .map_err(|_| Error::internal("driver channel closed"))?,
                 ),
             };
-            match msg {
-                Some(Msg::Done(id, completion)) => {
-                    // A result for an activation that already timed out is late: dropped.
+            // Every result already sent joins one commit (one fsync in `always` mode);
+            // then deadlines that passed. A result for an activation that already timed
+            // out is late: dropped.
+            let mut batch = Vec::new();
+            let mut next = first;
+            while let Some(msg) = next {
+                if let Msg::Done(id, completion) = msg {
                     if in_flight.remove(&id).is_some() {
-                        complete(run, id, completion)?;
+                        batch.push((id, completion));
                     }
                 }
-                Some(Msg::Cancel) => {}
-                None => {
-                    let now = Instant::now();
-                    let expired: Vec<(u64, u64)> = in_flight
-                        .iter()
-                        .filter_map(|(id, d)| d.filter(|(at, _)| *at <= now).map(|(_, t)| (*id, t)))
-                        .collect();
-                    let mut expired = expired;
-                    expired.sort_unstable();
-                    for (id, timeout_ms) in expired {
-                        in_flight.remove(&id);
-                        complete(run, id, Completion::err(Failure::timeout(timeout_ms)))?;
-                    }
-                }
+                next = rx.try_recv().ok();
+            }
+            if cancel.is_cancelled() {
+                continue;
+            }
+            let now = Instant::now();
+            let mut expired: Vec<u64> = in_flight
+                .iter()
+                .filter(|(_, d)| d.is_some_and(|at| at <= now))
+                .map(|(id, _)| *id)
+                .collect();
+            expired.sort_unstable();
+            for id in expired {
+                in_flight.remove(&id);
+                batch.push((id, Completion::timed_out()));
+            }
+            if !batch.is_empty() {
+                run.complete_all(batch)?;
             }
         }
     }
 
     fn lookup(&self, act: &Activation) -> AgentFn {
-        let table = if act.kind == NodeKind::Tool {
-            &self.tools
-        } else {
-            &self.agents
+        let table = match act.kind {
+            ActivationKind::Tool => &self.tools,
+            ActivationKind::Agent | ActivationKind::Human => &self.agents,
         };
         // Registration was checked before the run started.
         table.get(&*act.name).cloned().unwrap_or_else(|| {
@@ -470,14 +491,19 @@ impl Mesh {
                     "UnknownAgent",
                     format!("no agent or tool registered as '{name}'"),
                 )
-                .permanent())
+                .permanent()
+                .into())
             })
         })
     }
+}
 
-    fn execute(&self, act: &Activation, ctx: &Context) -> Completion {
-        call(&self.lookup(act), act, ctx)
-    }
+/// When activation `act`, dispatched at `dispatched`, times out: its `timeoutMs` counted from
+/// the moment it starts running, after its retry backoff (`delayMs`). Every host uses this
+/// rule, so the same agents time out alike in Rust, Python and Node.
+pub fn deadline(act: &Activation, dispatched: Instant) -> Option<Instant> {
+    act.timeout_ms
+        .map(|t| dispatched + Duration::from_millis(act.delay_ms.saturating_add(t)))
 }
 
 fn call(f: &AgentFn, act: &Activation, ctx: &Context) -> Completion {
@@ -485,41 +511,28 @@ fn call(f: &AgentFn, act: &Activation, ctx: &Context) -> Completion {
         std::thread::sleep(Duration::from_millis(act.delay_ms));
     }
     let started = Instant::now();
-    let result = match catch_unwind(AssertUnwindSafe(|| f(act, ctx))) {
-        Ok(Ok(out)) => Ok((out.output, out.usage)),
-        Ok(Err(failure)) => Err(failure),
+    let (result, usage) = match catch_unwind(AssertUnwindSafe(|| f(act, ctx))) {
+        Ok(Ok(out)) => (Ok(out.output), out.usage),
+        Ok(Err(e)) => (Err(e.failure), e.usage),
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".to_owned());
-            Err(Failure::error("panic", msg).permanent())
+            let msg = crate::error::panic_message(panic.as_ref());
+            (Err(Failure::error("panic", msg).permanent()), None)
         }
     };
-    Completion {
-        result,
-        duration_us: Some(started.elapsed().as_micros() as u64),
-    }
-}
-
-/// Complete, turning an output the log cannot hold into a recorded failure.
-fn complete(run: &mut Run, id: u64, completion: Completion) -> Result<()> {
-    match run.complete(id, completion) {
-        Err(e) if e.kind() == ErrorKind::InvalidOutput => run.complete(
-            id,
-            Completion::err(Failure::error("InvalidOutput", e.message()).permanent()),
-        ),
-        other => other,
-    }
+    let mut completion = match result {
+        Ok(v) => Completion::ok(v),
+        Err(f) => Completion::err(f),
+    };
+    completion.usage = usage;
+    completion.with_duration_us(started.elapsed().as_micros() as u64)
 }
 
 fn result_of(run: Run) -> Result<RunResult> {
-    let outcome = run.outcome();
+    let outcome = run.outcome()?;
     let waiting = run
-        .outstanding()
+        .outstanding()?
         .into_iter()
-        .filter(|a| a.kind == NodeKind::Human)
+        .filter(|a| a.kind == ActivationKind::Human)
         .collect();
     Ok(RunResult {
         run_id: run.run_id().to_owned(),

@@ -33,18 +33,23 @@ impl Pool {
         }
     }
 
-    pub(crate) fn submit(&self, job: Job) {
+    /// Run `job` on a worker: an idle one, or a new one when all are busy, so a job never
+    /// waits behind another. `Err` (the job dropped) when the OS refuses a new thread.
+    pub(crate) fn submit(&self, job: Job) -> Result<(), String> {
         let mut s = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.queue.push_back(job);
-        if s.queue.len() > s.waiting {
+        if s.queue.len() >= s.waiting {
             let inner = self.inner.clone();
-            // If the OS refuses a thread, the job stays queued for the next free worker.
-            let _ = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("agentmesh-worker".to_owned())
                 .spawn(move || worker(inner));
+            if let Err(e) = spawned {
+                return Err(format!("could not start a thread for the activation: {e}"));
+            }
         }
+        s.queue.push_back(job);
         drop(s);
         self.inner.cv.notify_one();
+        Ok(())
     }
 }
 

@@ -20,10 +20,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{AgentOutput, AgentResult, Context, Mesh};
+use super::{AgentError, AgentOutput, AgentResult, Context, Mesh};
 use crate::error::{Error, Result};
 use crate::model::activation::Activation;
-use crate::model::event::{Failure, Usage};
+use crate::model::failure::{Failure, Usage};
 use crate::model::workflow::Workflow;
 
 /// An error a scripted agent raises.
@@ -63,7 +63,7 @@ pub struct Behavior {
     /// Real time to wait first.
     #[serde(default)]
     pub delay_ms: u64,
-    /// Token usage to report.
+    /// Token usage to report (with the output, or with the error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     /// Cancel the run (before this activation's result is recorded).
@@ -135,7 +135,10 @@ impl Script {
         }
         if let Some(e) = &b.error {
             let f = Failure::error(e.error_type.clone(), e.message.clone());
-            return Err(if e.retryable { f } else { f.permanent() });
+            return Err(AgentError {
+                failure: if e.retryable { f } else { f.permanent() },
+                usage: b.usage,
+            });
         }
         Ok(AgentOutput {
             output: b.output.clone().unwrap_or_else(|| default_output(act)),

@@ -1,13 +1,20 @@
 //! The append-only, hash-chained event log (JSONL, one file per run).
+//!
+//! `reader` reads (chain, envelope, structure via `shape`, canonical order), `read` holds the
+//! read-only functions, `repair` the verification that mends a damaged tail, `writer` the
+//! appender with atomic creation.
 
 pub(crate) mod chain;
+pub(crate) mod read;
 pub(crate) mod reader;
+pub(crate) mod repair;
+pub(crate) mod shape;
 pub(crate) mod writer;
 
 pub use chain::MAX_RECORD_BYTES;
-pub use reader::{
-    canonical_log, fingerprint, read_header, read_log, verify_log, Recovery, Repair, VerifyReport,
+pub use read::{
+    canonical_log, check_log, fingerprint, read_events, read_header, read_log, LogEvents, Repair,
+    VerifyReport,
 };
-pub use writer::{log_path, validate_run_id, FsyncMode, LogWriter, BATCH_SYNC_INTERVAL};
-
-pub(crate) use writer::lock as writer_lock;
+pub use repair::verify_log;
+pub use writer::{log_path, validate_run_id, FsyncMode, BATCH_SYNC_INTERVAL};

@@ -1,65 +1,20 @@
-//! Streaming log reader, verification with torn-tail repair, and the canonical log.
+//! Reading a log: verified physical lines ([`LogReader`]), then records with their envelope
+//! and the log's structure checked ([`LogScan`]), then canonical order ([`InOrder`]). Every
+//! function that reads a log goes through these three, so all apply the same rules.
 //!
-//! Nothing here loads a whole log into memory: records are checked line by line, and the only
-//! buffer is the reorder window of one superstep's out-of-order completions.
+//! Memory does not grow with the log: one line buffer, and the completions of the open step
+//! that arrive before an earlier one (the reorder window).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-
-use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 
 use super::chain::{self, Digest, MAX_RECORD_BYTES};
+use super::shape::{step_activations, Shape};
 use crate::error::{Error, Result};
-use crate::model::event::{Event, Interner, LogHeader, LOG_FORMAT, LOG_VERSION};
-
-/// A torn tail cut off a log (its bytes were first copied to `broken_path`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Repair {
-    /// Offset where the torn record began (the new file length).
-    pub offset: u64,
-    /// How many bytes were cut.
-    pub bytes: u64,
-    /// Where they were copied.
-    pub broken_path: PathBuf,
-}
-
-/// What opening a log for writing found.
-#[derive(Debug, Clone)]
-pub struct Recovery {
-    /// The header (absent when the file was empty or only held a torn header).
-    pub header: Option<LogHeader>,
-    /// Hash of the last valid record.
-    pub(crate) last_hash: Digest,
-    /// Events in the file.
-    pub events: u64,
-    /// The repair made, if any.
-    pub repaired: Option<Repair>,
-}
-
-/// Result of [`verify_log`].
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VerifyReport {
-    /// Run id from the header (`None` for an empty log).
-    pub run_id: Option<String>,
-    /// Workflow name from the header.
-    pub workflow: Option<String>,
-    /// Number of events.
-    pub events: u64,
-    /// Highest seq.
-    pub last_seq: u64,
-    /// Seqs below `last_seq` not yet written: completions of activations still outstanding.
-    pub holes: Vec<u64>,
-    /// Type of the final event when the run has finished (`runCompleted`, ...).
-    pub finished: Option<String>,
-    /// File size after any repair.
-    pub bytes: u64,
-    /// The torn-tail repair made, if any.
-    pub repaired: Option<Repair>,
-}
+use crate::model::event::{trace_id_for, Decoder, Event, EventKind, Layout};
+use crate::model::header::LogHeader;
 
 /// One verified physical line.
 pub(crate) struct Line<'a> {
@@ -68,19 +23,34 @@ pub(crate) struct Line<'a> {
     pub head: &'a [u8],
 }
 
-/// Reads and verifies records in file order.
+/// How a log's last record ends when it is not a plain newline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// An incomplete record starts here (a torn write, or a write in progress).
+    Torn(u64),
+    /// The last record is complete and valid but its newline, at this offset, is missing
+    /// (`false`) or damaged (`true`).
+    NoNewline(u64, bool),
+}
+
+/// Reads and verifies physical lines in file order.
 pub(crate) struct LogReader<R> {
     r: R,
-    path: String,
+    pub path: String,
     offset: u64,
     prev: Digest,
     line: Vec<u8>,
-    /// Offset of an incomplete final line (a torn write, or a write in progress).
-    pub torn: Option<u64>,
-    pub header: Option<LogHeader>,
+    pub ending: Option<Ending>,
+    pub header: LogHeader,
+    pub layout: Layout,
+}
+
+fn io(path: &str, e: std::io::Error) -> Error {
+    Error::io(format!("reading {path}"), e)
 }
 
 impl LogReader<BufReader<File>> {
+    /// Open a log read-only.
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let f =
             File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
@@ -89,78 +59,127 @@ impl LogReader<BufReader<File>> {
 }
 
 impl<R: BufRead> LogReader<R> {
+    /// Read and check the header.
+    ///
+    /// Errors: `LOG_CORRUPT` (empty file, no complete header, unknown format, version or
+    /// flag, invalid run id), `IO`.
     pub(crate) fn new(r: R, path: &Path) -> Result<Self> {
+        let path = path.display().to_string();
         let mut reader = LogReader {
             r,
-            path: path.display().to_string(),
+            path,
             offset: 0,
             prev: chain::GENESIS,
             line: Vec::new(),
-            torn: None,
-            header: None,
+            ending: None,
+            header: LogHeader::new(
+                "-",
+                crate::model::header::WorkflowRef {
+                    name: String::new(),
+                    hash: String::new(),
+                },
+                0,
+                None,
+            ),
+            layout: Layout::V2,
         };
-        if let Some(line) = reader.next_line()? {
-            let offset = line.offset;
-            let mut text = line.head.to_vec();
-            text.push(b'}');
-            let header: LogHeader = serde_json::from_slice(&text).map_err(|e| {
-                Error::corrupt(
-                    offset,
-                    format!("{}: not an AgentMesh log header: {e}", reader.path),
-                )
-            })?;
-            if header.format != LOG_FORMAT || header.version != LOG_VERSION {
+        let n = reader.fill_line()?;
+        let p = reader.path.clone();
+        if n == 0 {
+            return Err(Error::corrupt(
+                0,
+                format!("{p}: empty file, not an AgentMesh log"),
+            ));
+        }
+        let complete = reader.line.last() == Some(&b'\n');
+        let body_len = if complete { n - 1 } else { n };
+        let layout = chain::layout_of_line(&reader.line[..body_len]);
+        let unsealed = chain::unseal(&reader.line[..body_len], &chain::GENESIS, layout);
+        let (head, hash) = match unsealed {
+            Ok(ok) => ok,
+            Err(why) if complete => {
+                return Err(Error::corrupt(0, format!("{p}: not an AgentMesh log header: {why}")))
+            }
+            Err(_) => {
                 return Err(Error::corrupt(
                     0,
-                    format!(
-                        "{}: unsupported log format {} v{}",
-                        reader.path, header.format, header.version
-                    ),
-                ));
+                    format!("{p}: no complete header (not an AgentMesh log, or a start that did not finish)"),
+                ))
             }
-            reader.header = Some(header);
+        };
+        let mut text = head.to_vec();
+        text.push(b'}');
+        let header: LogHeader = serde_json::from_slice(&text)
+            .map_err(|e| Error::corrupt(0, format!("{p}: not an AgentMesh log header: {e}")))?;
+        header
+            .check_format()
+            .and_then(|()| header.core_flags().map(|_| ()))
+            .map_err(|why| Error::corrupt(0, format!("{p}: {why}")))?;
+        if Layout::of_version(header.version) != layout {
+            return Err(Error::corrupt(
+                0,
+                format!(
+                    "{p}: a version {} header in another version's layout",
+                    header.version
+                ),
+            ));
+        }
+        super::writer::validate_run_id(&header.run_id)
+            .map_err(|e| Error::corrupt(0, format!("{p}: {}", e.message())))?;
+        reader.prev = hash;
+        reader.offset = n as u64;
+        reader.header = header;
+        reader.layout = layout;
+        if !complete {
+            // A complete header without its newline: the file holds nothing else.
+            reader.ending = Some(Ending::NoNewline(body_len as u64, false));
         }
         Ok(reader)
     }
 
-    /// The header, or `LOG_CORRUPT` for an empty log.
-    pub(crate) fn require_header(&self) -> Result<&LogHeader> {
-        self.header
-            .as_ref()
-            .ok_or_else(|| Error::corrupt(0, format!("{}: empty log (no header)", self.path)))
+    fn fill_line(&mut self) -> Result<usize> {
+        self.line.clear();
+        let limit = MAX_RECORD_BYTES as u64 + 2;
+        let n = (&mut self.r)
+            .take(limit)
+            .read_until(b'\n', &mut self.line)
+            .map_err(|e| io(&self.path, e))?;
+        if n as u64 == limit && self.line.last() != Some(&b'\n') {
+            return Err(Error::corrupt(
+                self.offset,
+                format!("{}: record longer than {MAX_RECORD_BYTES} bytes", self.path),
+            ));
+        }
+        Ok(n)
     }
 
     /// The next verified line; `None` at the end or at a torn final line.
     pub(crate) fn next_line(&mut self) -> Result<Option<Line<'_>>> {
-        if self.torn.is_some() {
+        if self.ending.is_some() {
             return Ok(None);
         }
-        self.line.clear();
-        let limit = (MAX_RECORD_BYTES + chain::SUFFIX_LEN + 2) as u64;
-        let n = (&mut self.r)
-            .take(limit)
-            .read_until(b'\n', &mut self.line)
-            .map_err(|e| Error::io(format!("reading {}", self.path), e))?;
+        let n = self.fill_line()?;
         if n == 0 {
             return Ok(None);
         }
         let offset = self.offset;
+        let mut body_len = n - 1;
         if self.line.last() != Some(&b'\n') {
-            if n as u64 == limit {
-                return Err(Error::corrupt(
-                    offset,
-                    format!(
-                        "{}: record longer than {} bytes",
-                        self.path, MAX_RECORD_BYTES
-                    ),
-                ));
+            // The final line has no newline. A torn write, unless it is a complete record
+            // whose newline is missing or damaged: that record is valid and is kept.
+            let whole = chain::unseal(&self.line, &self.prev, self.layout).is_ok();
+            let damaged = !whole
+                && n > 1
+                && chain::unseal(&self.line[..n - 1], &self.prev, self.layout).is_ok();
+            if !whole && !damaged {
+                self.ending = Some(Ending::Torn(offset));
+                return Ok(None);
             }
-            self.torn = Some(offset);
-            return Ok(None);
+            body_len = if whole { n } else { n - 1 };
+            self.ending = Some(Ending::NoNewline(offset + body_len as u64, damaged));
         }
         self.offset += n as u64;
-        let body = &self.line[..n - 1];
-        let (head, hash) = chain::unseal(body, &self.prev)
+        let (head, hash) = chain::unseal(&self.line[..body_len], &self.prev, self.layout)
             .map_err(|why| Error::corrupt(offset, format!("{}: {why}", self.path)))?;
         self.prev = hash;
         Ok(Some(Line { offset, head }))
@@ -170,206 +189,233 @@ impl<R: BufRead> LogReader<R> {
         self.prev
     }
 
+    /// Offset just past the last complete line read.
     pub(crate) fn end_offset(&self) -> u64 {
         self.offset
     }
 }
 
-/// Parse an event from a verified line.
-pub(crate) fn parse_event(line: &Line<'_>, scratch: &mut Vec<u8>) -> Result<Event> {
-    parse_event_interned(line, scratch, &mut Interner::default())
+/// A record with its envelope checked, borrowed from the reader or the reorder window.
+#[derive(Clone, Copy)]
+pub(crate) struct RecordRef<'a> {
+    pub offset: u64,
+    pub seq: u64,
+    pub kind: EventKind,
+    /// The physical record without chain fields and closing brace.
+    head: &'a [u8],
+    /// Where the bytes after `"type":"…"` start in `head`.
+    type_end: usize,
+    layout: Layout,
 }
 
-fn parse_event_interned(
-    line: &Line<'_>,
-    scratch: &mut Vec<u8>,
-    interner: &mut Interner,
-) -> Result<Event> {
-    scratch.clear();
-    scratch.extend_from_slice(line.head);
-    scratch.push(b'}');
-    let text = std::str::from_utf8(scratch)
-        .map_err(|_| Error::corrupt(line.offset, "record is not UTF-8"))?;
-    Event::from_json_interned(text, interner)
-        .map_err(|e| Error::corrupt(line.offset, format!("not a valid event: {e}")))
-}
+impl<'a> RecordRef<'a> {
+    /// The physical record without `meta` (and without chain fields and closing brace).
+    pub(crate) fn without_meta(&self) -> Result<&'a [u8]> {
+        chain::without_meta(self.head)
+            .ok_or_else(|| Error::corrupt(self.offset, "record has no meta"))
+    }
 
-/// Tracks seqs: each at most once, gaps only where completions are outstanding.
-#[derive(Default)]
-pub(crate) struct SeqTracker {
-    max: u64,
-    missing: BTreeSet<u64>,
-}
-
-impl SeqTracker {
-    pub(crate) fn see(&mut self, seq: u64, offset: u64) -> Result<()> {
-        if seq > self.max {
-            if seq - self.max > 1_000_000 {
-                return Err(Error::corrupt(
-                    offset,
-                    format!("seq {seq} jumps too far past {}", self.max),
-                ));
+    /// Append the canonical form of the record and `\n` to `out`; `ids` are the bytes
+    /// `,"runId":…,"traceId":…` that format-2 records leave out.
+    pub(crate) fn canonical_into(&self, ids: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let body = self.without_meta()?;
+        match self.layout {
+            Layout::V1 | Layout::Canonical => out.extend_from_slice(body),
+            Layout::V2 => {
+                out.extend_from_slice(&body[..self.type_end]);
+                out.extend_from_slice(ids);
+                out.extend_from_slice(&body[self.type_end..]);
             }
-            self.missing.extend(self.max + 1..seq);
-            self.max = seq;
-            Ok(())
-        } else if self.missing.remove(&seq) {
-            Ok(())
-        } else {
-            Err(Error::corrupt(offset, format!("seq {seq} appears twice")))
+        }
+        out.extend_from_slice(b"}\n");
+        Ok(())
+    }
+
+    /// Parse the record.
+    pub(crate) fn parse(&self, decoder: &mut Decoder, scratch: &mut Vec<u8>) -> Result<Event> {
+        scratch.clear();
+        scratch.extend_from_slice(self.head);
+        scratch.push(b'}');
+        let text = std::str::from_utf8(scratch)
+            .map_err(|_| Error::corrupt(self.offset, "record is not UTF-8"))?;
+        decoder
+            .decode(text)
+            .map_err(|e| Error::corrupt(self.offset, format!("not a valid event: {e}")))
+    }
+
+    fn to_owned(self) -> OwnedRecord {
+        OwnedRecord {
+            offset: self.offset,
+            seq: self.seq,
+            kind: self.kind,
+            head: self.head.to_vec(),
+            type_end: self.type_end,
+            layout: self.layout,
         }
     }
 }
 
-/// Verify a log opened read-write and repair a torn tail (copy to `.broken`, then cut).
-pub(crate) fn recover(path: &Path, file: &File) -> Result<Recovery> {
-    let report = scan(path, file)?;
-    Ok(Recovery {
-        header: report.1,
-        last_hash: report.2,
-        events: report.0.events,
-        repaired: report.0.repaired,
-    })
+struct OwnedRecord {
+    offset: u64,
+    seq: u64,
+    kind: EventKind,
+    head: Vec<u8>,
+    type_end: usize,
+    layout: Layout,
 }
 
-fn scan(path: &Path, mut file: &File) -> Result<(VerifyReport, Option<LogHeader>, Digest)> {
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io(format!("seeking {}", path.display()), e))?;
-    let mut reader = LogReader::new(BufReader::with_capacity(256 * 1024, file), path)?;
-    let run_id = reader.header.as_ref().map(|h| h.run_id.clone());
-    let mut seqs = SeqTracker::default();
-    let mut events = 0u64;
-    let mut finished = None;
-    // Verification checks integrity and the envelope without parsing bodies (that is what
-    // makes it fast); replay and resume parse every body fully.
-    let run_id_field = run_id
-        .as_ref()
-        .map(|id| serde_json::to_vec(id).unwrap_or_default());
-    while let Some(line) = reader.next_line()? {
-        let (seq, kind, rid) = chain::envelope(line.head).ok_or_else(|| {
-            Error::corrupt(
-                line.offset,
-                "record does not start with seq, type and runId",
-            )
-        })?;
-        if Some(rid) != run_id_field.as_deref() {
+impl OwnedRecord {
+    fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            offset: self.offset,
+            seq: self.seq,
+            kind: self.kind,
+            head: &self.head,
+            type_end: self.type_end,
+            layout: self.layout,
+        }
+    }
+}
+
+/// `,"runId":"R","traceId":"T"`: what a format-1 record has after its type, and what the
+/// canonical form of a format-2 record gets there. Run ids need no JSON escapes.
+pub(crate) fn id_fields(run_id: &str) -> Vec<u8> {
+    format!(
+        ",\"runId\":\"{run_id}\",\"traceId\":\"{}\"",
+        trace_id_for(run_id)
+    )
+    .into_bytes()
+}
+
+/// Records in file order, each verified (chain, envelope, structure).
+pub(crate) struct LogScan<R> {
+    pub reader: LogReader<R>,
+    pub shape: Shape,
+    ids: Vec<u8>,
+}
+
+impl LogScan<BufReader<File>> {
+    /// Open a log read-only.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        Ok(LogScan::new(LogReader::open(path)?))
+    }
+}
+
+impl<R: BufRead> LogScan<R> {
+    pub(crate) fn new(reader: LogReader<R>) -> Self {
+        let ids = id_fields(&reader.header.run_id);
+        LogScan {
+            reader,
+            shape: Shape::default(),
+            ids,
+        }
+    }
+
+    pub(crate) fn header(&self) -> &LogHeader {
+        &self.reader.header
+    }
+
+    /// `,"runId":…,"traceId":…` of this log.
+    pub(crate) fn ids(&self) -> &[u8] {
+        &self.ids
+    }
+
+    /// A decoder for this log's records.
+    pub(crate) fn decoder(&self) -> Decoder {
+        Decoder::for_log(&self.reader.header.run_id, self.reader.layout)
+    }
+
+    /// The next record in file order; `None` at the end (or a torn final line).
+    ///
+    /// Errors: `LOG_CORRUPT` naming the record's offset, `IO`.
+    pub(crate) fn next(&mut self) -> Result<Option<RecordRef<'_>>> {
+        let layout = self.reader.layout;
+        let Some(line) = self.reader.next_line()? else {
+            return Ok(None);
+        };
+        let (offset, head) = (line.offset, line.head);
+        let Some((seq, kind, rest)) = chain::envelope(head) else {
             return Err(Error::corrupt(
-                line.offset,
+                offset,
+                "record does not start with seq and type",
+            ));
+        };
+        let Some(kind) = EventKind::from_name(kind) else {
+            return Err(Error::corrupt(
+                offset,
+                format!("unknown event type '{}'", String::from_utf8_lossy(kind)),
+            ));
+        };
+        let type_end = head.len() - rest.len();
+        let rest = match layout {
+            Layout::V1 | Layout::Canonical => {
+                rest.strip_prefix(&self.ids[..]).ok_or_else(|| {
+                    Error::corrupt(
+                        offset,
+                        format!("event {seq} does not carry this log's runId and traceId"),
+                    )
+                })?
+            }
+            Layout::V2 => {
+                if rest.starts_with(b",\"runId\"") || rest.starts_with(b",\"traceId\"") {
+                    return Err(Error::corrupt(
+                        offset,
+                        "a format-2 record carries runId or traceId",
+                    ));
+                }
+                rest
+            }
+        };
+        let activations = match kind {
+            EventKind::StepStarted => step_activations(rest),
+            _ => None,
+        };
+        self.shape.see(seq, kind, activations, offset)?;
+        Ok(Some(RecordRef {
+            offset,
+            seq,
+            kind,
+            head,
+            type_end,
+            layout,
+        }))
+    }
+
+    /// Read to the end without looking at records (verification). A log with no complete
+    /// event is corrupt.
+    ///
+    /// Errors: `LOG_CORRUPT`, `IO`.
+    pub(crate) fn skip_to_end(&mut self) -> Result<()> {
+        while self.next()?.is_some() {}
+        self.require_events()
+    }
+
+    /// `LOG_CORRUPT` unless the log holds at least one complete event: every log the core
+    /// writes does (its file appears with `runStarted` in it).
+    pub(crate) fn require_events(&self) -> Result<()> {
+        if self.shape.events() == 0 {
+            return Err(Error::corrupt(
+                self.reader.end_offset(),
                 format!(
-                    "event {seq} belongs to run {}",
-                    String::from_utf8_lossy(rid)
+                    "{}: holds no complete event (a start that did not finish; starting the run again takes the file over)",
+                    self.reader.path
                 ),
             ));
         }
-        if !crate::model::event::EVENT_TYPES
-            .iter()
-            .any(|t| t.as_bytes() == kind)
-        {
-            return Err(Error::corrupt(
-                line.offset,
-                format!("unknown event type '{}'", String::from_utf8_lossy(kind)),
-            ));
-        }
-        if events == 0 && !(seq == 1 && kind == b"runStarted") {
-            return Err(Error::corrupt(
-                line.offset,
-                "the first event must be runStarted with seq 1",
-            ));
-        }
-        seqs.see(seq, line.offset)?;
-        if seq == seqs.max && matches!(kind, b"runCompleted" | b"runFailed" | b"runCancelled") {
-            finished = Some(String::from_utf8_lossy(kind).into_owned());
-        }
-        events += 1;
+        Ok(())
     }
-    let last_hash = reader.last_hash();
-    let end = reader.end_offset();
-    let torn = reader.torn;
-    let header = reader.header.take();
-    let repaired = match torn {
-        Some(offset) => Some(cut_tail(path, file, offset)?),
-        None => None,
-    };
-    let report = VerifyReport {
-        run_id,
-        workflow: header.as_ref().map(|h| h.workflow.name.clone()),
-        events,
-        last_seq: seqs.max,
-        holes: seqs.missing.into_iter().collect(),
-        finished,
-        bytes: end,
-        repaired,
-    };
-    Ok((report, header, last_hash))
 }
 
-fn cut_tail(path: &Path, mut file: &File, offset: u64) -> Result<Repair> {
-    let io = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
-    let mut tail = Vec::new();
-    file.seek(SeekFrom::Start(offset))
-        .map_err(|e| io("seeking", e))?;
-    file.read_to_end(&mut tail)
-        .map_err(|e| io("reading tail of", e))?;
-    let mut broken = PathBuf::from(format!("{}.broken", path.display()));
-    let mut n = 1;
-    while broken.exists() {
-        broken = PathBuf::from(format!("{}.broken.{n}", path.display()));
-        n += 1;
-    }
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut out = opts
-        .open(&broken)
-        .map_err(|e| io("creating broken-tail copy of", e))?;
-    out.write_all(&tail)
-        .and_then(|_| out.sync_all())
-        .map_err(|e| io("writing broken-tail copy of", e))?;
-    // Cut only after the copy is durable (the etcd rule).
-    file.set_len(offset)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| io("truncating", e))?;
-    Ok(Repair {
-        offset,
-        bytes: tail.len() as u64,
-        broken_path: broken,
-    })
-}
-
-/// Verify a log: hash chain, header, event structure, seq uniqueness; repair a torn tail.
-///
-/// Streams the file; memory does not grow with its size.
-///
-/// Errors: `LOG_CORRUPT` with the byte offset of the first damaged record; `IO`, also when
-/// another process is writing the log.
-pub fn verify_log(path: impl AsRef<Path>) -> Result<VerifyReport> {
-    let path = path.as_ref();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    let file = super::writer_lock(file, path)?;
-    let (mut report, _, _) = scan(path, &file)?;
-    if let Some(r) = &report.repaired {
-        report.bytes = r.offset;
-    }
-    Ok(report)
-}
-
-/// Emits items in seq order, holding back the few that arrive early.
-pub(crate) struct Reorder<T> {
+/// Emits records in canonical (seq) order, holding back the completions that arrive before
+/// an earlier one of their step.
+pub(crate) struct InOrder {
     next: u64,
-    pending: BTreeMap<u64, T>,
+    pending: BTreeMap<u64, OwnedRecord>,
 }
 
-impl<T> Reorder<T> {
+impl InOrder {
     pub(crate) fn new() -> Self {
-        Reorder {
+        InOrder {
             next: 1,
             pending: BTreeMap::new(),
         }
@@ -377,196 +423,28 @@ impl<T> Reorder<T> {
 
     pub(crate) fn push(
         &mut self,
-        seq: u64,
-        item: T,
-        mut emit: impl FnMut(T) -> Result<()>,
+        rec: RecordRef<'_>,
+        emit: &mut dyn FnMut(RecordRef<'_>) -> Result<()>,
     ) -> Result<()> {
-        if seq != self.next {
-            self.pending.insert(seq, item);
+        if rec.seq != self.next {
+            // The structure check guarantees each seq once; only reserved seqs wait here.
+            self.pending.insert(rec.seq, rec.to_owned());
             return Ok(());
         }
-        emit(item)?;
-        self.next += 1;
-        while let Some(item) = self.pending.remove(&self.next) {
-            emit(item)?;
-            self.next += 1;
+        emit(rec)?;
+        self.next = self.next.saturating_add(1);
+        while let Some(r) = self.pending.remove(&self.next) {
+            emit(r.as_ref())?;
+            self.next = self.next.saturating_add(1);
         }
         Ok(())
     }
 
-    /// Remaining items in seq order (after holes).
-    pub(crate) fn finish(self, mut emit: impl FnMut(T) -> Result<()>) -> Result<()> {
-        for (_, item) in self.pending {
-            emit(item)?;
+    /// Records still held (after holes: completions of a waiting step), in seq order.
+    pub(crate) fn finish(self, emit: &mut dyn FnMut(RecordRef<'_>) -> Result<()>) -> Result<()> {
+        for r in self.pending.values() {
+            emit(r.as_ref())?;
         }
         Ok(())
     }
-}
-
-/// Write the canonical log of `path` to `out`: header and events sorted by seq, without `meta`,
-/// `prev` and `hash`, one per line. Read-only: a torn final line is ignored, not repaired.
-/// Returns the number of events.
-///
-/// Errors: `LOG_CORRUPT`, `IO`.
-pub fn canonical_log(path: impl AsRef<Path>, out: &mut dyn Write) -> Result<u64> {
-    let path = path.as_ref();
-    let mut reader = LogReader::open(path)?;
-    let header = reader.require_header()?.clone();
-    let mut header = header;
-    header.meta = None;
-    let io = |e| Error::io("writing canonical log", e);
-    serde_json::to_writer(&mut *out, &header).map_err(|e| Error::internal(e.to_string()))?;
-    out.write_all(b"\n").map_err(io)?;
-    let mut reorder: Reorder<Vec<u8>> = Reorder::new();
-    let mut count = 0;
-    let mut write = |bytes: Vec<u8>| -> Result<()> { out.write_all(&bytes).map_err(io) };
-    while let Some(line) = reader.next_line()? {
-        let seq = chain::leading_seq(line.head)
-            .ok_or_else(|| Error::corrupt(line.offset, "record has no leading seq"))?;
-        let body = chain::canonical_body(line.head)
-            .ok_or_else(|| Error::corrupt(line.offset, "record has no meta"))?;
-        let mut canon = Vec::with_capacity(body.len() + 2);
-        canon.extend_from_slice(body);
-        canon.extend_from_slice(b"}\n");
-        reorder.push(seq, canon, &mut write)?;
-        count += 1;
-    }
-    reorder.finish(&mut write)?;
-    Ok(count)
-}
-
-/// blake3 (hex) of the canonical log: equal for equal runs, whichever host wrote them.
-///
-/// Errors: `LOG_CORRUPT`, `IO`.
-pub fn fingerprint(path: impl AsRef<Path>) -> Result<String> {
-    let mut hasher = HashWriter(blake3::Hasher::new());
-    canonical_log(path, &mut hasher)?;
-    Ok(hasher.0.finalize().to_hex().to_string())
-}
-
-pub(crate) struct HashWriter(pub blake3::Hasher);
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Read a log's header only (its first line, hash-checked). Read-only; cheap for any log size.
-///
-/// Errors: `LOG_CORRUPT` (not a log, damaged header), `IO`.
-pub fn read_header(path: impl AsRef<Path>) -> Result<LogHeader> {
-    let reader = LogReader::open(path.as_ref())?;
-    reader.require_header().cloned()
-}
-
-/// Read a log's header and its events in canonical (seq) order. Read-only.
-///
-/// Errors: `LOG_CORRUPT`, `IO`.
-pub fn read_log(path: impl AsRef<Path>) -> Result<(LogHeader, Vec<Event>)> {
-    let mut events = Vec::new();
-    let header = for_each_event(path.as_ref(), |e| {
-        events.push(e);
-        Ok(())
-    })?;
-    Ok((header, events))
-}
-
-/// One verified record, not yet parsed: its body (the JSON object without chain fields).
-pub(crate) struct Record {
-    pub offset: u64,
-    pub seq: u64,
-    body: Vec<u8>,
-}
-
-impl Record {
-    /// The event `type`.
-    pub(crate) fn kind(&self) -> &[u8] {
-        chain::envelope(&self.body).map_or(&[][..], |(_, kind, _)| kind)
-    }
-
-    /// The canonical form without its closing brace (no `meta`).
-    pub(crate) fn canonical_head(&self) -> Option<&[u8]> {
-        chain::canonical_body(&self.body[..self.body.len() - 1])
-    }
-
-    pub(crate) fn parse(&self, interner: &mut Interner) -> Result<Event> {
-        let text = std::str::from_utf8(&self.body)
-            .map_err(|_| Error::corrupt(self.offset, "record is not UTF-8"))?;
-        Event::from_json_interned(text, interner)
-            .map_err(|e| Error::corrupt(self.offset, format!("not a valid event: {e}")))
-    }
-}
-
-/// Stream a log's records in seq order to `f`, parsing only what `f` asks for. Returns the
-/// header.
-pub(crate) fn for_each_record(
-    path: &Path,
-    mut f: impl FnMut(Record, &mut Interner) -> Result<()>,
-) -> Result<LogHeader> {
-    let mut reader = LogReader::open(path)?;
-    let header = reader.require_header()?.clone();
-    let run_id = serde_json::to_vec(&header.run_id).unwrap_or_default();
-    let mut reorder: Reorder<Record> = Reorder::new();
-    let mut interner = Interner::default();
-    let mut emit = |r: Record| f(r, &mut interner);
-    while let Some(line) = reader.next_line()? {
-        let (seq, _, rid) = chain::envelope(line.head).ok_or_else(|| {
-            Error::corrupt(
-                line.offset,
-                "record does not start with seq, type and runId",
-            )
-        })?;
-        if rid != run_id.as_slice() {
-            return Err(Error::corrupt(
-                line.offset,
-                format!(
-                    "event {seq} belongs to run {}",
-                    String::from_utf8_lossy(rid)
-                ),
-            ));
-        }
-        let mut body = Vec::with_capacity(line.head.len() + 1);
-        body.extend_from_slice(line.head);
-        body.push(b'}');
-        reorder.push(
-            seq,
-            Record {
-                offset: line.offset,
-                seq,
-                body,
-            },
-            &mut emit,
-        )?;
-    }
-    reorder.finish(&mut emit)?;
-    Ok(header)
-}
-
-/// Stream a log's events in seq order to `f`. Returns the header.
-pub(crate) fn for_each_event(
-    path: &Path,
-    mut f: impl FnMut(Event) -> Result<()>,
-) -> Result<LogHeader> {
-    let mut reader = LogReader::open(path)?;
-    let header = reader.require_header()?.clone();
-    let mut reorder: Reorder<Event> = Reorder::new();
-    let mut scratch = Vec::new();
-    let mut interner = Interner::default();
-    while let Some(line) = reader.next_line()? {
-        let e = parse_event_interned(&line, &mut scratch, &mut interner)?;
-        if *e.run_id != header.run_id {
-            return Err(Error::corrupt(
-                line.offset,
-                format!("event {} belongs to run '{}'", e.seq, e.run_id),
-            ));
-        }
-        reorder.push(e.seq, e, &mut f)?;
-    }
-    reorder.finish(&mut f)?;
-    Ok(header)
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::event::{Failure, RunError, Usage};
-use super::workflow::NodeKind;
+use super::failure::{Failure, FailureKind, RunError, Usage};
+use super::workflow::ActivationKind;
 
 /// One unit of work for the host: run an agent or tool, or ask a person.
 ///
@@ -22,7 +22,7 @@ pub struct Activation {
     /// Node id.
     pub node: Arc<str>,
     /// `agent`, `tool` or `human`.
-    pub kind: NodeKind,
+    pub kind: ActivationKind,
     /// Agent or tool name; the node id for human activations.
     pub name: Arc<str>,
     /// Attempt within this visit (1-based).
@@ -31,7 +31,8 @@ pub struct Activation {
     pub visit: u64,
     /// Wait this long before starting (retry backoff).
     pub delay_ms: u64,
-    /// Deadline of this attempt, counted after the delay; the driver enforces it.
+    /// Deadline of this attempt. The driver enforces it, counted from the moment the
+    /// activation starts running (after `delay_ms`), not from when it was polled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Prompt of a human activation.
@@ -47,11 +48,15 @@ pub struct Activation {
     pub deps: BTreeMap<Arc<str>, Arc<Value>>,
 }
 
-/// What the host reports for an activation.
+/// What the host reports for an activation: its output or failure, the tokens it spent
+/// (either way), and how long it took.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Completion {
     /// Output or failure.
-    pub result: Result<(Value, Option<Usage>), Failure>,
+    pub result: Result<Value, Failure>,
+    /// Tokens spent, on success or failure (a failed paid call still spent them).
+    pub usage: Option<Usage>,
     /// How long the work took, for `meta.durUs` (not canonical).
     pub duration_us: Option<u64>,
 }
@@ -60,7 +65,8 @@ impl Completion {
     /// A successful completion.
     pub fn ok(output: Value) -> Completion {
         Completion {
-            result: Ok((output, None)),
+            result: Ok(output),
+            usage: None,
             duration_us: None,
         }
     }
@@ -69,15 +75,25 @@ impl Completion {
     pub fn err(failure: Failure) -> Completion {
         Completion {
             result: Err(failure),
+            usage: None,
             duration_us: None,
         }
     }
 
-    /// Attach token usage (successful completions only).
+    /// The activation's `timeoutMs` passed. The core records the failure every host records:
+    /// type `Timeout`, message `no result within <timeoutMs> ms`, retryable.
+    pub fn timed_out() -> Completion {
+        Completion::err(Failure {
+            kind: FailureKind::Timeout,
+            error_type: "Timeout".to_owned(),
+            message: String::new(),
+            retryable: true,
+        })
+    }
+
+    /// Attach token usage.
     pub fn with_usage(mut self, usage: Usage) -> Completion {
-        if let Ok((_, u)) = &mut self.result {
-            *u = Some(usage);
-        }
+        self.usage = Some(usage);
         self
     }
 

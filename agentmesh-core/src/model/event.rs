@@ -1,8 +1,14 @@
-//! Event records: the log's header and events, in their one wire form.
+//! Events: the one table of event types, their bodies, and their encodings.
 //!
 //! Field order is fixed (`seq`, `type`, `runId`, `traceId`, `parentSeq`, `node`, `attempt`,
-//! `data`, then `meta`), written by hand-ordered serde so that the canonical form of a record is
-//! its physical form without `meta`, `prev` and `hash`.
+//! `data`, then `meta`), written by hand-ordered serde, so the canonical form of a record is
+//! its physical form without `meta` (and, in format 1, without the chain fields). Format 2
+//! files leave out `runId` and `traceId`, which the header determines; readers put them back.
+//!
+//! Adding an event family is one line in the [`EventKind`] table plus its body type: every
+//! `match` over [`EventKind`] and [`EventData`] is exhaustive inside the crate, so the compiler
+//! names each place that must handle it (reader, replay, timeline), and the wire names, the
+//! reader's list of known types and replay's byte-compared set all come from the table.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -14,173 +20,161 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::workflow::WorkflowSpec;
+use super::failure::{Failure, RunError, Usage};
+use super::header::Meta;
+use super::limits::MAX_EVENT_BYTES;
+use super::workflow::{ActivationKind, WorkflowSpec};
 
-/// Log format name written in every header.
-pub const LOG_FORMAT: &str = "agentmesh-log";
-/// Log format version.
-pub const LOG_VERSION: u32 = 1;
-/// Core behaviour flags in effect for new runs. A behaviour change that would alter the events
-/// of an existing workflow gets a new number here (never reused), and replay honours the flags
-/// recorded in the header. None exist yet.
-pub const CORE_FLAGS: &[u32] = &[];
-
-/// Every event `type`, in the order of [`EventData`]'s variants.
-pub const EVENT_TYPES: &[&str] = &[
-    "runStarted",
-    "stepStarted",
-    "agentScheduled",
-    "toolScheduled",
-    "humanRequested",
-    "agentCompleted",
-    "toolCompleted",
-    "humanResolved",
-    "agentFailed",
-    "toolFailed",
-    "humanFailed",
-    "activationCancelled",
-    "branchDecided",
-    "nodeSkipped",
-    "outputOverridden",
-    "runCompleted",
-    "runFailed",
-    "runCancelled",
-];
-
-/// Token usage an agent may report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Usage {
-    /// Prompt tokens.
-    #[serde(default)]
-    pub input_tokens: u64,
-    /// Completion tokens.
-    #[serde(default)]
-    pub output_tokens: u64,
+/// How the orchestrator and replay treat an event type: which of its fields are decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Decided by the orchestrator from earlier events alone; every field is a decision, so
+    /// replay re-derives the record and compares it byte for byte.
+    Decision,
+    /// An activation, decided like a [`Role::Decision`]; a step's activations follow its
+    /// `stepStarted` in order, and each reserves one seq for its completion.
+    Scheduled,
+    /// A host's report for an activation, written at the seq its scheduling reserved. The
+    /// envelope (seq, type's activation kind, `parentSeq`, `node`, `attempt`) is decided;
+    /// `data` is what the host reported, fed to the orchestrator on replay.
+    Completion,
+    /// An activation closed by a cancel, at its reserved seq; decided from the cancel.
+    Cancellation,
+    /// Given by the host, not decided (the run input and seed, a fork's override, a cancel
+    /// reason); replay feeds it to the orchestrator.
+    Input,
 }
 
-/// Why an activation failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum FailureKind {
-    /// The agent returned or raised an error.
-    Error,
-    /// The driver's deadline (`timeoutMs`) passed first.
-    Timeout,
-}
-
-/// A failed activation: what the host reports and what the log records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Failure {
-    /// Error or timeout.
-    pub kind: FailureKind,
-    /// Error type name (a Python exception class, a JS error name, a Rust type).
-    #[serde(rename = "type")]
-    pub error_type: String,
-    /// Message.
-    pub message: String,
-    /// Whether the node's retry policy may retry it.
-    pub retryable: bool,
-}
-
-impl Failure {
-    /// A retryable error of `error_type`.
-    pub fn error(error_type: impl Into<String>, message: impl Into<String>) -> Failure {
-        Failure {
-            kind: FailureKind::Error,
-            error_type: error_type.into(),
-            message: message.into(),
-            retryable: true,
-        }
+impl Role {
+    /// Whether events of this role sit at a seq reserved when their step was scheduled (and
+    /// so may be written out of seq order while the step is open).
+    pub fn fills_reserved_seq(self) -> bool {
+        matches!(self, Role::Completion | Role::Cancellation)
     }
 
-    /// Mark as not retryable.
-    pub fn permanent(mut self) -> Failure {
-        self.retryable = false;
-        self
-    }
-
-    /// The failure a driver records when `timeout_ms` passed (retryable).
-    pub fn timeout(timeout_ms: u64) -> Failure {
-        Failure {
-            kind: FailureKind::Timeout,
-            error_type: "Timeout".to_owned(),
-            message: format!("no result within {timeout_ms} ms"),
-            retryable: true,
+    /// Whether every field is decided by the orchestrator (replay compares the whole record).
+    pub fn is_decided(self) -> bool {
+        match self {
+            Role::Decision | Role::Scheduled | Role::Cancellation => true,
+            Role::Completion | Role::Input => false,
         }
     }
 }
 
-/// The error a failed run records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RunError {
-    /// Stable error code (`AGENT_FAILED`, `TIMEOUT`, `LIMIT_EXCEEDED`, ...).
-    pub code: String,
-    /// Message.
-    pub message: String,
-    /// The node that failed the run, if one did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
+macro_rules! event_table {
+    ($( $(#[$doc:meta])* $kind:ident = $name:literal, $role:ident, ends_run: $ends:literal; )*) => {
+        /// Every event type: the one table of wire names and roles.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum EventKind {
+            $( $(#[$doc])* $kind, )*
+        }
+
+        impl EventKind {
+            /// Every type, in table order.
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$kind),*];
+
+            /// The wire `type`.
+            pub const fn name(self) -> &'static str {
+                match self { $(EventKind::$kind => $name),* }
+            }
+
+            /// How the orchestrator and replay treat events of this type.
+            pub const fn role(self) -> Role {
+                match self { $(EventKind::$kind => Role::$role),* }
+            }
+
+            /// Whether an event of this type is the last of a finished run.
+            pub const fn ends_run(self) -> bool {
+                match self { $(EventKind::$kind => $ends),* }
+            }
+
+            /// The type with wire name `name`.
+            pub fn from_name(name: &[u8]) -> Option<EventKind> {
+                $( if name == $name.as_bytes() { return Some(EventKind::$kind); } )*
+                None
+            }
+        }
+    };
 }
 
-/// Parent link of a forked run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ParentRef {
-    /// Run id of the parent.
-    pub run_id: String,
-    /// Last parent event copied into the fork.
-    pub seq: u64,
+event_table! {
+    /// The first event: workflow, input and seed.
+    RunStarted = "runStarted", Input, ends_run: false;
+    /// A superstep begins; its activations follow.
+    StepStarted = "stepStarted", Decision, ends_run: false;
+    /// An agent activation.
+    AgentScheduled = "agentScheduled", Scheduled, ends_run: false;
+    /// A tool activation.
+    ToolScheduled = "toolScheduled", Scheduled, ends_run: false;
+    /// A human activation.
+    HumanRequested = "humanRequested", Scheduled, ends_run: false;
+    /// An agent's output.
+    AgentCompleted = "agentCompleted", Completion, ends_run: false;
+    /// A tool's output.
+    ToolCompleted = "toolCompleted", Completion, ends_run: false;
+    /// A person's decision.
+    HumanResolved = "humanResolved", Completion, ends_run: false;
+    /// An agent's failure.
+    AgentFailed = "agentFailed", Completion, ends_run: false;
+    /// A tool's failure.
+    ToolFailed = "toolFailed", Completion, ends_run: false;
+    /// A human activation that failed.
+    HumanFailed = "humanFailed", Completion, ends_run: false;
+    /// An activation closed by a cancel.
+    ActivationCancelled = "activationCancelled", Cancellation, ends_run: false;
+    /// A branch's choice.
+    BranchDecided = "branchDecided", Decision, ends_run: false;
+    /// A node not on the chosen path.
+    NodeSkipped = "nodeSkipped", Decision, ends_run: false;
+    /// A node output replaced at a fork point.
+    OutputOverridden = "outputOverridden", Input, ends_run: false;
+    /// The run completed.
+    RunCompleted = "runCompleted", Decision, ends_run: true;
+    /// The run failed.
+    RunFailed = "runFailed", Decision, ends_run: true;
+    /// The run was cancelled.
+    RunCancelled = "runCancelled", Input, ends_run: true;
 }
 
-/// Workflow identity in the header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WorkflowRef {
-    /// Workflow name.
-    pub name: String,
-    /// blake3 of the canonical workflow JSON.
-    pub hash: String,
+/// Every wire `type`, in table order.
+pub fn event_type_names() -> impl Iterator<Item = &'static str> {
+    EventKind::ALL.iter().map(|k| k.name())
 }
 
-/// Wall-clock metadata; never part of the canonical log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Meta {
-    /// Unix time in milliseconds when the record was appended.
-    pub at: u64,
-    /// How long the activation ran (completion events), in microseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dur_us: Option<u64>,
+fn one_u64() -> u64 {
+    1
+}
+fn is_one_u64(v: &u64) -> bool {
+    *v == 1
+}
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
-/// First line of every log.
+/// Body of `runStarted`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LogHeader {
-    /// Always [`LOG_FORMAT`].
-    pub format: String,
-    /// Format version ([`LOG_VERSION`]).
-    pub version: u32,
-    /// Core behaviour flags in effect.
-    pub flags: Vec<u32>,
-    /// Run id.
-    pub run_id: String,
-    /// Workflow identity.
-    pub workflow: WorkflowRef,
-    /// Run seed.
+pub struct RunStarted {
+    /// The workflow, in canonical form.
+    pub workflow: Box<WorkflowSpec>,
+    /// The run input.
+    pub input: Arc<Value>,
+    /// The run seed.
     pub seed: u64,
-    /// Tenant, when the host set one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
-    /// Parent of a forked run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<ParentRef>,
-    /// Creation time; not canonical.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Meta>,
+}
+
+/// Body of `stepStarted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepStarted {
+    /// Step number, from 1.
+    pub step: u64,
+    /// How many activations the step has (their events follow).
+    pub activations: u64,
 }
 
 /// Body of `agentScheduled`, `toolScheduled` and `humanRequested`.
@@ -210,19 +204,6 @@ pub struct Scheduled {
     pub retry_of: Option<u64>,
 }
 
-fn one_u64() -> u64 {
-    1
-}
-fn is_one_u64(v: &u64) -> bool {
-    *v == 1
-}
-fn is_zero(v: &u64) -> bool {
-    *v == 0
-}
-fn is_false(v: &bool) -> bool {
-    !*v
-}
-
 /// Body of a successful completion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -234,294 +215,187 @@ pub struct Completed {
     pub usage: Option<Usage>,
 }
 
-/// Event bodies, one variant per event type.
-#[derive(Debug, Clone, PartialEq)]
-#[allow(missing_docs)]
-pub enum EventData {
-    RunStarted {
-        workflow: Box<WorkflowSpec>,
-        input: Arc<Value>,
-        seed: u64,
-    },
-    StepStarted {
-        step: u64,
-        activations: u64,
-    },
-    AgentScheduled(Scheduled),
-    ToolScheduled(Scheduled),
-    HumanRequested(Scheduled),
-    AgentCompleted(Completed),
-    ToolCompleted(Completed),
-    HumanResolved(Completed),
-    AgentFailed {
-        error: Failure,
-    },
-    ToolFailed {
-        error: Failure,
-    },
-    HumanFailed {
-        error: Failure,
-    },
-    ActivationCancelled {
-        reason: String,
-    },
-    BranchDecided {
-        case: Option<u64>,
-        goto: Option<String>,
-        loop_back: bool,
-    },
-    NodeSkipped,
-    OutputOverridden {
-        output: Arc<Value>,
-    },
-    RunCompleted {
-        output: Value,
-    },
-    RunFailed {
-        error: RunError,
-    },
-    RunCancelled {
-        reason: String,
-    },
+/// Body of a failed completion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Failed {
+    /// What went wrong.
+    pub error: Failure,
+    /// Tokens the failed attempt spent, when reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
-// Serde shapes of the small bodies.
-#[derive(Serialize, Deserialize)]
+/// Body of `activationCancelled` and `runCancelled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RunStartedBody {
-    workflow: Box<WorkflowSpec>,
-    input: Arc<Value>,
-    seed: u64,
+pub struct Reason {
+    /// Why.
+    pub reason: String,
 }
-#[derive(Serialize, Deserialize)]
+
+/// Body of `branchDecided`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StepBody {
-    step: u64,
-    activations: u64,
-}
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct FailedBody {
-    error: Failure,
-}
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ReasonBody {
-    reason: String,
-}
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct BranchBody {
-    case: Option<u64>,
-    goto: Option<String>,
+pub struct BranchDecided {
+    /// Index of the case that held; `null` for the default or no choice.
+    pub case: Option<u64>,
+    /// The chosen node; `null` when none.
+    pub goto: Option<String>,
+    /// Whether the goto jumps back into a loop.
     #[serde(default, rename = "loop", skip_serializing_if = "is_false")]
-    loop_back: bool,
+    pub loop_back: bool,
 }
+
+/// Body of `outputOverridden`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Overridden {
+    /// The replacement output.
+    pub output: Arc<Value>,
+}
+
+/// Body of `runCompleted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunCompleted {
+    /// The terminal nodes' outputs, by node id.
+    pub output: Value,
+}
+
+/// Body of `runFailed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunFailed {
+    /// Why the run failed.
+    pub error: RunError,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EmptyBody {}
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct OverrideBody {
-    output: Arc<Value>,
-}
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct OutputBody {
-    output: Value,
-}
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RunFailedBody {
-    error: RunError,
+struct Empty {}
+
+/// Event bodies. Activation families carry the [`ActivationKind`] that picks the wire name
+/// (`agentCompleted`, `toolCompleted`, `humanResolved`, ...).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EventData {
+    /// `runStarted`.
+    RunStarted(RunStarted),
+    /// `stepStarted`.
+    StepStarted(StepStarted),
+    /// `agentScheduled`, `toolScheduled`, `humanRequested`.
+    Scheduled(ActivationKind, Scheduled),
+    /// `agentCompleted`, `toolCompleted`, `humanResolved`.
+    Completed(ActivationKind, Completed),
+    /// `agentFailed`, `toolFailed`, `humanFailed`.
+    Failed(ActivationKind, Failed),
+    /// `activationCancelled`.
+    ActivationCancelled(Reason),
+    /// `branchDecided`.
+    BranchDecided(BranchDecided),
+    /// `nodeSkipped` (body `{}`).
+    NodeSkipped,
+    /// `outputOverridden`.
+    OutputOverridden(Overridden),
+    /// `runCompleted`.
+    RunCompleted(RunCompleted),
+    /// `runFailed`.
+    RunFailed(RunFailed),
+    /// `runCancelled`.
+    RunCancelled(Reason),
 }
 
 impl EventData {
-    /// The wire `type`.
-    pub fn type_name(&self) -> &'static str {
+    /// The event type.
+    pub fn kind(&self) -> EventKind {
+        use ActivationKind as A;
         match self {
-            EventData::RunStarted { .. } => "runStarted",
-            EventData::StepStarted { .. } => "stepStarted",
-            EventData::AgentScheduled(_) => "agentScheduled",
-            EventData::ToolScheduled(_) => "toolScheduled",
-            EventData::HumanRequested(_) => "humanRequested",
-            EventData::AgentCompleted(_) => "agentCompleted",
-            EventData::ToolCompleted(_) => "toolCompleted",
-            EventData::HumanResolved(_) => "humanResolved",
-            EventData::AgentFailed { .. } => "agentFailed",
-            EventData::ToolFailed { .. } => "toolFailed",
-            EventData::HumanFailed { .. } => "humanFailed",
-            EventData::ActivationCancelled { .. } => "activationCancelled",
-            EventData::BranchDecided { .. } => "branchDecided",
-            EventData::NodeSkipped => "nodeSkipped",
-            EventData::OutputOverridden { .. } => "outputOverridden",
-            EventData::RunCompleted { .. } => "runCompleted",
-            EventData::RunFailed { .. } => "runFailed",
-            EventData::RunCancelled { .. } => "runCancelled",
+            EventData::RunStarted(_) => EventKind::RunStarted,
+            EventData::StepStarted(_) => EventKind::StepStarted,
+            EventData::Scheduled(k, _) => match k {
+                A::Agent => EventKind::AgentScheduled,
+                A::Tool => EventKind::ToolScheduled,
+                A::Human => EventKind::HumanRequested,
+            },
+            EventData::Completed(k, _) => match k {
+                A::Agent => EventKind::AgentCompleted,
+                A::Tool => EventKind::ToolCompleted,
+                A::Human => EventKind::HumanResolved,
+            },
+            EventData::Failed(k, _) => match k {
+                A::Agent => EventKind::AgentFailed,
+                A::Tool => EventKind::ToolFailed,
+                A::Human => EventKind::HumanFailed,
+            },
+            EventData::ActivationCancelled(_) => EventKind::ActivationCancelled,
+            EventData::BranchDecided(_) => EventKind::BranchDecided,
+            EventData::NodeSkipped => EventKind::NodeSkipped,
+            EventData::OutputOverridden(_) => EventKind::OutputOverridden,
+            EventData::RunCompleted(_) => EventKind::RunCompleted,
+            EventData::RunFailed(_) => EventKind::RunFailed,
+            EventData::RunCancelled(_) => EventKind::RunCancelled,
         }
     }
 
-    /// Whether this is the completion of an activation (written at its reserved seq).
+    /// The wire `type`.
+    pub fn type_name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Whether this is written at a reserved seq (a completion or `activationCancelled`).
     pub fn is_completion(&self) -> bool {
-        matches!(
-            self,
-            EventData::AgentCompleted(_)
-                | EventData::ToolCompleted(_)
-                | EventData::HumanResolved(_)
-                | EventData::AgentFailed { .. }
-                | EventData::ToolFailed { .. }
-                | EventData::HumanFailed { .. }
-                | EventData::ActivationCancelled { .. }
-        )
+        self.kind().role().fills_reserved_seq()
     }
 
     fn serialize_body<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
         match self {
-            EventData::RunStarted {
-                workflow,
-                input,
-                seed,
-            } => map.serialize_entry(
-                "data",
-                &RunStartedBody {
-                    workflow: workflow.clone(),
-                    input: input.clone(),
-                    seed: *seed,
-                },
-            ),
-            EventData::StepStarted { step, activations } => map.serialize_entry(
-                "data",
-                &StepBody {
-                    step: *step,
-                    activations: *activations,
-                },
-            ),
-            EventData::AgentScheduled(s)
-            | EventData::ToolScheduled(s)
-            | EventData::HumanRequested(s) => map.serialize_entry("data", s),
-            EventData::AgentCompleted(c)
-            | EventData::ToolCompleted(c)
-            | EventData::HumanResolved(c) => map.serialize_entry("data", c),
-            EventData::AgentFailed { error }
-            | EventData::ToolFailed { error }
-            | EventData::HumanFailed { error } => {
-                map.serialize_entry("data", &FailedBodyRef { error })
+            EventData::RunStarted(b) => map.serialize_entry("data", b),
+            EventData::StepStarted(b) => map.serialize_entry("data", b),
+            EventData::Scheduled(_, b) => map.serialize_entry("data", b),
+            EventData::Completed(_, b) => map.serialize_entry("data", b),
+            EventData::Failed(_, b) => map.serialize_entry("data", b),
+            EventData::ActivationCancelled(b) | EventData::RunCancelled(b) => {
+                map.serialize_entry("data", b)
             }
-            EventData::ActivationCancelled { reason } | EventData::RunCancelled { reason } => {
-                map.serialize_entry("data", &ReasonBodyRef { reason })
-            }
-            EventData::BranchDecided {
-                case,
-                goto,
-                loop_back,
-            } => map.serialize_entry(
-                "data",
-                &BranchBody {
-                    case: *case,
-                    goto: goto.clone(),
-                    loop_back: *loop_back,
-                },
-            ),
-            EventData::NodeSkipped => map.serialize_entry("data", &EmptyBody {}),
-            EventData::OutputOverridden { output } => map.serialize_entry(
-                "data",
-                &OverrideBody {
-                    output: output.clone(),
-                },
-            ),
-            EventData::RunCompleted { output } => {
-                map.serialize_entry("data", &OutputBodyRef { output })
-            }
-            EventData::RunFailed { error } => {
-                map.serialize_entry("data", &RunFailedBodyRef { error })
-            }
+            EventData::BranchDecided(b) => map.serialize_entry("data", b),
+            EventData::NodeSkipped => map.serialize_entry("data", &Empty {}),
+            EventData::OutputOverridden(b) => map.serialize_entry("data", b),
+            EventData::RunCompleted(b) => map.serialize_entry("data", b),
+            EventData::RunFailed(b) => map.serialize_entry("data", b),
         }
     }
 
-    fn parse(kind: &str, raw: &RawValue) -> serde_json::Result<EventData> {
+    fn parse(kind: EventKind, raw: &RawValue) -> serde_json::Result<EventData> {
+        use ActivationKind as A;
         let text = raw.get();
+        fn from<'a, T: Deserialize<'a>>(text: &'a str) -> serde_json::Result<T> {
+            serde_json::from_str(text)
+        }
         Ok(match kind {
-            "runStarted" => {
-                let b: RunStartedBody = serde_json::from_str(text)?;
-                EventData::RunStarted {
-                    workflow: b.workflow,
-                    input: b.input,
-                    seed: b.seed,
-                }
-            }
-            "stepStarted" => {
-                let b: StepBody = serde_json::from_str(text)?;
-                EventData::StepStarted {
-                    step: b.step,
-                    activations: b.activations,
-                }
-            }
-            "agentScheduled" => EventData::AgentScheduled(serde_json::from_str(text)?),
-            "toolScheduled" => EventData::ToolScheduled(serde_json::from_str(text)?),
-            "humanRequested" => EventData::HumanRequested(serde_json::from_str(text)?),
-            "agentCompleted" => EventData::AgentCompleted(serde_json::from_str(text)?),
-            "toolCompleted" => EventData::ToolCompleted(serde_json::from_str(text)?),
-            "humanResolved" => EventData::HumanResolved(serde_json::from_str(text)?),
-            "agentFailed" => EventData::AgentFailed {
-                error: serde_json::from_str::<FailedBody>(text)?.error,
-            },
-            "toolFailed" => EventData::ToolFailed {
-                error: serde_json::from_str::<FailedBody>(text)?.error,
-            },
-            "humanFailed" => EventData::HumanFailed {
-                error: serde_json::from_str::<FailedBody>(text)?.error,
-            },
-            "activationCancelled" => EventData::ActivationCancelled {
-                reason: serde_json::from_str::<ReasonBody>(text)?.reason,
-            },
-            "branchDecided" => {
-                let b: BranchBody = serde_json::from_str(text)?;
-                EventData::BranchDecided {
-                    case: b.case,
-                    goto: b.goto,
-                    loop_back: b.loop_back,
-                }
-            }
-            "nodeSkipped" => {
-                let _: EmptyBody = serde_json::from_str(text)?;
+            EventKind::RunStarted => EventData::RunStarted(from(text)?),
+            EventKind::StepStarted => EventData::StepStarted(from(text)?),
+            EventKind::AgentScheduled => EventData::Scheduled(A::Agent, from(text)?),
+            EventKind::ToolScheduled => EventData::Scheduled(A::Tool, from(text)?),
+            EventKind::HumanRequested => EventData::Scheduled(A::Human, from(text)?),
+            EventKind::AgentCompleted => EventData::Completed(A::Agent, from(text)?),
+            EventKind::ToolCompleted => EventData::Completed(A::Tool, from(text)?),
+            EventKind::HumanResolved => EventData::Completed(A::Human, from(text)?),
+            EventKind::AgentFailed => EventData::Failed(A::Agent, from(text)?),
+            EventKind::ToolFailed => EventData::Failed(A::Tool, from(text)?),
+            EventKind::HumanFailed => EventData::Failed(A::Human, from(text)?),
+            EventKind::ActivationCancelled => EventData::ActivationCancelled(from(text)?),
+            EventKind::BranchDecided => EventData::BranchDecided(from(text)?),
+            EventKind::NodeSkipped => {
+                let Empty {} = from(text)?;
                 EventData::NodeSkipped
             }
-            "outputOverridden" => EventData::OutputOverridden {
-                output: serde_json::from_str::<OverrideBody>(text)?.output,
-            },
-            "runCompleted" => EventData::RunCompleted {
-                output: serde_json::from_str::<OutputBody>(text)?.output,
-            },
-            "runFailed" => EventData::RunFailed {
-                error: serde_json::from_str::<RunFailedBody>(text)?.error,
-            },
-            "runCancelled" => EventData::RunCancelled {
-                reason: serde_json::from_str::<ReasonBody>(text)?.reason,
-            },
-            other => {
-                return Err(serde_json::Error::custom(format!(
-                    "unknown event type '{other}'"
-                )))
-            }
+            EventKind::OutputOverridden => EventData::OutputOverridden(from(text)?),
+            EventKind::RunCompleted => EventData::RunCompleted(from(text)?),
+            EventKind::RunFailed => EventData::RunFailed(from(text)?),
+            EventKind::RunCancelled => EventData::RunCancelled(from(text)?),
         })
     }
-}
-
-#[derive(Serialize)]
-struct FailedBodyRef<'a> {
-    error: &'a Failure,
-}
-#[derive(Serialize)]
-struct ReasonBodyRef<'a> {
-    reason: &'a str,
-}
-#[derive(Serialize)]
-struct OutputBodyRef<'a> {
-    output: &'a Value,
-}
-#[derive(Serialize)]
-struct RunFailedBodyRef<'a> {
-    error: &'a RunError,
 }
 
 /// One event of a run.
@@ -531,7 +405,7 @@ pub struct Event {
     pub seq: u64,
     /// Run id.
     pub run_id: Arc<str>,
-    /// W3C trace id derived from the run id.
+    /// W3C trace id derived from the run id ([`trace_id_for`]).
     pub trace_id: Arc<str>,
     /// The event that caused this one.
     pub parent_seq: Option<u64>,
@@ -545,7 +419,17 @@ pub struct Event {
     pub meta: Option<Meta>,
 }
 
+/// Trace id (W3C, 32 hex digits) derived from a run id.
+pub fn trace_id_for(run_id: &str) -> String {
+    blake3::hash(run_id.as_bytes()).to_hex()[..32].to_owned()
+}
+
 impl Event {
+    /// The event type.
+    pub fn kind(&self) -> EventKind {
+        self.data.kind()
+    }
+
     /// The wire `type`.
     pub fn type_name(&self) -> &'static str {
         self.data.type_name()
@@ -564,58 +448,125 @@ impl Event {
 
     /// Canonical JSON (no `meta`), one line without the newline.
     pub fn to_canonical_json(&self) -> String {
-        serde_json::to_string(&Canonical(self)).expect("events serialize")
+        serde_json::to_string(&Encoded::canonical(self)).expect("events serialize")
+    }
+
+    /// `INVALID_OUTPUT` when this event's canonical form, `canonical_len` bytes, is over
+    /// [`MAX_EVENT_BYTES`]: one rule for memory and file logs of every format.
+    pub(crate) fn check_size(&self, canonical_len: usize) -> crate::Result<()> {
+        if canonical_len <= MAX_EVENT_BYTES {
+            return Ok(());
+        }
+        Err(crate::Error::new(
+            crate::ErrorKind::InvalidOutput,
+            format!(
+                "{} record for node '{}' is {canonical_len} bytes; the limit is {MAX_EVENT_BYTES} bytes",
+                self.type_name(),
+                self.node.as_deref().unwrap_or("-"),
+            ),
+        ))
+    }
+
+    /// The length of the canonical form, without building it.
+    pub(crate) fn canonical_len(&self) -> usize {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0 += b.len();
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut c = Count(0);
+        serde_json::to_writer(&mut c, &Encoded::canonical(self)).expect("events serialize");
+        c.0
+    }
+
+    /// Parse one record in canonical form or as a format-1 physical line (JSON text).
+    pub fn from_json(text: &str) -> serde_json::Result<Event> {
+        serde_json::from_str(text)
+    }
+}
+
+/// Which fields a record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// The canonical form: with `runId` and `traceId`, without `meta`.
+    Canonical,
+    /// File format 1: `runId`, `traceId`, then `meta` (the chain follows).
+    V1,
+    /// File format 2: no `runId`/`traceId` (the header has them), then `meta`.
+    V2,
+}
+
+impl Layout {
+    /// The physical layout of file format `version` (checked by the reader before).
+    pub(crate) fn of_version(version: u32) -> Layout {
+        if version >= 2 {
+            Layout::V2
+        } else {
+            Layout::V1
+        }
+    }
+}
+
+/// An event in one layout, with the `meta` to write (physical layouts).
+pub(crate) struct Encoded<'a> {
+    pub event: &'a Event,
+    pub layout: Layout,
+    pub meta: Option<Meta>,
+}
+
+impl<'a> Encoded<'a> {
+    pub(crate) fn canonical(event: &'a Event) -> Encoded<'a> {
+        Encoded {
+            event,
+            layout: Layout::Canonical,
+            meta: None,
+        }
     }
 }
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_event(self, self.meta.as_ref(), serializer)
+        Encoded {
+            event: self,
+            layout: Layout::V1,
+            meta: self.meta,
+        }
+        .serialize(serializer)
     }
 }
 
-/// An event serialized in canonical form (without `meta`).
-pub(crate) struct Canonical<'a>(pub &'a Event);
-
-impl Serialize for Canonical<'_> {
+impl Serialize for Encoded<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_event(self.0, None, serializer)
+        let e = self.event;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("seq", &e.seq)?;
+        map.serialize_entry("type", e.type_name())?;
+        if self.layout != Layout::V2 {
+            map.serialize_entry("runId", &*e.run_id)?;
+            map.serialize_entry("traceId", &*e.trace_id)?;
+        }
+        if let Some(p) = e.parent_seq {
+            map.serialize_entry("parentSeq", &p)?;
+        }
+        if let Some(n) = &e.node {
+            map.serialize_entry("node", &**n)?;
+        }
+        if let Some(a) = e.attempt {
+            map.serialize_entry("attempt", &a)?;
+        }
+        e.data.serialize_body(&mut map)?;
+        if self.layout != Layout::Canonical {
+            if let Some(m) = &self.meta {
+                map.serialize_entry("meta", m)?;
+            }
+        }
+        map.end()
     }
-}
-
-/// An event serialized with the given `meta` in place of its own (what the log writer stores).
-pub(crate) struct Stamped<'a>(pub &'a Event, pub Meta);
-
-impl Serialize for Stamped<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_event(self.0, Some(&self.1), serializer)
-    }
-}
-
-fn serialize_event<S: Serializer>(
-    e: &Event,
-    meta: Option<&Meta>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    let mut map = serializer.serialize_map(None)?;
-    map.serialize_entry("seq", &e.seq)?;
-    map.serialize_entry("type", e.type_name())?;
-    map.serialize_entry("runId", &*e.run_id)?;
-    map.serialize_entry("traceId", &*e.trace_id)?;
-    if let Some(p) = e.parent_seq {
-        map.serialize_entry("parentSeq", &p)?;
-    }
-    if let Some(n) = &e.node {
-        map.serialize_entry("node", &**n)?;
-    }
-    if let Some(a) = e.attempt {
-        map.serialize_entry("attempt", &a)?;
-    }
-    e.data.serialize_body(&mut map)?;
-    if let Some(m) = meta {
-        map.serialize_entry("meta", m)?;
-    }
-    map.end()
 }
 
 #[derive(Deserialize)]
@@ -624,10 +575,10 @@ struct RawEvent<'a> {
     seq: u64,
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    #[serde(borrow)]
-    run_id: Cow<'a, str>,
-    #[serde(borrow)]
-    trace_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    run_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    trace_id: Option<Cow<'a, str>>,
     #[serde(default)]
     parent_seq: Option<u64>,
     #[serde(default, borrow)]
@@ -638,7 +589,8 @@ struct RawEvent<'a> {
     data: &'a RawValue,
     #[serde(default)]
     meta: Option<Meta>,
-    // Chain fields are accepted so a physical line parses whole; the log layer checks them.
+    // Format-1 chain fields are accepted so a physical line parses whole; the log layer
+    // checks them.
     #[serde(default)]
     #[allow(dead_code)]
     prev: Option<&'a str>,
@@ -650,68 +602,199 @@ struct RawEvent<'a> {
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Event, D::Error> {
         let raw = RawEvent::deserialize(deserializer)?;
-        raw.into_event(&mut Interner::uncached())
+        raw.into_event(&mut Decoder::standalone())
             .map_err(D::Error::custom)
     }
 }
 
-/// Shares the few distinct strings of a log (run id, trace id, node ids) across its events,
-/// so reading a long log does not allocate them once per event.
-#[derive(Default)]
-pub(crate) struct Interner {
+/// Turns records of one log into events: shares the few distinct strings of a log (run id,
+/// trace id, node ids) across its events, and supplies the run and trace ids that format-2
+/// records leave out.
+pub(crate) struct Decoder {
     strings: HashSet<Arc<str>>,
-    uncached: bool,
+    cache: bool,
+    /// `(runId, traceId)` of the log, for format-2 records.
+    ids: Option<(Arc<str>, Arc<str>)>,
+    layout: Layout,
 }
 
-impl Interner {
-    /// An interner that only allocates (for parsing one event on its own).
-    fn uncached() -> Interner {
-        Interner {
+impl Decoder {
+    /// A decoder for the records of one log in `layout`, whose header names `run_id`.
+    pub(crate) fn for_log(run_id: &str, layout: Layout) -> Decoder {
+        Decoder {
             strings: HashSet::new(),
-            uncached: true,
+            cache: true,
+            ids: Some((run_id.into(), trace_id_for(run_id).into())),
+            layout,
         }
     }
 
-    fn get(&mut self, s: &str) -> Arc<str> {
-        if self.uncached {
+    /// A decoder for one canonical or format-1 record on its own.
+    fn standalone() -> Decoder {
+        Decoder {
+            strings: HashSet::new(),
+            cache: false,
+            ids: None,
+            layout: Layout::V1,
+        }
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if !self.cache {
             return s.into();
         }
         if let Some(a) = self.strings.get(s) {
             return a.clone();
         }
         let a: Arc<str> = s.into();
+        // Node ids are few; a log with very many distinct strings just stops sharing them.
         if self.strings.len() < 100_000 {
             self.strings.insert(a.clone());
         }
         a
     }
+
+    /// Parse one record (the JSON object, without chain fields of format 1 or 2).
+    pub(crate) fn decode(&mut self, text: &str) -> serde_json::Result<Event> {
+        serde_json::from_str::<RawEvent<'_>>(text)?.into_event(self)
+    }
 }
 
 impl RawEvent<'_> {
-    fn into_event(self, interner: &mut Interner) -> serde_json::Result<Event> {
+    fn into_event(self, dec: &mut Decoder) -> serde_json::Result<Event> {
+        let kind = EventKind::from_name(self.kind.as_bytes()).ok_or_else(|| {
+            serde_json::Error::custom(format!("unknown event type '{}'", self.kind))
+        })?;
+        let (run_id, trace_id) = match (dec.layout, self.run_id, self.trace_id) {
+            (Layout::V2, None, None) => dec
+                .ids
+                .clone()
+                .ok_or_else(|| serde_json::Error::custom("no run id for a format-2 record"))?,
+            (Layout::V2, _, _) => {
+                return Err(serde_json::Error::custom(
+                    "a format-2 record carries runId or traceId",
+                ))
+            }
+            (_, Some(r), Some(t)) => {
+                let ids = dec.ids.clone();
+                match ids {
+                    Some((a, b)) if *a == *r && *b == *t => (a, b),
+                    _ => (dec.intern(&r), dec.intern(&t)),
+                }
+            }
+            (_, None, _) => return Err(serde_json::Error::missing_field("runId")),
+            (_, _, None) => return Err(serde_json::Error::missing_field("traceId")),
+        };
         Ok(Event {
             seq: self.seq,
-            run_id: interner.get(&self.run_id),
-            trace_id: interner.get(&self.trace_id),
+            run_id,
+            trace_id,
             parent_seq: self.parent_seq,
-            node: self.node.map(|n| interner.get(&n)),
+            node: self.node.map(|n| dec.intern(&n)),
             attempt: self.attempt,
-            data: EventData::parse(&self.kind, self.data)?,
+            data: EventData::parse(kind, self.data)?,
             meta: self.meta,
         })
     }
 }
 
-impl Event {
-    /// Parse one record (canonical or physical) from JSON text.
-    pub fn from_json(text: &str) -> serde_json::Result<Event> {
-        serde_json::from_str(text)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(data: EventData) -> Event {
+        Event {
+            seq: 4,
+            run_id: "r".into(),
+            trace_id: trace_id_for("r").into(),
+            parent_seq: Some(3),
+            node: Some("a".into()),
+            attempt: Some(1),
+            data,
+            meta: Some(Meta {
+                at: 9,
+                dur_us: Some(12),
+            }),
+        }
     }
 
-    pub(crate) fn from_json_interned(
-        text: &str,
-        interner: &mut Interner,
-    ) -> serde_json::Result<Event> {
-        serde_json::from_str::<RawEvent<'_>>(text)?.into_event(interner)
+    #[test]
+    fn table_names_are_unique_and_round_trip() {
+        let mut seen = HashSet::new();
+        for k in EventKind::ALL {
+            assert!(seen.insert(k.name()), "duplicate {}", k.name());
+            assert_eq!(EventKind::from_name(k.name().as_bytes()), Some(*k));
+        }
+        assert_eq!(seen.len(), 18);
+        assert_eq!(EventKind::from_name(b"agentcompleted"), None);
+    }
+
+    #[test]
+    fn activation_families_pick_wire_names_by_kind() {
+        let failed = EventData::Failed(
+            ActivationKind::Tool,
+            Failed {
+                error: Failure::error("E", "m"),
+                usage: None,
+            },
+        );
+        assert_eq!(failed.type_name(), "toolFailed");
+        assert!(failed.is_completion());
+        assert!(!EventData::NodeSkipped.is_completion());
+        assert!(EventKind::ActivationCancelled.role().fills_reserved_seq());
+        assert!(EventKind::RunCancelled.ends_run());
+    }
+
+    #[test]
+    fn layouts_differ_only_in_derivable_fields_and_meta() {
+        let e = event(EventData::Completed(
+            ActivationKind::Agent,
+            Completed {
+                output: Arc::new(serde_json::json!({"x": 1})),
+                usage: Some(Usage {
+                    input_tokens: 2,
+                    output_tokens: 3,
+                }),
+            },
+        ));
+        let canon = e.to_canonical_json();
+        let t = trace_id_for("r");
+        assert_eq!(
+            canon,
+            format!(
+                r#"{{"seq":4,"type":"agentCompleted","runId":"r","traceId":"{t}","parentSeq":3,"node":"a","attempt":1,"data":{{"output":{{"x":1}},"usage":{{"inputTokens":2,"outputTokens":3}}}}}}"#
+            )
+        );
+        let v2 = serde_json::to_string(&Encoded {
+            event: &e,
+            layout: Layout::V2,
+            meta: e.meta,
+        })
+        .unwrap();
+        assert_eq!(
+            v2,
+            r#"{"seq":4,"type":"agentCompleted","parentSeq":3,"node":"a","attempt":1,"data":{"output":{"x":1},"usage":{"inputTokens":2,"outputTokens":3}},"meta":{"at":9,"durUs":12}}"#
+        );
+        let mut dec = Decoder::for_log("r", Layout::V2);
+        assert!(dec.decode(&v2).unwrap().same_canonical(&e));
+        assert!(dec.decode(&canon).is_err(), "v2 records carry no runId");
+        assert!(Event::from_json(&canon).unwrap().same_canonical(&e));
+    }
+
+    #[test]
+    fn failures_may_carry_usage() {
+        let e = event(EventData::Failed(
+            ActivationKind::Agent,
+            Failed {
+                error: Failure::timeout(5),
+                usage: Some(Usage {
+                    input_tokens: 7,
+                    output_tokens: 0,
+                }),
+            },
+        ));
+        let text = e.to_canonical_json();
+        assert!(text.ends_with(r#""data":{"error":{"kind":"timeout","type":"Timeout","message":"no result within 5 ms","retryable":true},"usage":{"inputTokens":7,"outputTokens":0}}}"#), "{text}");
+        assert_eq!(Event::from_json(&text).unwrap().data, e.data);
     }
 }

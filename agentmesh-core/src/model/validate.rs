@@ -2,6 +2,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+
+use super::limits::MAX_VALUE_DEPTH;
 use std::sync::Arc;
 
 use super::condition::Condition;
@@ -174,32 +176,161 @@ fn topo_sort(n: usize, deps: &[Vec<Dep>]) -> std::result::Result<Vec<usize>, usi
     }
 }
 
-/// `reach[i]` = set of ancestors of i (nodes it transitively depends on), including i.
-fn ancestors_of(target: usize, deps: &[Vec<Dep>]) -> HashSet<usize> {
-    let mut seen = HashSet::from([target]);
-    let mut stack = vec![target];
-    while let Some(i) = stack.pop() {
-        for d in &deps[i] {
-            if seen.insert(d.from) {
-                stack.push(d.from);
-            }
-        }
-    }
-    seen
+/// A topological order of a growing DAG (Pearce and Kelly's dynamic topological sort), so
+/// that "is `t` an ancestor of `b`?" costs O(1) when `t` comes after `b`, and otherwise only
+/// the nodes between them. It keeps workflow validation linear for the usual shapes (gotos
+/// to later nodes, loops back over their own bodies) instead of one graph walk per branch.
+struct DynamicOrder {
+    /// Position of each node.
+    pos: Vec<usize>,
+    /// Node at each position.
+    at: Vec<usize>,
+    /// Dependents of each node (the reverse of `deps`), kept in step with edge insertions.
+    children: Vec<Vec<usize>>,
+    /// Visit marks, by node: equal to `epoch` when visited in the current search.
+    mark: Vec<u64>,
+    epoch: u64,
 }
 
-fn descendants_of(source: usize, children: &[Vec<usize>]) -> HashSet<usize> {
-    let mut seen = HashSet::from([source]);
-    let mut stack = vec![source];
+impl DynamicOrder {
+    fn new(order: &[usize], deps: &[Vec<Dep>]) -> DynamicOrder {
+        let mut pos = vec![0; order.len()];
+        for (p, &i) in order.iter().enumerate() {
+            pos[i] = p;
+        }
+        let mut children = vec![Vec::new(); order.len()];
+        for (i, ds) in deps.iter().enumerate() {
+            for d in ds {
+                children[d.from].push(i);
+            }
+        }
+        DynamicOrder {
+            pos,
+            at: order.to_vec(),
+            children,
+            mark: vec![0; order.len()],
+            epoch: 0,
+        }
+    }
+
+    /// Nodes that reach `b` through `deps` (`b` included) among positions `>= lower`.
+    fn ancestors_from(&mut self, b: usize, lower: usize, deps: &[Vec<Dep>]) -> Vec<usize> {
+        self.epoch += 1;
+        let mut found = vec![b];
+        self.mark[b] = self.epoch;
+        let mut stack = vec![b];
+        while let Some(i) = stack.pop() {
+            for d in &deps[i] {
+                let f = d.from;
+                if self.mark[f] != self.epoch && self.pos[f] >= lower {
+                    self.mark[f] = self.epoch;
+                    found.push(f);
+                    stack.push(f);
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether `t` is an ancestor of `b` (or `b` itself) in the graph `deps`.
+    fn is_ancestor(&mut self, t: usize, b: usize, deps: &[Vec<Dep>]) -> bool {
+        if t == b {
+            return true;
+        }
+        if self.pos[t] > self.pos[b] {
+            return false;
+        }
+        let lower = self.pos[t];
+        self.ancestors_from(b, lower, deps);
+        self.mark[t] == self.epoch
+    }
+
+    /// Record the new edge `from → to` (`to` depends on `from`; `to` is not an ancestor of
+    /// `from`, so the graph stays acyclic), reordering the nodes between them if needed.
+    fn add_edge(&mut self, from: usize, to: usize, deps: &[Vec<Dep>]) {
+        self.children[from].push(to);
+        let (lower, upper) = (self.pos[to], self.pos[from]);
+        if lower > upper {
+            return;
+        }
+        // Nodes between the two that must move: those reaching `from` (δB, from the
+        // backward search) and those reachable from `to` (δF). δB goes first.
+        let mut back = self.ancestors_from(from, lower, deps);
+        let back_epoch = self.epoch;
+        self.epoch += 1;
+        let mut fwd = vec![to];
+        self.mark[to] = self.epoch;
+        let mut stack = vec![to];
+        while let Some(i) = stack.pop() {
+            for &c in &self.children[i] {
+                if self.mark[c] != self.epoch && self.mark[c] != back_epoch && self.pos[c] <= upper
+                {
+                    self.mark[c] = self.epoch;
+                    fwd.push(c);
+                    stack.push(c);
+                }
+            }
+        }
+        back.sort_unstable_by_key(|&i| self.pos[i]);
+        fwd.sort_unstable_by_key(|&i| self.pos[i]);
+        let mut slots: Vec<usize> = back.iter().chain(&fwd).map(|&i| self.pos[i]).collect();
+        slots.sort_unstable();
+        for (node, slot) in back.into_iter().chain(fwd).zip(slots) {
+            self.pos[node] = slot;
+            self.at[slot] = node;
+        }
+    }
+}
+
+/// The loop body of the back edge `branch → target`: the nodes on paths target → branch, in
+/// the final graph, sorted. Only nodes between the two in a topological order can be on
+/// such a path, so both searches stay inside that window.
+fn loop_body(
+    target: usize,
+    branch: usize,
+    deps: &[Vec<Dep>],
+    children: &[Vec<usize>],
+    topo_pos: &[usize],
+    mark: &mut [u8],
+) -> Vec<usize> {
+    let (lower, upper) = (topo_pos[target], topo_pos[branch]);
+    let mut reached = vec![target];
+    mark[target] = 1;
+    let mut stack = vec![target];
     while let Some(i) = stack.pop() {
         for &c in &children[i] {
-            if seen.insert(c) {
+            if mark[c] == 0 && topo_pos[c] <= upper {
+                mark[c] = 1;
+                reached.push(c);
                 stack.push(c);
             }
         }
     }
-    seen
+    let mut body = Vec::new();
+    if mark[branch] == 1 {
+        mark[branch] = 2;
+        body.push(branch);
+        let mut stack = vec![branch];
+        while let Some(i) = stack.pop() {
+            for d in &deps[i] {
+                if mark[d.from] == 1 && topo_pos[d.from] >= lower {
+                    mark[d.from] = 2;
+                    body.push(d.from);
+                    stack.push(d.from);
+                }
+            }
+        }
+    }
+    for i in reached {
+        mark[i] = 0;
+    }
+    body.sort_unstable();
+    body
 }
+
+/// Where a branch condition sits in a workflow document (document → `nodes` → node →
+/// `cases` → case → `when`): its own nesting may use what is left of [`MAX_VALUE_DEPTH`].
+const WHEN_DEPTH: usize = 5;
 
 pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
     check_name(None, "name", &spec.name)?;
@@ -239,6 +370,18 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
             ));
         }
         names.push(check_node_fields(n)?);
+        for (k, c) in n.cases.iter().enumerate() {
+            if super::limits::deeper_than(&c.when, MAX_VALUE_DEPTH - WHEN_DEPTH) {
+                return Err(Error::invalid_workflow(
+                    Some(&n.id),
+                    &format!("cases[{k}].when"),
+                    format!(
+                        "nests arrays/objects deeper than {} (a workflow document may nest {MAX_VALUE_DEPTH} deep)",
+                        MAX_VALUE_DEPTH - WHEN_DEPTH
+                    ),
+                ));
+            }
+        }
     }
     let lookup = |node: &str, field: &str, target: &str| -> Result<usize> {
         index.get(target).copied().ok_or_else(|| {
@@ -250,6 +393,8 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
     let count = spec.nodes.len();
     let mut deps: Vec<Vec<Dep>> = vec![Vec::new(); count];
     let mut after: Vec<Vec<usize>> = vec![Vec::new(); count];
+    // `listed[from] == i + 1`: node i already lists `from` (a duplicate check in O(1)).
+    let mut listed = vec![0usize; count];
     for (i, n) in spec.nodes.iter().enumerate() {
         for (k, a) in n.after.iter().enumerate() {
             let field = format!("after[{k}]");
@@ -261,13 +406,14 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
                     "a node cannot run after itself",
                 ));
             }
-            if after[i].contains(&from) {
+            if listed[from] == i + 1 {
                 return Err(Error::invalid_workflow(
                     Some(&n.id),
                     &field,
                     format!("'{a}' is listed twice"),
                 ));
             }
+            listed[from] = i + 1;
             after[i].push(from);
             deps[i].push(Dep {
                 from,
@@ -275,43 +421,50 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
             });
         }
     }
-    if let Err(on_cycle) = topo_sort(count, &deps) {
-        return Err(Error::invalid_workflow(
+    let after_order = topo_sort(count, &deps).map_err(|on_cycle| {
+        Error::invalid_workflow(
             Some(&spec.nodes[on_cycle].id),
             "after",
             "cycle through 'after' edges; loops are only allowed through a branch's goto",
-        ));
-    }
+        )
+    })?;
 
-    // Branch targets: forward gotos become conditional dependencies, backward gotos are loops.
-    let mut branch_targets: Vec<Vec<(String, usize)>> = vec![Vec::new(); count];
+    // Branch targets, branches in declaration order: a goto to an ancestor of its branch (in
+    // the graph so far) is a loop; any other goto makes its target depend on the branch.
+    let mut order = DynamicOrder::new(&after_order, &deps);
+    let mut routes: HashSet<(usize, usize)> = HashSet::new();
     let mut back_edges: Vec<(usize, usize, String)> = Vec::new();
     for (b, n) in spec.nodes.iter().enumerate() {
         if n.kind != NodeKind::Branch {
             continue;
         }
-        let mut targets: Vec<(String, String)> = n
+        let targets = n
             .cases
             .iter()
             .enumerate()
-            .map(|(k, c)| (format!("cases[{k}].goto"), c.goto.clone()))
-            .collect();
-        if let Some(d) = &n.default {
-            targets.push(("default".to_owned(), d.clone()));
-        }
-        let ancestors = ancestors_of(b, &deps);
+            .map(|(k, c)| (format!("cases[{k}].goto"), &c.goto))
+            .chain(n.default.iter().map(|d| ("default".to_owned(), d)));
+        // Classify every target against the graph as it was before this branch's own
+        // gotos: its outgoing edges cannot make anything an ancestor of it.
+        let mut forward = Vec::new();
         for (field, target) in targets {
-            let t = lookup(&n.id, &field, &target)?;
-            branch_targets[b].push((field.clone(), t));
-            if ancestors.contains(&t) {
+            let t = lookup(&n.id, &field, target)?;
+            routes.insert((b, t));
+            if order.is_ancestor(t, b, &deps) {
                 back_edges.push((b, t, field));
-            } else if let Some(d) = deps[t].iter_mut().find(|d| d.from == b) {
+            } else {
+                forward.push(t);
+            }
+        }
+        for t in forward {
+            if let Some(d) = deps[t].iter_mut().find(|d| d.from == b) {
                 d.conditional = true;
             } else {
                 deps[t].push(Dep {
                     from: b,
                     conditional: true,
                 });
+                order.add_edge(b, t, &deps);
             }
         }
     }
@@ -325,11 +478,9 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
 
     // A node that waits for a branch must be one of its targets, or it could never run.
     for (i, n) in spec.nodes.iter().enumerate() {
-        for (k, a) in n.after.iter().enumerate() {
-            let from = index[a];
-            if spec.nodes[from].kind == NodeKind::Branch
-                && !branch_targets[from].iter().any(|(_, t)| *t == i)
-            {
+        for (k, &from) in after[i].iter().enumerate() {
+            if spec.nodes[from].kind == NodeKind::Branch && !routes.contains(&(from, i)) {
+                let a = &n.after[k];
                 return Err(Error::invalid_workflow(
                     Some(&n.id),
                     &format!("after[{k}]"),
@@ -345,14 +496,16 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
             children[d.from].push(i);
         }
     }
+    let mut topo_pos = vec![0; count];
+    for (p, &i) in topo.iter().enumerate() {
+        topo_pos[i] = p;
+    }
 
     // Loop bodies and their bounds.
     let mut loops: Vec<HashMap<usize, Vec<usize>>> = (0..count).map(|_| HashMap::new()).collect();
+    let mut mark = vec![0u8; count];
     for (b, t, field) in back_edges {
-        let anc = ancestors_of(b, &deps);
-        let desc = descendants_of(t, &children);
-        let mut body: Vec<usize> = anc.intersection(&desc).copied().collect();
-        body.sort_unstable();
+        let body = loop_body(t, b, &deps, &children, &topo_pos, &mut mark);
         let bounded =
             spec.max_steps.is_some() || body.iter().any(|&i| spec.nodes[i].max_visits.is_some());
         if !bounded {
@@ -408,10 +561,6 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
     let hash = blake3::hash(canonical_spec_json(&spec).as_bytes())
         .to_hex()
         .to_string();
-    let mut topo_pos = vec![0; count];
-    for (p, &i) in topo.iter().enumerate() {
-        topo_pos[i] = p;
-    }
     Ok(Compiled {
         max_steps: spec.max_steps,
         spec,

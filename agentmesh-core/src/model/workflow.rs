@@ -50,6 +50,39 @@ impl NodeKind {
             NodeKind::Branch => "branch",
         }
     }
+
+    /// Who performs this node's work, or `None` for nodes the core decides itself.
+    pub fn activation(self) -> Option<ActivationKind> {
+        match self {
+            NodeKind::Agent => Some(ActivationKind::Agent),
+            NodeKind::Tool => Some(ActivationKind::Tool),
+            NodeKind::Human => Some(ActivationKind::Human),
+            NodeKind::Branch => None,
+        }
+    }
+}
+
+/// Who performs an activation: the host's agents or tools, or a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ActivationKind {
+    /// An agent registered under the node's `agent` name.
+    Agent,
+    /// A tool registered under the node's `tool` name.
+    Tool,
+    /// A person; the run waits until the activation is resolved.
+    Human,
+}
+
+impl ActivationKind {
+    /// The wire name (`agent`, `tool`, `human`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivationKind::Agent => "agent",
+            ActivationKind::Tool => "tool",
+            ActivationKind::Human => "human",
+        }
+    }
 }
 
 /// Retry policy of a node (wire form).

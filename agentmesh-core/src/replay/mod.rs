@@ -1,21 +1,25 @@
 //! Replay, time travel and the rebuild that resume and fork share.
 //!
-//! A log is re-driven by feeding its recorded completions to a fresh [`Machine`] and checking
+//! A log is re-driven by feeding its recorded completions to a fresh machine and checking
 //! that every event the machine decides equals the recorded one. No agent is called.
 
-use std::collections::{BTreeMap, VecDeque};
+mod divergence;
+
+use std::collections::VecDeque;
+use std::io::BufRead;
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::error::{Error, ErrorDetail, ErrorKind, Result};
-use crate::log::reader::{for_each_record, LogReader, Record};
-use crate::model::activation::{Activation, Outcome, RunStatus};
-use crate::model::event::{Canonical, Event, EventData, Failure, Interner, LogHeader, Usage};
+use divergence::divergence;
+pub(crate) use divergence::nearby;
+
+use crate::error::{Error, Result};
+use crate::log::reader::{InOrder, LogScan, RecordRef};
+use crate::machine::{Machine, Report, RunState};
+use crate::model::activation::{Outcome, RunStatus};
+use crate::model::event::{trace_id_for, Decoder, Encoded, Event, EventData, Layout, Role};
 use crate::model::workflow::Workflow;
-use crate::orchestrator::{trace_id_for, Machine};
 
 /// Where a rebuild stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,29 +42,24 @@ pub(crate) struct Rebuilt {
     pub fork_points: Vec<u64>,
 }
 
-pub(crate) fn read_header(path: &Path) -> Result<(LogHeader, ())> {
-    let reader = LogReader::open(path)?;
-    Ok((reader.require_header()?.clone(), ()))
-}
-
 /// The workflow recorded in a log's `runStarted` event, read without reading the rest.
 ///
 /// Errors: `LOG_CORRUPT` (empty log, first event not `runStarted`, invalid workflow), `IO`.
 pub fn recorded_workflow(path: impl AsRef<Path>) -> Result<Workflow> {
     let path = path.as_ref();
-    let mut reader = LogReader::open(path)?;
-    reader.require_header()?;
-    let mut scratch = Vec::new();
-    let Some(line) = reader.next_line()? else {
+    let mut scan = LogScan::open(path)?;
+    let mut decoder = scan.decoder();
+    let Some(rec) = scan.next()? else {
+        scan.require_events()?;
         return Err(Error::corrupt(
             0,
             format!("{}: log has no events", path.display()),
         ));
     };
-    let offset = line.offset;
-    let event = crate::log::reader::parse_event(&line, &mut scratch)?;
+    let offset = rec.offset;
+    let event = rec.parse(&mut decoder, &mut Vec::new())?;
     match event.data {
-        EventData::RunStarted { workflow, .. } => Workflow::from_spec(*workflow).map_err(|e| {
+        EventData::RunStarted(b) => Workflow::from_spec(*b.workflow).map_err(|e| {
             Error::corrupt(
                 offset,
                 format!("the workflow recorded in runStarted is invalid: {e}"),
@@ -70,141 +69,31 @@ pub fn recorded_workflow(path: impl AsRef<Path>) -> Result<Workflow> {
     }
 }
 
-pub(crate) fn nearby(points: &[u64], seq: u64) -> String {
-    let before = points.iter().rev().find(|&&p| p < seq);
-    let after = points.iter().find(|&&p| p > seq);
-    match (before, after) {
-        (Some(b), Some(a)) => format!("{b} and {a}"),
-        (Some(b), None) => b.to_string(),
-        (None, Some(a)) => a.to_string(),
-        (None, None) => "none".to_owned(),
+/// What a recorded completion reported, sharing its output.
+fn report_of(e: &Event) -> Option<Report> {
+    let dur_us = e.meta.and_then(|m| m.dur_us);
+    match &e.data {
+        EventData::Completed(_, c) => Some(Report {
+            result: Ok(c.output.clone()),
+            usage: c.usage,
+            dur_us,
+        }),
+        EventData::Failed(_, f) => Some(Report {
+            result: Err(f.error.clone()),
+            usage: f.usage,
+            dur_us,
+        }),
+        _ => None,
     }
 }
 
-fn event_json(e: Option<&Event>) -> Value {
-    match e {
-        Some(e) => serde_json::from_str(&e.to_canonical_json()).unwrap_or(Value::Null),
-        None => Value::Null,
-    }
-}
-
-/// First differing field between two JSON values, as a dotted path.
-fn first_difference(path: &str, a: &Value, b: &Value) -> Option<(String, Value, Value)> {
-    if a == b {
-        return None;
-    }
-    if let (Value::Object(x), Value::Object(y)) = (a, b) {
-        let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-        keys.dedup();
-        // Envelope fields first, in wire order; then the rest alphabetically.
-        let order = [
-            "seq",
-            "type",
-            "runId",
-            "traceId",
-            "parentSeq",
-            "node",
-            "attempt",
-            "data",
-        ];
-        keys.sort_by_key(|k| {
-            (
-                order.iter().position(|o| o == k).unwrap_or(order.len()),
-                (*k).clone(),
-            )
-        });
-        keys.dedup();
-        for k in keys {
-            let sub = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            let (p, q) = (
-                x.get(k).unwrap_or(&Value::Null),
-                y.get(k).unwrap_or(&Value::Null),
-            );
-            if x.contains_key(k) != y.contains_key(k) {
-                return Some((sub, p.clone(), q.clone()));
-            }
-            if let Some(d) = first_difference(&sub, p, q) {
-                return Some(d);
-            }
-        }
-    }
-    Some((
-        if path.is_empty() {
-            "(event)".to_owned()
-        } else {
-            path.to_owned()
-        },
-        a.clone(),
-        b.clone(),
-    ))
-}
-
-/// The `NONDETERMINISM` error for `recorded` (the log) vs `decided` (the workflow) at `seq`.
-fn divergence(seq: u64, recorded: Option<&Event>, decided: Option<&Event>) -> Error {
-    let node = recorded
-        .or(decided)
-        .and_then(|e| e.node.as_deref())
-        .map(str::to_owned);
-    let (field, expected, actual) = match (recorded, decided) {
-        (Some(_), Some(_)) => first_difference("", &event_json(recorded), &event_json(decided))
-            .unwrap_or_else(|| ("(event)".to_owned(), Value::Null, Value::Null)),
-        _ => (
-            "(event)".to_owned(),
-            event_json(recorded),
-            event_json(decided),
-        ),
-    };
-    let describe = |e: Option<&Event>| match e {
-        Some(e) => format!(
-            "{} {}",
-            e.type_name(),
-            e.node
-                .as_deref()
-                .map(|n| format!("of '{n}'"))
-                .unwrap_or_default()
-        ),
-        None => "nothing".to_owned(),
-    };
-    let message = format!(
-        "seq {seq}{}: the log has {}, the workflow decides {}; first difference in '{field}': expected {expected}, actual {actual}",
-        node.as_deref().map(|n| format!(" (node '{n}')")).unwrap_or_default(),
-        describe(recorded).trim_end(),
-        describe(decided).trim_end(),
-    );
-    Error::new(ErrorKind::Nondeterminism, message).with_detail(ErrorDetail::Nondeterminism {
-        seq,
-        node,
-        field,
-        expected: expected.to_string(),
-        actual: actual.to_string(),
-    })
-}
-
-/// The completion a recorded completion event reports (sharing its output).
-type Recorded = (Result<(Arc<Value>, Option<Usage>), Failure>, Option<u64>);
-
-fn completion_of(e: &Event) -> Option<Recorded> {
-    let result = match &e.data {
-        EventData::AgentCompleted(c)
-        | EventData::ToolCompleted(c)
-        | EventData::HumanResolved(c) => Ok((c.output.clone(), c.usage)),
-        EventData::AgentFailed { error }
-        | EventData::ToolFailed { error }
-        | EventData::HumanFailed { error } => Err(error.clone()),
-        _ => return None,
-    };
-    Some((result, e.meta.and_then(|m| m.dur_us)))
-}
-
-struct Rebuilder<'w> {
+struct Rebuilder<'w, 's> {
     workflow: Option<&'w Workflow>,
     run_id: Option<String>,
     stop: Stop,
+    layout: Layout,
     machine: Option<Machine>,
+    flags: crate::model::header::CoreFlags,
     queue: VecDeque<Event>,
     prefix: Vec<Event>,
     collect: bool,
@@ -213,27 +102,25 @@ struct Rebuilder<'w> {
     fork_points: Vec<u64>,
     max_seq: u64,
     deferred_cancels: Vec<Event>,
+    decoder: Decoder,
     scratch: Vec<u8>,
+    encoded: Vec<u8>,
+    /// Called with the state after each step end (and at the end of the log): `history`.
+    on_state: Option<&'s mut dyn FnMut(RunState) -> Result<()>>,
 }
 
-impl Rebuilder<'_> {
+impl Rebuilder<'_, '_> {
     fn check(&mut self, recorded: &Event, decided: &Event) -> Result<()> {
-        let same = if let (
-            EventData::RunStarted {
-                input: a, seed: s, ..
-            },
-            EventData::RunStarted {
-                input: b, seed: t, ..
-            },
-        ) = (&recorded.data, &decided.data)
+        let same = if let (EventData::RunStarted(a), EventData::RunStarted(b)) =
+            (&recorded.data, &decided.data)
         {
             // With a new workflow, its definition differs by design; compare the rest.
-            (self.workflow.is_none() || self.workflow_changed || recorded.data == decided.data)
-                && a == b
-                && s == t
+            (self.workflow.is_none() || self.workflow_changed || a == b)
+                && a.input == b.input
+                && a.seed == b.seed
                 && recorded.parent_seq == decided.parent_seq
                 && recorded.seq == decided.seq
-                && (self.workflow.is_some() || recorded.data == decided.data)
+                && (self.workflow.is_some() || a == b)
         } else {
             recorded.same_canonical(decided)
         };
@@ -248,35 +135,30 @@ impl Rebuilder<'_> {
         }
     }
 
-    /// Feed one record. Decision events the machine also decided are compared as canonical
-    /// bytes without parsing them (most of a replay's parse cost); anything else, and any
-    /// difference, goes through [`Rebuilder::feed`] with the record parsed.
-    fn feed_record(&mut self, rec: Record, interner: &mut Interner) -> Result<()> {
+    /// Feed one record. Decision events the machine also decided are compared as bytes in
+    /// the file's own layout without parsing them (most of a replay's parse cost); anything
+    /// else, and any difference, goes through [`Rebuilder::feed`] with the record parsed.
+    fn feed_record(&mut self, rec: RecordRef<'_>) -> Result<()> {
         let fast = !self.collect
             && self.deferred_cancels.is_empty()
             && matches!(self.stop, Stop::End | Stop::At(u64::MAX))
-            && matches!(
-                rec.kind(),
-                b"stepStarted"
-                    | b"agentScheduled"
-                    | b"toolScheduled"
-                    | b"humanRequested"
-                    | b"branchDecided"
-                    | b"nodeSkipped"
-                    | b"runCompleted"
-                    | b"runFailed"
-            );
+            && matches!(rec.kind.role(), Role::Decision | Role::Scheduled);
         if let (true, Some(machine)) = (fast, self.machine.as_mut()) {
             if machine.needs_advance() {
                 machine.advance();
                 self.queue.extend(machine.take_outbox());
             }
             if let Some(decided) = self.queue.front().filter(|d| d.seq == rec.seq) {
-                self.scratch.clear();
-                serde_json::to_writer(&mut self.scratch, &Canonical(decided))
+                self.encoded.clear();
+                let encoded = Encoded {
+                    event: decided,
+                    layout: self.layout,
+                    meta: None,
+                };
+                serde_json::to_writer(&mut self.encoded, &encoded)
                     .map_err(|e| Error::internal(e.to_string()))?;
-                let decided_head = &self.scratch[..self.scratch.len() - 1];
-                if rec.canonical_head() == Some(decided_head) {
+                let decided_head = &self.encoded[..self.encoded.len() - 1];
+                if rec.without_meta()? == decided_head {
                     self.queue.pop_front();
                     self.events += 1;
                     self.max_seq = self.max_seq.max(rec.seq);
@@ -284,17 +166,23 @@ impl Rebuilder<'_> {
                 }
             }
         }
-        self.feed(rec.parse(interner)?)
+        let event = rec.parse(&mut self.decoder, &mut self.scratch)?;
+        self.feed(event, rec.offset)
     }
 
-    fn feed(&mut self, mut r: Event) -> Result<()> {
+    fn feed(&mut self, mut r: Event, offset: u64) -> Result<()> {
         self.max_seq = self.max_seq.max(r.seq);
         // Step ends past a stop seq are collected too, so an error can name the next one.
-        if let EventData::StepStarted { activations, .. } = r.data {
-            // Only `fork` and `state_at` (which stop at a seq) need these; replay of a long log
-            // should not grow with its steps.
+        if let EventData::StepStarted(s) = &r.data {
+            // Only `fork` and `state_at` (which stop at a seq) need these; replay of a long
+            // log should not grow with its steps.
             if matches!(self.stop, Stop::At(s) if s != u64::MAX) {
-                self.fork_points.push(r.seq + 2 * activations);
+                let end = s
+                    .activations
+                    .checked_mul(2)
+                    .and_then(|n| r.seq.checked_add(n))
+                    .ok_or_else(|| Error::corrupt(offset, "the step's seqs overflow"))?;
+                self.fork_points.push(end);
             }
         }
         if let Stop::At(s) = self.stop {
@@ -312,42 +200,43 @@ impl Rebuilder<'_> {
         };
         // A cancel fills the reserved seqs of unfinished activations, so recorded completions
         // of the same step may follow an `activationCancelled`: hold those until `runCancelled`.
-        if matches!(r.data, EventData::ActivationCancelled { .. })
+        if matches!(r.data, EventData::ActivationCancelled(_))
             && machine.outcome().status != RunStatus::Cancelled
         {
             self.deferred_cancels.push(r);
             return Ok(());
         }
-        let is_override = matches!(r.data, EventData::OutputOverridden { .. });
+        let is_override = matches!(r.data, EventData::OutputOverridden(_));
         if !is_override && machine.needs_advance() {
             machine.advance();
             self.queue.extend(machine.take_outbox());
         }
-        if let Some((result, duration_us)) = completion_of(&r) {
+        if let Some(report) = report_of(&r) {
             if let Some(front) = self.queue.front() {
                 if front.seq < r.seq {
                     return Err(divergence(front.seq, None, Some(front)));
                 }
             }
             let id = r.parent_seq.unwrap_or(0);
-            let decided = match machine.completion_event_shared(id, result, duration_us) {
-                Ok(e) => e,
+            let staged = match machine.stage_report(id, report) {
+                Ok(s) => s,
                 Err(_) => return Err(divergence(r.seq, Some(&r), None)),
             };
-            self.check(&r, &decided)?;
+            self.check(&r, staged.event())?;
             let machine = self.machine.as_mut().expect("started");
-            machine.apply_completion(&decided)?;
+            machine.apply(staged);
+            if machine.needs_advance() {
+                self.step_end(r.seq)?;
+            }
         } else {
             match &r.data {
-                EventData::RunCancelled { reason }
-                    if machine.outcome().status != RunStatus::Cancelled =>
-                {
-                    let reason = reason.clone();
+                EventData::RunCancelled(c) if machine.outcome().status != RunStatus::Cancelled => {
+                    let reason = c.reason.clone();
                     self.cancel(&reason)?;
                 }
-                EventData::OutputOverridden { output } => {
+                EventData::OutputOverridden(o) => {
                     let node = r.node.as_deref().unwrap_or_default();
-                    if machine.override_output(node, (**output).clone()).is_err() {
+                    if machine.override_output(node, (*o.output).clone()).is_err() {
                         return Err(divergence(r.seq, Some(&r), None));
                     }
                     self.queue.extend(machine.take_outbox());
@@ -371,6 +260,14 @@ impl Rebuilder<'_> {
         Ok(())
     }
 
+    /// A step ended at `seq`: hand the state to `history`.
+    fn step_end(&mut self, seq: u64) -> Result<()> {
+        if let (Some(f), Some(m)) = (self.on_state.as_mut(), self.machine.as_ref()) {
+            f(m.snapshot(seq))?;
+        }
+        Ok(())
+    }
+
     /// Cancel the machine and match the held `activationCancelled` events.
     fn cancel(&mut self, reason: &str) -> Result<()> {
         let machine = self.machine.as_mut().expect("started");
@@ -389,18 +286,13 @@ impl Rebuilder<'_> {
     }
 
     fn begin(&mut self, r: Event) -> Result<()> {
-        let EventData::RunStarted {
-            workflow: spec,
-            input,
-            seed,
-        } = &r.data
-        else {
+        let EventData::RunStarted(started) = &r.data else {
             return Err(Error::corrupt(
                 0,
                 format!("the first event is {}, not runStarted", r.type_name()),
             ));
         };
-        let recorded = Workflow::from_spec((**spec).clone()).map_err(|e| {
+        let recorded = Workflow::from_spec((*started.workflow).clone()).map_err(|e| {
             Error::corrupt(
                 0,
                 format!("the workflow recorded in runStarted is invalid: {e}"),
@@ -413,7 +305,13 @@ impl Rebuilder<'_> {
             }
             None => recorded,
         };
-        let mut machine = Machine::new(wf, &r.run_id, input.clone(), *seed);
+        let mut machine = Machine::new(
+            wf,
+            &r.run_id,
+            started.input.clone(),
+            started.seed,
+            self.flags.clone(),
+        );
         machine.start();
         self.queue.extend(machine.take_outbox());
         self.machine = Some(machine);
@@ -423,23 +321,29 @@ impl Rebuilder<'_> {
         if self.collect {
             self.prefix.push(r);
         }
-        Ok(())
+        self.step_end(1)
     }
 }
 
-/// Rebuild a machine from a log. `workflow` replaces the recorded one (replay); `run_id`
-/// renames the run (fork; the renamed prefix is collected).
-pub(crate) fn rebuild(
-    path: &Path,
+/// Rebuild a machine from a log being scanned. `workflow` replaces the recorded one
+/// (replay); `run_id` renames the run (fork; the renamed prefix is collected); `on_state`
+/// receives the state after every step end (history).
+pub(crate) fn rebuild<R: BufRead>(
+    scan: &mut LogScan<R>,
     workflow: Option<&Workflow>,
     stop: Stop,
     run_id: Option<&str>,
+    on_state: Option<&mut dyn FnMut(RunState) -> Result<()>>,
 ) -> Result<Rebuilt> {
+    let header = scan.header().clone();
+    let flags = header.core_flags().map_err(|why| Error::corrupt(0, why))?;
     let mut rb = Rebuilder {
         workflow,
         run_id: run_id.map(str::to_owned),
         stop,
+        layout: scan.reader.layout,
         machine: None,
+        flags,
         queue: VecDeque::new(),
         prefix: Vec::new(),
         collect: run_id.is_some(),
@@ -448,12 +352,23 @@ pub(crate) fn rebuild(
         fork_points: Vec::new(),
         max_seq: 0,
         deferred_cancels: Vec::new(),
+        decoder: scan.decoder(),
         scratch: Vec::new(),
+        encoded: Vec::new(),
+        on_state,
     };
-    let header = for_each_record(path, |rec, interner| rb.feed_record(rec, interner))?;
+    let mut order = InOrder::new();
+    {
+        let mut feed = |rec: RecordRef<'_>| rb.feed_record(rec);
+        while let Some(rec) = scan.next()? {
+            order.push(rec, &mut feed)?;
+        }
+        order.finish(&mut feed)?;
+    }
+    scan.require_events()?;
     // A crash in the middle of writing a cancel: finish it (its events join the tail).
     if let Some(reason) = rb.deferred_cancels.first().and_then(|e| match &e.data {
-        EventData::ActivationCancelled { reason } => Some(reason.clone()),
+        EventData::ActivationCancelled(c) => Some(c.reason.clone()),
         _ => None,
     }) {
         rb.cancel(&reason)?;
@@ -473,13 +388,15 @@ pub(crate) fn rebuild(
     let Some(mut machine) = rb.machine.take() else {
         return Err(Error::corrupt(
             0,
-            format!(
-                "{}: log of run '{}' has no events",
-                path.display(),
-                header.run_id
-            ),
+            format!("log of run '{}' has no events", header.run_id),
         ));
     };
+    if let Some(f) = rb.on_state.as_mut() {
+        // The end of the log, when it is not a step end already handed out.
+        if !machine.needs_advance() {
+            f(machine.snapshot(max_seq))?;
+        }
+    }
     if stop == Stop::End && machine.needs_advance() {
         machine.advance();
         rb.queue.extend(machine.take_outbox());
@@ -492,6 +409,17 @@ pub(crate) fn rebuild(
         workflow_changed: rb.workflow_changed,
         fork_points: rb.fork_points,
     })
+}
+
+/// [`rebuild`] of a log file opened read-only.
+pub(crate) fn rebuild_file(
+    path: &Path,
+    workflow: Option<&Workflow>,
+    stop: Stop,
+    run_id: Option<&str>,
+) -> Result<Rebuilt> {
+    let mut scan = LogScan::open(path)?;
+    rebuild(&mut scan, workflow, stop, run_id, None)
 }
 
 /// Result of [`replay`].
@@ -513,39 +441,14 @@ pub struct ReplayReport {
 /// Errors: `NONDETERMINISM` naming the first divergent seq, node, field, expected and actual;
 /// `LOG_CORRUPT`; `IO`.
 pub fn replay(path: impl AsRef<Path>, workflow: Option<&Workflow>) -> Result<ReplayReport> {
-    let path = path.as_ref();
-    let rebuilt = rebuild(path, workflow, Stop::At(u64::MAX), None)?;
-    let (header, _) = read_header(path)?;
+    let mut scan = LogScan::open(path.as_ref())?;
+    let rebuilt = rebuild(&mut scan, workflow, Stop::At(u64::MAX), None, None)?;
     Ok(ReplayReport {
-        run_id: header.run_id,
+        run_id: scan.header().run_id.clone(),
         events: rebuilt.events,
         workflow_changed: rebuilt.workflow_changed,
         outcome: rebuilt.machine.outcome(),
     })
-}
-
-/// The state of a run as of one seq (see [`state_at`]).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunState {
-    /// The seq asked for.
-    pub seq: u64,
-    /// Status at that seq.
-    pub status: RunStatus,
-    /// Latest step started.
-    pub step: u64,
-    /// Outputs of completed nodes (latest visit).
-    pub completed: BTreeMap<String, Value>,
-    /// Nodes skipped by branch decisions.
-    pub skipped: Vec<String>,
-    /// Nodes that failed for good.
-    pub failed: Vec<String>,
-    /// Visit counts.
-    pub visits: BTreeMap<String, u64>,
-    /// Activations scheduled and not yet completed.
-    pub pending: Vec<Activation>,
-    /// Whether `seq` is a step end, where [`crate::Run::fork`] may branch off.
-    pub fork_point: bool,
 }
 
 /// Time travel: the state of the run recorded in `path` as of `seq`.
@@ -555,18 +458,31 @@ pub struct RunState {
 ///
 /// Errors: `INVALID_ARGUMENT` (seq outside the log), `LOG_CORRUPT`, `IO`.
 pub fn state_at(path: impl AsRef<Path>, seq: u64) -> Result<RunState> {
-    let rebuilt = rebuild(path.as_ref(), None, Stop::At(seq), None)?;
-    let fork_point = rebuilt.machine.needs_advance();
-    let snap = rebuilt.machine.snapshot(seq);
-    Ok(RunState {
-        seq,
-        status: snap.status,
-        step: snap.step,
-        completed: snap.completed,
-        skipped: snap.skipped,
-        failed: snap.failed,
-        visits: snap.visits,
-        pending: snap.pending,
-        fork_point,
-    })
+    let rebuilt = rebuild_file(path.as_ref(), None, Stop::At(seq), None)?;
+    Ok(rebuilt.machine.snapshot(seq))
+}
+
+/// The run's history in one pass: its state at seq 1, after every step, and at the end of
+/// the log (when that is not a step end), in seq order — what calling [`state_at`] at each
+/// of those seqs gives, for about the cost of one replay.
+///
+/// Errors: `LOG_CORRUPT`, `NONDETERMINISM` (the log disagrees with its workflow), `IO`.
+pub fn history(path: impl AsRef<Path>) -> Result<Vec<RunState>> {
+    let mut states = Vec::new();
+    for_each_state(path, &mut |s| {
+        states.push(s);
+        Ok(())
+    })?;
+    Ok(states)
+}
+
+/// [`history`], streamed: `f` gets each state as it is reached.
+///
+/// Errors: as [`history`], and whatever `f` returns (which stops the walk).
+pub fn for_each_state(
+    path: impl AsRef<Path>,
+    f: &mut dyn FnMut(RunState) -> Result<()>,
+) -> Result<()> {
+    let mut scan = LogScan::open(path.as_ref())?;
+    rebuild(&mut scan, None, Stop::At(u64::MAX), None, Some(f)).map(|_| ())
 }

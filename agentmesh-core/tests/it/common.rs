@@ -108,7 +108,7 @@ pub fn drive_with(
 ) -> Vec<agentmesh_core::Activation> {
     let mut seen = Vec::new();
     loop {
-        let acts = run.poll();
+        let acts = run.poll().unwrap();
         if acts.is_empty() {
             return seen;
         }
@@ -210,13 +210,13 @@ pub fn drive_shuffled(
     rng: &mut SplitMix64,
     mut after: impl FnMut(&agentmesh_core::Activation),
 ) {
-    let mut pending = run.poll();
+    let mut pending = run.poll().unwrap();
     while !pending.is_empty() {
         let a = pending.swap_remove(rng.below(pending.len() as u64) as usize);
         run.complete(a.id, durable_completion(&a))
             .unwrap_or_else(|e| panic!("completing {} ({}): {e}", a.id, a.node));
         after(&a);
-        pending.extend(run.poll());
+        pending.extend(run.poll().unwrap());
     }
 }
 

@@ -64,7 +64,7 @@ fn child_main(dir: &Path, run_id: &str, seed: u64, out: &mut dyn Write) {
     let mut step_size: HashMap<u64, u64> = HashMap::new();
     let mut pending = Vec::new();
     loop {
-        for a in run.poll() {
+        for a in run.poll().unwrap() {
             *step_size.entry(a.step).or_default() += 1;
             pending.push(a);
         }
@@ -77,7 +77,7 @@ fn child_main(dir: &Path, run_id: &str, seed: u64, out: &mut dyn Write) {
             .unwrap_or_else(|e| panic!("completing {} ({}): {e}", a.id, a.node));
         say(out, &format!("ack {} {}", a.id + step_size[&a.step], a.id));
     }
-    say(out, &format!("done {}", run.status().as_str()));
+    say(out, &format!("done {}", run.status().unwrap().as_str()));
 }
 
 /// Child process of [`sigkill_at_random_points_loses_no_acknowledged_completion`]. Run by hand
@@ -161,7 +161,7 @@ fn reference() -> (String, u64) {
         .unwrap();
         let mut completions = 0;
         drive_shuffled(&mut run, &mut SplitMix64(1), |_| completions += 1);
-        assert_eq!(run.status(), RunStatus::Completed);
+        assert_eq!(run.status().unwrap(), RunStatus::Completed);
         (canonical(&log_file(dir.path())), completions)
     })
     .clone()
@@ -301,8 +301,8 @@ fn iteration(dir: &Path, seed: u64, tally: &mut Tally) -> Result<(), String> {
         }
     };
     drive_shuffled(&mut run, &mut SplitMix64(seed.rotate_left(17)), |_| {});
-    if run.status() != RunStatus::Completed {
-        return Err(format!("resumed run ended {:?}", run.outcome()));
+    if run.status().unwrap() != RunStatus::Completed {
+        return Err(format!("resumed run ended {:?}", run.outcome().unwrap()));
     }
     drop(run);
     let report = verify_log(&path).map_err(|e| format!("final verify_log: {e}"))?;

@@ -69,7 +69,11 @@ fn activations_of_one_step_run_in_parallel() {
         let (n, wait) = cv.wait_timeout_while(n, PATIENCE, |n| *n < 2).unwrap();
         drop(n);
         if wait.timed_out() {
-            Err(Failure::error("NoOverlap", "the other activation never started").permanent())
+            Err(
+                Failure::error("NoOverlap", "the other activation never started")
+                    .permanent()
+                    .into(),
+            )
         } else {
             Ok(json!("met").into())
         }
@@ -276,7 +280,7 @@ fn a_cancel_handle_stops_a_run_from_another_thread() {
         if released {
             Ok(json!("too late").into())
         } else {
-            Err(Failure::error("Stuck", "never released"))
+            Err(Failure::error("Stuck", "never released").into())
         }
     });
     let handle = CancelHandle::new();
@@ -418,8 +422,11 @@ fn an_agent_can_cancel_its_own_run() {
 fn into_output_maps_each_outcome_to_its_code() {
     let mut mesh = Mesh::new();
     mesh.agent("ok", |act, _| Ok(json!({"from": &*act.node}).into()));
-    mesh.agent("fails", |_, _| Err(Failure::error("Nope", "no luck")));
-    mesh.agent("times_out", |_, _| Err(Failure::timeout(20)));
+    mesh.agent(
+        "fails",
+        |_, _| Err(Failure::error("Nope", "no luck").into()),
+    );
+    mesh.agent("times_out", |_, _| Err(Failure::timeout(20).into()));
     let run = |spec: Value, cancel: &CancelHandle| -> RunResult {
         let w: Workflow = wf(spec);
         mesh.run_with(&w, RunOptions::default(), cancel).unwrap()

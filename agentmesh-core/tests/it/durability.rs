@@ -4,10 +4,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use agentmesh_core::log::MAX_RECORD_BYTES;
+use agentmesh_core::model::limits::MAX_EVENT_BYTES;
 use agentmesh_core::{
-    canonical_log, read_log, verify_log, Completion, Error, ErrorDetail, ErrorKind, Event,
-    FsyncMode, Run, RunOptions, RunStatus, Workflow, MAX_VALUE_DEPTH,
+    canonical_log, check_log, read_log, verify_log, Completion, Error, ErrorDetail, ErrorKind,
+    Event, FsyncMode, Run, RunOptions, RunStatus, Workflow, MAX_VALUE_DEPTH,
 };
 use serde_json::{json, Value};
 
@@ -30,7 +30,12 @@ fn options(dir: &Path, fsync: FsyncMode) -> RunOptions {
 fn full_run(dir: &Path, workflow: &Workflow, fsync: FsyncMode, order_seed: u64) -> PathBuf {
     let mut run = Run::start(workflow, options(dir, fsync)).expect("run starts");
     drive_shuffled(&mut run, &mut SplitMix64(order_seed), |_| {});
-    assert_eq!(run.status(), RunStatus::Completed, "{:?}", run.outcome());
+    assert_eq!(
+        run.status().unwrap(),
+        RunStatus::Completed,
+        "{:?}",
+        run.outcome().unwrap()
+    );
     run.log_path().expect("file log").to_owned()
 }
 
@@ -55,10 +60,17 @@ fn broken_path(path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.broken", path.display()))
 }
 
-/// Parse one physical line (chain fields included) into its event.
+/// Parse one physical line of a format-2 log of run [`RUN_ID`] (chain field included) into
+/// its event: the file leaves out the run and trace ids, which the header determines.
 fn parse_line(line: &[u8]) -> Event {
-    let text = std::str::from_utf8(line).expect("utf8");
-    Event::from_json(text.trim_end_matches('\n')).expect("event line")
+    let mut v: serde_json::Map<String, Value> = serde_json::from_slice(line).expect("event line");
+    v.remove("hash");
+    v.insert("runId".into(), json!(RUN_ID));
+    v.insert(
+        "traceId".into(),
+        json!(agentmesh_core::trace_id_for(RUN_ID)),
+    );
+    Event::from_json(&Value::Object(v).to_string()).expect("event line")
 }
 
 fn canonical_bytes(path: &Path) -> agentmesh_core::Result<Vec<u8>> {
@@ -107,33 +119,61 @@ fn check_truncation(orig: &Original, k: usize, work: &Path) -> bool {
     let _ = fs::remove_file(&broken);
     fs::write(&path, &orig.bytes[..k]).unwrap();
     let lines = orig.spans.iter().take_while(|s| s.end <= k).count();
+    // Cut just before a newline: the record is whole, and readers keep it.
+    let no_newline = lines < orig.spans.len() && k + 1 == orig.spans[lines].end;
+    let whole = lines + usize::from(no_newline);
     let boundary = if lines == 0 {
         0
     } else {
         orig.spans[lines - 1].end
     };
-    let events = lines.saturating_sub(1);
+    let events = whole.saturating_sub(1);
     let ctx = format!("truncated at {k} (line boundary {boundary}, {lines} whole lines)");
+
+    if whole < 2 {
+        // No complete event: every reader refuses the file, none changes it, and starting
+        // the run again takes it over (keeping any bytes in .broken).
+        expect_err(canonical_bytes(&path), ErrorKind::LogCorrupt, &ctx);
+        expect_err(read_log(&path), ErrorKind::LogCorrupt, &ctx);
+        expect_err(check_log(&path), ErrorKind::LogCorrupt, &ctx);
+        expect_err(verify_log(&path), ErrorKind::LogCorrupt, &ctx);
+        expect_err(
+            Run::resume(&path, FsyncMode::Never),
+            ErrorKind::LogCorrupt,
+            &ctx,
+        );
+        assert_eq!(fs::read(&path).unwrap(), &orig.bytes[..k], "{ctx}: changed");
+        assert!(!broken.exists(), "{ctx}: a reader repaired the log");
+        let run = Run::start(&fanout_workflow(), options(work, FsyncMode::Never))
+            .unwrap_or_else(|e| panic!("{ctx}: start over the leftover: {e}"));
+        drop(run);
+        assert_eq!(broken.exists(), k > 0, "{ctx}: leftover bytes kept");
+        if k > 0 {
+            assert_eq!(
+                fs::read(&broken).unwrap(),
+                &orig.bytes[..k],
+                "{ctx}: .broken"
+            );
+        }
+        check_log(&path).unwrap_or_else(|e| panic!("{ctx}: the new log: {e}"));
+        let _ = fs::remove_file(&broken);
+        return false;
+    }
 
     // Read-only readers ignore the torn tail and leave the file alone.
     let canon = canonical_bytes(&path);
-    let read = read_log(&path);
-    if lines == 0 {
-        expect_err(canon.clone(), ErrorKind::LogCorrupt, &ctx);
-        expect_err(read, ErrorKind::LogCorrupt, &ctx);
-    } else {
-        let (header, mut got) = read.unwrap_or_else(|e| panic!("{ctx}: read_log: {e}"));
-        assert_eq!(header.run_id, RUN_ID, "{ctx}");
-        let mut want = orig.events[..events].to_vec();
-        want.sort_by_key(|e| e.seq);
-        got.iter_mut()
-            .chain(want.iter_mut())
-            .for_each(|e| e.meta = None);
-        assert_eq!(got, want, "{ctx}: read_log");
-        canon
-            .as_ref()
-            .unwrap_or_else(|e| panic!("{ctx}: canonical_log: {e}"));
-    }
+    let (header, mut got) = read_log(&path).unwrap_or_else(|e| panic!("{ctx}: read_log: {e}"));
+    assert_eq!(header.run_id, RUN_ID, "{ctx}");
+    let mut want = orig.events[..events].to_vec();
+    want.sort_by_key(|e| e.seq);
+    got.iter_mut()
+        .chain(want.iter_mut())
+        .for_each(|e| e.meta = None);
+    assert_eq!(got, want, "{ctx}: read_log");
+    let canon = canon.unwrap_or_else(|e| panic!("{ctx}: canonical_log: {e}"));
+    let checked = check_log(&path).unwrap_or_else(|e| panic!("{ctx}: check_log: {e}"));
+    assert_eq!(checked.events, events as u64, "{ctx}");
+    assert_eq!(checked.torn_at.is_some(), k != boundary, "{ctx}: torn_at");
     assert_eq!(
         fs::read(&path).unwrap(),
         &orig.bytes[..k],
@@ -142,13 +182,24 @@ fn check_truncation(orig: &Original, k: usize, work: &Path) -> bool {
     assert!(!broken.exists(), "{ctx}: a reader repaired the log");
 
     let report = verify_log(&path).unwrap_or_else(|e| panic!("{ctx}: verify_log: {e}"));
-    match &report.repaired {
-        None => assert_eq!(k, boundary, "{ctx}: torn tail not repaired"),
+    let end = match &report.repaired {
+        None => {
+            assert_eq!(k, boundary, "{ctx}: torn tail not repaired");
+            k
+        }
+        Some(r) if no_newline => {
+            assert_eq!((r.offset, r.bytes), (k as u64, 0), "{ctx}");
+            assert!(
+                r.newline_restored && r.broken_path.is_none(),
+                "{ctx}: {r:?}"
+            );
+            k + 1
+        }
         Some(r) => {
             assert_ne!(k, boundary, "{ctx}: repair at a line boundary: {r:?}");
             assert_eq!(r.offset, boundary as u64, "{ctx}");
             assert_eq!(r.bytes, (k - boundary) as u64, "{ctx}");
-            assert_eq!(r.broken_path, broken, "{ctx}");
+            assert_eq!(r.broken_path.as_ref(), Some(&broken), "{ctx}");
             assert_eq!(
                 fs::read(&broken).unwrap(),
                 &orig.bytes[boundary..k],
@@ -156,46 +207,30 @@ fn check_truncation(orig: &Original, k: usize, work: &Path) -> bool {
             );
             #[cfg(unix)]
             assert_eq!(mode(&broken), 0o600, "{ctx}: .broken mode");
+            boundary
         }
-    }
+    };
     // The remaining records are exactly the first whole lines of the original.
     assert_eq!(
         fs::read(&path).unwrap(),
-        &orig.bytes[..boundary],
+        &orig.bytes[..end],
         "{ctx}: repaired log"
     );
     assert_eq!(report.events, events as u64, "{ctx}");
-    assert_eq!(report.bytes, boundary as u64, "{ctx}");
+    assert_eq!(report.bytes, end as u64, "{ctx}");
+    assert_eq!(report.run_id, RUN_ID, "{ctx}");
     assert_eq!(
-        report.run_id.as_deref(),
-        (lines > 0).then_some(RUN_ID),
-        "{ctx}"
+        canonical_bytes(&path).unwrap(),
+        canon,
+        "{ctx}: repair changed the canonical log"
     );
-    if let Ok(c) = &canon {
-        assert_eq!(
-            &canonical_bytes(&path).unwrap(),
-            c,
-            "{ctx}: repair changed the canonical log"
-        );
-    }
 
-    // Resume needs the header and runStarted (the workflow is recorded there).
-    if lines < 2 {
-        let e = expect_err(
-            Run::resume(&path, FsyncMode::Never),
-            ErrorKind::LogCorrupt,
-            &ctx,
-        );
-        assert_eq!(corrupt_offset(&e), 0, "{ctx}");
-        assert_eq!(fs::read(&path).unwrap(), &orig.bytes[..boundary], "{ctx}");
-        return report.repaired.is_some();
-    }
     let mut run =
         Run::resume(&path, FsyncMode::Never).unwrap_or_else(|e| panic!("{ctx}: resume: {e}"));
     // Each distinct prefix (one per line boundary) is also driven to the end.
-    if k == boundary {
+    if k == boundary || no_newline {
         drive_shuffled(&mut run, &mut SplitMix64(k as u64), |_| {});
-        assert_eq!(run.status(), RunStatus::Completed, "{ctx}");
+        assert_eq!(run.status().unwrap(), RunStatus::Completed, "{ctx}");
         drop(run);
         assert_eq!(
             canonical_bytes(&path).unwrap(),
@@ -243,8 +278,13 @@ fn truncation_at_every_offset_is_repaired_to_a_resumable_prefix() {
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).sum()
     });
-    // Every offset but 0 and the line ends tears a record.
-    assert_eq!(repairs, orig.bytes.len() - orig.spans.len());
+    // Every offset from the newline of runStarted on, but the line ends, tears a record (or
+    // only its newline); before that no event is complete and nothing is repaired.
+    let first_event_end = orig.spans[1].end;
+    let expected = (first_event_end - 1..=orig.bytes.len())
+        .filter(|&k| !orig.spans.iter().any(|s| s.end == k))
+        .count();
+    assert_eq!(repairs, expected);
 }
 
 /// Expect `LOG_CORRUPT` at `offset` from every reader of `damaged`, and no change to the file.
@@ -467,7 +507,7 @@ fn start_takes_over_a_log_that_holds_no_event() {
         fs::write(&path, &full[..cut]).unwrap();
         let mut again = Run::start(&fanout_workflow(), options(dir.path(), FsyncMode::Never))
             .unwrap_or_else(|e| panic!("restart over a {cut}-byte log: {e}"));
-        drop(again.poll());
+        drop(again.poll().unwrap());
         drop(again);
         assert_eq!(canonical(&path), reference, "cut at {cut}");
     }
@@ -480,11 +520,11 @@ fn a_second_writer_is_refused_while_a_run_holds_the_log() {
     let path = live.log_path().unwrap().to_owned();
     let mut rng = SplitMix64(5);
     // Complete the first step and part of the fan-out, so the log has out-of-order records.
-    let mut pending = live.poll();
+    let mut pending = live.poll().unwrap();
     for _ in 0..3 {
         let a = pending.swap_remove(rng.below(pending.len() as u64) as usize);
         live.complete(a.id, durable_completion(&a)).unwrap();
-        pending.extend(live.poll());
+        pending.extend(live.poll().unwrap());
     }
     let before = fs::read(&path).unwrap();
     let e = expect_err(
@@ -508,10 +548,10 @@ fn a_second_writer_is_refused_while_a_run_holds_the_log() {
         live.complete(a.id, durable_completion(&a)).unwrap();
     }
     drive_shuffled(&mut live, &mut rng, |_| {});
-    assert_eq!(live.status(), RunStatus::Completed);
+    assert_eq!(live.status().unwrap(), RunStatus::Completed);
     drop(live);
     let resumed = Run::resume(&path, FsyncMode::Always).unwrap();
-    assert_eq!(resumed.status(), RunStatus::Completed);
+    assert_eq!(resumed.status().unwrap(), RunStatus::Completed);
     assert!(verify_log(&path).is_err(), "the resumed run holds the lock");
     drop(resumed);
     assert_eq!(
@@ -605,11 +645,11 @@ fn resume_rederives_decisions_lost_after_a_steps_last_completion() {
             .collect();
         assert_eq!(appended, lost, "{ctx}: re-derived decisions");
         let scheduled = lost.iter().filter(|l| l.contains("Scheduled\"")).count();
-        let outstanding = run.outstanding();
+        let outstanding = run.outstanding().unwrap();
         assert_eq!(outstanding.len(), scheduled, "{ctx}: {outstanding:?}");
 
         drive_shuffled(&mut run, &mut SplitMix64(cut as u64), |_| {});
-        assert_eq!(run.status(), RunStatus::Completed, "{ctx}");
+        assert_eq!(run.status().unwrap(), RunStatus::Completed, "{ctx}");
         drop(run);
         assert_eq!(
             String::from_utf8_lossy(&canonical_bytes(&path).unwrap()),
@@ -632,7 +672,7 @@ fn an_oversized_completion_is_invalid_output_and_writes_nothing() {
     )
     .unwrap();
     let path = run.log_path().unwrap().to_owned();
-    let mut pending = run.poll();
+    let mut pending = run.poll().unwrap();
     // plan, then all of the fan-out but a1, so the oversized completion would end the step.
     while pending.iter().any(|a| a.node.as_ref() != "a1") {
         let i = pending
@@ -641,19 +681,19 @@ fn an_oversized_completion_is_invalid_output_and_writes_nothing() {
             .unwrap();
         let a = pending.remove(i);
         run.complete(a.id, durable_completion(&a)).unwrap();
-        pending.extend(run.poll());
+        pending.extend(run.poll().unwrap());
     }
     let a1 = pending.pop().expect("a1 outstanding");
     assert!(pending.is_empty());
     let before = fs::read(&path).unwrap();
 
-    let huge = Value::String("y".repeat(MAX_RECORD_BYTES));
+    let huge = Value::String("y".repeat(MAX_EVENT_BYTES));
     let e = expect_err(
         run.complete(a1.id, Completion::ok(huge)),
         ErrorKind::InvalidOutput,
         "oversized output",
     );
-    assert!(e.message().contains(&MAX_RECORD_BYTES.to_string()), "{e}");
+    assert!(e.message().contains(&MAX_EVENT_BYTES.to_string()), "{e}");
     // The log knows no nodes; the run names the node for every host.
     assert!(e.message().starts_with("node 'a1': "), "{e}");
     assert_eq!(
@@ -664,16 +704,20 @@ fn an_oversized_completion_is_invalid_output_and_writes_nothing() {
     );
     assert_eq!(fs::metadata(&path).unwrap().len(), before.len() as u64);
     assert_eq!(fs::read(&path).unwrap(), before);
-    assert_eq!(run.status(), RunStatus::Running);
+    assert_eq!(run.status().unwrap(), RunStatus::Running);
     assert_eq!(
-        run.outstanding().iter().map(|a| a.id).collect::<Vec<_>>(),
+        run.outstanding()
+            .unwrap()
+            .iter()
+            .map(|a| a.id)
+            .collect::<Vec<_>>(),
         [a1.id]
     );
 
     // The same activation then completes normally, and the run is as if nothing happened.
     run.complete(a1.id, durable_completion(&a1)).unwrap();
     drive_shuffled(&mut run, &mut SplitMix64(4), |_| {});
-    assert_eq!(run.status(), RunStatus::Completed);
+    assert_eq!(run.status().unwrap(), RunStatus::Completed);
     drop(run);
     assert_eq!(
         canonical_bytes(&path).unwrap(),
@@ -692,12 +736,16 @@ fn an_oversized_run_output_fails_the_run_with_limit_exceeded() {
     let dir = tempfile::tempdir().unwrap();
     let mut run = Run::start(&w, options(dir.path(), FsyncMode::Never)).unwrap();
     let path = run.log_path().unwrap().to_owned();
-    let acts = run.poll();
+    let acts = run.poll().unwrap();
     let big = |mib: usize| Completion::ok(Value::String("z".repeat(mib << 20)));
     run.complete(acts[0].id, big(20)).unwrap();
     run.complete(acts[1].id, big(20)).unwrap();
-    assert_eq!(run.status(), RunStatus::Failed);
-    let error = run.outcome().error.expect("a failed run has an error");
+    assert_eq!(run.status().unwrap(), RunStatus::Failed);
+    let error = run
+        .outcome()
+        .unwrap()
+        .error
+        .expect("a failed run has an error");
     assert_eq!(error.code, "LIMIT_EXCEEDED");
     assert!(
         error.message.contains("terminal nodes t1, t2"),
@@ -798,7 +846,7 @@ fn values_nested_past_the_limit_are_refused_and_at_the_limit_read_back() {
     opts.input = nested(MAX_VALUE_DEPTH);
     let mut run = Run::start(&w, opts).unwrap();
     let path = run.log_path().unwrap().to_owned();
-    let act = run.poll().pop().unwrap();
+    let act = run.poll().unwrap().pop().unwrap();
     let before = fs::read(&path).unwrap();
     let e = expect_err(
         run.complete(act.id, Completion::ok(nested(MAX_VALUE_DEPTH + 1))),
@@ -810,7 +858,7 @@ fn values_nested_past_the_limit_are_refused_and_at_the_limit_read_back() {
 
     run.complete(act.id, Completion::ok(nested(MAX_VALUE_DEPTH)))
         .unwrap();
-    assert_eq!(run.status(), RunStatus::Completed);
+    assert_eq!(run.status().unwrap(), RunStatus::Completed);
     drop(run);
     let (_, events) = read_log(&path).unwrap();
     assert_eq!(events.last().unwrap().data.type_name(), "runCompleted");

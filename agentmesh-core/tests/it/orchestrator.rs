@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use agentmesh_core::{
-    Activation, Completion, ErrorKind, Failure, NodeKind, Run, RunOptions, RunStatus, Workflow,
+    Activation, ActivationKind, Completion, ErrorKind, Failure, Run, RunOptions, RunStatus,
+    Workflow,
 };
 use serde_json::{json, Value};
 
@@ -37,7 +38,11 @@ fn chain_runs_one_node_per_step_and_passes_direct_outputs() {
     assert_eq!(seen.iter().map(|a| a.step).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(
         seen.iter().map(|a| a.kind).collect::<Vec<_>>(),
-        [NodeKind::Agent, NodeKind::Agent, NodeKind::Tool]
+        [
+            ActivationKind::Agent,
+            ActivationKind::Agent,
+            ActivationKind::Tool
+        ]
     );
     assert_eq!(
         seen.iter().map(|a| a.name.to_string()).collect::<Vec<_>>(),
@@ -79,11 +84,11 @@ fn chain_runs_one_node_per_step_and_passes_direct_outputs() {
     assert_eq!(ev[7]["data"], json!({"step": 3, "activations": 1}));
     assert_eq!(ev[10]["parentSeq"], 1);
     assert_eq!(ev[10]["data"], json!({"output": {"c": "out-c"}}));
-    let out = run.outcome();
+    let out = run.outcome().unwrap();
     assert_eq!(out.status, RunStatus::Completed);
     assert_eq!(out.output, Some(json!({"c": "out-c"})));
     assert_eq!(out.error, None);
-    assert!(run.poll().is_empty() && run.outstanding().is_empty());
+    assert!(run.poll().unwrap().is_empty() && run.outstanding().unwrap().is_empty());
 }
 
 #[test]
@@ -97,9 +102,9 @@ fn fan_out_join_waits_for_all_and_receives_every_dependency() {
     ]}));
     let input = json!({"n": 1});
     let mut run = start_mem(&w, input.clone(), 1);
-    let root = run.poll();
+    let root = run.poll().unwrap();
     run.complete(root[0].id, ok(json!("r"))).unwrap();
-    let step2 = run.poll();
+    let step2 = run.poll().unwrap();
     assert_eq!(nodes(&step2), ["x", "y", "z"]);
     assert_eq!(ids(&step2), [6, 7, 8]);
     assert!(step2.iter().all(|a| a.step == 2));
@@ -110,13 +115,13 @@ fn fan_out_join_waits_for_all_and_receives_every_dependency() {
 
     // Out of order: z, then x; the join must not start while y is outstanding.
     run.complete(8, ok(json!("oz"))).unwrap();
-    assert!(run.poll().is_empty());
+    assert!(run.poll().unwrap().is_empty());
     run.complete(6, ok(json!("ox"))).unwrap();
-    assert!(run.poll().is_empty());
-    assert_eq!(run.status(), RunStatus::Running);
-    assert_eq!(ids(&run.outstanding()), [7]);
+    assert!(run.poll().unwrap().is_empty());
+    assert_eq!(run.status().unwrap(), RunStatus::Running);
+    assert_eq!(ids(&run.outstanding().unwrap()), [7]);
     run.complete(7, ok(json!("oy"))).unwrap();
-    let join = run.poll();
+    let join = run.poll().unwrap();
     assert_eq!(nodes(&join), ["join"]);
     assert_eq!(join[0].id, 13);
     assert_eq!(join[0].step, 3);
@@ -147,7 +152,7 @@ fn fan_out_join_waits_for_all_and_receives_every_dependency() {
         ]
     );
     assert_eq!(ev[10]["parentSeq"], 8);
-    assert_eq!(run.outcome().output, Some(json!({"join": "j"})));
+    assert_eq!(run.outcome().unwrap().output, Some(json!({"join": "j"})));
 }
 
 #[test]
@@ -188,23 +193,26 @@ fn nothing_of_the_next_step_is_scheduled_before_the_step_completes() {
         {"id": "q2", "type": "agent", "agent": "A", "after": ["q"]}
     ]}));
     let mut run = start_mem(&w, Value::Null, 1);
-    assert_eq!(nodes(&run.poll()), ["p", "q"]);
+    assert_eq!(nodes(&run.poll().unwrap()), ["p", "q"]);
     // p fails (a retry is due) and nothing is scheduled while q is outstanding.
     run.complete(3, Completion::err(Failure::error("E", "first")))
         .unwrap();
-    assert!(run.poll().is_empty());
-    assert_eq!(ids(&run.outstanding()), [4]);
+    assert!(run.poll().unwrap().is_empty());
+    assert_eq!(ids(&run.outstanding().unwrap()), [4]);
     assert_eq!(run_events(&run).len(), 5, "only p's failure was added");
     run.complete(4, ok(json!("q"))).unwrap();
     // Step 2: the retry of p and q's successor, in declaration order.
-    let step2 = run.poll();
+    let step2 = run.poll().unwrap();
     assert_eq!(nodes(&step2), ["p", "q2"]);
     assert_eq!(step2[0].attempt, 2);
     assert!(step2.iter().all(|a| a.step == 2));
     run.complete(step2[1].id, ok(json!("q2"))).unwrap();
-    assert!(run.poll().is_empty(), "p2 waits for p's retry to finish");
+    assert!(
+        run.poll().unwrap().is_empty(),
+        "p2 waits for p's retry to finish"
+    );
     run.complete(step2[0].id, ok(json!("p"))).unwrap();
-    let step3 = run.poll();
+    let step3 = run.poll().unwrap();
     assert_eq!(nodes(&step3), ["p2"]);
     assert_eq!(step3[0].step, 3);
     // Every stepStarted comes after all completions of the previous step.
@@ -277,7 +285,7 @@ fn retries_back_off_exponentially_and_link_the_failed_event() {
         ev[6]["data"]["error"],
         json!({"kind": "error", "type": "Flaky", "message": "try 2", "retryable": true})
     );
-    assert_eq!(run.outcome().output, Some(json!({"n": "done"})));
+    assert_eq!(run.outcome().unwrap().output, Some(json!({"n": "done"})));
 }
 
 #[test]
@@ -290,7 +298,7 @@ fn exhausted_retries_fail_the_run_naming_the_node() {
         Completion::err(Failure::error("Boom", "always"))
     });
     assert_eq!(ids(&seen), [3, 6]);
-    let out = run.outcome();
+    let out = run.outcome().unwrap();
     assert_eq!(out.status, RunStatus::Failed);
     let err = out.error.unwrap();
     assert_eq!(err.code, "AGENT_FAILED");
@@ -301,7 +309,7 @@ fn exhausted_retries_fail_the_run_naming_the_node() {
     assert_eq!(ev[7]["parentSeq"], 1);
     assert_eq!(ev[7]["data"]["error"]["node"], "n");
     assert_eq!(ev[7]["data"]["error"]["code"], "AGENT_FAILED");
-    assert!(run.poll().is_empty());
+    assert!(run.poll().unwrap().is_empty());
 }
 
 #[test]
@@ -314,7 +322,7 @@ fn a_non_retryable_failure_skips_the_remaining_attempts() {
         Completion::err(Failure::error("Denied", "no").permanent())
     });
     assert_eq!(seen.len(), 1);
-    let err = run.outcome().error.unwrap();
+    let err = run.outcome().unwrap().error.unwrap();
     assert_eq!(err.code, "AGENT_FAILED");
     assert_eq!(
         err.message,
@@ -337,7 +345,7 @@ fn a_timeout_failure_fails_the_run_with_timeout() {
         Completion::err(Failure::timeout(50))
     });
     assert_eq!(seen.len(), 2, "a timeout is retryable");
-    let err = run.outcome().error.unwrap();
+    let err = run.outcome().unwrap().error.unwrap();
     assert_eq!(err.code, ErrorKind::Timeout.code());
     assert_eq!(err.node.as_deref(), Some("n"));
     assert_eq!(
@@ -357,18 +365,21 @@ fn a_failure_ends_the_run_only_after_its_step_settles() {
         {"id": "c", "type": "agent", "agent": "A", "after": ["b"]}
     ]}));
     let mut run = start_mem(&w, Value::Null, 1);
-    assert_eq!(ids(&run.poll()), [3, 4]);
+    assert_eq!(ids(&run.poll().unwrap()), [3, 4]);
     run.complete(3, Completion::err(Failure::error("E", "x")))
         .unwrap();
-    assert_eq!(run.status(), RunStatus::Running);
-    assert_eq!(ids(&run.outstanding()), [4]);
+    assert_eq!(run.status().unwrap(), RunStatus::Running);
+    assert_eq!(ids(&run.outstanding().unwrap()), [4]);
     run.complete(4, ok(json!(1))).unwrap();
-    assert_eq!(run.status(), RunStatus::Failed);
+    assert_eq!(run.status().unwrap(), RunStatus::Failed);
     assert_eq!(
         summary(&run_events(&run))[4..],
         ["5 agentFailed a", "6 agentCompleted b", "7 runFailed"]
     );
-    assert_eq!(run.outcome().error.unwrap().node.as_deref(), Some("a"));
+    assert_eq!(
+        run.outcome().unwrap().error.unwrap().node.as_deref(),
+        Some("a")
+    );
 }
 
 /// A branch after `a` choosing `yes` when `when` holds, else `no`.
@@ -391,7 +402,7 @@ fn run_branch(when: Value, input: Value, out: Value) -> Vec<Value> {
             echo(a)
         }
     });
-    assert_eq!(run.status(), RunStatus::Completed, "{when}");
+    assert_eq!(run.status().unwrap(), RunStatus::Completed, "{when}");
     run_events(&run)
 }
 
@@ -553,7 +564,7 @@ fn branch_without_match_or_default_runs_nothing_after_and_completes() {
     );
     assert_eq!(ev[4]["data"], json!({"case": null, "goto": null}));
     assert_eq!(ev[6]["parentSeq"], 6, "post is skipped because yes was");
-    let out = run.outcome();
+    let out = run.outcome().unwrap();
     assert_eq!(out.status, RunStatus::Completed);
     assert_eq!(out.output, Some(json!({})));
 }
@@ -608,7 +619,7 @@ fn skipped_path_skips_exclusive_descendants_but_a_reachable_join_runs() {
     assert_eq!(ev[6]["parentSeq"], 6);
     // right2 is terminal in the graph but skipped: only join's output is the run output.
     assert_eq!(
-        run.outcome().output,
+        run.outcome().unwrap().output,
         Some(json!({"join": {"node": "join", "visit": 1, "attempt": 1}}))
     );
 }
@@ -674,7 +685,7 @@ fn bounded_loop_counts_visits() {
     );
     assert_eq!(ev[12]["data"], json!({"case": null, "goto": "done"}));
     assert_eq!(
-        run.outcome().output,
+        run.outcome().unwrap().output,
         Some(json!({"done": {"node": "done", "visit": 1, "attempt": 1}}))
     );
 }
@@ -684,7 +695,7 @@ fn max_visits_exceeded_fails_with_limit_exceeded() {
     let mut run = start_mem(&loop_wf(100, 2), Value::Null, 1);
     let seen = drive_with(&mut run, echo);
     assert_eq!(seen.len(), 2);
-    let err = run.outcome().error.unwrap();
+    let err = run.outcome().unwrap().error.unwrap();
     assert_eq!(err.code, "LIMIT_EXCEEDED");
     assert_eq!(err.node.as_deref(), Some("work"));
     assert_eq!(
@@ -712,7 +723,7 @@ fn max_steps_exceeded_fails_with_limit_exceeded() {
     let mut run = start_mem(&w, Value::Null, 1);
     let seen = drive_with(&mut run, echo);
     assert_eq!(nodes(&seen), ["a", "b", "c"]);
-    let out = run.outcome();
+    let out = run.outcome().unwrap();
     assert_eq!(out.status, RunStatus::Failed);
     let err = out.error.unwrap();
     assert_eq!(err.code, "LIMIT_EXCEEDED");
@@ -736,29 +747,29 @@ fn human_activation_makes_the_run_wait_until_resolved() {
         {"id": "b", "type": "agent", "agent": "B", "after": ["approve"]}
     ]}));
     let mut run = start_mem(&w, Value::Null, 1);
-    assert_eq!(ids(&run.poll()), [3]);
+    assert_eq!(ids(&run.poll().unwrap()), [3]);
     run.complete(3, ok(json!("a"))).unwrap();
-    let step2 = run.poll();
+    let step2 = run.poll().unwrap();
     assert_eq!(nodes(&step2), ["approve", "side"]);
     let human = &step2[0];
-    assert_eq!(human.kind, NodeKind::Human);
+    assert_eq!(human.kind, ActivationKind::Human);
     assert_eq!(&*human.name, "approve");
     assert_eq!(human.prompt.as_deref(), Some("Ship it?"));
     assert_eq!(human.timeout_ms, None);
     // The agent is still outstanding: running, not waiting.
-    assert_eq!(run.status(), RunStatus::Running);
+    assert_eq!(run.status().unwrap(), RunStatus::Running);
     run.complete(7, ok(json!("side"))).unwrap();
-    assert_eq!(run.status(), RunStatus::Waiting);
-    assert_eq!(run.outcome().status, RunStatus::Waiting);
-    assert!(run.poll().is_empty(), "already handed out");
-    let waiting = run.outstanding();
+    assert_eq!(run.status().unwrap(), RunStatus::Waiting);
+    assert_eq!(run.outcome().unwrap().status, RunStatus::Waiting);
+    assert!(run.poll().unwrap().is_empty(), "already handed out");
+    let waiting = run.outstanding().unwrap();
     assert_eq!(waiting, vec![human.clone()]);
-    assert!(!run.is_finished());
+    assert!(!run.is_finished().unwrap());
 
     run.complete(human.id, ok(json!({"approved": true})))
         .unwrap();
-    assert_eq!(run.status(), RunStatus::Running);
-    let b = run.poll();
+    assert_eq!(run.status().unwrap(), RunStatus::Running);
+    let b = run.poll().unwrap();
     assert_eq!(nodes(&b), ["b"]);
     assert_eq!(
         deps_of(&b[0]),
@@ -778,7 +789,7 @@ fn human_activation_makes_the_run_wait_until_resolved() {
     assert_eq!(ev[5]["data"], json!({"prompt": "Ship it?"}));
     assert_eq!(ev[7]["data"], json!({"output": {"approved": true}}));
     assert_eq!(
-        run.outcome().output,
+        run.outcome().unwrap().output,
         Some(json!({"side": "side", "b": "b"}))
     );
 }
@@ -794,10 +805,10 @@ fn cancel_mid_step_fills_reserved_seqs_then_rejects_completions() {
     ]}));
     let mut run = start_mem(&w, Value::Null, 1);
     run.complete(3, ok(json!("a"))).unwrap();
-    assert_eq!(ids(&run.poll()), [6, 7, 8]);
+    assert_eq!(ids(&run.poll().unwrap()), [6, 7, 8]);
     run.complete(7, ok(json!("y"))).unwrap();
     assert!(run.cancel("user stop").unwrap());
-    let out = run.outcome();
+    let out = run.outcome().unwrap();
     assert_eq!(out.status, RunStatus::Cancelled);
     let err = out.error.unwrap();
     assert_eq!(err.code, "CANCELLED");
@@ -829,7 +840,7 @@ fn cancel_mid_step_fills_reserved_seqs_then_rejects_completions() {
     );
     assert!(!run.cancel("again").unwrap(), "already finished");
     assert_eq!(run.canonical().unwrap(), before);
-    assert!(run.poll().is_empty() && run.outstanding().is_empty());
+    assert!(run.poll().unwrap().is_empty() && run.outstanding().unwrap().is_empty());
 }
 
 #[test]
@@ -841,11 +852,11 @@ fn late_duplicate_and_unknown_completions_change_nothing() {
     ]}));
     let mut run = start_mem(&w, Value::Null, 1);
     run.complete(3, ok(json!("a"))).unwrap();
-    assert_eq!(ids(&run.poll()), [6, 7]);
+    assert_eq!(ids(&run.poll().unwrap()), [6, 7]);
     run.complete(6, ok(json!("x"))).unwrap();
 
     let before = run.canonical().unwrap();
-    let outstanding = run.outstanding();
+    let outstanding = run.outstanding().unwrap();
     let cases: Vec<(u64, &str)> = vec![
         (6, "activation 6 (node 'x') is already completed"),
         (
@@ -867,11 +878,11 @@ fn late_duplicate_and_unknown_completions_change_nothing() {
             assert_eq!(e.message(), message);
         }
         assert_eq!(run.canonical().unwrap(), before, "id {id} changed the log");
-        assert_eq!(run.outstanding(), outstanding);
-        assert_eq!(run.status(), RunStatus::Running);
+        assert_eq!(run.outstanding().unwrap(), outstanding);
+        assert_eq!(run.status().unwrap(), RunStatus::Running);
     }
     run.complete(7, ok(json!("y"))).unwrap();
-    assert_eq!(run.status(), RunStatus::Completed);
+    assert_eq!(run.status().unwrap(), RunStatus::Completed);
     let done = run.canonical().unwrap();
     let e = run.complete(7, ok(json!("again"))).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidCompletion);
@@ -880,7 +891,10 @@ fn late_duplicate_and_unknown_completions_change_nothing() {
         "activation 7: the run is completed and accepts no completions"
     );
     assert_eq!(run.canonical().unwrap(), done);
-    assert_eq!(run.outcome().output, Some(json!({"x": "x", "y": "y"})));
+    assert_eq!(
+        run.outcome().unwrap().output,
+        Some(json!({"x": "x", "y": "y"}))
+    );
 }
 
 #[test]
@@ -898,7 +912,7 @@ fn run_output_holds_exactly_the_completed_terminal_nodes() {
     let mut run = start_mem(&w, Value::Null, 1);
     drive_with(&mut run, |a| ok(json!(format!("{}!", a.node))));
     assert_eq!(
-        run.outcome().output,
+        run.outcome().unwrap().output,
         Some(json!({"b": "b!", "c": "c!", "taken": "taken!"}))
     );
 }
@@ -1019,7 +1033,7 @@ fn a_loop_of_decisions_alone_is_bounded_by_max_steps() {
     ]}));
     let mut run = start_mem(&w, json!({"x": 1}), 1);
     drive_with(&mut run, echo);
-    let error = run.outcome().error.expect("the run fails");
+    let error = run.outcome().unwrap().error.expect("the run fails");
     assert_eq!(error.code, "LIMIT_EXCEEDED");
     assert_eq!(error.node.as_deref(), Some("b"));
     let decided = run_events(&run)
@@ -1033,5 +1047,5 @@ fn a_loop_of_decisions_alone_is_bounded_by_max_steps() {
 
     let mut run = start_mem(&w, json!({"x": 2}), 1);
     drive_with(&mut run, echo);
-    assert_eq!(run.status(), RunStatus::Completed);
+    assert_eq!(run.status().unwrap(), RunStatus::Completed);
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use agentmesh_core::orchestrator::trace_id_for;
+use agentmesh_core::trace_id_for;
 use agentmesh_core::{
     read_log, replay, state_at, Activation, Completion, ErrorDetail, ErrorKind, Failure, FsyncMode,
     Mesh, Run, RunOptions, RunStatus, Workflow,
@@ -65,7 +65,7 @@ const BASE_FORK_POINTS: [u64; 5] = [1, 4, 9, 12, 17];
 fn base_log(dir: &Path) -> (PathBuf, Vec<Activation>) {
     let mut run = start_in(dir, &wf(base_spec()), json!({"q": 1}), 5, "base");
     let acts = drive_with(&mut run, behave);
-    assert_eq!(run.status(), RunStatus::Completed);
+    assert_eq!(run.status().unwrap(), RunStatus::Completed);
     let path = run.log_path().unwrap().to_owned();
     assert_eq!(summary(&log_events(&path)), BASE_SUMMARY);
     (path, acts)
@@ -126,8 +126,8 @@ fn replay_of_an_unchanged_log_calls_no_agent() {
         mesh.agent(name, move |a, _| {
             calls.fetch_add(1, Ordering::SeqCst);
             match behave(a).result {
-                Ok((v, _)) => Ok(v.into()),
-                Err(f) => Err(f),
+                Ok(v) => Ok(v.into()),
+                Err(f) => Err(f.into()),
             }
         });
     }
@@ -385,9 +385,9 @@ fn fork_with_an_override_flips_a_later_branch_and_replays() {
         deps_of(&acts[0]),
         BTreeMap::from([("a".into(), json!({"node": "a", "visit": 1, "attempt": 1}))])
     );
-    assert_eq!(fork.status(), RunStatus::Completed);
+    assert_eq!(fork.status().unwrap(), RunStatus::Completed);
     assert_eq!(
-        fork.outcome().output,
+        fork.outcome().unwrap().output,
         Some(json!({"lo": {"node": "lo", "visit": 1, "attempt": 1}}))
     );
 
@@ -438,7 +438,7 @@ fn fork_with_an_override_flips_a_later_branch_and_replays() {
         assert_eq!(rep.run_id, "fork-1");
         assert_eq!(rep.events, 19);
         assert!(!rep.workflow_changed);
-        assert_eq!(rep.outcome, fork.outcome());
+        assert_eq!(rep.outcome, fork.outcome().unwrap());
     }
     assert_eq!(
         state_at(&fork_path, 10).unwrap().completed["c"],
@@ -571,8 +571,8 @@ fn a_waiting_run_resumes_in_a_new_mesh() {
     // The protocol-level resume sees the same outstanding activation.
     {
         let run = Run::resume(&path, FsyncMode::Never).unwrap();
-        assert_eq!(run.status(), RunStatus::Waiting);
-        assert_eq!(run.outstanding(), r.waiting);
+        assert_eq!(run.status().unwrap(), RunStatus::Waiting);
+        assert_eq!(run.outstanding().unwrap(), r.waiting);
     }
 
     let second = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);

@@ -507,16 +507,16 @@ fn phased(wf: &agentmesh_core::Workflow, opts: agentmesh_core::RunOptions) -> Re
     let mut run = Run::start(wf, opts)?;
     let start = t.elapsed();
     let (mut steps, mut last) = (Duration::ZERO, Duration::ZERO);
-    while !run.is_finished() {
+    while !run.is_finished()? {
         let t = Instant::now();
-        let acts = run.poll();
+        let acts = run.poll()?;
         if acts.is_empty() {
             return Err(internal("run stalled"));
         }
         for act in acts {
             run.complete(act.id, Completion::ok(Payload::Null.output(act.visit)))?;
         }
-        if run.is_finished() {
+        if run.is_finished()? {
             last = t.elapsed();
         } else {
             steps += t.elapsed();

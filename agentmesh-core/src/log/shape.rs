@@ -1,0 +1,334 @@
+//! The structure every log has, checked on every read path (verify, canonical, read, replay,
+//! resume): one set of rules, so no reader accepts a log another rejects.
+//!
+//! Records are appended in seq order, except the completions of the open step, which sit at
+//! the seqs its `stepStarted` reserved and may arrive in any order (docs/events.md, "Physical
+//! order"):
+//!
+//! - the first event is `runStarted` at seq 1;
+//! - `stepStarted` at seq `s` with `n` activations (1 ≤ n ≤ the node limit) is followed by
+//!   its `n` scheduled events at `s+1 ..= s+n`, which reserve `s+n+1 ..= s+2n`;
+//! - completions and `activationCancelled` fill reserved seqs of the open step, each once;
+//! - every other record is at the next seq in order, and only once the open step's reserved
+//!   seqs are all filled; nothing follows the event that ends the run.
+//!
+//! The only state is the open step's reserved seqs, so memory is bounded by the node limit
+//! whatever a file claims, and all arithmetic on values read from the file is checked.
+
+use crate::error::{Error, Result};
+use crate::model::event::{EventKind, Role};
+use crate::model::workflow::MAX_NODES;
+
+/// The open step.
+#[derive(Debug, Clone)]
+struct OpenStep {
+    /// Scheduled events still to come.
+    to_schedule: u64,
+    /// The first reserved seq (`s + n + 1`).
+    first_reserved: u64,
+    /// Which reserved seqs hold a record.
+    filled: Vec<bool>,
+    unfilled: u64,
+}
+
+/// Checks the structure of a log record by record.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shape {
+    events: u64,
+    /// The seq the next in-order record must have.
+    next: u64,
+    step: Option<OpenStep>,
+    finished: Option<EventKind>,
+    last_seq: u64,
+}
+
+impl Shape {
+    /// Check the next record in file order. `activations` is the count a `stepStarted`
+    /// record claims (ignored for other types).
+    pub(crate) fn see(
+        &mut self,
+        seq: u64,
+        kind: EventKind,
+        activations: Option<u64>,
+        offset: u64,
+    ) -> Result<()> {
+        let bad = |why: String| Err(Error::corrupt(offset, format!("seq {seq}: {why}")));
+        if self.events == 0 {
+            if seq != 1 || kind != EventKind::RunStarted {
+                return bad("the first event must be runStarted with seq 1".to_owned());
+            }
+            self.events = 1;
+            self.next = 2;
+            self.last_seq = 1;
+            return Ok(());
+        }
+        if let Some(end) = self.finished {
+            return bad(format!(
+                "{} follows {}, which ended the run",
+                kind.name(),
+                end.name()
+            ));
+        }
+        match kind.role() {
+            Role::Scheduled => {
+                let scheduling = self.step.as_mut().filter(|s| s.to_schedule > 0);
+                let Some(step) = scheduling else {
+                    return bad(format!("{} outside the activations of a step", kind.name()));
+                };
+                if seq != self.next {
+                    return bad(format!("expected seq {} here", self.next));
+                }
+                step.to_schedule -= 1;
+                self.next = if step.to_schedule == 0 {
+                    // Past the reserved seqs, with a bound checked when the step started.
+                    step.first_reserved + step.filled.len() as u64
+                } else {
+                    seq + 1
+                };
+            }
+            Role::Completion | Role::Cancellation => {
+                let Some(step) = self.step.as_mut().filter(|s| s.to_schedule == 0) else {
+                    return bad(format!(
+                        "{} outside the reserved seqs of a step",
+                        kind.name()
+                    ));
+                };
+                let slot = seq
+                    .checked_sub(step.first_reserved)
+                    .filter(|&i| i < step.filled.len() as u64);
+                let Some(slot) = slot else {
+                    return bad(format!(
+                        "{} is not at a seq its step reserved ({}..={})",
+                        kind.name(),
+                        step.first_reserved,
+                        step.first_reserved + step.filled.len() as u64 - 1
+                    ));
+                };
+                if std::mem::replace(&mut step.filled[slot as usize], true) {
+                    return bad("appears twice".to_owned());
+                }
+                step.unfilled -= 1;
+                if step.unfilled == 0 {
+                    self.step = None;
+                }
+            }
+            Role::Decision | Role::Input => {
+                if let Some(step) = &self.step {
+                    return bad(if step.to_schedule > 0 {
+                        format!("{} where the step's activations belong", kind.name())
+                    } else {
+                        format!(
+                            "{} before every completion of the open step was recorded",
+                            kind.name()
+                        )
+                    });
+                }
+                if seq != self.next {
+                    return bad(format!("expected seq {} here", self.next));
+                }
+                if kind == EventKind::StepStarted {
+                    let n = match activations {
+                        Some(n) if (1..=MAX_NODES as u64).contains(&n) => n,
+                        Some(n) => {
+                            return bad(format!(
+                                "a step of {n} activations (1 to {MAX_NODES} are possible)"
+                            ))
+                        }
+                        None => return bad("stepStarted body is malformed".to_owned()),
+                    };
+                    // n ≤ MAX_NODES, so only a seq near u64::MAX can overflow here.
+                    let Some(end) = seq.checked_add(2 * n + 1) else {
+                        return bad("the step's seqs overflow".to_owned());
+                    };
+                    self.step = Some(OpenStep {
+                        to_schedule: n,
+                        first_reserved: seq + n + 1,
+                        filled: vec![false; n as usize],
+                        unfilled: n,
+                    });
+                    debug_assert_eq!(end, seq + 2 * n + 1);
+                }
+                if kind.ends_run() {
+                    self.finished = Some(kind);
+                }
+                self.next = match seq.checked_add(1) {
+                    Some(n) => n,
+                    None => return bad("seq overflows".to_owned()),
+                };
+            }
+        }
+        self.events += 1;
+        self.last_seq = self.last_seq.max(seq);
+        Ok(())
+    }
+
+    /// Events seen.
+    pub(crate) fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Highest seq seen.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The type of the event that ended the run, if one did.
+    pub(crate) fn finished(&self) -> Option<EventKind> {
+        self.finished
+    }
+
+    /// Reserved seqs below the highest seq seen that hold no record yet: completions of
+    /// activations still outstanding.
+    pub(crate) fn holes(&self) -> Vec<u64> {
+        let Some(step) = &self.step else {
+            return Vec::new();
+        };
+        (0..step.filled.len() as u64)
+            .filter(|&i| !step.filled[i as usize])
+            .map(|i| step.first_reserved + i)
+            .filter(|&s| s < self.last_seq)
+            .collect()
+    }
+}
+
+/// The `activations` of a `stepStarted` record, read from the bytes after its type
+/// (`…,"data":{"step":S,"activations":N}`, the only form the core writes). `None` when the
+/// body has another form.
+pub(crate) fn step_activations(rest: &[u8]) -> Option<u64> {
+    let pat = b",\"data\":{\"step\":";
+    let at = rest.windows(pat.len()).position(|w| w == pat)? + pat.len();
+    let rest = &rest[at..];
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    let rest = rest[digits..].strip_prefix(b",\"activations\":")?;
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 20 || rest.get(digits) != Some(&b'}') {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use EventKind as K;
+
+    fn feed(records: &[(u64, EventKind, Option<u64>)]) -> Result<Shape> {
+        let mut s = Shape::default();
+        for (i, &(seq, kind, n)) in records.iter().enumerate() {
+            s.see(seq, kind, n, i as u64)?;
+        }
+        Ok(s)
+    }
+
+    const START: (u64, EventKind, Option<u64>) = (1, K::RunStarted, None);
+
+    #[test]
+    fn completions_fill_reserved_seqs_in_any_order() {
+        let s = feed(&[
+            START,
+            (2, K::StepStarted, Some(2)),
+            (3, K::AgentScheduled, None),
+            (4, K::ToolScheduled, None),
+            (6, K::ToolCompleted, None),
+            (5, K::AgentCompleted, None),
+            (7, K::RunCompleted, None),
+        ])
+        .unwrap();
+        assert_eq!((s.events(), s.last_seq()), (7, 7));
+        assert_eq!(s.finished(), Some(K::RunCompleted));
+        assert!(s.holes().is_empty());
+    }
+
+    #[test]
+    fn an_open_step_reports_its_holes() {
+        let s = feed(&[
+            START,
+            (2, K::StepStarted, Some(3)),
+            (3, K::HumanRequested, None),
+            (4, K::AgentScheduled, None),
+            (5, K::AgentScheduled, None),
+            (8, K::AgentCompleted, None),
+        ])
+        .unwrap();
+        assert_eq!(s.holes(), [6, 7]);
+    }
+
+    #[test]
+    fn every_structural_violation_is_corrupt() {
+        let cases: Vec<Vec<(u64, EventKind, Option<u64>)>> = vec![
+            vec![(2, K::RunStarted, None)],
+            vec![(1, K::StepStarted, Some(1))],
+            // a duplicated seq (the forged duplicate completion)
+            vec![
+                START,
+                (2, K::StepStarted, Some(1)),
+                (3, K::AgentScheduled, None),
+                (4, K::AgentCompleted, None),
+                (4, K::AgentCompleted, None),
+            ],
+            // a jump (the 2.8 GB allocation)
+            vec![START, (1_000_000, K::StepStarted, Some(1))],
+            // absurd activation counts, overflow
+            vec![START, (2, K::StepStarted, Some(1 << 62))],
+            vec![START, (2, K::StepStarted, Some(0))],
+            vec![START, (2, K::StepStarted, None)],
+            // decisions before the step ended, completions outside the reservation
+            vec![
+                START,
+                (2, K::StepStarted, Some(1)),
+                (3, K::AgentScheduled, None),
+                (5, K::RunCompleted, None),
+            ],
+            vec![
+                START,
+                (2, K::StepStarted, Some(1)),
+                (3, K::AgentScheduled, None),
+                (5, K::AgentCompleted, None),
+            ],
+            vec![
+                START,
+                (2, K::StepStarted, Some(1)),
+                (4, K::AgentCompleted, None),
+            ],
+            vec![
+                START,
+                (2, K::StepStarted, Some(2)),
+                (3, K::AgentScheduled, None),
+                (4, K::BranchDecided, None),
+            ],
+            vec![START, (2, K::AgentScheduled, None)],
+            // after the end
+            vec![START, (2, K::RunFailed, None), (3, K::RunCompleted, None)],
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            let e = feed(c).expect_err(&format!("case {i} accepted"));
+            assert_eq!(e.code(), "LOG_CORRUPT", "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_seq_near_the_end_of_u64_does_not_overflow() {
+        let mut s = Shape::default();
+        s.see(1, K::RunStarted, None, 0).unwrap();
+        s.next = u64::MAX - 1;
+        let e = s.see(u64::MAX - 1, K::StepStarted, Some(1), 1).unwrap_err();
+        assert_eq!(e.code(), "LOG_CORRUPT");
+    }
+
+    #[test]
+    fn step_bodies_are_read_without_json() {
+        assert_eq!(
+            step_activations(br#","parentSeq":2,"data":{"step":3,"activations":12}"#),
+            Some(12)
+        );
+        assert_eq!(
+            step_activations(br#","data":{"step":3, "activations":12}"#),
+            None
+        );
+        assert_eq!(
+            step_activations(br#","data":{"step":3,"activations":12,"x":1}"#),
+            None
+        );
+        assert_eq!(step_activations(br#","data":{}"#), None);
+    }
+}

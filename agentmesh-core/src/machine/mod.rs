@@ -1,0 +1,769 @@
+//! The run state machine: sans-IO, single writer, deterministic.
+//!
+//! It advances in supersteps ([`scheduler`]). When a step is scheduled, the `seq`s of its
+//! completion events are reserved in activation order, so completions can be committed the
+//! moment they arrive while the canonical order (by `seq`) stays independent of timing.
+//! Decisions for the next step are made only once every activation of the current step has
+//! completed, from data alone.
+//!
+//! This file holds the run state: node states, the open step's slots, completions and the
+//! outcome. A completion is first [`Machine::stage`]d (built, nothing changes), then committed
+//! by the caller, then [`Machine::apply`]d: apply accepts only a [`Staged`] completion this
+//! machine built, so a forged or stale event can never change the state.
+
+mod scheduler;
+mod snapshot;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+pub use snapshot::RunState;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::activation::{Activation, Completion, Outcome, RunStatus};
+use crate::model::event::{
+    Completed, Event, EventData, Failed, Overridden, Reason, RunCompleted, RunFailed, RunStarted,
+};
+use crate::model::failure::{Failure, FailureKind, RunError, Usage};
+use crate::model::header::CoreFlags;
+use crate::model::workflow::{ActivationKind, Workflow};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeStatus {
+    Pending,
+    Active,
+    Completed,
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct Retry {
+    attempt: u32,
+    delay_ms: u64,
+    retry_of: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct NodeState {
+    pub status: NodeStatus,
+    pub visits: u64,
+    pub output: Option<Arc<Value>>,
+    /// Branches: the target chosen on the latest visit.
+    chosen: Option<usize>,
+    retry: Option<Retry>,
+    /// Seq of the event that last resolved this node (completion, decision or skip).
+    resolved_seq: u64,
+}
+
+#[derive(Debug, Clone)]
+enum SlotResult {
+    Ok(Arc<Value>),
+    Failed(Failure, u64),
+    Cancelled,
+}
+
+/// One activation of the open step.
+#[derive(Debug, Clone)]
+struct Slot {
+    id: u64,
+    completion_seq: u64,
+    node: usize,
+    kind: ActivationKind,
+    attempt: u32,
+    visit: u64,
+    delay_ms: u64,
+    result: Option<SlotResult>,
+}
+
+/// A completion built by [`Machine::stage`] and not yet applied: its event (to commit) and
+/// the measured duration that travels beside it (`meta.durUs`, never canonical).
+#[derive(Debug)]
+pub(crate) struct Staged {
+    event: Event,
+    dur_us: Option<u64>,
+    slot: usize,
+    /// The machine's completion count when this was built: a stale one is refused.
+    generation: u64,
+}
+
+impl Staged {
+    /// The completion event.
+    pub(crate) fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// How long the activation ran, as the host measured it.
+    pub(crate) fn dur_us(&self) -> Option<u64> {
+        self.dur_us
+    }
+}
+
+/// What an activation reported, as the machine records it (replay shares recorded outputs).
+pub(crate) struct Report {
+    pub result: std::result::Result<Arc<Value>, Failure>,
+    pub usage: Option<Usage>,
+    pub dur_us: Option<u64>,
+}
+
+/// The orchestrator of one run. Events it decides go to an outbox the caller drains.
+#[derive(Debug, Clone)]
+pub(crate) struct Machine {
+    wf: Workflow,
+    run_id: Arc<str>,
+    trace_id: Arc<str>,
+    input: Arc<Value>,
+    seed: u64,
+    flags: CoreFlags,
+    next_seq: u64,
+    step: u64,
+    step_seq: u64,
+    nodes: Vec<NodeState>,
+    slots: Vec<Slot>,
+    unresolved: usize,
+    handed_out: usize,
+    /// Completions applied so far (identifies stale [`Staged`] values).
+    generation: u64,
+    pending_failure: Option<RunError>,
+    /// Nodes whose readiness may have changed since the last decisions (keeps a step O(changes)).
+    dirty: Vec<usize>,
+    /// Nodes whose failed attempt will be retried in the next step.
+    retrying: Vec<usize>,
+    needs_advance: bool,
+    outcome: Option<Outcome>,
+    finished_seq: u64,
+    outbox: Vec<Event>,
+}
+
+impl Machine {
+    /// A machine for a run; nothing happens until [`Machine::start`].
+    pub(crate) fn new(
+        wf: Workflow,
+        run_id: &str,
+        input: Arc<Value>,
+        seed: u64,
+        flags: CoreFlags,
+    ) -> Machine {
+        let count = wf.compiled().nodes.len();
+        Machine {
+            trace_id: crate::model::event::trace_id_for(run_id).into(),
+            run_id: run_id.into(),
+            wf,
+            input,
+            seed,
+            flags,
+            next_seq: 1,
+            step: 0,
+            step_seq: 0,
+            nodes: vec![
+                NodeState {
+                    status: NodeStatus::Pending,
+                    visits: 0,
+                    output: None,
+                    chosen: None,
+                    retry: None,
+                    resolved_seq: 0
+                };
+                count
+            ],
+            slots: Vec::new(),
+            unresolved: 0,
+            handed_out: 0,
+            generation: 0,
+            pending_failure: None,
+            dirty: Vec::new(),
+            retrying: Vec::new(),
+            needs_advance: false,
+            outcome: None,
+            finished_seq: 0,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Emit `runStarted`; the first decisions follow with [`Machine::advance`].
+    pub(crate) fn start(&mut self) {
+        let data = EventData::RunStarted(RunStarted {
+            workflow: Box::new(self.wf.spec().clone()),
+            input: self.input.clone(),
+            seed: self.seed,
+        });
+        self.emit(None, None, None, data);
+        let compiled = self.wf.compiled();
+        self.dirty = (0..compiled.nodes.len())
+            .filter(|&i| compiled.nodes[i].deps.is_empty())
+            .collect();
+        self.needs_advance = true;
+    }
+
+    pub(crate) fn workflow(&self) -> &Workflow {
+        &self.wf
+    }
+
+    /// The behaviour flags this run was started (or recorded) with.
+    pub(crate) fn flags(&self) -> &CoreFlags {
+        &self.flags
+    }
+
+    /// Events decided since the last call.
+    pub(crate) fn take_outbox(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Whether the current step has completed and the next decisions are due.
+    pub(crate) fn needs_advance(&self) -> bool {
+        self.needs_advance
+    }
+
+    /// Current status.
+    pub(crate) fn status(&self) -> RunStatus {
+        if let Some(o) = &self.outcome {
+            return o.status;
+        }
+        let host_work = self
+            .slots
+            .iter()
+            .any(|s| s.result.is_none() && s.kind != ActivationKind::Human);
+        if self.unresolved > 0 && !host_work {
+            RunStatus::Waiting
+        } else {
+            RunStatus::Running
+        }
+    }
+
+    /// Outcome so far (status, output of a completed run, error of a failed one).
+    pub(crate) fn outcome(&self) -> Outcome {
+        self.outcome.clone().unwrap_or(Outcome {
+            status: self.status(),
+            output: None,
+            error: None,
+        })
+    }
+
+    /// Activations not handed out by an earlier `poll`.
+    pub(crate) fn poll(&mut self) -> Vec<Activation> {
+        if self.outcome.is_some() {
+            return Vec::new();
+        }
+        let start = self.handed_out;
+        self.handed_out = self.slots.len();
+        (start..self.slots.len())
+            .filter(|&i| self.slots[i].result.is_none())
+            .map(|i| self.activation(i))
+            .collect()
+    }
+
+    /// Every activation still waiting for a completion.
+    pub(crate) fn outstanding(&self) -> Vec<Activation> {
+        if self.outcome.is_some() {
+            return Vec::new();
+        }
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].result.is_none())
+            .map(|i| self.activation(i))
+            .collect()
+    }
+
+    fn activation(&self, i: usize) -> Activation {
+        let slot = &self.slots[i];
+        let node = &self.wf.compiled().nodes[slot.node];
+        let mut deps = BTreeMap::new();
+        for &d in &node.after {
+            if let (NodeStatus::Completed, Some(out)) =
+                (self.nodes[d].status, &self.nodes[d].output)
+            {
+                deps.insert(self.wf.compiled().nodes[d].id.clone(), out.clone());
+            }
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(&self.seed.to_le_bytes());
+        h.update(self.run_id.as_bytes());
+        h.update(&slot.id.to_le_bytes());
+        let seed = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+        Activation {
+            id: slot.id,
+            run_id: self.run_id.clone(),
+            node: node.id.clone(),
+            kind: slot.kind,
+            name: node.name.clone(),
+            attempt: slot.attempt,
+            visit: slot.visit,
+            delay_ms: slot.delay_ms,
+            timeout_ms: node.timeout_ms,
+            prompt: node.prompt.clone(),
+            seed,
+            step: self.step,
+            input: self.input.clone(),
+            deps,
+        }
+    }
+
+    fn slot_index(&self, id: u64) -> Result<usize> {
+        if let Some(o) = &self.outcome {
+            return Err(Error::new(
+                ErrorKind::InvalidCompletion,
+                format!(
+                    "activation {id}: the run is {} and accepts no completions",
+                    o.status.as_str()
+                ),
+            ));
+        }
+        let i = id.checked_sub(self.step_seq + 1).map(|i| i as usize);
+        match i {
+            Some(i) if i < self.slots.len() && self.slots[i].id == id => {
+                if self.slots[i].result.is_some() {
+                    Err(Error::new(
+                        ErrorKind::InvalidCompletion,
+                        format!(
+                            "activation {id} (node '{}') is already completed",
+                            self.node_id(self.slots[i].node)
+                        ),
+                    ))
+                } else {
+                    Ok(i)
+                }
+            }
+            _ if id > 0 && id <= self.step_seq => Err(Error::new(
+                ErrorKind::InvalidCompletion,
+                format!("activation {id} belongs to an earlier step and is already completed"),
+            )),
+            _ => Err(Error::new(
+                ErrorKind::InvalidCompletion,
+                format!("unknown activation {id}"),
+            )),
+        }
+    }
+
+    fn node_id(&self, i: usize) -> &str {
+        &self.wf.compiled().nodes[i].id
+    }
+
+    /// The outstanding activation `id`, if there is one.
+    pub(crate) fn activation_by_id(&self, id: u64) -> Option<Activation> {
+        self.slot_index(id).ok().map(|i| self.activation(i))
+    }
+
+    /// Build the completion of activation `id` from a host's report without changing the run.
+    /// A timeout gets the one failure text every host records.
+    ///
+    /// Errors: `INVALID_COMPLETION` for an unknown, late or duplicate activation.
+    pub(crate) fn stage(&self, id: u64, completion: Completion) -> Result<Staged> {
+        let i = self.slot_index(id)?;
+        let timeout_ms = self.wf.compiled().nodes[self.slots[i].node].timeout_ms;
+        let result = match completion.result {
+            Ok(v) => Ok(Arc::new(v)),
+            Err(f) => match (f.kind, timeout_ms) {
+                (FailureKind::Timeout, Some(ms)) => Err(Failure::timeout(ms)),
+                _ => Err(f),
+            },
+        };
+        self.stage_report(
+            id,
+            Report {
+                result,
+                usage: completion.usage,
+                dur_us: completion.duration_us,
+            },
+        )
+    }
+
+    /// [`Machine::stage`] for a report taken as it is (replay feeds recorded completions).
+    ///
+    /// Errors: `INVALID_COMPLETION`.
+    pub(crate) fn stage_report(&self, id: u64, report: Report) -> Result<Staged> {
+        let i = self.slot_index(id)?;
+        let slot = &self.slots[i];
+        let data = match report.result {
+            Ok(output) => EventData::Completed(
+                slot.kind,
+                Completed {
+                    output,
+                    usage: report.usage,
+                },
+            ),
+            Err(error) => EventData::Failed(
+                slot.kind,
+                Failed {
+                    error,
+                    usage: report.usage,
+                },
+            ),
+        };
+        let event = self.event(
+            slot.completion_seq,
+            Some(slot.id),
+            Some(slot.node),
+            Some(slot.attempt),
+            data,
+        );
+        Ok(Staged {
+            event,
+            dur_us: report.dur_us,
+            slot: i,
+            generation: self.generation,
+        })
+    }
+
+    /// Record a completion built by [`Machine::stage`] (after the caller committed it).
+    /// Returns the event.
+    pub(crate) fn apply(&mut self, staged: Staged) -> Event {
+        // Staged values are built and applied under one `&mut` borrow of the run, with
+        // nothing in between: a stale one is a bug in this crate.
+        assert_eq!(
+            staged.generation, self.generation,
+            "a staged completion was applied after another"
+        );
+        let result = match &staged.event.data {
+            EventData::Completed(_, c) => SlotResult::Ok(c.output.clone()),
+            EventData::Failed(_, f) => SlotResult::Failed(f.error.clone(), staged.event.seq),
+            other => unreachable!("stage builds completions only, not {}", other.type_name()),
+        };
+        self.slots[staged.slot].result = Some(result);
+        self.generation += 1;
+        self.unresolved -= 1;
+        if self.unresolved == 0 {
+            self.settle_step();
+        }
+        staged.event
+    }
+
+    /// Move the finished step's results into node state; failures decide retries.
+    fn settle_step(&mut self) {
+        let slots = std::mem::take(&mut self.slots);
+        for slot in &slots {
+            let spec = &self.wf.compiled().nodes[slot.node];
+            let state = &mut self.nodes[slot.node];
+            match slot.result.as_ref().expect("settled slots have results") {
+                SlotResult::Ok(out) => {
+                    state.status = NodeStatus::Completed;
+                    state.output = Some(out.clone());
+                    state.resolved_seq = slot.completion_seq;
+                    self.dirty
+                        .extend_from_slice(&self.wf.compiled().children[slot.node]);
+                }
+                SlotResult::Failed(f, seq) => {
+                    let policy = spec.retry;
+                    let max = policy.map_or(1, |p| p.max_attempts);
+                    if f.retryable && slot.attempt < max {
+                        let p = policy.expect("max > 1 implies a policy");
+                        state.status = NodeStatus::Pending;
+                        state.retry = Some(Retry {
+                            attempt: slot.attempt + 1,
+                            delay_ms: p.delay_before(slot.attempt + 1),
+                            retry_of: *seq,
+                        });
+                        self.retrying.push(slot.node);
+                    } else {
+                        state.status = NodeStatus::Failed;
+                        state.resolved_seq = *seq;
+                        if self.pending_failure.is_none() {
+                            let code = match f.kind {
+                                FailureKind::Timeout => ErrorKind::Timeout,
+                                FailureKind::Error => ErrorKind::AgentFailed,
+                            };
+                            let why = if !f.retryable && max > 1 {
+                                " (not retryable)"
+                            } else {
+                                ""
+                            };
+                            self.pending_failure = Some(RunError {
+                                code: code.code().to_owned(),
+                                message: format!(
+                                    "node '{}' failed on attempt {}/{}{why}: {}: {}",
+                                    spec.id, slot.attempt, max, f.error_type, f.message
+                                ),
+                                node: Some(spec.id.to_string()),
+                            });
+                        }
+                    }
+                }
+                SlotResult::Cancelled => {}
+            }
+        }
+        self.slots = slots;
+        self.slots.clear();
+        self.handed_out = 0;
+        self.needs_advance = true;
+    }
+
+    /// Replace the output of a completed node (fork overrides). Only between steps.
+    ///
+    /// Errors: `INVALID_ARGUMENT` when the node is unknown, has no output, or a step is open.
+    pub(crate) fn override_output(&mut self, node: &str, output: Value) -> Result<()> {
+        let Some(&i) = self.wf.compiled().index.get(node) else {
+            return Err(Error::invalid_argument(format!(
+                "override: unknown node '{node}'"
+            )));
+        };
+        if self.unresolved > 0 || self.outcome.is_some() {
+            return Err(Error::invalid_argument(
+                "override: outputs can only be replaced between steps",
+            ));
+        }
+        if self.nodes[i].status != NodeStatus::Completed || self.nodes[i].output.is_none() {
+            return Err(Error::invalid_argument(format!(
+                "override: node '{node}' has no output at this point"
+            )));
+        }
+        let output = Arc::new(output);
+        let parent = self.nodes[i].resolved_seq;
+        self.nodes[i].output = Some(output.clone());
+        self.emit(
+            Some(parent),
+            Some(i),
+            None,
+            EventData::OutputOverridden(Overridden { output }),
+        );
+        Ok(())
+    }
+
+    /// Cancel: outstanding activations get `activationCancelled` at their reserved seqs, then
+    /// `runCancelled`. Returns `false` when the run had already finished.
+    pub(crate) fn cancel(&mut self, reason: &str) -> bool {
+        if self.outcome.is_some() {
+            return false;
+        }
+        for i in 0..self.slots.len() {
+            if self.slots[i].result.is_none() {
+                let s = &self.slots[i];
+                let e = self.event(
+                    s.completion_seq,
+                    Some(s.id),
+                    Some(s.node),
+                    Some(s.attempt),
+                    EventData::ActivationCancelled(Reason {
+                        reason: reason.to_owned(),
+                    }),
+                );
+                self.outbox.push(e);
+                self.slots[i].result = Some(SlotResult::Cancelled);
+            }
+        }
+        self.unresolved = 0;
+        self.needs_advance = false;
+        self.finished_seq = self.emit(
+            Some(1),
+            None,
+            None,
+            EventData::RunCancelled(Reason {
+                reason: reason.to_owned(),
+            }),
+        );
+        self.outcome = Some(Outcome {
+            status: RunStatus::Cancelled,
+            output: None,
+            error: Some(RunError {
+                code: ErrorKind::Cancelled.code().to_owned(),
+                message: reason.to_owned(),
+                node: None,
+            }),
+        });
+        true
+    }
+
+    fn event(
+        &self,
+        seq: u64,
+        parent: Option<u64>,
+        node: Option<usize>,
+        attempt: Option<u32>,
+        data: EventData,
+    ) -> Event {
+        Event {
+            seq,
+            run_id: self.run_id.clone(),
+            trace_id: self.trace_id.clone(),
+            parent_seq: parent,
+            node: node.map(|i| self.wf.compiled().nodes[i].id.clone()),
+            attempt,
+            data,
+            meta: None,
+        }
+    }
+
+    fn emit(
+        &mut self,
+        parent: Option<u64>,
+        node: Option<usize>,
+        attempt: Option<u32>,
+        data: EventData,
+    ) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let e = self.event(seq, parent, node, attempt, data);
+        self.outbox.push(e);
+        seq
+    }
+
+    fn finish(&mut self, status: RunStatus, output: Option<Value>, error: Option<RunError>) {
+        let data = match (&output, &error) {
+            (_, Some(e)) => EventData::RunFailed(RunFailed { error: e.clone() }),
+            (Some(o), None) => EventData::RunCompleted(RunCompleted { output: o.clone() }),
+            (None, None) => EventData::RunCompleted(RunCompleted {
+                output: Value::Object(Map::new()),
+            }),
+        };
+        self.finished_seq = self.emit(Some(1), None, None, data);
+        self.outcome = Some(Outcome {
+            status,
+            output,
+            error,
+        });
+    }
+
+    fn fail(&mut self, kind: ErrorKind, message: String, node: Option<usize>) {
+        let node = node.map(|i| self.node_id(i).to_owned());
+        self.finish(
+            RunStatus::Failed,
+            None,
+            Some(RunError {
+                code: kind.code().to_owned(),
+                message,
+                node,
+            }),
+        );
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn machine(wf: Value) -> Machine {
+        let wf = Workflow::from_value(wf).expect("valid workflow");
+        let mut m = Machine::new(wf, "r", Arc::new(Value::Null), 1, CoreFlags::current());
+        m.start();
+        m.advance();
+        m
+    }
+
+    pub(crate) fn chain(n: usize) -> Value {
+        let nodes: Vec<Value> = (0..n)
+            .map(|i| {
+                let mut node = json!({"id": format!("n{i}"), "type": "agent", "agent": "a"});
+                if i > 0 {
+                    node["after"] = json!([format!("n{}", i - 1)]);
+                }
+                node
+            })
+            .collect();
+        json!({"name": "chain", "nodes": nodes})
+    }
+
+    pub(crate) fn complete(m: &mut Machine, id: u64, c: Completion) -> Event {
+        let staged = m.stage(id, c).expect("stage");
+        let e = m.apply(staged);
+        if m.needs_advance() {
+            m.advance();
+        }
+        e
+    }
+
+    #[test]
+    fn a_completion_lands_at_its_reserved_seq() {
+        let mut m = machine(chain(2));
+        let out = m.take_outbox();
+        let seqs: Vec<(u64, &str)> = out.iter().map(|e| (e.seq, e.type_name())).collect();
+        assert_eq!(
+            seqs,
+            [(1, "runStarted"), (2, "stepStarted"), (3, "agentScheduled")]
+        );
+        let acts = m.poll();
+        assert_eq!(acts.len(), 1);
+        assert!(m.poll().is_empty(), "each activation is handed out once");
+        let e = complete(&mut m, acts[0].id, Completion::ok(json!(1)));
+        assert_eq!((e.seq, e.parent_seq), (4, Some(3)));
+        let next: Vec<u64> = m.take_outbox().iter().map(|e| e.seq).collect();
+        assert_eq!(next, [5, 6], "the next step starts after the reserved seq");
+    }
+
+    #[test]
+    fn staging_changes_nothing_and_refuses_bad_ids() {
+        let mut m = machine(chain(1));
+        let id = m.poll()[0].id;
+        let before = m.status();
+        let staged = m.stage(id, Completion::ok(json!(1))).unwrap();
+        assert_eq!(m.status(), before);
+        assert_eq!(m.outstanding().len(), 1, "still outstanding until applied");
+        drop(staged);
+        for bad in [0, 1, 2, 4, 999] {
+            let e = m.stage(bad, Completion::ok(json!(1))).unwrap_err();
+            assert_eq!(e.code(), "INVALID_COMPLETION", "id {bad}");
+        }
+        complete(&mut m, id, Completion::ok(json!(1)));
+        let e = m.stage(id, Completion::ok(json!(1))).unwrap_err();
+        assert_eq!(e.code(), "INVALID_COMPLETION");
+        assert_eq!(m.status(), RunStatus::Completed);
+    }
+
+    #[test]
+    #[should_panic(expected = "applied after another")]
+    fn a_stale_staged_completion_is_refused() {
+        let mut m = machine(json!({"name": "w", "nodes": [
+            {"id": "a", "type": "agent", "agent": "x"}, {"id": "b", "type": "agent", "agent": "x"}]}));
+        let acts = m.poll();
+        let first = m.stage(acts[0].id, Completion::ok(json!(1))).unwrap();
+        let second = m.stage(acts[1].id, Completion::ok(json!(2))).unwrap();
+        m.apply(first);
+        m.apply(second);
+    }
+
+    #[test]
+    fn timeouts_get_the_canonical_failure_and_usage_is_kept_on_failures() {
+        let mut m = machine(json!({"name": "w", "nodes": [
+            {"id": "a", "type": "tool", "tool": "t", "timeoutMs": 250}]}));
+        let id = m.poll()[0].id;
+        let c = Completion::timed_out().with_usage(Usage {
+            input_tokens: 9,
+            output_tokens: 1,
+        });
+        let e = complete(&mut m, id, c);
+        let EventData::Failed(ActivationKind::Tool, f) = &e.data else {
+            panic!("{e:?}")
+        };
+        assert_eq!(f.error, Failure::timeout(250));
+        assert_eq!(f.usage.map(|u| u.input_tokens), Some(9));
+        let o = m.outcome();
+        assert_eq!(o.status, RunStatus::Failed);
+        assert_eq!(o.error.unwrap().code, "TIMEOUT");
+    }
+
+    #[test]
+    fn cancel_fills_the_reserved_seqs_then_ends_the_run() {
+        let mut m = machine(json!({"name": "w", "nodes": [
+            {"id": "a", "type": "agent", "agent": "x"}, {"id": "b", "type": "human"}]}));
+        m.take_outbox();
+        assert_eq!(m.status(), RunStatus::Running);
+        let acts = m.poll();
+        complete(&mut m, acts[0].id, Completion::ok(json!(1)));
+        assert_eq!(m.status(), RunStatus::Waiting, "only the person is left");
+        assert!(m.cancel("stop"));
+        let out: Vec<(u64, &str)> = m
+            .take_outbox()
+            .iter()
+            .map(|e| (e.seq, e.type_name()))
+            .collect();
+        assert_eq!(out, [(6, "activationCancelled"), (7, "runCancelled")]);
+        assert!(!m.cancel("again"));
+        assert!(m.poll().is_empty());
+    }
+
+    #[test]
+    fn overrides_apply_only_between_steps() {
+        let mut m = machine(chain(2));
+        let id = m.poll()[0].id;
+        let e = m.override_output("n0", json!(1)).unwrap_err();
+        assert!(e.message().contains("between steps"), "{e}");
+        let staged = m.stage(id, Completion::ok(json!(1))).unwrap();
+        m.apply(staged);
+        assert!(m.needs_advance());
+        m.override_output("n0", json!(2)).unwrap();
+        assert!(m.override_output("nope", json!(2)).is_err());
+        assert!(
+            m.override_output("n1", json!(2)).is_err(),
+            "n1 has no output"
+        );
+    }
+}

@@ -1,0 +1,627 @@
+//! A run: the state machine plus where its events go (a file log or memory).
+//!
+//! This is the API every host driver (Rust, Python, Node) is written against:
+//! `start` → loop { `poll` → execute → `complete` } → `outcome`. Protocol rules that every
+//! host shares live here once: the timeout failure, approvals on resume, what happens to an
+//! output the log cannot hold.
+//!
+//! Every change is committed to the log before the state it describes is visible: a
+//! completion is staged, written, then applied. If a commit fails the run is poisoned: every
+//! later call returns that error, so the in-memory run never runs ahead of its log.
+
+mod sink;
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+pub(crate) use sink::RunLog;
+use sink::Sink;
+
+use crate::error::{Error, ErrorDetail, ErrorKind, Result};
+use crate::log::reader::{LogReader, LogScan};
+use crate::log::writer::LogWriter;
+use crate::log::FsyncMode;
+use crate::machine::Machine;
+use crate::model::activation::{Activation, Completion, Outcome, RunStatus};
+use crate::model::event::Event;
+use crate::model::failure::Failure;
+use crate::model::header::{CoreFlags, LogHeader, ParentRef, WorkflowRef};
+use crate::model::workflow::{ActivationKind, Workflow};
+use crate::replay::{self, Stop};
+
+/// How to start a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Run input (any JSON); `null` when not given.
+    pub input: Value,
+    /// Seed: part of the derived run id and of every activation's seed.
+    pub seed: u64,
+    /// Run id; derived from workflow, input and seed when `None`.
+    pub run_id: Option<String>,
+    /// Directory for `<runId>.jsonl`; `None` keeps the log in memory.
+    pub log_dir: Option<PathBuf>,
+    /// Durability mode of the file log.
+    pub fsync: FsyncMode,
+    /// Tenant recorded in the header.
+    pub tenant: Option<String>,
+}
+
+/// How to reopen a run from its log (see [`Run::resume_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct ResumeOptions {
+    /// Durability mode for what is appended.
+    pub fsync: FsyncMode,
+    /// The run the log must hold; another run's log is refused before anything is written.
+    pub run_id: Option<String>,
+    /// Decisions for waiting human nodes: node id → output.
+    pub approvals: BTreeMap<String, Value>,
+}
+
+/// One run of a workflow. Single writer: all calls come from one thread at a time.
+#[derive(Debug)]
+pub struct Run {
+    machine: Machine,
+    sink: Sink,
+    header: LogHeader,
+    path: Option<PathBuf>,
+    /// The failure of a commit: the log is behind the machine, so nothing may go on.
+    poisoned: Option<Error>,
+}
+
+/// The run id used when none is given: `run-` + 16 hex digits of
+/// blake3(workflow hash, canonical input, seed). Same workflow, input and seed ⇒ same id.
+pub fn derive_run_id(workflow: &Workflow, input: &Value, seed: u64) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(workflow.hash().as_bytes());
+    h.update(&[0]);
+    h.update(input.to_string().as_bytes());
+    h.update(&[0]);
+    h.update(&seed.to_le_bytes());
+    format!("run-{}", &h.finalize().to_hex()[..16])
+}
+
+/// What became of one completion given to [`Run::complete_all`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Recorded {
+    /// Recorded as given.
+    AsGiven,
+    /// The output could not be recorded (too large for the log): recorded instead as a
+    /// permanent failure of type `InvalidOutput` with this error's message.
+    AsFailure(Error),
+    /// Refused (`INVALID_COMPLETION`: unknown, late or duplicate activation): nothing
+    /// recorded.
+    Refused(Error),
+}
+
+impl Run {
+    /// Start a run: creates its log holding the header, `runStarted` and the first step.
+    ///
+    /// Errors: `INVALID_ARGUMENT` (run id, tenant, input too deep or too large),
+    /// `RUN_EXISTS`, `IO`.
+    pub fn start(workflow: &Workflow, options: RunOptions) -> Result<Run> {
+        let run_id = match options.run_id {
+            Some(id) => id,
+            None => derive_run_id(workflow, &options.input, options.seed),
+        };
+        crate::log::validate_run_id(&run_id)?;
+        if crate::model::too_deep(&options.input) {
+            return Err(Error::invalid_argument(format!(
+                "input nests arrays/objects deeper than {}",
+                crate::model::MAX_VALUE_DEPTH
+            )));
+        }
+        if let Some(t) = &options.tenant {
+            crate::model::validate::check_name(None, "tenant", t)
+                .map_err(|e| Error::invalid_argument(e.message()))?;
+        }
+        let header = LogHeader::new(
+            &run_id,
+            WorkflowRef {
+                name: workflow.name().to_owned(),
+                hash: workflow.hash().to_owned(),
+            },
+            options.seed,
+            options.tenant,
+        );
+        let mut machine = Machine::new(
+            workflow.clone(),
+            &run_id,
+            Arc::new(options.input),
+            options.seed,
+            CoreFlags::current(),
+        );
+        machine.start();
+        machine.advance();
+        let first = machine.take_outbox();
+        let (sink, path) = Sink::create(&header, first, options.log_dir.as_deref(), options.fsync)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidOutput => Error::invalid_argument(format!(
+                    "the run input is too large for the log: {}",
+                    e.message()
+                )),
+                _ => e,
+            })?;
+        let mut run = Run {
+            machine,
+            sink,
+            header,
+            path,
+            poisoned: None,
+        };
+        run.commit()?;
+        Ok(run)
+    }
+
+    /// Reopen a run from its log (after a crash, or to resolve a human wait): verify it and
+    /// rebuild the state in one pass without calling any agent, mend a damaged tail, make
+    /// the file durable, and append the decisions a crash lost. [`Run::poll`] then returns
+    /// only unfinished work. A format-1 log is appended in format 1.
+    ///
+    /// Errors: `LOG_CORRUPT`, `NONDETERMINISM` (the log disagrees with its own workflow),
+    /// `IO` (also when another writer holds the log).
+    pub fn resume(path: impl AsRef<Path>, fsync: FsyncMode) -> Result<Run> {
+        Run::resume_with(
+            path,
+            ResumeOptions {
+                fsync,
+                ..ResumeOptions::default()
+            },
+        )
+    }
+
+    /// [`Run::resume`], checking that the log holds `options.run_id` and resolving waiting
+    /// human nodes with `options.approvals` — every approval is checked before any is
+    /// recorded, so a typo changes nothing.
+    ///
+    /// Errors: as [`Run::resume`]; `INVALID_ARGUMENT` (another run's log, an approval for a
+    /// node with no pending human activation), `INVALID_OUTPUT` (an approval too deep).
+    pub fn resume_with(path: impl AsRef<Path>, options: ResumeOptions) -> Result<Run> {
+        let path = path.as_ref();
+        if let Some(expected) = &options.run_id {
+            let header = crate::log::read_header(path)?;
+            if &header.run_id != expected {
+                return Err(Error::invalid_argument(format!(
+                    "{} holds run '{}', not '{expected}'",
+                    path.display(),
+                    header.run_id
+                )));
+            }
+        }
+        let mut file = crate::log::repair::open_locked(path)?;
+        let (rebuilt, header, ending, last_hash, end) = {
+            let reader = LogReader::new(BufReader::with_capacity(256 * 1024, &*file), path)?;
+            let mut scan = LogScan::new(reader);
+            let rebuilt = replay::rebuild(&mut scan, None, Stop::End, None, None)?;
+            let r = &scan.reader;
+            (
+                rebuilt,
+                r.header.clone(),
+                r.ending,
+                r.last_hash(),
+                r.end_offset(),
+            )
+        };
+        let end = match ending {
+            Some(ending) => {
+                let repair = crate::log::repair::repair_tail(path, &file, ending)?;
+                repair.offset + u64::from(repair.newline_restored)
+            }
+            None => end,
+        };
+        // What resume read may be only in the page cache (a writer poisoned by a failed
+        // fsync leaves it so): make it durable before building on it.
+        if fsync_enabled(options.fsync) {
+            file.sync_all()
+                .map_err(|e| Error::io(format!("fsync of {}", path.display()), e))?;
+            crate::log::writer::sync_dir(path)?;
+        }
+        file.seek(SeekFrom::Start(end))
+            .map_err(|e| Error::io(format!("seeking {}", path.display()), e))?;
+        let writer = LogWriter::append_to(file, path, &header, last_hash, options.fsync)?;
+        let mut run = Run {
+            machine: rebuilt.machine,
+            sink: Sink::File(writer),
+            header,
+            path: Some(path.to_owned()),
+            poisoned: None,
+        };
+        // Check the approvals before writing anything.
+        let approvals = run.approvals(options.approvals)?;
+        run.sink.stage(rebuilt.tail, None)?;
+        run.commit()?;
+        if !approvals.is_empty() {
+            run.complete_all(approvals)?;
+        }
+        Ok(run)
+    }
+
+    /// Match approvals (node id → output) to waiting human activations; every one must match.
+    fn approvals(&self, approvals: BTreeMap<String, Value>) -> Result<Vec<(u64, Completion)>> {
+        let waiting: Vec<Activation> = self
+            .machine
+            .outstanding()
+            .into_iter()
+            .filter(|a| a.kind == ActivationKind::Human)
+            .collect();
+        let mut resolved = Vec::with_capacity(approvals.len());
+        for (node, output) in approvals {
+            let Some(act) = waiting.iter().find(|a| *a.node == *node) else {
+                let names: Vec<&str> = waiting.iter().map(|a| &*a.node).collect();
+                return Err(Error::invalid_argument(format!(
+                    "node '{node}' has no pending human activation (waiting: {})",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                )));
+            };
+            if crate::model::too_deep(&output) {
+                return Err(self.invalid_output(
+                    act.id,
+                    &format!(
+                        "approval nests arrays/objects deeper than {}",
+                        crate::model::MAX_VALUE_DEPTH
+                    ),
+                ));
+            }
+            resolved.push((act.id, Completion::ok(output)));
+        }
+        Ok(resolved)
+    }
+
+    /// Resolve waiting human activations: `approvals` maps node id → the person's decision
+    /// (recorded as the node's output). All are checked before any is recorded.
+    ///
+    /// Errors: `INVALID_ARGUMENT` (a node with no pending human activation),
+    /// `INVALID_OUTPUT`, `IO`.
+    pub fn resolve_humans(&mut self, approvals: BTreeMap<String, Value>) -> Result<()> {
+        self.check_usable()?;
+        let resolved = self.approvals(approvals)?;
+        for r in self.complete_all(resolved)? {
+            match r {
+                Recorded::AsGiven => {}
+                Recorded::AsFailure(e) | Recorded::Refused(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Fork a run at `seq` (a step end; see [`crate::state_at`]): a new run whose header links
+    /// the parent, with the parent's events up to `seq` copied, the given node outputs replaced
+    /// (recorded as `outputOverridden` events), continuing live from there.
+    ///
+    /// Errors: `INVALID_ARGUMENT` (seq not a step end, unknown node, node without output),
+    /// `LOG_CORRUPT`, `RUN_EXISTS`, `IO`.
+    pub fn fork(
+        path: impl AsRef<Path>,
+        seq: u64,
+        overrides: BTreeMap<String, Value>,
+        run_id: Option<String>,
+        log_dir: Option<PathBuf>,
+        fsync: FsyncMode,
+    ) -> Result<Run> {
+        let path = path.as_ref();
+        let parent = crate::log::read_header(path)?;
+        let run_id = match run_id {
+            Some(id) => id,
+            None => {
+                let mut h = blake3::Hasher::new();
+                h.update(parent.run_id.as_bytes());
+                h.update(&seq.to_le_bytes());
+                let overrides = serde_json::to_string(&overrides).expect("JSON values serialize");
+                h.update(overrides.as_bytes());
+                format!("fork-{}", &h.finalize().to_hex()[..16])
+            }
+        };
+        crate::log::validate_run_id(&run_id)?;
+        if let Some((node, _)) = overrides.iter().find(|(_, v)| crate::model::too_deep(v)) {
+            return Err(Error::invalid_argument(format!(
+                "override of '{node}' nests arrays/objects deeper than {}",
+                crate::model::MAX_VALUE_DEPTH
+            )));
+        }
+        let rebuilt = replay::rebuild_file(path, None, Stop::At(seq), Some(&run_id))?;
+        let mut machine = rebuilt.machine;
+        if !machine.needs_advance() {
+            return Err(Error::invalid_argument(format!(
+                "seq {seq} is not a step end, so there is no consistent point to fork at; step ends near it: {}",
+                replay::nearby(&rebuilt.fork_points, seq)
+            )));
+        }
+        // Apply the overrides before creating the file, so a bad override leaves nothing behind.
+        for (node, output) in overrides {
+            machine.override_output(&node, output)?;
+        }
+        machine.advance();
+        let header = LogHeader {
+            run_id: run_id.clone(),
+            version: crate::model::header::LOG_VERSION,
+            flags: machine.flags().as_slice().to_vec(),
+            parent: Some(ParentRef {
+                run_id: parent.run_id.clone(),
+                seq,
+            }),
+            meta: None,
+            ..parent
+        };
+        let mut first = rebuilt.prefix;
+        first.extend(machine.take_outbox());
+        let (sink, path) = Sink::create(&header, first, log_dir.as_deref(), fsync)?;
+        let mut run = Run {
+            machine,
+            sink,
+            header,
+            path,
+            poisoned: None,
+        };
+        run.commit()?;
+        Ok(run)
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Write what the machine decided, then settle durability per the fsync mode. A failure
+    /// poisons the run.
+    fn commit(&mut self) -> Result<()> {
+        let result = self.try_commit();
+        if let Err(e) = &result {
+            self.poisoned = Some(Error::new(
+                e.kind(),
+                format!(
+                    "the run stopped when its log could not be written ({}); resume it from the log",
+                    e.message()
+                ),
+            ));
+        }
+        result
+    }
+
+    fn try_commit(&mut self) -> Result<()> {
+        let events = self.machine.take_outbox();
+        if !events.is_empty() {
+            self.sink.stage(events, None)?;
+        }
+        self.sink.write()?;
+        self.sink
+            .settle(self.machine.status() == RunStatus::Running)
+    }
+
+    /// Activations not yet handed out, in canonical order.
+    ///
+    /// Errors: the commit failure that poisoned the run.
+    pub fn poll(&mut self) -> Result<Vec<Activation>> {
+        self.check_usable()?;
+        Ok(self.machine.poll())
+    }
+
+    /// All activations still waiting for a completion.
+    ///
+    /// Errors: the commit failure that poisoned the run.
+    pub fn outstanding(&self) -> Result<Vec<Activation>> {
+        self.check_usable()?;
+        Ok(self.machine.outstanding())
+    }
+
+    /// Report the result of activation `id`. The completion is committed to the log before the
+    /// state changes; when it ends the step, the next step is decided and committed too.
+    /// A [`Completion::timed_out`] is recorded with the one timeout failure every host writes.
+    ///
+    /// Errors: `INVALID_COMPLETION` (unknown, late or duplicate; nothing changes),
+    /// `INVALID_OUTPUT` (too deep or too large for the log, naming the node; nothing
+    /// changes), `IO` (the run is then poisoned).
+    pub fn complete(&mut self, id: u64, completion: Completion) -> Result<()> {
+        self.check_usable()?;
+        self.stage_completion(id, completion)?;
+        self.commit()
+    }
+
+    /// Stage one completion and apply it (not yet written).
+    fn stage_completion(&mut self, id: u64, completion: Completion) -> Result<()> {
+        if let Ok(output) = &completion.result {
+            if crate::model::too_deep(output) {
+                let message = format!(
+                    "output nests arrays/objects deeper than {}",
+                    crate::model::MAX_VALUE_DEPTH
+                );
+                return Err(self.invalid_output(id, &message));
+            }
+        }
+        let staged = self.machine.stage(id, completion)?;
+        // Staged, not yet written: the completion and the decisions it triggers reach the
+        // file in one write. A record over the size limit is refused here, naming the node.
+        self.sink
+            .stage(vec![staged.event().clone()], staged.dur_us())
+            .map_err(|e| {
+                if e.kind() == ErrorKind::InvalidOutput {
+                    self.invalid_output(id, e.message())
+                } else {
+                    e
+                }
+            })?;
+        self.machine.apply(staged);
+        if self.machine.needs_advance() {
+            self.machine.advance();
+        }
+        Ok(())
+    }
+
+    /// Report several results in one commit: one write, and in `always` mode one fsync for
+    /// all of them (group commit). Each gets a [`Recorded`]: an output the log cannot hold is
+    /// recorded as a permanent `InvalidOutput` failure (the rule every driver follows), a
+    /// refused completion records nothing; the others are recorded as given.
+    ///
+    /// Errors: `IO` (nothing of the batch is durable; the run is poisoned).
+    pub fn complete_all(&mut self, items: Vec<(u64, Completion)>) -> Result<Vec<Recorded>> {
+        self.check_usable()?;
+        let mut out = Vec::with_capacity(items.len());
+        for (id, completion) in items {
+            let duration_us = completion.duration_us;
+            let usage = completion.usage;
+            let r = match self.stage_completion(id, completion) {
+                Ok(()) => Recorded::AsGiven,
+                Err(e) if e.kind() == ErrorKind::InvalidOutput => {
+                    let mut failure =
+                        Completion::err(Failure::error("InvalidOutput", e.message()).permanent());
+                    failure.usage = usage;
+                    failure.duration_us = duration_us;
+                    match self.stage_completion(id, failure) {
+                        Ok(()) => Recorded::AsFailure(e),
+                        Err(e) if e.kind() == ErrorKind::Io => return self.fail_batch(e),
+                        Err(e) => Recorded::Refused(e),
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::InvalidCompletion => Recorded::Refused(e),
+                Err(e) => return self.fail_batch(e),
+            };
+            out.push(r);
+        }
+        self.commit()?;
+        Ok(out)
+    }
+
+    fn fail_batch(&mut self, e: Error) -> Result<Vec<Recorded>> {
+        // Some completions of the batch were applied but not written: the run cannot go on.
+        self.sink.unstage();
+        self.poisoned = Some(e.clone());
+        Err(e)
+    }
+
+    /// `INVALID_OUTPUT` for activation `id`, naming its node (while it is outstanding): the
+    /// error a host gives when an agent's result cannot become a completion (bindings that
+    /// convert values before calling [`Run::complete`] use it, so every host reports alike).
+    pub fn invalid_output(&self, id: u64, message: &str) -> Error {
+        match self.machine.activation_by_id(id) {
+            Some(act) => Error::new(
+                ErrorKind::InvalidOutput,
+                format!("node '{}': {message}", act.node),
+            )
+            .with_detail(ErrorDetail::Node {
+                node: act.node.to_string(),
+            }),
+            None => Error::new(ErrorKind::InvalidOutput, message),
+        }
+    }
+
+    /// Cancel the run: outstanding activations are recorded as cancelled, then `runCancelled`.
+    /// Returns `false` if the run had already finished.
+    ///
+    /// Errors: `IO`, or the commit failure that poisoned the run.
+    pub fn cancel(&mut self, reason: &str) -> Result<bool> {
+        self.check_usable()?;
+        let cancelled = self.machine.cancel(reason);
+        self.commit()?;
+        Ok(cancelled)
+    }
+
+    /// Current status.
+    ///
+    /// Errors: the commit failure that poisoned the run.
+    pub fn status(&self) -> Result<RunStatus> {
+        self.check_usable()?;
+        Ok(self.machine.status())
+    }
+
+    /// Whether the run completed, failed or was cancelled.
+    ///
+    /// Errors: the commit failure that poisoned the run.
+    pub fn is_finished(&self) -> Result<bool> {
+        Ok(self.status()?.is_finished())
+    }
+
+    /// Status, output and error.
+    ///
+    /// Errors: the commit failure that poisoned the run.
+    pub fn outcome(&self) -> Result<Outcome> {
+        self.check_usable()?;
+        Ok(self.machine.outcome())
+    }
+
+    /// Run id.
+    pub fn run_id(&self) -> &str {
+        &self.header.run_id
+    }
+
+    /// The log header.
+    pub fn header(&self) -> &LogHeader {
+        &self.header
+    }
+
+    /// The workflow being run.
+    pub fn workflow(&self) -> &Workflow {
+        self.machine.workflow()
+    }
+
+    /// Path of the file log, if the run has one.
+    pub fn log_path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// fsyncs this run's log writer made so far (file and directory; 0 in memory): what
+    /// durability cost, for benchmarks and for checking group commit.
+    pub fn fsync_count(&self) -> u64 {
+        match &self.sink {
+            Sink::File(w) => w.syncs(),
+            Sink::Memory(_) => 0,
+        }
+    }
+
+    /// Events of an in-memory run, in commit order.
+    pub fn events(&self) -> Option<&[Event]> {
+        match &self.sink {
+            Sink::Memory(v) => Some(v),
+            Sink::File(_) => None,
+        }
+    }
+
+    /// The canonical log (see [`crate::canonical_log`]).
+    ///
+    /// Errors: `IO`, `LOG_CORRUPT`.
+    pub fn canonical(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write_canonical(&mut out)?;
+        Ok(out)
+    }
+
+    /// blake3 (hex) of the canonical log.
+    ///
+    /// Errors: `IO`, `LOG_CORRUPT`.
+    pub fn fingerprint(&self) -> Result<String> {
+        let mut h = crate::log::read::HashWriter(blake3::Hasher::new());
+        self.write_canonical(&mut h)?;
+        Ok(h.0.finalize().to_hex().to_string())
+    }
+
+    fn write_canonical(&self, out: &mut dyn std::io::Write) -> Result<()> {
+        match &self.sink {
+            Sink::File(w) => crate::log::canonical_log(w.path(), out).map(|_| ()),
+            Sink::Memory(events) => sink::write_memory_canonical(&self.header, events, out),
+        }
+    }
+
+    /// Close the run and keep only its log (the file path, or the in-memory events), for
+    /// computing the canonical form later. Closing a file log releases its lock.
+    pub(crate) fn into_log(self) -> RunLog {
+        match self.sink {
+            Sink::File(w) => RunLog::File(w.path().to_owned()),
+            Sink::Memory(events) => RunLog::Memory(Arc::new((self.header, events))),
+        }
+    }
+}
+
+fn fsync_enabled(mode: FsyncMode) -> bool {
+    match mode {
+        FsyncMode::Always | FsyncMode::Batch => true,
+        FsyncMode::Never => false,
+    }
+}

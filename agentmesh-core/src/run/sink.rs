@@ -1,0 +1,156 @@
+//! Where a run's events go: a file log, or memory. Both apply the same size rule, so a run
+//! has the same outcome and fingerprint wherever its log lives.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::log::read::HashWriter;
+use crate::log::writer::{now_ms, LogWriter};
+use crate::log::FsyncMode;
+use crate::model::event::{Encoded, Event, EventKind};
+use crate::model::header::{CanonicalHeader, LogHeader, Meta};
+
+#[derive(Debug)]
+pub(crate) enum Sink {
+    Memory(Vec<Event>),
+    File(LogWriter),
+}
+
+impl Sink {
+    /// A new log: the header and the run's first events, in memory or as a file created
+    /// atomically in `log_dir`.
+    ///
+    /// Errors: `RUN_EXISTS`, `INVALID_OUTPUT` (an event too large), `IO`.
+    pub(crate) fn create(
+        header: &LogHeader,
+        events: Vec<Event>,
+        log_dir: Option<&Path>,
+        fsync: FsyncMode,
+    ) -> Result<(Sink, Option<PathBuf>)> {
+        match log_dir {
+            Some(dir) => {
+                let path = crate::log::log_path(dir, &header.run_id)?;
+                let w = LogWriter::create(&path, header, &events, fsync)?;
+                Ok((Sink::File(w), Some(path)))
+            }
+            None => {
+                let mut sink = Sink::Memory(Vec::new());
+                sink.stage(events, None)?;
+                Ok((sink, None))
+            }
+        }
+    }
+
+    /// Stage events for the next [`Sink::write`] (memory logs keep them at once). `dur_us`
+    /// is the measured duration of a completion (one event). Nothing is staged when an
+    /// event is too large.
+    ///
+    /// Errors: `INVALID_OUTPUT` (an event too large), `IO` (writer poisoned).
+    pub(crate) fn stage(&mut self, events: Vec<Event>, dur_us: Option<u64>) -> Result<()> {
+        match self {
+            Sink::File(w) => w.stage(&events, dur_us),
+            Sink::Memory(log) => {
+                for e in &events {
+                    // Only these can carry host data of any size; the rest are bounded by
+                    // the workflow's own limits.
+                    let bounded = matches!(
+                        e.kind(),
+                        EventKind::StepStarted
+                            | EventKind::AgentScheduled
+                            | EventKind::ToolScheduled
+                            | EventKind::HumanRequested
+                            | EventKind::BranchDecided
+                            | EventKind::NodeSkipped
+                    );
+                    if !bounded {
+                        e.check_size(e.canonical_len())?;
+                    }
+                }
+                let at = now_ms();
+                log.extend(events.into_iter().map(|mut e| {
+                    e.meta = Some(Meta { at, dur_us });
+                    e
+                }));
+                Ok(())
+            }
+        }
+    }
+
+    /// Drop what was staged and not written (memory logs: nothing to drop, see `stage`).
+    pub(crate) fn unstage(&mut self) {
+        if let Sink::File(w) = self {
+            w.unstage();
+        }
+    }
+
+    /// Write what was staged.
+    ///
+    /// Errors: `IO`.
+    pub(crate) fn write(&mut self) -> Result<()> {
+        match self {
+            Sink::File(w) => w.write_staged(),
+            Sink::Memory(_) => Ok(()),
+        }
+    }
+
+    /// After a commit: a step boundary (batch group commit) while the run goes on, an fsync
+    /// when it finished or waits.
+    ///
+    /// Errors: `IO`.
+    pub(crate) fn settle(&mut self, running: bool) -> Result<()> {
+        match self {
+            Sink::File(w) if running => w.boundary(),
+            Sink::File(w) => w.flush(),
+            Sink::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// The log of a run that is no longer driven: its file, or its events kept in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RunLog {
+    File(PathBuf),
+    Memory(Arc<(LogHeader, Vec<Event>)>),
+}
+
+impl RunLog {
+    pub(crate) fn write_canonical(&self, out: &mut dyn Write) -> Result<()> {
+        match self {
+            RunLog::File(p) => crate::log::canonical_log(p, out).map(|_| ()),
+            RunLog::Memory(m) => write_memory_canonical(&m.0, &m.1, out),
+        }
+    }
+
+    pub(crate) fn fingerprint(&self) -> Result<String> {
+        let mut h = HashWriter(blake3::Hasher::new());
+        self.write_canonical(&mut h)?;
+        Ok(h.0.finalize().to_hex().to_string())
+    }
+}
+
+/// The canonical log of events kept in memory (the same bytes a file log gives).
+pub(crate) fn write_memory_canonical(
+    header: &LogHeader,
+    events: &[Event],
+    out: &mut dyn Write,
+) -> Result<()> {
+    let io = |e| Error::io("writing canonical log", e);
+    let mut buf = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut buf, &CanonicalHeader(header))
+        .map_err(|e| Error::internal(e.to_string()))?;
+    buf.push(b'\n');
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by_key(|e| e.seq);
+    for e in sorted {
+        serde_json::to_writer(&mut buf, &Encoded::canonical(e))
+            .map_err(|e| Error::internal(e.to_string()))?;
+        buf.push(b'\n');
+        if buf.len() >= 64 * 1024 {
+            out.write_all(&buf).map_err(io)?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf).map_err(io)
+}
