@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agentmesh_core::{
-    canonical_log, read_log, recorded_workflow, replay as replay_log, state_at, verify_log,
-    ActivationKind, Error, ErrorKind, FsyncMode, Mesh, RunOptions, RunResult, Script, Workflow,
+    canonical_log, check_log, history, read_log, recorded_workflow, replay as replay_log, state_at,
+    verify_anchor, verify_log, ActivationKind, Anchor, AnchorKey, Error, ErrorKind, FsyncMode,
+    Mesh, RunOptions, RunResult, Script, Workflow,
 };
 use serde_json::{json, Value};
 
@@ -160,22 +161,72 @@ pub fn run(a: RunArgs) -> Result<u8, Error> {
     show_result(&result, a.script.as_deref())
 }
 
+/// Arguments of `agentmesh verify`.
+pub struct VerifyArgs {
+    pub log: PathBuf,
+    pub json: bool,
+    pub check: bool,
+    pub anchor: Option<String>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// The anchor key from `--key-file`, else `AGENTMESH_ANCHOR_KEY`; never printed.
+fn anchor_key(key_file: Option<&Path>) -> Result<Option<AnchorKey>, Error> {
+    let material = match key_file {
+        Some(p) => Some(
+            std::fs::read(p)
+                .map_err(|e| Error::new(ErrorKind::Io, format!("reading {}: {e}", p.display())))?,
+        ),
+        None => std::env::var_os("AGENTMESH_ANCHOR_KEY")
+            .map(|v| v.into_encoded_bytes())
+            .filter(|v| !v.is_empty()),
+    };
+    material.map(|m| AnchorKey::from_material(&m)).transpose()
+}
+
 /// `agentmesh verify`.
-pub fn verify(log: &Path, as_json: bool) -> Result<u8, Error> {
-    let report = verify_log(log)?;
-    if as_json {
+pub fn verify(a: VerifyArgs) -> Result<u8, Error> {
+    let report = match &a.anchor {
+        Some(text) => {
+            // A file, or the JSON text itself.
+            let text = if text.trim_start().starts_with('{') {
+                text.clone()
+            } else {
+                std::fs::read_to_string(text)
+                    .map_err(|e| Error::new(ErrorKind::Io, format!("reading {text}: {e}")))?
+            };
+            let anchor = Anchor::from_json(&text)?;
+            let key = anchor_key(a.key_file.as_deref())?;
+            verify_anchor(&a.log, &anchor, key.as_ref())?
+        }
+        None if a.check => check_log(&a.log)?,
+        None => verify_log(&a.log)?,
+    };
+    if a.json {
         print(&format!("{}\n", to_json(&report)?))?;
     } else {
-        print(&timeline::render_verify(&report))?;
+        let mut text = timeline::render_verify(&report);
+        if a.anchor.is_some() {
+            text.push_str("anchor       matches (the anchored records are all there, unchanged)\n");
+        }
+        print(&text)?;
     }
     Ok(0)
 }
 
+/// `agentmesh anchor`.
+pub fn anchor(log: &Path, key_file: Option<&Path>) -> Result<u8, Error> {
+    let key = anchor_key(key_file)?;
+    let a = agentmesh_core::anchor(log, key.as_ref())?;
+    print(&format!("{}\n", a.to_json()))?;
+    Ok(0)
+}
+
 /// `agentmesh inspect`.
-pub fn inspect(log: &Path, at: Option<u64>, as_json: bool) -> Result<u8, Error> {
-    let (header, events) = read_log(log)?;
-    let text = match at {
-        Some(seq) => {
+pub fn inspect(log: &Path, at: Option<u64>, steps: bool, as_json: bool) -> Result<u8, Error> {
+    let header = agentmesh_core::read_header(log)?;
+    let text = match (at, steps) {
+        (Some(seq), _) => {
             let state = state_at(log, seq)?;
             if as_json {
                 format!("{}\n", to_json(&state)?)
@@ -183,7 +234,16 @@ pub fn inspect(log: &Path, at: Option<u64>, as_json: bool) -> Result<u8, Error> 
                 timeline::render_state(&header, &log.display().to_string(), &state)
             }
         }
-        None => {
+        (None, true) => {
+            let states = history(log)?;
+            if as_json {
+                format!("{}\n", to_json(&states)?)
+            } else {
+                timeline::render_history(&header, &log.display().to_string(), &states)
+            }
+        }
+        (None, false) => {
+            let (header, events) = read_log(log)?;
             let rows = timeline::rows(&events);
             if as_json {
                 format!("{}\n", timeline::to_json(&header, &rows))

@@ -24,6 +24,7 @@ Exit codes:
   5   LOG_CORRUPT: the log is damaged before its tail
   6   NONDETERMINISM: the workflow disagrees with the log
   7   IO: a file could not be read or written
+  8   LOG_TRUNCATED, LOG_HEAD_MISMATCH: the log does not match its anchor
   70  anything else (INTERNAL)
 
 Errors are printed on stderr as `[CODE] message`.";
@@ -85,7 +86,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "batch")]
         fsync: Fsync,
     },
-    /// Verify a log's hash chain and structure; repair a torn tail.
+    /// Verify a log's hash chain and structure; repair a damaged tail (unless --check or
+    /// --anchor, which never write).
     #[command(after_help = EXIT_CODES)]
     Verify {
         /// The log file.
@@ -93,15 +95,41 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Only check: never write (works on a read-only file system and while the run's
+        /// writer is running).
+        #[arg(long)]
+        check: bool,
+        /// Also check the log against an anchor taken earlier (`agentmesh anchor`): a file,
+        /// or the anchor's JSON text. Read-only.
+        #[arg(long, value_name = "A")]
+        anchor: Option<String>,
+        /// Key of a keyed anchor: a file holding the key material (else the environment
+        /// variable AGENTMESH_ANCHOR_KEY, when set).
+        #[arg(long, value_name = "F")]
+        key_file: Option<PathBuf>,
     },
-    /// Print a log's timeline, or the run's state at one seq.
+    /// Print the head of a log as JSON (run id, records, bytes, head hash): store it elsewhere
+    /// and `verify --anchor` detects records cut off or a recomputed chain. With a key
+    /// (--key-file, or AGENTMESH_ANCHOR_KEY) the anchor carries a MAC. Read-only.
+    #[command(after_help = EXIT_CODES)]
+    Anchor {
+        /// The log file.
+        log: PathBuf,
+        /// A file holding the key material (else AGENTMESH_ANCHOR_KEY, when set).
+        #[arg(long, value_name = "F")]
+        key_file: Option<PathBuf>,
+    },
+    /// Print a log's timeline, the run's state at one seq, or its state after every step.
     #[command(after_help = EXIT_CODES)]
     Inspect {
         /// The log file.
         log: PathBuf,
         /// Show the state of the run as of this seq (time travel).
-        #[arg(long, value_name = "SEQ")]
+        #[arg(long, value_name = "SEQ", conflicts_with = "steps")]
         at: Option<u64>,
+        /// Show the state after every step (the run's history, in one pass).
+        #[arg(long)]
+        steps: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -191,6 +219,7 @@ fn error_code(err: &Error) -> u8 {
         | ErrorKind::UnknownAgent
         | ErrorKind::RunExists => 4,
         ErrorKind::LogCorrupt => 5,
+        ErrorKind::LogTruncated | ErrorKind::LogHeadMismatch => 8,
         ErrorKind::Nondeterminism => 6,
         ErrorKind::Io => 7,
         ErrorKind::AgentFailed
@@ -218,6 +247,15 @@ fn report_error(err: &Error) {
             eprintln!("  actual    {actual}");
         }
         Some(ErrorDetail::LogCorrupt { offset }) => eprintln!("  offset    {offset}"),
+        Some(ErrorDetail::Anchor {
+            field,
+            expected,
+            found,
+        }) => {
+            eprintln!("  field     {field}");
+            eprintln!("  expected  {expected}");
+            eprintln!("  found     {found}");
+        }
         _ => {}
     }
 }
@@ -242,8 +280,26 @@ fn main() -> ExitCode {
             log_dir,
             fsync: fsync.into(),
         }),
-        Command::Verify { log, json } => commands::verify(&log, json),
-        Command::Inspect { log, at, json } => commands::inspect(&log, at, json),
+        Command::Verify {
+            log,
+            json,
+            check,
+            anchor,
+            key_file,
+        } => commands::verify(commands::VerifyArgs {
+            log,
+            json,
+            check,
+            anchor,
+            key_file,
+        }),
+        Command::Anchor { log, key_file } => commands::anchor(&log, key_file.as_deref()),
+        Command::Inspect {
+            log,
+            at,
+            steps,
+            json,
+        } => commands::inspect(&log, at, steps, json),
         Command::Canonical { log } => commands::canonical(&log),
         Command::Replay { log, workflow } => commands::replay(&log, workflow.as_deref()),
         Command::Fork {

@@ -402,6 +402,54 @@ pub fn render_state(header: &LogHeader, log: &str, st: &RunState) -> String {
     out
 }
 
+/// The run's state after every step (`inspect --steps`): one line per state, with the nodes
+/// whose output changed since the line before.
+pub fn render_history(header: &LogHeader, log: &str, states: &[RunState]) -> String {
+    let mut out = header_line(header);
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "{:>6}  {:>5}  {:<9}  {:>4}  changed / pending",
+        "seq", "step", "status", "done"
+    );
+    let mut before: Option<&RunState> = None;
+    for st in states {
+        let changed: Vec<&str> = st
+            .completed
+            .iter()
+            .filter(|(k, v)| before.and_then(|b| b.completed.get(*k)) != Some(*v))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let pending: Vec<String> = st.pending.iter().map(|a| a.node.to_string()).collect();
+        let mut what = String::new();
+        if !changed.is_empty() {
+            let _ = write!(what, "+{}", changed.join(" +"));
+        }
+        if !pending.is_empty() {
+            if !what.is_empty() {
+                what.push_str("  ");
+            }
+            let _ = write!(what, "waiting: {}", pending.join(", "));
+        }
+        let _ = writeln!(
+            out,
+            "{:>6}  {:>5}  {:<9}  {:>4}  {what}",
+            st.seq,
+            st.step,
+            st.status.as_str(),
+            st.completed.len()
+        );
+        before = Some(st);
+    }
+    let _ = writeln!(
+        out,
+        "\n{} states; `agentmesh inspect {} --at SEQ` shows one whole, `agentmesh fork` branches off at a step end",
+        states.len(),
+        shell_quote(log)
+    );
+    out
+}
+
 /// A verify report as text.
 pub fn render_verify(r: &VerifyReport) -> String {
     let mut out = String::new();

@@ -26,6 +26,11 @@ pub enum ErrorKind {
     Nondeterminism,
     /// The log file is damaged before its tail, or is not an AgentMesh log (`LOG_CORRUPT`).
     LogCorrupt,
+    /// The log holds fewer records than an anchor taken earlier (`LOG_TRUNCATED`).
+    LogTruncated,
+    /// The log's records do not hash to an anchor taken earlier, or belong to another run
+    /// (`LOG_HEAD_MISMATCH`).
+    LogHeadMismatch,
     /// A log for this run id already exists (`RUN_EXISTS`).
     RunExists,
     /// An agent, tool or human activation failed and the run failed with it (`AGENT_FAILED`).
@@ -53,6 +58,8 @@ impl ErrorKind {
         ErrorKind::InvalidCompletion,
         ErrorKind::Nondeterminism,
         ErrorKind::LogCorrupt,
+        ErrorKind::LogTruncated,
+        ErrorKind::LogHeadMismatch,
         ErrorKind::RunExists,
         ErrorKind::AgentFailed,
         ErrorKind::Timeout,
@@ -72,6 +79,8 @@ impl ErrorKind {
             ErrorKind::InvalidCompletion => "INVALID_COMPLETION",
             ErrorKind::Nondeterminism => "NONDETERMINISM",
             ErrorKind::LogCorrupt => "LOG_CORRUPT",
+            ErrorKind::LogTruncated => "LOG_TRUNCATED",
+            ErrorKind::LogHeadMismatch => "LOG_HEAD_MISMATCH",
             ErrorKind::RunExists => "RUN_EXISTS",
             ErrorKind::AgentFailed => "AGENT_FAILED",
             ErrorKind::Timeout => "TIMEOUT",
@@ -129,6 +138,15 @@ pub enum ErrorDetail {
         /// Node id.
         node: String,
     },
+    /// How a log differs from its anchor (`LOG_TRUNCATED`, `LOG_HEAD_MISMATCH`).
+    Anchor {
+        /// What differs: `records`, `bytes`, `head`, `mac` or `runId`.
+        field: String,
+        /// What the anchor says.
+        expected: String,
+        /// What the log (or the key) gives.
+        found: String,
+    },
 }
 
 impl ErrorDetail {
@@ -149,6 +167,11 @@ impl ErrorDetail {
             }),
             ErrorDetail::LogCorrupt { offset } => json!({ "offset": offset }),
             ErrorDetail::Node { node } => json!({ "node": node }),
+            ErrorDetail::Anchor {
+                field,
+                expected,
+                found,
+            } => json!({"field": field, "expected": expected, "found": found}),
         }
     }
 }
@@ -220,6 +243,17 @@ impl Error {
             node: node.map(str::to_owned),
             field: field.to_owned(),
         })
+    }
+
+    /// `INVALID_OUTPUT` for a result of node `node` that cannot be recorded: the message is
+    /// `node '<node>': <reason>` and the detail names the node. Hosts that convert a result
+    /// before completing use it, so every host reports (and records) the same text.
+    pub fn invalid_output(node: &str, reason: &str) -> Error {
+        Error::new(ErrorKind::InvalidOutput, format!("node '{node}': {reason}")).with_detail(
+            ErrorDetail::Node {
+                node: node.to_owned(),
+            },
+        )
     }
 
     pub(crate) fn invalid_argument(message: impl Into<String>) -> Error {

@@ -48,8 +48,9 @@ pub use driver::{
 };
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use log::{
-    canonical_log, check_log, fingerprint, read_events, read_header, read_log, verify_log,
-    FsyncMode, LogEvents, Repair, VerifyReport,
+    anchor, canonical_log, check_log, fingerprint, read_events, read_header, read_log,
+    verify_anchor, verify_log, Anchor, AnchorKey, FsyncMode, LogEvents, Repair, VerifyReport,
+    ANCHOR_VERSION,
 };
 pub use machine::RunState;
 pub use model::activation::{Activation, Completion, Outcome, RunStatus};

@@ -8,6 +8,8 @@ export type AgentMeshErrorCode =
   | 'INVALID_COMPLETION'
   | 'NONDETERMINISM'
   | 'LOG_CORRUPT'
+  | 'LOG_TRUNCATED'
+  | 'LOG_HEAD_MISMATCH'
   | 'RUN_EXISTS'
   | 'AGENT_FAILED'
   | 'TIMEOUT'
@@ -31,6 +33,8 @@ export interface ErrorDetails {
   actual?: string
   /** Byte offset of the first damaged record (`LOG_CORRUPT`). */
   offset?: number
+  /** What the log gives where it differs from its anchor (`LOG_TRUNCATED`, `LOG_HEAD_MISMATCH`). */
+  found?: string
 }
 
 /** Base class of every AgentMesh error. */
@@ -98,6 +102,30 @@ export declare class LogCorruptError extends AgentMeshError {
   readonly offset: number | null
 }
 
+/** The log holds fewer records than an anchor taken earlier. */
+export declare class LogTruncatedError extends AgentMeshError {
+  static readonly code: 'LOG_TRUNCATED'
+  readonly code: 'LOG_TRUNCATED'
+  /** What differs: `records` or `bytes`. */
+  readonly field: string | null
+  /** What the anchor says. */
+  readonly expected: string | null
+  /** What the log gives. */
+  readonly found: string | null
+}
+
+/** The log's records do not hash to an anchor taken earlier (edited, chain recomputed). */
+export declare class LogHeadMismatchError extends AgentMeshError {
+  static readonly code: 'LOG_HEAD_MISMATCH'
+  readonly code: 'LOG_HEAD_MISMATCH'
+  /** What differs: `head`, `bytes`, `mac` or `runId`. */
+  readonly field: string | null
+  /** What the anchor says. */
+  readonly expected: string | null
+  /** What the log gives. */
+  readonly found: string | null
+}
+
 /** The run's log file already exists. */
 export declare class RunExistsError extends AgentMeshError {
   static readonly code: 'RUN_EXISTS'
@@ -161,6 +189,8 @@ export interface ErrorClasses {
   INVALID_COMPLETION: typeof InvalidCompletionError
   NONDETERMINISM: typeof NondeterminismError
   LOG_CORRUPT: typeof LogCorruptError
+  LOG_TRUNCATED: typeof LogTruncatedError
+  LOG_HEAD_MISMATCH: typeof LogHeadMismatchError
   RUN_EXISTS: typeof RunExistsError
   AGENT_FAILED: typeof AgentFailedError
   TIMEOUT: typeof AgentTimeoutError

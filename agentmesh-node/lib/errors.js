@@ -95,6 +95,30 @@ class LogCorruptError extends AgentMeshError {
   }
 }
 
+/** How a log differs from its anchor: `field`, what the anchor says, what the log gives. */
+class AnchorMismatch extends AgentMeshError {
+  /** What differs: `records`, `bytes`, `head`, `mac` or `runId`. */
+  get field() {
+    return detail(this, 'field')
+  }
+
+  /** What the anchor says. */
+  get expected() {
+    return detail(this, 'expected')
+  }
+
+  /** What the log gives. */
+  get found() {
+    return detail(this, 'found')
+  }
+}
+
+/** The log holds fewer records than an anchor taken earlier. */
+class LogTruncatedError extends AnchorMismatch {}
+
+/** The log's records do not hash to an anchor taken earlier (edited, chain recomputed). */
+class LogHeadMismatchError extends AnchorMismatch {}
+
 /** The run's log file already exists. */
 class RunExistsError extends AgentMeshError {}
 
@@ -146,6 +170,8 @@ const TABLE = [
   [InvalidCompletionError, 'INVALID_COMPLETION'],
   [NondeterminismError, 'NONDETERMINISM'],
   [LogCorruptError, 'LOG_CORRUPT'],
+  [LogTruncatedError, 'LOG_TRUNCATED'],
+  [LogHeadMismatchError, 'LOG_HEAD_MISMATCH'],
   [RunExistsError, 'RUN_EXISTS'],
   [AgentFailedError, 'AGENT_FAILED'],
   [AgentTimeoutError, 'TIMEOUT'],
@@ -310,6 +336,8 @@ module.exports = {
   InvalidCompletionError,
   NondeterminismError,
   LogCorruptError,
+  LogTruncatedError,
+  LogHeadMismatchError,
   RunExistsError,
   AgentFailedError,
   AgentTimeoutError,

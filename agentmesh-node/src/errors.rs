@@ -4,7 +4,7 @@
 //! - `code`: the stable core code (`"INVALID_WORKFLOW"`, ... — [`ErrorKind::code`]),
 //! - `message`: `"[CODE] message"`, as the core's `Display` and Python's `str(exc)` read,
 //! - `details`: an object with the structured facts the core gives (`node`, `field`, `seq`,
-//!   `expected`, `actual`, `offset`; see [`details`]), `{}` when there are none.
+//!   `expected`, `actual`, `offset`, `found`; `ErrorDetail::to_json`), `{}` when there are none.
 //!
 //! The TypeScript layer maps `code` to its error subclasses; the class list is not duplicated
 //! here. A panic inside the core or this crate is caught ([`guard`]) and becomes an `INTERNAL`
@@ -13,7 +13,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-use agentmesh_core::{Error, ErrorDetail, ErrorKind};
+use agentmesh_core::{Error, ErrorKind};
 use napi::bindgen_prelude::Unknown;
 use napi::{sys, Env, Status};
 use napi_derive::napi;
@@ -65,42 +65,6 @@ pub fn invalid_argument(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidArgument, message)
 }
 
-/// One structured fact of an error's `details`.
-pub enum Fact<'a> {
-    Str(&'a str),
-    OptStr(Option<&'a str>),
-    Num(u64),
-}
-
-/// The `details` of a core error, as (key, fact) pairs; empty when the error has none.
-///
-/// `ErrorDetail` is non-exhaustive: a detail this binding does not know yet is dropped rather
-/// than guessed at; `code` and `message` still carry the error.
-pub fn details(e: &Error) -> Vec<(&'static str, Fact<'_>)> {
-    match e.detail() {
-        Some(ErrorDetail::Workflow { node, field }) => vec![
-            ("node", Fact::OptStr(node.as_deref())),
-            ("field", Fact::Str(field)),
-        ],
-        Some(ErrorDetail::Nondeterminism {
-            seq,
-            node,
-            field,
-            expected,
-            actual,
-        }) => vec![
-            ("seq", Fact::Num(*seq)),
-            ("node", Fact::OptStr(node.as_deref())),
-            ("field", Fact::Str(field)),
-            ("expected", Fact::Str(expected)),
-            ("actual", Fact::Str(actual)),
-        ],
-        Some(ErrorDetail::LogCorrupt { offset }) => vec![("offset", Fact::Num(*offset))],
-        Some(ErrorDetail::Node { node }) => vec![("node", Fact::Str(node))],
-        Some(_) | None => Vec::new(),
-    }
-}
-
 /// The JS error for a core error (see the module docs for its shape).
 pub fn to_js(env: &Env, e: &Error) -> napi::Error {
     let fallback = || napi::Error::new(Status::GenericFailure, e.to_string());
@@ -138,25 +102,13 @@ fn build(env: &Env, e: &Error) -> Result<sys::napi_value, sys::napi_status> {
     let message = string(&e.to_string())?;
     let mut error = ptr::null_mut();
     check(unsafe { sys::napi_create_error(env, code, message, &mut error) })?;
-    let mut obj = ptr::null_mut();
-    check(unsafe { sys::napi_create_object(env, &mut obj) })?;
-    for (key, fact) in details(e) {
-        let value = match fact {
-            Fact::Str(s) | Fact::OptStr(Some(s)) => string(s)?,
-            Fact::OptStr(None) => {
-                let mut null = ptr::null_mut();
-                check(unsafe { sys::napi_get_null(env, &mut null) })?;
-                null
-            }
-            Fact::Num(n) => {
-                let mut num = ptr::null_mut();
-                check(unsafe { sys::napi_create_double(env, n as f64, &mut num) })?;
-                num
-            }
-        };
-        let key = string(key)?;
-        check(unsafe { sys::napi_set_property(env, obj, key, value) })?;
-    }
+    // The details are the core's one JSON form of them (`ErrorDetail::to_json`).
+    let details = e
+        .detail()
+        .map(|d| d.to_json())
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    let obj = unsafe { crate::json::write(env, &details) }
+        .map_err(|_| sys::Status::napi_generic_failure)?;
     let key = string("details")?;
     check(unsafe { sys::napi_set_property(env, error, key, obj) })?;
     Ok(error)

@@ -6,10 +6,10 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use agentmesh_core::{Error, ErrorDetail, ErrorKind};
+use agentmesh_core::{Error, ErrorKind};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The stable codes of every core error kind, in declaration order.
 #[pyfunction]
@@ -45,23 +45,8 @@ where
 
 /// The Python exception for a core error, with its structured details.
 pub fn to_py(py: Python<'_>, e: &Error) -> PyErr {
-    let details = match e.detail() {
-        Some(ErrorDetail::Workflow { node, field }) => json!({"node": node, "field": field}),
-        Some(ErrorDetail::Nondeterminism {
-            seq,
-            node,
-            field,
-            expected,
-            actual,
-        }) => json!({
-            "seq": seq, "node": node, "field": field, "expected": expected, "actual": actual
-        }),
-        Some(ErrorDetail::LogCorrupt { offset }) => json!({ "offset": offset }),
-        Some(ErrorDetail::Node { node }) => json!({ "node": node }),
-        // ErrorDetail is non-exhaustive: a detail this binding does not know yet is dropped
-        // rather than guessed at; code and message still carry the error.
-        Some(_) | None => Value::Null,
-    };
+    // The core's one JSON form of the details.
+    let details = e.detail().map_or(Value::Null, |d| d.to_json());
     raise(py, e.code(), e.message(), &details)
 }
 

@@ -2,8 +2,10 @@
 //!
 //! `reader` reads (chain, envelope, structure via `shape`, canonical order), `read` holds the
 //! read-only functions, `repair` the verification that mends a damaged tail, `writer` the
-//! appender with atomic creation.
+//! appender with atomic creation, `anchor` the heads kept elsewhere that detect truncation
+//! and recomputed chains.
 
+pub(crate) mod anchor;
 pub(crate) mod chain;
 pub(crate) mod read;
 pub(crate) mod reader;
@@ -11,6 +13,7 @@ pub(crate) mod repair;
 pub(crate) mod shape;
 pub(crate) mod writer;
 
+pub use anchor::{anchor, verify_anchor, Anchor, AnchorKey, ANCHOR_VERSION};
 pub use chain::MAX_RECORD_BYTES;
 pub use read::{
     canonical_log, check_log, fingerprint, read_events, read_header, read_log, LogEvents, Repair,

@@ -263,13 +263,15 @@ impl LogWriter {
         }
     }
 
-    /// A writer appending to `file` (locked, verified, positioned at its end by the caller).
+    /// A writer appending to `file` (locked, verified, positioned at its end by the caller,
+    /// which made `syncs` fsyncs of it already).
     pub(crate) fn append_to(
         file: Locked,
         path: &Path,
         header: &LogHeader,
         last_hash: Digest,
         fsync: FsyncMode,
+        syncs: u64,
     ) -> Result<LogWriter> {
         let identity = file
             .metadata()
@@ -278,6 +280,7 @@ impl LogWriter {
         let layout = Layout::of_version(header.version);
         let mut w = LogWriter::from_parts(file, path, layout, &header.run_id, last_hash, fsync);
         w.identity = identity;
+        w.syncs = syncs;
         Ok(w)
     }
 

@@ -91,6 +91,13 @@ impl Completion {
         })
     }
 
+    /// The completion of an activation whose result cannot be recorded (not JSON data, too
+    /// deep, too large for the log): a permanent failure of type `InvalidOutput` with the
+    /// `INVALID_OUTPUT` error's message. Every host records this one failure for such results.
+    pub fn invalid_output(error: &crate::Error) -> Completion {
+        Completion::err(Failure::error("InvalidOutput", error.message()).permanent())
+    }
+
     /// Attach token usage.
     pub fn with_usage(mut self, usage: Usage) -> Completion {
         self.usage = Some(usage);

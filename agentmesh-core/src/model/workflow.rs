@@ -276,11 +276,23 @@ impl Workflow {
 
     /// Parse and validate a workflow from a JSON file.
     ///
-    /// Errors: `IO` when the file cannot be read, `INVALID_WORKFLOW` otherwise.
+    /// Errors: `IO` when the file cannot be read, `INVALID_WORKFLOW` otherwise (text that is
+    /// not UTF-8 names the byte offset of the first bad byte).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Workflow> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Error::invalid_workflow(
+                None,
+                "(document)",
+                format!(
+                    "{} is not UTF-8 text: invalid byte at offset {}",
+                    path.display(),
+                    e.utf8_error().valid_up_to()
+                ),
+            )
+        })?;
         Workflow::from_json(&text)
     }
 

@@ -21,14 +21,13 @@ use serde_json::Value;
 pub(crate) use sink::RunLog;
 use sink::Sink;
 
-use crate::error::{Error, ErrorDetail, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::log::reader::{LogReader, LogScan};
 use crate::log::writer::LogWriter;
 use crate::log::FsyncMode;
 use crate::machine::Machine;
 use crate::model::activation::{Activation, Completion, Outcome, RunStatus};
 use crate::model::event::Event;
-use crate::model::failure::Failure;
 use crate::model::header::{CoreFlags, LogHeader, ParentRef, WorkflowRef};
 use crate::model::workflow::{ActivationKind, Workflow};
 use crate::replay::{self, Stop};
@@ -215,14 +214,16 @@ impl Run {
         };
         // What resume read may be only in the page cache (a writer poisoned by a failed
         // fsync leaves it so): make it durable before building on it.
+        let mut syncs = 0;
         if fsync_enabled(options.fsync) {
             file.sync_all()
                 .map_err(|e| Error::io(format!("fsync of {}", path.display()), e))?;
             crate::log::writer::sync_dir(path)?;
+            syncs = 2;
         }
         file.seek(SeekFrom::Start(end))
             .map_err(|e| Error::io(format!("seeking {}", path.display()), e))?;
-        let writer = LogWriter::append_to(file, path, &header, last_hash, options.fsync)?;
+        let writer = LogWriter::append_to(file, path, &header, last_hash, options.fsync, syncs)?;
         let mut run = Run {
             machine: rebuilt.machine,
             sink: Sink::File(writer),
@@ -471,8 +472,7 @@ impl Run {
             let r = match self.stage_completion(id, completion) {
                 Ok(()) => Recorded::AsGiven,
                 Err(e) if e.kind() == ErrorKind::InvalidOutput => {
-                    let mut failure =
-                        Completion::err(Failure::error("InvalidOutput", e.message()).permanent());
+                    let mut failure = Completion::invalid_output(&e);
                     failure.usage = usage;
                     failure.duration_us = duration_us;
                     match self.stage_completion(id, failure) {
@@ -502,13 +502,7 @@ impl Run {
     /// convert values before calling [`Run::complete`] use it, so every host reports alike).
     pub fn invalid_output(&self, id: u64, message: &str) -> Error {
         match self.machine.activation_by_id(id) {
-            Some(act) => Error::new(
-                ErrorKind::InvalidOutput,
-                format!("node '{}': {message}", act.node),
-            )
-            .with_detail(ErrorDetail::Node {
-                node: act.node.to_string(),
-            }),
+            Some(act) => Error::invalid_output(&act.node, message),
             None => Error::new(ErrorKind::InvalidOutput, message),
         }
     }

@@ -95,6 +95,36 @@ class LogCorruptError(AgentMeshError):
         return self.details.get("offset")
 
 
+class _AnchorMismatch(AgentMeshError):
+    """How a log differs from its anchor: ``field`` (``records``, ``bytes``, ``head``,
+    ``mac``, ``runId``), what the anchor says (``expected``) and what the log gives
+    (``found``)."""
+
+    @property
+    def field(self) -> Optional[str]:
+        return self.details.get("field")
+
+    @property
+    def expected(self) -> Optional[str]:
+        return self.details.get("expected")
+
+    @property
+    def found(self) -> Optional[str]:
+        return self.details.get("found")
+
+
+class LogTruncatedError(_AnchorMismatch):
+    """The log holds fewer records than an anchor taken earlier."""
+
+    code = "LOG_TRUNCATED"
+
+
+class LogHeadMismatchError(_AnchorMismatch):
+    """The log's records do not hash to an anchor taken earlier (edited, chain recomputed)."""
+
+    code = "LOG_HEAD_MISMATCH"
+
+
 class RunExistsError(AgentMeshError):
     code = "RUN_EXISTS"
 
@@ -156,6 +186,8 @@ _TABLE: Dict[str, Type[AgentMeshError]] = {
         InvalidCompletionError,
         NondeterminismError,
         LogCorruptError,
+        LogTruncatedError,
+        LogHeadMismatchError,
         RunExistsError,
         AgentFailedError,
         AgentTimeoutError,
