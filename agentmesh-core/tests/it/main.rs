@@ -1,6 +1,7 @@
 //! Integration tests of agentmesh-core (one test binary; one module per area).
 
 mod common;
+mod compat;
 mod crash;
 mod determinism;
 mod driver;
