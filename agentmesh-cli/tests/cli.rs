@@ -626,3 +626,187 @@ fn demo_runs_twice_with_the_same_fingerprint() {
     expect_code(&r, 0);
     assert!(r.stdout.contains("default -> no successor"), "{}", r.stdout);
 }
+
+#[test]
+fn anchors_catch_truncation_and_recomputed_chains_and_keys_stay_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = fan_out_workflow(dir);
+    let ran = agentmesh(
+        dir,
+        &[
+            "run",
+            wf.to_str().unwrap(),
+            "--run-id",
+            "anch",
+            "--log-dir",
+            "logs",
+        ],
+    );
+    expect_code(&ran, 0);
+    let log = "logs/anch.jsonl";
+    let plain = agentmesh(dir, &["anchor", log]);
+    expect_code(&plain, 0);
+    let anchor: Value = serde_json::from_str(&plain.stdout).unwrap();
+    assert_eq!(anchor["runId"], "anch");
+    assert!(anchor.get("mac").is_none());
+    std::fs::write(dir.join("key"), b"k3y-f1l3-m4t3r14l").unwrap();
+    let keyed = agentmesh(dir, &["anchor", log, "--key-file", "key"]);
+    expect_code(&keyed, 0);
+    std::fs::write(dir.join("plain.anchor"), &plain.stdout).unwrap();
+    std::fs::write(dir.join("keyed.anchor"), &keyed.stdout).unwrap();
+    expect_code(
+        &agentmesh(dir, &["verify", log, "--anchor", "plain.anchor"]),
+        0,
+    );
+    expect_code(
+        &agentmesh(
+            dir,
+            &[
+                "verify",
+                log,
+                "--anchor",
+                "keyed.anchor",
+                "--key-file",
+                "key",
+            ],
+        ),
+        0,
+    );
+    // The key from the environment; the wrong key exits 8 and never shows the material.
+    let wrong = Command::new(env!("CARGO_BIN_EXE_agentmesh"))
+        .args(["verify", log, "--anchor", "keyed.anchor"])
+        .env("AGENTMESH_ANCHOR_KEY", "s3cr3t-3nv-m4t3r14l")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(8));
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&wrong.stdout),
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    assert!(
+        shown.contains("[LOG_HEAD_MISMATCH]") && !shown.contains("s3cr3t"),
+        "{shown}"
+    );
+    // Cut the last record off: a valid, shorter log, caught only by the anchor.
+    let bytes = std::fs::read(dir.join(log)).unwrap();
+    let last_line = line_start(&bytes, bytes.len() - 1);
+    std::fs::write(dir.join("logs/cut.jsonl"), &bytes[..last_line]).unwrap();
+    expect_code(&agentmesh(dir, &["verify", "logs/cut.jsonl", "--check"]), 0);
+    let cut = agentmesh(
+        dir,
+        &["verify", "logs/cut.jsonl", "--anchor", "plain.anchor"],
+    );
+    expect_code(&cut, 8);
+    assert!(
+        cut.stderr.contains("[LOG_TRUNCATED]") && cut.stderr.contains("records"),
+        "{}",
+        cut.stderr
+    );
+    // Inline anchor JSON works too.
+    expect_code(
+        &agentmesh(dir, &["verify", log, "--anchor", plain.stdout.trim()]),
+        0,
+    );
+    // Edit each record and recompute the chain: verify alone passes, the anchor does not.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for i in 0..lines.len() {
+        let mut records: Vec<String> = lines.iter().map(|l| unsealed(l)).collect();
+        records[i] = records[i].replacen("\"at\":", "\"at\":9", 1);
+        std::fs::write(dir.join("logs/edited.jsonl"), resealed(&records)).unwrap();
+        expect_code(
+            &agentmesh(dir, &["verify", "logs/edited.jsonl", "--check"]),
+            0,
+        );
+        let edited = agentmesh(
+            dir,
+            &["verify", "logs/edited.jsonl", "--anchor", "plain.anchor"],
+        );
+        expect_code(&edited, 8);
+        assert!(
+            edited.stderr.contains("[LOG_HEAD_MISMATCH]"),
+            "record {i}: {}",
+            edited.stderr
+        );
+    }
+}
+
+/// A format-2 line without its `,"hash":"…"` field (closing brace kept).
+fn unsealed(line: &str) -> String {
+    format!("{}}}", &line[..line.rfind(",\"hash\":\"").unwrap()])
+}
+
+/// Format-2 lines with the hash chain recomputed.
+fn resealed(records: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut prev = [0u8; 32];
+    for r in records {
+        let mut h = blake3::Hasher::new();
+        h.update(&prev);
+        h.update(r.as_bytes());
+        prev = *h.finalize().as_bytes();
+        out.extend_from_slice(&r.as_bytes()[..r.len() - 1]);
+        out.extend_from_slice(
+            format!(",\"hash\":\"{}\"}}\n", blake3::Hash::from(prev).to_hex()).as_bytes(),
+        );
+    }
+    out
+}
+
+#[test]
+fn verify_check_never_writes_and_inspect_steps_shows_every_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = fan_out_workflow(dir);
+    expect_code(
+        &agentmesh(
+            dir,
+            &[
+                "run",
+                wf.to_str().unwrap(),
+                "--run-id",
+                "ro",
+                "--log-dir",
+                "logs",
+            ],
+        ),
+        0,
+    );
+    let log = dir.join("logs/ro.jsonl");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend_from_slice(b"{\"seq\":99,\"ty");
+    std::fs::write(&log, &bytes).unwrap();
+    let checked = agentmesh(dir, &["verify", "logs/ro.jsonl", "--check", "--json"]);
+    expect_code(&checked, 0);
+    let report: Value = serde_json::from_str(&checked.stdout).unwrap();
+    assert!(
+        report["tornAt"].is_u64() && report["repaired"].is_null(),
+        "{report}"
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), bytes, "--check wrote");
+    let steps = agentmesh(dir, &["inspect", "logs/ro.jsonl", "--steps", "--json"]);
+    expect_code(&steps, 0);
+    let states: Vec<Value> = serde_json::from_str(&steps.stdout).unwrap();
+    // seq 1, three step ends, and the end of the run.
+    assert_eq!(states.len(), 5, "{}", steps.stdout);
+    assert_eq!(states.last().unwrap()["status"], "completed");
+    let text = agentmesh(dir, &["inspect", "logs/ro.jsonl", "--steps"]);
+    expect_code(&text, 0);
+    assert!(text.stdout.contains("+join"), "{}", text.stdout);
+}
+
+#[test]
+fn a_workflow_file_that_is_not_utf8_exits_4_naming_the_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("w.json"), b"{\"name\": \"\xff\"}").unwrap();
+    let r = agentmesh(tmp.path(), &["run", "w.json"]);
+    expect_code(&r, 4);
+    assert!(
+        r.stderr.contains("[INVALID_WORKFLOW]") && r.stderr.contains("offset 10"),
+        "{}",
+        r.stderr
+    );
+}

@@ -701,4 +701,266 @@ mod tests {
         );
         assert_eq!(a.hash(), b.hash());
     }
+
+    /// The branch classification as 0.1 computed it, quadratic and plain: the model that
+    /// the linear validation must agree with. Returns per node its dependencies
+    /// `(from, conditional)` sorted, the topological order, and per branch its loop bodies;
+    /// or the (node, field) of the error.
+    #[allow(clippy::type_complexity)]
+    fn reference(
+        spec: &super::WorkflowSpec,
+    ) -> std::result::Result<
+        (
+            Vec<Vec<(usize, bool)>>,
+            Vec<usize>,
+            Vec<Vec<(usize, Vec<usize>)>>,
+        ),
+        (Option<String>, String),
+    > {
+        use super::{Dep, NodeKind};
+        use std::collections::{HashMap, HashSet};
+        let index: HashMap<&str, usize> = spec
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.as_str(), i))
+            .collect();
+        let count = spec.nodes.len();
+        let mut deps: Vec<Vec<Dep>> = vec![Vec::new(); count];
+        for (i, n) in spec.nodes.iter().enumerate() {
+            for a in &n.after {
+                deps[i].push(Dep {
+                    from: index[a.as_str()],
+                    conditional: false,
+                });
+            }
+        }
+        let ancestors = |target: usize, deps: &[Vec<Dep>]| {
+            let mut seen = HashSet::from([target]);
+            let mut stack = vec![target];
+            while let Some(i) = stack.pop() {
+                for d in &deps[i] {
+                    if seen.insert(d.from) {
+                        stack.push(d.from);
+                    }
+                }
+            }
+            seen
+        };
+        let mut back = Vec::new();
+        for (b, n) in spec.nodes.iter().enumerate() {
+            if n.kind != NodeKind::Branch {
+                continue;
+            }
+            let mut targets: Vec<(String, usize)> = n
+                .cases
+                .iter()
+                .enumerate()
+                .map(|(k, c)| (format!("cases[{k}].goto"), index[c.goto.as_str()]))
+                .collect();
+            if let Some(d) = &n.default {
+                targets.push(("default".to_owned(), index[d.as_str()]));
+            }
+            let anc = ancestors(b, &deps);
+            for (field, t) in targets {
+                if anc.contains(&t) {
+                    back.push((b, t, field));
+                } else if let Some(d) = deps[t].iter_mut().find(|d| d.from == b) {
+                    d.conditional = true;
+                } else {
+                    deps[t].push(Dep {
+                        from: b,
+                        conditional: true,
+                    });
+                }
+            }
+        }
+        let topo = super::topo_sort(count, &deps)
+            .map_err(|i| (Some(spec.nodes[i].id.clone()), "after".to_owned()))?;
+        let mut children = vec![Vec::new(); count];
+        for (i, ds) in deps.iter().enumerate() {
+            for d in ds {
+                children[d.from].push(i);
+            }
+        }
+        let mut loops = vec![Vec::new(); count];
+        for (b, t, field) in back {
+            let anc = ancestors(b, &deps);
+            let mut seen = HashSet::from([t]);
+            let mut stack = vec![t];
+            while let Some(i) = stack.pop() {
+                for &c in &children[i] {
+                    if seen.insert(c) {
+                        stack.push(c);
+                    }
+                }
+            }
+            let mut body: Vec<usize> = anc.intersection(&seen).copied().collect();
+            body.sort_unstable();
+            let bounded = spec.max_steps.is_some()
+                || body.iter().any(|&i| spec.nodes[i].max_visits.is_some());
+            if !bounded {
+                return Err((Some(spec.nodes[b].id.clone()), field));
+            }
+            loops[b].push((t, body));
+        }
+        let deps = deps
+            .into_iter()
+            .map(|ds| {
+                let mut v: Vec<(usize, bool)> =
+                    ds.iter().map(|d| (d.from, d.conditional)).collect();
+                v.sort_unstable();
+                v
+            })
+            .collect();
+        for l in &mut loops {
+            l.sort();
+            l.dedup();
+        }
+        Ok((deps, topo, loops))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn linear_validation_agrees_with_the_plain_model(
+            n in 2usize..30,
+            perm_seed in proptest::prelude::any::<u64>(),
+            edges in proptest::collection::vec((0usize..30, 0usize..30), 0..60),
+            branches in proptest::collection::vec((0usize..30, proptest::collection::vec(0usize..30, 1..4), proptest::prelude::any::<bool>()), 0..8),
+            bounded in proptest::prelude::any::<bool>(),
+        ) {
+            // Declaration order differs from a topological one: `after` edges follow a
+            // random permutation, so gotos land before and after their branches.
+            let mut rank: Vec<usize> = (0..n).collect();
+            let mut x = perm_seed | 1;
+            for i in (1..n).rev() {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                rank.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            let mut nodes: Vec<serde_json::Value> = (0..n)
+                .map(|i| json!({"id": format!("n{i}"), "type": "agent", "agent": "a"}))
+                .collect();
+            let mut is_branch = vec![false; n];
+            for (b, targets, default) in &branches {
+                let b = b % n;
+                is_branch[b] = true;
+                let cases: Vec<_> = targets
+                    .iter()
+                    .map(|t| json!({"when": {"path": "/input", "exists": true}, "goto": format!("n{}", t % n)}))
+                    .collect();
+                nodes[b] = json!({"id": format!("n{b}"), "type": "branch", "cases": cases});
+                if *default {
+                    nodes[b]["default"] = json!(format!("n{}", targets[0] % n));
+                }
+            }
+            let mut after: Vec<Vec<String>> = vec![Vec::new(); n];
+            for (a, b) in edges {
+                let (a, b) = (a % n, b % n);
+                // b after a when a ranks first; never after a branch (that needs a goto).
+                if rank[a] < rank[b] && !is_branch[a] && !after[b].contains(&format!("n{a}")) {
+                    after[b].push(format!("n{a}"));
+                }
+            }
+            for (i, a) in after.into_iter().enumerate() {
+                if !a.is_empty() {
+                    nodes[i]["after"] = json!(a);
+                }
+            }
+            let mut doc = json!({"name": "random", "nodes": nodes});
+            if bounded {
+                doc["maxSteps"] = json!(50);
+            }
+            let spec: super::WorkflowSpec = serde_json::from_value(doc).unwrap();
+            let model = reference(&spec);
+            match (super::compile(spec), model) {
+                (Ok(c), Ok((deps, topo, loops))) => {
+                    for (i, node) in c.nodes.iter().enumerate() {
+                        let mut got: Vec<(usize, bool)> =
+                            node.deps.iter().map(|d| (d.from, d.conditional)).collect();
+                        got.sort_unstable();
+                        proptest::prop_assert_eq!(&got, &deps[i], "deps of n{}", i);
+                        let mut l: Vec<(usize, Vec<usize>)> = node
+                            .branch
+                            .as_ref()
+                            .map(|b| b.loops.iter().map(|(t, body)| (*t, body.clone())).collect())
+                            .unwrap_or_default();
+                        l.sort();
+                        proptest::prop_assert_eq!(&l, &loops[i], "loops of n{}", i);
+                    }
+                    proptest::prop_assert_eq!(c.topo, topo);
+                }
+                (Err(e), Err((node, field))) => {
+                    match e.detail() {
+                        Some(ErrorDetail::Workflow { node: n2, field: f2 }) => {
+                            proptest::prop_assert_eq!((n2.clone(), f2.clone()), (node, field));
+                        }
+                        other => proptest::prop_assert!(false, "{:?}", other),
+                    }
+                }
+                (Ok(_), Err(m)) => proptest::prop_assert!(false, "the model refused it: {:?}", m),
+                (Err(e), Ok(_)) => proptest::prop_assert!(false, "refused: {}", e),
+            }
+        }
+    }
+
+    #[test]
+    fn a_hundred_thousand_nodes_with_branches_and_loops_validate() {
+        // Every 10th node a branch looping back over the nine before it, and a goto ahead.
+        let n = 100_000;
+        let nodes: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                let id = format!("n{i}");
+                let mut node = if i % 10 == 9 {
+                    json!({"id": id, "type": "branch", "default": format!("n{}", i + 1),
+                           "cases": [{"when": {"path": "/input", "exists": false}, "goto": format!("n{}", i - 9)}]})
+                } else {
+                    json!({"id": id, "type": "agent", "agent": "a"})
+                };
+                if i % 10 != 0 && i > 0 {
+                    node["after"] = json!([format!("n{}", i - 1)]);
+                }
+                if i == n - 1 {
+                    node = json!({"id": id, "type": "agent", "agent": "a", "after": [format!("n{}", i - 1)]});
+                }
+                node
+            })
+            .collect();
+        let wf = Workflow::from_value(json!({"name": "big", "maxSteps": 1000000, "nodes": nodes}))
+            .expect("valid");
+        assert_eq!(wf.node_ids().count(), n);
+        let loops: usize = wf
+            .compiled()
+            .nodes
+            .iter()
+            .filter_map(|node| node.branch.as_ref())
+            .map(|b| b.loops.len())
+            .sum();
+        assert_eq!(loops, n / 10 - 1);
+    }
+
+    #[test]
+    fn condition_operands_obey_the_depth_limit() {
+        let nested = |levels: usize| {
+            let mut v = json!(1);
+            for _ in 0..levels {
+                v = json!([v]);
+            }
+            v
+        };
+        let wf = |operand: serde_json::Value| {
+            json!({"name": "w", "nodes": [agent("a", &[]),
+                {"id": "b", "type": "branch", "after": ["a"],
+                 "cases": [{"when": {"path": "/outputs/a", "eq": operand}, "goto": "c"}]},
+                agent("c", &[])]})
+        };
+        // The `when` object adds one level around its operand.
+        Workflow::from_value(wf(nested(super::MAX_VALUE_DEPTH - super::WHEN_DEPTH - 1)))
+            .expect("at the limit");
+        let (n, f, m) = err(wf(nested(121)));
+        assert_eq!(
+            (n.as_deref(), f.as_str()),
+            (Some("b"), "cases[0].when"),
+            "{m}"
+        );
+    }
 }

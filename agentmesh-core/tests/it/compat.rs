@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use agentmesh_core::{
     anchor, canonical_log, check_log, fingerprint, history, read_header, read_log, replay,
-    verify_anchor, verify_log, FsyncMode, Mesh, RunOptions, RunStatus, Script,
-    Workflow,
+    verify_anchor, verify_log, FsyncMode, Mesh, RunOptions, RunStatus, Script, Workflow,
 };
 
 fn data(name: &str) -> PathBuf {

@@ -527,3 +527,40 @@ fn fork_and_resume_check_registration_before_touching_files() {
     assert_eq!(e.code(), "UNKNOWN_AGENT");
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
+
+#[test]
+fn a_failed_attempt_records_the_tokens_it_spent() {
+    use agentmesh_core::{AgentError, Usage};
+    let workflow = wf(json!({"name": "paid", "nodes": [
+        {"id": "llm", "type": "agent", "agent": "llm", "retry": {"maxAttempts": 2}}]}));
+    let mut mesh = Mesh::new();
+    mesh.agent("llm", |act, _| {
+        let usage = Usage {
+            input_tokens: 900,
+            output_tokens: 40 * u64::from(act.attempt),
+        };
+        if act.attempt == 1 {
+            Err(AgentError::from(Failure::error("RateLimited", "429")).with_usage(usage))
+        } else {
+            Ok(agentmesh_core::AgentOutput {
+                output: json!("ok"),
+                usage: Some(usage),
+            })
+        }
+    });
+    let result = mesh.run(&workflow, RunOptions::default()).unwrap();
+    let text = String::from_utf8(result.canonical().unwrap()).unwrap();
+    let failed = text
+        .lines()
+        .find(|l| l.contains("\"agentFailed\""))
+        .unwrap();
+    assert!(
+        failed.ends_with(r#""usage":{"inputTokens":900,"outputTokens":40}}}"#),
+        "{failed}"
+    );
+    let completed = text
+        .lines()
+        .find(|l| l.contains("\"agentCompleted\""))
+        .unwrap();
+    assert!(completed.contains(r#""usage":{"inputTokens":900,"outputTokens":80}"#));
+}

@@ -6,6 +6,8 @@ mod crash;
 mod determinism;
 mod driver;
 mod durability;
+mod faults;
+mod integrity;
 mod orchestrator;
 mod replay;
 mod smoke;

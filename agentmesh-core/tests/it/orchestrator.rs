@@ -1049,3 +1049,16 @@ fn a_loop_of_decisions_alone_is_bounded_by_max_steps() {
     drive_with(&mut run, echo);
     assert_eq!(run.status().unwrap(), RunStatus::Completed);
 }
+
+#[test]
+fn a_workflow_file_that_is_not_utf8_is_invalid_with_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.json");
+    let mut bytes = br#"{"name": "caf"#.to_vec();
+    bytes.push(0xE9); // 'é' in Latin-1
+    bytes.extend_from_slice(br#"", "nodes": []}"#);
+    std::fs::write(&path, &bytes).unwrap();
+    let e = Workflow::from_file(&path).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidWorkflow, "{e}");
+    assert!(e.message().contains("offset 13"), "{e}");
+}
