@@ -505,7 +505,6 @@ pub fn render_verify(r: &VerifyReport) -> String {
             let _ = writeln!(out, "repaired     nothing to repair");
         }
     }
-    let _ = writeln!(out, "head         {}", r.head_hash);
     let _ = writeln!(out, "ok           the log is intact");
     out
 }

@@ -369,8 +369,6 @@ pub struct VerifyReport {
     pub torn_at: Option<i64>,
     /// The repair made (`verifyLog` only).
     pub repaired: Option<Repair>,
-    /// blake3 (hex) of the last record: the head of the chain.
-    pub head_hash: String,
 }
 
 impl From<core::VerifyReport> for VerifyReport {
@@ -386,7 +384,6 @@ impl From<core::VerifyReport> for VerifyReport {
             bytes,
             torn_at,
             repaired,
-            head_hash,
         } = r;
         VerifyReport {
             run_id,
@@ -404,7 +401,6 @@ impl From<core::VerifyReport> for VerifyReport {
                 broken_path: r.broken_path.map(|p| p.to_string_lossy().into_owned()),
                 newline_restored: r.newline_restored,
             }),
-            head_hash,
         }
     }
 }

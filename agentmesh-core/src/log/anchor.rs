@@ -4,18 +4,19 @@
 //!
 //! The chain alone detects accidental damage: a changed byte, a removed or reordered record.
 //! It cannot detect a log cut at a record boundary (what is left is a valid, shorter chain),
-//! nor an edit whose author recomputed every later hash. An [`Anchor`] — run id, number of
-//! records, their byte length and the chain's head hash — taken earlier and stored outside
-//! the log's machine detects both. A keyed anchor also carries a MAC (blake3 keyed mode)
-//! over those facts, so an attacker who can rewrite the anchor store too, but does not hold
-//! the key, cannot make a matching anchor for a tampered log.
+//! nor an edit whose author recomputed the chain. An [`Anchor`] — run id, number of records,
+//! their byte length and the blake3 hash of those bytes (the head) — taken earlier and stored
+//! outside the log's machine detects both. A keyed anchor also carries a MAC (blake3 keyed
+//! mode) over those facts, so an attacker who can rewrite the anchor store too, but does not
+//! hold the key, cannot make a matching anchor for a tampered log.
 
 use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::chain::hex;
+use std::io::Read;
+
 use super::read::VerifyReport;
 use super::reader::LogScan;
 use crate::error::{Error, ErrorDetail, ErrorKind, Result};
@@ -33,9 +34,9 @@ pub struct Anchor {
     pub run_id: String,
     /// Events in the log when the anchor was taken.
     pub records: u64,
-    /// Bytes of the log (header and those events) when the anchor was taken.
+    /// Bytes of the log up to the end of those records (the last one's newline not counted).
     pub bytes: u64,
-    /// blake3 (hex) of the last of those records: the head of the chain.
+    /// blake3 (hex) of those bytes: the log's first `bytes` bytes.
     pub head: String,
     /// blake3 keyed hash (hex) of the facts above, when the anchor was taken with a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,20 +104,50 @@ impl fmt::Debug for AnchorKey {
     }
 }
 
+/// blake3 (hex) of the first `bytes` bytes of the file, read in large blocks (blake3 hashes
+/// them several chunks at a time). `None` when the file is shorter.
+fn head_of(path: &Path, bytes: u64) -> Result<Option<String>> {
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = file
+            .read(&mut buf[..want])
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(Some(hasher.finalize().to_hex().to_string()))
+}
+
 /// Take an anchor of a log: its verified records (a torn tail is not anchored). Read-only;
 /// works while the log's writer runs. With a key the anchor carries a MAC.
 ///
-/// Errors: `LOG_CORRUPT`, `IO`.
+/// Errors: `LOG_CORRUPT`, `LOG_TRUNCATED` (the file shrank while it was read), `IO`.
 pub fn anchor(path: impl AsRef<Path>, key: Option<&AnchorKey>) -> Result<Anchor> {
-    let mut scan = LogScan::open(path.as_ref())?;
+    let path = path.as_ref();
+    let mut scan = LogScan::open(path)?;
     scan.skip_to_end()?;
     let report = VerifyReport::of_scan(&scan);
+    let bytes = scan.reader.record_end();
+    let Some(head) = head_of(path, bytes)? else {
+        return Err(Error::new(
+            ErrorKind::LogTruncated,
+            format!("{} shrank while it was anchored", path.display()),
+        ));
+    };
     let mut a = Anchor {
         version: ANCHOR_VERSION,
         run_id: report.run_id,
         records: report.events,
-        bytes: report.bytes,
-        head: report.head_hash,
+        bytes,
+        head,
         mac: None,
     };
     a.mac = key.map(|k| a.mac_of(k));
@@ -174,7 +205,8 @@ pub fn verify_anchor(
             ));
         }
     }
-    let mut scan = LogScan::open(path.as_ref())?;
+    let path = path.as_ref();
+    let mut scan = LogScan::open(path)?;
     if scan.header().run_id != anchor.run_id {
         return Err(mismatch(
             ErrorKind::LogHeadMismatch,
@@ -184,16 +216,16 @@ pub fn verify_anchor(
             "the log belongs to another run",
         ));
     }
-    let mut at_anchor =
-        (anchor.records == 0).then(|| (scan.reader.end_offset(), scan.reader.last_hash()));
+    // Where the anchored records end, as this log has them.
+    let mut end = (anchor.records == 0).then(|| scan.reader.record_end());
     while scan.next()?.is_some() {
         if scan.shape.events() == anchor.records {
-            at_anchor = Some((scan.reader.end_offset(), scan.reader.last_hash()));
+            end = Some(scan.reader.record_end());
         }
     }
     scan.require_events()?;
     let report = VerifyReport::of_scan(&scan);
-    let Some((bytes, head)) = at_anchor else {
+    let Some(end) = end else {
         return Err(mismatch(
             ErrorKind::LogTruncated,
             "records",
@@ -202,9 +234,8 @@ pub fn verify_anchor(
             "the log is shorter than when it was anchored (records were cut off its end)",
         ));
     };
-    let head = String::from_utf8_lossy(&hex(&head)).into_owned();
-    if bytes != anchor.bytes {
-        let kind = if bytes < anchor.bytes {
+    if end != anchor.bytes {
+        let kind = if end < anchor.bytes {
             ErrorKind::LogTruncated
         } else {
             ErrorKind::LogHeadMismatch
@@ -213,10 +244,11 @@ pub fn verify_anchor(
             kind,
             "bytes",
             anchor.bytes.to_string(),
-            bytes.to_string(),
+            end.to_string(),
             "the anchored records have another length (edited since the anchor)",
         ));
     }
+    let head = head_of(path, anchor.bytes)?.unwrap_or_default();
     if head != anchor.head {
         return Err(mismatch(
             ErrorKind::LogHeadMismatch,

@@ -55,8 +55,6 @@ pub struct VerifyReport {
     pub torn_at: Option<u64>,
     /// The repair made ([`crate::verify_log`] only).
     pub repaired: Option<Repair>,
-    /// blake3 (hex) of the last record: the head of the chain (see [`crate::anchor`]).
-    pub head_hash: String,
 }
 
 impl VerifyReport {
@@ -78,8 +76,6 @@ impl VerifyReport {
             bytes,
             torn_at,
             repaired: None,
-            head_hash: String::from_utf8_lossy(&super::chain::hex(&scan.reader.last_hash()))
-                .into_owned(),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::chain::{self, Digest, MAX_RECORD_BYTES};
+use super::chain::{self, Link, MAX_RECORD_BYTES};
 use super::shape::{step_activations, Shape};
 use crate::error::{Error, Result};
 use crate::model::event::{trace_id_for, Decoder, Event, EventKind, Layout};
@@ -38,7 +38,9 @@ pub(crate) struct LogReader<R> {
     r: R,
     pub path: String,
     offset: u64,
-    prev: Digest,
+    /// Offset just past the closing brace of the last record read (its newline excluded).
+    record_end: u64,
+    prev: Link,
     line: Vec<u8>,
     pub ending: Option<Ending>,
     pub header: LogHeader,
@@ -69,7 +71,8 @@ impl<R: BufRead> LogReader<R> {
             r,
             path,
             offset: 0,
-            prev: chain::GENESIS,
+            record_end: 0,
+            prev: Link::genesis(false),
             line: Vec::new(),
             ending: None,
             header: LogHeader::new(
@@ -93,8 +96,9 @@ impl<R: BufRead> LogReader<R> {
         }
         let complete = reader.line.last() == Some(&b'\n');
         let body_len = if complete { n - 1 } else { n };
-        let layout = chain::layout_of_line(&reader.line[..body_len]);
-        let unsealed = chain::unseal(&reader.line[..body_len], &chain::GENESIS, layout);
+        let format_one = chain::is_format_one(&reader.line[..body_len]);
+        let layout = if format_one { Layout::V1 } else { Layout::V2 };
+        let unsealed = chain::unseal(&reader.line[..body_len], Link::genesis(format_one));
         let (head, hash) = match unsealed {
             Ok(ok) => ok,
             Err(why) if complete => {
@@ -128,6 +132,7 @@ impl<R: BufRead> LogReader<R> {
             .map_err(|e| Error::corrupt(0, format!("{p}: {}", e.message())))?;
         reader.prev = hash;
         reader.offset = n as u64;
+        reader.record_end = body_len as u64;
         reader.header = header;
         reader.layout = layout;
         if !complete {
@@ -167,10 +172,8 @@ impl<R: BufRead> LogReader<R> {
         if self.line.last() != Some(&b'\n') {
             // The final line has no newline. A torn write, unless it is a complete record
             // whose newline is missing or damaged: that record is valid and is kept.
-            let whole = chain::unseal(&self.line, &self.prev, self.layout).is_ok();
-            let damaged = !whole
-                && n > 1
-                && chain::unseal(&self.line[..n - 1], &self.prev, self.layout).is_ok();
+            let whole = chain::unseal(&self.line, self.prev).is_ok();
+            let damaged = !whole && n > 1 && chain::unseal(&self.line[..n - 1], self.prev).is_ok();
             if !whole && !damaged {
                 self.ending = Some(Ending::Torn(offset));
                 return Ok(None);
@@ -179,19 +182,27 @@ impl<R: BufRead> LogReader<R> {
             self.ending = Some(Ending::NoNewline(offset + body_len as u64, damaged));
         }
         self.offset += n as u64;
-        let (head, hash) = chain::unseal(&self.line[..body_len], &self.prev, self.layout)
+        self.record_end = offset + body_len as u64;
+        let (head, link) = chain::unseal(&self.line[..body_len], self.prev)
             .map_err(|why| Error::corrupt(offset, format!("{}: {why}", self.path)))?;
-        self.prev = hash;
+        self.prev = link;
         Ok(Some(Line { offset, head }))
     }
 
-    pub(crate) fn last_hash(&self) -> Digest {
+    /// The link of the last record read (what the next record must continue).
+    pub(crate) fn last_link(&self) -> Link {
         self.prev
     }
 
     /// Offset just past the last complete line read.
     pub(crate) fn end_offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Offset just past the last record read, its newline not counted (so a record whose
+    /// newline was missing ends at the same offset once repaired).
+    pub(crate) fn record_end(&self) -> u64 {
+        self.record_end
     }
 }
 
@@ -213,6 +224,28 @@ impl<'a> RecordRef<'a> {
     pub(crate) fn without_meta(&self) -> Result<&'a [u8]> {
         chain::without_meta(self.head)
             .ok_or_else(|| Error::corrupt(self.offset, "record has no meta"))
+    }
+
+    /// The record's `parentSeq` and the bytes of its `data` (meta excluded), read without
+    /// parsing JSON: the envelope before `data` holds no strings that could contain the key.
+    pub(crate) fn parent_and_data(&self) -> Option<(Option<u64>, &'a [u8])> {
+        let body = chain::without_meta(self.head)?;
+        let rest = &body[self.type_end..];
+        let pat = b",\"data\":";
+        let at = rest.windows(pat.len()).position(|w| w == pat)?;
+        let envelope = &rest[..at];
+        let parent = match envelope
+            .windows(13)
+            .position(|w| w == b",\"parentSeq\":")
+        {
+            Some(p) => {
+                let digits = &envelope[p + 13..];
+                let n = digits.iter().take_while(|c| c.is_ascii_digit()).count();
+                std::str::from_utf8(&digits[..n]).ok()?.parse().ok()
+            }
+            None => None,
+        };
+        Some((parent, &rest[at + pat.len()..]))
     }
 
     /// Append the canonical form of the record and `\n` to `out`; `ids` are the bytes

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::chain::{self, Digest};
+use super::chain::{self, Link};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::event::{Encoded, Event, Layout};
 use crate::model::header::{LogHeader, Meta, LOG_FORMAT};
@@ -93,10 +93,10 @@ pub(crate) struct LogWriter {
     layout: Layout,
     /// Bytes the canonical form adds to a format-2 record (`,"runId":…,"traceId":…`).
     canonical_extra: usize,
-    /// Hash of the last record written.
-    prev: Digest,
-    /// Hash of the last record staged (equals `prev` when nothing is staged).
-    staged_prev: Digest,
+    /// Link of the last record written.
+    prev: Link,
+    /// Link of the last record staged (equals `prev` when nothing is staged).
+    staged_prev: Link,
     fsync: FsyncMode,
     buf: Vec<u8>,
     body: Vec<u8>,
@@ -188,7 +188,8 @@ impl LogWriter {
             .map(|m| identity_of(&m))
             .map_err(|e| Error::io(format!("reading {}", tmp.display()), e))?;
         let layout = Layout::of_version(header.version);
-        let mut w = LogWriter::from_parts(file, tmp, layout, &header.run_id, chain::GENESIS, fsync);
+        let genesis = Link::genesis(layout == Layout::V1);
+        let mut w = LogWriter::from_parts(file, tmp, layout, &header.run_id, genesis, fsync);
         w.identity = identity;
         let mut header = header.clone();
         header.meta = Some(Meta {
@@ -198,7 +199,7 @@ impl LogWriter {
         w.body.clear();
         serde_json::to_writer(&mut w.body, &header)
             .map_err(|e| Error::internal(format!("header: {e}")))?;
-        w.staged_prev = chain::seal(&w.body, &chain::GENESIS, layout, &mut w.buf);
+        w.staged_prev = chain::seal(&w.body, genesis, &mut w.buf);
         w.stage(events, None)?;
         // In `always` mode this fsyncs too: the data is durable before the name appears.
         w.write_staged()?;
@@ -269,7 +270,7 @@ impl LogWriter {
         file: Locked,
         path: &Path,
         header: &LogHeader,
-        last_hash: Digest,
+        last: Link,
         fsync: FsyncMode,
         syncs: u64,
     ) -> Result<LogWriter> {
@@ -278,7 +279,7 @@ impl LogWriter {
             .map(|m| identity_of(&m))
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let layout = Layout::of_version(header.version);
-        let mut w = LogWriter::from_parts(file, path, layout, &header.run_id, last_hash, fsync);
+        let mut w = LogWriter::from_parts(file, path, layout, &header.run_id, last, fsync);
         w.identity = identity;
         w.syncs = syncs;
         Ok(w)
@@ -289,7 +290,7 @@ impl LogWriter {
         path: &Path,
         layout: Layout,
         run_id: &str,
-        prev: Digest,
+        prev: Link,
         fsync: FsyncMode,
     ) -> LogWriter {
         LogWriter {
@@ -354,8 +355,7 @@ impl LogWriter {
                 layout: self.layout,
                 meta: None,
             };
-            serde_json::to_writer(&mut self.body, &encoded)
-                .map_err(|err| Error::internal(format!("event {}: {err}", e.seq)))?;
+            encoded.write_to(&mut self.body);
             // The canonical size decides, so memory and file logs of any format agree.
             let canonical = self.body.len() + self.canonical_extra;
             if let Err(err) = e.check_size(canonical) {
@@ -363,12 +363,9 @@ impl LogWriter {
                 return Err(err);
             }
             self.body.pop();
-            self.body.extend_from_slice(b",\"meta\":");
-            let meta = Meta { at, dur_us };
-            serde_json::to_writer(&mut self.body, &meta)
-                .map_err(|err| Error::internal(format!("meta: {err}")))?;
+            crate::model::encode::push_meta(&mut self.body, &Meta { at, dur_us });
             self.body.push(b'}');
-            prev = chain::seal(&self.body, &prev, self.layout, &mut self.buf);
+            prev = chain::seal(&self.body, prev, &mut self.buf);
         }
         self.staged_prev = prev;
         Ok(())
@@ -546,8 +543,8 @@ fn holds_nothing_committed(head: &[u8], run_id: &str) -> bool {
                 return false; // a complete event follows: something was committed
             }
             let line = &head[..end];
-            let layout = chain::layout_of_line(line);
-            let Ok((body, _)) = chain::unseal(line, &chain::GENESIS, layout) else {
+            let genesis = Link::genesis(chain::is_format_one(line));
+            let Ok((body, _)) = chain::unseal(line, genesis) else {
                 return false;
             };
             let mut text = body.to_vec();
@@ -670,7 +667,7 @@ mod tests {
             None,
         );
         let body = serde_json::to_vec(&header).unwrap();
-        chain::seal(&body, &chain::GENESIS, Layout::V2, &mut line);
+        chain::seal(&body, Link::genesis(false), &mut line);
         assert!(holds_nothing_committed(&line, "r"));
         assert!(
             !holds_nothing_committed(&line, "other"),

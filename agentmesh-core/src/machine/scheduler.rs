@@ -14,17 +14,7 @@ use crate::model::limits::{MAX_LOOPS_PER_DECISION, MAX_RUN_OUTPUT_BYTES};
 use crate::model::workflow::ActivationKind;
 
 fn json_len(v: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len();
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
+    let mut c = crate::model::encode::Count(0);
     serde_json::to_writer(&mut c, v).expect("a JSON value serializes");
     c.0
 }

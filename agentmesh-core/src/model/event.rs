@@ -448,7 +448,7 @@ impl Event {
 
     /// Canonical JSON (no `meta`), one line without the newline.
     pub fn to_canonical_json(&self) -> String {
-        serde_json::to_string(&Encoded::canonical(self)).expect("events serialize")
+        String::from_utf8(Encoded::canonical(self).to_vec()).expect("JSON is UTF-8")
     }
 
     /// `INVALID_OUTPUT` when this event's canonical form, `canonical_len` bytes, is over
@@ -467,21 +467,17 @@ impl Event {
         ))
     }
 
-    /// The length of the canonical form, without building it.
-    pub(crate) fn canonical_len(&self) -> usize {
-        struct Count(usize);
-        impl std::io::Write for Count {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0 += b.len();
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
+    /// `INVALID_OUTPUT` when the canonical form is over [`MAX_EVENT_BYTES`], serializing
+    /// only events whose size bound says they might be.
+    pub(crate) fn check_size_bounded(&self) -> crate::Result<()> {
+        let bound = self
+            .data
+            .host_bytes_bound()
+            .saturating_add(super::encode::ENVELOPE_BOUND);
+        if bound <= MAX_EVENT_BYTES {
+            return Ok(());
         }
-        let mut c = Count(0);
-        serde_json::to_writer(&mut c, &Encoded::canonical(self)).expect("events serialize");
-        c.0
+        self.check_size(Encoded::canonical(self).to_vec().len())
     }
 
     /// Parse one record in canonical form or as a format-1 physical line (JSON text).

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub(crate) mod condition;
+pub(crate) mod encode;
 pub mod event;
 pub mod failure;
 pub mod header;

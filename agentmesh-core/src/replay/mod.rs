@@ -18,7 +18,9 @@ use crate::error::{Error, Result};
 use crate::log::reader::{InOrder, LogScan, RecordRef};
 use crate::machine::{Machine, Report, RunState};
 use crate::model::activation::{Outcome, RunStatus};
-use crate::model::event::{trace_id_for, Decoder, Encoded, Event, EventData, Layout, Role};
+use crate::model::event::{
+    trace_id_for, Completed, Decoder, Encoded, Event, EventData, EventKind, Failed, Layout, Role,
+};
 use crate::model::workflow::Workflow;
 
 /// Where a rebuild stops.
@@ -136,13 +138,18 @@ impl Rebuilder<'_, '_> {
     }
 
     /// Feed one record. Decision events the machine also decided are compared as bytes in
-    /// the file's own layout without parsing them (most of a replay's parse cost); anything
-    /// else, and any difference, goes through [`Rebuilder::feed`] with the record parsed.
+    /// the file's own layout without parsing them (most of a replay's parse cost), and a
+    /// completion has only its `data` parsed, to stage it, and is compared as bytes too;
+    /// anything else, and any difference, goes through [`Rebuilder::feed`] with the record
+    /// parsed (which reports the divergence field by field).
     fn feed_record(&mut self, rec: RecordRef<'_>) -> Result<()> {
         let fast = !self.collect
             && self.deferred_cancels.is_empty()
-            && matches!(self.stop, Stop::End | Stop::At(u64::MAX))
-            && matches!(rec.kind.role(), Role::Decision | Role::Scheduled);
+            && matches!(self.stop, Stop::End | Stop::At(u64::MAX));
+        if fast && rec.kind.role() == Role::Completion && self.completion_as_bytes(&rec)? {
+            return Ok(());
+        }
+        let fast = fast && matches!(rec.kind.role(), Role::Decision | Role::Scheduled);
         if let (true, Some(machine)) = (fast, self.machine.as_mut()) {
             if machine.needs_advance() {
                 machine.advance();
@@ -155,8 +162,7 @@ impl Rebuilder<'_, '_> {
                     layout: self.layout,
                     meta: None,
                 };
-                serde_json::to_writer(&mut self.encoded, &encoded)
-                    .map_err(|e| Error::internal(e.to_string()))?;
+                encoded.write_to(&mut self.encoded);
                 let decided_head = &self.encoded[..self.encoded.len() - 1];
                 if rec.without_meta()? == decided_head {
                     self.queue.pop_front();
@@ -168,6 +174,67 @@ impl Rebuilder<'_, '_> {
         }
         let event = rec.parse(&mut self.decoder, &mut self.scratch)?;
         self.feed(event, rec.offset)
+    }
+
+    /// The fast path of a completion: stage what its `data` reports and compare the staged
+    /// event's bytes with the record's. `false` when it cannot decide (the slow path then
+    /// parses the whole record).
+    fn completion_as_bytes(&mut self, rec: &RecordRef<'_>) -> Result<bool> {
+        let Some(machine) = self.machine.as_mut() else {
+            return Ok(false);
+        };
+        let Some((Some(parent), data)) = rec.parent_and_data() else {
+            return Ok(false);
+        };
+        let report = match rec.kind {
+            EventKind::AgentCompleted | EventKind::ToolCompleted | EventKind::HumanResolved => {
+                let Ok(c) = serde_json::from_slice::<Completed>(data) else {
+                    return Ok(false);
+                };
+                Report {
+                    result: Ok(c.output),
+                    usage: c.usage,
+                    dur_us: None,
+                }
+            }
+            _ => {
+                let Ok(f) = serde_json::from_slice::<Failed>(data) else {
+                    return Ok(false);
+                };
+                Report {
+                    result: Err(f.error),
+                    usage: f.usage,
+                    dur_us: None,
+                }
+            }
+        };
+        if machine.needs_advance() {
+            machine.advance();
+            self.queue.extend(machine.take_outbox());
+        }
+        if self.queue.front().is_some_and(|d| d.seq < rec.seq) {
+            return Ok(false);
+        }
+        let Ok(staged) = machine.stage_report(parent, report) else {
+            return Ok(false);
+        };
+        self.encoded.clear();
+        Encoded {
+            event: staged.event(),
+            layout: self.layout,
+            meta: None,
+        }
+        .write_to(&mut self.encoded);
+        if rec.without_meta()? != &self.encoded[..self.encoded.len() - 1] {
+            return Ok(false);
+        }
+        machine.apply(staged);
+        self.events += 1;
+        self.max_seq = self.max_seq.max(rec.seq);
+        if self.machine.as_ref().is_some_and(Machine::needs_advance) {
+            self.step_end(rec.seq)?;
+        }
+        Ok(true)
     }
 
     fn feed(&mut self, mut r: Event, offset: u64) -> Result<()> {

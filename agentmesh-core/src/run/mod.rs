@@ -192,7 +192,7 @@ impl Run {
             }
         }
         let mut file = crate::log::repair::open_locked(path)?;
-        let (rebuilt, header, ending, last_hash, end) = {
+        let (rebuilt, header, ending, last_link, end) = {
             let reader = LogReader::new(BufReader::with_capacity(256 * 1024, &*file), path)?;
             let mut scan = LogScan::new(reader);
             let rebuilt = replay::rebuild(&mut scan, None, Stop::End, None, None)?;
@@ -201,7 +201,7 @@ impl Run {
                 rebuilt,
                 r.header.clone(),
                 r.ending,
-                r.last_hash(),
+                r.last_link(),
                 r.end_offset(),
             )
         };
@@ -223,7 +223,7 @@ impl Run {
         }
         file.seek(SeekFrom::Start(end))
             .map_err(|e| Error::io(format!("seeking {}", path.display()), e))?;
-        let writer = LogWriter::append_to(file, path, &header, last_hash, options.fsync, syncs)?;
+        let writer = LogWriter::append_to(file, path, &header, last_link, options.fsync, syncs)?;
         let mut run = Run {
             machine: rebuilt.machine,
             sink: Sink::File(writer),

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::log::read::HashWriter;
 use crate::log::writer::{now_ms, LogWriter};
 use crate::log::FsyncMode;
-use crate::model::event::{Encoded, Event, EventKind};
+use crate::model::event::{Encoded, Event};
 use crate::model::header::{CanonicalHeader, LogHeader, Meta};
 
 #[derive(Debug)]
@@ -53,20 +53,7 @@ impl Sink {
             Sink::File(w) => w.stage(&events, dur_us),
             Sink::Memory(log) => {
                 for e in &events {
-                    // Only these can carry host data of any size; the rest are bounded by
-                    // the workflow's own limits.
-                    let bounded = matches!(
-                        e.kind(),
-                        EventKind::StepStarted
-                            | EventKind::AgentScheduled
-                            | EventKind::ToolScheduled
-                            | EventKind::HumanRequested
-                            | EventKind::BranchDecided
-                            | EventKind::NodeSkipped
-                    );
-                    if !bounded {
-                        e.check_size(e.canonical_len())?;
-                    }
+                    e.check_size_bounded()?;
                 }
                 let at = now_ms();
                 log.extend(events.into_iter().map(|mut e| {
@@ -144,8 +131,7 @@ pub(crate) fn write_memory_canonical(
     let mut sorted: Vec<&Event> = events.iter().collect();
     sorted.sort_by_key(|e| e.seq);
     for e in sorted {
-        serde_json::to_writer(&mut buf, &Encoded::canonical(e))
-            .map_err(|e| Error::internal(e.to_string()))?;
+        Encoded::canonical(e).write_to(&mut buf);
         buf.push(b'\n');
         if buf.len() >= 64 * 1024 {
             out.write_all(&buf).map_err(io)?;

@@ -64,7 +64,7 @@ fn broken_path(path: &Path) -> PathBuf {
 /// its event: the file leaves out the run and trace ids, which the header determines.
 fn parse_line(line: &[u8]) -> Event {
     let mut v: serde_json::Map<String, Value> = serde_json::from_slice(line).expect("event line");
-    v.remove("hash");
+    v.remove("crc");
     v.insert("runId".into(), json!(RUN_ID));
     v.insert(
         "traceId".into(),

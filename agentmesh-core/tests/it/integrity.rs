@@ -83,7 +83,12 @@ fn every_truncation_at_a_record_boundary_is_detected_by_an_anchor() {
     let spans = line_spans(&bytes);
     let work = dir.path().join("cut.jsonl");
     // Keep the header and 1..records events: each is a valid, shorter log.
-    for (kept, span) in spans.iter().enumerate().take(plain.records as usize).skip(1) {
+    for (kept, span) in spans
+        .iter()
+        .enumerate()
+        .take(plain.records as usize)
+        .skip(1)
+    {
         let end = span.end;
         fs::write(&work, &bytes[..end]).unwrap();
         let ctx = format!("cut after {kept} events");
