@@ -104,7 +104,7 @@ fn detail(data: &EventData) -> String {
                 parts.push(format!("tool {t}"));
             }
             if let Some(p) = &s.prompt {
-                parts.push(format!("asks {}", Value::String(p.clone())));
+                parts.push(format!("asks {}", Value::String(p.to_string())));
             }
             if *kind == ActivationKind::Human {
                 parts.push("waits for a person".to_owned());

@@ -155,11 +155,34 @@ pub(crate) fn unseal(line: &[u8], prev: Link) -> Result<(&[u8], Link), &'static 
     }
 }
 
+/// Where the final `,"meta":{...}` field of a body returned by [`unseal`] starts (its
+/// canonical end). The core writes meta last and as exactly `{"at":N}` or
+/// `{"at":N,"durUs":M}`, so it is found from the end without searching the record, and a
+/// body whose end is not that (a hand-made record) has none.
+pub(crate) fn meta_start(head: &[u8]) -> Option<usize> {
+    // Parsed backwards from the end: `}`, digits, optionally `,"durUs":` and digits, then
+    // `,"meta":{"at":`.
+    let digits_before = |end: usize| {
+        let n = head[..end]
+            .iter()
+            .rev()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        (n > 0).then(|| end - n)
+    };
+    let end = head.len().checked_sub(1).filter(|&i| head[i] == b'}')?;
+    let mut at = digits_before(end)?;
+    if head[..at].ends_with(b",\"durUs\":") {
+        at = digits_before(at - 9)?;
+    }
+    let key = b",\"meta\":{\"at\":";
+    head[..at].ends_with(key).then(|| at - key.len())
+}
+
 /// The body returned by [`unseal`] without its final `"meta"` field (its canonical end).
-pub(crate) fn without_meta(head: &[u8]) -> Option<&[u8]> {
-    let pat = b",\"meta\":{";
-    let pos = head.windows(pat.len()).rposition(|w| w == pat)?;
-    Some(&head[..pos])
+#[cfg(test)]
+fn without_meta(head: &[u8]) -> Option<&[u8]> {
+    meta_start(head).map(|at| &head[..at])
 }
 
 /// The envelope of an event body: `{"seq":N,"type":"T"` → (N, T, the rest after the type).
@@ -173,16 +196,21 @@ pub(crate) fn envelope(head: &[u8]) -> Option<(u64, &[u8], &[u8])> {
 /// The `seq` at the start of an event body (`{"seq":N,`), and the bytes after its comma,
 /// without parsing the rest.
 pub(crate) fn leading_seq(head: &[u8]) -> Option<(u64, &[u8])> {
-    let rest = head.strip_prefix(b"{\"seq\":")?;
-    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-    if digits == 0 || digits > 20 || rest.get(digits) != Some(&b',') {
+    let (seq, rest) = leading_digits(head.strip_prefix(b"{\"seq\":")?)?;
+    Some((seq, rest.strip_prefix(b",")?))
+}
+
+/// A u64 written in decimal at the start of `s` (1 to 20 digits, no overflow), and the rest.
+pub(crate) fn leading_digits(s: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 20 {
         return None;
     }
-    let mut seq: u64 = 0;
-    for &d in &rest[..digits] {
-        seq = seq.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    let mut v: u64 = 0;
+    for &d in &s[..digits] {
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
     }
-    Some((seq, &rest[digits + 1..]))
+    Some((v, &s[digits..]))
 }
 
 #[cfg(test)]
@@ -200,6 +228,12 @@ mod tests {
             let (head, l) = unseal(line, genesis).unwrap();
             assert_eq!(l, l1);
             assert_eq!(without_meta(head), Some(&br#"{"seq":1,"x":"a""#[..]));
+            assert_eq!(without_meta(br#"{"a":{"meta":{"at":1}}"#), None, "not last");
+            assert_eq!(without_meta(br#"{"a":1,"meta":{"at":1,"x":2}"#), None);
+            assert_eq!(
+                without_meta(br#"{"a":1,"meta":{"at":1,"durUs":2}"#),
+                Some(&br#"{"a":1"#[..])
+            );
             assert_eq!(leading_seq(head).map(|(s, _)| s), Some(1));
             for i in 0..line.len() {
                 let mut bad = line.to_vec();

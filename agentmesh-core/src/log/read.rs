@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -58,7 +58,7 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    pub(crate) fn of_scan<R: std::io::BufRead>(scan: &LogScan<R>) -> VerifyReport {
+    pub(crate) fn of_scan<R: Read>(scan: &LogScan<R>) -> VerifyReport {
         let h = &scan.reader.header;
         let (bytes, torn_at) = match scan.reader.ending {
             None => (scan.reader.end_offset(), None),
@@ -185,7 +185,7 @@ pub fn read_events(path: impl AsRef<Path>) -> Result<LogEvents> {
 
 /// The events of a log in canonical order (see [`read_events`]).
 pub struct LogEvents {
-    scan: LogScan<BufReader<File>>,
+    scan: LogScan<File>,
     order: Option<InOrder>,
     decoder: Decoder,
     ready: VecDeque<Event>,

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use super::chain::{self, Link, MAX_RECORD_BYTES};
@@ -33,7 +33,8 @@ pub(crate) enum Ending {
     NoNewline(u64, bool),
 }
 
-/// Reads and verifies physical lines in file order.
+/// Reads and verifies physical lines in file order, straight from one large buffer: a line
+/// is handed out where it was read, and copied only to make room for the next read.
 pub(crate) struct LogReader<R> {
     r: R,
     pub path: String,
@@ -41,26 +42,33 @@ pub(crate) struct LogReader<R> {
     /// Offset just past the closing brace of the last record read (its newline excluded).
     record_end: u64,
     prev: Link,
-    line: Vec<u8>,
+    buf: Vec<u8>,
+    /// The unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    eof: bool,
     pub ending: Option<Ending>,
     pub header: LogHeader,
     pub layout: Layout,
 }
 
+/// The buffer starts at this size and grows for longer records (up to the record limit).
+const READ_BUFFER: usize = 256 * 1024;
+
 fn io(path: &str, e: std::io::Error) -> Error {
     Error::io(format!("reading {path}"), e)
 }
 
-impl LogReader<BufReader<File>> {
+impl LogReader<File> {
     /// Open a log read-only.
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let f =
             File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        LogReader::new(BufReader::with_capacity(256 * 1024, f), path)
+        LogReader::new(f, path)
     }
 }
 
-impl<R: BufRead> LogReader<R> {
+impl<R: Read> LogReader<R> {
     /// Read and check the header.
     ///
     /// Errors: `LOG_CORRUPT` (empty file, no complete header, unknown format, version or
@@ -73,7 +81,10 @@ impl<R: BufRead> LogReader<R> {
             offset: 0,
             record_end: 0,
             prev: Link::genesis(false),
-            line: Vec::new(),
+            buf: vec![0; READ_BUFFER],
+            start: 0,
+            end: 0,
+            eof: false,
             ending: None,
             header: LogHeader::new(
                 "-",
@@ -86,19 +97,20 @@ impl<R: BufRead> LogReader<R> {
             ),
             layout: Layout::V2,
         };
-        let n = reader.fill_line()?;
         let p = reader.path.clone();
-        if n == 0 {
+        let Some((s, e)) = reader.read_line()? else {
             return Err(Error::corrupt(
                 0,
                 format!("{p}: empty file, not an AgentMesh log"),
             ));
-        }
-        let complete = reader.line.last() == Some(&b'\n');
+        };
+        let line = &reader.buf[s..e];
+        let n = line.len();
+        let complete = line.last() == Some(&b'\n');
         let body_len = if complete { n - 1 } else { n };
-        let format_one = chain::is_format_one(&reader.line[..body_len]);
+        let format_one = chain::is_format_one(&line[..body_len]);
         let layout = if format_one { Layout::V1 } else { Layout::V2 };
-        let unsealed = chain::unseal(&reader.line[..body_len], Link::genesis(format_one));
+        let unsealed = chain::unseal(&line[..body_len], Link::genesis(format_one));
         let (head, hash) = match unsealed {
             Ok(ok) => ok,
             Err(why) if complete => {
@@ -142,20 +154,50 @@ impl<R: BufRead> LogReader<R> {
         Ok(reader)
     }
 
-    fn fill_line(&mut self) -> Result<usize> {
-        self.line.clear();
-        let limit = MAX_RECORD_BYTES as u64 + 2;
-        let n = (&mut self.r)
-            .take(limit)
-            .read_until(b'\n', &mut self.line)
-            .map_err(|e| io(&self.path, e))?;
-        if n as u64 == limit && self.line.last() != Some(&b'\n') {
-            return Err(Error::corrupt(
-                self.offset,
-                format!("{}: record longer than {MAX_RECORD_BYTES} bytes", self.path),
-            ));
+    /// The next line — its range in `buf`, newline included — or the last bytes of the file
+    /// without one; `None` at the end.
+    ///
+    /// Errors: `LOG_CORRUPT` (a line longer than a record may be), `IO`.
+    fn read_line(&mut self) -> Result<Option<(usize, usize)>> {
+        let mut searched = self.start;
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[searched..self.end]) {
+                let line = (self.start, searched + i + 1);
+                self.start = line.1;
+                return Ok(Some(line));
+            }
+            let pending = self.end - self.start;
+            if self.eof {
+                if pending == 0 {
+                    return Ok(None);
+                }
+                let line = (self.start, self.end);
+                self.start = self.end;
+                return Ok(Some(line));
+            }
+            if pending > MAX_RECORD_BYTES + 1 {
+                return Err(Error::corrupt(
+                    self.offset,
+                    format!("{}: record longer than {MAX_RECORD_BYTES} bytes", self.path),
+                ));
+            }
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.start = 0;
+                self.end = pending;
+            }
+            if self.end == self.buf.len() {
+                let grown = (self.buf.len() * 2).min(MAX_RECORD_BYTES + 2 + READ_BUFFER);
+                self.buf.resize(grown.max(self.buf.len() + 1), 0);
+            }
+            searched = self.end;
+            match self.r.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io(&self.path, e)),
+            }
         }
-        Ok(n)
     }
 
     /// The next verified line; `None` at the end or at a torn final line.
@@ -163,17 +205,18 @@ impl<R: BufRead> LogReader<R> {
         if self.ending.is_some() {
             return Ok(None);
         }
-        let n = self.fill_line()?;
-        if n == 0 {
+        let Some((s, e)) = self.read_line()? else {
             return Ok(None);
-        }
+        };
+        let line = &self.buf[s..e];
+        let n = line.len();
         let offset = self.offset;
         let mut body_len = n - 1;
-        if self.line.last() != Some(&b'\n') {
+        if line.last() != Some(&b'\n') {
             // The final line has no newline. A torn write, unless it is a complete record
             // whose newline is missing or damaged: that record is valid and is kept.
-            let whole = chain::unseal(&self.line, self.prev).is_ok();
-            let damaged = !whole && n > 1 && chain::unseal(&self.line[..n - 1], self.prev).is_ok();
+            let whole = chain::unseal(line, self.prev).is_ok();
+            let damaged = !whole && n > 1 && chain::unseal(&line[..n - 1], self.prev).is_ok();
             if !whole && !damaged {
                 self.ending = Some(Ending::Torn(offset));
                 return Ok(None);
@@ -183,7 +226,7 @@ impl<R: BufRead> LogReader<R> {
         }
         self.offset += n as u64;
         self.record_end = offset + body_len as u64;
-        let (head, link) = chain::unseal(&self.line[..body_len], self.prev)
+        let (head, link) = chain::unseal(&line[..body_len], self.prev)
             .map_err(|why| Error::corrupt(offset, format!("{}: {why}", self.path)))?;
         self.prev = link;
         Ok(Some(Line { offset, head }))
@@ -216,35 +259,33 @@ pub(crate) struct RecordRef<'a> {
     head: &'a [u8],
     /// Where the bytes after `"type":"…"` start in `head`.
     type_end: usize,
+    /// Where the fields after the run and trace ids (format 1) start: `parentSeq`, ...
+    fields_at: usize,
+    /// Where `,"meta":{` starts: the canonical record ends there.
+    meta_at: usize,
     layout: Layout,
 }
 
 impl<'a> RecordRef<'a> {
     /// The physical record without `meta` (and without chain fields and closing brace).
     pub(crate) fn without_meta(&self) -> Result<&'a [u8]> {
-        chain::without_meta(self.head)
-            .ok_or_else(|| Error::corrupt(self.offset, "record has no meta"))
+        Ok(&self.head[..self.meta_at])
     }
 
     /// The record's `parentSeq` and the bytes of its `data` (meta excluded), read without
-    /// parsing JSON: the envelope before `data` holds no strings that could contain the key.
+    /// parsing JSON: the envelope fields come in a fixed order and hold no strings that
+    /// could contain the keys. `None` when the record is not in that form (the caller then
+    /// parses it whole).
     pub(crate) fn parent_and_data(&self) -> Option<(Option<u64>, &'a [u8])> {
-        let body = chain::without_meta(self.head)?;
-        let rest = &body[self.type_end..];
+        let mut rest = &self.head[self.fields_at..self.meta_at];
+        let mut parent = None;
+        if let Some(r) = rest.strip_prefix(b",\"parentSeq\":") {
+            let (seq, r) = chain::leading_digits(r)?;
+            parent = Some(seq);
+            rest = r;
+        }
         let pat = b",\"data\":";
         let at = rest.windows(pat.len()).position(|w| w == pat)?;
-        let envelope = &rest[..at];
-        let parent = match envelope
-            .windows(13)
-            .position(|w| w == b",\"parentSeq\":")
-        {
-            Some(p) => {
-                let digits = &envelope[p + 13..];
-                let n = digits.iter().take_while(|c| c.is_ascii_digit()).count();
-                std::str::from_utf8(&digits[..n]).ok()?.parse().ok()
-            }
-            None => None,
-        };
         Some((parent, &rest[at + pat.len()..]))
     }
 
@@ -283,6 +324,8 @@ impl<'a> RecordRef<'a> {
             kind: self.kind,
             head: self.head.to_vec(),
             type_end: self.type_end,
+            fields_at: self.fields_at,
+            meta_at: self.meta_at,
             layout: self.layout,
         }
     }
@@ -294,6 +337,8 @@ struct OwnedRecord {
     kind: EventKind,
     head: Vec<u8>,
     type_end: usize,
+    fields_at: usize,
+    meta_at: usize,
     layout: Layout,
 }
 
@@ -305,6 +350,8 @@ impl OwnedRecord {
             kind: self.kind,
             head: &self.head,
             type_end: self.type_end,
+            fields_at: self.fields_at,
+            meta_at: self.meta_at,
             layout: self.layout,
         }
     }
@@ -327,14 +374,14 @@ pub(crate) struct LogScan<R> {
     ids: Vec<u8>,
 }
 
-impl LogScan<BufReader<File>> {
+impl LogScan<File> {
     /// Open a log read-only.
     pub(crate) fn open(path: &Path) -> Result<Self> {
         Ok(LogScan::new(LogReader::open(path)?))
     }
 }
 
-impl<R: BufRead> LogScan<R> {
+impl<R: Read> LogScan<R> {
     pub(crate) fn new(reader: LogReader<R>) -> Self {
         let ids = id_fields(&reader.header.run_id);
         LogScan {
@@ -399,8 +446,15 @@ impl<R: BufRead> LogScan<R> {
                 rest
             }
         };
+        let Some(meta_at) = chain::meta_start(head) else {
+            return Err(Error::corrupt(
+                offset,
+                "record has no meta as its last field",
+            ));
+        };
+        let fields_at = head.len() - rest.len();
         let activations = match kind {
-            EventKind::StepStarted => step_activations(rest),
+            EventKind::StepStarted => step_activations(&head[fields_at..meta_at]),
             _ => None,
         };
         self.shape.see(seq, kind, activations, offset)?;
@@ -410,6 +464,8 @@ impl<R: BufRead> LogScan<R> {
             kind,
             head,
             type_end,
+            fields_at,
+            meta_at,
             layout,
         }))
     }

@@ -2,7 +2,7 @@
 //! [`verify_log`], the verification that may do it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::read::{Repair, VerifyReport};
@@ -119,10 +119,7 @@ pub(crate) fn open_locked(path: &Path) -> Result<Locked> {
 pub fn verify_log(path: impl AsRef<Path>) -> Result<VerifyReport> {
     let path = path.as_ref();
     let file = open_locked(path)?;
-    let mut scan = LogScan::new(LogReader::new(
-        BufReader::with_capacity(256 * 1024, &*file),
-        path,
-    )?);
+    let mut scan = LogScan::new(LogReader::new(&*file, path)?);
     scan.skip_to_end()?;
     let mut report = VerifyReport::of_scan(&scan);
     if let Some(ending) = scan.reader.ending {

@@ -38,6 +38,8 @@ pub(crate) struct Shape {
     /// The seq the next in-order record must have.
     next: u64,
     step: Option<OpenStep>,
+    /// The buffer of the last closed step, for the next.
+    spare: Vec<bool>,
     finished: Option<EventKind>,
     last_seq: u64,
 }
@@ -109,7 +111,9 @@ impl Shape {
                 }
                 step.unfilled -= 1;
                 if step.unfilled == 0 {
-                    self.step = None;
+                    if let Some(done) = self.step.take() {
+                        self.spare = done.filled;
+                    }
                 }
             }
             Role::Decision | Role::Input => {
@@ -140,10 +144,14 @@ impl Shape {
                     let Some(end) = seq.checked_add(2 * n + 1) else {
                         return bad("the step's seqs overflow".to_owned());
                     };
+                    // Reuse the last step's buffer: a step per few records is the common case.
+                    let mut filled = std::mem::take(&mut self.spare);
+                    filled.clear();
+                    filled.resize(n as usize, false);
                     self.step = Some(OpenStep {
                         to_schedule: n,
                         first_reserved: seq + n + 1,
-                        filled: vec![false; n as usize],
+                        filled,
                         unfilled: n,
                     });
                     debug_assert_eq!(end, seq + 2 * n + 1);

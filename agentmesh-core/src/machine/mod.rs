@@ -131,6 +131,9 @@ pub(crate) struct Machine {
     dirty: Vec<usize>,
     /// Nodes whose failed attempt will be retried in the next step.
     retrying: Vec<usize>,
+    /// Buffers of the scheduler, kept across steps (no state of the run).
+    round: scheduler::Round,
+    ready: Vec<usize>,
     needs_advance: bool,
     outcome: Option<Outcome>,
     finished_seq: u64,
@@ -175,6 +178,8 @@ impl Machine {
             pending_failure: None,
             dirty: Vec::new(),
             retrying: Vec::new(),
+            round: scheduler::Round::default(),
+            ready: Vec::new(),
             needs_advance: false,
             outcome: None,
             finished_seq: 0,
@@ -185,7 +190,7 @@ impl Machine {
     /// Emit `runStarted`; the first decisions follow with [`Machine::advance`].
     pub(crate) fn start(&mut self) {
         let data = EventData::RunStarted(RunStarted {
-            workflow: Box::new(self.wf.spec().clone()),
+            workflow: self.wf.shared_spec(),
             input: self.input.clone(),
             seed: self.seed,
         });
@@ -291,7 +296,7 @@ impl Machine {
             visit: slot.visit,
             delay_ms: slot.delay_ms,
             timeout_ms: node.timeout_ms,
-            prompt: node.prompt.clone(),
+            prompt: node.prompt.as_deref().map(str::to_owned),
             seed,
             step: self.step,
             input: self.input.clone(),

@@ -2,8 +2,6 @@
 //! choices, loop-backs, retries, the end of the run) and schedule the next step, reserving
 //! the seqs of its completions in activation order.
 
-use std::collections::BTreeSet;
-
 use serde_json::{Map, Value};
 
 use super::{Machine, NodeStatus, Slot};
@@ -12,6 +10,7 @@ use crate::model::condition::StateView;
 use crate::model::event::{BranchDecided, EventData, Scheduled, StepStarted};
 use crate::model::limits::{MAX_LOOPS_PER_DECISION, MAX_RUN_OUTPUT_BYTES};
 use crate::model::workflow::ActivationKind;
+use crate::model::workflow::Compiled;
 
 fn json_len(v: &Value) -> usize {
     let mut c = crate::model::encode::Count(0);
@@ -32,11 +31,15 @@ impl Machine {
         }
         let wf = self.wf.clone();
         let compiled = wf.compiled();
-        let mut ready: Vec<usize> = Vec::new();
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
         // Evaluate only nodes whose dependencies changed, in topological order. A loop-back
         // resets its body; the body is evaluated in a further round, after this one.
-        let mut round: BTreeSet<usize> =
-            self.dirty.drain(..).map(|i| compiled.topo_pos[i]).collect();
+        let mut round = std::mem::take(&mut self.round);
+        round.start(compiled.nodes.len());
+        for i in std::mem::take(&mut self.dirty) {
+            round.push(compiled.topo_pos[i]);
+        }
         // Loops made of decisions alone (branches, skipped work) would spin here forever:
         // bound them like steps.
         let loop_limit = compiled
@@ -44,9 +47,9 @@ impl Machine {
             .unwrap_or(u64::MAX)
             .min(MAX_LOOPS_PER_DECISION);
         let mut loops = 0u64;
+        let mut next_round = Vec::new();
         while !round.is_empty() {
-            let mut next_round = BTreeSet::new();
-            while let Some(pos) = round.pop_first() {
+            while let Some(pos) = round.pop() {
                 let i = compiled.topo[pos];
                 if self.nodes[i].status != NodeStatus::Pending || self.nodes[i].retry.is_some() {
                     continue;
@@ -62,6 +65,7 @@ impl Machine {
                     continue;
                 }
                 if !self.visit_allowed(i) {
+                    self.round = round;
                     return;
                 }
                 match compiled.nodes[i].kind.activation() {
@@ -71,7 +75,7 @@ impl Machine {
                     }
                     // A branch: the core decides it now.
                     None => {
-                        if let Some(body) = self.decide_branch(i, trigger) {
+                        if let Some(body) = self.decide_branch(compiled, i, trigger) {
                             loops += 1;
                             if loops > loop_limit {
                                 let msg = format!(
@@ -79,6 +83,7 @@ impl Machine {
                                     compiled.nodes[i].id
                                 );
                                 self.fail(ErrorKind::LimitExceeded, msg, Some(i));
+                                self.round = round;
                                 return;
                             }
                             next_round.extend(body.iter().map(|&n| compiled.topo_pos[n]));
@@ -87,10 +92,15 @@ impl Machine {
                     }
                 }
             }
-            round = next_round;
+            round.next_round();
+            for pos in next_round.drain(..) {
+                round.push(pos);
+            }
         }
+        self.round = round;
         ready.append(&mut self.retrying);
         if ready.is_empty() {
+            self.ready = ready;
             self.complete_run();
             return;
         }
@@ -104,11 +114,13 @@ impl Machine {
                     ),
                     None,
                 );
+                self.ready = ready;
                 return;
             }
         }
         ready.sort_unstable();
-        self.schedule(ready);
+        self.schedule(&ready);
+        self.ready = ready;
     }
 
     /// Nothing is left to run: the run completes with its terminal nodes' outputs.
@@ -192,9 +204,12 @@ impl Machine {
     }
 
     /// Evaluate a branch; when it loops back, resets the loop body and returns it.
-    fn decide_branch(&mut self, i: usize, trigger: u64) -> Option<Vec<usize>> {
-        let wf = self.wf.clone();
-        let compiled = wf.compiled();
+    fn decide_branch<'w>(
+        &mut self,
+        compiled: &'w Compiled,
+        i: usize,
+        trigger: u64,
+    ) -> Option<&'w [usize]> {
         let def = compiled.nodes[i]
             .branch
             .as_ref()
@@ -208,7 +223,7 @@ impl Machine {
         let body = target.and_then(|t| def.loops.get(&t));
         let data = EventData::BranchDecided(BranchDecided {
             case,
-            goto: target.map(|t| compiled.nodes[t].id.to_string()),
+            goto: target.map(|t| compiled.nodes[t].id.clone()),
             loop_back: body.is_some(),
         });
         let seq = self.emit(Some(trigger), Some(i), None, data);
@@ -224,12 +239,12 @@ impl Machine {
             s.retry = None;
             s.resolved_seq = seq;
         }
-        Some(body.clone())
+        Some(body)
     }
 
     /// Start a step: `stepStarted`, one scheduled event per activation, then reserve as many
     /// seqs for their completions, in the same order.
-    fn schedule(&mut self, ready: Vec<usize>) {
+    fn schedule(&mut self, ready: &[usize]) {
         self.step += 1;
         let n = ready.len() as u64;
         let parent = if self.step == 1 { 1 } else { self.step_seq };
@@ -244,7 +259,7 @@ impl Machine {
         );
         let wf = self.wf.clone();
         let compiled = wf.compiled();
-        for i in ready {
+        for &i in ready {
             let node = &compiled.nodes[i];
             let kind = node
                 .kind
@@ -270,8 +285,8 @@ impl Machine {
                 retry_of,
             };
             match kind {
-                ActivationKind::Agent => body.agent = Some(node.name.to_string()),
-                ActivationKind::Tool => body.tool = Some(node.name.to_string()),
+                ActivationKind::Agent => body.agent = Some(node.name.clone()),
+                ActivationKind::Tool => body.tool = Some(node.name.clone()),
                 ActivationKind::Human => body.prompt = node.prompt.clone(),
             }
             let id = self.emit(
@@ -295,6 +310,56 @@ impl Machine {
         self.next_seq += n;
         self.unresolved = self.slots.len();
         self.handed_out = 0;
+    }
+}
+
+/// The nodes to evaluate in one decision round, by topological position, each once, smallest
+/// first; its buffers are kept across steps (a step should cost only what changed).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Round {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<usize>>,
+    /// `queued[pos] == epoch`: `pos` is queued in this round.
+    queued: Vec<u32>,
+    epoch: u32,
+}
+
+impl Round {
+    /// Begin the decisions between two steps, for a workflow of `nodes` nodes.
+    fn start(&mut self, nodes: usize) {
+        self.heap.clear();
+        self.queued.resize(nodes, 0);
+        self.next_round();
+    }
+
+    /// A further round of the same decisions (after a loop-back): anything may be queued
+    /// again.
+    fn next_round(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.queued.fill(0);
+            self.epoch = 1;
+        }
+    }
+
+    fn push(&mut self, pos: usize) {
+        if self.queued[pos] != self.epoch {
+            self.queued[pos] = self.epoch;
+            self.heap.push(std::cmp::Reverse(pos));
+        }
+    }
+
+    fn extend(&mut self, positions: impl Iterator<Item = usize>) {
+        for p in positions {
+            self.push(p);
+        }
+    }
+
+    fn pop(&mut self) -> Option<usize> {
+        self.heap.pop().map(|std::cmp::Reverse(p)| p)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.heap.is_empty()
     }
 }
 

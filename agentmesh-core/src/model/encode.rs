@@ -59,7 +59,12 @@ fn push_scheduled(out: &mut Vec<u8>, s: &Scheduled) {
     push_opt_str(out, b"\"agent\":", s.agent.as_deref(), &mut first);
     push_opt_str(out, b"\"tool\":", s.tool.as_deref(), &mut first);
     push_opt_str(out, b"\"prompt\":", s.prompt.as_deref(), &mut first);
-    push_opt_u64(out, b"\"visit\":", (s.visit != 1).then_some(s.visit), &mut first);
+    push_opt_u64(
+        out,
+        b"\"visit\":",
+        (s.visit != 1).then_some(s.visit),
+        &mut first,
+    );
     push_opt_u64(
         out,
         b"\"delayMs\":",
@@ -99,7 +104,18 @@ fn push_data(out: &mut Vec<u8>, data: &EventData) {
         }
         EventData::NodeSkipped => out.extend_from_slice(b"{}"),
         EventData::RunStarted(b) => push_serde(out, b),
-        EventData::Completed(_, b) => push_serde(out, b),
+        EventData::Completed(_, b) => {
+            out.extend_from_slice(b"{\"output\":");
+            push_serde(out, &*b.output);
+            if let Some(u) = &b.usage {
+                out.extend_from_slice(b",\"usage\":{\"inputTokens\":");
+                push_u64(out, u.input_tokens);
+                out.extend_from_slice(b",\"outputTokens\":");
+                push_u64(out, u.output_tokens);
+                out.push(b'}');
+            }
+            out.push(b'}');
+        }
         EventData::Failed(_, b) => push_serde(out, b),
         EventData::ActivationCancelled(b) | EventData::RunCancelled(b) => push_serde(out, b),
         EventData::OutputOverridden(b) => push_serde(out, b),
@@ -255,7 +271,7 @@ mod tests {
             EventData::Scheduled(
                 ActivationKind::Agent,
                 Scheduled {
-                    agent: Some(text.to_owned()),
+                    agent: Some(text.into()),
                     tool: None,
                     prompt: None,
                     visit: n % 3,
@@ -269,7 +285,7 @@ mod tests {
                 Scheduled {
                     agent: None,
                     tool: None,
-                    prompt: Some(text.to_owned()),
+                    prompt: Some(text.into()),
                     visit: 1,
                     delay_ms: 0,
                     timeout_ms: None,
@@ -278,7 +294,7 @@ mod tests {
             ),
             EventData::BranchDecided(BranchDecided {
                 case: n.is_multiple_of(2).then_some(n),
-                goto: (!n.is_multiple_of(3)).then(|| text.to_owned()),
+                goto: (!n.is_multiple_of(3)).then(|| text.into()),
                 loop_back: n.is_multiple_of(5),
             }),
             EventData::NodeSkipped,

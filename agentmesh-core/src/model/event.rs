@@ -91,6 +91,7 @@ macro_rules! event_table {
 
             /// The type with wire name `name`.
             pub fn from_name(name: &[u8]) -> Option<EventKind> {
+                // Slice equality checks the length first: one memcmp at most, usually.
                 $( if name == $name.as_bytes() { return Some(EventKind::$kind); } )*
                 None
             }
@@ -159,8 +160,8 @@ fn is_false(v: &bool) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunStarted {
-    /// The workflow, in canonical form.
-    pub workflow: Box<WorkflowSpec>,
+    /// The workflow, in canonical form (shared with the compiled workflow).
+    pub workflow: Arc<WorkflowSpec>,
     /// The run input.
     pub input: Arc<Value>,
     /// The run seed.
@@ -183,13 +184,13 @@ pub struct StepStarted {
 pub struct Scheduled {
     /// Agent name (agentScheduled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
+    pub agent: Option<Arc<str>>,
     /// Tool name (toolScheduled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool: Option<String>,
+    pub tool: Option<Arc<str>>,
     /// Prompt (humanRequested).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<String>,
+    pub prompt: Option<Arc<str>>,
     /// Visit number of the node (1-based; omitted when 1).
     #[serde(default = "one_u64", skip_serializing_if = "is_one_u64")]
     pub visit: u64,
@@ -241,7 +242,7 @@ pub struct BranchDecided {
     /// Index of the case that held; `null` for the default or no choice.
     pub case: Option<u64>,
     /// The chosen node; `null` when none.
-    pub goto: Option<String>,
+    pub goto: Option<Arc<str>>,
     /// Whether the goto jumps back into a loop.
     #[serde(default, rename = "loop", skip_serializing_if = "is_false")]
     pub loop_back: bool,

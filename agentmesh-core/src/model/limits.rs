@@ -28,6 +28,9 @@ pub const MAX_LOOPS_PER_DECISION: u64 = 10_000;
 /// may be deeper than any stack).
 pub(crate) fn deeper_than(value: &serde_json::Value, limit: usize) -> bool {
     use serde_json::Value;
+    if !matches!(value, Value::Array(_) | Value::Object(_)) {
+        return false; // no allocation for the common scalar results
+    }
     let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
     while let Some((v, depth)) = stack.pop() {
         let children: Box<dyn Iterator<Item = &Value>> = match v {

@@ -542,7 +542,7 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
             id: n.id.as_str().into(),
             kind: n.kind,
             name: names[i].clone(),
-            prompt: n.prompt.clone(),
+            prompt: n.prompt.as_deref().map(Arc::from),
             deps: std::mem::take(&mut deps[i]),
             after: std::mem::take(&mut after[i]),
             timeout_ms: n.timeout_ms,
@@ -563,7 +563,7 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
         .to_string();
     Ok(Compiled {
         max_steps: spec.max_steps,
-        spec,
+        spec: Arc::new(spec),
         hash,
         nodes,
         index,

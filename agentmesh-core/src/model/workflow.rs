@@ -230,7 +230,7 @@ pub(crate) struct CompiledNode {
     pub kind: NodeKind,
     /// Agent or tool name; the node id for human and branch nodes.
     pub name: Arc<str>,
-    pub prompt: Option<String>,
+    pub prompt: Option<Arc<str>>,
     pub deps: Vec<Dep>,
     /// Indices of explicit `after` dependencies (the activation's `deps`).
     pub after: Vec<usize>,
@@ -248,7 +248,7 @@ pub struct Workflow {
 
 #[derive(Debug)]
 pub(crate) struct Compiled {
-    pub spec: WorkflowSpec,
+    pub spec: Arc<WorkflowSpec>,
     pub hash: String,
     pub nodes: Vec<CompiledNode>,
     pub index: HashMap<String, usize>,
@@ -357,6 +357,11 @@ impl Workflow {
     /// The spec as validated.
     pub fn spec(&self) -> &WorkflowSpec {
         &self.inner.spec
+    }
+
+    /// The spec, shared (what `runStarted` records).
+    pub(crate) fn shared_spec(&self) -> Arc<WorkflowSpec> {
+        self.inner.spec.clone()
     }
 
     /// The workflow name.

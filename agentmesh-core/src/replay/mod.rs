@@ -6,7 +6,7 @@
 mod divergence;
 
 use std::collections::VecDeque;
-use std::io::BufRead;
+use std::io::Read;
 use std::path::Path;
 
 use serde::Serialize;
@@ -28,7 +28,10 @@ use crate::model::workflow::Workflow;
 pub(crate) enum Stop {
     /// Process the whole log and decide what follows it.
     End,
-    /// Process events up to and including this seq (`u64::MAX`: all), and decide nothing more.
+    /// Process every event, and decide nothing more (replay, history).
+    All,
+    /// Process events up to and including this seq, and decide nothing more (time travel,
+    /// fork).
     At(u64),
 }
 
@@ -61,7 +64,7 @@ pub fn recorded_workflow(path: impl AsRef<Path>) -> Result<Workflow> {
     let offset = rec.offset;
     let event = rec.parse(&mut decoder, &mut Vec::new())?;
     match event.data {
-        EventData::RunStarted(b) => Workflow::from_spec(*b.workflow).map_err(|e| {
+        EventData::RunStarted(b) => Workflow::from_spec((*b.workflow).clone()).map_err(|e| {
             Error::corrupt(
                 offset,
                 format!("the workflow recorded in runStarted is invalid: {e}"),
@@ -145,7 +148,7 @@ impl Rebuilder<'_, '_> {
     fn feed_record(&mut self, rec: RecordRef<'_>) -> Result<()> {
         let fast = !self.collect
             && self.deferred_cancels.is_empty()
-            && matches!(self.stop, Stop::End | Stop::At(u64::MAX));
+            && matches!(self.stop, Stop::End | Stop::All);
         if fast && rec.kind.role() == Role::Completion && self.completion_as_bytes(&rec)? {
             return Ok(());
         }
@@ -243,7 +246,7 @@ impl Rebuilder<'_, '_> {
         if let EventData::StepStarted(s) = &r.data {
             // Only `fork` and `state_at` (which stop at a seq) need these; replay of a long
             // log should not grow with its steps.
-            if matches!(self.stop, Stop::At(s) if s != u64::MAX) {
+            if matches!(self.stop, Stop::At(_)) {
                 let end = s
                     .activations
                     .checked_mul(2)
@@ -395,7 +398,7 @@ impl Rebuilder<'_, '_> {
 /// Rebuild a machine from a log being scanned. `workflow` replaces the recorded one
 /// (replay); `run_id` renames the run (fork; the renamed prefix is collected); `on_state`
 /// receives the state after every step end (history).
-pub(crate) fn rebuild<R: BufRead>(
+pub(crate) fn rebuild<R: Read>(
     scan: &mut LogScan<R>,
     workflow: Option<&Workflow>,
     stop: Stop,
@@ -442,7 +445,7 @@ pub(crate) fn rebuild<R: BufRead>(
     }
     // Checked before the machine: with seq 0 no event was processed at all.
     if let Stop::At(s) = stop {
-        if s != u64::MAX && rb.max_seq > 0 && (s == 0 || s > rb.max_seq) {
+        if rb.max_seq > 0 && (s == 0 || s > rb.max_seq) {
             return Err(Error::invalid_argument(format!(
                 "seq {s} is outside the log (1..={})",
                 rb.max_seq
@@ -509,7 +512,7 @@ pub struct ReplayReport {
 /// `LOG_CORRUPT`; `IO`.
 pub fn replay(path: impl AsRef<Path>, workflow: Option<&Workflow>) -> Result<ReplayReport> {
     let mut scan = LogScan::open(path.as_ref())?;
-    let rebuilt = rebuild(&mut scan, workflow, Stop::At(u64::MAX), None, None)?;
+    let rebuilt = rebuild(&mut scan, workflow, Stop::All, None, None)?;
     Ok(ReplayReport {
         run_id: scan.header().run_id.clone(),
         events: rebuilt.events,
@@ -551,5 +554,5 @@ pub fn for_each_state(
     f: &mut dyn FnMut(RunState) -> Result<()>,
 ) -> Result<()> {
     let mut scan = LogScan::open(path.as_ref())?;
-    rebuild(&mut scan, None, Stop::At(u64::MAX), None, Some(f)).map(|_| ())
+    rebuild(&mut scan, None, Stop::All, None, Some(f)).map(|_| ())
 }

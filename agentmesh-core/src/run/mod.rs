@@ -12,7 +12,7 @@
 mod sink;
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -193,7 +193,7 @@ impl Run {
         }
         let mut file = crate::log::repair::open_locked(path)?;
         let (rebuilt, header, ending, last_link, end) = {
-            let reader = LogReader::new(BufReader::with_capacity(256 * 1024, &*file), path)?;
+            let reader = LogReader::new(&*file, path)?;
             let mut scan = LogScan::new(reader);
             let rebuilt = replay::rebuild(&mut scan, None, Stop::End, None, None)?;
             let r = &scan.reader;
@@ -441,16 +441,16 @@ impl Run {
         let staged = self.machine.stage(id, completion)?;
         // Staged, not yet written: the completion and the decisions it triggers reach the
         // file in one write. A record over the size limit is refused here, naming the node.
-        self.sink
-            .stage(vec![staged.event().clone()], staged.dur_us())
-            .map_err(|e| {
-                if e.kind() == ErrorKind::InvalidOutput {
-                    self.invalid_output(id, e.message())
-                } else {
-                    e
-                }
-            })?;
-        self.machine.apply(staged);
+        let dur_us = staged.dur_us();
+        self.sink.stage_ref(staged.event(), dur_us).map_err(|e| {
+            if e.kind() == ErrorKind::InvalidOutput {
+                self.invalid_output(id, e.message())
+            } else {
+                e
+            }
+        })?;
+        let event = self.machine.apply(staged);
+        self.sink.keep(event, dur_us);
         if self.machine.needs_advance() {
             self.machine.advance();
         }

@@ -65,6 +65,29 @@ impl Sink {
         }
     }
 
+    /// Stage one event the caller keeps (a completion about to be applied): a file log
+    /// serializes it now; a memory log only checks its size, and takes the event with
+    /// [`Sink::keep`] once applied.
+    ///
+    /// Errors: as [`Sink::stage`].
+    pub(crate) fn stage_ref(&mut self, event: &Event, dur_us: Option<u64>) -> Result<()> {
+        match self {
+            Sink::File(w) => w.stage(std::slice::from_ref(event), dur_us),
+            Sink::Memory(_) => event.check_size_bounded(),
+        }
+    }
+
+    /// The event staged with [`Sink::stage_ref`], now applied (memory logs keep it).
+    pub(crate) fn keep(&mut self, mut event: Event, dur_us: Option<u64>) {
+        if let Sink::Memory(log) = self {
+            event.meta = Some(Meta {
+                at: now_ms(),
+                dur_us,
+            });
+            log.push(event);
+        }
+    }
+
     /// Drop what was staged and not written (memory logs: nothing to drop, see `stage`).
     pub(crate) fn unstage(&mut self) {
         if let Sink::File(w) = self {

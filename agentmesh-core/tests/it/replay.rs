@@ -617,3 +617,20 @@ fn a_waiting_run_resumes_in_a_new_mesh() {
     assert_eq!(rep.events, 11);
     assert_eq!(rep.outcome.status, RunStatus::Completed);
 }
+
+#[test]
+fn state_at_the_largest_seq_is_outside_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = start_in(dir.path(), &fanout_workflow(), Value::Null, 1, "far");
+    drive_shuffled(&mut run, &mut SplitMix64(3), |_| {});
+    let path = run.log_path().unwrap().to_owned();
+    drop(run);
+    for seq in [0, 1_000, u64::MAX] {
+        let e = agentmesh_core::state_at(&path, seq).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            agentmesh_core::ErrorKind::InvalidArgument,
+            "seq {seq}: {e}"
+        );
+    }
+}
