@@ -7,6 +7,7 @@
 //! panics (see [`errors::detached`]).
 
 mod activation;
+mod completion;
 mod errors;
 mod log;
 mod pyjson;
@@ -19,6 +20,7 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<run::NativeWorkflow>()?;
     m.add_class::<run::NativeRun>()?;
     m.add_class::<activation::Activation>()?;
+    m.add_class::<completion::NativeCompletion>()?;
     m.add_function(wrap_pyfunction!(pyjson::to_json_text, m)?)?;
     m.add_function(wrap_pyfunction!(log::verify_log, m)?)?;
     m.add_function(wrap_pyfunction!(log::canonical_log, m)?)?;

@@ -10,6 +10,7 @@ __all__ = [
     "NativeWorkflow",
     "NativeRun",
     "Activation",
+    "Completion",
     "to_json_text",
     "verify_log",
     "canonical_log",
@@ -73,6 +74,35 @@ class Activation:
     def cancel_run(self, reason: str = "cancelled") -> None: ...
 
 @final
+class Completion:
+    @staticmethod
+    def ok(
+        act: Activation, output: Any, usage: Optional[Any] = None, duration_us: Optional[int] = None
+    ) -> Completion: ...
+    @staticmethod
+    def ok_json(
+        act: Activation, text: str, usage: Optional[Any] = None, duration_us: Optional[int] = None
+    ) -> Completion: ...
+    @staticmethod
+    def err(
+        act: Activation,
+        error_type: str,
+        message: str,
+        retryable: bool = True,
+        usage: Optional[Any] = None,
+        duration_us: Optional[int] = None,
+        cause: Optional[BaseException] = None,
+    ) -> Completion: ...
+    @staticmethod
+    def invalid_output(act: Activation, reason: str, duration_us: Optional[int] = None) -> Completion: ...
+    @staticmethod
+    def timed_out(duration_us: Optional[int] = None) -> Completion: ...
+    @property
+    def failed(self) -> bool: ...
+    @property
+    def cause(self) -> Optional[BaseException]: ...
+
+@final
 class NativeRun:
     @staticmethod
     def start(
@@ -85,7 +115,12 @@ class NativeRun:
         tenant: Optional[str] = None,
     ) -> NativeRun: ...
     @staticmethod
-    def resume(path: _Path, fsync: str = "batch") -> NativeRun: ...
+    def resume(
+        path: _Path,
+        fsync: str = "batch",
+        run_id: Optional[str] = None,
+        approvals: Optional[Dict[str, Any]] = None,
+    ) -> NativeRun: ...
     @staticmethod
     def fork(
         path: _Path,
@@ -97,29 +132,8 @@ class NativeRun:
     ) -> NativeRun: ...
     def poll(self, token: Optional[Any] = None) -> List[Activation]: ...
     def outstanding(self) -> List[Activation]: ...
-    def complete_ok(
-        self,
-        id: int,
-        output: Any,
-        usage: Optional[Any] = None,
-        duration_us: Optional[int] = None,
-    ) -> None: ...
-    def complete_ok_json(
-        self,
-        id: int,
-        output_json: str,
-        usage: Optional[Any] = None,
-        duration_us: Optional[int] = None,
-    ) -> None: ...
-    def complete_err(
-        self,
-        id: int,
-        kind: str,
-        error_type: str,
-        message: str,
-        retryable: bool = True,
-        duration_us: Optional[int] = None,
-    ) -> None: ...
+    def complete_all(self, items: List[Tuple[int, Completion]]) -> List[Optional[BaseException]]: ...
+    def fsync_count(self) -> int: ...
     def cancel(self, reason: str) -> bool: ...
     def status(self) -> str: ...
     def outcome(self) -> str: ...
