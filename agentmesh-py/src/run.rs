@@ -5,15 +5,15 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use agentmesh_core::{
-    Error, ErrorKind, FsyncMode, Recorded, ResumeOptions, Run, RunOptions, Workflow,
+    Error, ErrorDetail, ErrorKind, FsyncMode, Recorded, ResumeOptions, Run, RunOptions, Workflow,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyString};
 use serde_json::Value;
 
 use crate::activation::{wrap_all, Activation};
 use crate::completion::NativeCompletion;
-use crate::errors::{detached, to_json, to_py};
+use crate::errors::{detached, to_py};
 use crate::pyjson;
 
 /// A validated workflow.
@@ -26,8 +26,9 @@ pub struct NativeWorkflow {
 impl NativeWorkflow {
     /// Parse and validate workflow JSON text.
     #[staticmethod]
-    fn from_json(py: Python<'_>, text: &str) -> PyResult<NativeWorkflow> {
-        let inner = detached(py, || Workflow::from_json(text))?;
+    fn from_json(py: Python<'_>, text: &Bound<'_, PyString>) -> PyResult<NativeWorkflow> {
+        let text = workflow_text(text)?;
+        let inner = detached(py, || Workflow::from_json(&text))?;
         Ok(NativeWorkflow { inner })
     }
 
@@ -202,12 +203,13 @@ impl NativeRun {
     fn fork(
         py: Python<'_>,
         path: PathBuf,
-        seq: u64,
+        seq: &Bound<'_, PyAny>,
         overrides: Option<&Bound<'_, PyAny>>,
         run_id: Option<String>,
         log_dir: Option<PathBuf>,
         fsync: &str,
     ) -> PyResult<NativeRun> {
+        let seq = crate::log::seq_arg(seq)?;
         let overrides: BTreeMap<String, Value> = match json_arg(py, "overrides", overrides)? {
             Value::Null => BTreeMap::new(),
             Value::Object(map) => map.into_iter().collect(),
@@ -283,9 +285,10 @@ impl NativeRun {
         self.with(py, |r| Ok(r.status()?.as_str()))
     }
 
-    /// Status, output and error, as JSON text.
-    fn outcome(&self, py: Python<'_>) -> PyResult<String> {
-        self.with(py, |r| to_json(&r.outcome()?))
+    /// Status, output and error (a dict).
+    fn outcome(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let outcome = self.with(py, |r| r.outcome())?;
+        Ok(crate::pyser::to_py(py, &outcome)?.unbind())
     }
 
     fn run_id(&self, py: Python<'_>) -> PyResult<String> {
@@ -323,6 +326,41 @@ impl NativeRun {
         let inner = self.with(py, |r| Ok(r.workflow().clone()))?;
         Ok(NativeWorkflow { inner })
     }
+}
+
+/// Workflow JSON text as UTF-8. A `str` holding a lone surrogate has no UTF-8 form: that is
+/// an invalid workflow document (as the core reports bad JSON), naming where it is.
+fn workflow_text<'a>(text: &'a Bound<'_, PyString>) -> PyResult<std::borrow::Cow<'a, str>> {
+    if let Ok(t) = text.to_cow() {
+        return Ok(t);
+    }
+    let py = text.py();
+    // Surrogates pass through as 3-byte sequences, so the first invalid byte is the first one.
+    let bytes = text.call_method1("encode", ("utf-8", "surrogatepass"))?;
+    let bytes = bytes.cast::<PyBytes>()?.as_bytes();
+    let at = std::str::from_utf8(bytes)
+        .err()
+        .map_or(bytes.len(), |e| e.valid_up_to());
+    let before = String::from_utf8_lossy(&bytes[..at]);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let unit = match bytes.get(at..at + 3) {
+        Some([a, b, c]) => {
+            (u32::from(a & 0x0f) << 12) | (u32::from(b & 0x3f) << 6) | u32::from(c & 0x3f)
+        }
+        _ => 0,
+    };
+    let error = Error::new(
+        ErrorKind::InvalidWorkflow,
+        format!(
+            "field '(document)': not valid JSON: lone surrogate U+{unit:04X} (not Unicode text) at line {line} column {column}"
+        ),
+    )
+    .with_detail(ErrorDetail::Workflow {
+        node: None,
+        field: "(document)".to_owned(),
+    });
+    Err(to_py(py, &error))
 }
 
 /// A JSON-data argument (`input`, `overrides`); `None` is JSON null.

@@ -833,7 +833,7 @@ class Mesh:
 
     @staticmethod
     def _result(native: Any, exceptions: Dict[str, BaseException]) -> RunResult:
-        outcome = json.loads(native.outcome())
+        outcome = native.outcome()
         run_id = native.run_id()
         waiting = [a for a in native.outstanding() if a.kind == "human"]
         path = native.log_path()
