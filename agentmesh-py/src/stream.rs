@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Mutex;
 
-use agentmesh_core::{Error, ErrorKind, LogEvents, RunState};
+use agentmesh_core::{Error, ErrorKind, Event, LogEvents, RunState};
 use pyo3::prelude::*;
 
 use crate::errors::{detached, to_py};
@@ -25,7 +25,9 @@ const STATE_BATCH: usize = 16;
 #[pyclass(module = "agentmesh._agentmesh", name = "EventStream")]
 pub struct EventStream {
     events: Option<LogEvents>,
-    ready: VecDeque<Py<PyAny>>,
+    /// Fetched, not yet converted: each becomes Python objects only when taken, so at most
+    /// one event's objects exist at a time (less for the garbage collector to walk).
+    ready: VecDeque<Event>,
     /// An error met after `ready`: raised once they are taken.
     error: Option<Error>,
     strings: Strings,
@@ -66,11 +68,7 @@ impl EventStream {
             self.events = None; // ended (or failed): the file is closed now
         }
         self.error = error;
-        for mut event in batch {
-            event.meta = None; // canonical form
-            let obj = pyser::to_py_with(py, &mut self.strings, &event)?;
-            self.ready.push_back(obj.unbind());
-        }
+        self.ready.extend(batch);
         Ok(())
     }
 }
@@ -85,8 +83,11 @@ impl EventStream {
         if self.ready.is_empty() && self.error.is_none() {
             self.fill(py)?;
         }
-        if let Some(obj) = self.ready.pop_front() {
-            return Ok(Some(obj));
+        if let Some(mut event) = self.ready.pop_front() {
+            event.meta = None; // canonical form
+            return Ok(Some(
+                pyser::to_py_with(py, &mut self.strings, &event)?.unbind(),
+            ));
         }
         match self.error.take() {
             Some(e) => Err(to_py(py, &e)),
