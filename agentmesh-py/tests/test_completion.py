@@ -3,6 +3,7 @@ agent returned, committed in bursts (group commit), with usage on successes and 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 import threading
@@ -47,7 +48,8 @@ def on_native_call(hook: Callable[[str, Any], None]) -> Iterator[None]:
 # snapshot at return (defect 18) --------------------------------------------------------------
 
 
-def test_a_dict_mutated_after_return_is_logged_as_returned(tmp_path: Path) -> None:
+@pytest.mark.parametrize("driver", ["threads", "asyncio"])
+def test_a_dict_mutated_after_return_is_logged_as_returned(tmp_path: Path, driver: str) -> None:
     returned: Dict[str, Any] = {"v": "as returned", "items": [1, 2]}
     armed = threading.Event()  # the agent is returning `returned`
     go = threading.Event()  # the mutator may mutate now
@@ -81,8 +83,12 @@ def test_a_dict_mutated_after_return_is_logged_as_returned(tmp_path: Path) -> No
     mesh = agentmesh.Mesh(log_dir=tmp_path)
     mesh.add_agent("a", a)
     mesh.add_agent("b", b)
+    w = wf([agent_node("a", "a"), agent_node("b", "b")])
     with on_native_call(hook):
-        r = mesh.run(wf([agent_node("a", "a"), agent_node("b", "b")]), run_id="snap")
+        if driver == "threads":
+            r = mesh.run(w, run_id="snap")
+        else:  # plain agents on worker threads, driven from the event loop
+            r = asyncio.run(mesh.run_async(w, run_id="snap"))
     assert go.is_set() and mutated.is_set()  # the race really happened
     assert returned == {"v": "mutated", "items": [1, 2, 3]}
     assert r.status == "completed"

@@ -272,7 +272,10 @@ async def _execute_async(
 
         def from_thread(i: int, t: float, on_thread: bool) -> None:
             if started_at is not None:
-                loop.call_soon_threadsafe(started_at, i, t, on_thread)
+                try:
+                    loop.call_soon_threadsafe(started_at, i, t, on_thread)
+                except RuntimeError:
+                    pass  # the loop is closed: the run is over, nobody waits for this agent
 
         done = await loop.run_in_executor(workers.get(), _call_in_worker, fn, act, from_thread)
         if type(done) is not tuple:
