@@ -2,15 +2,19 @@
 //!
 //! Values from Python (outputs, input, approvals) become `serde_json::Value`s directly in
 //! [`pyjson`], which accepts only JSON data; the core records them with serde, so the wire
-//! format comes only from the core. Activations are native objects ([`activation`]); reports
-//! and events go back as serde JSON text. Every call into the core releases the GIL and catches
-//! panics (see [`errors::detached`]).
+//! format comes only from the core. Activations and completions are native objects
+//! ([`activation`], [`completion`]); events, states and reports become Python objects natively
+//! through serde ([`pyser`]), streamed where a log can be long ([`stream`]). Every call into
+//! the core releases the GIL and catches panics (see [`errors::detached`]).
 
 mod activation;
+mod completion;
 mod errors;
 mod log;
 mod pyjson;
+mod pyser;
 mod run;
+mod stream;
 
 use pyo3::prelude::*;
 
@@ -19,8 +23,15 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<run::NativeWorkflow>()?;
     m.add_class::<run::NativeRun>()?;
     m.add_class::<activation::Activation>()?;
+    m.add_class::<completion::NativeCompletion>()?;
     m.add_function(wrap_pyfunction!(pyjson::to_json_text, m)?)?;
+    m.add_class::<stream::EventStream>()?;
+    m.add_class::<stream::StateStream>()?;
     m.add_function(wrap_pyfunction!(log::verify_log, m)?)?;
+    m.add_function(wrap_pyfunction!(log::check_log, m)?)?;
+    m.add_function(wrap_pyfunction!(log::anchor, m)?)?;
+    m.add_function(wrap_pyfunction!(log::verify_anchor, m)?)?;
+    m.add_function(wrap_pyfunction!(log::history, m)?)?;
     m.add_function(wrap_pyfunction!(log::canonical_log, m)?)?;
     m.add_function(wrap_pyfunction!(log::read_log, m)?)?;
     m.add_function(wrap_pyfunction!(log::read_header, m)?)?;

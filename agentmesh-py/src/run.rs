@@ -5,14 +5,15 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use agentmesh_core::{
-    Completion, Error, ErrorKind, Failure, FailureKind, FsyncMode, Run, RunOptions, Usage, Workflow,
+    Error, ErrorDetail, ErrorKind, FsyncMode, Recorded, ResumeOptions, Run, RunOptions, Workflow,
 };
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict, PyString};
 use serde_json::Value;
 
 use crate::activation::{wrap_all, Activation};
-use crate::errors::{detached, to_json, to_py};
+use crate::completion::NativeCompletion;
+use crate::errors::{detached, to_py};
 use crate::pyjson;
 
 /// A validated workflow.
@@ -25,8 +26,9 @@ pub struct NativeWorkflow {
 impl NativeWorkflow {
     /// Parse and validate workflow JSON text.
     #[staticmethod]
-    fn from_json(py: Python<'_>, text: &str) -> PyResult<NativeWorkflow> {
-        let inner = detached(py, || Workflow::from_json(text))?;
+    fn from_json(py: Python<'_>, text: &Bound<'_, PyString>) -> PyResult<NativeWorkflow> {
+        let text = workflow_text(text)?;
+        let inner = detached(py, || Workflow::from_json(&text))?;
         Ok(NativeWorkflow { inner })
     }
 
@@ -148,11 +150,50 @@ impl NativeRun {
         Ok(NativeRun::new(run))
     }
 
-    /// Reopen a run from its log file.
+    /// Reopen a run from its log file. The core checks `run_id` (the run the log must hold)
+    /// and resolves waiting human nodes with `approvals` (node id → decision, JSON data),
+    /// every one checked before any is recorded.
     #[staticmethod]
-    #[pyo3(signature = (path, fsync="batch"))]
-    fn resume(py: Python<'_>, path: PathBuf, fsync: &str) -> PyResult<NativeRun> {
-        let run = detached(py, || Run::resume(&path, fsync_mode(fsync)?))?;
+    #[pyo3(signature = (path, fsync="batch", run_id=None, approvals=None))]
+    fn resume(
+        py: Python<'_>,
+        path: PathBuf,
+        fsync: &str,
+        run_id: Option<String>,
+        approvals: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<NativeRun> {
+        let mut decided = BTreeMap::new();
+        if let Some(approvals) = approvals {
+            for (node, decision) in approvals.iter() {
+                let node: String = node.extract().map_err(|_| {
+                    to_py(
+                        py,
+                        &Error::new(
+                            ErrorKind::InvalidArgument,
+                            format!(
+                                "approvals map node ids (str) to decisions, not {}",
+                                node.repr().map(|r| r.to_string()).unwrap_or_default()
+                            ),
+                        ),
+                    )
+                })?;
+                let value = pyjson::from_py(&decision).map_err(|why| {
+                    to_py(
+                        py,
+                        &Error::invalid_output(&node, &format!("approval is not JSON data: {why}")),
+                    )
+                })?;
+                decided.insert(node, value);
+            }
+        }
+        let run = detached(py, || {
+            let options = ResumeOptions {
+                fsync: fsync_mode(fsync)?,
+                run_id,
+                approvals: decided,
+            };
+            Run::resume_with(&path, options)
+        })?;
         Ok(NativeRun::new(run))
     }
 
@@ -162,12 +203,13 @@ impl NativeRun {
     fn fork(
         py: Python<'_>,
         path: PathBuf,
-        seq: u64,
+        seq: &Bound<'_, PyAny>,
         overrides: Option<&Bound<'_, PyAny>>,
         run_id: Option<String>,
         log_dir: Option<PathBuf>,
         fsync: &str,
     ) -> PyResult<NativeRun> {
+        let seq = crate::log::seq_arg(seq)?;
         let overrides: BTreeMap<String, Value> = match json_arg(py, "overrides", overrides)? {
             Value::Null => BTreeMap::new(),
             Value::Object(map) => map.into_iter().collect(),
@@ -200,86 +242,37 @@ impl NativeRun {
         wrap_all(py, acts, None)
     }
 
-    /// Complete activation `id` with `output` (JSON data) and optional `usage`
-    /// (`{"inputTokens": n, "outputTokens": n}`). Data that is not JSON raises
-    /// `InvalidOutputError` naming the node and changes nothing.
-    #[pyo3(signature = (id, output, usage=None, duration_us=None))]
-    fn complete_ok(
+    /// Record a burst of results in one commit (one write; one fsync in `always` mode):
+    /// `items` are `(activation id, Completion)` pairs. One entry per item: `None` when it
+    /// was recorded as given, else the error — `InvalidOutputError` when the output could not
+    /// be recorded and a permanent `InvalidOutput` failure was recorded instead (the cause to
+    /// report), `InvalidCompletionError` when nothing was recorded (unknown, late or
+    /// duplicate activation). An `IO` failure raises and poisons the run.
+    fn complete_all(
         &self,
         py: Python<'_>,
-        id: u64,
-        output: &Bound<'_, PyAny>,
-        usage: Option<&Bound<'_, PyAny>>,
-        duration_us: Option<u64>,
-    ) -> PyResult<()> {
-        let output =
-            pyjson::from_py(output).map_err(|why| format!("output is not JSON data: {why}"));
-        let usage = usage
-            .map(|u| pyjson::from_py(u).map_err(|why| format!("usage is not JSON data: {why}")));
-        self.with(py, |r| {
-            let output = output.map_err(|m| r.invalid_output(id, &m))?;
-            let usage = usage.transpose().map_err(|m| r.invalid_output(id, &m))?;
-            let completion = completion_ok(r, id, output, usage, duration_us)?;
-            r.complete(id, completion)
-        })
-    }
-
-    /// `complete_ok` with the output as JSON text (`RawJson`): recorded as the core parses it.
-    #[pyo3(signature = (id, output_json, usage=None, duration_us=None))]
-    fn complete_ok_json(
-        &self,
-        py: Python<'_>,
-        id: u64,
-        output_json: &str,
-        usage: Option<&Bound<'_, PyAny>>,
-        duration_us: Option<u64>,
-    ) -> PyResult<()> {
-        let usage = usage
-            .map(|u| pyjson::from_py(u).map_err(|why| format!("usage is not JSON data: {why}")));
-        self.with(py, |r| {
-            let output: Value = serde_json::from_str(output_json)
-                .map_err(|e| r.invalid_output(id, &format!("output is not valid JSON: {e}")))?;
-            let usage = usage.transpose().map_err(|m| r.invalid_output(id, &m))?;
-            let completion = completion_ok(r, id, output, usage, duration_us)?;
-            r.complete(id, completion)
-        })
-    }
-
-    /// Complete activation `id` with a failure; `kind` is `error` or `timeout`.
-    #[pyo3(signature = (id, kind, error_type, message, retryable=true, duration_us=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn complete_err(
-        &self,
-        py: Python<'_>,
-        id: u64,
-        kind: &str,
-        error_type: String,
-        message: String,
-        retryable: bool,
-        duration_us: Option<u64>,
-    ) -> PyResult<()> {
-        self.with(py, |r| {
-            let kind = match kind {
-                "error" => FailureKind::Error,
-                "timeout" => FailureKind::Timeout,
-                other => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidArgument,
-                        format!("failure kind must be error or timeout, not '{other}'"),
-                    ))
+        items: Vec<(u64, PyRef<'_, NativeCompletion>)>,
+    ) -> PyResult<Vec<Option<Py<PyAny>>>> {
+        let completions = items
+            .iter()
+            .map(|(id, c)| c.take().map(|c| (*id, c)))
+            .collect::<agentmesh_core::Result<Vec<_>>>()
+            .map_err(|e| to_py(py, &e))?;
+        let recorded = self.with(py, move |r| r.complete_all(completions))?;
+        Ok(recorded
+            .into_iter()
+            .map(|r| match r {
+                Recorded::AsFailure(e) | Recorded::Refused(e) => {
+                    Some(to_py(py, &e).into_value(py).into_any())
                 }
-            };
-            let mut completion = Completion::err(Failure {
-                kind,
-                error_type,
-                message,
-                retryable,
-            });
-            if let Some(us) = duration_us {
-                completion = completion.with_duration_us(us);
-            }
-            r.complete(id, completion)
-        })
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// fsyncs the run's log writer made so far (file and directory; 0 in memory).
+    fn fsync_count(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, |r| Ok(r.fsync_count()))
     }
 
     /// Cancel the run; `False` if it had already finished.
@@ -292,9 +285,10 @@ impl NativeRun {
         self.with(py, |r| Ok(r.status()?.as_str()))
     }
 
-    /// Status, output and error, as JSON text.
-    fn outcome(&self, py: Python<'_>) -> PyResult<String> {
-        self.with(py, |r| to_json(&r.outcome()?))
+    /// Status, output and error (a dict).
+    fn outcome(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let outcome = self.with(py, |r| r.outcome())?;
+        Ok(crate::pyser::to_py(py, &outcome)?.unbind())
     }
 
     fn run_id(&self, py: Python<'_>) -> PyResult<String> {
@@ -334,27 +328,39 @@ impl NativeRun {
     }
 }
 
-fn completion_ok(
-    run: &Run,
-    id: u64,
-    output: Value,
-    usage: Option<Value>,
-    duration_us: Option<u64>,
-) -> agentmesh_core::Result<Completion> {
-    let mut completion = Completion::ok(output);
-    if let Some(usage) = usage {
-        let usage: Usage = serde_json::from_value(usage).map_err(|e| {
-            run.invalid_output(
-                id,
-                &format!("usage must be {{\"inputTokens\": int, \"outputTokens\": int}}: {e}"),
-            )
-        })?;
-        completion = completion.with_usage(usage);
+/// Workflow JSON text as UTF-8. A `str` holding a lone surrogate has no UTF-8 form: that is
+/// an invalid workflow document (as the core reports bad JSON), naming where it is.
+fn workflow_text<'a>(text: &'a Bound<'_, PyString>) -> PyResult<std::borrow::Cow<'a, str>> {
+    if let Ok(t) = text.to_cow() {
+        return Ok(t);
     }
-    if let Some(us) = duration_us {
-        completion = completion.with_duration_us(us);
-    }
-    Ok(completion)
+    let py = text.py();
+    // Surrogates pass through as 3-byte sequences, so the first invalid byte is the first one.
+    let bytes = text.call_method1("encode", ("utf-8", "surrogatepass"))?;
+    let bytes = bytes.cast::<PyBytes>()?.as_bytes();
+    let at = std::str::from_utf8(bytes)
+        .err()
+        .map_or(bytes.len(), |e| e.valid_up_to());
+    let before = String::from_utf8_lossy(&bytes[..at]);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let unit = match bytes.get(at..at + 3) {
+        Some([a, b, c]) => {
+            (u32::from(a & 0x0f) << 12) | (u32::from(b & 0x3f) << 6) | u32::from(c & 0x3f)
+        }
+        _ => 0,
+    };
+    let error = Error::new(
+        ErrorKind::InvalidWorkflow,
+        format!(
+            "field '(document)': not valid JSON: lone surrogate U+{unit:04X} (not Unicode text) at line {line} column {column}"
+        ),
+    )
+    .with_detail(ErrorDetail::Workflow {
+        node: None,
+        field: "(document)".to_owned(),
+    });
+    Err(to_py(py, &error))
 }
 
 /// A JSON-data argument (`input`, `overrides`); `None` is JSON null.

@@ -178,25 +178,26 @@ def test_non_json_output_is_invalid_output_naming_node(tmp_path: Path, bad: Any)
     assert failed[0]["data"]["error"]["type"] == "InvalidOutput"
 
 
-def test_native_complete_rejects_bad_json_text(tmp_path: Path) -> None:
+def test_native_completions_of_bad_results_are_invalid_output(tmp_path: Path) -> None:
+    # The driver's protocol: results become native completions; what cannot be recorded is
+    # the core's InvalidOutput failure, with an InvalidOutputError naming the node as cause.
     w = wf([{"id": "n", "type": "agent", "agent": "a"}])
     run = _agentmesh.NativeRun.start(w._native, None, 0, "nat", str(tmp_path))
     (act,) = run.poll()
-    for text in ("NaN", "{1: 2}", "[1,", "Infinity"):
-        with pytest.raises(agentmesh.InvalidOutputError) as info:
-            run.complete_ok_json(act.id, text)
-        assert info.value.node == "n"
-    for value in ({1, 2}, float("nan"), {"k": [b"x"]}):
-        with pytest.raises(agentmesh.InvalidOutputError) as info:
-            run.complete_ok(act.id, value)
-        assert info.value.node == "n"
-    with pytest.raises(agentmesh.InvalidOutputError, match="usage"):
-        run.complete_ok(act.id, 1, {"inputTokens": "many"})
-    with pytest.raises(agentmesh.InvalidCompletionError):
-        run.complete_ok(act.id + 100, 1)
-    with pytest.raises(agentmesh.InvalidArgumentError):
-        run.complete_err(act.id, "weird", "T", "m")
-    run.complete_ok_json(act.id, "-0")
+    C = _agentmesh.Completion
+    bad = [C.ok_json(act, text) for text in ("NaN", "{1: 2}", "[1,", "Infinity")]
+    bad += [C.ok(act, value) for value in ({1, 2}, float("nan"), {"k": [b"x"]})]
+    bad.append(C.ok(act, 1, {"inputTokens": "many"}))
+    for c in bad:
+        assert c.failed
+        assert isinstance(c.cause, agentmesh.InvalidOutputError) and c.cause.node == "n"
+    assert "usage must be" in str(bad[-1].cause)
+    good = C.ok_json(act, "-0")
+    assert not good.failed and good.cause is None
+    assert run.complete_all([(act.id + 100, C.ok(act, 1))])[0].__class__ is agentmesh.InvalidCompletionError
+    assert run.complete_all([(act.id, good)]) == [None]
+    with pytest.raises(agentmesh.InvalidArgumentError, match="already"):
+        run.complete_all([(act.id, good)])
     assert run.status() == "completed"
     run.close()
     with pytest.raises(agentmesh.InvalidArgumentError):

@@ -5,6 +5,7 @@ Run it after installing the package (release build: ``pip install ./agentmesh-py
     python benches/python/bench.py            # the full table (about a minute)
     python benches/python/bench.py --quick    # fewer repetitions: a smoke test, not a figure
     python benches/python/bench.py --json     # one JSON object per line, for benches/all.sh
+    python benches/python/bench.py --only readlog [--readlog-mb 136]   # streaming reads
 
 The **floor** is what a plain Python loop pays for the same work, measured in the same
 process: call the same no-op functions, ``json.dumps`` each result, append it to a file, one
@@ -12,6 +13,12 @@ fsync at the end (per run for the small-runs workload). AgentMesh adds the orche
 hash-chained durable log and the driver; the target is at most 3x the floor per step with
 the file log (fsync batch). Every figure is the best of N repetitions after a warm-up; the
 median is printed next to it. This is a script, not a test: nothing asserts on time.
+
+``readlog`` builds one big log (a counter loop, written by the ``agentmesh`` CLI when it is
+found — ``$AGENTMESH_CLI``, ``target/release/agentmesh`` or ``target/debug/agentmesh`` — else
+by this package) and measures, each in a fresh child process, iterating ``read_log`` (events/s
+and peak RSS: the targets are >= 500k events/s and < 50 MB for a ~136 MB log) and
+``history`` (states/s), next to ``json.loads`` of every canonical line as the floor.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import asyncio
 import json
 import os
 import shutil
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -220,6 +229,97 @@ def small_runs(
     return many
 
 
+# streaming reads -----------------------------------------------------------------------------
+
+READLOG_OUTPUT = {"ok": True, "summary": "a short status line an agent might return, about this long", "score": 0.75}
+
+
+def readlog_workflow(iterations: int) -> Dict[str, Any]:
+    """A loop of one agent: four events per iteration, a workflow of constant size."""
+    return {"name": "readlog-bench", "maxSteps": iterations + 10, "nodes": [
+        {"id": "work", "type": "agent", "agent": "worker", "maxVisits": iterations},
+        {"id": "again", "type": "branch", "after": ["work"],
+         "cases": [{"when": {"path": "/visits/work", "lt": iterations}, "goto": "work"}]},
+    ]}
+
+
+def find_cli() -> Optional[str]:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for path in (os.environ.get("AGENTMESH_CLI"), os.path.join(root, "target", "release", "agentmesh"),
+                 os.path.join(root, "target", "debug", "agentmesh")):
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def build_big_log(directory: str, megabytes: int) -> Tuple[str, str]:
+    """A log of about ``megabytes`` MB; (path, what wrote it)."""
+    iterations = max(1, megabytes * 1_000_000 // 925)  # ~925 bytes per iteration
+    spec = readlog_workflow(iterations)
+    cli = find_cli()
+    if cli is not None:
+        wf_path = os.path.join(directory, "workflow.json")
+        script = os.path.join(directory, "script.json")
+        with open(wf_path, "w", encoding="utf-8") as f:
+            json.dump(spec, f)
+        with open(script, "w", encoding="utf-8") as f:
+            json.dump({"agents": {"worker": [{"output": READLOG_OUTPUT}]}}, f)
+        subprocess.run([cli, "run", wf_path, "--script", script, "--log-dir", directory, "--run-id", "big"],
+                       check=True, stdout=subprocess.DEVNULL)
+        return os.path.join(directory, "big.jsonl"), cli
+    mesh = agentmesh.Mesh(log_dir=directory, fsync="never")
+    mesh.add_agent("worker", lambda act: READLOG_OUTPUT)
+    r = mesh.run(agentmesh.Workflow.from_dict(spec), run_id="big")
+    assert r.status == "completed" and r.log_path is not None, r
+    return r.log_path, "agentmesh (Python)"
+
+
+def readlog_child(what: str, path: str) -> Dict[str, Any]:
+    """In a fresh process: one pass of ``what`` over the log; items, seconds, peak RSS (KiB)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    n = 0
+    if what == "read_log":
+        for _ in agentmesh.read_log(path):
+            n += 1
+    elif what == "history":
+        for _ in agentmesh.history(path):
+            n += 1
+    else:  # the floor: json.loads of every canonical line (the old read_log's per-event cost)
+        with open(path, "rb") as f:
+            for line in f:
+                json.loads(line)
+                n += 1
+    elapsed = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"items": n, "seconds": elapsed, "peak_kib": peak, "baseline_kib": before}
+
+
+def bench_readlog(scratch: Scratch, megabytes: int) -> List[Row]:
+    path, writer = build_big_log(scratch.fresh(), megabytes)
+    size_mb = os.path.getsize(path) / 1e6
+    rows: List[Row] = []
+    for what in ("json_loads_lines", "read_log", "history"):
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--readlog-child", what, path],
+                             check=True, capture_output=True, text=True).stdout
+        m = json.loads(out)
+        rows.append({
+            "language": "python", "workload": f"readlog_{round(size_mb)}mb", "host": what,
+            "log": "file", "per": "pass", "items": m["items"], "seconds": round(m["seconds"], 3),
+            "items_per_s": round(m["items"] / m["seconds"]) if m["seconds"] > 0 else None,
+            "peak_rss_mb": round(m["peak_kib"] / 1024, 1), "baseline_rss_mb": round(m["baseline_kib"] / 1024, 1),
+            "log_mb": round(size_mb, 1), "written_by": os.path.basename(writer),
+        })
+    return rows
+
+
+def print_readlog(rows: List[Row]) -> None:
+    print(f"{'workload':<16}{'pass':<18}{'items':>10}{'seconds':>9}{'items/s':>12}{'peak RSS MB':>13}{'baseline MB':>13}")
+    for r in rows:
+        print(f"{r['workload']:<16}{r['host']:<18}{r['items']:>10}{r['seconds']:>9.2f}{r['items_per_s']:>12,}"
+              f"{r['peak_rss_mb']:>13.1f}{r['baseline_rss_mb']:>13.1f}")
+
+
 def row(
     workload: str, host: str, log: str, best_s: float, median_s: float, floor_us: float, per: str = "step"
 ) -> Row:
@@ -241,8 +341,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="few repetitions (smoke test)")
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
-    ap.add_argument("--only", choices=("chain", "fanout", "small"), help="one workload")
+    ap.add_argument("--only", choices=("chain", "fanout", "small", "readlog"), help="one workload")
+    ap.add_argument("--readlog-mb", type=int, default=136, help="size of the readlog log (MB)")
+    ap.add_argument("--readlog-child", nargs=2, metavar=("WHAT", "LOG"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.readlog_child:
+        print(json.dumps(readlog_child(*args.readlog_child)))
+        return 0
     reps = {"chain": 3 if args.quick else 15, "fanout": 3 if args.quick else 30, "small": 1 if args.quick else 5}
     scratch = Scratch()
     rows: List[Row] = []
@@ -253,11 +358,19 @@ def main(argv: Optional[List[str]] = None) -> int:
             rows += bench_fanout(scratch, reps["fanout"], 100)
         if args.only in (None, "small"):
             rows += bench_small_runs(scratch, reps["small"], 100 if args.quick else 1000)
+        if args.only == "readlog" or (args.only is None and not args.quick):
+            read_rows = bench_readlog(scratch, 4 if args.quick else args.readlog_mb)
+        else:
+            read_rows = []
     finally:
         scratch.close()
     if args.json:
-        for r in rows:
+        for r in rows + read_rows:
             print(json.dumps(r))
+        return 0
+    if not rows:
+        print(f"python {sys.version.split()[0]}, agentmesh {agentmesh.__version__}")
+        print_readlog(read_rows)
         return 0
     print(f"python {sys.version.split()[0]}, agentmesh {agentmesh.__version__}; best (median) of N")
     print(f"{'workload':<20}{'host':<7}{'log':<8}{'per':<5}{'best µs':>12}{'median µs':>12}{'floor µs':>11}{'× floor':>9}")
@@ -267,6 +380,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"{r['workload']:<20}{r['host']:<7}{r['log']:<8}{r['per']:<5}"
             f"{r['best_us']:>12.2f}{r['median_us']:>12.2f}{r['floor_us']:>11.2f}{x:>9}"
         )
+    if read_rows:
+        print_readlog(read_rows)
     return 0
 
 

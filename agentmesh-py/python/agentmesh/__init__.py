@@ -13,9 +13,8 @@
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
 from . import _agentmesh
 from ._driver import (
@@ -54,21 +53,62 @@ __version__ = "0.1.0"
 
 
 def verify_log(path: PathLike) -> Dict[str, Any]:
-    """Verify the hash chain of a log (repairing a torn tail); the report as a dict."""
-    report: Dict[str, Any] = json.loads(_agentmesh.verify_log(os.fspath(path)))
+    """Verify the hash chain and structure of a log, repairing a torn tail (it takes the
+    writer lock and may write); the report as a dict (``repaired`` says what was mended).
+    :func:`check_log` never writes."""
+    report: Dict[str, Any] = _agentmesh.verify_log(os.fspath(path))
+    return report
+
+
+def check_log(path: PathLike) -> Dict[str, Any]:
+    """Verify a log without writing anything (a read-only file system, a log whose writer is
+    running): the report of :func:`verify_log`, with a damaged tail reported in ``tornAt``
+    instead of repaired."""
+    report: Dict[str, Any] = _agentmesh.check_log(os.fspath(path))
+    return report
+
+
+def anchor(path: PathLike, key: Optional[Union[bytes, str]] = None) -> Dict[str, Any]:
+    """The anchor of a log as it is now: ``{"version", "runId", "records", "bytes", "head"}``,
+    plus ``"mac"`` when ``key`` (key material: bytes, or a str taken as UTF-8) is given. Keep
+    it somewhere the log's machine cannot rewrite; :func:`verify_anchor` then detects a log
+    cut short or edited with its chain recomputed. Read-only."""
+    result: Dict[str, Any] = _agentmesh.anchor(os.fspath(path), key)
+    return result
+
+
+def verify_anchor(
+    path: PathLike, anchor: Union[Mapping[str, Any], str], key: Optional[Union[bytes, str]] = None
+) -> Dict[str, Any]:
+    """Check a log (as :func:`check_log` does) against an ``anchor`` taken earlier (its dict
+    or JSON text); a keyed anchor needs its ``key``. Records appended since are fine. Raises
+    :class:`LogTruncatedError` or :class:`LogHeadMismatchError` (``field``, ``expected``,
+    ``found``); returns the report otherwise."""
+    if isinstance(anchor, Mapping) and not isinstance(anchor, dict):
+        anchor = dict(anchor)
+    report: Dict[str, Any] = _agentmesh.verify_anchor(os.fspath(path), anchor, key)
     return report
 
 
 def read_header(path: PathLike) -> Dict[str, Any]:
     """The log header."""
-    result: Dict[str, Any] = json.loads(_agentmesh.read_header(os.fspath(path)))
+    result: Dict[str, Any] = _agentmesh.read_header(os.fspath(path))
     return result
 
 
 def read_log(path: PathLike) -> Iterator[Dict[str, Any]]:
-    """The events of a log in seq order (canonical form: no ``meta``, ``prev``, ``hash``)."""
-    _, events = _agentmesh.read_log(os.fspath(path))
-    return (json.loads(e) for e in events)
+    """The events of a log in seq order (canonical form: no ``meta``, ``prev``, ``hash``),
+    streamed: memory stays flat whatever the log's size. A log that cannot be opened raises
+    here; damage found further on raises when the iteration reaches it."""
+    events: Iterator[Dict[str, Any]] = _agentmesh.read_log(os.fspath(path))
+    return events
+
+
+def history(path: PathLike) -> Iterator[Dict[str, Any]]:
+    """The run's state (as :func:`state_at` gives it) at seq 1, after every step and at the
+    end of the log, in one pass over it, streamed."""
+    states: Iterator[Dict[str, Any]] = _agentmesh.history(os.fspath(path))
+    return states
 
 
 def canonical_log(path: PathLike) -> bytes:
@@ -85,13 +125,13 @@ def replay(path: PathLike, workflow: Optional[Workflow] = None) -> Dict[str, Any
     """Re-drive a log without calling agents (against ``workflow``, or the recorded one).
     Raises :class:`NondeterminismError` at the first divergence."""
     native = workflow._native if workflow is not None else None
-    report: Dict[str, Any] = json.loads(_agentmesh.replay(os.fspath(path), native))
+    report: Dict[str, Any] = _agentmesh.replay(os.fspath(path), native)
     return report
 
 
 def state_at(path: PathLike, seq: int) -> Dict[str, Any]:
     """The state of the run as of ``seq`` (``forkPoint`` says whether ``fork`` may start there)."""
-    state: Dict[str, Any] = json.loads(_agentmesh.state_at(os.fspath(path), seq))
+    state: Dict[str, Any] = _agentmesh.state_at(os.fspath(path), seq)
     return state
 
 
@@ -133,13 +173,17 @@ __all__ = [
     "UnknownAgentError",
     "Workflow",
     "WorkflowBuilder",
+    "anchor",
     "canonical_log",
+    "check_log",
     "error_codes",
     "fingerprint",
+    "history",
     "read_header",
     "read_log",
     "recorded_workflow",
     "replay",
     "state_at",
+    "verify_anchor",
     "verify_log",
 ]

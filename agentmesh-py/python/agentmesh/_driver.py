@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import _agentmesh
-from ._json import RawJson, encode
+from ._json import RawJson
 from ._pool import DaemonPool
 from ._workflow import Workflow
 from .errors import (
@@ -40,14 +40,23 @@ _FINISHED = ("completed", "failed", "cancelled")
 
 class ActivationError(Exception):
     """Raise from an agent to fail its activation with an exact ``type``, ``message`` and
-    ``retryable`` flag. Any other exception is recorded as its class name and ``str()``,
-    retryable."""
+    ``retryable`` flag, and the tokens the failed attempt spent (``usage``, as in
+    :class:`Output`; recorded with the failure). Any other exception is recorded as its class
+    name and ``str()``, retryable, without usage."""
 
-    def __init__(self, error_type: str, message: str, *, retryable: bool = True) -> None:
+    def __init__(
+        self,
+        error_type: str,
+        message: str,
+        *,
+        retryable: bool = True,
+        usage: Optional[Dict[str, int]] = None,
+    ) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
         self.retryable = retryable
+        self.usage = usage
 
 
 @dataclass(frozen=True)
@@ -124,29 +133,37 @@ class RunResult:
         return bytes(self._native.canonical())
 
 
-# A finished activation, as the worker reports it:
-# ("ok", output, usage or None, duration_us) — converted to JSON natively on completion — or
-# ("err", type, message, retryable, duration_us, exception or None)
-_Done = Tuple[Any, ...]
-
+# A finished activation: a native completion (agentmesh-py/src/completion.rs), built on the
+# thread that ran the agent the moment it returned, so the value logged is the value returned.
+Completion = _agentmesh.Completion
 
 # Return types that are never awaitable: skips inspect.isawaitable on the hot path.
 _PLAIN = frozenset((type(None), bool, int, float, str, list, dict, tuple))
 
+# Reports the moment an activation with a deadline starts running: (id, monotonic time,
+# whether it runs on a worker thread).
+_Started = Callable[[int, float, bool], None]
 
-def _ok(result: Any, dur: int) -> _Done:
+
+def _completion(act: Activation, result: Any, dur: int) -> Any:
+    """Snapshot what an agent returned as a native completion (the output is converted now)."""
+    usage = None
     if type(result) is Output:
-        return ("ok", result.value, result.usage, dur)
-    return ("ok", result, None, dur)
+        result, usage = result.value, result.usage
+    if type(result) is RawJson:
+        return Completion.ok_json(act, result.text, usage, dur)
+    return Completion.ok(act, result, usage, dur)
 
 
-def _failure(e: BaseException, dur: int) -> _Done:
+def _failure(act: Activation, e: BaseException, dur: int) -> Any:
     if isinstance(e, ActivationError):
-        return ("err", str(e.error_type), str(e.message), bool(e.retryable), dur, e)
+        return Completion.err(
+            act, str(e.error_type), str(e.message), bool(e.retryable), e.usage, dur, e
+        )
     if isinstance(e, InvalidOutputError):
-        return ("err", "InvalidOutput", e.message, False, dur, e)
+        return Completion.err(act, "InvalidOutput", e.message, False, None, dur, e)
     # Any other exception is retryable; a BaseException (SystemExit in a worker...) is not.
-    return ("err", type(e).__name__, _message(e), isinstance(e, Exception), dur, e)
+    return Completion.err(act, type(e).__name__, _message(e), isinstance(e, Exception), None, dur, e)
 
 
 def _message(e: BaseException) -> str:
@@ -157,34 +174,51 @@ def _message(e: BaseException) -> str:
         return f"<str() of the exception raised {type(inner).__name__}>"
 
 
-def _micros(started: float) -> int:
-    return int((time.perf_counter() - started) * 1_000_000)
+def _settle(act: Activation, started: float, outcome: Any, raised: bool, sync: bool = True) -> Any:
+    """The completion of an agent that just returned (or raised) ``outcome``. A result that
+    arrives after the deadline (``timeout_ms`` after ``started``) is a timeout, whatever it
+    is. ``sync``: the synchronous driver, which cannot await what an agent returns."""
+    dur = int((time.monotonic() - started) * 1_000_000)
+    timeout_ms = act.timeout_ms
+    if timeout_ms is not None and dur > timeout_ms * 1000:
+        return Completion.timed_out(dur)
+    try:
+        if raised:
+            return _failure(act, outcome, dur)
+        if sync and type(outcome) not in _PLAIN and inspect.isawaitable(outcome):
+            if inspect.iscoroutine(outcome):
+                outcome.close()  # never awaited: close it so Python does not warn
+            return Completion.invalid_output(
+                act,
+                f"agent returned {type(outcome).__name__}, not JSON data "
+                "(async agents need Mesh.run_async)",
+                dur,
+            )
+        return _completion(act, outcome, dur)
+    except BaseException as e:  # noqa: BLE001 - user code (an Output's fields...) raised
+        return _failure(act, e, dur)
 
 
-def _execute(fn: AgentFn, act: Activation, on_caller: bool = False) -> _Done:
+def _execute(
+    fn: AgentFn, act: Activation, started_at: Optional[_Started] = None, on_caller: bool = False
+) -> Any:
     """Run an agent for the synchronous driver, on a worker thread or (``on_caller``) on the
     thread that called ``run``, where a Ctrl-C must stop the run instead of failing the
-    agent."""
+    agent. ``started_at`` learns when an activation with a deadline starts."""
     if act.delay_ms > 0:
         time.sleep(act.delay_ms / 1000.0)
-    started = time.perf_counter()
+    started = time.monotonic()
+    if started_at is not None and act.timeout_ms is not None:
+        started_at(act.id, started, True)
     try:
         result = fn(act)
-        if type(result) not in _PLAIN and inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()  # never awaited: close it so Python does not warn
-            raise InvalidOutputError(
-                f"node '{act.node}': agent returned {type(result).__name__}, not JSON data "
-                "(async agents need Mesh.run_async)",
-                details={"node": act.node},
-            )
-        return _ok(result, _micros(started))
     except KeyboardInterrupt as e:
         if on_caller:
             raise
-        return _failure(e, _micros(started))
+        return _settle(act, started, e, True)
     except BaseException as e:  # noqa: BLE001 - any agent exception becomes a recorded failure
-        return _failure(e, _micros(started))
+        return _settle(act, started, e, True)
+    return _settle(act, started, result, False)
 
 
 # Per thread: how many agents it is running for a driver (> 0 on a pool worker inside an agent).
@@ -192,50 +226,72 @@ _local = threading.local()
 
 
 def _execute_into(q: "queue.Queue[Any]", fn: AgentFn, act: Activation) -> None:
-    """Worker-thread entry: run the agent and post its result to the driver's queue."""
+    """Worker-thread entry: run the agent and post its completion to the driver's queue."""
     _local.depth = getattr(_local, "depth", 0) + 1
     try:
-        done = _execute(fn, act)
+        done = _execute(fn, act, lambda i, t, _: q.put(("started", i, t, True)))
     finally:
         _local.depth -= 1
     q.put(("done", act.id, done))
 
 
-def _call_in_worker(fn: AgentFn, act: Activation) -> Any:
+def _call_in_worker(fn: AgentFn, act: Activation, started_at: _Started) -> Any:
     """A plain-function agent on a worker thread for the asyncio driver (marked as such, for
-    runs it starts re-entrantly)."""
+    runs it starts re-entrantly): its completion, or ``(awaitable, started)`` when it
+    returned something to await on the loop."""
     _local.depth = getattr(_local, "depth", 0) + 1
     try:
-        return fn(act)
+        started = time.monotonic()
+        if act.timeout_ms is not None:
+            started_at(act.id, started, True)
+        try:
+            result = fn(act)
+        except BaseException as e:  # noqa: BLE001 - any agent exception becomes a recorded failure
+            return _settle(act, started, e, True)
+        if type(result) not in _PLAIN and inspect.isawaitable(result):
+            return (result, started)
+        return _settle(act, started, result, False)
     finally:
         _local.depth -= 1
 
 
-async def _execute_async(fn: AgentFn, act: Activation, workers: "_Workers") -> _Done:
+async def _execute_async(
+    fn: AgentFn, act: Activation, workers: "_Workers", started_at: Optional[_Started]
+) -> Any:
     """Run an agent for the asyncio driver: ``async def`` agents on the loop, others on the
     mesh's worker threads (an awaitable they return is awaited on the loop)."""
     if act.delay_ms > 0:
         await asyncio.sleep(act.delay_ms / 1000.0)
-    started = time.perf_counter()
+    if inspect.iscoroutinefunction(fn):
+        started = time.monotonic()
+        if started_at is not None and act.timeout_ms is not None:
+            started_at(act.id, started, False)
+        awaitable = fn(act)
+    else:
+        loop = asyncio.get_running_loop()
+
+        def from_thread(i: int, t: float, on_thread: bool) -> None:
+            if started_at is not None:
+                try:
+                    loop.call_soon_threadsafe(started_at, i, t, on_thread)
+                except RuntimeError:
+                    pass  # the loop is closed: the run is over, nobody waits for this agent
+
+        done = await loop.run_in_executor(workers.get(), _call_in_worker, fn, act, from_thread)
+        if type(done) is not tuple:
+            return done
+        awaitable, started = done
     try:
-        if inspect.iscoroutinefunction(fn):
-            result = await fn(act)
-        else:
-            pool = workers.get()
-            result = await asyncio.get_running_loop().run_in_executor(
-                pool, _call_in_worker, fn, act
-            )
-            if type(result) not in _PLAIN and inspect.isawaitable(result):
-                result = await result
-        return _ok(result, _micros(started))
+        result = await awaitable
     except asyncio.CancelledError as e:
         if _being_cancelled():
             raise  # the driver's timeout, a cancelled run or Ctrl-C: not an agent result
-        return _failure(e, _micros(started))  # the agent's own (an inner task was cancelled)
+        return _settle(act, started, e, True)  # the agent's own (an inner task was cancelled)
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # noqa: BLE001 - any agent exception becomes a recorded failure
-        return _failure(e, _micros(started))
+        return _settle(act, started, e, True)
+    return _settle(act, started, result, False, sync=False)
 
 
 def _being_cancelled() -> bool:
@@ -249,16 +305,22 @@ def _being_cancelled() -> bool:
 class _Drive:
     """The state of driving one run, shared by the thread and asyncio drivers: scheduling,
     deadlines, completion and cancellation live here once; the drivers only execute agents
-    and wait for their results."""
+    and wait for their results.
+
+    Deadlines follow the one rule of every host: ``timeout_ms`` after the activation starts
+    running (after its ``delay_ms``), so time spent queued behind ``max_workers`` busy
+    workers does not count. Workers report when an activation with a deadline starts."""
 
     def __init__(self, mesh: "Mesh", native: Any, token: CancelToken) -> None:
         self.mesh = mesh
         self.native = native
         self.token = token
-        # id → (node, deadline or None, timeout_ms)
-        self.in_flight: Dict[int, Tuple[str, Optional[float], Optional[int]]] = {}
+        # id → [deadline (None until it starts), timeout_ms, runs on a worker thread]
+        self.in_flight: Dict[int, List[Any]] = {}
+        self.nodes: Dict[int, str] = {}  # id → node, until its completion is recorded
         self.exceptions: Dict[str, BaseException] = {}
         self.expired_any = False  # some agent timed out (and may still be running)
+        self.deadlines = 0  # in-flight activations whose deadline runs (the common path: 0)
 
     def advance(self) -> Optional[List[Tuple[AgentFn, Activation]]]:
         """Apply a pending cancel and schedule what is ready. ``None`` when driving is over
@@ -275,10 +337,8 @@ class _Drive:
             if kind == "human":
                 continue
             fn = (tools if kind == "tool" else agents)[act.name]
-            deadline = None
-            if act.timeout_ms is not None:
-                deadline = time.monotonic() + (act.delay_ms + act.timeout_ms) / 1000.0
-            self.in_flight[act.id] = (act.node, deadline, act.timeout_ms)
+            self.in_flight[act.id] = [None, act.timeout_ms, False]
+            self.nodes[act.id] = act.node
             work.append((fn, act))
         if not self.in_flight:
             status = native.status()
@@ -288,32 +348,65 @@ class _Drive:
             raise InternalError(f"run is {status} with no work outstanding")
         return work
 
+    def started(self, act_id: int, at: float, on_thread: bool) -> None:
+        """Activation ``act_id`` started running at ``at``: its deadline starts now."""
+        entry = self.in_flight.get(act_id)
+        if entry is not None and entry[0] is None:
+            entry[0] = at + entry[1] / 1000.0
+            entry[2] = on_thread
+            self.deadlines += 1
+
     def wait_time(self) -> Optional[float]:
         """Seconds until the next deadline (``None``: no deadline)."""
-        deadlines = [d for (_, d, _) in self.in_flight.values() if d is not None]
+        if not self.deadlines:
+            return None
+        deadlines = [e[0] for e in self.in_flight.values() if e[0] is not None]
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
-    def expire(self) -> List[int]:
-        """Record a timeout for every activation past its deadline; their ids."""
-        now = time.monotonic()
-        expired = sorted(
-            i for i, (_, d, _) in self.in_flight.items() if d is not None and d <= now
-        )
-        self.expired_any = self.expired_any or bool(expired)
-        for i in expired:
-            node, _, timeout_ms = self.in_flight.pop(i)
-            self.exceptions.pop(node, None)
-            self.native.complete_err(
-                i, "timeout", "Timeout", f"no result within {timeout_ms} ms", True
-            )
-        return expired
+    def take(self, act_id: int, completion: Any, batch: List[Tuple[int, Any]]) -> None:
+        """A worker's completion joins the next commit, unless it is late (the activation
+        timed out) or the run is being cancelled."""
+        entry = self.in_flight.get(act_id)
+        if entry is not None and self.token._reason is None:
+            del self.in_flight[act_id]
+            self.deadlines -= entry[0] is not None
+            batch.append((act_id, completion))
 
-    def done(self, act_id: int, done: _Done) -> None:
-        if act_id not in self.in_flight or self.token._reason is not None:
-            # Late (timed out) or the run is being cancelled: never recorded.
+    def expire(self, batch: List[Tuple[int, Any]]) -> List[Tuple[int, bool]]:
+        """Add a timeout to ``batch`` for every activation past its deadline (none while the
+        run is being cancelled). Returns their ids, each with whether its agent still
+        occupies a worker thread."""
+        if not self.deadlines or self.token._reason is not None:
+            return []
+        now = time.monotonic()
+        expired = sorted(i for i, e in self.in_flight.items() if e[0] is not None and e[0] <= now)
+        out = []
+        for i in expired:
+            out.append((i, bool(self.in_flight.pop(i)[2])))
+            batch.append((i, Completion.timed_out()))
+        self.deadlines -= len(expired)
+        self.expired_any = self.expired_any or bool(expired)
+        return out
+
+    def record(self, batch: List[Tuple[int, Any]]) -> None:
+        """Commit a burst of completions at once (one write, one fsync in ``always`` mode),
+        keeping each failed node's Python exception as the cause to raise from."""
+        if not batch:
             return
-        node = self.in_flight.pop(act_id)[0]
-        Mesh._complete(self.native, act_id, node, done, self.exceptions)
+        results = self.native.complete_all(batch)
+        nodes = self.nodes
+        for (act_id, completion), err in zip(batch, results):
+            node = nodes.pop(act_id)
+            if err is not None:
+                if not isinstance(err, InvalidOutputError):
+                    raise err  # refused: the driver completed something it must not
+                self.exceptions[node] = err  # the output could not be recorded
+                continue
+            cause = completion.cause if completion.failed else None
+            if cause is not None:
+                self.exceptions[node] = cause
+            else:
+                self.exceptions.pop(node, None)
 
     def abort(self, exc: BaseException) -> None:
         """Driving stopped with ``exc``: a Ctrl-C or a cancelled asyncio task cancels the run
@@ -544,41 +637,12 @@ class Mesh:
         self, log_path: PathLike, approvals: Optional[Mapping[str, Any]], run_id: Optional[str]
     ) -> Any:
         path = os.fspath(log_path)
-        if run_id is not None:
-            header = json.loads(_agentmesh.read_header(path))
-            if header["runId"] != run_id:
-                raise InvalidArgumentError(
-                    f"{path} holds run '{header['runId']}', not '{run_id}'"
-                )
         # Check registration before resume touches the file (it may append lost decisions).
         self._check_registered(_agentmesh.recorded_workflow(path))
-        texts: Dict[str, str] = {}
-        for node, value in dict(approvals or {}).items():
-            text, why = encode(value)
-            if text is None:
-                raise InvalidOutputError(
-                    f"node '{node}': approval is not JSON data: {why}", details={"node": node}
-                )
-            texts[node] = text
-        native = _agentmesh.NativeRun.resume(path, self.fsync)
-        try:
-            waiting = [a for a in native.outstanding() if a.kind == "human"]
-            # Check every approval before recording any, so a typo changes nothing.
-            resolved = []
-            for node, text in texts.items():
-                act = next((a for a in waiting if a.node == node), None)
-                if act is None:
-                    names = ", ".join(a.node for a in waiting) or "none"
-                    raise InvalidArgumentError(
-                        f"node '{node}' has no pending human activation (waiting: {names})"
-                    )
-                resolved.append((act.id, text))
-            for act_id, text in resolved:
-                native.complete_ok_json(act_id, text)
-        except BaseException:
-            native.close()
-            raise
-        return native
+        # The core checks the run id and every approval before it records any.
+        return _agentmesh.NativeRun.resume(
+            path, self.fsync, run_id, dict(approvals) if approvals else None
+        )
 
     def _fork(
         self,
@@ -611,31 +675,39 @@ class Mesh:
                 work = drive.advance()
                 if work is None:
                     break
+                batch: List[Tuple[int, Any]] = []
                 if on_caller and len(work) == 1 and len(drive.in_flight) == 1:
                     fn, act = work[0]
                     if act.timeout_ms is None:
-                        drive.done(act.id, _execute(fn, act, on_caller=True))
+                        drive.take(act.id, _execute(fn, act, on_caller=True), batch)
+                        drive.record(batch)
                         continue
                 pool = workers.get()
                 for fn, act in work:
                     pool.submit(_execute_into, q, fn, act)
                 running += len(work)
                 try:
-                    msg = q.get(timeout=drive.wait_time())
+                    msg: Optional[Tuple[Any, ...]] = q.get(timeout=drive.wait_time())
                 except queue.Empty:
-                    drive.expire()
-                    continue
-                # Take every result already posted before scheduling again: one wake-up
-                # for a burst of completions.
-                while True:
+                    msg = None
+                # Take every result already posted: one commit (and one wake-up) for a burst
+                # of completions, then the deadlines that passed.
+                while msg is not None:
                     if msg[0] == "done":
                         running -= 1
-                        drive.done(msg[1], msg[2])
+                        drive.take(msg[1], msg[2], batch)
+                    elif msg[0] == "started":
+                        drive.started(msg[1], msg[2], msg[3])
                     # ("cancel",) only wakes the loop; advance() reads the reason.
                     try:
                         msg = q.get_nowait()
                     except queue.Empty:
-                        break
+                        msg = None
+                expired = drive.expire(batch)
+                if expired:
+                    # Timed-out agents keep their threads: work queued behind them still starts.
+                    pool.grow(len(expired))
+                drive.record(batch)
         except BaseException as e:
             drive.abort(e)
             raise
@@ -694,16 +766,19 @@ class Mesh:
             except RuntimeError:
                 pass  # the loop is closed: nobody is waiting any more
 
+        def started(act_id: int, at: float, on_thread: bool) -> None:
+            q.put_nowait(("started", act_id, at, on_thread))
+
         workers = _Workers(self)
 
         async def perform(fn: AgentFn, act: Activation) -> None:
             try:
-                done = await _execute_async(fn, act, workers)
+                done = await _execute_async(fn, act, workers, started)
             except asyncio.CancelledError as e:
                 if act.id not in tasks:
                     raise  # cancelled by this driver (timeout or end of the run)
                 # Python < 3.11: an agent's own CancelledError; report it, never go silent.
-                done = _failure(e, 0)
+                done = _failure(act, e, 0)
             q.put_nowait(("done", act.id, done))
 
         # As in _drive: a lone activation without a deadline, when only the agents can
@@ -715,26 +790,38 @@ class Mesh:
                 work = drive.advance()
                 if work is None:
                     break
+                batch: List[Tuple[int, Any]] = []
                 if on_caller and len(work) == 1 and len(drive.in_flight) == 1:
                     fn, act = work[0]
                     if act.timeout_ms is None:
-                        drive.done(act.id, await _execute_async(fn, act, workers))
+                        drive.take(act.id, await _execute_async(fn, act, workers, None), batch)
+                        drive.record(batch)
                         continue
                 for fn, act in work:
                     tasks[act.id] = loop.create_task(perform(fn, act))
                 try:
-                    msg = await asyncio.wait_for(q.get(), drive.wait_time())
+                    msg: Optional[Tuple[Any, ...]] = await asyncio.wait_for(
+                        q.get(), drive.wait_time()
+                    )
                 except asyncio.TimeoutError:
-                    for i in drive.expire():
-                        tasks.pop(i).cancel()  # its late result never reaches the queue
-                    continue
-                while True:
+                    msg = None
+                while msg is not None:
                     if msg[0] == "done":
                         tasks.pop(msg[1], None)
-                        drive.done(msg[1], msg[2])
-                    if q.empty():
-                        break
-                    msg = q.get_nowait()
+                        drive.take(msg[1], msg[2], batch)
+                    elif msg[0] == "started":
+                        drive.started(msg[1], msg[2], msg[3])
+                    msg = None if q.empty() else q.get_nowait()
+                stuck = 0
+                for i, on_thread in drive.expire(batch):
+                    task = tasks.pop(i, None)
+                    if task is not None:
+                        task.cancel()  # its late result never reaches the queue
+                    stuck += on_thread
+                if stuck:
+                    # Plain agents that timed out keep their threads (see _drive).
+                    workers.get().grow(stuck)
+                drive.record(batch)
         except BaseException as e:
             drive.abort(e)
             raise
@@ -748,29 +835,8 @@ class Mesh:
         return self._result(native, drive.exceptions)
 
     @staticmethod
-    def _complete(
-        native: Any, act_id: int, node: str, done: _Done, exceptions: Dict[str, BaseException]
-    ) -> None:
-        if done[0] == "ok":
-            _, output, usage, dur = done
-            try:
-                if type(output) is RawJson:
-                    native.complete_ok_json(act_id, output.text, usage, dur)
-                else:
-                    native.complete_ok(act_id, output, usage, dur)
-                exceptions.pop(node, None)
-                return
-            except InvalidOutputError as e:
-                # An output the log cannot hold (bad RawJson, too large) fails the activation.
-                done = ("err", "InvalidOutput", e.message, False, dur, e)
-        _, error_type, message, retryable, dur, exc = done
-        native.complete_err(act_id, "error", error_type, message, retryable, dur)
-        if exc is not None:
-            exceptions[node] = exc
-
-    @staticmethod
     def _result(native: Any, exceptions: Dict[str, BaseException]) -> RunResult:
-        outcome = json.loads(native.outcome())
+        outcome = native.outcome()
         run_id = native.run_id()
         waiting = [a for a in native.outstanding() if a.kind == "human"]
         path = native.log_path()

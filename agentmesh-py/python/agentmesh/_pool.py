@@ -42,12 +42,24 @@ class DaemonPool(Executor):
             self._work.put((future, fn, args))
             # An idle worker will take it; otherwise start one (up to the limit).
             if not self._idle.acquire(blocking=False) and self._threads < self._max:
-                self._threads += 1
-                t = threading.Thread(
-                    target=self._run, name=f"{self._name}_{self._threads}", daemon=True
-                )
-                t.start()
+                self._start()
         return future
+
+    def _start(self) -> None:
+        """Start one more worker (the lock is held)."""
+        self._threads += 1
+        t = threading.Thread(target=self._run, name=f"{self._name}_{self._threads}", daemon=True)
+        t.start()
+
+    def grow(self, n: int) -> None:
+        """``n`` of the running tasks are abandoned (their agents timed out and may never
+        return): allow ``n`` more threads, so work queued behind them still starts."""
+        with self._lock:
+            if self._closed:
+                return
+            self._max += n
+            for _ in range(min(n, self._work.qsize())):
+                self._start()
 
     def _run(self) -> None:
         while True:
