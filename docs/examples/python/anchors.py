@@ -47,8 +47,9 @@ with tempfile.TemporaryDirectory() as logs:
     except agentmesh.LogTruncatedError as e:
         print(f"{e.code}: field {e.field}, expected {e.expected}, found {e.found}")
 
-    # A forged anchor (the attacker rewrote the anchor store too) fails its MAC.
-    forged = dict(a, records=report["events"], bytes=report["bytes"], head=report["headHash"])
+    # A forged anchor (the attacker rewrote the anchor store too: the cut log's own head with
+    # the old MAC, since a new MAC needs the key) fails its MAC.
+    forged = dict(agentmesh.anchor(r.log_path), mac=a["mac"])
     try:
         agentmesh.verify_anchor(r.log_path, forged, key=key)
     except agentmesh.LogHeadMismatchError as e:
