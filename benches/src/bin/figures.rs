@@ -19,7 +19,8 @@ use agentmesh_benches::{
     options, run_mesh, run_raw, FileRuns, Payload,
 };
 use agentmesh_core::{
-    canonical_log, replay, verify_log, Completion, Error, ErrorKind, Event, Result, Run,
+    canonical_log, for_each_state, replay, verify_log, Completion, Error, ErrorKind, Event,
+    FsyncMode, Result, Run,
 };
 
 /// Best, median and worst of repeated timings, in seconds.
@@ -170,12 +171,13 @@ const SECTIONS: &[&str] = &[
     "fanout",
     "small",
     "size",
+    "fsync",
     "log",
     "memory",
     "breakdown",
 ];
 const USAGE: &str =
-    "usage: figures [--quick] [--only chain|fanout|small|size|log|memory|breakdown]";
+    "usage: figures [--quick] [--only chain|fanout|small|size|fsync|log|memory|breakdown]";
 
 impl Plan {
     fn runs(&self, section: &str) -> bool {
@@ -275,7 +277,7 @@ fn figures(plan: &Plan) -> Result<()> {
             1000.0,
             1e6,
             "µs",
-            Target::AtMost(5.0),
+            Target::AtMost(3.0),
         );
         let s = measure(plan.chain_reps, || {
             files.time(1, |id| {
@@ -288,7 +290,7 @@ fn figures(plan: &Plan) -> Result<()> {
             1000.0,
             1e6,
             "µs",
-            Target::AtMost(5.0),
+            Target::AtMost(3.0),
         );
     }
 
@@ -392,6 +394,45 @@ fn figures(plan: &Plan) -> Result<()> {
             "B",
             Target::AtMost(400.0),
         );
+        // A 1000-step chain, all of it (header, runStarted with its 1000-node workflow).
+        let long = run_raw(
+            &chain(1000),
+            options(Some("size-chain".into()), Some(&dir)),
+            Payload::Small,
+        )?;
+        let long_path = long.log_path().expect("file run").to_path_buf();
+        drop(long);
+        let bytes = std::fs::metadata(&long_path)
+            .map_err(|e| io_error("stat of the log", e))?
+            .len();
+        t.push(
+            "log size, 1000-step chain, small payloads: whole file",
+            [bytes as f64 / 1e6; 3],
+            "MB",
+            Target::AtMost(0.6),
+        );
+    }
+
+    if plan.runs("fsync") {
+        // Group commit: completions of a 100-way fan-out given together share one commit.
+        let wf = fanout(100);
+        let mut opts = options(Some("fsync-fanout".into()), Some(&dir));
+        opts.fsync = FsyncMode::Always;
+        let mut run = Run::start(&wf, opts)?;
+        while !run.is_finished()? {
+            let acts = run.poll()?;
+            let done = acts
+                .into_iter()
+                .map(|a| (a.id, Completion::ok(Payload::Small.output(a.visit))))
+                .collect();
+            run.complete_all(done)?;
+        }
+        t.push(
+            "fan-out 100 + join, raw Run, fsync always, complete_all: fsyncs per run",
+            [run.fsync_count() as f64; 3],
+            "",
+            Target::None,
+        );
     }
 
     if plan.runs("log") {
@@ -433,7 +474,27 @@ fn figures(plan: &Plan) -> Result<()> {
                 worst: verify.worst + replayed.worst,
             },
             n,
-            Target::AtLeast(1e6),
+            Target::AtLeast(2e6),
+        );
+        // The state at every step end in one pass, against one replay.
+        let states = measure(plan.log_reps, || {
+            timed(|| for_each_state(&path, &mut |_| Ok(())))
+        })?;
+        t.rate(
+            &format!("history (state at every step end), {events} events"),
+            states,
+            n,
+            Target::None,
+        );
+        t.push(
+            "history / replay time",
+            [
+                states.best / replayed.best,
+                states.median / replayed.median,
+                states.worst / replayed.worst,
+            ],
+            "×",
+            Target::AtMost(2.0),
         );
         t.rate(
             &format!("canonical_log to a sink, {events} events"),
