@@ -170,13 +170,22 @@ pub struct VerifyArgs {
     pub key_file: Option<PathBuf>,
 }
 
-/// The anchor key from `--key-file`, else `AGENTMESH_ANCHOR_KEY`; never printed.
+/// The anchor key from `--key-file`, else `AGENTMESH_ANCHOR_KEY`; never printed. One final
+/// newline of a key file is not key material (`echo … > key` writes one), so a file and the
+/// variable holding the same text give the same key.
 fn anchor_key(key_file: Option<&Path>) -> Result<Option<AnchorKey>, Error> {
     let material = match key_file {
-        Some(p) => Some(
-            std::fs::read(p)
-                .map_err(|e| Error::new(ErrorKind::Io, format!("reading {}: {e}", p.display())))?,
-        ),
+        Some(p) => {
+            let mut m = std::fs::read(p)
+                .map_err(|e| Error::new(ErrorKind::Io, format!("reading {}: {e}", p.display())))?;
+            if m.ends_with(b"\n") {
+                m.pop();
+                if m.ends_with(b"\r") {
+                    m.pop();
+                }
+            }
+            Some(m)
+        }
         None => std::env::var_os("AGENTMESH_ANCHOR_KEY")
             .map(|v| v.into_encoded_bytes())
             .filter(|v| !v.is_empty()),

@@ -673,6 +673,18 @@ fn anchors_catch_truncation_and_recomputed_chains_and_keys_stay_secret() {
         ),
         0,
     );
+    // A key file's one final newline is not key material: it gives the same anchor as the
+    // variable holding the text without it.
+    std::fs::write(dir.join("key-nl"), b"k3y-f1l3-m4t3r14l\n").unwrap();
+    let from_nl = agentmesh(dir, &["anchor", log, "--key-file", "key-nl"]);
+    let from_env = Command::new(env!("CARGO_BIN_EXE_agentmesh"))
+        .args(["anchor", log])
+        .env("AGENTMESH_ANCHOR_KEY", "k3y-f1l3-m4t3r14l")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(from_nl.stdout, keyed.stdout);
+    assert_eq!(String::from_utf8_lossy(&from_env.stdout), keyed.stdout);
     // The key from the environment; the wrong key exits 8 and never shows the material.
     let wrong = Command::new(env!("CARGO_BIN_EXE_agentmesh"))
         .args(["verify", log, "--anchor", "keyed.anchor"])
