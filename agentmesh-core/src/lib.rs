@@ -63,3 +63,18 @@ pub use model::workflow::{
 pub use model::MAX_VALUE_DEPTH;
 pub use replay::{for_each_state, history, recorded_workflow, replay, state_at, ReplayReport};
 pub use run::{derive_run_id, Recorded, ResumeOptions, Run, RunOptions};
+
+// The Rust examples in the guides are complete programs: `cargo test --doc` compiles and runs
+// every ```rust block, so a guide cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/rust.md")]
+mod rust_guide {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/concepts.md")]
+mod concepts_guide {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/errors.md")]
+mod errors_guide {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/durability.md")]
+mod durability_guide {}

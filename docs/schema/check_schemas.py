@@ -6,7 +6,10 @@ Validates
     (docs/examples/demo/ included) against workflow.schema.json;
   - every script.json beside them against script.schema.json;
   - every line of every bindings-tests/vectors/*/expected.jsonl against event.schema.json,
-    and that those lines are canonical (no meta, prev or hash);
+    and that those lines are canonical (no meta or chain fields);
+  - every line of the physical format-1 logs in agentmesh-core/tests/data/format-v1/, and of
+    the log files named on the command line (.ci/run passes the format-2 logs its example runs
+    wrote);
   - that the schema's event types are exactly the event table (`event_table!`) in
     agentmesh-core/src/model/event.rs, in its order;
   - a set of invalid documents, each of which must be rejected (so a schema that accepts
@@ -14,7 +17,7 @@ Validates
 
 Prints one line per failure and a summary `N passed, M failed`; exits 1 on any failure.
 Needs the `jsonschema` package (4.18 or later): pip install jsonschema
-Run from anywhere: python3 docs/schema/check_schemas.py
+Run from anywhere: python3 docs/schema/check_schemas.py [LOG.jsonl ...]
 """
 
 import json
@@ -124,11 +127,26 @@ def check_files(check, v):
                     check.fail(what, "rejected by event.schema.json")
                 else:
                     check.valid(part, record, what)
-                physical = [k for k in ("meta", "prev", "hash") if k in record]
+                physical = [k for k in ("meta", "prev", "hash", "crc") if k in record]
                 if physical:
                     check.fail(what, f"not canonical: has {', '.join(physical)}")
                 if n == 1 and "format" not in record:
                     check.fail(what, "the first line must be the header")
+
+
+def check_physical_logs(check, v, extra):
+    """Log files as written — the committed logs AgentMesh 0.1 wrote (file format 1) and
+    any given — are physical records the schema must accept as they are."""
+    logs = sorted((ROOT / "agentmesh-core" / "tests" / "data" / "format-v1").glob("*-1.jsonl"))
+    if not logs:
+        check.fail("format-v1", "no committed format-1 logs found")
+    for path in logs + [Path(p).resolve() for p in extra]:
+        name = rel(path) if path.is_relative_to(ROOT) else str(path)
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            record = json.loads(line)
+            check.valid(v["event"], record, f"{name}:{n}")
+            if "meta" not in record:
+                check.fail(f"{name}:{n}", "not a physical record (no meta)")
 
 
 def check_event_types(check, event_schema):
@@ -142,7 +160,7 @@ def check_event_types(check, event_schema):
     with_rule = [
         r["if"]["properties"]["type"]["const"]
         for r in event_schema["$defs"]["event"]["allOf"]
-        if "if" in r
+        if "type" in r.get("if", {}).get("properties", {})
     ]
     if in_code != in_schema or sorted(in_code) != sorted(with_rule):
         check.fail(
@@ -163,6 +181,10 @@ STEP = {
     "data": {"step": 1, "activations": 1},
 }
 PHYSICAL = dict(STEP, meta={"at": 1795277604298}, prev="c" * 64, hash="d" * 64)
+# File format 2: no runId/traceId (the header determines them), a crc instead of prev/hash.
+PHYSICAL_2 = dict({k: x for k, x in STEP.items() if k not in ("runId", "traceId")},
+                  meta={"at": 1795277604298}, crc="002324e8")
+HEADER_2 = dict(HEADER, version=2, meta={"at": 1795277604298}, crc="cd8d9dbd")
 SCHEDULED = {
     "seq": 3, "type": "agentScheduled", "runId": "r-1", "traceId": "b" * 32, "parentSeq": 2,
     "node": "a", "attempt": 1, "data": {"agent": "x"},
@@ -189,6 +211,11 @@ def check_self(check, v):
         (dict(HEADER, meta={"at": 5}, prev="0" * 64, hash="e" * 64), "physical header"),
         (STEP, "canonical event"),
         (PHYSICAL, "physical event"),
+        (HEADER_2, "format-2 header"),
+        (PHYSICAL_2, "format-2 event"),
+        (dict(PHYSICAL_2, type="agentFailed", node="a", attempt=1, data={
+            "error": {"kind": "error", "type": "E", "message": "m", "retryable": False},
+            "usage": {"inputTokens": 5, "outputTokens": 1}}), "failure with usage"),
         (SCHEDULED, "scheduled event"),
     ]:
         check.valid(v["event"], doc, f"self-check: {what} is valid")
@@ -227,7 +254,15 @@ def check_self(check, v):
         check.invalid(v["workflow"], doc, f"self-check: workflow with {what} is rejected")
 
     bad_events = [
-        (dict(HEADER, version=2), "header of version 2"),
+        (dict(HEADER, version=2), "canonical header of version 2"),
+        (dict(HEADER, version=3, meta={"at": 5}, crc="0" * 8), "header of version 3"),
+        (dict(HEADER, meta={"at": 5}, crc="0" * 8), "format-1 header with a crc"),
+        (dict(HEADER_2, prev="0" * 64, hash="e" * 64), "crc and prev/hash together"),
+        (dict(PHYSICAL_2, runId="r-1"), "format-2 event with runId"),
+        (dict(PHYSICAL_2, crc="ABCDEF01"), "uppercase crc"),
+        (dict(PHYSICAL_2, crc="0" * 9), "crc of 9 digits"),
+        (dict({k: x for k, x in PHYSICAL_2.items() if k != "meta"}), "crc without meta"),
+        ({k: x for k, x in STEP.items() if k != "traceId"}, "canonical event without traceId"),
         (dict(HEADER, prev="0" * 64), "header with prev but no hash"),
         (dict(STEP, type="stepFinished"), "unknown event type"),
         (dict(STEP, data={"step": 1}), "stepStarted without activations"),
@@ -266,6 +301,7 @@ def main():
     check = Checker()
     v = load_schemas()
     check_files(check, v)
+    check_physical_logs(check, v, sys.argv[1:])
     check_event_types(check, v["event"].schema)
     check_self(check, v)
     print(f"{check.passed} passed, {check.failed} failed")

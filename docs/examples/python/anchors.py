@@ -1,6 +1,6 @@
 """Anchors: keep the head of a log somewhere else, and a log cut short or rewritten is caught.
 
-The hash chain alone catches damage (a changed byte, a lost record in the middle) but not a
+The chain alone catches damage (a changed byte, a lost record in the middle) but not a
 log cut at a record boundary: what is left is a shorter valid chain. An anchor taken earlier
 (with a key, so that nobody without it can forge one) catches both that and a rewritten log
 whose chain was recomputed.
