@@ -77,7 +77,9 @@ def finish(chosen: Dict[str, Any], act: agentmesh.Activation) -> Any:
         act.cancel_run("cancelled by script")
     if "error" in chosen:
         e = chosen["error"]
-        raise agentmesh.ActivationError(e["type"], e["message"], retryable=e.get("retryable", True))
+        raise agentmesh.ActivationError(
+            e["type"], e["message"], retryable=e.get("retryable", True), usage=chosen.get("usage")
+        )
     output = chosen["output"] if "output" in chosen else default_output(act)
     if "usage" in chosen:
         return agentmesh.Output(output, usage=chosen["usage"])
