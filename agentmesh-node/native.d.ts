@@ -10,6 +10,88 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * One unit of work for the host: run an agent or tool, or ask a person. Complete it with a
+ * `NativeCompletion` made from it (`NativeCompletion.ok(activation, …)`).
+ */
+export declare class NativeActivation {
+  /** Activation id (the seq of its scheduling event). */
+  get id(): number
+  /** Run id. */
+  get runId(): string
+  /** Node id. */
+  get node(): string
+  /** `agent`, `tool` or `human`. */
+  get kind(): 'agent' | 'tool' | 'human'
+  /** Agent or tool name (the node id for a human activation). */
+  get name(): string
+  /** Attempt within this visit, from 1. */
+  get attempt(): number
+  /** Visit of the node, from 1 (more than 1 inside loops). */
+  get visit(): number
+  /** Retry backoff the driver waits before starting the work. */
+  get delayMs(): number
+  /**
+   * Deadline of this attempt, counted from when it starts running (after `delayMs`);
+   * `undefined` when the node has none.
+   */
+  get timeoutMs(): number | undefined
+  /** Prompt of a human activation (`undefined` otherwise). */
+  get prompt(): string | undefined
+  /** Deterministic per-activation seed derived from the run seed (full 64 bits). */
+  get seed(): bigint
+  /** Superstep number. */
+  get step(): number
+  /** The run input (a new value at each read). */
+  get input(): unknown
+  /**
+   * Outputs of the node's completed `after` dependencies, by node id (a new object at
+   * each read).
+   */
+  get deps(): Record<string, unknown>
+}
+
+/** The completion of one activation, ready to be recorded (once) by `NativeRun.completeAll`. */
+export declare class NativeCompletion {
+  /**
+   * `output` (JSON data) with optional `usage` (`{inputTokens, outputTokens}`) and
+   * duration. A value that is not JSON data, or bad usage, makes the permanent
+   * `InvalidOutput` failure naming the node and the path (`$.a[2]`); a JS exception thrown
+   * while reading the value is thrown (see `unreadable`). Errors: `INVALID_ARGUMENT`
+   * (`durationUs`).
+   */
+  static ok(activation: NativeActivation, output: unknown, usage?: unknown, durationUs?: number | undefined | null): NativeCompletion
+  /**
+   * `ok` with the output as JSON text, recorded as the core parses it (`1.0`, `-0`,
+   * integers beyond 2^53 exactly).
+   */
+  static okJson(activation: NativeActivation, outputJson: string, usage?: unknown, durationUs?: number | undefined | null): NativeCompletion
+  /**
+   * A failure the agent reported (its error type, message, retryable flag), with the
+   * usage of the failed attempt (a failed paid call still spent tokens). Bad usage makes
+   * the `InvalidOutput` failure instead. Errors: `INVALID_ARGUMENT` (`durationUs`).
+   */
+  static err(activation: NativeActivation, errorType: string, message: string, retryable: boolean, usage?: unknown, durationUs?: number | undefined | null): NativeCompletion
+  /**
+   * The activation's deadline passed first: the core records the one timeout failure
+   * every host records.
+   */
+  static timedOut(activation: NativeActivation): NativeCompletion
+  /**
+   * A result that could not be read (reading it ran code that threw, or it is a Promise
+   * given to a synchronous driver): the `InvalidOutput` failure, `node '<node>': <reason>`.
+   * Errors: `INVALID_ARGUMENT` (`durationUs`).
+   */
+  static unreadable(activation: NativeActivation, reason: string, durationUs?: number | undefined | null): NativeCompletion
+  /** The activation id it completes. */
+  get id(): number
+  /**
+   * The `INVALID_OUTPUT` error when the result could not be recorded as given (it is then
+   * recorded as the permanent `InvalidOutput` failure), else `null`.
+   */
+  get error(): Error | null
+}
+
+/**
  * One run. `close()` releases its log file (the writer lock) so another process can resume it;
  * every later call throws `INVALID_ARGUMENT`. After a caught panic every call throws `INTERNAL`.
  */
@@ -21,10 +103,15 @@ export declare class NativeRun {
    */
   static start(workflow: NativeWorkflow, input?: unknown, options?: StartOptions | undefined | null): NativeRun
   /**
-   * Reopen a run from its log file (verifying it and repairing a torn tail). Errors:
-   * `LOG_CORRUPT`, `IO` (also when another process holds the log), `INVALID_ARGUMENT`.
+   * Reopen a run from its log file (verifying it and repairing a torn tail), checking that
+   * it holds run `runId` (when given) and resolving waiting human nodes with `approvals`
+   * (node id → decision, JSON data) and `approvalsJson` (node id → decision as JSON text,
+   * recorded as the core parses it); the core checks every approval before it records
+   * any. Errors: `LOG_CORRUPT`, `IO` (also when another process holds the log),
+   * `INVALID_ARGUMENT` (another run's log, an approval for a node that is not waiting,
+   * approvals that are not JSON data), `INVALID_OUTPUT` (an approval too deep).
    */
-  static resume(path: string, fsync?: 'always' | 'batch' | 'never'): NativeRun
+  static resume(path: string, options?: ResumeArgs | undefined | null, approvals?: Record<string, unknown> | null): NativeRun
   /**
    * Fork the run in `path` at step end `seq` into a new run; `overrides` maps node id →
    * output (JSON data). Errors: `INVALID_ARGUMENT` (seq not a fork point, unknown node,
@@ -32,26 +119,19 @@ export declare class NativeRun {
    */
   static fork(path: string, seq: number, overrides?: Record<string, unknown> | null, runId?: string | undefined | null, logDir?: string | undefined | null, fsync?: 'always' | 'batch' | 'never'): NativeRun
   /** Activations not yet handed out (each is returned once). */
-  poll(): Array<Activation>
+  poll(): Array<NativeActivation>
   /** Activations still waiting for a completion. */
-  outstanding(): Array<Activation>
+  outstanding(): Array<NativeActivation>
   /**
-   * Complete activation `id` with `output` (JSON data, see the package README) and
-   * optional `usage` (`{inputTokens, outputTokens}`). Data that is not JSON throws
-   * `INVALID_OUTPUT` naming the node and the path (`$.a[2]`) and changes nothing. Errors:
-   * `INVALID_OUTPUT`, `INVALID_COMPLETION` (unknown or already completed id), `IO`.
+   * Record a burst of completions in one commit: one write, and with fsync `always` one
+   * fsync (group commit). Returns `null` when every one was recorded as given; otherwise
+   * one entry per completion: `null`, or the error that explains it — `INVALID_OUTPUT`
+   * (the result was recorded as the permanent `InvalidOutput` failure: not JSON data, too
+   * deep or too large for the log) or `INVALID_COMPLETION` (unknown, late or duplicate
+   * activation: nothing recorded). Errors: `INVALID_ARGUMENT` (a completion recorded
+   * already), `IO` (nothing of the burst is durable; the run refuses every later call).
    */
-  completeOk(id: number, output: unknown, usage?: { inputTokens?: number; outputTokens?: number } | null, durationUs?: number | undefined | null): void
-  /**
-   * `completeOk` with the output as JSON text: recorded as the core parses it (the exact
-   * path for numbers beyond 2^53 or a vector's recorded output).
-   */
-  completeOkJson(id: number, outputJson: string, usage?: { inputTokens?: number; outputTokens?: number } | null, durationUs?: number | undefined | null): void
-  /**
-   * Complete activation `id` with a failure; `kind` is `error` or `timeout`. Errors:
-   * `INVALID_ARGUMENT`, `INVALID_COMPLETION`, `IO`.
-   */
-  completeErr(id: number, kind: 'error' | 'timeout', errorType: string, message: string, retryable: boolean, durationUs?: number | undefined | null): void
+  completeAll(completions: Array<NativeCompletion>): Array<Error | null> | null
   /**
    * Cancel the run (outstanding activations are recorded as cancelled, then
    * `runCancelled`); `false` if it had already finished.
@@ -61,6 +141,11 @@ export declare class NativeRun {
   status(): 'running' | 'waiting' | 'completed' | 'failed' | 'cancelled'
   /** Status, output (completed runs) and error (failed or cancelled runs). */
   outcome(): Outcome
+  /**
+   * fsyncs this run's log writer made so far (file and directory; 0 in memory): what
+   * durability cost, for group-commit checks and benchmarks.
+   */
+  fsyncCount(): number
   /** The run id. */
   runId(): string
   /** The log file, or `null` for an in-memory run. */
@@ -263,6 +348,16 @@ export interface ReplayReport {
   workflowChanged: boolean
   /** The run's outcome as of the end of the log. */
   outcome: Outcome
+}
+
+/** How to reopen a run (`NativeRun.resume`). */
+export interface ResumeArgs {
+  /** Durability of what is appended (default `batch`). */
+  fsync?: 'always' | 'batch' | 'never'
+  /** The run the log must hold. */
+  runId?: string
+  /** Decisions as JSON text, by node id. */
+  approvalsJson?: Record<string, string>
 }
 
 /** The error a failed or cancelled run records. */

@@ -3,8 +3,10 @@
 //! The TypeScript layer (the `Mesh` driver, Promise-based agents) is built on these pieces:
 //!
 //! - [`run::NativeWorkflow`] and [`run::NativeRun`]: the core's `Workflow` and `Run`, the
-//!   activation/completion protocol (`start` → `poll` → `completeOk`/`completeErr` →
-//!   `outcome`), `resume`, `fork`, `cancel`, `close`;
+//!   activation/completion protocol (`start` → `poll` → `completeAll` → `outcome`),
+//!   `resume`, `fork`, `cancel`, `close`;
+//! - [`activation::NativeActivation`] (fields converted as they are read) and
+//!   [`completion::NativeCompletion`] (a result converted once, when it settles);
 //! - free functions over log files ([`log`]): `verifyLog`, `canonicalLog`, `readHeader`,
 //!   `readLog`, `fingerprint`, `replay`, `stateAt`, `recordedWorkflow`, `normalizeJson`, and
 //!   Promise forms of the heavy reads (`verifyLogAsync`, ...) on libuv's thread pool;
@@ -20,7 +22,9 @@
 // this crate as a test target too, where every export would look unused.
 #![cfg_attr(test, allow(dead_code))]
 
+mod activation;
 mod args;
+mod completion;
 mod errors;
 mod json;
 mod log;

@@ -1,25 +1,24 @@
 //! `NativeWorkflow` and `NativeRun`: the core's `Workflow` and `Run` for the TypeScript driver.
 //!
 //! The driver owns a `NativeRun` and is its single writer: `start` → loop { `poll` → run the
-//! activations → `completeOk`/`completeErr` } → `outcome`. Every call is synchronous and
-//! short (a completion appends one record); the heavy whole-log reads are in `log.rs`, with
-//! Promise variants.
+//! activations → `completeAll` of their `NativeCompletion`s } → `outcome`. Every call is
+//! synchronous and short (a burst of completions is one write); the heavy whole-log reads are
+//! in `log.rs`, with Promise variants.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use agentmesh_core::{
-    Completion, Error, ErrorKind, Failure, FailureKind, Run, RunOptions, Usage, Workflow,
-};
-use napi::bindgen_prelude::{Buffer, Unknown};
+use agentmesh_core::{Error, ErrorKind, Recorded, ResumeOptions, Run, RunOptions, Workflow};
+use napi::bindgen_prelude::{Buffer, ClassInstance, Unknown};
 use napi::Env;
 use napi_derive::napi;
 use serde_json::Value;
 
+use crate::activation::NativeActivation;
 use crate::args::{self, SeedArg};
-use crate::errors::{guard, invalid_argument, panicked, to_js, OrThrow};
-use crate::json::{from_js, Refused};
-use crate::objects::{Activation, Outcome};
+use crate::completion::{self, NativeCompletion};
+use crate::errors::{guard, invalid_argument, panicked, to_js, CoreError, OrThrow};
+use crate::objects::Outcome;
 
 /// A validated workflow.
 #[napi]
@@ -101,6 +100,19 @@ pub struct StartOptions {
     /// The input as JSON text, recorded as the core parses it (exact `1.0`, `-0`, 64-bit
     /// integers); `input` must then be absent or `null`.
     pub input_json: Option<String>,
+}
+
+/// How to reopen a run (`NativeRun.resume`).
+#[napi(object, object_to_js = false)]
+#[derive(Default)]
+pub struct ResumeArgs {
+    /// Durability of what is appended (default `batch`).
+    #[napi(ts_type = "'always' | 'batch' | 'never'")]
+    pub fsync: Option<String>,
+    /// The run the log must hold.
+    pub run_id: Option<String>,
+    /// Decisions as JSON text, by node id.
+    pub approvals_json: Option<HashMap<String, String>>,
 }
 
 /// One run. `close()` releases its log file (the writer lock) so another process can resume it;
@@ -211,15 +223,56 @@ impl NativeRun {
         Ok(NativeRun::new(run))
     }
 
-    /// Reopen a run from its log file (verifying it and repairing a torn tail). Errors:
-    /// `LOG_CORRUPT`, `IO` (also when another process holds the log), `INVALID_ARGUMENT`.
+    /// Reopen a run from its log file (verifying it and repairing a torn tail), checking that
+    /// it holds run `runId` (when given) and resolving waiting human nodes with `approvals`
+    /// (node id → decision, JSON data) and `approvalsJson` (node id → decision as JSON text,
+    /// recorded as the core parses it); the core checks every approval before it records
+    /// any. Errors: `LOG_CORRUPT`, `IO` (also when another process holds the log),
+    /// `INVALID_ARGUMENT` (another run's log, an approval for a node that is not waiting,
+    /// approvals that are not JSON data), `INVALID_OUTPUT` (an approval too deep).
     #[napi(factory, catch_unwind)]
     pub fn resume(
         env: &Env,
         path: String,
-        #[napi(ts_arg_type = "'always' | 'batch' | 'never'")] fsync: Option<String>,
+        options: Option<ResumeArgs>,
+        #[napi(ts_arg_type = "Record<string, unknown> | null")] approvals: Option<Unknown<'_>>,
     ) -> napi::Result<NativeRun> {
-        let run = guard(|| Run::resume(&path, args::fsync(fsync.as_deref())?)).or_throw(env)?;
+        let ResumeArgs {
+            fsync,
+            run_id,
+            approvals_json,
+        } = options.unwrap_or_default();
+        let mut decided: BTreeMap<String, Value> =
+            match args::json(env, "approvals", approvals.as_ref())? {
+                Value::Null => BTreeMap::new(),
+                Value::Object(map) => map.into_iter().collect(),
+                other => {
+                    return Err(to_js(
+                        env,
+                        &invalid_argument(format!(
+                            "approvals must map node id → decision, not {other}"
+                        )),
+                    ))
+                }
+            };
+        for (node, text) in approvals_json.unwrap_or_default() {
+            let value = serde_json::from_str(&text).map_err(|e| {
+                to_js(
+                    env,
+                    &invalid_argument(format!("the approval of '{node}' is not valid JSON: {e}")),
+                )
+            })?;
+            decided.insert(node, value);
+        }
+        let run = guard(|| {
+            let options = ResumeOptions {
+                fsync: args::fsync(fsync.as_deref())?,
+                run_id,
+                approvals: decided,
+            };
+            Run::resume_with(&path, options)
+        })
+        .or_throw(env)?;
         Ok(NativeRun::new(run))
     }
 
@@ -265,102 +318,57 @@ impl NativeRun {
 
     /// Activations not yet handed out (each is returned once).
     #[napi(catch_unwind)]
-    pub fn poll(&mut self, env: &Env) -> napi::Result<Vec<Activation>> {
+    pub fn poll(&mut self, env: &Env) -> napi::Result<Vec<NativeActivation>> {
         let acts = self.with(env, |r| r.poll())?;
-        Ok(acts.into_iter().map(Activation::from).collect())
+        Ok(acts.into_iter().map(NativeActivation::from).collect())
     }
 
     /// Activations still waiting for a completion.
     #[napi(catch_unwind)]
-    pub fn outstanding(&mut self, env: &Env) -> napi::Result<Vec<Activation>> {
+    pub fn outstanding(&mut self, env: &Env) -> napi::Result<Vec<NativeActivation>> {
         let acts = self.with(env, |r| r.outstanding())?;
-        Ok(acts.into_iter().map(Activation::from).collect())
+        Ok(acts.into_iter().map(NativeActivation::from).collect())
     }
 
-    /// Complete activation `id` with `output` (JSON data, see the package README) and
-    /// optional `usage` (`{inputTokens, outputTokens}`). Data that is not JSON throws
-    /// `INVALID_OUTPUT` naming the node and the path (`$.a[2]`) and changes nothing. Errors:
-    /// `INVALID_OUTPUT`, `INVALID_COMPLETION` (unknown or already completed id), `IO`.
-    #[napi(catch_unwind)]
-    pub fn complete_ok(
+    /// Record a burst of completions in one commit: one write, and with fsync `always` one
+    /// fsync (group commit). Returns `null` when every one was recorded as given; otherwise
+    /// one entry per completion: `null`, or the error that explains it — `INVALID_OUTPUT`
+    /// (the result was recorded as the permanent `InvalidOutput` failure: not JSON data, too
+    /// deep or too large for the log) or `INVALID_COMPLETION` (unknown, late or duplicate
+    /// activation: nothing recorded). Errors: `INVALID_ARGUMENT` (a completion recorded
+    /// already), `IO` (nothing of the burst is durable; the run refuses every later call).
+    #[napi(catch_unwind, ts_return_type = "Array<Error | null> | null")]
+    pub fn complete_all(
         &mut self,
         env: &Env,
-        id: f64,
-        #[napi(ts_arg_type = "unknown")] output: Unknown<'_>,
-        #[napi(ts_arg_type = "{ inputTokens?: number; outputTokens?: number } | null")]
-        usage: Option<Unknown<'_>>,
-        duration_us: Option<f64>,
-    ) -> napi::Result<()> {
-        let output = data(env, "output", &output)?;
-        let usage = usage.map(|u| data(env, "usage", &u)).transpose()?;
-        self.with(env, |r| {
-            let id = args::uint("id", id)?;
-            let output = output.map_err(|m| r.invalid_output(id, &m))?;
-            let usage = usage.transpose().map_err(|m| r.invalid_output(id, &m))?;
-            let completion = completion_ok(r, id, output, usage, duration_us)?;
-            r.complete(id, completion)
-        })
-    }
-
-    /// `completeOk` with the output as JSON text: recorded as the core parses it (the exact
-    /// path for numbers beyond 2^53 or a vector's recorded output).
-    #[napi(catch_unwind)]
-    pub fn complete_ok_json(
-        &mut self,
-        env: &Env,
-        id: f64,
-        output_json: String,
-        #[napi(ts_arg_type = "{ inputTokens?: number; outputTokens?: number } | null")]
-        usage: Option<Unknown<'_>>,
-        duration_us: Option<f64>,
-    ) -> napi::Result<()> {
-        let usage = usage.map(|u| data(env, "usage", &u)).transpose()?;
-        self.with(env, |r| {
-            let id = args::uint("id", id)?;
-            let output: Value = serde_json::from_str(&output_json)
-                .map_err(|e| r.invalid_output(id, &format!("output is not valid JSON: {e}")))?;
-            let usage = usage.transpose().map_err(|m| r.invalid_output(id, &m))?;
-            let completion = completion_ok(r, id, output, usage, duration_us)?;
-            r.complete(id, completion)
-        })
-    }
-
-    /// Complete activation `id` with a failure; `kind` is `error` or `timeout`. Errors:
-    /// `INVALID_ARGUMENT`, `INVALID_COMPLETION`, `IO`.
-    #[napi(catch_unwind)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn complete_err(
-        &mut self,
-        env: &Env,
-        id: f64,
-        #[napi(ts_arg_type = "'error' | 'timeout'")] kind: String,
-        error_type: String,
-        message: String,
-        retryable: bool,
-        duration_us: Option<f64>,
-    ) -> napi::Result<()> {
-        self.with(env, |r| {
-            let id = args::uint("id", id)?;
-            let kind = match kind.as_str() {
-                "error" => FailureKind::Error,
-                "timeout" => FailureKind::Timeout,
-                other => {
-                    return Err(invalid_argument(format!(
-                        "failure kind must be error or timeout, not '{other}'"
-                    )))
-                }
-            };
-            let mut completion = Completion::err(Failure {
-                kind,
-                error_type,
-                message,
-                retryable,
-            });
-            if let Some(us) = args::opt_uint("durationUs", duration_us)? {
-                completion = completion.with_duration_us(us);
-            }
-            r.complete(id, completion)
-        })
+        mut completions: Vec<ClassInstance<'_, NativeCompletion>>,
+    ) -> napi::Result<Option<Vec<Option<CoreError>>>> {
+        let mut items: Vec<&mut NativeCompletion> =
+            completions.iter_mut().map(|c| &mut **c).collect();
+        let taken = completion::take_all(&mut items).or_throw(env)?;
+        let mut refused = Vec::with_capacity(taken.len());
+        let batch = taken
+            .into_iter()
+            .map(|(id, completion, why)| {
+                refused.push(why);
+                (id, completion)
+            })
+            .collect();
+        let recorded = self.with(env, |r| r.complete_all(batch))?;
+        let mut any = false;
+        let notes: Vec<Option<CoreError>> = recorded
+            .into_iter()
+            .zip(refused)
+            .map(|(r, why)| {
+                let note = match r {
+                    Recorded::AsFailure(e) | Recorded::Refused(e) => Some(e),
+                    _ => why,
+                };
+                any |= note.is_some();
+                note.map(CoreError)
+            })
+            .collect();
+        Ok(any.then_some(notes))
     }
 
     /// Cancel the run (outstanding activations are recorded as cancelled, then
@@ -383,6 +391,13 @@ impl NativeRun {
     #[napi(catch_unwind)]
     pub fn outcome(&mut self, env: &Env) -> napi::Result<Outcome> {
         self.with(env, |r| Ok(r.outcome()?.into()))
+    }
+
+    /// fsyncs this run's log writer made so far (file and directory; 0 in memory): what
+    /// durability cost, for group-commit checks and benchmarks.
+    #[napi(catch_unwind)]
+    pub fn fsync_count(&mut self, env: &Env) -> napi::Result<i64> {
+        self.with(env, |r| Ok(crate::objects::num(r.fsync_count())))
     }
 
     /// The run id.
@@ -429,41 +444,4 @@ impl NativeRun {
         let inner = self.with(env, |r| Ok(r.workflow().clone()))?;
         Ok(NativeWorkflow { inner })
     }
-}
-
-/// Activation output or usage as JSON data: `Err(message)` when it is not (reported later,
-/// with the node, as `INVALID_OUTPUT`); a JS exception thrown while reading it is passed on.
-fn data(
-    env: &Env,
-    what: &str,
-    value: &Unknown<'_>,
-) -> napi::Result<std::result::Result<Value, String>> {
-    match from_js(env, value) {
-        Ok(v) => Ok(Ok(v)),
-        Err(Refused::NotJson(why)) => Ok(Err(format!("{what} is not JSON data: {why}"))),
-        Err(Refused::Js(e)) => Err(e),
-    }
-}
-
-fn completion_ok(
-    run: &Run,
-    id: u64,
-    output: Value,
-    usage: Option<Value>,
-    duration_us: Option<f64>,
-) -> agentmesh_core::Result<Completion> {
-    let mut completion = Completion::ok(output);
-    if let Some(usage) = usage.filter(|u| !u.is_null()) {
-        let usage: Usage = serde_json::from_value(usage).map_err(|e| {
-            run.invalid_output(
-                id,
-                &format!("usage must be {{inputTokens: number, outputTokens: number}}: {e}"),
-            )
-        })?;
-        completion = completion.with_usage(usage);
-    }
-    if let Some(us) = args::opt_uint("durationUs", duration_us)? {
-        completion = completion.with_duration_us(us);
-    }
-    Ok(completion)
 }

@@ -161,7 +161,7 @@ describe('fromNative', () => {
     const wf = native.NativeWorkflow.fromJson(ONE)
     const run = native.NativeRun.start(wf, null, { logDir: dir, runId: 'r', fsync: 'never' })
     const [act] = run.poll()
-    run.completeOk(act.id, 1)
+    run.completeAll([native.NativeCompletion.ok(act, 1)])
     const log = run.logPath()
     run.close()
     const changed = native.NativeWorkflow.fromJson(ONE.replace('"x"', '"y"'))
@@ -172,9 +172,9 @@ describe('fromNative', () => {
     process.env.RUST_BACKTRACE = '0'
     return [
       [InvalidWorkflowError, () => native.NativeWorkflow.fromJson('{"name": "w", "nodes": []}')],
-      [InvalidArgumentError, () => native.NativeRun.resume(log, 'sometimes')],
-      [InvalidOutputError, () => native.NativeRun.start(wf, null).completeOk(3, NaN)],
-      [InvalidCompletionError, () => native.NativeRun.start(wf, null).completeOk(99, 1)],
+      [InvalidArgumentError, () => native.NativeRun.resume(log, { fsync: 'sometimes' })],
+      [InvalidOutputError, () => { throw native.NativeCompletion.ok(native.NativeRun.start(wf, null).poll()[0], NaN).error }],
+      [InvalidCompletionError, () => { throw native.NativeRun.start(wf, null).completeAll([native.NativeCompletion.ok(act, 1), native.NativeCompletion.ok(act, 2)])[1] }],
       [NondeterminismError, () => native.replay(log, changed)],
       [LogCorruptError, () => native.verifyLog(corrupt)],
       [RunExistsError, () => native.NativeRun.start(wf, null, { logDir: dir, runId: 'r' })],
@@ -217,7 +217,7 @@ describe('fromNative', () => {
       [() => native.NativeWorkflow.fromJson(5), 'a string was expected: Failed to convert JavaScript value `Number 5 ` into rust type `String` (napi StringExpected)'],
       [() => native.stateAt('/x', 'a'), 'a number was expected: Failed to convert napi value String into rust type `f64` (napi NumberExpected)'],
       [() => native.replay('/x', {}), 'invalid argument: Failed to recover `NativeWorkflow` type from napi value (napi InvalidArg)'],
-      [() => native.NativeRun.start(native.NativeWorkflow.fromJson(ONE), null).completeErr(3, 'error', 'T', 'm', 'yes'), 'a boolean was expected: Failed to convert napi value into rust type `bool` (napi BooleanExpected)'],
+      [() => native.NativeCompletion.err(native.NativeRun.start(native.NativeWorkflow.fromJson(ONE), null).poll()[0], 'T', 'm', 'yes'), 'a boolean was expected: Failed to convert napi value into rust type `bool` (napi BooleanExpected)'],
     ]
     for (const [fn, message] of cases) {
       const raw = thrown(fn)
@@ -293,7 +293,7 @@ describe('call and callAsync', () => {
     assert.equal(
       thrown(() =>
         call(() =>
-          run.completeOk(act.id, {
+          native.NativeCompletion.ok(act, {
             get bad() {
               throw boom
             },

@@ -122,7 +122,7 @@ function driven(workflow, input = null, dir = tmpdir()) {
   const wf = native.NativeWorkflow.fromJson(JSON.stringify(workflow))
   const run = native.NativeRun.start(wf, input, { seed: 1, logDir: dir, fsync: 'never' })
   for (let acts = run.poll(); acts.length > 0; acts = run.poll()) {
-    for (const act of acts) run.completeOkJson(act.id, JSON.stringify({ node: act.node, visit: act.visit }))
+    run.completeAll(acts.map((act) => native.NativeCompletion.okJson(act, JSON.stringify({ node: act.node, visit: act.visit }))))
   }
   const file = run.logPath()
   run.close()
@@ -435,7 +435,7 @@ describe('a large log', () => {
   before(() => {
     const wf = native.NativeWorkflow.fromJson(JSON.stringify(SPIN))
     const run = native.NativeRun.start(wf, null, { logDir: tmpdir(), fsync: 'never' })
-    for (let acts = run.poll(); acts.length > 0; acts = run.poll()) for (const a of acts) run.completeOkJson(a.id, '1')
+    for (let acts = run.poll(); acts.length > 0; acts = run.poll()) run.completeAll(acts.map((a) => native.NativeCompletion.okJson(a, '1')))
     assert.equal(run.status(), 'completed')
     file = run.logPath()
     run.close()
