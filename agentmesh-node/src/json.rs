@@ -8,7 +8,9 @@
 //! - accepted: `null`, booleans, finite numbers, strings, arrays and *plain* objects (prototype
 //!   `Object.prototype` or `null`, e.g. literals, `JSON.parse` results, `Object.create(null)`);
 //! - an object property whose value is `undefined` is omitted, as `JSON.stringify` does;
-//! - refused: `undefined` anywhere else (top level, array element or hole), functions, symbols,
+//! - refused: `undefined` anywhere else (top level, array element), holes of sparse arrays,
+//!   arrays longer than a log record could hold ([`MAX_ARRAY_LEN`], checked before anything
+//!   is allocated), functions, symbols,
 //!   BigInt, `NaN`/`±Infinity`, strings with a lone surrogate, any other object (`Date`,
 //!   `Map`, `Set`, class instances, typed arrays, boxed primitives, objects of another realm),
 //!   and nesting deeper than [`MAX_DEPTH`] (a cycle is reported as such). `toJSON` is never
@@ -55,6 +57,12 @@ pub fn from_js(env: &Env, value: &Unknown<'_>) -> Result<Value, Refused> {
     let mut reader = Reader::new(env.raw()).map_err(to_refused)?;
     reader.walk(value.raw(), 0).map_err(to_refused)
 }
+
+/// Most elements an array may have: a log record holds at most 64 MiB (the core's
+/// `MAX_EVENT_BYTES`, which it does not export), and each element takes at least two bytes
+/// (`0,`). Checked before anything is allocated for an array: a sparse array's `length` can be
+/// 2^32-1 while it holds nothing, and allocating by `length` would abort the process.
+pub const MAX_ARRAY_LEN: u32 = (64 << 20) / 2;
 
 /// Values converted before a container loop starts a fresh handle scope. Every `napi_value`
 /// lives until its handle scope closes, so a large value converted in the call's one scope
@@ -294,15 +302,28 @@ impl Reader {
         if is_array {
             let mut len = 0u32;
             call(unsafe { sys::napi_get_array_length(self.env, v, &mut len) })?;
-            let mut out = Vec::with_capacity(len as usize);
+            if len > MAX_ARRAY_LEN {
+                return Err(Fault::bad(format!(
+                    "array at {{at}} has {len} elements, more than a log record can hold \
+                     (64 MiB)"
+                )));
+            }
+            // Grown as elements are read, never reserved by `length` alone.
+            let mut out = Vec::with_capacity((len as usize).min(BUDGET));
             self.ancestors.push(v);
             let mut scope = None;
             for i in 0..len {
                 self.renew(&mut scope)?;
                 let mut item = ptr::null_mut();
                 call(unsafe { sys::napi_get_element(self.env, v, i, &mut item) })?;
+                let mut t = 0;
+                call(unsafe { sys::napi_typeof(self.env, item, &mut t) })?;
+                if t == sys::ValueType::napi_undefined && !self.has_element(v, i)? {
+                    return Err(Fault::bad("hole at {at} is not JSON data (a sparse array)")
+                        .within(Step::Index(i)));
+                }
                 out.push(
-                    self.walk(item, depth + 1)
+                    self.walk_typed(item, t, depth + 1)
                         .map_err(|f| f.within(Step::Index(i)))?,
                 );
             }
@@ -351,6 +372,13 @@ impl Reader {
         }
         self.ancestors.pop();
         Ok(Value::Object(out))
+    }
+
+    /// Whether array `v` has an element at `i` (not a hole).
+    fn has_element(&mut self, v: sys::napi_value, i: u32) -> Result<bool, Fault> {
+        let mut has = false;
+        call(unsafe { sys::napi_has_element(self.env, v, i, &mut has) })?;
+        Ok(has)
     }
 
     /// Prototype `Object.prototype` (of this realm) or `null`.

@@ -493,7 +493,7 @@ describe('JSON data from JavaScript', () => {
     [[-Infinity], '-Infinity at $[0] is not a JSON number'],
     [[1, undefined], 'undefined at $[1] is not JSON data'],
     // eslint-disable-next-line no-sparse-arrays
-    [[1, , 3], 'undefined at $[1] is not JSON data'],
+    [[1, , 3], 'hole at $[1] is not JSON data (a sparse array)'],
     [{ m: new Map() }, 'Map at $.m is not JSON data (only plain objects and arrays are)'],
     [[new Set([1])], 'Set at $[0] is not JSON data (only plain objects and arrays are)'],
     [{ when: new Date(0) }, 'Date at $.when is not JSON data (only plain objects and arrays are)'],
