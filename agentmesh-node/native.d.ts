@@ -168,6 +168,8 @@ export declare class NativeWorkflow {
   /**
    * Parse and validate workflow JSON text. Errors: `INVALID_WORKFLOW` (with
    * `details.node`/`details.field`).
+   * A lone surrogate in the text (a JS string need not be valid Unicode) is
+   * `INVALID_WORKFLOW` naming its line and column, as `Workflow.fromObject` refuses one.
    */
   static fromJson(text: string): NativeWorkflow
   /** Read, parse and validate a workflow file. Errors: `IO`, `INVALID_WORKFLOW`. */

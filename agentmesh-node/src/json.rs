@@ -30,7 +30,7 @@ use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::ptr;
 
-use napi::bindgen_prelude::{ToNapiValue, TypeName};
+use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
 use napi::{sys, Env, JsValue, Status, Unknown, ValueType};
 use serde_json::{Map, Number, Value};
 
@@ -626,6 +626,95 @@ fn define(
         props.clear();
     }
     Ok(())
+}
+
+/// A string argument exactly as JavaScript holds it: Node-API's UTF-8 conversion turns a lone
+/// surrogate (`'\ud800'`, valid in a JS string, not in Unicode text) into U+FFFD silently, so
+/// this also finds where the first one is. Non-strings are refused as napi-rs refuses them.
+pub struct JsText {
+    /// The text (a lone surrogate as U+FFFD).
+    pub text: String,
+    /// Position of the first lone surrogate, when there is one.
+    pub lone_surrogate: Option<TextPosition>,
+}
+
+/// A position in a JS string, counted in UTF-16 code units as JavaScript counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextPosition {
+    /// Index in the string.
+    pub index: usize,
+    /// Line, from 1.
+    pub line: usize,
+    /// Column within the line, from 1.
+    pub column: usize,
+}
+
+impl FromNapiValue for JsText {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+        // SAFETY: napi calls this with the live environment and a value of the current call.
+        let text = unsafe { String::from_napi_value(env, value)? };
+        let lone_surrogate = if text.contains('\u{FFFD}') {
+            // SAFETY: as above.
+            unsafe { first_lone_surrogate(env, value)? }
+        } else {
+            None
+        };
+        Ok(JsText {
+            text,
+            lone_surrogate,
+        })
+    }
+}
+
+impl TypeName for JsText {
+    fn type_name() -> &'static str {
+        "string"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::String
+    }
+}
+
+impl ValidateNapiValue for JsText {}
+
+/// Where the first lone surrogate of JS string `value` is.
+///
+/// # Safety
+///
+/// `env` is the live environment of the current call and `value` a string made in it.
+unsafe fn first_lone_surrogate(
+    env: sys::napi_env,
+    value: sys::napi_value,
+) -> napi::Result<Option<TextPosition>> {
+    let mut len = 0usize;
+    // SAFETY: per this function's contract; out-pointers are locals.
+    ok(unsafe { sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut len) })?;
+    let mut units = vec![0u16; len + 1];
+    // SAFETY: as above; `units` has room for `len` units and the terminator.
+    ok(unsafe {
+        sys::napi_get_value_string_utf16(env, value, units.as_mut_ptr(), units.len(), &mut len)
+    })?;
+    let (mut line, mut line_start, mut index) = (1, 0, 0);
+    for c in char::decode_utf16(units[..len].iter().copied()) {
+        match c {
+            Ok(c) => {
+                if c == '\n' {
+                    line += 1;
+                    line_start = index + 1;
+                }
+                index += c.len_utf16();
+            }
+            Err(_) => {
+                return Ok(Some(TextPosition {
+                    index,
+                    line,
+                    column: index - line_start + 1,
+                }))
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Any JSON value for a `#[napi(object)]` field (typed `unknown` there).

@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use agentmesh_core::{Error, ErrorKind, Recorded, ResumeOptions, Run, RunOptions, Workflow};
+use agentmesh_core::{
+    Error, ErrorDetail, ErrorKind, Recorded, ResumeOptions, Run, RunOptions, Workflow,
+};
 use napi::bindgen_prelude::{Buffer, ClassInstance, Unknown};
 use napi::Env;
 use napi_derive::napi;
@@ -18,6 +20,7 @@ use crate::activation::NativeActivation;
 use crate::args::{self, SeedArg};
 use crate::completion::{self, NativeCompletion};
 use crate::errors::{guard, invalid_argument, panicked, to_js, CoreError, OrThrow};
+use crate::json::{JsText, TextPosition};
 use crate::objects::Outcome;
 
 /// A validated workflow.
@@ -30,9 +33,17 @@ pub struct NativeWorkflow {
 impl NativeWorkflow {
     /// Parse and validate workflow JSON text. Errors: `INVALID_WORKFLOW` (with
     /// `details.node`/`details.field`).
+    /// A lone surrogate in the text (a JS string need not be valid Unicode) is
+    /// `INVALID_WORKFLOW` naming its line and column, as `Workflow.fromObject` refuses one.
     #[napi(factory, catch_unwind)]
-    pub fn from_json(env: &Env, text: String) -> napi::Result<NativeWorkflow> {
-        let inner = guard(|| Workflow::from_json(&text)).or_throw(env)?;
+    pub fn from_json(
+        env: &Env,
+        #[napi(ts_arg_type = "string")] text: JsText,
+    ) -> napi::Result<NativeWorkflow> {
+        if let Some(at) = text.lone_surrogate {
+            return Err(to_js(env, &lone_surrogate_in_workflow(at)));
+        }
+        let inner = guard(|| Workflow::from_json(&text.text)).or_throw(env)?;
         Ok(NativeWorkflow { inner })
     }
 
@@ -80,6 +91,28 @@ impl NativeWorkflow {
         let names = self.inner.tool_names();
         names.into_iter().map(str::to_owned).collect()
     }
+}
+
+/// `INVALID_WORKFLOW` for workflow JSON text holding a lone surrogate, in the form of the
+/// core's document-level workflow errors (`field '(document)': …`; the core's constructor for
+/// them is crate-private).
+fn lone_surrogate_in_workflow(at: TextPosition) -> Error {
+    let TextPosition {
+        index,
+        line,
+        column,
+    } = at;
+    Error::new(
+        ErrorKind::InvalidWorkflow,
+        format!(
+            "field '(document)': not valid JSON: a lone surrogate (not valid Unicode) at line \
+             {line} column {column} (index {index} of the text)"
+        ),
+    )
+    .with_detail(ErrorDetail::Workflow {
+        node: None,
+        field: "(document)".to_owned(),
+    })
 }
 
 /// How to start a run.
