@@ -10,88 +10,6 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
- * One unit of work for the host: run an agent or tool, or ask a person. Complete it with a
- * `NativeCompletion` made from it (`NativeCompletion.ok(activation, …)`).
- */
-export declare class NativeActivation {
-  /** Activation id (the seq of its scheduling event). */
-  get id(): number
-  /** Run id. */
-  get runId(): string
-  /** Node id. */
-  get node(): string
-  /** `agent`, `tool` or `human`. */
-  get kind(): 'agent' | 'tool' | 'human'
-  /** Agent or tool name (the node id for a human activation). */
-  get name(): string
-  /** Attempt within this visit, from 1. */
-  get attempt(): number
-  /** Visit of the node, from 1 (more than 1 inside loops). */
-  get visit(): number
-  /** Retry backoff the driver waits before starting the work. */
-  get delayMs(): number
-  /**
-   * Deadline of this attempt, counted from when it starts running (after `delayMs`);
-   * `undefined` when the node has none.
-   */
-  get timeoutMs(): number | undefined
-  /** Prompt of a human activation (`undefined` otherwise). */
-  get prompt(): string | undefined
-  /** Deterministic per-activation seed derived from the run seed (full 64 bits). */
-  get seed(): bigint
-  /** Superstep number. */
-  get step(): number
-  /** The run input (a new value at each read). */
-  get input(): unknown
-  /**
-   * Outputs of the node's completed `after` dependencies, by node id (a new object at
-   * each read).
-   */
-  get deps(): Record<string, unknown>
-}
-
-/** The completion of one activation, ready to be recorded (once) by `NativeRun.completeAll`. */
-export declare class NativeCompletion {
-  /**
-   * `output` (JSON data) with optional `usage` (`{inputTokens, outputTokens}`) and
-   * duration. A value that is not JSON data, or bad usage, makes the permanent
-   * `InvalidOutput` failure naming the node and the path (`$.a[2]`); a JS exception thrown
-   * while reading the value is thrown (see `unreadable`). Errors: `INVALID_ARGUMENT`
-   * (`durationUs`).
-   */
-  static ok(activation: NativeActivation, output: unknown, usage?: unknown, durationUs?: number | undefined | null): NativeCompletion
-  /**
-   * `ok` with the output as JSON text, recorded as the core parses it (`1.0`, `-0`,
-   * integers beyond 2^53 exactly).
-   */
-  static okJson(activation: NativeActivation, outputJson: string, usage?: unknown, durationUs?: number | undefined | null): NativeCompletion
-  /**
-   * A failure the agent reported (its error type, message, retryable flag), with the
-   * usage of the failed attempt (a failed paid call still spent tokens). Bad usage makes
-   * the `InvalidOutput` failure instead. Errors: `INVALID_ARGUMENT` (`durationUs`).
-   */
-  static err(activation: NativeActivation, errorType: string, message: string, retryable: boolean, usage?: unknown, durationUs?: number | undefined | null): NativeCompletion
-  /**
-   * The activation's deadline passed first: the core records the one timeout failure
-   * every host records.
-   */
-  static timedOut(activation: NativeActivation): NativeCompletion
-  /**
-   * A result that could not be read (reading it ran code that threw, or it is a Promise
-   * given to a synchronous driver): the `InvalidOutput` failure, `node '<node>': <reason>`.
-   * Errors: `INVALID_ARGUMENT` (`durationUs`).
-   */
-  static unreadable(activation: NativeActivation, reason: string, durationUs?: number | undefined | null): NativeCompletion
-  /** The activation id it completes. */
-  get id(): number
-  /**
-   * The `INVALID_OUTPUT` error when the result could not be recorded as given (it is then
-   * recorded as the permanent `InvalidOutput` failure), else `null`.
-   */
-  get error(): Error | null
-}
-
-/**
  * One run. `close()` releases its log file (the writer lock) so another process can resume it;
  * every later call throws `INVALID_ARGUMENT`. After a caught panic every call throws `INTERNAL`.
  */
@@ -118,20 +36,6 @@ export declare class NativeRun {
    * overrides), `RUN_EXISTS`, `LOG_CORRUPT`, `IO`.
    */
   static fork(path: string, seq: number, overrides?: Record<string, unknown> | null, runId?: string | undefined | null, logDir?: string | undefined | null, fsync?: 'always' | 'batch' | 'never'): NativeRun
-  /** Activations not yet handed out (each is returned once). */
-  poll(): Array<NativeActivation>
-  /** Activations still waiting for a completion. */
-  outstanding(): Array<NativeActivation>
-  /**
-   * Record a burst of completions in one commit: one write, and with fsync `always` one
-   * fsync (group commit). Returns `null` when every one was recorded as given; otherwise
-   * one entry per completion: `null`, or the error that explains it — `INVALID_OUTPUT`
-   * (the result was recorded as the permanent `InvalidOutput` failure: not JSON data, too
-   * deep or too large for the log) or `INVALID_COMPLETION` (unknown, late or duplicate
-   * activation: nothing recorded). Errors: `INVALID_ARGUMENT` (a completion recorded
-   * already), `IO` (nothing of the burst is durable; the run refuses every later call).
-   */
-  completeAll(completions: Array<NativeCompletion>): Array<Error | null> | null
   /**
    * Cancel the run (outstanding activations are recorded as cancelled, then
    * `runCancelled`); `false` if it had already finished.
@@ -146,6 +50,11 @@ export declare class NativeRun {
    * durability cost, for group-commit checks and benchmarks.
    */
   fsyncCount(): number
+  /**
+   * The run input as JSON text (what every activation's `input` is `JSON.parse` of);
+   * `null` until an activation was polled (the core hands the input out with them).
+   */
+  inputJson(): string | null
   /** The run id. */
   runId(): string
   /** The log file, or `null` for an in-memory run. */

@@ -835,8 +835,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.NativeActivation = nativeBinding.NativeActivation
-module.exports.NativeCompletion = nativeBinding.NativeCompletion
 module.exports.NativeRun = nativeBinding.NativeRun
 module.exports.NativeWorkflow = nativeBinding.NativeWorkflow
 module.exports.canonicalLog = nativeBinding.canonicalLog

@@ -70,80 +70,102 @@ class RawJson {
 const UNREAD = Symbol('unread')
 const FIELDS = ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'timeoutMs', 'prompt', 'seed', 'step', 'input', 'deps']
 
+// NativeRun.poll() and outstanding() return one string (src/activation.rs): a JSON header line
+// of records [id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt,
+// depsEnd], then the activations' deps texts, back to back (depsEnd: where each one ends).
+
+/** The records of a poll text, each record's depsEnd replaced by its deps text. */
+function parsePoll(text) {
+  const nl = text.indexOf('\n')
+  const records = JSON.parse(text.slice(0, nl))
+  let start = nl + 1
+  for (const record of records) {
+    const end = nl + 1 + record[11]
+    record[11] = text.slice(start, end)
+    start = end
+  }
+  return records
+}
+
 /**
  * One unit of work handed to an agent or tool: the core's fields, plus `signal` (aborted when
- * the activation times out or the run is cancelled) and `cancelRun(reason)`. Fields are read
- * from the native activation when asked for (`input` and `deps` are converted once, on first
- * read); the signal's AbortController is created only when an agent reads `signal`.
+ * the activation times out or the run is cancelled) and `cancelRun(reason)`. `input` and
+ * `deps` arrive as the core's JSON text and become values only when an agent reads them
+ * (once; what the addon would have built: `JSON.parse` of the core's text). The signal's
+ * AbortController is created only when an agent reads `signal`.
  */
 class Activation {
-  #native
-  #drive
-  #input = UNREAD
+  #record // [id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt, deps]
   #deps = UNREAD
+  #input = UNREAD
+  #seed = null
+  #run // {runId, inputJson} of the run
+  #drive
   #controller = null
   #abortReason = undefined
 
-  constructor(nativeActivation, drive) {
-    this.#native = nativeActivation
+  constructor(record, run, drive) {
+    this.#record = record
+    this.#run = run
     this.#drive = drive
   }
 
   get id() {
-    return this.#native.id
+    return this.#record[0]
   }
 
   get runId() {
-    return this.#native.runId
+    return this.#run.runId
   }
 
   get node() {
-    return this.#native.node
+    return this.#record[1]
   }
 
   get kind() {
-    return this.#native.kind
+    return this.#record[2]
   }
 
   get name() {
-    return this.#native.name
+    return this.#record[3]
   }
 
   get attempt() {
-    return this.#native.attempt
+    return this.#record[4]
   }
 
   get visit() {
-    return this.#native.visit
+    return this.#record[5]
   }
 
   get delayMs() {
-    return this.#native.delayMs
+    return this.#record[6]
   }
 
   get timeoutMs() {
-    return this.#native.timeoutMs
+    return this.#record[7] ?? undefined
   }
 
   get prompt() {
-    return this.#native.prompt
+    return this.#record[10] ?? undefined
   }
 
   get seed() {
-    return this.#native.seed
+    if (this.#seed === null) this.#seed = BigInt(this.#record[9])
+    return this.#seed
   }
 
   get step() {
-    return this.#native.step
+    return this.#record[8]
   }
 
   get input() {
-    if (this.#input === UNREAD) this.#input = this.#native.input
+    if (this.#input === UNREAD) this.#input = JSON.parse(this.#run.inputJson)
     return this.#input
   }
 
   get deps() {
-    if (this.#deps === UNREAD) this.#deps = this.#native.deps
+    if (this.#deps === UNREAD) this.#deps = JSON.parse(this.#record[11])
     return this.#deps
   }
 
@@ -181,6 +203,11 @@ class Activation {
     this.#abortReason = reason
     if (this.#controller !== null) this.#controller.abort(reason)
   }
+}
+
+/** The activations of a poll text. */
+function activations(text, run, drive) {
+  return parsePoll(text).map((record) => new Activation(record, run, drive))
 }
 
 /** Where a driven run stopped: `completed`, `failed`, `cancelled` or `waiting`. */
@@ -259,6 +286,16 @@ function checkOptions(opts, allowed) {
 
 const NO_CAUSE = Symbol('no cause')
 
+// Recorded completions are empty and are refilled (the factories' last argument, `into`)
+// instead of making a new native object per result: that costs about 1 µs of wrapping and GC
+// finalization, a large part of a step.
+const POOL = []
+const POOL_MAX = 1024
+
+function recycle(completions) {
+  for (const c of completions) if (POOL.length < POOL_MAX) POOL.push(c)
+}
+
 /** The type, message, retryable flag and usage an agent's exception is recorded with. */
 function describeFailure(thrown) {
   if (thrown instanceof InvalidOutputError) {
@@ -282,7 +319,7 @@ function describeFailure(thrown) {
 }
 
 /** `make()`, or the InvalidOutput failure when reading the result ran code that threw. */
-function converted(nat, make, durUs, cause) {
+function converted(flight, make, durUs, cause) {
   try {
     return { completion: make(), cause }
   } catch (e) {
@@ -290,29 +327,31 @@ function converted(nat, make, durUs, cause) {
     // The driver's own trouble (a bad argument to the addon) stops driving.
     if (err instanceof AgentMeshError && err !== e) throw err
     // A getter or Proxy trap of the result threw: the activation fails, naming the node.
-    return { completion: NativeCompletion.unreadable(nat, `output could not be read: ${describe(e)}`, durUs), cause: e }
+    return { completion: NativeCompletion.unreadable(flight.id, flight.node, `output could not be read: ${describe(e)}`, durUs, POOL.pop()), cause: e }
   }
 }
 
-function succeeded(nat, value, durUs) {
+function succeeded(flight, value, durUs) {
   return converted(
-    nat,
+    flight,
     () => {
       let usage = null
       if (value instanceof Output) {
         usage = value.usage
         value = value.value
       }
-      return value instanceof RawJson ? NativeCompletion.okJson(nat, value.text, usage, durUs) : NativeCompletion.ok(nat, value, usage, durUs)
+      return value instanceof RawJson
+        ? NativeCompletion.okJson(flight.id, flight.node, value.text, usage, durUs, POOL.pop())
+        : NativeCompletion.ok(flight.id, flight.node, value, usage, durUs, POOL.pop())
     },
     durUs,
     NO_CAUSE,
   )
 }
 
-function failed(nat, thrown, durUs) {
+function failed(flight, thrown, durUs) {
   return converted(
-    nat,
+    flight,
     () => {
       let f
       try {
@@ -322,7 +361,7 @@ function failed(nat, thrown, durUs) {
         // failed: still a failure of this activation, never a lost one.
         f = { type: 'NonErrorThrown', message: 'a value that could not be inspected', retryable: true, usage: null }
       }
-      return NativeCompletion.err(nat, f.type, f.message, f.retryable, f.usage, durUs)
+      return NativeCompletion.err(flight.id, flight.node, f.type, f.message, f.retryable, f.usage, durUs, POOL.pop())
     },
     durUs,
     thrown,
@@ -330,39 +369,39 @@ function failed(nat, thrown, durUs) {
 }
 
 /**
- * Run `fn(act)`; `settle(snapshot, at)` gets its converted result: at once for a plain value
- * or a throw, in the settlement callback for a Promise. `sync` (runSync): a Promise is an
- * invalid output, settled at once.
+ * Run `fn(act)`; `drive.settle(flight, snapshot, at)` gets its converted result: at once for a
+ * plain value or a throw, in the settlement callback for a Promise. `sync` (runSync): a
+ * Promise is an invalid output, settled at once.
  */
-function invoke(fn, act, nat, started, sync, settle) {
+function invoke(fn, flight, started, sync, drive) {
   let value
   let thenable
   try {
-    value = fn(act)
+    value = fn(flight.act)
     thenable = isThenable(value)
   } catch (e) {
     const at = performance.now()
-    return settle(failed(nat, e, micros(started, at)), at)
+    return drive.settle(flight, failed(flight, e, micros(started, at)), at)
   }
   if (!thenable) {
     const at = performance.now()
-    return settle(succeeded(nat, value, micros(started, at)), at)
+    return drive.settle(flight, succeeded(flight, value, micros(started, at)), at)
   }
   if (sync) {
     // Never awaited: settle it quietly so it cannot become an unhandled rejection.
     Promise.resolve(value).catch(() => {})
     const at = performance.now()
     const reason = 'agent returned a Promise, not JSON data (async agents need mesh.run, not runSync)'
-    return settle({ completion: NativeCompletion.unreadable(nat, reason, micros(started, at)), cause: NO_CAUSE }, at)
+    return drive.settle(flight, { completion: NativeCompletion.unreadable(flight.id, flight.node, reason, micros(started, at), POOL.pop()), cause: NO_CAUSE }, at)
   }
   Promise.resolve(value).then(
     (v) => {
       const at = performance.now()
-      settle(succeeded(nat, v, micros(started, at)), at)
+      drive.settle(flight, succeeded(flight, v, micros(started, at)), at)
     },
     (e) => {
       const at = performance.now()
-      settle(failed(nat, e, micros(started, at)), at)
+      drive.settle(flight, failed(flight, e, micros(started, at)), at)
     },
   )
 }
@@ -373,11 +412,14 @@ function micros(started, at) {
 
 // Driving ------------------------------------------------------------------------------------
 
-/** One activation being worked on: its native activation, what the agent sees, its deadline. */
+/** One activation being worked on: what the agent sees, what the driver needs, its deadline. */
 class Flight {
-  constructor(nat, act) {
-    this.nat = nat
+  constructor(record, act) {
     this.act = act
+    this.id = record[0]
+    this.node = record[1]
+    this.delayMs = record[6]
+    this.timeoutMs = record[7] ?? undefined
     /** performance.now() at which it times out; null until it starts, or without timeoutMs. */
     this.deadline = null
   }
@@ -394,6 +436,12 @@ class Drive {
     this.thrown = new Map() // node → what its last failure threw (AgentFailedError.cause)
     this.cancelReason = null
     this.wake = null
+    // What every activation of the run shares (its input as JSON text, read at the first poll).
+    this.shared = { runId: call(() => run.runId()), inputJson: null }
+    // The next poll text, when record() got it with its commit.
+    this.polled = null
+    // runSync: results are collected, not awaited.
+    this.sync = false
     // One closure per run, shared by its activations as `act.cancelRun`.
     this.cancelRun = (reason = 'cancelled') => {
       if (this.cancelReason === null) this.cancelReason = String(reason)
@@ -425,13 +473,17 @@ class Drive {
       return null
     }
     const work = []
-    const acts = call(() => this.run.poll())
+    // record() polled already, in the same call as its commit.
+    const text = this.polled !== null ? this.polled : call(() => this.run.poll())
+    this.polled = null
+    const records = parsePoll(text)
+    if (records.length > 0 && this.shared.inputJson === null) this.shared.inputJson = this.run.inputJson()
     const { _agents: agents, _tools: tools } = this.mesh
-    for (const nat of acts) {
-      const kind = nat.kind
+    for (const record of records) {
+      const kind = record[2]
       if (kind === 'human') continue
-      const fn = (kind === 'tool' ? tools : agents).get(nat.name)
-      const flight = new Flight(nat, new Activation(nat, this))
+      const fn = (kind === 'tool' ? tools : agents).get(record[3])
+      const flight = new Flight(record, new Activation(record, this.shared, this))
       this.inFlight.add(flight)
       work.push([fn, flight])
     }
@@ -446,18 +498,17 @@ class Drive {
   /** The activation starts running now: its deadline starts now. Returns performance.now(). */
   begin(flight) {
     const started = performance.now()
-    const timeoutMs = flight.nat.timeoutMs
-    if (timeoutMs !== undefined) flight.deadline = started + timeoutMs
+    if (flight.timeoutMs !== undefined) flight.deadline = started + flight.timeoutMs
     return started
   }
 
   /** Start `fn` on `flight` (after its retry delay): results join `settled`. */
   start(fn, flight) {
-    const delayMs = flight.nat.delayMs
+    const delayMs = flight.delayMs
     const go = () => {
       if (!this.inFlight.has(flight)) return // cancelled during the delay
       const started = this.begin(flight)
-      invoke(fn, flight.act, flight.nat, started, false, (snap, at) => this.settle(flight, snap, at))
+      invoke(fn, flight, started, false, this)
     }
     if (delayMs > 0) {
       setTimeout(() => {
@@ -470,6 +521,8 @@ class Drive {
   }
 
   settle(flight, snap, at) {
+    // runSync: an agent that cancels the run: its own result and later ones are not recorded.
+    if (this.sync && this.pendingCancel() !== null) return
     this.settled.push({ flight, completion: snap.completion, cause: snap.cause, at })
     this.notify()
   }
@@ -508,14 +561,19 @@ class Drive {
     const causes = []
     const timeout = (f) => {
       f.act._abort('timeout')
-      batch.push(NativeCompletion.timedOut(f.nat))
+      batch.push(NativeCompletion.timedOut(f.id, f.node, POOL.pop()))
       flights.push(f)
       causes.push(NO_CAUSE)
     }
+    const dropped = []
     for (const s of this.settled) {
       const f = s.flight
-      if (!this.inFlight.delete(f)) continue
+      if (!this.inFlight.delete(f)) {
+        dropped.push(s.completion) // late: its activation timed out already
+        continue
+      }
       if (f.deadline !== null && s.at > f.deadline) {
+        dropped.push(s.completion)
         timeout(f)
       } else {
         batch.push(s.completion)
@@ -530,12 +588,22 @@ class Drive {
         timeout(f)
       }
     }
+    recycle(dropped)
     if (batch.length === 0) return
-    const notes = call(() => this.run.completeAll(batch))
+    // One call: the commit, then the poll advance() would make.
+    const got = call(() => this.run.completeAll(batch, true))
+    recycle(batch)
+    let notes = null
+    if (typeof got === 'string') {
+      this.polled = got
+    } else {
+      notes = got[0]
+      this.polled = got[1]
+    }
     for (let i = 0; i < batch.length; i++) {
       const note = notes === null ? null : notes[i]
       if (note === null && causes[i] === NO_CAUSE) continue
-      const node = flights[i].nat.node
+      const node = flights[i].node
       if (note === null) {
         this.thrown.set(node, causes[i])
         continue
@@ -721,20 +789,17 @@ class Mesh {
 
   _driveSync(run) {
     const drive = new Drive(this, run, null)
+    drive.sync = true
     try {
       for (;;) {
         const work = drive.advance()
         if (work === null) break
         for (const [fn, flight] of work) {
-          const delayMs = flight.nat.delayMs
-          if (delayMs > 0) sleepSync(delayMs)
+          if (flight.delayMs > 0) sleepSync(flight.delayMs)
           const started = drive.begin(flight)
           // A synchronous agent cannot be interrupted: one that overran its own deadline is
           // recorded as timed out (record() compares its settlement time with it).
-          invoke(fn, flight.act, flight.nat, started, true, (snap, at) => {
-            // An agent that cancels the run: its own result and later ones are not recorded.
-            if (drive.pendingCancel() === null) drive.settled.push({ flight, completion: snap.completion, cause: snap.cause, at })
-          })
+          invoke(fn, flight, started, true, drive)
         }
         if (drive.settled.length === 0 && drive.pendingCancel() === null) {
           throw new InternalError('[INTERNAL] runSync: a step ended with no result to record')
@@ -751,9 +816,9 @@ class Mesh {
   _result(run, thrown) {
     const outcome = call(() => run.outcome())
     const runId = call(() => run.runId())
-    const waiting = call(() => run.outstanding())
-      .filter((a) => a.kind === 'human')
-      .map((a) => new Activation(a, null))
+    const text = call(() => run.outstanding())
+    const shared = { runId, inputJson: run.inputJson() }
+    const waiting = activations(text, shared, null).filter((a) => a.kind === 'human')
     const logPath = call(() => run.logPath())
     if (logPath !== null) run.close() // release the writer lock: the log is what resume reads
     const result = new RunResult(

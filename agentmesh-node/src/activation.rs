@@ -1,157 +1,110 @@
-//! `NativeActivation`: one activation of the core, converted to JavaScript only as it is read.
+//! Activations as `poll` hands them to JavaScript: one string per poll, no object per field,
+//! no native object per activation.
 //!
-//! `poll` hands out one of these per activation instead of a plain object: building `input`
-//! and `deps` (and a dozen named properties) for every activation cost more than the rest of
-//! a step, and most agents read a few fields. Each getter converts its field when called (the
-//! driver's `Activation` keeps what it read), as the Python binding's native `Activation`
-//! does. The completion of an activation is made from it ([`crate::completion`]), so the
-//! completion knows its id and node.
+//! Building `input` and `deps` (and a dozen named properties) for every activation cost more
+//! than the rest of a step, and most agents read a few fields; each Node-API call costs 30–50 ns
+//! and a native object per activation (as Python's `Activation`) about 0.7 µs in wrapping and
+//! GC finalization alone (see `raw.rs`). So `poll` returns one string:
+//!
+//! ```text
+//! [[id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt, depsEnd], ...]
+//! <deps JSON text of the first activation><deps JSON text of the second>...
+//! ```
+//!
+//! a JSON header line (`timeoutMs` and `prompt` `null` when absent, `seed` a decimal string),
+//! a newline, then each activation's `deps` as the JSON text of its dependencies' outputs,
+//! ending at `depsEnd` (in UTF-16 code units after the newline, as JavaScript indexes strings).
+//! The driver's `Activation` (lib/mesh.js) parses the header at once and a `deps` text only
+//! when an agent reads it — into what `json::write` would have built (`JSON.parse` of the
+//! core's JSON text, the contract of `json.rs`); the run input is one text per run
+//! (`NativeRun.inputJson`), parsed per activation on first read.
 
-use std::ptr;
-use std::sync::Arc;
+use std::fmt::Write as _;
 
 use agentmesh_core as core;
-use napi::bindgen_prelude::{BigInt, ToNapiValue, TypeName};
-use napi::{sys, ValueType};
-use napi_derive::napi;
-use serde_json::Value;
 
-use crate::json::{Json, Record};
-use crate::objects::num;
+use crate::raw::{self, RawEnv, Value, R};
 
-/// One unit of work for the host: run an agent or tool, or ask a person. Complete it with a
-/// `NativeCompletion` made from it (`NativeCompletion.ok(activation, …)`).
-#[napi]
-pub struct NativeActivation {
-    pub(crate) inner: core::Activation,
-}
-
-impl From<core::Activation> for NativeActivation {
-    fn from(inner: core::Activation) -> NativeActivation {
-        NativeActivation { inner }
-    }
-}
-
-#[napi]
-impl NativeActivation {
-    /// Activation id (the seq of its scheduling event).
-    #[napi(getter)]
-    pub fn id(&self) -> i64 {
-        num(self.inner.id)
-    }
-
-    /// Run id.
-    #[napi(getter)]
-    pub fn run_id(&self) -> &str {
-        &self.inner.run_id
-    }
-
-    /// Node id.
-    #[napi(getter)]
-    pub fn node(&self) -> &str {
-        &self.inner.node
-    }
-
-    /// `agent`, `tool` or `human`.
-    #[napi(getter, ts_return_type = "'agent' | 'tool' | 'human'")]
-    pub fn kind(&self) -> &'static str {
-        self.inner.kind.as_str()
-    }
-
-    /// Agent or tool name (the node id for a human activation).
-    #[napi(getter)]
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    /// Attempt within this visit, from 1.
-    #[napi(getter)]
-    pub fn attempt(&self) -> u32 {
-        self.inner.attempt
-    }
-
-    /// Visit of the node, from 1 (more than 1 inside loops).
-    #[napi(getter)]
-    pub fn visit(&self) -> i64 {
-        num(self.inner.visit)
-    }
-
-    /// Retry backoff the driver waits before starting the work.
-    #[napi(getter)]
-    pub fn delay_ms(&self) -> i64 {
-        num(self.inner.delay_ms)
-    }
-
-    /// Deadline of this attempt, counted from when it starts running (after `delayMs`);
-    /// `undefined` when the node has none.
-    #[napi(getter, ts_return_type = "number | undefined")]
-    pub fn timeout_ms(&self) -> Undefinable<i64> {
-        Undefinable(self.inner.timeout_ms.map(num))
-    }
-
-    /// Prompt of a human activation (`undefined` otherwise).
-    #[napi(getter, ts_return_type = "string | undefined")]
-    pub fn prompt(&self) -> Undefinable<String> {
-        Undefinable(self.inner.prompt.clone())
-    }
-
-    /// Deterministic per-activation seed derived from the run seed (full 64 bits).
-    #[napi(getter)]
-    pub fn seed(&self) -> BigInt {
-        BigInt::from(self.inner.seed)
-    }
-
-    /// Superstep number.
-    #[napi(getter)]
-    pub fn step(&self) -> i64 {
-        num(self.inner.step)
-    }
-
-    /// The run input (a new value at each read).
-    #[napi(getter, ts_return_type = "unknown")]
-    pub fn input(&self) -> Json<Arc<Value>> {
-        Json(self.inner.input.clone())
-    }
-
-    /// Outputs of the node's completed `after` dependencies, by node id (a new object at
-    /// each read).
-    #[napi(getter, ts_return_type = "Record<string, unknown>")]
-    pub fn deps(&self) -> Record<Arc<str>, Arc<Value>> {
-        Record(self.inner.deps.clone())
-    }
-}
-
-/// An optional value that is `undefined` (not `null`) when absent, as a property that was
-/// never set reads.
-pub struct Undefinable<T>(pub Option<T>);
-
-impl<T: ToNapiValue> ToNapiValue for Undefinable<T> {
-    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
-        match val.0 {
-            // SAFETY: napi calls this with the live environment.
-            Some(v) => unsafe { T::to_napi_value(env, v) },
-            None => {
-                let mut out = ptr::null_mut();
-                // SAFETY: as above; `out` is a local.
-                let status = unsafe { sys::napi_get_undefined(env, &mut out) };
-                if status != sys::Status::napi_ok {
-                    return Err(napi::Error::new(
-                        napi::Status::from(status),
-                        "napi_get_undefined failed".to_owned(),
-                    ));
-                }
-                Ok(out)
+/// `s` as a JSON string.
+fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
             }
+            c => out.push(c),
         }
     }
+    out.push('"');
 }
 
-impl<T: TypeName> TypeName for Undefinable<T> {
-    fn type_name() -> &'static str {
-        T::type_name()
+/// The JSON text of an activation's `deps` (node id → output), keys in the core's order.
+fn write_deps(out: &mut String, act: &core::Activation) {
+    out.push('{');
+    for (i, (node, output)) in act.deps.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, node);
+        // A `Value` always serializes.
+        let _ = write!(out, ":{output}");
     }
+    out.push('}');
+}
 
-    fn value_type() -> ValueType {
-        T::value_type()
+/// Length of `s` in UTF-16 code units.
+fn utf16_len(s: &str) -> usize {
+    if s.is_ascii() {
+        return s.len();
     }
+    s.chars().map(char::len_utf16).sum()
+}
+
+/// The text `poll` returns for `acts` (see the module docs).
+pub fn poll_text(acts: &[core::Activation]) -> String {
+    let mut out = String::with_capacity(64 + acts.len() * 96);
+    let mut deps = String::new();
+    let mut end = 0;
+    out.push('[');
+    for (i, a) in acts.iter().enumerate() {
+        let start = deps.len();
+        write_deps(&mut deps, a);
+        end += utf16_len(&deps[start..]);
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "[{},", a.id);
+        write_str(&mut out, &a.node);
+        let _ = write!(out, ",\"{}\",", a.kind.as_str());
+        write_str(&mut out, &a.name);
+        let _ = write!(out, ",{},{},{},", a.attempt, a.visit, a.delay_ms);
+        match a.timeout_ms {
+            Some(ms) => {
+                let _ = write!(out, "{ms},");
+            }
+            None => out.push_str("null,"),
+        }
+        let _ = write!(out, "{},\"{}\",", a.step, a.seed);
+        match &a.prompt {
+            Some(p) => write_str(&mut out, p),
+            None => out.push_str("null"),
+        }
+        let _ = write!(out, ",{end}]");
+    }
+    out.push_str("]\n");
+    out.push_str(&deps);
+    out
+}
+
+/// The `poll` text of `acts` as a JS string.
+///
+/// # Safety
+///
+/// As for `raw` (the current call's environment, on its thread).
+pub unsafe fn records(env: RawEnv, acts: Vec<core::Activation>) -> R<Value> {
+    // SAFETY: per this function's contract.
+    unsafe { raw::string(env, &poll_text(&acts)) }
 }

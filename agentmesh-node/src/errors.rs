@@ -14,8 +14,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use agentmesh_core::{Error, ErrorKind};
-use napi::bindgen_prelude::{ToNapiValue, TypeName, Unknown};
-use napi::{sys, Env, Status, ValueType};
+use napi::bindgen_prelude::Unknown;
+use napi::{sys, Env, Status};
 use napi_derive::napi;
 
 /// The stable codes of every core error kind, in declaration order (`ErrorKind::ALL`).
@@ -79,24 +79,10 @@ pub fn to_js(env: &Env, e: &Error) -> napi::Error {
 }
 
 /// A core error as a JS value (an `Error` object, not thrown): for results that report
-/// several errors, such as `NativeRun.completeAll`.
-pub struct CoreError(pub Error);
-
-impl ToNapiValue for CoreError {
-    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
-        build_raw(env, &val.0)
-            .map_err(|s| napi::Error::new(Status::from(s), "creating an error object".to_owned()))
-    }
-}
-
-impl TypeName for CoreError {
-    fn type_name() -> &'static str {
-        "Error"
-    }
-
-    fn value_type() -> ValueType {
-        ValueType::Object
-    }
+/// several errors, such as `NativeRun.completeAll`, and `NativeCompletion.error`.
+pub(crate) fn error_value(env: sys::napi_env, e: &Error) -> napi::Result<sys::napi_value> {
+    build_raw(env, e)
+        .map_err(|s| napi::Error::new(Status::from(s), "creating an error object".to_owned()))
 }
 
 /// Any of these `napi_*` calls failing means the environment is going away; the caller then
@@ -105,7 +91,10 @@ fn build(env: &Env, e: &Error) -> Result<sys::napi_value, sys::napi_status> {
     build_raw(env.raw(), e)
 }
 
-fn build_raw(env: sys::napi_env, e: &Error) -> Result<sys::napi_value, sys::napi_status> {
+pub(crate) fn build_raw(
+    env: sys::napi_env,
+    e: &Error,
+) -> Result<sys::napi_value, sys::napi_status> {
     // SAFETY (every call below): `env` is the live environment of the current call, used on
     // its own thread, and every value passed was created in it.
     let check = |status: sys::napi_status| {

@@ -50,12 +50,22 @@ pub enum Refused {
 
 /// The value as JSON data, or why it is not.
 pub fn from_js(env: &Env, value: &Unknown<'_>) -> Result<Value, Refused> {
+    // SAFETY: `env` is the live environment of the current call, `value` one of its values.
+    unsafe { from_raw(env.raw(), value.raw()) }
+}
+
+/// [`from_js`] for a raw value.
+///
+/// # Safety
+///
+/// `env` is the live environment of the current call, on its thread; `value` was made in it.
+pub unsafe fn from_raw(env: sys::napi_env, value: sys::napi_value) -> Result<Value, Refused> {
     let to_refused = |fault| match fault {
         Fault::Bad(bad) => Refused::NotJson(bad.describe()),
         Fault::Napi(e) => Refused::Js(e),
     };
-    let mut reader = Reader::new(env.raw()).map_err(to_refused)?;
-    reader.walk(value.raw(), 0).map_err(to_refused)
+    let mut reader = Reader::new(env).map_err(to_refused)?;
+    reader.walk(value, 0).map_err(to_refused)
 }
 
 /// Most elements an array may have: a log record holds at most 64 MiB (the core's
@@ -216,10 +226,36 @@ fn call(status: sys::napi_status) -> Result<(), Fault> {
     ok(status).map_err(Fault::Napi)
 }
 
+thread_local! {
+    // This environment's `Object.prototype`, kept once (one Node environment per thread), so a
+    // conversion does not create an object to find it.
+    static OBJECT_PROTO: std::cell::Cell<(usize, sys::napi_ref)> =
+        const { std::cell::Cell::new((0, ptr::null_mut())) };
+}
+
+/// `Object.prototype` of environment `env`, as a handle of the current scope.
+fn object_prototype(env: sys::napi_env) -> Result<sys::napi_value, Fault> {
+    let (cached_env, reference) = OBJECT_PROTO.with(std::cell::Cell::get);
+    let mut proto = ptr::null_mut();
+    if cached_env == env as usize {
+        // SAFETY: `reference` was made in `env`, the live environment of the current call.
+        call(unsafe { sys::napi_get_reference_value(env, reference, &mut proto) })?;
+        return Ok(proto);
+    }
+    // The prototype of a fresh `{}`: no lookup on the (patchable) global.
+    let mut empty = ptr::null_mut();
+    // SAFETY: as above; out-pointers are locals.
+    call(unsafe { sys::napi_create_object(env, &mut empty) })?;
+    call(unsafe { sys::napi_get_prototype(env, empty, &mut proto) })?;
+    let mut reference = ptr::null_mut();
+    // Kept for the environment's life: one reference per environment.
+    call(unsafe { sys::napi_create_reference(env, proto, 1, &mut reference) })?;
+    OBJECT_PROTO.with(|c| c.set((env as usize, reference)));
+    Ok(proto)
+}
+
 struct Reader {
     env: sys::napi_env,
-    /// This realm's `Object.prototype` (a handle of the call's own scope).
-    object_proto: sys::napi_value,
     /// Containers from the root to the current value's parent (for reporting cycles).
     ancestors: Vec<sys::napi_value>,
     /// Reused for reading strings.
@@ -233,14 +269,8 @@ struct Reader {
 // call (handles stay valid for the call's handle scope), and out-pointers point to locals.
 impl Reader {
     fn new(env: sys::napi_env) -> Result<Reader, Fault> {
-        // The prototype of a fresh `{}`: no lookup on the (patchable) global.
-        let mut empty = ptr::null_mut();
-        call(unsafe { sys::napi_create_object(env, &mut empty) })?;
-        let mut object_proto = ptr::null_mut();
-        call(unsafe { sys::napi_get_prototype(env, empty, &mut object_proto) })?;
         Ok(Reader {
             env,
-            object_proto,
             ancestors: Vec::new(),
             buf: Vec::new(),
             made: 0,
@@ -390,8 +420,9 @@ impl Reader {
         if t == sys::ValueType::napi_null {
             return Ok(true);
         }
+        let object_proto = object_prototype(self.env)?;
         let mut same = false;
-        call(unsafe { sys::napi_strict_equals(self.env, proto, self.object_proto, &mut same) })?;
+        call(unsafe { sys::napi_strict_equals(self.env, proto, object_proto, &mut same) })?;
         Ok(same)
     }
 

@@ -29,11 +29,12 @@ mod errors;
 mod json;
 mod log;
 mod objects;
+mod raw;
 mod run;
 mod task;
 
-use napi::bindgen_prelude::AsyncTask;
-use napi::Env;
+use napi::bindgen_prelude::{AsyncTask, Object};
+use napi::{Env, JsValue};
 use napi_derive::napi;
 
 use crate::errors::{guard, OrThrow};
@@ -50,4 +51,27 @@ pub fn panic_for_tests(env: &Env, message: String) -> napi::Result<()> {
 #[napi(js_name = "__panicForTestsAsync", skip_typescript)]
 pub fn panic_for_tests_async(message: String) -> AsyncTask<CoreTask<bool>> {
     spawn(move || -> agentmesh_core::Result<bool> { panic!("{message}") })
+}
+
+/// Module load: the plain Node-API class `NativeCompletion` and the
+/// per-step methods of `NativeRun` (see `raw.rs`), after napi-rs registered its exports.
+#[napi(module_exports)]
+pub fn init(exports: Object, env: Env) -> napi::Result<()> {
+    let env = env.raw();
+    let exports = exports.raw();
+    // SAFETY: module init runs on the environment's thread with its exports object.
+    let done = unsafe {
+        (|| -> raw::R<()> {
+            let completion = completion::define(env)?;
+            raw::set(env, exports, c"NativeCompletion", completion)?;
+            let run = raw::get(env, exports, c"NativeRun")?;
+            run::install(env, run)
+        })()
+    };
+    done.map_err(|raw::Thrown| {
+        napi::Error::new(
+            napi::Status::PendingException,
+            "agentmesh module init failed".to_owned(),
+        )
+    })
 }

@@ -3,7 +3,11 @@
 //! The driver owns a `NativeRun` and is its single writer: `start` → loop { `poll` → run the
 //! activations → `completeAll` of their `NativeCompletion`s } → `outcome`. Every call is
 //! synchronous and short (a burst of completions is one write); the heavy whole-log reads are
-//! in `log.rs`, with Promise variants.
+//! in `log.rs`, with Promise variants. The per-step methods (`poll`, `outstanding`,
+//! `completeAll`) are plain Node-API methods added to the class at load ([`install`]; see
+//! `raw.rs`), typed in `native-raw.d.ts`. No method of `NativeRun` runs JavaScript while it
+//! holds the run (values are converted before the run is touched), so these and the napi-rs
+//! methods never hold the run at the same time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -11,17 +15,19 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use agentmesh_core::{
     Error, ErrorDetail, ErrorKind, Recorded, ResumeOptions, Run, RunOptions, Workflow,
 };
-use napi::bindgen_prelude::{Buffer, ClassInstance, Unknown};
+use napi::bindgen_prelude::{Buffer, ClassInstance, FromNapiValue, Unknown};
+use napi::sys;
 use napi::Env;
 use napi_derive::napi;
 use serde_json::Value;
 
-use crate::activation::NativeActivation;
+use crate::activation;
 use crate::args::{self, SeedArg};
-use crate::completion::{self, NativeCompletion};
-use crate::errors::{guard, invalid_argument, panicked, to_js, CoreError, OrThrow};
+use crate::completion;
+use crate::errors::{guard, invalid_argument, panicked, to_js, OrThrow};
 use crate::json::{JsText, TextPosition};
 use crate::objects::Outcome;
+use crate::raw::{self, RawEnv, Value as JsValue, R};
 
 /// A validated workflow.
 #[napi]
@@ -154,6 +160,8 @@ pub struct ResumeArgs {
 pub struct NativeRun {
     run: Option<Run>,
     poisoned: bool,
+    /// The run input as JSON text, kept from the first activation polled.
+    input_json: Option<String>,
 }
 
 impl NativeRun {
@@ -161,6 +169,7 @@ impl NativeRun {
         NativeRun {
             run: Some(run),
             poisoned: false,
+            input_json: None,
         }
     }
 
@@ -349,61 +358,6 @@ impl NativeRun {
         Ok(NativeRun::new(run))
     }
 
-    /// Activations not yet handed out (each is returned once).
-    #[napi(catch_unwind)]
-    pub fn poll(&mut self, env: &Env) -> napi::Result<Vec<NativeActivation>> {
-        let acts = self.with(env, |r| r.poll())?;
-        Ok(acts.into_iter().map(NativeActivation::from).collect())
-    }
-
-    /// Activations still waiting for a completion.
-    #[napi(catch_unwind)]
-    pub fn outstanding(&mut self, env: &Env) -> napi::Result<Vec<NativeActivation>> {
-        let acts = self.with(env, |r| r.outstanding())?;
-        Ok(acts.into_iter().map(NativeActivation::from).collect())
-    }
-
-    /// Record a burst of completions in one commit: one write, and with fsync `always` one
-    /// fsync (group commit). Returns `null` when every one was recorded as given; otherwise
-    /// one entry per completion: `null`, or the error that explains it — `INVALID_OUTPUT`
-    /// (the result was recorded as the permanent `InvalidOutput` failure: not JSON data, too
-    /// deep or too large for the log) or `INVALID_COMPLETION` (unknown, late or duplicate
-    /// activation: nothing recorded). Errors: `INVALID_ARGUMENT` (a completion recorded
-    /// already), `IO` (nothing of the burst is durable; the run refuses every later call).
-    #[napi(catch_unwind, ts_return_type = "Array<Error | null> | null")]
-    pub fn complete_all(
-        &mut self,
-        env: &Env,
-        mut completions: Vec<ClassInstance<'_, NativeCompletion>>,
-    ) -> napi::Result<Option<Vec<Option<CoreError>>>> {
-        let mut items: Vec<&mut NativeCompletion> =
-            completions.iter_mut().map(|c| &mut **c).collect();
-        let taken = completion::take_all(&mut items).or_throw(env)?;
-        let mut refused = Vec::with_capacity(taken.len());
-        let batch = taken
-            .into_iter()
-            .map(|(id, completion, why)| {
-                refused.push(why);
-                (id, completion)
-            })
-            .collect();
-        let recorded = self.with(env, |r| r.complete_all(batch))?;
-        let mut any = false;
-        let notes: Vec<Option<CoreError>> = recorded
-            .into_iter()
-            .zip(refused)
-            .map(|(r, why)| {
-                let note = match r {
-                    Recorded::AsFailure(e) | Recorded::Refused(e) => Some(e),
-                    _ => why,
-                };
-                any |= note.is_some();
-                note.map(CoreError)
-            })
-            .collect();
-        Ok(any.then_some(notes))
-    }
-
     /// Cancel the run (outstanding activations are recorded as cancelled, then
     /// `runCancelled`); `false` if it had already finished.
     #[napi(catch_unwind)]
@@ -431,6 +385,13 @@ impl NativeRun {
     #[napi(catch_unwind)]
     pub fn fsync_count(&mut self, env: &Env) -> napi::Result<i64> {
         self.with(env, |r| Ok(crate::objects::num(r.fsync_count())))
+    }
+
+    /// The run input as JSON text (what every activation's `input` is `JSON.parse` of);
+    /// `null` until an activation was polled (the core hands the input out with them).
+    #[napi(ts_return_type = "string | null")]
+    pub fn input_json(&self) -> Option<String> {
+        self.input_json.clone()
     }
 
     /// The run id.
@@ -477,4 +438,158 @@ impl NativeRun {
         let inner = self.with(env, |r| Ok(r.workflow().clone()))?;
         Ok(NativeWorkflow { inner })
     }
+}
+
+// The per-step methods, in plain Node-API ----------------------------------------------------
+
+/// The `NativeRun` behind `this`.
+///
+/// # Safety
+///
+/// As for `raw` (the current call's environment); the reference must not outlive the call,
+/// and no JavaScript may run while it is held.
+unsafe fn this_run<'a>(env: RawEnv, this: JsValue) -> R<&'a mut NativeRun> {
+    // SAFETY: per this function's contract; napi-rs checks that `this` is a NativeRun.
+    unsafe {
+        let mut instance = raw::napi(env, ClassInstance::<NativeRun>::from_napi_value(env, this))?;
+        Ok(&mut *(&mut *instance as *mut NativeRun))
+    }
+}
+
+/// `run.poll()`: activations not yet handed out (each is returned once), as records
+/// (`activation.rs`).
+unsafe extern "C" fn poll(env: RawEnv, info: sys::napi_callback_info) -> JsValue {
+    // SAFETY: Node-API calls this with its environment and call info.
+    unsafe {
+        raw::callback(env, || {
+            let run = this_run(env, raw::args::<0>(env, info)?.this)?;
+            let acts = raw::core(env, run.try_with(|r| r.poll()))?;
+            if run.input_json.is_none() {
+                run.input_json = acts.first().map(|a| a.input.to_string());
+            }
+            activation::records(env, acts)
+        })
+    }
+}
+
+/// `run.outstanding()`: activations still waiting for a completion.
+unsafe extern "C" fn outstanding(env: RawEnv, info: sys::napi_callback_info) -> JsValue {
+    // SAFETY: Node-API calls this with its environment and call info.
+    unsafe {
+        raw::callback(env, || {
+            let run = this_run(env, raw::args::<0>(env, info)?.this)?;
+            let acts = raw::core(env, run.try_with(|r| r.outstanding()))?;
+            if run.input_json.is_none() {
+                run.input_json = acts.first().map(|a| a.input.to_string());
+            }
+            activation::records(env, acts)
+        })
+    }
+}
+
+/// `run.completeAll(completions)`: record a burst of completions in one commit — one write,
+/// and with fsync `always` one fsync (group commit). Returns `null` when every one was
+/// recorded as given; otherwise one entry per completion: `null`, or the error that explains
+/// it — `INVALID_OUTPUT` (recorded as the permanent `InvalidOutput` failure: not JSON data, too
+/// deep or too large for the log) or `INVALID_COMPLETION` (unknown, late or duplicate
+/// activation: nothing recorded). Errors: `INVALID_ARGUMENT` (not an array of completions, one
+/// recorded already or given twice), `IO` (nothing of the burst is durable; the run refuses
+/// every later call).
+///
+/// `run.completeAll(completions, true)` also polls (a driver records, then polls, every
+/// round: one call instead of two) and returns the `poll` text, or `[notes, text]` when there
+/// are notes.
+unsafe extern "C" fn complete_all(env: RawEnv, info: sys::napi_callback_info) -> JsValue {
+    // SAFETY: Node-API calls this with its environment and call info.
+    unsafe {
+        raw::callback(env, || {
+            let args = raw::args::<2>(env, info)?;
+            let list = args.argv[0];
+            let mut is_array = false;
+            raw::check(env, sys::napi_is_array(env, list, &mut is_array))?;
+            if !is_array {
+                let e = invalid_argument("completeAll takes an array of NativeCompletion");
+                return Err(raw::throw(env, &e));
+            }
+            let mut len = 0u32;
+            raw::check(env, sys::napi_get_array_length(env, list, &mut len))?;
+            let mut items = Vec::with_capacity(len as usize);
+            for i in 0..len {
+                let mut item = std::ptr::null_mut();
+                raw::check(env, sys::napi_get_element(env, list, i, &mut item))?;
+                items.push(completion::unwrap(env, item)?);
+            }
+            // Every JS value is read: from here on no JavaScript runs until the results.
+            let run = this_run(env, args.this)?;
+            let taken = raw::core(env, completion::take_all(&items))?;
+            let mut refused = Vec::with_capacity(taken.len());
+            let batch = taken
+                .into_iter()
+                .map(|(id, completion, why)| {
+                    refused.push(why);
+                    (id, completion)
+                })
+                .collect();
+            let recorded = raw::core(env, run.try_with(|r| r.complete_all(batch)))?;
+            let mut poll_too = false;
+            // Anything but `true` (undefined, a non-boolean) is false; no exception is set.
+            let _ = sys::napi_get_value_bool(env, args.argv[1], &mut poll_too);
+            let polled = if poll_too {
+                let acts = raw::core(env, run.try_with(|r| r.poll()))?;
+                if run.input_json.is_none() {
+                    run.input_json = acts.first().map(|a| a.input.to_string());
+                }
+                Some(raw::string(env, &activation::poll_text(&acts))?)
+            } else {
+                None
+            };
+            let notes: Vec<Option<Error>> = recorded
+                .into_iter()
+                .zip(refused)
+                .map(|(r, why)| match r {
+                    Recorded::AsFailure(e) | Recorded::Refused(e) => Some(e),
+                    _ => why,
+                })
+                .collect();
+            if notes.iter().all(Option::is_none) {
+                return match polled {
+                    Some(text) => Ok(text),
+                    None => raw::null(env),
+                };
+            }
+            let notes = raw::array(
+                env,
+                notes.iter().map(|note| match note {
+                    Some(e) => raw::napi(env, crate::errors::error_value(env, e)),
+                    None => raw::null(env),
+                }),
+            )?;
+            match polled {
+                Some(text) => raw::array(env, [Ok(notes), Ok(text)].into_iter()),
+                None => Ok(notes),
+            }
+        })
+    }
+}
+
+/// Add the per-step methods to `NativeRun.prototype` (at module load).
+///
+/// # Safety
+///
+/// As for `raw`; `class` is the `NativeRun` constructor.
+pub unsafe fn install(env: RawEnv, class: JsValue) -> R<()> {
+    let methods: [(&std::ffi::CStr, raw::Callback); 3] = [
+        (c"poll", poll),
+        (c"outstanding", outstanding),
+        (c"completeAll", complete_all),
+    ];
+    // SAFETY: per this function's contract.
+    unsafe {
+        let prototype = raw::get(env, class, c"prototype")?;
+        for (name, cb) in methods {
+            let f = raw::function(env, name, cb)?;
+            raw::set(env, prototype, name, f)?;
+        }
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@ const os = require('node:os')
 const path = require('node:path')
 
 const native = require('../native.js')
+const { poll, outstanding, C } = require('./support/native')
 const errors = require('../lib/errors')
 
 const {
@@ -160,8 +161,8 @@ describe('fromNative', () => {
     const dir = tmpdir()
     const wf = native.NativeWorkflow.fromJson(ONE)
     const run = native.NativeRun.start(wf, null, { logDir: dir, runId: 'r', fsync: 'never' })
-    const [act] = run.poll()
-    run.completeAll([native.NativeCompletion.ok(act, 1)])
+    const [act] = poll(run)
+    run.completeAll([C.ok(act, 1)])
     const log = run.logPath()
     run.close()
     const changed = native.NativeWorkflow.fromJson(ONE.replace('"x"', '"y"'))
@@ -173,8 +174,8 @@ describe('fromNative', () => {
     return [
       [InvalidWorkflowError, () => native.NativeWorkflow.fromJson('{"name": "w", "nodes": []}')],
       [InvalidArgumentError, () => native.NativeRun.resume(log, { fsync: 'sometimes' })],
-      [InvalidOutputError, () => { throw native.NativeCompletion.ok(native.NativeRun.start(wf, null).poll()[0], NaN).error }],
-      [InvalidCompletionError, () => { throw native.NativeRun.start(wf, null).completeAll([native.NativeCompletion.ok(act, 1), native.NativeCompletion.ok(act, 2)])[1] }],
+      [InvalidOutputError, () => { throw C.ok(poll(native.NativeRun.start(wf, null))[0], NaN).error }],
+      [InvalidCompletionError, () => { throw native.NativeRun.start(wf, null).completeAll([C.ok(act, 1), C.ok(act, 2)])[1] }],
       [NondeterminismError, () => native.replay(log, changed)],
       [LogCorruptError, () => native.verifyLog(corrupt)],
       [RunExistsError, () => native.NativeRun.start(wf, null, { logDir: dir, runId: 'r' })],
@@ -217,7 +218,7 @@ describe('fromNative', () => {
       [() => native.NativeWorkflow.fromJson(5), 'a string was expected: Failed to convert JavaScript value `Number 5 ` into rust type `String` (napi StringExpected)'],
       [() => native.stateAt('/x', 'a'), 'a number was expected: Failed to convert napi value String into rust type `f64` (napi NumberExpected)'],
       [() => native.replay('/x', {}), 'invalid argument: Failed to recover `NativeWorkflow` type from napi value (napi InvalidArg)'],
-      [() => native.NativeCompletion.err(native.NativeRun.start(native.NativeWorkflow.fromJson(ONE), null).poll()[0], 'T', 'm', 'yes'), 'a boolean was expected: Failed to convert napi value into rust type `bool` (napi BooleanExpected)'],
+      [() => C.err(poll(native.NativeRun.start(native.NativeWorkflow.fromJson(ONE), null))[0], 'T', 'm', 'yes'), 'a boolean was expected: Failed to convert napi value into rust type `bool` (napi BooleanExpected)'],
     ]
     for (const [fn, message] of cases) {
       const raw = thrown(fn)
@@ -289,11 +290,11 @@ describe('call and callAsync', () => {
     // A caller's own exception (here from a getter the addon read) passes through.
     const boom = new RangeError('from a getter')
     const run = native.NativeRun.start(native.NativeWorkflow.fromJson(ONE), null)
-    const [act] = run.poll()
+    const [act] = poll(run)
     assert.equal(
       thrown(() =>
         call(() =>
-          native.NativeCompletion.ok(act, {
+          C.ok(act, {
             get bad() {
               throw boom
             },

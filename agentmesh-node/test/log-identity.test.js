@@ -11,6 +11,7 @@ const path = require('node:path')
 
 const am = require('..')
 const native = require('../native.js')
+const { poll, outstanding, C } = require('./support/native')
 const { tempDirs, wf, agentNode, thrown, rejected, assertError } = require('./support/helpers')
 
 const { Mesh, AgentMeshIOError } = am
@@ -57,12 +58,12 @@ describe('an agent that tampers with its own log', () => {
     const dir = tmpdir()
     const w = native.NativeWorkflow.fromJson(JSON.stringify({ name: 't', nodes: [{ id: 'a', type: 'agent', agent: 'x' }] }))
     const run = native.NativeRun.start(w, null, { logDir: dir, runId: 'n', fsync: 'never' })
-    const [act] = run.poll()
+    const [act] = poll(run)
     fs.unlinkSync(run.logPath())
-    const e = thrown(() => run.completeAll([native.NativeCompletion.ok(act, 1)]))
+    const e = thrown(() => run.completeAll([C.ok(act, 1)]))
     assert.equal(e.code, 'IO')
     assert.match(e.message, /was deleted or renamed while the run was writing it/)
-    for (const call of [() => run.status(), () => run.outcome(), () => run.poll(), () => run.outstanding(), () => run.cancel('x')]) {
+    for (const call of [() => run.status(), () => run.outcome(), () => poll(run), () => outstanding(run), () => run.cancel('x')]) {
       const again = thrown(call)
       assert.equal(again.code, 'IO')
       assert.ok(again.message.includes(`the log ${path.join(dir, 'n.jsonl')} was deleted or renamed`), again.message)

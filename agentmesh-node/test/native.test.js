@@ -11,6 +11,7 @@ const path = require('node:path')
 const vm = require('node:vm')
 
 const am = require('../native.js')
+const { poll, outstanding, activations: poll_, C } = require('./support/native')
 
 const { NativeCompletion } = am
 
@@ -67,14 +68,14 @@ function complete(run, completion) {
 
 /** `complete` with `NativeCompletion.ok`. */
 function completeOk(run, act, output, usage, durationUs) {
-  complete(run, NativeCompletion.ok(act, output, usage, durationUs))
+  complete(run, C.ok(act, output, usage, durationUs))
 }
 
 /** A one-node run whose single activation is outstanding. */
 function oneAgent(opts = {}) {
   const wf = am.NativeWorkflow.fromJson(JSON.stringify({ name: 'one', nodes: [{ id: 'a', type: 'agent', agent: 'x' }] }))
   const run = am.NativeRun.start(wf, null, opts)
-  const [act] = run.poll()
+  const [act] = poll(run)
   return { run, act }
 }
 
@@ -89,7 +90,6 @@ function recorded(output) {
 describe('native loader', () => {
   test('exports exactly the native API', () => {
     assert.deepEqual(Object.keys(am).sort(), [
-      'NativeActivation',
       'NativeCompletion',
       'NativeRun',
       'NativeWorkflow',
@@ -129,6 +129,64 @@ describe('native loader', () => {
     const table = py.match(/for cls in \(([\s\S]*?)\)\n/)[1]
     const pyCodes = [...table.matchAll(/(\w+),/g)].map((m) => classCode[m[1]])
     assert.deepEqual(am.errorCodes(), pyCodes)
+  })
+})
+
+describe('the plain Node-API part (native-raw.d.ts)', () => {
+  test('NativeCompletion and the per-step methods of NativeRun exist as typed', () => {
+    const dts = fs.readFileSync(path.join(__dirname, '..', 'native-raw.d.ts'), 'utf-8')
+    for (const name of ['ok', 'okJson', 'err', 'timedOut', 'unreadable']) {
+      assert.equal(typeof am.NativeCompletion[name], 'function', name)
+      assert.ok(dts.includes(`static ${name}(`), name)
+    }
+    for (const name of ['id', 'error']) {
+      assert.equal(typeof Object.getOwnPropertyDescriptor(am.NativeCompletion.prototype, name).get, 'function', name)
+      assert.ok(dts.includes(`readonly ${name}:`), name)
+    }
+    for (const name of ['poll', 'outstanding', 'completeAll']) {
+      assert.equal(typeof am.NativeRun.prototype[name], 'function', name)
+      assert.ok(dts.includes(`${name}(`), name)
+    }
+  })
+
+  test('a poll record has the documented layout; deps texts end where the record says', () => {
+    const wf = am.NativeWorkflow.fromJson(JSON.stringify({ name: 'r', nodes: [
+      { id: 'a', type: 'agent', agent: 'x', timeoutMs: 5 },
+      { id: 'b', type: 'agent', agent: 'y', after: ['a'] },
+      { id: 'h', type: 'human', prompt: 'ok? 🦀', after: ['a'] },
+    ] }))
+    const run = am.NativeRun.start(wf, { in: 'é' }, { seed: '18446744073709551615' })
+    let text = run.poll()
+    const nl = text.indexOf('\n')
+    assert.deepEqual(JSON.parse(text.slice(0, nl)).map((r) => r.slice(0, 9).concat([r[10], r[11]])), [[3, 'a', 'agent', 'x', 1, 1, 0, 5, 1, null, 2]])
+    assert.equal(text.slice(nl + 1), '{}')
+    assert.equal(run.inputJson(), '{"in":"é"}')
+    const [a] = poll_(text, run)
+    text = run.completeAll([C.ok(a, { v: '🦀', n: [1.5] })], true)
+    const [b, h] = poll_(text, run)
+    assert.deepEqual([b.node, b.deps, b.timeoutMs], ['b', { a: { n: [1.5], v: '🦀' } }, undefined])
+    assert.deepEqual([h.node, h.kind, h.prompt, h.deps], ['h', 'human', 'ok? 🦀', { a: { n: [1.5], v: '🦀' } }])
+  })
+
+  test('NativeCompletion cannot be constructed or forged; a completion is recorded once, and can be refilled', () => {
+    assertError(thrown(() => new am.NativeCompletion()), 'INVALID_ARGUMENT', 'this class is made by the addon (poll, NativeCompletion.ok, ...), not with new')
+    const { run, act } = oneAgent()
+    const forged = Object.create(am.NativeCompletion.prototype)
+    assertError(thrown(() => run.completeAll([forged])), 'INVALID_ARGUMENT', 'expected a NativeCompletion')
+    // Even another native object given NativeCompletion's prototype.
+    const other = Object.setPrototypeOf(am.NativeRun.start(chainWorkflow()), am.NativeCompletion.prototype)
+    assertError(thrown(() => run.completeAll([other])), 'INVALID_ARGUMENT', 'expected a NativeCompletion')
+    assertError(thrown(() => forged.id), 'INVALID_ARGUMENT', 'expected a NativeCompletion')
+    assertError(thrown(() => run.completeAll('x')), 'INVALID_ARGUMENT', 'completeAll takes an array of NativeCompletion')
+    const c = C.ok(act, 1)
+    assertError(thrown(() => run.completeAll([c, c])), 'INVALID_ARGUMENT', 'the same completion was given twice')
+    assert.equal(run.completeAll([c]), null)
+    assertError(thrown(() => run.completeAll([c])), 'INVALID_ARGUMENT', 'this completion was recorded already')
+    // Refilled (`into`): the same object, a new completion.
+    const again = oneAgent()
+    assert.equal(C.ok(again.act, 'refilled', null, null, c), c)
+    assert.equal(again.run.completeAll([c]), null)
+    assert.deepEqual(again.run.outcome().output, { a: 'refilled' })
   })
 })
 
@@ -187,9 +245,8 @@ describe('NativeRun driven by hand', () => {
       const run = am.NativeRun.start(chainWorkflow(), { topic: 'rust' }, { seed: 1, logDir, fsync: 'never' })
       assert.equal(run.runId(), 'run-0c075115801b8feb')
       assert.equal(run.status(), 'running')
-      let [act] = run.poll()
-      assert.ok(act instanceof am.NativeActivation)
-      assert.deepEqual(Object.keys(fields(act)), ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'seed', 'step', 'input', 'deps'])
+      let [act] = poll(run)
+      assert.deepEqual(Object.keys(fields(act)), ['id', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'seed', 'step', 'input', 'deps'])
       assert.equal(act.timeoutMs, undefined)
       assert.equal(act.prompt, undefined)
       assert.equal(act.id, 3)
@@ -199,19 +256,19 @@ describe('NativeRun driven by hand', () => {
       assert.equal(typeof act.seed, 'bigint')
       assert.deepEqual(act.input, { topic: 'rust' })
       assert.deepEqual(act.deps, {})
-      assert.deepEqual(run.poll(), [], 'each activation is handed out once')
-      assert.deepEqual(run.outstanding().map((a) => a.id), [3])
+      assert.deepEqual(poll(run), [], 'each activation is handed out once')
+      assert.deepEqual(outstanding(run).map((a) => a.id), [3])
       completeOk(run, act, { steps: ['intro', 'body'] }, { inputTokens: 12, outputTokens: 30 }, 1500)
-      ;[act] = run.poll()
+      ;[act] = poll(run)
       assert.equal(act.node, 'write')
       assert.equal(act.step, 2)
       assert.deepEqual(act.deps, { plan: { steps: ['intro', 'body'] } })
       completeOk(run, act, { node: 'write', visit: 1, attempt: 1 })
-      ;[act] = run.poll()
+      ;[act] = poll(run)
       completeOk(run, act, 'edited draft')
       assert.equal(run.status(), 'completed')
       assert.deepEqual(run.outcome(), { status: 'completed', output: { edit: 'edited draft' } })
-      assert.deepEqual(run.poll(), [])
+      assert.deepEqual(poll(run), [])
       const canonical = run.canonical()
       assert.ok(Buffer.isBuffer(canonical))
       assert.equal(canonical.toString(), expected.toString())
@@ -231,7 +288,7 @@ describe('NativeRun driven by hand', () => {
 
   test('workflow(), runId, seeds: number, bigint and decimal string are the same seed', () => {
     const runs = [1, 1n, '1'].map((seed) => am.NativeRun.start(chainWorkflow(), { topic: 'rust' }, { seed }))
-    const [a, b, c] = runs.map((r) => fields(r.poll()[0]))
+    const [a, b, c] = runs.map((r) => fields(poll(r)[0]))
     assert.equal(runs[0].runId(), 'run-0c075115801b8feb')
     assert.deepEqual(b, a)
     assert.deepEqual(c, a)
@@ -244,7 +301,7 @@ describe('NativeRun driven by hand', () => {
     const run = am.NativeRun.start(chainWorkflow(), null, { seed: max, logDir: dir, runId: 'big-seed' })
     const header = am.readHeader(run.logPath())
     assert.equal(header.seed, max)
-    assert.equal(am.NativeRun.start(chainWorkflow(), null, { seed: '18446744073709551615', runId: 'big-seed' }).poll()[0].seed, run.poll()[0].seed)
+    assert.equal(poll(am.NativeRun.start(chainWorkflow(), null, { seed: '18446744073709551615', runId: 'big-seed' }))[0].seed, poll(run)[0].seed)
     const seedError = 'seed must be an integer from 0 to 2^64-1 (a number up to 2^53-1, a bigint or a decimal string)'
     for (const [seed, tail] of [
       [-1, ', not -1'],
@@ -285,15 +342,15 @@ describe('NativeRun driven by hand', () => {
       JSON.stringify({ name: 'r', nodes: [{ id: 'a', type: 'tool', tool: 't', retry: { maxAttempts: 2, backoffMs: 10 }, timeoutMs: 50 }] }),
     )
     const run = am.NativeRun.start(wf)
-    let [act] = run.poll()
+    let [act] = poll(run)
     assert.equal(act.kind, 'tool')
     assert.equal(act.timeoutMs, 50)
     assert.equal(act.delayMs, 0)
-    complete(run, NativeCompletion.err(act, 'HTTPError', '502', true, null, 7))
-    ;[act] = run.poll()
+    complete(run, C.err(act, 'HTTPError', '502', true, null, 7))
+    ;[act] = poll(run)
     assert.equal(act.attempt, 2)
     assert.equal(act.delayMs, 10)
-    const timeout = NativeCompletion.timedOut(act)
+    const timeout = C.timedOut(act)
     assert.equal(timeout.id, act.id)
     assert.equal(timeout.error, null)
     complete(run, timeout)
@@ -307,7 +364,7 @@ describe('NativeRun driven by hand', () => {
     assert.ok(text.includes('"error":{"kind":"error","type":"HTTPError","message":"502","retryable":true}'), text)
     // The one timeout failure every host records, written by the core.
     assert.ok(text.includes('"error":{"kind":"timeout","type":"Timeout","message":"no result within 50 ms","retryable":true}'), text)
-    const late = run.completeAll([NativeCompletion.err(act, 'E', 'm', true)])
+    const late = run.completeAll([C.err(act, 'E', 'm', true)])
     assert.equal(late.length, 1)
     assert.equal(late[0].code, 'INVALID_COMPLETION')
   })
@@ -318,9 +375,9 @@ describe('NativeRun driven by hand', () => {
     )
     const dir = tmpdir()
     const run = am.NativeRun.start(wf, null, { logDir: dir, runId: 'w', fsync: 'always' })
-    const acts = run.poll()
+    const acts = poll(run)
     assert.equal(acts.length, 3)
-    const completions = acts.map((a) => NativeCompletion.ok(a, a.node))
+    const completions = acts.map((a) => C.ok(a, a.node))
     const bytes = fs.statSync(run.logPath()).size
     assert.equal(run.completeAll(completions.slice().reverse()), null)
     assert.ok(fs.statSync(run.logPath()).size > bytes)
@@ -333,9 +390,9 @@ describe('NativeRun driven by hand', () => {
   test('completion ids: another run\'s activation, twice; durationUs must be a safe integer', () => {
     const { run, act } = oneAgent()
     const other = oneAgent({ runId: 'other' })
-    const twin = NativeCompletion.ok(act, 2)
-    assertError(thrown(() => NativeCompletion.ok(act, 1, null, -1)), 'INVALID_ARGUMENT', 'durationUs must be an integer from 0 to 2^53-1, not -1')
-    assertError(thrown(() => NativeCompletion.err(act, 'E', 'm', true, null, 1.5)), 'INVALID_ARGUMENT', 'durationUs must be an integer from 0 to 2^53-1, not 1.5')
+    const twin = C.ok(act, 2)
+    assertError(thrown(() => C.ok(act, 1, null, -1)), 'INVALID_ARGUMENT', 'durationUs must be an integer from 0 to 2^53-1, not -1')
+    assertError(thrown(() => C.err(act, 'E', 'm', true, null, 1.5)), 'INVALID_ARGUMENT', 'durationUs must be an integer from 0 to 2^53-1, not 1.5')
     completeOk(run, act, 1)
     const notes = run.completeAll([twin])
     assert.equal(notes[0].code, 'INVALID_COMPLETION')
@@ -350,11 +407,11 @@ describe('NativeRun driven by hand', () => {
     const { run, act } = oneAgent()
     completeOk(run, act, 1, { outputTokens: 2 }) // the usage shape, then the exact text
     const exact = oneAgent()
-    complete(exact.run, NativeCompletion.okJson(exact.act, '{"b": 18446744073709551615, "a": 1.0, "c": -0}', { outputTokens: 2 }))
+    complete(exact.run, C.okJson(exact.act, '{"b": 18446744073709551615, "a": 1.0, "c": -0}', { outputTokens: 2 }))
     const line = exact.run.canonical().toString().split('\n')[4]
     assert.match(line, /"data":\{"output":\{"a":1\.0,"b":18446744073709551615,"c":-0\.0\},"usage":\{"inputTokens":0,"outputTokens":2\}\}/)
     const other = oneAgent()
-    const bad = NativeCompletion.okJson(other.act, '{"a": ')
+    const bad = C.okJson(other.act, '{"a": ')
     assertError(bad.error, 'INVALID_OUTPUT', "node 'a': output is not valid JSON: EOF while parsing a value at line 1 column 6", { node: 'a' })
     assertError(thrown(() => complete(other.run, bad)), 'INVALID_OUTPUT', "node 'a': output is not valid JSON: EOF while parsing a value at line 1 column 6", { node: 'a' })
     assert.ok(other.run.canonical().toString().includes('"type":"InvalidOutput","message":"node \'a\': output is not valid JSON'))
@@ -370,17 +427,17 @@ describe('NativeRun driven by hand', () => {
       [{ inputTokens: 1.5 }, 'invalid type: floating point `1.5`, expected u64'],
       [{ inputTokens: -1 }, 'invalid value: integer `-1`, expected u64'],
     ]) {
-      const e = NativeCompletion.ok(act, 1, usage).error
+      const e = C.ok(act, 1, usage).error
       assertError(e, 'INVALID_OUTPUT', `node 'a': ${strict}${why}`, { node: 'a' })
-      assertError(NativeCompletion.err(act, 'E', 'm', true, usage).error, 'INVALID_OUTPUT', `node 'a': ${strict}${why}`, { node: 'a' })
+      assertError(C.err(act, 'E', 'm', true, usage).error, 'INVALID_OUTPUT', `node 'a': ${strict}${why}`, { node: 'a' })
     }
-    assertError(NativeCompletion.ok(act, 1, { inputTokens: NaN }).error, 'INVALID_OUTPUT', "node 'a': usage is not JSON data: NaN at $.inputTokens is not a JSON number", { node: 'a' })
-    for (const none of [null, undefined]) assert.equal(NativeCompletion.ok(act, 1, none).error, null)
+    assertError(C.ok(act, 1, { inputTokens: NaN }).error, 'INVALID_OUTPUT', "node 'a': usage is not JSON data: NaN at $.inputTokens is not a JSON number", { node: 'a' })
+    for (const none of [null, undefined]) assert.equal(C.ok(act, 1, none).error, null)
   })
 
   test('usage on a failure is recorded with it (a failed paid attempt still spent tokens)', () => {
     const { run, act } = oneAgent()
-    complete(run, NativeCompletion.err(act, 'RateLimited', 'slow down', false, { inputTokens: 5, outputTokens: 1 }, 9))
+    complete(run, C.err(act, 'RateLimited', 'slow down', false, { inputTokens: 5, outputTokens: 1 }, 9))
     assert.ok(
       run.canonical().toString().includes('"data":{"error":{"kind":"error","type":"RateLimited","message":"slow down","retryable":false},"usage":{"inputTokens":5,"outputTokens":1}}'),
     )
@@ -392,7 +449,7 @@ describe('NativeRun driven by hand', () => {
       JSON.stringify({ name: 'h', nodes: [{ id: 'ok', type: 'human', prompt: 'Ship it?' }, { id: 'go', type: 'agent', agent: 'g', after: ['ok'] }] }),
     )
     const run = am.NativeRun.start(wf, null, { logDir: dir, runId: 'h' })
-    const [act] = run.poll()
+    const [act] = poll(run)
     assert.equal(act.kind, 'human')
     assert.equal(act.name, 'ok')
     assert.equal(act.prompt, 'Ship it?')
@@ -421,14 +478,14 @@ describe('NativeRun driven by hand', () => {
     assert.ok(fs.readFileSync(log).equals(before))
     const again = am.NativeRun.resume(log, { fsync: 'batch' })
     // A resumed run hands its outstanding activations out again.
-    const [waiting] = again.poll()
+    const [waiting] = poll(again)
     assert.deepEqual(fields(waiting), fields(act))
-    assert.deepEqual(again.outstanding().map(fields), [fields(act)])
+    assert.deepEqual(outstanding(again).map(fields), [fields(act)])
     again.close()
     // Approvals given to resume are recorded by it (JSON text exactly).
     const approved = am.NativeRun.resume(log, { runId: 'h', approvalsJson: { ok: '{"approved": true, "score": 1.0}' } })
-    assert.deepEqual(approved.outstanding().map((a) => a.node), ['go'])
-    const [next] = approved.poll()
+    assert.deepEqual(outstanding(approved).map((a) => a.node), ['go'])
+    const [next] = poll(approved)
     assert.deepEqual(next.deps, { ok: { approved: true, score: 1 } })
     assert.ok(approved.canonical().toString().includes('"output":{"approved":true,"score":1.0}'))
     completeOk(approved, next, 'shipped')
@@ -450,8 +507,8 @@ describe('NativeRun driven by hand', () => {
       JSON.stringify({ name: 'p', nodes: [{ id: '__proto__', type: 'agent', agent: 'a' }, { id: 'b', type: 'agent', agent: 'b', after: ['__proto__'] }] }),
     )
     const run = am.NativeRun.start(wf)
-    completeOk(run, run.poll()[0], { polluted: true })
-    const [b] = run.poll()
+    completeOk(run, poll(run)[0], { polluted: true })
+    const [b] = poll(run)
     assert.deepEqual(Object.keys(b.deps), ['__proto__'])
     assert.equal(Object.getPrototypeOf(b.deps), Object.prototype)
     assert.equal(b.deps.polluted, undefined)
@@ -461,7 +518,7 @@ describe('NativeRun driven by hand', () => {
   test('fork from a step end with an override; bad overrides are INVALID_ARGUMENT', () => {
     const dir = tmpdir()
     const run = am.NativeRun.start(chainWorkflow(), { topic: 'rust' }, { seed: 1, logDir: dir })
-    for (let acts = run.poll(); acts.length; acts = run.poll()) acts.forEach((a) => completeOk(run, a, `out ${a.node}`))
+    for (let acts = poll(run); acts.length; acts = poll(run)) acts.forEach((a) => completeOk(run, a, `out ${a.node}`))
     const log = run.logPath()
     run.close()
     // seq 4 completes step 1 (plan): a fork point.
@@ -469,7 +526,7 @@ describe('NativeRun driven by hand', () => {
     assert.equal(state.forkPoint, true)
     const fork = am.NativeRun.fork(log, 4, { plan: 'changed plan' }, 'fork1', dir, 'never')
     assert.equal(fork.runId(), 'fork1')
-    const [write] = fork.poll()
+    const [write] = poll(fork)
     assert.deepEqual(write.deps, { plan: 'changed plan' })
     assert.deepEqual(am.readHeader(fork.logPath()).parent, { runId: 'run-0c075115801b8feb', seq: 4 })
     assertError(thrown(() => am.NativeRun.fork(log, 4, [1], 'fork2', dir)), 'INVALID_ARGUMENT', 'overrides must map node id → output, not [1]')
@@ -509,11 +566,11 @@ describe('JSON data from JavaScript', () => {
     test(`refuses: ${why}`, () => {
       const { run, act } = oneAgent()
       const before = run.canonical()
-      const refused = NativeCompletion.ok(act, value)
+      const refused = C.ok(act, value)
       assertError(refused.error, 'INVALID_OUTPUT', `node 'a': output is not JSON data: ${why}`, { node: 'a' })
       // Converting changed nothing: the same activation still completes.
       assert.ok(run.canonical().equals(before))
-      assert.deepEqual(run.outstanding().map((a) => a.id), [act.id])
+      assert.deepEqual(outstanding(run).map((a) => a.id), [act.id])
       // Recorded, it is the permanent InvalidOutput failure with that message.
       assertError(thrown(() => complete(run, refused)), 'INVALID_OUTPUT', `node 'a': output is not JSON data: ${why}`, { node: 'a' })
       assert.equal(run.status(), 'failed')
@@ -526,7 +583,7 @@ describe('JSON data from JavaScript', () => {
     a.list.push({ back: a })
     const { act } = oneAgent()
     assertError(
-      NativeCompletion.ok(act, a).error,
+      C.ok(act, a).error,
       'INVALID_OUTPUT',
       "node 'a': output is not JSON data: cyclic reference at $.list[1].back (a value that contains itself is not JSON data)",
       { node: 'a' },
@@ -541,7 +598,7 @@ describe('JSON data from JavaScript', () => {
     }
     const { run, act } = oneAgent()
     assertError(
-      NativeCompletion.ok(act, nest(101)).error,
+      C.ok(act, nest(101)).error,
       'INVALID_OUTPUT',
       `node 'a': output is not JSON data: nesting deeper than 100 arrays/objects at $${'[0]'.repeat(100)}`,
       { node: 'a' },
@@ -558,11 +615,11 @@ describe('JSON data from JavaScript', () => {
         throw boom
       },
     }
-    assert.equal(thrown(() => NativeCompletion.ok(act, value)), boom)
-    assert.equal(thrown(() => NativeCompletion.ok(act, 1, value)), boom)
-    assert.deepEqual(run.outstanding().map((a) => a.id), [act.id])
+    assert.equal(thrown(() => C.ok(act, value)), boom)
+    assert.equal(thrown(() => C.ok(act, 1, value)), boom)
+    assert.deepEqual(outstanding(run).map((a) => a.id), [act.id])
     // The driver records such a result as unreadable: the InvalidOutput failure naming the node.
-    const unreadable = NativeCompletion.unreadable(act, 'output could not be read: RangeError: from a getter', 5)
+    const unreadable = C.unreadable(act, 'output could not be read: RangeError: from a getter', 5)
     assertError(unreadable.error, 'INVALID_OUTPUT', "node 'a': output could not be read: RangeError: from a getter", { node: 'a' })
     assert.equal(run.completeAll([unreadable])[0].code, 'INVALID_OUTPUT')
     assert.equal(run.status(), 'failed')
@@ -571,7 +628,7 @@ describe('JSON data from JavaScript', () => {
   test('the value is converted when the completion is made: later changes are not recorded', () => {
     const { run, act } = oneAgent()
     const value = { n: 1, list: [1] }
-    const completion = NativeCompletion.ok(act, value)
+    const completion = C.ok(act, value)
     value.n = 2
     value.list.push(2)
     complete(run, completion)
@@ -581,7 +638,7 @@ describe('JSON data from JavaScript', () => {
   test('a getter calling back into the run while the value is converted: the run is not borrowed', () => {
     const { run, act } = oneAgent()
     let status
-    const completion = NativeCompletion.ok(act, {
+    const completion = C.ok(act, {
       get x() {
         status = run.status()
         return 1
@@ -629,7 +686,7 @@ describe('JSON data from JavaScript', () => {
       if (Number.isSafeInteger(n) || !Number.isInteger(n)) {
         // The same as handing the core JSON.stringify's text.
         const { run, act } = oneAgent()
-        complete(run, NativeCompletion.okJson(act, JSON.stringify([n])))
+        complete(run, C.okJson(act, JSON.stringify([n])))
         assert.ok(run.canonical().toString().includes(`"output":[${text}]`), `${n} as text`)
       }
     }
@@ -644,8 +701,8 @@ describe('JSON data from JavaScript', () => {
       rows: Array.from({ length: 20000 }, (_, i) => ({ i, s: `row ${i}`, t: [i, { u: i % 7 === 0 }] })),
       wide: Object.fromEntries(Array.from({ length: 10000 }, (_, i) => [`k${i}`, i])),
     }
-    completeOk(run, run.poll()[0], big)
-    const [b] = run.poll()
+    completeOk(run, poll(run)[0], big)
+    const [b] = poll(run)
     assert.deepEqual(b.deps.a, big)
   })
 
@@ -655,8 +712,8 @@ describe('JSON data from JavaScript', () => {
     )
     const run = am.NativeRun.start(wf, { big: 1 })
     const text = '{"n":[1,1.5,-0.0,18446744073709551615,-9223372036854775808],"s":"é\\u0000","o":{"":null,"k":[{}, []]}}'
-    complete(run, NativeCompletion.okJson(run.poll()[0], text))
-    const [b] = run.poll()
+    complete(run, C.okJson(poll(run)[0], text))
+    const [b] = poll(run)
     assert.deepEqual(b.deps.a, JSON.parse(text))
     assert.ok(Object.is(b.deps.a.n[2], -0))
     assert.deepEqual(b.input, { big: 1 })
@@ -667,7 +724,7 @@ describe('log functions', () => {
   /** A finished chain run in a file; returns its log path. */
   function chainLog(dir = tmpdir()) {
     const run = am.NativeRun.start(chainWorkflow(), { topic: 'rust' }, { seed: 1, logDir: dir, fsync: 'never' })
-    for (let acts = run.poll(); acts.length; acts = run.poll()) acts.forEach((a) => completeOk(run, a, { node: a.node }))
+    for (let acts = poll(run); acts.length; acts = poll(run)) acts.forEach((a) => completeOk(run, a, { node: a.node }))
     const log = run.logPath()
     run.close()
     return log
@@ -876,17 +933,17 @@ describe('conformance vectors by hand', () => {
   function perform(script, act) {
     const b = behaviour(script, act)
     const fallback = { node: act.node, visit: act.visit, attempt: act.attempt }
-    if (!b) return NativeCompletion.ok(act, fallback)
-    if (act.timeoutMs !== undefined && (b.delayMs ?? 0) > act.timeoutMs) return NativeCompletion.timedOut(act)
+    if (!b) return C.ok(act, fallback)
+    if (act.timeoutMs !== undefined && (b.delayMs ?? 0) > act.timeoutMs) return C.timedOut(act)
     if (b.cancel) return null
-    if (b.error) return NativeCompletion.err(act, b.error.type, b.error.message, b.error.retryable ?? true, b.usage)
-    return NativeCompletion.ok(act, b.output === undefined ? fallback : b.output, b.usage)
+    if (b.error) return C.err(act, b.error.type, b.error.message, b.error.retryable ?? true, b.usage)
+    return C.ok(act, b.output === undefined ? fallback : b.output, b.usage)
   }
 
   /** Poll order: one completion per commit; reverse order: each step's results in one commit. */
   function drive(run, script, reverse) {
     for (;;) {
-      const acts = run.poll().filter((a) => a.kind !== 'human')
+      const acts = poll(run).filter((a) => a.kind !== 'human')
       if (acts.length === 0) return
       if (reverse) acts.reverse()
       const batch = []
@@ -915,7 +972,7 @@ describe('conformance vectors by hand', () => {
         let run = am.NativeRun.start(wf, script.input ?? null, { seed: script.seed ?? 0, runId: script.runId, logDir, fsync: 'never' })
         drive(run, script, reverse)
         while (run.status() === 'waiting') {
-          const answers = run.outstanding().filter((a) => a.kind === 'human' && script.approvals?.[a.node] !== undefined)
+          const answers = outstanding(run).filter((a) => a.kind === 'human' && script.approvals?.[a.node] !== undefined)
           if (answers.length === 0) break
           const log = run.logPath()
           run.close()

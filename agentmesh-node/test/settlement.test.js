@@ -11,6 +11,7 @@ const assert = require('node:assert/strict')
 
 const am = require('..')
 const native = require('../native.js')
+const { poll, outstanding, C } = require('./support/native')
 const { tempDirs, wf, agentNode } = require('./support/helpers')
 
 const { Mesh } = am
@@ -30,9 +31,9 @@ function after(n, fn) {
 async function countingCommits(fn) {
   const original = native.NativeRun.prototype.completeAll
   const sizes = []
-  native.NativeRun.prototype.completeAll = function (completions) {
+  native.NativeRun.prototype.completeAll = function (completions, ...rest) {
     sizes.push(completions.length)
-    return original.call(this, completions)
+    return original.call(this, completions, ...rest)
   }
   try {
     return { result: await fn(), sizes }
@@ -141,10 +142,10 @@ describe('a burst of results is one commit', () => {
   test("fsync 'always': a burst of 100 completions costs one fsync (group commit)", () => {
     const native100 = native.NativeWorkflow.fromJson(JSON.stringify({ name: 'f', nodes: Array.from({ length: 100 }, (_, i) => ({ id: `w${i}`, type: 'agent', agent: 'w' })) }))
     const run = native.NativeRun.start(native100, null, { logDir: tmpdir(), runId: 'fsyncs', fsync: 'always' })
-    const acts = run.poll()
+    const acts = poll(run)
     assert.equal(acts.length, 100)
     const before = run.fsyncCount()
-    assert.equal(run.completeAll(acts.map((a) => native.NativeCompletion.ok(a, a.node))), null)
+    assert.equal(run.completeAll(acts.map((a) => C.ok(a, a.node))), null)
     assert.equal(run.status(), 'completed')
     assert.equal(run.fsyncCount() - before, 1)
     run.close()
