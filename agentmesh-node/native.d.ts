@@ -9,6 +9,32 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** The events of a log in canonical order, batch by batch (see the module docs). */
+export declare class NativeEventStream {
+  /**
+   * Stream the events of the log at `path`. Errors (from the `next()` that reaches them):
+   * `LOG_CORRUPT`, `IO`.
+   */
+  static open(path: string): NativeEventStream
+  /** The next batch, or `null` at the end. */
+  next(): Promise<EventBatch | null>
+  /** Stop reading (idempotent): the reader thread ends and the file is closed. */
+  close(): void
+}
+
+/** The history of a run (its state at seq 1, after every step, at the end), batch by batch. */
+export declare class NativeHistoryStream {
+  /**
+   * Stream the history of the log at `path`. Errors (from a `next()`): `LOG_CORRUPT`,
+   * `NONDETERMINISM`, `IO`.
+   */
+  static open(path: string): NativeHistoryStream
+  /** The next batch of states, or `null` at the end. */
+  next(): Promise<Array<RunState> | null>
+  /** Stop reading (idempotent). */
+  close(): void
+}
+
 /**
  * One run. `close()` releases its log file (the writer lock) so another process can resume it;
  * every later call throws `INVALID_ARGUMENT`. After a caught panic every call throws `INTERNAL`.
@@ -131,6 +157,32 @@ export interface Activation {
 }
 
 /**
+ * Take an anchor of a log (read-only); with key material (a string or bytes, never shown
+ * in any message) the anchor carries a MAC. Errors: `LOG_CORRUPT`, `IO`, `INVALID_ARGUMENT`
+ * (empty key material).
+ */
+export declare function anchor(path: string, key?: string | Uint8Array | null): Anchor
+
+/** The head of a log's hash chain, to keep somewhere else (`anchor`, `verifyAnchor`). */
+export interface Anchor {
+  /** Anchor format. */
+  version: number
+  /** Run id of the log. */
+  runId: string
+  /** Events in the log when the anchor was taken. */
+  records: number
+  /** Bytes of the log (header and those events) when the anchor was taken. */
+  bytes: number
+  /** blake3 (hex) of the last of those records: the head of the chain. */
+  head: string
+  /** blake3 keyed hash (hex) of the facts above, when the anchor was taken with a key. */
+  mac?: string
+}
+
+/** `anchor` on the thread pool. */
+export declare function anchorAsync(path: string, key?: string | Uint8Array | null): Promise<Anchor>
+
+/**
  * The canonical log: header, then events sorted by seq, without meta/prev/hash.
  * Errors: `LOG_CORRUPT`, `IO`.
  */
@@ -139,14 +191,43 @@ export declare function canonicalLog(path: string): Buffer
 /** `canonicalLog` on the thread pool. */
 export declare function canonicalLogAsync(path: string): Promise<Buffer>
 
+/**
+ * Verify a log without ever writing to it: a damaged tail is reported (`tornAt`), not
+ * repaired; works on a read-only file system and while the run's writer runs. Errors:
+ * `LOG_CORRUPT` (`details.offset`), `IO`.
+ */
+export declare function checkLog(path: string): VerifyReport
+
+/** `checkLog` on the thread pool. */
+export declare function checkLogAsync(path: string): Promise<VerifyReport>
+
 /** The stable codes of every core error kind, in declaration order (`ErrorKind::ALL`). */
 export declare function errorCodes(): Array<string>
+
+/**
+ * A batch of events: a JSON array of canonical events, and the `runStarted` seed (index in
+ * the batch, decimal digits) when the batch holds that event.
+ */
+export interface EventBatch {
+  /** `[event, ...]` as JSON text. */
+  events: string
+  /** Index of the `runStarted` event in `events`, if it is there. */
+  runStarted?: number
+  /** Its `data.seed`, exactly (decimal). */
+  seed?: string
+}
 
 /** blake3 (hex) of the canonical log. Errors: `LOG_CORRUPT`, `IO`. */
 export declare function fingerprint(path: string): string
 
 /** `fingerprint` on the thread pool. */
 export declare function fingerprintAsync(path: string): Promise<string>
+
+/**
+ * The state of the run at seq 1, after every step, and at the end of the log, in one pass.
+ * Errors: `LOG_CORRUPT`, `NONDETERMINISM`, `IO`.
+ */
+export declare function history(path: string): Array<RunState>
 
 /** A log's header and its events in seq order. */
 export interface LogContents {
@@ -220,11 +301,11 @@ export interface ParentRef {
 /** The log header (reads only the first line). Errors: `LOG_CORRUPT`, `IO`. */
 export declare function readHeader(path: string): LogHeader
 
-/** The header and the events in seq order (canonical form). Errors: `LOG_CORRUPT`, `IO`. */
+/**
+ * The header and the events in seq order (canonical form), all at once (`readLogSync`;
+ * `readLog` streams, `stream.rs`). Errors: `LOG_CORRUPT`, `IO`.
+ */
 export declare function readLog(path: string): LogContents
-
-/** `readLog` on the thread pool. */
-export declare function readLogAsync(path: string): Promise<LogContents>
 
 /** The workflow recorded in a log's `runStarted` event. Errors: `LOG_CORRUPT`, `IO`. */
 export declare function recordedWorkflow(path: string): NativeWorkflow
@@ -328,6 +409,17 @@ export declare function stateAt(path: string, seq: number): RunState
 
 /** `stateAt` on the thread pool. */
 export declare function stateAtAsync(path: string, seq: number): Promise<RunState>
+
+/**
+ * Check a log against an anchor taken earlier (read-only): the anchored records must still
+ * be there, ending at the anchored length with the anchored head; a keyed anchor needs its
+ * key. Errors: `LOG_TRUNCATED`, `LOG_HEAD_MISMATCH` (`details.field/expected/found`),
+ * `INVALID_ARGUMENT` (not an anchor, a key missing or not expected), `LOG_CORRUPT`, `IO`.
+ */
+export declare function verifyAnchor(path: string, anchor: Anchor | string, key?: string | Uint8Array | null): VerifyReport
+
+/** `verifyAnchor` on the thread pool (the anchor is read first). */
+export declare function verifyAnchorAsync(path: string, anchor: Anchor | string, key?: string | Uint8Array | null): Promise<VerifyReport>
 
 /**
  * Verify a log: hash chain, header, event structure; a torn tail is cut off after being

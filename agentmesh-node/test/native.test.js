@@ -91,25 +91,34 @@ describe('native loader', () => {
   test('exports exactly the native API', () => {
     assert.deepEqual(Object.keys(am).sort(), [
       'NativeCompletion',
+      'NativeEventStream',
+      'NativeHistoryStream',
       'NativeRun',
       'NativeWorkflow',
+      '__blake3ForTests',
       '__napiBindingTarget',
       '__panicForTests',
       '__panicForTestsAsync',
+      'anchor',
+      'anchorAsync',
       'canonicalLog',
       'canonicalLogAsync',
+      'checkLog',
+      'checkLogAsync',
       'errorCodes',
       'fingerprint',
       'fingerprintAsync',
+      'history',
       'normalizeJson',
       'readHeader',
       'readLog',
-      'readLogAsync',
       'recordedWorkflow',
       'replay',
       'replayAsync',
       'stateAt',
       'stateAtAsync',
+      'verifyAnchor',
+      'verifyAnchorAsync',
       'verifyLog',
       'verifyLogAsync',
     ])
@@ -871,7 +880,8 @@ describe('log functions', () => {
     assert.ok(pending instanceof Promise)
     assert.deepEqual(await pending, am.verifyLog(log))
     assert.ok((await am.canonicalLogAsync(log)).equals(am.canonicalLog(log)))
-    assert.deepEqual(await am.readLogAsync(log), am.readLog(log))
+    assert.deepEqual(await am.checkLogAsync(log), am.checkLog(log))
+    assert.deepEqual(await am.anchorAsync(log, 'key material'), am.anchor(log, 'key material'))
     assert.equal(await am.fingerprintAsync(log), am.fingerprint(log))
     assert.deepEqual(await am.replayAsync(log), am.replay(log))
     assert.deepEqual(await am.replayAsync(log, chainWorkflow()), am.replay(log, chainWorkflow()))
@@ -883,7 +893,7 @@ describe('log functions', () => {
 
   test('async forms reject with the same coded errors', async () => {
     const missing = '/nonexistent/agentmesh.jsonl'
-    const calls = [am.verifyLogAsync, am.canonicalLogAsync, am.readLogAsync, am.fingerprintAsync, am.replayAsync, (p) => am.stateAtAsync(p, 1)]
+    const calls = [am.verifyLogAsync, am.checkLogAsync, am.anchorAsync, am.canonicalLogAsync, am.fingerprintAsync, am.replayAsync, (p) => am.stateAtAsync(p, 1)]
     for (const call of calls) {
       await assert.rejects(call(missing), (e) => e instanceof Error && e.code === 'IO' && e.message.startsWith('[IO] opening /nonexistent/agentmesh.jsonl'))
     }
