@@ -124,8 +124,8 @@ export declare class NativeWorkflow {
 }
 
 /**
- * One unit of work for the host: run an agent or tool, or ask a person. Pass `id` back to
- * `completeOk`/`completeErr`.
+ * One unit of work as reports show it (`RunState.pending`; the driver's activations come
+ * from `poll`, see `activation.rs`).
  */
 export interface Activation {
   /** Activation id (the seq of its scheduling event). */

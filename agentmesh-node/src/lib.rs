@@ -4,17 +4,21 @@
 //!
 //! - [`run::NativeWorkflow`] and [`run::NativeRun`]: the core's `Workflow` and `Run`, the
 //!   activation/completion protocol (`start` → `poll` → `completeAll` → `outcome`),
-//!   `resume`, `fork`, `cancel`, `close`;
-//! - [`activation::NativeActivation`] (fields converted as they are read) and
-//!   [`completion::NativeCompletion`] (a result converted once, when it settles);
-//! - free functions over log files ([`log`]): `verifyLog`, `canonicalLog`, `readHeader`,
-//!   `readLog`, `fingerprint`, `replay`, `stateAt`, `recordedWorkflow`, `normalizeJson`, and
-//!   Promise forms of the heavy reads (`verifyLogAsync`, ...) on libuv's thread pool;
+//!   `resume` (run id and approvals checked by the core), `fork`, `cancel`, `close`;
+//! - the per-step path in plain Node-API ([`raw`]): `poll` as one text of activation records
+//!   ([`activation`]), [`completion::NativeCompletion`] (a result converted once, when it
+//!   settles) and `completeAll` (one commit per burst);
+//! - free functions over log files ([`log`]): `verifyLog`, `checkLog`, `anchor`,
+//!   `verifyAnchor`, `canonicalLog`, `readHeader`, `readLog`, `fingerprint`, `replay`,
+//!   `stateAt`, `history`, `recordedWorkflow`, `normalizeJson`, and Promise forms of the
+//!   heavy reads (`verifyLogAsync`, ...) on libuv's thread pool; streamed reads ([`stream`]);
 //! - `errorCodes()`, the stable codes every error carries.
 //!
-//! Values cross without JSON text: JS data is checked and converted straight into
-//! `serde_json::Value` ([`json`]), and activations and reports are built as plain JS objects
-//! ([`objects`]); the core alone writes the log. Core errors become JS `Error`s with `code`,
+//! Values into the core cross without JSON text: JS data is checked and converted straight
+//! into `serde_json::Value` ([`json`]). Out of it, activations and streamed events cross as
+//! the core's JSON text (one string per poll or batch, parsed by JavaScript on demand: faster
+//! than building objects through Node-API), reports as plain JS objects ([`objects`]); the
+//! core alone writes the log. Core errors become JS `Error`s with `code`,
 //! `"[CODE] message"` and `details` ([`errors`]); panics are caught and reported as
 //! `INTERNAL`, never unwound into Node. u64 values: see [`args`].
 
