@@ -5,6 +5,7 @@ export * from './lib/workflow'
 export * from './lib/log'
 export * from './lib/mesh'
 export type {
+  Anchor,
   LogEvent,
   LogHeader,
   Outcome,

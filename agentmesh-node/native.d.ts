@@ -9,6 +9,32 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** The events of a log in canonical order, batch by batch (see the module docs). */
+export declare class NativeEventStream {
+  /**
+   * Stream the events of the log at `path`. Errors (from the `next()` that reaches them):
+   * `LOG_CORRUPT`, `IO`.
+   */
+  static open(path: string): NativeEventStream
+  /** The next batch, or `null` at the end. */
+  next(): Promise<EventBatch | null>
+  /** Stop reading (idempotent): the reader thread ends and the file is closed. */
+  close(): void
+}
+
+/** The history of a run (its state at seq 1, after every step, at the end), batch by batch. */
+export declare class NativeHistoryStream {
+  /**
+   * Stream the history of the log at `path`. Errors (from a `next()`): `LOG_CORRUPT`,
+   * `NONDETERMINISM`, `IO`.
+   */
+  static open(path: string): NativeHistoryStream
+  /** The next batch of states, or `null` at the end. */
+  next(): Promise<Array<RunState> | null>
+  /** Stop reading (idempotent). */
+  close(): void
+}
+
 /**
  * One run. `close()` releases its log file (the writer lock) so another process can resume it;
  * every later call throws `INVALID_ARGUMENT`. After a caught panic every call throws `INTERNAL`.
@@ -21,37 +47,21 @@ export declare class NativeRun {
    */
   static start(workflow: NativeWorkflow, input?: unknown, options?: StartOptions | undefined | null): NativeRun
   /**
-   * Reopen a run from its log file (verifying it and repairing a torn tail). Errors:
-   * `LOG_CORRUPT`, `IO` (also when another process holds the log), `INVALID_ARGUMENT`.
+   * Reopen a run from its log file (verifying it and repairing a torn tail), checking that
+   * it holds run `runId` (when given) and resolving waiting human nodes with `approvals`
+   * (node id → decision, JSON data) and `approvalsJson` (node id → decision as JSON text,
+   * recorded as the core parses it); the core checks every approval before it records
+   * any. Errors: `LOG_CORRUPT`, `IO` (also when another process holds the log),
+   * `INVALID_ARGUMENT` (another run's log, an approval for a node that is not waiting,
+   * approvals that are not JSON data), `INVALID_OUTPUT` (an approval too deep).
    */
-  static resume(path: string, fsync?: 'always' | 'batch' | 'never'): NativeRun
+  static resume(path: string, options?: ResumeArgs | undefined | null, approvals?: Record<string, unknown> | null): NativeRun
   /**
    * Fork the run in `path` at step end `seq` into a new run; `overrides` maps node id →
    * output (JSON data). Errors: `INVALID_ARGUMENT` (seq not a fork point, unknown node,
    * overrides), `RUN_EXISTS`, `LOG_CORRUPT`, `IO`.
    */
   static fork(path: string, seq: number, overrides?: Record<string, unknown> | null, runId?: string | undefined | null, logDir?: string | undefined | null, fsync?: 'always' | 'batch' | 'never'): NativeRun
-  /** Activations not yet handed out (each is returned once). */
-  poll(): Array<Activation>
-  /** Activations still waiting for a completion. */
-  outstanding(): Array<Activation>
-  /**
-   * Complete activation `id` with `output` (JSON data, see the package README) and
-   * optional `usage` (`{inputTokens, outputTokens}`). Data that is not JSON throws
-   * `INVALID_OUTPUT` naming the node and the path (`$.a[2]`) and changes nothing. Errors:
-   * `INVALID_OUTPUT`, `INVALID_COMPLETION` (unknown or already completed id), `IO`.
-   */
-  completeOk(id: number, output: unknown, usage?: { inputTokens?: number; outputTokens?: number } | null, durationUs?: number | undefined | null): void
-  /**
-   * `completeOk` with the output as JSON text: recorded as the core parses it (the exact
-   * path for numbers beyond 2^53 or a vector's recorded output).
-   */
-  completeOkJson(id: number, outputJson: string, usage?: { inputTokens?: number; outputTokens?: number } | null, durationUs?: number | undefined | null): void
-  /**
-   * Complete activation `id` with a failure; `kind` is `error` or `timeout`. Errors:
-   * `INVALID_ARGUMENT`, `INVALID_COMPLETION`, `IO`.
-   */
-  completeErr(id: number, kind: 'error' | 'timeout', errorType: string, message: string, retryable: boolean, durationUs?: number | undefined | null): void
   /**
    * Cancel the run (outstanding activations are recorded as cancelled, then
    * `runCancelled`); `false` if it had already finished.
@@ -61,6 +71,16 @@ export declare class NativeRun {
   status(): 'running' | 'waiting' | 'completed' | 'failed' | 'cancelled'
   /** Status, output (completed runs) and error (failed or cancelled runs). */
   outcome(): Outcome
+  /**
+   * fsyncs this run's log writer made so far (file and directory; 0 in memory): what
+   * durability cost, for group-commit checks and benchmarks.
+   */
+  fsyncCount(): number
+  /**
+   * The run input as JSON text (what every activation's `input` is `JSON.parse` of);
+   * `null` until an activation was polled (the core hands the input out with them).
+   */
+  inputJson(): string | null
   /** The run id. */
   runId(): string
   /** The log file, or `null` for an in-memory run. */
@@ -83,6 +103,8 @@ export declare class NativeWorkflow {
   /**
    * Parse and validate workflow JSON text. Errors: `INVALID_WORKFLOW` (with
    * `details.node`/`details.field`).
+   * A lone surrogate in the text (a JS string need not be valid Unicode) is
+   * `INVALID_WORKFLOW` naming its line and column, as `Workflow.fromObject` refuses one.
    */
   static fromJson(text: string): NativeWorkflow
   /** Read, parse and validate a workflow file. Errors: `IO`, `INVALID_WORKFLOW`. */
@@ -102,8 +124,8 @@ export declare class NativeWorkflow {
 }
 
 /**
- * One unit of work for the host: run an agent or tool, or ask a person. Pass `id` back to
- * `completeOk`/`completeErr`.
+ * One unit of work as reports show it (`RunState.pending`; the driver's activations come
+ * from `poll`, see `activation.rs`).
  */
 export interface Activation {
   /** Activation id (the seq of its scheduling event). */
@@ -135,6 +157,32 @@ export interface Activation {
 }
 
 /**
+ * Take an anchor of a log (read-only); with key material (a string or bytes, never shown
+ * in any message) the anchor carries a MAC. Errors: `LOG_CORRUPT`, `IO`, `INVALID_ARGUMENT`
+ * (empty key material).
+ */
+export declare function anchor(path: string, key?: string | Uint8Array | null): Anchor
+
+/** The head of a log's hash chain, to keep somewhere else (`anchor`, `verifyAnchor`). */
+export interface Anchor {
+  /** Anchor format. */
+  version: number
+  /** Run id of the log. */
+  runId: string
+  /** Events in the log when the anchor was taken. */
+  records: number
+  /** Bytes of the log (header and those events) when the anchor was taken. */
+  bytes: number
+  /** blake3 (hex) of the last of those records: the head of the chain. */
+  head: string
+  /** blake3 keyed hash (hex) of the facts above, when the anchor was taken with a key. */
+  mac?: string
+}
+
+/** `anchor` on the thread pool. */
+export declare function anchorAsync(path: string, key?: string | Uint8Array | null): Promise<Anchor>
+
+/**
  * The canonical log: header, then events sorted by seq, without meta/prev/hash.
  * Errors: `LOG_CORRUPT`, `IO`.
  */
@@ -143,14 +191,43 @@ export declare function canonicalLog(path: string): Buffer
 /** `canonicalLog` on the thread pool. */
 export declare function canonicalLogAsync(path: string): Promise<Buffer>
 
+/**
+ * Verify a log without ever writing to it: a damaged tail is reported (`tornAt`), not
+ * repaired; works on a read-only file system and while the run's writer runs. Errors:
+ * `LOG_CORRUPT` (`details.offset`), `IO`.
+ */
+export declare function checkLog(path: string): VerifyReport
+
+/** `checkLog` on the thread pool. */
+export declare function checkLogAsync(path: string): Promise<VerifyReport>
+
 /** The stable codes of every core error kind, in declaration order (`ErrorKind::ALL`). */
 export declare function errorCodes(): Array<string>
+
+/**
+ * A batch of events: a JSON array of canonical events, and the `runStarted` seed (index in
+ * the batch, decimal digits) when the batch holds that event.
+ */
+export interface EventBatch {
+  /** `[event, ...]` as JSON text. */
+  events: string
+  /** Index of the `runStarted` event in `events`, if it is there. */
+  runStarted?: number
+  /** Its `data.seed`, exactly (decimal). */
+  seed?: string
+}
 
 /** blake3 (hex) of the canonical log. Errors: `LOG_CORRUPT`, `IO`. */
 export declare function fingerprint(path: string): string
 
 /** `fingerprint` on the thread pool. */
 export declare function fingerprintAsync(path: string): Promise<string>
+
+/**
+ * The state of the run at seq 1, after every step, and at the end of the log, in one pass.
+ * Errors: `LOG_CORRUPT`, `NONDETERMINISM`, `IO`.
+ */
+export declare function history(path: string): Array<RunState>
 
 /** A log's header and its events in seq order. */
 export interface LogContents {
@@ -224,11 +301,11 @@ export interface ParentRef {
 /** The log header (reads only the first line). Errors: `LOG_CORRUPT`, `IO`. */
 export declare function readHeader(path: string): LogHeader
 
-/** The header and the events in seq order (canonical form). Errors: `LOG_CORRUPT`, `IO`. */
+/**
+ * The header and the events in seq order (canonical form), all at once (`readLogSync`;
+ * `readLog` streams, `stream.rs`). Errors: `LOG_CORRUPT`, `IO`.
+ */
 export declare function readLog(path: string): LogContents
-
-/** `readLog` on the thread pool. */
-export declare function readLogAsync(path: string): Promise<LogContents>
 
 /** The workflow recorded in a log's `runStarted` event. Errors: `LOG_CORRUPT`, `IO`. */
 export declare function recordedWorkflow(path: string): NativeWorkflow
@@ -263,6 +340,16 @@ export interface ReplayReport {
   workflowChanged: boolean
   /** The run's outcome as of the end of the log. */
   outcome: Outcome
+}
+
+/** How to reopen a run (`NativeRun.resume`). */
+export interface ResumeArgs {
+  /** Durability of what is appended (default `batch`). */
+  fsync?: 'always' | 'batch' | 'never'
+  /** The run the log must hold. */
+  runId?: string
+  /** Decisions as JSON text, by node id. */
+  approvalsJson?: Record<string, string>
 }
 
 /** The error a failed or cancelled run records. */
@@ -322,6 +409,17 @@ export declare function stateAt(path: string, seq: number): RunState
 
 /** `stateAt` on the thread pool. */
 export declare function stateAtAsync(path: string, seq: number): Promise<RunState>
+
+/**
+ * Check a log against an anchor taken earlier (read-only): the anchored records must still
+ * be there, ending at the anchored length with the anchored head; a keyed anchor needs its
+ * key. Errors: `LOG_TRUNCATED`, `LOG_HEAD_MISMATCH` (`details.field/expected/found`),
+ * `INVALID_ARGUMENT` (not an anchor, a key missing or not expected), `LOG_CORRUPT`, `IO`.
+ */
+export declare function verifyAnchor(path: string, anchor: Anchor | string, key?: string | Uint8Array | null): VerifyReport
+
+/** `verifyAnchor` on the thread pool (the anchor is read first). */
+export declare function verifyAnchorAsync(path: string, anchor: Anchor | string, key?: string | Uint8Array | null): Promise<VerifyReport>
 
 /**
  * Verify a log: hash chain, header, event structure; a torn tail is cut off after being

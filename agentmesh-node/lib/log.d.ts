@@ -1,4 +1,4 @@
-import type { LogEvent, LogHeader, ReplayReport, RunState, VerifyReport } from '../native'
+import type { Anchor, LogEvent, LogHeader, ReplayReport, RunState, VerifyReport } from '../native'
 import type { PathLike, Workflow } from './workflow'
 
 /**
@@ -7,6 +7,42 @@ import type { PathLike, Workflow } from './workflow'
  * the thread pool.
  */
 export declare function verifyLog(path: PathLike): Promise<VerifyReport>
+/**
+ * Verify a log without ever writing to it: a damaged tail is reported (`tornAt`), not cut off.
+ * Works on a read-only file system and while the run's writer is running (`verifyLog` repairs).
+ */
+export declare function checkLog(path: PathLike): Promise<VerifyReport>
+
+/** Options of `anchor` and `verifyAnchor`. */
+export interface AnchorOptions {
+  /**
+   * Key material for a keyed anchor (a MAC over the head that nobody without the key can
+   * recompute): a string (its UTF-8 bytes), a Buffer or a Uint8Array; use at least 32 random
+   * bytes. Never logged, never shown in an error.
+   */
+  key?: string | Uint8Array | null
+}
+
+/**
+ * Take an anchor of a log (read-only): run id, record count, byte length and the chain's head
+ * hash, with a MAC when `key` is given. Keep it outside the log's machine: `verifyAnchor`
+ * then detects a log cut at a record boundary or edited with its chain recomputed.
+ */
+export declare function anchor(path: PathLike, options?: AnchorOptions): Promise<Anchor>
+/**
+ * Check a log (read-only) against an anchor taken earlier (the object or its JSON text).
+ * Rejects with `LogTruncatedError` (fewer records or bytes than anchored) or
+ * `LogHeadMismatchError` (another head, run or MAC: `field`, `expected`, `found`); a keyed
+ * anchor needs its key (`InvalidArgumentError` otherwise).
+ */
+export declare function verifyAnchor(path: PathLike, anchor: Anchor | string, options?: AnchorOptions): Promise<VerifyReport>
+/**
+ * The run's state at seq 1, after every step, and at the end of the log, in one pass, as an
+ * async iterator (streamed). Rejects with `NondeterminismError` when the log disagrees with
+ * its workflow.
+ */
+export declare function history(path: PathLike): AsyncIterableIterator<RunState>
+
 /** The canonical log bytes: header, then events by seq, without meta or chain fields. */
 export declare function canonicalLog(path: PathLike): Promise<Buffer>
 /** blake3 (hex) of the canonical log. */
@@ -20,12 +56,21 @@ export declare function replay(path: PathLike, workflow?: Workflow | null): Prom
 export declare function stateAt(path: PathLike, seq: number): Promise<RunState>
 /**
  * The events of a log in seq order (canonical form), as an async iterator:
- * `for await (const event of readLog(path))`. Errors reject the first `next()`.
+ * `for await (const event of readLog(path))`. Streams in flat memory (a reader thread hands
+ * over batches); errors reject the `next()` that reaches them.
  */
-export declare function readLog(path: PathLike): AsyncGenerator<LogEvent, void, undefined>
+export declare function readLog(path: PathLike): AsyncIterableIterator<LogEvent>
 
 /** `verifyLog`, blocking. */
 export declare function verifyLogSync(path: PathLike): VerifyReport
+/** `checkLog`, blocking. */
+export declare function checkLogSync(path: PathLike): VerifyReport
+/** `anchor`, blocking. */
+export declare function anchorSync(path: PathLike, options?: AnchorOptions): Anchor
+/** `verifyAnchor`, blocking (throws `LogTruncatedError`, `LogHeadMismatchError`). */
+export declare function verifyAnchorSync(path: PathLike, anchor: Anchor | string, options?: AnchorOptions): VerifyReport
+/** `history`, as an array. */
+export declare function historySync(path: PathLike): RunState[]
 /** `canonicalLog`, blocking. */
 export declare function canonicalLogSync(path: PathLike): Buffer
 /** `fingerprint`, blocking. */

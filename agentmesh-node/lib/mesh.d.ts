@@ -1,5 +1,5 @@
 import type { PathLike, Workflow } from './workflow'
-import type { Activation as NativeActivation, RunError } from '../native'
+import type { RunError } from '../native'
 
 /** Any JSON value. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
@@ -10,12 +10,46 @@ export interface Usage {
   outputTokens?: number
 }
 
-/** One unit of work handed to an agent or tool. */
-export interface Activation extends NativeActivation {
+/**
+ * One unit of work handed to an agent or tool. Its fields are read from the core when an
+ * agent reads them (`input` and `deps` are converted once, on first read).
+ */
+export interface Activation {
+  /** Activation id (the seq of its scheduling event). */
+  readonly id: number
+  readonly runId: string
+  /** Node id. */
+  readonly node: string
+  readonly kind: 'agent' | 'tool' | 'human'
+  /** Agent or tool name (the node id for a human activation). */
+  readonly name: string
+  /** Attempt within this visit, from 1. */
+  readonly attempt: number
+  /** Visit of the node, from 1 (more than 1 inside loops). */
+  readonly visit: number
+  /** Retry backoff the driver waited before starting the work. */
+  readonly delayMs: number
+  /**
+   * Deadline of this attempt, counted from when it starts running (after `delayMs`):
+   * a result that settles later is recorded as a timeout. `undefined` when none.
+   */
+  readonly timeoutMs: number | undefined
+  /** Prompt of a human activation. */
+  readonly prompt: string | undefined
+  /** Deterministic per-activation seed derived from the run seed (full 64 bits). */
+  readonly seed: bigint
+  /** Superstep number. */
+  readonly step: number
+  /** The run input. */
+  readonly input: unknown
+  /** Outputs of the node's completed `after` dependencies, by node id. */
+  readonly deps: Record<string, unknown>
   /** Aborted when the activation times out or the run is cancelled: pass it to `fetch` etc. */
   readonly signal: AbortSignal
   /** Cancel the run; takes effect before this activation's own result is recorded. */
   cancelRun(reason?: string): void
+  /** The fields as a plain object (`JSON.stringify` support; `seed` as a decimal string). */
+  toJSON(): Record<string, unknown>
 }
 
 /** What an agent returns: JSON data, an `Output` (with usage) or `RawJson`. */
@@ -24,11 +58,16 @@ export type AgentResult = unknown
 /** An agent or tool: sync or async. */
 export type AgentFn = (activation: Activation) => AgentResult | Promise<AgentResult>
 
-/** Throw from an agent to fail its activation with an exact type, message and retryable flag. */
+/**
+ * Throw from an agent to fail its activation with an exact type, message and retryable flag,
+ * and the tokens the failed attempt spent (`usage`, recorded with the failure).
+ */
 export declare class ActivationError extends Error {
-  constructor(type: string, message: string, options?: { retryable?: boolean })
+  constructor(type: string, message: string, options?: { retryable?: boolean; usage?: Usage | null })
   readonly type: string
   readonly retryable: boolean
+  /** Tokens the failed attempt spent (`null`: not reported). */
+  readonly usage: Usage | null
 }
 
 /** An agent result with token usage. */
@@ -55,7 +94,7 @@ export declare class RunResult {
   /** Why the run failed or was cancelled. */
   readonly error: RunError | null
   /** Human activations the run waits for. */
-  readonly waiting: NativeActivation[]
+  readonly waiting: Activation[]
   /** The log file (`null` for an in-memory run). */
   readonly logPath: string | null
   /** blake3 (hex) of the canonical log. */

@@ -3,11 +3,23 @@
 //
 // It follows the Rust and Python drivers (agentmesh-core/src/driver/mod.rs,
 // agentmesh-py/python/agentmesh/_driver.py): poll the run, start a step's activations
-// together, complete them as they settle (the core writes each completion at the seq reserved
-// for it, so settle order never changes the canonical log), enforce `timeoutMs`, honour
-// cancellation, and return when only human decisions are outstanding. Everything runs on the
-// JS thread: agents are called directly and the core is called synchronously between awaits
-// (no thread hop, no ThreadsafeFunction).
+// together, record their results as they settle (the core writes each completion at the seq
+// reserved for it, so settle order never changes the canonical log), enforce `timeoutMs`,
+// honour cancellation, and return when only human decisions are outstanding. Everything runs
+// on the JS thread: agents are called directly and the core is called synchronously between
+// awaits (no thread hop, no ThreadsafeFunction).
+//
+// Three rules every host shares:
+// - A result is converted to a native completion (NativeCompletion) the moment the driver
+//   has it — a synchronous agent's value before any microtask can run, a Promise's in its
+//   settlement callback — so nothing done to the JavaScript value later is logged.
+// - An activation's deadline is `timeoutMs` after it starts running (after `delayMs`); a
+//   result counts as a timeout only if it settled after its deadline, whenever the driver
+//   gets to it. The timeout failure itself is written by the core (NativeCompletion.timedOut).
+// - Results that settled together are recorded with one NativeRun.completeAll: one write,
+//   one fsync in fsync `always` mode (group commit).
+
+const util = require('node:util')
 
 const native = require('../native.js')
 const {
@@ -22,15 +34,20 @@ const {
 } = require('./errors')
 const { Workflow, toPath } = require('./workflow')
 
+const { NativeCompletion } = native
 const FINISHED = new Set(['completed', 'failed', 'cancelled'])
 
-/** Throw from an agent to fail its activation with an exact type, message and retryable flag. */
+/**
+ * Throw from an agent to fail its activation with an exact type, message and retryable flag,
+ * and the tokens the failed attempt spent (`usage`).
+ */
 class ActivationError extends Error {
   constructor(type, message, options = {}) {
     super(message)
     this.name = 'ActivationError'
     this.type = String(type)
     this.retryable = options.retryable === undefined ? true : Boolean(options.retryable)
+    this.usage = options.usage === undefined ? null : options.usage
   }
 }
 
@@ -50,51 +67,147 @@ class RawJson {
   }
 }
 
+const UNREAD = Symbol('unread')
+const FIELDS = ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'timeoutMs', 'prompt', 'seed', 'step', 'input', 'deps']
+
+// NativeRun.poll() and outstanding() return one string (src/activation.rs): a JSON header line
+// of records [id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt,
+// depsEnd], then the activations' deps texts, back to back (depsEnd: where each one ends).
+
+/** The records of a poll text, each record's depsEnd replaced by its deps text. */
+function parsePoll(text) {
+  const nl = text.indexOf('\n')
+  const records = JSON.parse(text.slice(0, nl))
+  let start = nl + 1
+  for (const record of records) {
+    const end = nl + 1 + record[11]
+    record[11] = text.slice(start, end)
+    start = end
+  }
+  return records
+}
+
 /**
  * One unit of work handed to an agent or tool: the core's fields, plus `signal` (aborted when
- * the activation times out or the run is cancelled) and `cancelRun(reason)`. The signal's
- * AbortController is created only when an agent reads `signal` (it costs more than the rest
- * of a step's bookkeeping).
+ * the activation times out or the run is cancelled) and `cancelRun(reason)`. `input` and
+ * `deps` arrive as the core's JSON text and become values only when an agent reads them
+ * (once; what the addon would have built: `JSON.parse` of the core's text). The signal's
+ * AbortController is created only when an agent reads `signal`.
  */
 class Activation {
-  constructor(a, drive) {
-    this.id = a.id
-    this.runId = a.runId
-    this.node = a.node
-    this.kind = a.kind
-    this.name = a.name
-    this.attempt = a.attempt
-    this.visit = a.visit
-    this.delayMs = a.delayMs
-    this.timeoutMs = a.timeoutMs
-    this.prompt = a.prompt
-    this.seed = a.seed
-    this.step = a.step
-    this.input = a.input
-    this.deps = a.deps
-    Object.defineProperty(this, '_drive', { value: drive, writable: true })
-    Object.defineProperty(this, '_controller', { value: null, writable: true })
-    Object.defineProperty(this, '_abortReason', { value: undefined, writable: true })
+  #record // [id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt, deps]
+  #deps = UNREAD
+  #input = UNREAD
+  #seed = null
+  #run // {runId, inputJson} of the run
+  #drive
+  #controller = null
+  #abortReason = undefined
+
+  constructor(record, run, drive) {
+    this.#record = record
+    this.#run = run
+    this.#drive = drive
+  }
+
+  get id() {
+    return this.#record[0]
+  }
+
+  get runId() {
+    return this.#run.runId
+  }
+
+  get node() {
+    return this.#record[1]
+  }
+
+  get kind() {
+    return this.#record[2]
+  }
+
+  get name() {
+    return this.#record[3]
+  }
+
+  get attempt() {
+    return this.#record[4]
+  }
+
+  get visit() {
+    return this.#record[5]
+  }
+
+  get delayMs() {
+    return this.#record[6]
+  }
+
+  get timeoutMs() {
+    return this.#record[7] ?? undefined
+  }
+
+  get prompt() {
+    return this.#record[10] ?? undefined
+  }
+
+  get seed() {
+    if (this.#seed === null) this.#seed = BigInt(this.#record[9])
+    return this.#seed
+  }
+
+  get step() {
+    return this.#record[8]
+  }
+
+  get input() {
+    if (this.#input === UNREAD) this.#input = JSON.parse(this.#run.inputJson)
+    return this.#input
+  }
+
+  get deps() {
+    if (this.#deps === UNREAD) this.#deps = JSON.parse(this.#record[11])
+    return this.#deps
   }
 
   get signal() {
-    if (this._controller === null) {
-      this._controller = new AbortController()
-      if (this._abortReason !== undefined) this._controller.abort(this._abortReason)
+    if (this.#controller === null) {
+      this.#controller = new AbortController()
+      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason)
     }
-    return this._controller.signal
+    return this.#controller.signal
   }
 
   cancelRun(reason = 'cancelled') {
-    if (this._drive === null) throw new InvalidArgumentError('this activation is not being driven by a Mesh')
-    this._drive.cancelRun(reason)
+    if (this.#drive === null) throw new InvalidArgumentError('this activation is not being driven by a Mesh')
+    this.#drive.cancelRun(reason)
+  }
+
+  /** The fields as a plain object (`JSON.stringify` support; `seed` as a decimal string). */
+  toJSON() {
+    const out = {}
+    for (const k of FIELDS) {
+      const v = this[k]
+      if (v !== undefined) out[k] = typeof v === 'bigint' ? v.toString() : v
+    }
+    return out
+  }
+
+  [util.inspect.custom](depth, options, inspect = util.inspect) {
+    const fields = {}
+    for (const k of FIELDS) if (this[k] !== undefined) fields[k] = this[k]
+    return `Activation ${inspect(fields, { ...options, depth: options.depth === null ? null : options.depth - 1 })}`
   }
 
   _abort(reason) {
-    if (this._abortReason !== undefined) return
-    this._abortReason = reason
-    if (this._controller !== null) this._controller.abort(reason)
+    if (this.#abortReason !== undefined) return
+    this.#abortReason = reason
+    if (this.#controller !== null) this.#controller.abort(reason)
   }
+}
+
+/** The activations of a poll text. */
+function activations(text, run, drive) {
+  return parsePoll(text).map((record) => new Activation(record, run, drive))
 }
 
 /** Where a driven run stopped: `completed`, `failed`, `cancelled` or `waiting`. */
@@ -121,20 +234,8 @@ class RunResult {
   }
 }
 
-// A settled activation: {ok: true, output, usage, durUs} | {ok: false, type, message,
-// retryable, durUs, thrown}.
-
-function micros(started) {
-  return Math.round((performance.now() - started) * 1000)
-}
-
 function isThenable(v) {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function'
-}
-
-function settledOk(value, durUs) {
-  if (value instanceof Output) return { ok: true, output: value.value, usage: value.usage, durUs }
-  return { ok: true, output: value, usage: null, durUs }
 }
 
 function describe(value) {
@@ -143,41 +244,6 @@ function describe(value) {
   } catch {
     return Object.prototype.toString.call(value)
   }
-}
-
-function settledErr(thrown, durUs) {
-  try {
-    return describeFailure(thrown, durUs)
-  } catch {
-    // The thrown value runs code when inspected (a Proxy, a throwing getter) and that failed:
-    // still a failure of this activation, never a lost one.
-    return { ok: false, type: 'NonErrorThrown', message: 'a value that could not be inspected', retryable: true, durUs, thrown }
-  }
-}
-
-function describeFailure(thrown, durUs) {
-  if (thrown instanceof InvalidOutputError) {
-    return { ok: false, type: 'InvalidOutput', message: thrown.message.replace(/^\[INVALID_OUTPUT\] /, ''), retryable: false, durUs, thrown }
-  }
-  if (thrown instanceof ActivationError) {
-    return { ok: false, type: thrown.type, message: thrown.message, retryable: thrown.retryable, durUs, thrown }
-  }
-  if (thrown instanceof Error) {
-    let message
-    try {
-      message = String(thrown.message)
-    } catch {
-      message = describe(thrown)
-    }
-    const type = (thrown.constructor && thrown.constructor.name) || thrown.name || 'Error'
-    return { ok: false, type, message, retryable: true, durUs, thrown }
-  }
-  // `throw 'text'`, `throw {code: 1}`, `throw undefined`: recorded, never lost.
-  return { ok: false, type: 'NonErrorThrown', message: `${typeof thrown}: ${describe(thrown)}`, retryable: true, durUs, thrown }
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
 function sleepSync(ms) {
@@ -212,16 +278,170 @@ function checkOptions(opts, allowed) {
   return opts
 }
 
+// Results → native completions ----------------------------------------------------------------
+//
+// Each returns {completion, cause}: `cause` is what a failed run reports as the cause of its
+// AgentFailedError (the thrown value, or the exception that made a result unreadable), or
+// NO_CAUSE (`throw null` and `throw undefined` are causes too).
+
+const NO_CAUSE = Symbol('no cause')
+
+// Recorded completions are empty and are refilled (the factories' last argument, `into`)
+// instead of making a new native object per result: that costs about 1 µs of wrapping and GC
+// finalization, a large part of a step.
+const POOL = []
+const POOL_MAX = 1024
+
+function recycle(completions) {
+  for (const c of completions) if (POOL.length < POOL_MAX) POOL.push(c)
+}
+
+/** The type, message, retryable flag and usage an agent's exception is recorded with. */
+function describeFailure(thrown) {
+  if (thrown instanceof InvalidOutputError) {
+    return { type: 'InvalidOutput', message: thrown.message.replace(/^\[INVALID_OUTPUT\] /, ''), retryable: false, usage: null }
+  }
+  if (thrown instanceof ActivationError) {
+    return { type: String(thrown.type), message: String(thrown.message), retryable: Boolean(thrown.retryable), usage: thrown.usage }
+  }
+  if (thrown instanceof Error) {
+    let message
+    try {
+      message = String(thrown.message)
+    } catch {
+      message = describe(thrown)
+    }
+    const type = (thrown.constructor && thrown.constructor.name) || thrown.name || 'Error'
+    return { type: String(type), message, retryable: true, usage: null }
+  }
+  // `throw 'text'`, `throw {code: 1}`, `throw undefined`: recorded, never lost.
+  return { type: 'NonErrorThrown', message: `${typeof thrown}: ${describe(thrown)}`, retryable: true, usage: null }
+}
+
+/** `make()`, or the InvalidOutput failure when reading the result ran code that threw. */
+function converted(flight, make, durUs, cause) {
+  try {
+    return { completion: make(), cause }
+  } catch (e) {
+    const err = fromNative(e)
+    // The driver's own trouble (a bad argument to the addon) stops driving.
+    if (err instanceof AgentMeshError && err !== e) throw err
+    // A getter or Proxy trap of the result threw: the activation fails, naming the node.
+    return { completion: NativeCompletion.unreadable(flight.id, flight.node, `output could not be read: ${describe(e)}`, durUs, POOL.pop()), cause: e }
+  }
+}
+
+function succeeded(flight, value, durUs) {
+  return converted(
+    flight,
+    () => {
+      let usage = null
+      if (value instanceof Output) {
+        usage = value.usage
+        value = value.value
+      }
+      return value instanceof RawJson
+        ? NativeCompletion.okJson(flight.id, flight.node, value.text, usage, durUs, POOL.pop())
+        : NativeCompletion.ok(flight.id, flight.node, value, usage, durUs, POOL.pop())
+    },
+    durUs,
+    NO_CAUSE,
+  )
+}
+
+function failed(flight, thrown, durUs) {
+  return converted(
+    flight,
+    () => {
+      let f
+      try {
+        f = describeFailure(thrown)
+      } catch {
+        // The thrown value runs code when inspected (a Proxy, a throwing getter) and that
+        // failed: still a failure of this activation, never a lost one.
+        f = { type: 'NonErrorThrown', message: 'a value that could not be inspected', retryable: true, usage: null }
+      }
+      return NativeCompletion.err(flight.id, flight.node, f.type, f.message, f.retryable, f.usage, durUs, POOL.pop())
+    },
+    durUs,
+    thrown,
+  )
+}
+
+/**
+ * Run `fn(act)`; `drive.settle(flight, snapshot, at)` gets its converted result: at once for a
+ * plain value or a throw, in the settlement callback for a Promise. `sync` (runSync): a
+ * Promise is an invalid output, settled at once.
+ */
+function invoke(fn, flight, started, sync, drive) {
+  let value
+  let thenable
+  try {
+    value = fn(flight.act)
+    thenable = isThenable(value)
+  } catch (e) {
+    const at = performance.now()
+    return drive.settle(flight, failed(flight, e, micros(started, at)), at)
+  }
+  if (!thenable) {
+    const at = performance.now()
+    return drive.settle(flight, succeeded(flight, value, micros(started, at)), at)
+  }
+  if (sync) {
+    // Never awaited: settle it quietly so it cannot become an unhandled rejection.
+    Promise.resolve(value).catch(() => {})
+    const at = performance.now()
+    const reason = 'agent returned a Promise, not JSON data (async agents need mesh.run, not runSync)'
+    return drive.settle(flight, { completion: NativeCompletion.unreadable(flight.id, flight.node, reason, micros(started, at), POOL.pop()), cause: NO_CAUSE }, at)
+  }
+  Promise.resolve(value).then(
+    (v) => {
+      const at = performance.now()
+      drive.settle(flight, succeeded(flight, v, micros(started, at)), at)
+    },
+    (e) => {
+      const at = performance.now()
+      drive.settle(flight, failed(flight, e, micros(started, at)), at)
+    },
+  )
+}
+
+function micros(started, at) {
+  return Math.round((at - started) * 1000)
+}
+
+// Driving ------------------------------------------------------------------------------------
+
+/** One activation being worked on: what the agent sees, what the driver needs, its deadline. */
+class Flight {
+  constructor(record, act) {
+    this.act = act
+    this.id = record[0]
+    this.node = record[1]
+    this.delayMs = record[6]
+    this.timeoutMs = record[7] ?? undefined
+    /** performance.now() at which it times out; null until it starts, or without timeoutMs. */
+    this.deadline = null
+  }
+}
+
 /** Per-run driving state shared by the async and sync drivers. */
 class Drive {
   constructor(mesh, run, signal) {
     this.mesh = mesh
     this.run = run
     this.signal = signal || null
-    this.inFlight = new Map() // id → {node, deadline, timeoutMs, act}
-    this.thrown = new Map() // node → the value its agent threw (for AgentFailedError.cause)
+    this.inFlight = new Set() // Flight
+    this.settled = [] // {flight, completion, cause, at}
+    this.thrown = new Map() // node → what its last failure threw (AgentFailedError.cause)
     this.cancelReason = null
     this.wake = null
+    // What every activation of the run shares (its input as JSON text, read at the first poll).
+    this.shared = { runId: call(() => run.runId()), inputJson: null }
+    // The next poll text, when record() got it with its commit.
+    this.polled = null
+    // runSync: results are collected, not awaited.
+    this.sync = false
     // One closure per run, shared by its activations as `act.cancelRun`.
     this.cancelRun = (reason = 'cancelled') => {
       if (this.cancelReason === null) this.cancelReason = String(reason)
@@ -248,19 +468,24 @@ class Drive {
     const reason = this.pendingCancel()
     if (reason !== null) {
       call(() => this.run.cancel(reason))
-      for (const f of this.inFlight.values()) f.act._abort(reason)
+      for (const f of this.inFlight) f.act._abort(reason)
       this.inFlight.clear()
       return null
     }
     const work = []
-    const acts = call(() => this.run.poll())
-    for (const raw of acts) {
-      if (raw.kind === 'human') continue
-      const fn = (raw.kind === 'tool' ? this.mesh._tools : this.mesh._agents).get(raw.name)
-      const act = new Activation(raw, this)
-      const deadline = act.timeoutMs === undefined ? null : performance.now() + act.delayMs + act.timeoutMs
-      this.inFlight.set(act.id, { node: act.node, deadline, timeoutMs: act.timeoutMs, act })
-      work.push([fn, act])
+    // record() polled already, in the same call as its commit.
+    const text = this.polled !== null ? this.polled : call(() => this.run.poll())
+    this.polled = null
+    const records = parsePoll(text)
+    if (records.length > 0 && this.shared.inputJson === null) this.shared.inputJson = this.run.inputJson()
+    const { _agents: agents, _tools: tools } = this.mesh
+    for (const record of records) {
+      const kind = record[2]
+      if (kind === 'human') continue
+      const fn = (kind === 'tool' ? tools : agents).get(record[3])
+      const flight = new Flight(record, new Activation(record, this.shared, this))
+      this.inFlight.add(flight)
+      work.push([fn, flight])
     }
     if (this.inFlight.size === 0) {
       const status = call(() => this.run.status())
@@ -270,98 +495,135 @@ class Drive {
     return work
   }
 
+  /** The activation starts running now: its deadline starts now. Returns performance.now(). */
+  begin(flight) {
+    const started = performance.now()
+    if (flight.timeoutMs !== undefined) flight.deadline = started + flight.timeoutMs
+    return started
+  }
+
+  /** Start `fn` on `flight` (after its retry delay): results join `settled`. */
+  start(fn, flight) {
+    const delayMs = flight.delayMs
+    const go = () => {
+      if (!this.inFlight.has(flight)) return // cancelled during the delay
+      const started = this.begin(flight)
+      invoke(fn, flight, started, false, this)
+    }
+    if (delayMs > 0) {
+      setTimeout(() => {
+        go()
+        this.notify() // a new deadline to wait for
+      }, delayMs)
+    } else {
+      go()
+    }
+  }
+
+  settle(flight, snap, at) {
+    // runSync: an agent that cancels the run: its own result and later ones are not recorded.
+    if (this.sync && this.pendingCancel() !== null) return
+    this.settled.push({ flight, completion: snap.completion, cause: snap.cause, at })
+    this.notify()
+  }
+
   /** Milliseconds until the next deadline, or null. */
   waitMs() {
     let next = null
-    for (const f of this.inFlight.values()) {
+    for (const f of this.inFlight) {
       if (f.deadline !== null && (next === null || f.deadline < next)) next = f.deadline
     }
-    return next === null ? null : Math.max(0, next - performance.now())
+    return next === null ? null : Math.max(0, Math.ceil(next - performance.now()))
   }
 
-  /** Record a timeout for every activation past its deadline. */
-  expire() {
-    if (this.waitMs() === null) return
+  /** Wait until something settles, a deadline passes, or a cancel is asked for. */
+  sleep() {
+    const waitMs = this.waitMs()
+    return new Promise((resolve) => {
+      let timer = null
+      this.wake = () => {
+        if (timer !== null) clearTimeout(timer)
+        resolve()
+      }
+      if (waitMs !== null) timer = setTimeout(() => this.notify(), waitMs)
+    })
+  }
+
+  /**
+   * Record every settled result and every deadline that passed, in one commit. A result that
+   * settled after its deadline is a timeout; one for an activation already recorded as timed
+   * out is dropped.
+   */
+  record() {
     const now = performance.now()
-    const expired = [...this.inFlight.entries()].filter(([, f]) => f.deadline !== null && f.deadline <= now)
-    expired.sort((a, b) => a[0] - b[0])
-    for (const [id, f] of expired) {
-      this.inFlight.delete(id)
-      this.thrown.delete(f.node)
+    const batch = []
+    const flights = []
+    const causes = []
+    const timeout = (f) => {
       f.act._abort('timeout')
-      call(() => this.run.completeErr(id, 'timeout', 'Timeout', `no result within ${f.timeoutMs} ms`, true))
+      batch.push(NativeCompletion.timedOut(f.id, f.node, POOL.pop()))
+      flights.push(f)
+      causes.push(NO_CAUSE)
     }
-  }
-
-  /** A settled activation: recorded unless it timed out or the run is being cancelled. */
-  done(id, settled) {
-    const f = this.inFlight.get(id)
-    if (f === undefined || this.pendingCancel() !== null) return
-    this.inFlight.delete(id)
-    const run = this.run
-    if (settled.ok) {
-      try {
-        if (settled.output instanceof RawJson) {
-          run.completeOkJson(id, settled.output.text, settled.usage, settled.durUs)
-        } else {
-          run.completeOk(id, settled.output, settled.usage, settled.durUs)
-        }
-        this.thrown.delete(f.node)
-        return
-      } catch (e) {
-        const err = fromNative(e)
-        // The driver's own trouble (the log's disk, a closed run) stops driving.
-        if (err instanceof AgentMeshError && err.code !== 'INVALID_OUTPUT') throw err
-        // An output the log cannot hold (not JSON data, too large), or one whose reading ran
-        // user code that threw (a getter, a Proxy): the activation fails, naming the node.
-        const invalid =
-          err instanceof InvalidOutputError
-            ? err
-            : new InvalidOutputError(`node '${f.node}': output could not be read: ${describe(err)}`, { node: f.node }, { cause: err })
-        settled = { ok: false, type: 'InvalidOutput', message: invalid.message.replace(/^\[INVALID_OUTPUT\] /, ''), retryable: false, durUs: settled.durUs, thrown: invalid }
+    const dropped = []
+    for (const s of this.settled) {
+      const f = s.flight
+      if (!this.inFlight.delete(f)) {
+        dropped.push(s.completion) // late: its activation timed out already
+        continue
+      }
+      if (f.deadline !== null && s.at > f.deadline) {
+        dropped.push(s.completion)
+        timeout(f)
+      } else {
+        batch.push(s.completion)
+        flights.push(f)
+        causes.push(s.cause)
       }
     }
-    call(() => run.completeErr(id, 'error', settled.type, settled.message, settled.retryable, settled.durUs))
-    this.thrown.set(f.node, settled.thrown)
+    this.settled.length = 0
+    for (const f of this.inFlight) {
+      if (f.deadline !== null && f.deadline <= now) {
+        this.inFlight.delete(f)
+        timeout(f)
+      }
+    }
+    recycle(dropped)
+    if (batch.length === 0) return
+    // One call: the commit, then the poll advance() would make.
+    const got = call(() => this.run.completeAll(batch, true))
+    recycle(batch)
+    let notes = null
+    if (typeof got === 'string') {
+      this.polled = got
+    } else {
+      notes = got[0]
+      this.polled = got[1]
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const note = notes === null ? null : notes[i]
+      if (note === null && causes[i] === NO_CAUSE) continue
+      const node = flights[i].node
+      if (note === null) {
+        this.thrown.set(node, causes[i])
+        continue
+      }
+      const err = fromNative(note)
+      // The driver only completes what it polled: a refused completion is its own bug.
+      if (!(err instanceof InvalidOutputError)) throw err
+      this.thrown.set(node, causes[i] === NO_CAUSE ? err : new InvalidOutputError(err.message, err.details, { cause: causes[i] }))
+    }
   }
 
-  /** Driving stopped with `e` (an exception of the driver or the host): cancel the run so
-   * its log ends with `runCancelled` when a signal asked for it; release the log either way. */
+  /** Driving stopped with an exception: release the log (closing a half-failed run must not
+   * hide the original error). */
   abort() {
+    this.inFlight.clear() // a retry waiting for its delay does not start
     try {
       this.run.close()
     } catch {
-      // closing a run that failed half-way must not hide the original error
+      // keep the original error
     }
-  }
-}
-
-async function perform(fn, act) {
-  if (act.delayMs > 0) await sleep(act.delayMs)
-  const started = performance.now()
-  try {
-    return settledOk(await fn(act), micros(started))
-  } catch (e) {
-    return settledErr(e, micros(started))
-  }
-}
-
-function performSync(fn, act) {
-  if (act.delayMs > 0) sleepSync(act.delayMs)
-  const started = performance.now()
-  try {
-    const value = fn(act)
-    if (isThenable(value)) {
-      // Never awaited: settle it quietly so it cannot become an unhandled rejection.
-      Promise.resolve(value).catch(() => {})
-      throw new InvalidOutputError(
-        `node '${act.node}': agent returned a Promise, not JSON data (async agents need mesh.run, not runSync)`,
-        { node: act.node },
-      )
-    }
-    return settledOk(value, micros(started))
-  } catch (e) {
-    return settledErr(e, micros(started))
   }
 }
 
@@ -472,39 +734,22 @@ class Mesh {
 
   _reopen(logPath, opts) {
     logPath = toPath(logPath, 'logPath')
-    if (opts.runId !== undefined && opts.runId !== null) {
-      const header = call(native.readHeader, logPath)
-      if (header.runId !== opts.runId) {
-        throw new InvalidArgumentError(`[INVALID_ARGUMENT] ${logPath} holds run '${header.runId}', not '${opts.runId}'`)
-      }
-    }
-    // Registration first: resume may append decisions a crash lost.
-    this._checkRegistered(call(native.recordedWorkflow, logPath))
     const approvals = opts.approvals === undefined || opts.approvals === null ? {} : opts.approvals
     if (typeof approvals !== 'object' || Array.isArray(approvals)) {
       throw new InvalidArgumentError('approvals must map node id → decision')
     }
-    const run = call(() => native.NativeRun.resume(logPath, this.fsync))
-    try {
-      const waiting = run.outstanding().filter((a) => a.kind === 'human')
-      // Check every node before recording any, so a typo changes nothing.
-      const resolved = Object.entries(approvals).map(([node, value]) => {
-        const act = waiting.find((a) => a.node === node)
-        if (act === undefined) {
-          const names = waiting.map((a) => a.node).join(', ') || 'none'
-          throw new InvalidArgumentError(`[INVALID_ARGUMENT] node '${node}' has no pending human activation (waiting: ${names})`)
-        }
-        return [act.id, value]
-      })
-      for (const [id, value] of resolved) {
-        if (value instanceof RawJson) call(() => run.completeOkJson(id, value.text))
-        else call(() => run.completeOk(id, value))
-      }
-    } catch (e) {
-      run.close()
-      throw e
+    // Registration first: resume may append decisions a crash lost.
+    this._checkRegistered(call(native.recordedWorkflow, logPath))
+    // The core checks the run id and every approval before it records any.
+    const values = Object.create(null)
+    const texts = Object.create(null)
+    for (const [node, value] of Object.entries(approvals)) {
+      if (value instanceof RawJson) texts[node] = value.text
+      else values[node] = value
     }
-    return run
+    return call(() =>
+      native.NativeRun.resume(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, approvalsJson: texts }, values),
+    )
   }
 
   _fork(logPath, seq, opts) {
@@ -519,56 +764,24 @@ class Mesh {
 
   async _drive(run, signal) {
     const drive = new Drive(this, run, signal)
-    const settledQueue = []
     const onAbort = () => drive.notify()
     if (drive.signal !== null) drive.signal.addEventListener('abort', onAbort)
-    // Without a signal only the agents can cancel, so a lone activation without a deadline
-    // is awaited right here instead of through the queue.
-    const direct = drive.signal === null
-    let timer = null
     try {
       for (;;) {
         const work = drive.advance()
         if (work === null) break
-        if (direct && work.length === 1 && drive.inFlight.size === 1 && work[0][1].timeoutMs === undefined) {
-          const [fn, act] = work[0]
-          drive.done(act.id, await perform(fn, act))
-          continue
-        }
-        for (const [fn, act] of work) {
-          perform(fn, act)
-            .catch((e) => settledErr(e, 0)) // perform() itself never rejects; belt and braces
-            .then((settled) => {
-              settledQueue.push([act.id, settled])
-              drive.notify()
-            })
-        }
-        if (settledQueue.length === 0 && drive.pendingCancel() === null) {
-          const waitMs = drive.waitMs()
-          await new Promise((resolve) => {
-            drive.wake = resolve
-            if (waitMs !== null) timer = setTimeout(resolve, waitMs)
-          })
-          drive.wake = null
-          if (timer !== null) {
-            clearTimeout(timer)
-            timer = null
-          }
-        }
-        // Deadlines first: a result that settled after its deadline (an agent that blocked
-        // the thread past it) is a timeout, as in runSync and the other hosts. Then every
-        // result already settled; advance() then schedules what is ready.
-        drive.expire()
-        while (settledQueue.length > 0) {
-          const [id, settled] = settledQueue.shift()
-          drive.done(id, settled)
-        }
+        // Synchronous agents settle during start(): their results are recorded without a wait.
+        for (const [fn, flight] of work) drive.start(fn, flight)
+        if (drive.settled.length === 0 && drive.pendingCancel() === null) await drive.sleep()
+        // A cancel takes effect before results not yet recorded (advance() applies it).
+        if (drive.pendingCancel() === null) drive.record()
+        else drive.settled.length = 0
       }
     } catch (e) {
       drive.abort()
       throw e
     } finally {
-      if (timer !== null) clearTimeout(timer)
+      drive.wake = null
       if (drive.signal !== null) drive.signal.removeEventListener('abort', onAbort)
     }
     return this._result(run, drive.thrown)
@@ -576,19 +789,22 @@ class Mesh {
 
   _driveSync(run) {
     const drive = new Drive(this, run, null)
+    drive.sync = true
     try {
       for (;;) {
         const work = drive.advance()
         if (work === null) break
-        for (const [fn, act] of work) {
-          const settled = performSync(fn, act)
-          const f = drive.inFlight.get(act.id)
-          // A synchronous agent cannot be interrupted: one that overran its deadline is
-          // recorded as timed out and its result dropped.
-          if (f !== undefined && f.deadline !== null && performance.now() > f.deadline) continue
-          drive.done(act.id, settled)
+        for (const [fn, flight] of work) {
+          if (flight.delayMs > 0) sleepSync(flight.delayMs)
+          const started = drive.begin(flight)
+          // A synchronous agent cannot be interrupted: one that overran its own deadline is
+          // recorded as timed out (record() compares its settlement time with it).
+          invoke(fn, flight, started, true, drive)
         }
-        drive.expire()
+        if (drive.settled.length === 0 && drive.pendingCancel() === null) {
+          throw new InternalError('[INTERNAL] runSync: a step ended with no result to record')
+        }
+        drive.record()
       }
     } catch (e) {
       drive.abort()
@@ -600,7 +816,9 @@ class Mesh {
   _result(run, thrown) {
     const outcome = call(() => run.outcome())
     const runId = call(() => run.runId())
-    const waiting = call(() => run.outstanding()).filter((a) => a.kind === 'human')
+    const text = call(() => run.outstanding())
+    const shared = { runId, inputJson: run.inputJson() }
+    const waiting = activations(text, shared, null).filter((a) => a.kind === 'human')
     const logPath = call(() => run.logPath())
     if (logPath !== null) run.close() // release the writer lock: the log is what resume reads
     const result = new RunResult(

@@ -30,11 +30,6 @@ pub fn uint(what: &str, n: f64) -> Result<u64> {
     }
 }
 
-/// An optional non-negative safe integer.
-pub fn opt_uint(what: &str, n: Option<f64>) -> Result<Option<u64>> {
-    n.map(|n| uint(what, n)).transpose()
-}
-
 /// A seed: 0 when absent.
 pub fn seed(arg: Option<SeedArg>) -> Result<u64> {
     const WHAT: &str = "seed must be an integer from 0 to 2^64-1 (a number up to 2^53-1, a \

@@ -78,12 +78,25 @@ pub fn to_js(env: &Env, e: &Error) -> napi::Error {
     }
 }
 
+/// A core error as a JS value (an `Error` object, not thrown): for results that report
+/// several errors, such as `NativeRun.completeAll`, and `NativeCompletion.error`.
+pub(crate) fn error_value(env: sys::napi_env, e: &Error) -> napi::Result<sys::napi_value> {
+    build_raw(env, e)
+        .map_err(|s| napi::Error::new(Status::from(s), "creating an error object".to_owned()))
+}
+
 /// Any of these `napi_*` calls failing means the environment is going away; the caller then
 /// falls back to a plain napi error.
 fn build(env: &Env, e: &Error) -> Result<sys::napi_value, sys::napi_status> {
+    build_raw(env.raw(), e)
+}
+
+pub(crate) fn build_raw(
+    env: sys::napi_env,
+    e: &Error,
+) -> Result<sys::napi_value, sys::napi_status> {
     // SAFETY (every call below): `env` is the live environment of the current call, used on
     // its own thread, and every value passed was created in it.
-    let env = env.raw();
     let check = |status: sys::napi_status| {
         if status == sys::Status::napi_ok {
             Ok(())

@@ -8,7 +8,9 @@
 //! - accepted: `null`, booleans, finite numbers, strings, arrays and *plain* objects (prototype
 //!   `Object.prototype` or `null`, e.g. literals, `JSON.parse` results, `Object.create(null)`);
 //! - an object property whose value is `undefined` is omitted, as `JSON.stringify` does;
-//! - refused: `undefined` anywhere else (top level, array element or hole), functions, symbols,
+//! - refused: `undefined` anywhere else (top level, array element), holes of sparse arrays,
+//!   arrays longer than a log record could hold ([`MAX_ARRAY_LEN`], checked before anything
+//!   is allocated), functions, symbols,
 //!   BigInt, `NaN`/`±Infinity`, strings with a lone surrogate, any other object (`Date`,
 //!   `Map`, `Set`, class instances, typed arrays, boxed primitives, objects of another realm),
 //!   and nesting deeper than [`MAX_DEPTH`] (a cycle is reported as such). `toJSON` is never
@@ -28,7 +30,7 @@ use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::ptr;
 
-use napi::bindgen_prelude::{ToNapiValue, TypeName};
+use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
 use napi::{sys, Env, JsValue, Status, Unknown, ValueType};
 use serde_json::{Map, Number, Value};
 
@@ -48,13 +50,29 @@ pub enum Refused {
 
 /// The value as JSON data, or why it is not.
 pub fn from_js(env: &Env, value: &Unknown<'_>) -> Result<Value, Refused> {
+    // SAFETY: `env` is the live environment of the current call, `value` one of its values.
+    unsafe { from_raw(env.raw(), value.raw()) }
+}
+
+/// [`from_js`] for a raw value.
+///
+/// # Safety
+///
+/// `env` is the live environment of the current call, on its thread; `value` was made in it.
+pub unsafe fn from_raw(env: sys::napi_env, value: sys::napi_value) -> Result<Value, Refused> {
     let to_refused = |fault| match fault {
         Fault::Bad(bad) => Refused::NotJson(bad.describe()),
         Fault::Napi(e) => Refused::Js(e),
     };
-    let mut reader = Reader::new(env.raw()).map_err(to_refused)?;
-    reader.walk(value.raw(), 0).map_err(to_refused)
+    let mut reader = Reader::new(env).map_err(to_refused)?;
+    reader.walk(value, 0).map_err(to_refused)
 }
+
+/// Most elements an array may have: a log record holds at most 64 MiB (the core's
+/// `MAX_EVENT_BYTES`, which it does not export), and each element takes at least two bytes
+/// (`0,`). Checked before anything is allocated for an array: a sparse array's `length` can be
+/// 2^32-1 while it holds nothing, and allocating by `length` would abort the process.
+pub const MAX_ARRAY_LEN: u32 = (64 << 20) / 2;
 
 /// Values converted before a container loop starts a fresh handle scope. Every `napi_value`
 /// lives until its handle scope closes, so a large value converted in the call's one scope
@@ -208,10 +226,36 @@ fn call(status: sys::napi_status) -> Result<(), Fault> {
     ok(status).map_err(Fault::Napi)
 }
 
+thread_local! {
+    // This environment's `Object.prototype`, kept once (one Node environment per thread), so a
+    // conversion does not create an object to find it.
+    static OBJECT_PROTO: std::cell::Cell<(usize, sys::napi_ref)> =
+        const { std::cell::Cell::new((0, ptr::null_mut())) };
+}
+
+/// `Object.prototype` of environment `env`, as a handle of the current scope.
+fn object_prototype(env: sys::napi_env) -> Result<sys::napi_value, Fault> {
+    let (cached_env, reference) = OBJECT_PROTO.with(std::cell::Cell::get);
+    let mut proto = ptr::null_mut();
+    if cached_env == env as usize {
+        // SAFETY: `reference` was made in `env`, the live environment of the current call.
+        call(unsafe { sys::napi_get_reference_value(env, reference, &mut proto) })?;
+        return Ok(proto);
+    }
+    // The prototype of a fresh `{}`: no lookup on the (patchable) global.
+    let mut empty = ptr::null_mut();
+    // SAFETY: as above; out-pointers are locals.
+    call(unsafe { sys::napi_create_object(env, &mut empty) })?;
+    call(unsafe { sys::napi_get_prototype(env, empty, &mut proto) })?;
+    let mut reference = ptr::null_mut();
+    // Kept for the environment's life: one reference per environment.
+    call(unsafe { sys::napi_create_reference(env, proto, 1, &mut reference) })?;
+    OBJECT_PROTO.with(|c| c.set((env as usize, reference)));
+    Ok(proto)
+}
+
 struct Reader {
     env: sys::napi_env,
-    /// This realm's `Object.prototype` (a handle of the call's own scope).
-    object_proto: sys::napi_value,
     /// Containers from the root to the current value's parent (for reporting cycles).
     ancestors: Vec<sys::napi_value>,
     /// Reused for reading strings.
@@ -225,14 +269,8 @@ struct Reader {
 // call (handles stay valid for the call's handle scope), and out-pointers point to locals.
 impl Reader {
     fn new(env: sys::napi_env) -> Result<Reader, Fault> {
-        // The prototype of a fresh `{}`: no lookup on the (patchable) global.
-        let mut empty = ptr::null_mut();
-        call(unsafe { sys::napi_create_object(env, &mut empty) })?;
-        let mut object_proto = ptr::null_mut();
-        call(unsafe { sys::napi_get_prototype(env, empty, &mut object_proto) })?;
         Ok(Reader {
             env,
-            object_proto,
             ancestors: Vec::new(),
             buf: Vec::new(),
             made: 0,
@@ -294,15 +332,28 @@ impl Reader {
         if is_array {
             let mut len = 0u32;
             call(unsafe { sys::napi_get_array_length(self.env, v, &mut len) })?;
-            let mut out = Vec::with_capacity(len as usize);
+            if len > MAX_ARRAY_LEN {
+                return Err(Fault::bad(format!(
+                    "array at {{at}} has {len} elements, more than a log record can hold \
+                     (64 MiB)"
+                )));
+            }
+            // Grown as elements are read, never reserved by `length` alone.
+            let mut out = Vec::with_capacity((len as usize).min(BUDGET));
             self.ancestors.push(v);
             let mut scope = None;
             for i in 0..len {
                 self.renew(&mut scope)?;
                 let mut item = ptr::null_mut();
                 call(unsafe { sys::napi_get_element(self.env, v, i, &mut item) })?;
+                let mut t = 0;
+                call(unsafe { sys::napi_typeof(self.env, item, &mut t) })?;
+                if t == sys::ValueType::napi_undefined && !self.has_element(v, i)? {
+                    return Err(Fault::bad("hole at {at} is not JSON data (a sparse array)")
+                        .within(Step::Index(i)));
+                }
                 out.push(
-                    self.walk(item, depth + 1)
+                    self.walk_typed(item, t, depth + 1)
                         .map_err(|f| f.within(Step::Index(i)))?,
                 );
             }
@@ -353,6 +404,13 @@ impl Reader {
         Ok(Value::Object(out))
     }
 
+    /// Whether array `v` has an element at `i` (not a hole).
+    fn has_element(&mut self, v: sys::napi_value, i: u32) -> Result<bool, Fault> {
+        let mut has = false;
+        call(unsafe { sys::napi_has_element(self.env, v, i, &mut has) })?;
+        Ok(has)
+    }
+
     /// Prototype `Object.prototype` (of this realm) or `null`.
     fn is_plain(&mut self, v: sys::napi_value) -> Result<bool, Fault> {
         let mut proto = ptr::null_mut();
@@ -362,8 +420,9 @@ impl Reader {
         if t == sys::ValueType::napi_null {
             return Ok(true);
         }
+        let object_proto = object_prototype(self.env)?;
         let mut same = false;
-        call(unsafe { sys::napi_strict_equals(self.env, proto, self.object_proto, &mut same) })?;
+        call(unsafe { sys::napi_strict_equals(self.env, proto, object_proto, &mut same) })?;
         Ok(same)
     }
 
@@ -598,6 +657,95 @@ fn define(
         props.clear();
     }
     Ok(())
+}
+
+/// A string argument exactly as JavaScript holds it: Node-API's UTF-8 conversion turns a lone
+/// surrogate (`'\ud800'`, valid in a JS string, not in Unicode text) into U+FFFD silently, so
+/// this also finds where the first one is. Non-strings are refused as napi-rs refuses them.
+pub struct JsText {
+    /// The text (a lone surrogate as U+FFFD).
+    pub text: String,
+    /// Position of the first lone surrogate, when there is one.
+    pub lone_surrogate: Option<TextPosition>,
+}
+
+/// A position in a JS string, counted in UTF-16 code units as JavaScript counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextPosition {
+    /// Index in the string.
+    pub index: usize,
+    /// Line, from 1.
+    pub line: usize,
+    /// Column within the line, from 1.
+    pub column: usize,
+}
+
+impl FromNapiValue for JsText {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+        // SAFETY: napi calls this with the live environment and a value of the current call.
+        let text = unsafe { String::from_napi_value(env, value)? };
+        let lone_surrogate = if text.contains('\u{FFFD}') {
+            // SAFETY: as above.
+            unsafe { first_lone_surrogate(env, value)? }
+        } else {
+            None
+        };
+        Ok(JsText {
+            text,
+            lone_surrogate,
+        })
+    }
+}
+
+impl TypeName for JsText {
+    fn type_name() -> &'static str {
+        "string"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::String
+    }
+}
+
+impl ValidateNapiValue for JsText {}
+
+/// Where the first lone surrogate of JS string `value` is.
+///
+/// # Safety
+///
+/// `env` is the live environment of the current call and `value` a string made in it.
+unsafe fn first_lone_surrogate(
+    env: sys::napi_env,
+    value: sys::napi_value,
+) -> napi::Result<Option<TextPosition>> {
+    let mut len = 0usize;
+    // SAFETY: per this function's contract; out-pointers are locals.
+    ok(unsafe { sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut len) })?;
+    let mut units = vec![0u16; len + 1];
+    // SAFETY: as above; `units` has room for `len` units and the terminator.
+    ok(unsafe {
+        sys::napi_get_value_string_utf16(env, value, units.as_mut_ptr(), units.len(), &mut len)
+    })?;
+    let (mut line, mut line_start, mut index) = (1, 0, 0);
+    for c in char::decode_utf16(units[..len].iter().copied()) {
+        match c {
+            Ok(c) => {
+                if c == '\n' {
+                    line += 1;
+                    line_start = index + 1;
+                }
+                index += c.len_utf16();
+            }
+            Err(_) => {
+                return Ok(Some(TextPosition {
+                    index,
+                    line,
+                    column: index - line_start + 1,
+                }))
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Any JSON value for a `#[napi(object)]` field (typed `unknown` there).

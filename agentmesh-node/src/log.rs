@@ -1,16 +1,16 @@
-//! Free functions over log files: verify, canonical form, read, fingerprint, replay, time
-//! travel. The whole-log reads also come as `…Async` functions returning Promises that run on
+//! Free functions over log files: verify (and check without writing), anchors, canonical
+//! form, read, fingerprint, replay, time travel, history (streaming reads: `stream.rs`). The whole-log reads also come as `…Async` functions returning Promises that run on
 //! libuv's thread pool (see `task.rs`); both forms share one body and throw/reject the same
 //! errors.
 
-use agentmesh_core::Workflow;
-use napi::bindgen_prelude::{AsyncTask, Buffer};
-use napi::Env;
+use agentmesh_core::{AnchorKey, Workflow};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Either, FromNapiValue, Uint8Array, Unknown};
+use napi::{Env, JsValue};
 use napi_derive::napi;
 
 use crate::args;
 use crate::errors::{guard, OrThrow};
-use crate::objects::{LogContents, LogEvent, LogHeader, ReplayReport, RunState, VerifyReport};
+use crate::objects::{num, LogContents, LogEvent, LogHeader, ReplayReport, RunState, VerifyReport};
 use crate::run::NativeWorkflow;
 use crate::task::{spawn, CoreTask};
 
@@ -78,16 +78,11 @@ pub fn read_header(env: &Env, path: String) -> napi::Result<LogHeader> {
     guard(|| Ok(agentmesh_core::read_header(&path)?.into())).or_throw(env)
 }
 
-/// The header and the events in seq order (canonical form). Errors: `LOG_CORRUPT`, `IO`.
+/// The header and the events in seq order (canonical form), all at once (`readLogSync`;
+/// `readLog` streams, `stream.rs`). Errors: `LOG_CORRUPT`, `IO`.
 #[napi(catch_unwind)]
 pub fn read_log(env: &Env, path: String) -> napi::Result<LogContents> {
     guard(|| read(&path)).or_throw(env)
-}
-
-/// `readLog` on the thread pool.
-#[napi(ts_return_type = "Promise<LogContents>")]
-pub fn read_log_async(path: String) -> AsyncTask<CoreTask<LogContents>> {
-    spawn(move || read(&path))
 }
 
 /// blake3 (hex) of the canonical log. Errors: `LOG_CORRUPT`, `IO`.
@@ -151,6 +146,170 @@ pub fn normalize_json(env: &Env, text: String) -> napi::Result<String> {
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| crate::errors::invalid_argument(format!("text is not valid JSON: {e}")))?;
         Ok(value.to_string())
+    })
+    .or_throw(env)
+}
+
+// Check without writing; anchors; history ---------------------------------------------------
+
+fn check(path: &str) -> Result<VerifyReport> {
+    Ok(agentmesh_core::check_log(path)?.into())
+}
+
+/// Verify a log without ever writing to it: a damaged tail is reported (`tornAt`), not
+/// repaired; works on a read-only file system and while the run's writer runs. Errors:
+/// `LOG_CORRUPT` (`details.offset`), `IO`.
+#[napi(catch_unwind)]
+pub fn check_log(env: &Env, path: String) -> napi::Result<VerifyReport> {
+    guard(|| check(&path)).or_throw(env)
+}
+
+/// `checkLog` on the thread pool.
+#[napi(ts_return_type = "Promise<VerifyReport>")]
+pub fn check_log_async(path: String) -> AsyncTask<CoreTask<VerifyReport>> {
+    spawn(move || check(&path))
+}
+
+/// The head of a log's hash chain, to keep somewhere else (`anchor`, `verifyAnchor`).
+#[napi(object)]
+pub struct Anchor {
+    /// Anchor format.
+    pub version: u32,
+    /// Run id of the log.
+    pub run_id: String,
+    /// Events in the log when the anchor was taken.
+    pub records: i64,
+    /// Bytes of the log (header and those events) when the anchor was taken.
+    pub bytes: i64,
+    /// blake3 (hex) of the last of those records: the head of the chain.
+    pub head: String,
+    /// blake3 keyed hash (hex) of the facts above, when the anchor was taken with a key.
+    pub mac: Option<String>,
+}
+
+impl From<agentmesh_core::Anchor> for Anchor {
+    fn from(a: agentmesh_core::Anchor) -> Anchor {
+        let agentmesh_core::Anchor {
+            version,
+            run_id,
+            records,
+            bytes,
+            head,
+            mac,
+        } = a;
+        Anchor {
+            version,
+            run_id,
+            records: num(records),
+            bytes: num(bytes),
+            head,
+            mac,
+        }
+    }
+}
+
+/// Key material as JavaScript gives it: a string (its UTF-8 bytes) or bytes.
+type KeyArg = Either<String, Uint8Array>;
+
+fn key_material(key: Option<KeyArg>) -> Option<Vec<u8>> {
+    key.map(|k| match k {
+        Either::A(text) => text.into_bytes(),
+        Either::B(bytes) => bytes.to_vec(),
+    })
+}
+
+fn key_of(material: Option<Vec<u8>>) -> Result<Option<AnchorKey>> {
+    material.map(|m| AnchorKey::from_material(&m)).transpose()
+}
+
+fn take_anchor(path: &str, material: Option<Vec<u8>>) -> Result<Anchor> {
+    let key = key_of(material)?;
+    Ok(agentmesh_core::anchor(path, key.as_ref())?.into())
+}
+
+/// Take an anchor of a log (read-only); with key material (a string or bytes, never shown
+/// in any message) the anchor carries a MAC. Errors: `LOG_CORRUPT`, `IO`, `INVALID_ARGUMENT`
+/// (empty key material).
+#[napi(catch_unwind)]
+pub fn anchor(
+    env: &Env,
+    path: String,
+    #[napi(ts_arg_type = "string | Uint8Array | null")] key: Option<KeyArg>,
+) -> napi::Result<Anchor> {
+    let material = key_material(key);
+    guard(|| take_anchor(&path, material)).or_throw(env)
+}
+
+/// `anchor` on the thread pool.
+#[napi(ts_return_type = "Promise<Anchor>")]
+pub fn anchor_async(
+    path: String,
+    #[napi(ts_arg_type = "string | Uint8Array | null")] key: Option<KeyArg>,
+) -> AsyncTask<CoreTask<Anchor>> {
+    let material = key_material(key);
+    spawn(move || take_anchor(&path, material))
+}
+
+/// An anchor argument: its JSON text, or an object (as `anchor` returns). Errors:
+/// `INVALID_ARGUMENT`.
+fn anchor_arg(env: &Env, value: &Unknown<'_>) -> napi::Result<agentmesh_core::Anchor> {
+    let text = match value.get_type()? {
+        napi::ValueType::String => {
+            // SAFETY: checked to be a string of the current call.
+            unsafe { String::from_napi_value(env.raw(), value.raw())? }
+        }
+        _ => args::json(env, "anchor", Some(value))?.to_string(),
+    };
+    agentmesh_core::Anchor::from_json(&text).or_throw(env)
+}
+
+fn check_anchor(
+    path: &str,
+    anchor: &agentmesh_core::Anchor,
+    material: Option<Vec<u8>>,
+) -> Result<VerifyReport> {
+    let key = key_of(material)?;
+    Ok(agentmesh_core::verify_anchor(path, anchor, key.as_ref())?.into())
+}
+
+/// Check a log against an anchor taken earlier (read-only): the anchored records must still
+/// be there, ending at the anchored length with the anchored head; a keyed anchor needs its
+/// key. Errors: `LOG_TRUNCATED`, `LOG_HEAD_MISMATCH` (`details.field/expected/found`),
+/// `INVALID_ARGUMENT` (not an anchor, a key missing or not expected), `LOG_CORRUPT`, `IO`.
+#[napi(catch_unwind)]
+pub fn verify_anchor(
+    env: &Env,
+    path: String,
+    #[napi(ts_arg_type = "Anchor | string")] anchor: Unknown<'_>,
+    #[napi(ts_arg_type = "string | Uint8Array | null")] key: Option<KeyArg>,
+) -> napi::Result<VerifyReport> {
+    let anchor = anchor_arg(env, &anchor)?;
+    let material = key_material(key);
+    guard(|| check_anchor(&path, &anchor, material)).or_throw(env)
+}
+
+/// `verifyAnchor` on the thread pool (the anchor is read first).
+#[napi(ts_return_type = "Promise<VerifyReport>")]
+pub fn verify_anchor_async(
+    env: &Env,
+    path: String,
+    #[napi(ts_arg_type = "Anchor | string")] anchor: Unknown<'_>,
+    #[napi(ts_arg_type = "string | Uint8Array | null")] key: Option<KeyArg>,
+) -> napi::Result<AsyncTask<CoreTask<VerifyReport>>> {
+    let anchor = anchor_arg(env, &anchor)?;
+    let material = key_material(key);
+    Ok(spawn(move || check_anchor(&path, &anchor, material)))
+}
+
+/// The state of the run at seq 1, after every step, and at the end of the log, in one pass.
+/// Errors: `LOG_CORRUPT`, `NONDETERMINISM`, `IO`.
+#[napi(catch_unwind)]
+pub fn history(env: &Env, path: String) -> napi::Result<Vec<RunState>> {
+    guard(|| {
+        Ok(agentmesh_core::history(&path)?
+            .into_iter()
+            .map(RunState::from)
+            .collect())
     })
     .or_throw(env)
 }

@@ -26,8 +26,8 @@ pub fn num(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// One unit of work for the host: run an agent or tool, or ask a person. Pass `id` back to
-/// `completeOk`/`completeErr`.
+/// One unit of work as reports show it (`RunState.pending`; the driver's activations come
+/// from `poll`, see `activation.rs`).
 #[napi(object, object_from_js = false)]
 pub struct Activation {
     /// Activation id (the seq of its scheduling event).

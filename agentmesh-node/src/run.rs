@@ -1,25 +1,33 @@
 //! `NativeWorkflow` and `NativeRun`: the core's `Workflow` and `Run` for the TypeScript driver.
 //!
 //! The driver owns a `NativeRun` and is its single writer: `start` → loop { `poll` → run the
-//! activations → `completeOk`/`completeErr` } → `outcome`. Every call is synchronous and
-//! short (a completion appends one record); the heavy whole-log reads are in `log.rs`, with
-//! Promise variants.
+//! activations → `completeAll` of their `NativeCompletion`s } → `outcome`. Every call is
+//! synchronous and short (a burst of completions is one write); the heavy whole-log reads are
+//! in `log.rs`, with Promise variants. The per-step methods (`poll`, `outstanding`,
+//! `completeAll`) are plain Node-API methods added to the class at load ([`install`]; see
+//! `raw.rs`), typed in `native-raw.d.ts`. No method of `NativeRun` runs JavaScript while it
+//! holds the run (values are converted before the run is touched), so these and the napi-rs
+//! methods never hold the run at the same time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use agentmesh_core::{
-    Completion, Error, ErrorKind, Failure, FailureKind, Run, RunOptions, Usage, Workflow,
+    Error, ErrorDetail, ErrorKind, Recorded, ResumeOptions, Run, RunOptions, Workflow,
 };
-use napi::bindgen_prelude::{Buffer, Unknown};
+use napi::bindgen_prelude::{Buffer, ClassInstance, FromNapiValue, Unknown};
+use napi::sys;
 use napi::Env;
 use napi_derive::napi;
 use serde_json::Value;
 
+use crate::activation;
 use crate::args::{self, SeedArg};
+use crate::completion;
 use crate::errors::{guard, invalid_argument, panicked, to_js, OrThrow};
-use crate::json::{from_js, Refused};
-use crate::objects::{Activation, Outcome};
+use crate::json::{JsText, TextPosition};
+use crate::objects::Outcome;
+use crate::raw::{self, RawEnv, Value as JsValue, R};
 
 /// A validated workflow.
 #[napi]
@@ -31,9 +39,17 @@ pub struct NativeWorkflow {
 impl NativeWorkflow {
     /// Parse and validate workflow JSON text. Errors: `INVALID_WORKFLOW` (with
     /// `details.node`/`details.field`).
+    /// A lone surrogate in the text (a JS string need not be valid Unicode) is
+    /// `INVALID_WORKFLOW` naming its line and column, as `Workflow.fromObject` refuses one.
     #[napi(factory, catch_unwind)]
-    pub fn from_json(env: &Env, text: String) -> napi::Result<NativeWorkflow> {
-        let inner = guard(|| Workflow::from_json(&text)).or_throw(env)?;
+    pub fn from_json(
+        env: &Env,
+        #[napi(ts_arg_type = "string")] text: JsText,
+    ) -> napi::Result<NativeWorkflow> {
+        if let Some(at) = text.lone_surrogate {
+            return Err(to_js(env, &lone_surrogate_in_workflow(at)));
+        }
+        let inner = guard(|| Workflow::from_json(&text.text)).or_throw(env)?;
         Ok(NativeWorkflow { inner })
     }
 
@@ -83,6 +99,28 @@ impl NativeWorkflow {
     }
 }
 
+/// `INVALID_WORKFLOW` for workflow JSON text holding a lone surrogate, in the form of the
+/// core's document-level workflow errors (`field '(document)': …`; the core's constructor for
+/// them is crate-private).
+fn lone_surrogate_in_workflow(at: TextPosition) -> Error {
+    let TextPosition {
+        index,
+        line,
+        column,
+    } = at;
+    Error::new(
+        ErrorKind::InvalidWorkflow,
+        format!(
+            "field '(document)': not valid JSON: a lone surrogate (not valid Unicode) at line \
+             {line} column {column} (index {index} of the text)"
+        ),
+    )
+    .with_detail(ErrorDetail::Workflow {
+        node: None,
+        field: "(document)".to_owned(),
+    })
+}
+
 /// How to start a run.
 #[napi(object, object_to_js = false)]
 pub struct StartOptions {
@@ -103,12 +141,27 @@ pub struct StartOptions {
     pub input_json: Option<String>,
 }
 
+/// How to reopen a run (`NativeRun.resume`).
+#[napi(object, object_to_js = false)]
+#[derive(Default)]
+pub struct ResumeArgs {
+    /// Durability of what is appended (default `batch`).
+    #[napi(ts_type = "'always' | 'batch' | 'never'")]
+    pub fsync: Option<String>,
+    /// The run the log must hold.
+    pub run_id: Option<String>,
+    /// Decisions as JSON text, by node id.
+    pub approvals_json: Option<HashMap<String, String>>,
+}
+
 /// One run. `close()` releases its log file (the writer lock) so another process can resume it;
 /// every later call throws `INVALID_ARGUMENT`. After a caught panic every call throws `INTERNAL`.
 #[napi]
 pub struct NativeRun {
     run: Option<Run>,
     poisoned: bool,
+    /// The run input as JSON text, kept from the first activation polled.
+    input_json: Option<String>,
 }
 
 impl NativeRun {
@@ -116,6 +169,7 @@ impl NativeRun {
         NativeRun {
             run: Some(run),
             poisoned: false,
+            input_json: None,
         }
     }
 
@@ -211,15 +265,56 @@ impl NativeRun {
         Ok(NativeRun::new(run))
     }
 
-    /// Reopen a run from its log file (verifying it and repairing a torn tail). Errors:
-    /// `LOG_CORRUPT`, `IO` (also when another process holds the log), `INVALID_ARGUMENT`.
+    /// Reopen a run from its log file (verifying it and repairing a torn tail), checking that
+    /// it holds run `runId` (when given) and resolving waiting human nodes with `approvals`
+    /// (node id → decision, JSON data) and `approvalsJson` (node id → decision as JSON text,
+    /// recorded as the core parses it); the core checks every approval before it records
+    /// any. Errors: `LOG_CORRUPT`, `IO` (also when another process holds the log),
+    /// `INVALID_ARGUMENT` (another run's log, an approval for a node that is not waiting,
+    /// approvals that are not JSON data), `INVALID_OUTPUT` (an approval too deep).
     #[napi(factory, catch_unwind)]
     pub fn resume(
         env: &Env,
         path: String,
-        #[napi(ts_arg_type = "'always' | 'batch' | 'never'")] fsync: Option<String>,
+        options: Option<ResumeArgs>,
+        #[napi(ts_arg_type = "Record<string, unknown> | null")] approvals: Option<Unknown<'_>>,
     ) -> napi::Result<NativeRun> {
-        let run = guard(|| Run::resume(&path, args::fsync(fsync.as_deref())?)).or_throw(env)?;
+        let ResumeArgs {
+            fsync,
+            run_id,
+            approvals_json,
+        } = options.unwrap_or_default();
+        let mut decided: BTreeMap<String, Value> =
+            match args::json(env, "approvals", approvals.as_ref())? {
+                Value::Null => BTreeMap::new(),
+                Value::Object(map) => map.into_iter().collect(),
+                other => {
+                    return Err(to_js(
+                        env,
+                        &invalid_argument(format!(
+                            "approvals must map node id → decision, not {other}"
+                        )),
+                    ))
+                }
+            };
+        for (node, text) in approvals_json.unwrap_or_default() {
+            let value = serde_json::from_str(&text).map_err(|e| {
+                to_js(
+                    env,
+                    &invalid_argument(format!("the approval of '{node}' is not valid JSON: {e}")),
+                )
+            })?;
+            decided.insert(node, value);
+        }
+        let run = guard(|| {
+            let options = ResumeOptions {
+                fsync: args::fsync(fsync.as_deref())?,
+                run_id,
+                approvals: decided,
+            };
+            Run::resume_with(&path, options)
+        })
+        .or_throw(env)?;
         Ok(NativeRun::new(run))
     }
 
@@ -263,106 +358,6 @@ impl NativeRun {
         Ok(NativeRun::new(run))
     }
 
-    /// Activations not yet handed out (each is returned once).
-    #[napi(catch_unwind)]
-    pub fn poll(&mut self, env: &Env) -> napi::Result<Vec<Activation>> {
-        let acts = self.with(env, |r| r.poll())?;
-        Ok(acts.into_iter().map(Activation::from).collect())
-    }
-
-    /// Activations still waiting for a completion.
-    #[napi(catch_unwind)]
-    pub fn outstanding(&mut self, env: &Env) -> napi::Result<Vec<Activation>> {
-        let acts = self.with(env, |r| r.outstanding())?;
-        Ok(acts.into_iter().map(Activation::from).collect())
-    }
-
-    /// Complete activation `id` with `output` (JSON data, see the package README) and
-    /// optional `usage` (`{inputTokens, outputTokens}`). Data that is not JSON throws
-    /// `INVALID_OUTPUT` naming the node and the path (`$.a[2]`) and changes nothing. Errors:
-    /// `INVALID_OUTPUT`, `INVALID_COMPLETION` (unknown or already completed id), `IO`.
-    #[napi(catch_unwind)]
-    pub fn complete_ok(
-        &mut self,
-        env: &Env,
-        id: f64,
-        #[napi(ts_arg_type = "unknown")] output: Unknown<'_>,
-        #[napi(ts_arg_type = "{ inputTokens?: number; outputTokens?: number } | null")]
-        usage: Option<Unknown<'_>>,
-        duration_us: Option<f64>,
-    ) -> napi::Result<()> {
-        let output = data(env, "output", &output)?;
-        let usage = usage.map(|u| data(env, "usage", &u)).transpose()?;
-        self.with(env, |r| {
-            let id = args::uint("id", id)?;
-            let output = output.map_err(|m| r.invalid_output(id, &m))?;
-            let usage = usage.transpose().map_err(|m| r.invalid_output(id, &m))?;
-            let completion = completion_ok(r, id, output, usage, duration_us)?;
-            r.complete(id, completion)
-        })
-    }
-
-    /// `completeOk` with the output as JSON text: recorded as the core parses it (the exact
-    /// path for numbers beyond 2^53 or a vector's recorded output).
-    #[napi(catch_unwind)]
-    pub fn complete_ok_json(
-        &mut self,
-        env: &Env,
-        id: f64,
-        output_json: String,
-        #[napi(ts_arg_type = "{ inputTokens?: number; outputTokens?: number } | null")]
-        usage: Option<Unknown<'_>>,
-        duration_us: Option<f64>,
-    ) -> napi::Result<()> {
-        let usage = usage.map(|u| data(env, "usage", &u)).transpose()?;
-        self.with(env, |r| {
-            let id = args::uint("id", id)?;
-            let output: Value = serde_json::from_str(&output_json)
-                .map_err(|e| r.invalid_output(id, &format!("output is not valid JSON: {e}")))?;
-            let usage = usage.transpose().map_err(|m| r.invalid_output(id, &m))?;
-            let completion = completion_ok(r, id, output, usage, duration_us)?;
-            r.complete(id, completion)
-        })
-    }
-
-    /// Complete activation `id` with a failure; `kind` is `error` or `timeout`. Errors:
-    /// `INVALID_ARGUMENT`, `INVALID_COMPLETION`, `IO`.
-    #[napi(catch_unwind)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn complete_err(
-        &mut self,
-        env: &Env,
-        id: f64,
-        #[napi(ts_arg_type = "'error' | 'timeout'")] kind: String,
-        error_type: String,
-        message: String,
-        retryable: bool,
-        duration_us: Option<f64>,
-    ) -> napi::Result<()> {
-        self.with(env, |r| {
-            let id = args::uint("id", id)?;
-            let kind = match kind.as_str() {
-                "error" => FailureKind::Error,
-                "timeout" => FailureKind::Timeout,
-                other => {
-                    return Err(invalid_argument(format!(
-                        "failure kind must be error or timeout, not '{other}'"
-                    )))
-                }
-            };
-            let mut completion = Completion::err(Failure {
-                kind,
-                error_type,
-                message,
-                retryable,
-            });
-            if let Some(us) = args::opt_uint("durationUs", duration_us)? {
-                completion = completion.with_duration_us(us);
-            }
-            r.complete(id, completion)
-        })
-    }
-
     /// Cancel the run (outstanding activations are recorded as cancelled, then
     /// `runCancelled`); `false` if it had already finished.
     #[napi(catch_unwind)]
@@ -383,6 +378,20 @@ impl NativeRun {
     #[napi(catch_unwind)]
     pub fn outcome(&mut self, env: &Env) -> napi::Result<Outcome> {
         self.with(env, |r| Ok(r.outcome()?.into()))
+    }
+
+    /// fsyncs this run's log writer made so far (file and directory; 0 in memory): what
+    /// durability cost, for group-commit checks and benchmarks.
+    #[napi(catch_unwind)]
+    pub fn fsync_count(&mut self, env: &Env) -> napi::Result<i64> {
+        self.with(env, |r| Ok(crate::objects::num(r.fsync_count())))
+    }
+
+    /// The run input as JSON text (what every activation's `input` is `JSON.parse` of);
+    /// `null` until an activation was polled (the core hands the input out with them).
+    #[napi(ts_return_type = "string | null")]
+    pub fn input_json(&self) -> Option<String> {
+        self.input_json.clone()
     }
 
     /// The run id.
@@ -431,39 +440,156 @@ impl NativeRun {
     }
 }
 
-/// Activation output or usage as JSON data: `Err(message)` when it is not (reported later,
-/// with the node, as `INVALID_OUTPUT`); a JS exception thrown while reading it is passed on.
-fn data(
-    env: &Env,
-    what: &str,
-    value: &Unknown<'_>,
-) -> napi::Result<std::result::Result<Value, String>> {
-    match from_js(env, value) {
-        Ok(v) => Ok(Ok(v)),
-        Err(Refused::NotJson(why)) => Ok(Err(format!("{what} is not JSON data: {why}"))),
-        Err(Refused::Js(e)) => Err(e),
+// The per-step methods, in plain Node-API ----------------------------------------------------
+
+/// The `NativeRun` behind `this`.
+///
+/// # Safety
+///
+/// As for `raw` (the current call's environment); the reference must not outlive the call,
+/// and no JavaScript may run while it is held.
+unsafe fn this_run<'a>(env: RawEnv, this: JsValue) -> R<&'a mut NativeRun> {
+    // SAFETY: per this function's contract; napi-rs checks that `this` is a NativeRun.
+    unsafe {
+        let mut instance = raw::napi(env, ClassInstance::<NativeRun>::from_napi_value(env, this))?;
+        Ok(&mut *(&mut *instance as *mut NativeRun))
     }
 }
 
-fn completion_ok(
-    run: &Run,
-    id: u64,
-    output: Value,
-    usage: Option<Value>,
-    duration_us: Option<f64>,
-) -> agentmesh_core::Result<Completion> {
-    let mut completion = Completion::ok(output);
-    if let Some(usage) = usage.filter(|u| !u.is_null()) {
-        let usage: Usage = serde_json::from_value(usage).map_err(|e| {
-            run.invalid_output(
-                id,
-                &format!("usage must be {{inputTokens: number, outputTokens: number}}: {e}"),
-            )
-        })?;
-        completion = completion.with_usage(usage);
+/// `run.poll()`: activations not yet handed out (each is returned once), as records
+/// (`activation.rs`).
+unsafe extern "C" fn poll(env: RawEnv, info: sys::napi_callback_info) -> JsValue {
+    // SAFETY: Node-API calls this with its environment and call info.
+    unsafe {
+        raw::callback(env, || {
+            let run = this_run(env, raw::args::<0>(env, info)?.this)?;
+            let acts = raw::core(env, run.try_with(|r| r.poll()))?;
+            if run.input_json.is_none() {
+                run.input_json = acts.first().map(|a| a.input.to_string());
+            }
+            activation::records(env, acts)
+        })
     }
-    if let Some(us) = args::opt_uint("durationUs", duration_us)? {
-        completion = completion.with_duration_us(us);
+}
+
+/// `run.outstanding()`: activations still waiting for a completion.
+unsafe extern "C" fn outstanding(env: RawEnv, info: sys::napi_callback_info) -> JsValue {
+    // SAFETY: Node-API calls this with its environment and call info.
+    unsafe {
+        raw::callback(env, || {
+            let run = this_run(env, raw::args::<0>(env, info)?.this)?;
+            let acts = raw::core(env, run.try_with(|r| r.outstanding()))?;
+            if run.input_json.is_none() {
+                run.input_json = acts.first().map(|a| a.input.to_string());
+            }
+            activation::records(env, acts)
+        })
     }
-    Ok(completion)
+}
+
+/// `run.completeAll(completions)`: record a burst of completions in one commit — one write,
+/// and with fsync `always` one fsync (group commit). Returns `null` when every one was
+/// recorded as given; otherwise one entry per completion: `null`, or the error that explains
+/// it — `INVALID_OUTPUT` (recorded as the permanent `InvalidOutput` failure: not JSON data, too
+/// deep or too large for the log) or `INVALID_COMPLETION` (unknown, late or duplicate
+/// activation: nothing recorded). Errors: `INVALID_ARGUMENT` (not an array of completions, one
+/// recorded already or given twice), `IO` (nothing of the burst is durable; the run refuses
+/// every later call).
+///
+/// `run.completeAll(completions, true)` also polls (a driver records, then polls, every
+/// round: one call instead of two) and returns the `poll` text, or `[notes, text]` when there
+/// are notes.
+unsafe extern "C" fn complete_all(env: RawEnv, info: sys::napi_callback_info) -> JsValue {
+    // SAFETY: Node-API calls this with its environment and call info.
+    unsafe {
+        raw::callback(env, || {
+            let args = raw::args::<2>(env, info)?;
+            let list = args.argv[0];
+            let mut is_array = false;
+            raw::check(env, sys::napi_is_array(env, list, &mut is_array))?;
+            if !is_array {
+                let e = invalid_argument("completeAll takes an array of NativeCompletion");
+                return Err(raw::throw(env, &e));
+            }
+            let mut len = 0u32;
+            raw::check(env, sys::napi_get_array_length(env, list, &mut len))?;
+            let mut items = Vec::with_capacity(len as usize);
+            for i in 0..len {
+                let mut item = std::ptr::null_mut();
+                raw::check(env, sys::napi_get_element(env, list, i, &mut item))?;
+                items.push(completion::unwrap(env, item)?);
+            }
+            // Every JS value is read: from here on no JavaScript runs until the results.
+            let run = this_run(env, args.this)?;
+            let taken = raw::core(env, completion::take_all(&items))?;
+            let mut refused = Vec::with_capacity(taken.len());
+            let batch = taken
+                .into_iter()
+                .map(|(id, completion, why)| {
+                    refused.push(why);
+                    (id, completion)
+                })
+                .collect();
+            let recorded = raw::core(env, run.try_with(|r| r.complete_all(batch)))?;
+            let mut poll_too = false;
+            // Anything but `true` (undefined, a non-boolean) is false; no exception is set.
+            let _ = sys::napi_get_value_bool(env, args.argv[1], &mut poll_too);
+            let polled = if poll_too {
+                let acts = raw::core(env, run.try_with(|r| r.poll()))?;
+                if run.input_json.is_none() {
+                    run.input_json = acts.first().map(|a| a.input.to_string());
+                }
+                Some(raw::string(env, &activation::poll_text(&acts))?)
+            } else {
+                None
+            };
+            let notes: Vec<Option<Error>> = recorded
+                .into_iter()
+                .zip(refused)
+                .map(|(r, why)| match r {
+                    Recorded::AsFailure(e) | Recorded::Refused(e) => Some(e),
+                    _ => why,
+                })
+                .collect();
+            if notes.iter().all(Option::is_none) {
+                return match polled {
+                    Some(text) => Ok(text),
+                    None => raw::null(env),
+                };
+            }
+            let notes = raw::array(
+                env,
+                notes.iter().map(|note| match note {
+                    Some(e) => raw::napi(env, crate::errors::error_value(env, e)),
+                    None => raw::null(env),
+                }),
+            )?;
+            match polled {
+                Some(text) => raw::array(env, [Ok(notes), Ok(text)].into_iter()),
+                None => Ok(notes),
+            }
+        })
+    }
+}
+
+/// Add the per-step methods to `NativeRun.prototype` (at module load).
+///
+/// # Safety
+///
+/// As for `raw`; `class` is the `NativeRun` constructor.
+pub unsafe fn install(env: RawEnv, class: JsValue) -> R<()> {
+    let methods: [(&std::ffi::CStr, raw::Callback); 3] = [
+        (c"poll", poll),
+        (c"outstanding", outstanding),
+        (c"completeAll", complete_all),
+    ];
+    // SAFETY: per this function's contract.
+    unsafe {
+        let prototype = raw::get(env, class, c"prototype")?;
+        for (name, cb) in methods {
+            let f = raw::function(env, name, cb)?;
+            raw::set(env, prototype, name, f)?;
+        }
+    }
+    Ok(())
 }

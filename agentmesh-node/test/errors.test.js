@@ -9,6 +9,7 @@ const os = require('node:os')
 const path = require('node:path')
 
 const native = require('../native.js')
+const { poll, outstanding, C } = require('./support/native')
 const errors = require('../lib/errors')
 
 const {
@@ -56,7 +57,7 @@ function thrown(fn) {
 function pythonTable() {
   const py = fs.readFileSync(path.join(repo, 'agentmesh-py', 'python', 'agentmesh', 'errors.py'), 'utf-8')
   const classCode = Object.fromEntries(
-    [...py.matchAll(/class (\w+)\(AgentMeshError\):[\s\S]*?code = "([A-Z_]+)"/g)].map((m) => [m[1], m[2]]),
+    [...py.matchAll(/class (\w+)\(\w+\):(?:(?!\nclass )[\s\S])*?code = "([A-Z_]+)"/g)].map((m) => [m[1], m[2]]),
   )
   const table = py.match(/for cls in \(([\s\S]*?)\)\n/)[1]
   return [...table.matchAll(/(\w+),/g)].map((m) => [m[1], classCode[m[1]]])
@@ -67,7 +68,7 @@ const ONE = JSON.stringify({ name: 'one', nodes: [{ id: 'a', type: 'agent', agen
 describe('classes', () => {
   test('ERROR_CODES is the native errorCodes() and Python _TABLE, in order', () => {
     const table = pythonTable()
-    assert.equal(table.length, 14)
+    assert.equal(table.length, 16)
     assert.deepEqual([...ERROR_CODES], native.errorCodes())
     assert.deepEqual([...ERROR_CODES], table.map(([, code]) => code))
     assert.ok(Object.isFrozen(ERROR_CODES))
@@ -160,8 +161,8 @@ describe('fromNative', () => {
     const dir = tmpdir()
     const wf = native.NativeWorkflow.fromJson(ONE)
     const run = native.NativeRun.start(wf, null, { logDir: dir, runId: 'r', fsync: 'never' })
-    const [act] = run.poll()
-    run.completeOk(act.id, 1)
+    const [act] = poll(run)
+    run.completeAll([C.ok(act, 1)])
     const log = run.logPath()
     run.close()
     const changed = native.NativeWorkflow.fromJson(ONE.replace('"x"', '"y"'))
@@ -172,9 +173,9 @@ describe('fromNative', () => {
     process.env.RUST_BACKTRACE = '0'
     return [
       [InvalidWorkflowError, () => native.NativeWorkflow.fromJson('{"name": "w", "nodes": []}')],
-      [InvalidArgumentError, () => native.NativeRun.resume(log, 'sometimes')],
-      [InvalidOutputError, () => native.NativeRun.start(wf, null).completeOk(3, NaN)],
-      [InvalidCompletionError, () => native.NativeRun.start(wf, null).completeOk(99, 1)],
+      [InvalidArgumentError, () => native.NativeRun.resume(log, { fsync: 'sometimes' })],
+      [InvalidOutputError, () => { throw C.ok(poll(native.NativeRun.start(wf, null))[0], NaN).error }],
+      [InvalidCompletionError, () => { throw native.NativeRun.start(wf, null).completeAll([C.ok(act, 1), C.ok(act, 2)])[1] }],
       [NondeterminismError, () => native.replay(log, changed)],
       [LogCorruptError, () => native.verifyLog(corrupt)],
       [RunExistsError, () => native.NativeRun.start(wf, null, { logDir: dir, runId: 'r' })],
@@ -217,7 +218,7 @@ describe('fromNative', () => {
       [() => native.NativeWorkflow.fromJson(5), 'a string was expected: Failed to convert JavaScript value `Number 5 ` into rust type `String` (napi StringExpected)'],
       [() => native.stateAt('/x', 'a'), 'a number was expected: Failed to convert napi value String into rust type `f64` (napi NumberExpected)'],
       [() => native.replay('/x', {}), 'invalid argument: Failed to recover `NativeWorkflow` type from napi value (napi InvalidArg)'],
-      [() => native.NativeRun.start(native.NativeWorkflow.fromJson(ONE), null).completeErr(3, 'error', 'T', 'm', 'yes'), 'a boolean was expected: Failed to convert napi value into rust type `bool` (napi BooleanExpected)'],
+      [() => C.err(poll(native.NativeRun.start(native.NativeWorkflow.fromJson(ONE), null))[0], 'T', 'm', 'yes'), 'a boolean was expected: Failed to convert napi value into rust type `bool` (napi BooleanExpected)'],
     ]
     for (const [fn, message] of cases) {
       const raw = thrown(fn)
@@ -289,11 +290,11 @@ describe('call and callAsync', () => {
     // A caller's own exception (here from a getter the addon read) passes through.
     const boom = new RangeError('from a getter')
     const run = native.NativeRun.start(native.NativeWorkflow.fromJson(ONE), null)
-    const [act] = run.poll()
+    const [act] = poll(run)
     assert.equal(
       thrown(() =>
         call(() =>
-          run.completeOk(act.id, {
+          C.ok(act, {
             get bad() {
               throw boom
             },

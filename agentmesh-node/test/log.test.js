@@ -14,6 +14,7 @@ const path = require('node:path')
 const url = require('node:url')
 
 const native = require('../native.js')
+const { poll, outstanding, C } = require('./support/native')
 const log = require('../lib/log')
 const { Workflow } = require('../lib/workflow')
 const {
@@ -121,8 +122,8 @@ const CHAIN = {
 function driven(workflow, input = null, dir = tmpdir()) {
   const wf = native.NativeWorkflow.fromJson(JSON.stringify(workflow))
   const run = native.NativeRun.start(wf, input, { seed: 1, logDir: dir, fsync: 'never' })
-  for (let acts = run.poll(); acts.length > 0; acts = run.poll()) {
-    for (const act of acts) run.completeOkJson(act.id, JSON.stringify({ node: act.node, visit: act.visit }))
+  for (let acts = poll(run); acts.length > 0; acts = poll(run)) {
+    run.completeAll(acts.map((act) => C.okJson(act, JSON.stringify({ node: act.node, visit: act.visit }))))
   }
   const file = run.logPath()
   run.close()
@@ -435,7 +436,7 @@ describe('a large log', () => {
   before(() => {
     const wf = native.NativeWorkflow.fromJson(JSON.stringify(SPIN))
     const run = native.NativeRun.start(wf, null, { logDir: tmpdir(), fsync: 'never' })
-    for (let acts = run.poll(); acts.length > 0; acts = run.poll()) for (const a of acts) run.completeOkJson(a.id, '1')
+    for (let acts = poll(run); acts.length > 0; acts = poll(run)) run.completeAll(acts.map((a) => C.okJson(a, '1')))
     assert.equal(run.status(), 'completed')
     file = run.logPath()
     run.close()

@@ -11,6 +11,9 @@ const path = require('node:path')
 const vm = require('node:vm')
 
 const am = require('../native.js')
+const { poll, outstanding, activations: poll_, C } = require('./support/native')
+
+const { NativeCompletion } = am
 
 const repo = path.resolve(__dirname, '..', '..')
 const vectors = path.join(repo, 'bindings-tests', 'vectors')
@@ -50,18 +53,36 @@ function chainWorkflow() {
   return am.NativeWorkflow.fromJson(JSON.stringify(CHAIN))
 }
 
+const FIELDS = ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'timeoutMs', 'prompt', 'seed', 'step', 'input', 'deps']
+
+/** A native activation's fields (getters) as a plain object, without the undefined ones. */
+function fields(act) {
+  return Object.fromEntries(FIELDS.filter((k) => act[k] !== undefined).map((k) => [k, act[k]]))
+}
+
+/** Record one completion as the driver does; throws the error `completeAll` reports for it. */
+function complete(run, completion) {
+  const notes = run.completeAll([completion])
+  if (notes !== null && notes[0] !== null) throw notes[0]
+}
+
+/** `complete` with `NativeCompletion.ok`. */
+function completeOk(run, act, output, usage, durationUs) {
+  complete(run, C.ok(act, output, usage, durationUs))
+}
+
 /** A one-node run whose single activation is outstanding. */
 function oneAgent(opts = {}) {
   const wf = am.NativeWorkflow.fromJson(JSON.stringify({ name: 'one', nodes: [{ id: 'a', type: 'agent', agent: 'x' }] }))
   const run = am.NativeRun.start(wf, null, opts)
-  const [act] = run.poll()
+  const [act] = poll(run)
   return { run, act }
 }
 
 /** The canonical log of a one-node run completed with `output`, or the error thrown. */
 function recorded(output) {
   const { run, act } = oneAgent()
-  run.completeOk(act.id, output)
+  completeOk(run, act, output)
   const line = run.canonical().toString().split('\n').find((l) => l.includes('"agentCompleted"'))
   return line.slice(line.indexOf('"output":') + '"output":'.length, -'}}'.length)
 }
@@ -69,25 +90,35 @@ function recorded(output) {
 describe('native loader', () => {
   test('exports exactly the native API', () => {
     assert.deepEqual(Object.keys(am).sort(), [
+      'NativeCompletion',
+      'NativeEventStream',
+      'NativeHistoryStream',
       'NativeRun',
       'NativeWorkflow',
+      '__blake3ForTests',
       '__napiBindingTarget',
       '__panicForTests',
       '__panicForTestsAsync',
+      'anchor',
+      'anchorAsync',
       'canonicalLog',
       'canonicalLogAsync',
+      'checkLog',
+      'checkLogAsync',
       'errorCodes',
       'fingerprint',
       'fingerprintAsync',
+      'history',
       'normalizeJson',
       'readHeader',
       'readLog',
-      'readLogAsync',
       'recordedWorkflow',
       'replay',
       'replayAsync',
       'stateAt',
       'stateAtAsync',
+      'verifyAnchor',
+      'verifyAnchorAsync',
       'verifyLog',
       'verifyLogAsync',
     ])
@@ -99,14 +130,72 @@ describe('native loader', () => {
     const all = rust.match(/pub const ALL: &'static \[ErrorKind\] = &\[([^\]]*)\]/)[1]
     const codeOf = Object.fromEntries([...rust.matchAll(/ErrorKind::(\w+) => "([A-Z_]+)"/g)].map((m) => [m[1], m[2]]))
     const rustCodes = [...all.matchAll(/ErrorKind::(\w+)/g)].map((m) => codeOf[m[1]])
-    assert.equal(rustCodes.length, 14)
+    assert.equal(rustCodes.length, 16)
     assert.deepEqual(am.errorCodes(), rustCodes)
 
     const py = fs.readFileSync(path.join(repo, 'agentmesh-py', 'python', 'agentmesh', 'errors.py'), 'utf-8')
-    const classCode = Object.fromEntries([...py.matchAll(/class (\w+)\(AgentMeshError\):[\s\S]*?code = "([A-Z_]+)"/g)].map((m) => [m[1], m[2]]))
+    const classCode = Object.fromEntries([...py.matchAll(/class (\w+)\(\w+\):(?:(?!\nclass )[\s\S])*?code = "([A-Z_]+)"/g)].map((m) => [m[1], m[2]]))
     const table = py.match(/for cls in \(([\s\S]*?)\)\n/)[1]
     const pyCodes = [...table.matchAll(/(\w+),/g)].map((m) => classCode[m[1]])
     assert.deepEqual(am.errorCodes(), pyCodes)
+  })
+})
+
+describe('the plain Node-API part (native-raw.d.ts)', () => {
+  test('NativeCompletion and the per-step methods of NativeRun exist as typed', () => {
+    const dts = fs.readFileSync(path.join(__dirname, '..', 'native-raw.d.ts'), 'utf-8')
+    for (const name of ['ok', 'okJson', 'err', 'timedOut', 'unreadable']) {
+      assert.equal(typeof am.NativeCompletion[name], 'function', name)
+      assert.ok(dts.includes(`static ${name}(`), name)
+    }
+    for (const name of ['id', 'error']) {
+      assert.equal(typeof Object.getOwnPropertyDescriptor(am.NativeCompletion.prototype, name).get, 'function', name)
+      assert.ok(dts.includes(`readonly ${name}:`), name)
+    }
+    for (const name of ['poll', 'outstanding', 'completeAll']) {
+      assert.equal(typeof am.NativeRun.prototype[name], 'function', name)
+      assert.ok(dts.includes(`${name}(`), name)
+    }
+  })
+
+  test('a poll record has the documented layout; deps texts end where the record says', () => {
+    const wf = am.NativeWorkflow.fromJson(JSON.stringify({ name: 'r', nodes: [
+      { id: 'a', type: 'agent', agent: 'x', timeoutMs: 5 },
+      { id: 'b', type: 'agent', agent: 'y', after: ['a'] },
+      { id: 'h', type: 'human', prompt: 'ok? 🦀', after: ['a'] },
+    ] }))
+    const run = am.NativeRun.start(wf, { in: 'é' }, { seed: '18446744073709551615' })
+    let text = run.poll()
+    const nl = text.indexOf('\n')
+    assert.deepEqual(JSON.parse(text.slice(0, nl)).map((r) => r.slice(0, 9).concat([r[10], r[11]])), [[3, 'a', 'agent', 'x', 1, 1, 0, 5, 1, null, 2]])
+    assert.equal(text.slice(nl + 1), '{}')
+    assert.equal(run.inputJson(), '{"in":"é"}')
+    const [a] = poll_(text, run)
+    text = run.completeAll([C.ok(a, { v: '🦀', n: [1.5] })], true)
+    const [b, h] = poll_(text, run)
+    assert.deepEqual([b.node, b.deps, b.timeoutMs], ['b', { a: { n: [1.5], v: '🦀' } }, undefined])
+    assert.deepEqual([h.node, h.kind, h.prompt, h.deps], ['h', 'human', 'ok? 🦀', { a: { n: [1.5], v: '🦀' } }])
+  })
+
+  test('NativeCompletion cannot be constructed or forged; a completion is recorded once, and can be refilled', () => {
+    assertError(thrown(() => new am.NativeCompletion()), 'INVALID_ARGUMENT', 'this class is made by the addon (poll, NativeCompletion.ok, ...), not with new')
+    const { run, act } = oneAgent()
+    const forged = Object.create(am.NativeCompletion.prototype)
+    assertError(thrown(() => run.completeAll([forged])), 'INVALID_ARGUMENT', 'expected a NativeCompletion')
+    // Even another native object given NativeCompletion's prototype.
+    const other = Object.setPrototypeOf(am.NativeRun.start(chainWorkflow()), am.NativeCompletion.prototype)
+    assertError(thrown(() => run.completeAll([other])), 'INVALID_ARGUMENT', 'expected a NativeCompletion')
+    assertError(thrown(() => forged.id), 'INVALID_ARGUMENT', 'expected a NativeCompletion')
+    assertError(thrown(() => run.completeAll('x')), 'INVALID_ARGUMENT', 'completeAll takes an array of NativeCompletion')
+    const c = C.ok(act, 1)
+    assertError(thrown(() => run.completeAll([c, c])), 'INVALID_ARGUMENT', 'the same completion was given twice')
+    assert.equal(run.completeAll([c]), null)
+    assertError(thrown(() => run.completeAll([c])), 'INVALID_ARGUMENT', 'this completion was recorded already')
+    // Refilled (`into`): the same object, a new completion.
+    const again = oneAgent()
+    assert.equal(C.ok(again.act, 'refilled', null, null, c), c)
+    assert.equal(again.run.completeAll([c]), null)
+    assert.deepEqual(again.run.outcome().output, { a: 'refilled' })
   })
 })
 
@@ -158,15 +247,17 @@ describe('NativeWorkflow', () => {
 })
 
 describe('NativeRun driven by hand', () => {
-  test('chain with completeOk reproduces expected.jsonl byte for byte (memory and file)', () => {
+  test('chain with completeAll reproduces expected.jsonl byte for byte (memory and file)', () => {
     const expected = fs.readFileSync(path.join(vectors, 'chain', 'expected.jsonl'))
     const dir = tmpdir()
     for (const logDir of [undefined, dir]) {
       const run = am.NativeRun.start(chainWorkflow(), { topic: 'rust' }, { seed: 1, logDir, fsync: 'never' })
       assert.equal(run.runId(), 'run-0c075115801b8feb')
       assert.equal(run.status(), 'running')
-      let [act] = run.poll()
-      assert.deepEqual(Object.keys(act), ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'seed', 'step', 'input', 'deps'])
+      let [act] = poll(run)
+      assert.deepEqual(Object.keys(fields(act)), ['id', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'seed', 'step', 'input', 'deps'])
+      assert.equal(act.timeoutMs, undefined)
+      assert.equal(act.prompt, undefined)
       assert.equal(act.id, 3)
       assert.equal(act.node, 'plan')
       assert.equal(act.kind, 'agent')
@@ -174,19 +265,19 @@ describe('NativeRun driven by hand', () => {
       assert.equal(typeof act.seed, 'bigint')
       assert.deepEqual(act.input, { topic: 'rust' })
       assert.deepEqual(act.deps, {})
-      assert.deepEqual(run.poll(), [], 'each activation is handed out once')
-      assert.deepEqual(run.outstanding().map((a) => a.id), [3])
-      run.completeOk(act.id, { steps: ['intro', 'body'] }, { inputTokens: 12, outputTokens: 30 }, 1500)
-      ;[act] = run.poll()
+      assert.deepEqual(poll(run), [], 'each activation is handed out once')
+      assert.deepEqual(outstanding(run).map((a) => a.id), [3])
+      completeOk(run, act, { steps: ['intro', 'body'] }, { inputTokens: 12, outputTokens: 30 }, 1500)
+      ;[act] = poll(run)
       assert.equal(act.node, 'write')
       assert.equal(act.step, 2)
       assert.deepEqual(act.deps, { plan: { steps: ['intro', 'body'] } })
-      run.completeOk(act.id, { node: 'write', visit: 1, attempt: 1 })
-      ;[act] = run.poll()
-      run.completeOk(act.id, 'edited draft')
+      completeOk(run, act, { node: 'write', visit: 1, attempt: 1 })
+      ;[act] = poll(run)
+      completeOk(run, act, 'edited draft')
       assert.equal(run.status(), 'completed')
       assert.deepEqual(run.outcome(), { status: 'completed', output: { edit: 'edited draft' } })
-      assert.deepEqual(run.poll(), [])
+      assert.deepEqual(poll(run), [])
       const canonical = run.canonical()
       assert.ok(Buffer.isBuffer(canonical))
       assert.equal(canonical.toString(), expected.toString())
@@ -206,7 +297,7 @@ describe('NativeRun driven by hand', () => {
 
   test('workflow(), runId, seeds: number, bigint and decimal string are the same seed', () => {
     const runs = [1, 1n, '1'].map((seed) => am.NativeRun.start(chainWorkflow(), { topic: 'rust' }, { seed }))
-    const [a, b, c] = runs.map((r) => r.poll()[0])
+    const [a, b, c] = runs.map((r) => fields(poll(r)[0]))
     assert.equal(runs[0].runId(), 'run-0c075115801b8feb')
     assert.deepEqual(b, a)
     assert.deepEqual(c, a)
@@ -219,7 +310,7 @@ describe('NativeRun driven by hand', () => {
     const run = am.NativeRun.start(chainWorkflow(), null, { seed: max, logDir: dir, runId: 'big-seed' })
     const header = am.readHeader(run.logPath())
     assert.equal(header.seed, max)
-    assert.equal(am.NativeRun.start(chainWorkflow(), null, { seed: '18446744073709551615', runId: 'big-seed' }).poll()[0].seed, run.poll()[0].seed)
+    assert.equal(poll(am.NativeRun.start(chainWorkflow(), null, { seed: '18446744073709551615', runId: 'big-seed' }))[0].seed, poll(run)[0].seed)
     const seedError = 'seed must be an integer from 0 to 2^64-1 (a number up to 2^53-1, a bigint or a decimal string)'
     for (const [seed, tail] of [
       [-1, ', not -1'],
@@ -255,68 +346,110 @@ describe('NativeRun driven by hand', () => {
     )
   })
 
-  test('completeErr: a retryable error is retried, then the run fails with AGENT_FAILED', () => {
+  test('NativeCompletion.err and timedOut: retried, then the run fails with the core\'s timeout failure', () => {
     const wf = am.NativeWorkflow.fromJson(
       JSON.stringify({ name: 'r', nodes: [{ id: 'a', type: 'tool', tool: 't', retry: { maxAttempts: 2, backoffMs: 10 }, timeoutMs: 50 }] }),
     )
     const run = am.NativeRun.start(wf)
-    let [act] = run.poll()
+    let [act] = poll(run)
     assert.equal(act.kind, 'tool')
     assert.equal(act.timeoutMs, 50)
     assert.equal(act.delayMs, 0)
-    run.completeErr(act.id, 'error', 'HTTPError', '502', true, 7)
-    ;[act] = run.poll()
+    complete(run, C.err(act, 'HTTPError', '502', true, null, 7))
+    ;[act] = poll(run)
     assert.equal(act.attempt, 2)
     assert.equal(act.delayMs, 10)
-    run.completeErr(act.id, 'timeout', 'Timeout', 'no result within 50 ms', true)
+    const timeout = C.timedOut(act)
+    assert.equal(timeout.id, act.id)
+    assert.equal(timeout.error, null)
+    complete(run, timeout)
     assert.equal(run.status(), 'failed')
     const outcome = run.outcome()
     assert.equal(outcome.status, 'failed')
     assert.equal(outcome.error.code, 'TIMEOUT')
     assert.equal(outcome.error.node, 'a')
     assert.equal(outcome.output, undefined)
-    assert.equal(thrown(() => run.completeErr(act.id, 'error', 'E', 'm', true)).code, 'INVALID_COMPLETION')
+    const text = run.canonical().toString()
+    assert.ok(text.includes('"error":{"kind":"error","type":"HTTPError","message":"502","retryable":true}'), text)
+    // The one timeout failure every host records, written by the core.
+    assert.ok(text.includes('"error":{"kind":"timeout","type":"Timeout","message":"no result within 50 ms","retryable":true}'), text)
+    const late = run.completeAll([C.err(act, 'E', 'm', true)])
+    assert.equal(late.length, 1)
+    assert.equal(late[0].code, 'INVALID_COMPLETION')
   })
 
-  test('completeErr with an unknown kind is INVALID_ARGUMENT and changes nothing', () => {
-    const { run, act } = oneAgent()
-    const before = run.canonical()
-    assertError(thrown(() => run.completeErr(act.id, 'oops', 'E', 'm', true)), 'INVALID_ARGUMENT', "failure kind must be error or timeout, not 'oops'")
-    assert.ok(run.canonical().equals(before))
+  test('completeAll: one commit for many; null when all were recorded as given; each completion once', () => {
+    const wf = am.NativeWorkflow.fromJson(
+      JSON.stringify({ name: 'w', nodes: ['a', 'b', 'c'].map((id) => ({ id, type: 'agent', agent: 'x' })) }),
+    )
+    const dir = tmpdir()
+    const run = am.NativeRun.start(wf, null, { logDir: dir, runId: 'w', fsync: 'always' })
+    const acts = poll(run)
+    assert.equal(acts.length, 3)
+    const completions = acts.map((a) => C.ok(a, a.node))
+    const bytes = fs.statSync(run.logPath()).size
+    assert.equal(run.completeAll(completions.slice().reverse()), null)
+    assert.ok(fs.statSync(run.logPath()).size > bytes)
+    assert.equal(run.status(), 'completed')
+    assert.deepEqual(run.outcome().output, { a: 'a', b: 'b', c: 'c' })
+    assertError(thrown(() => run.completeAll([completions[0]])), 'INVALID_ARGUMENT', 'this completion was recorded already')
+    assert.deepEqual(run.completeAll([]), null)
   })
 
-  test('completion ids: unknown, twice, not an integer', () => {
+  test('completion ids: another run\'s activation, twice; durationUs must be a safe integer', () => {
     const { run, act } = oneAgent()
-    assert.equal(thrown(() => run.completeOk(999, 1)).code, 'INVALID_COMPLETION')
-    assertError(thrown(() => run.completeOk(1.5, 1)), 'INVALID_ARGUMENT', 'id must be an integer from 0 to 2^53-1, not 1.5')
-    assertError(thrown(() => run.completeOk(act.id, 1, null, -1)), 'INVALID_ARGUMENT', 'durationUs must be an integer from 0 to 2^53-1, not -1')
-    run.completeOk(act.id, 1)
-    assert.equal(thrown(() => run.completeOk(act.id, 2)).code, 'INVALID_COMPLETION')
+    const other = oneAgent({ runId: 'other' })
+    const twin = C.ok(act, 2)
+    assertError(thrown(() => C.ok(act, 1, null, -1)), 'INVALID_ARGUMENT', 'durationUs must be an integer from 0 to 2^53-1, not -1')
+    assertError(thrown(() => C.err(act, 'E', 'm', true, null, 1.5)), 'INVALID_ARGUMENT', 'durationUs must be an integer from 0 to 2^53-1, not 1.5')
+    completeOk(run, act, 1)
+    const notes = run.completeAll([twin])
+    assert.equal(notes[0].code, 'INVALID_COMPLETION')
+    assert.equal(run.outcome().output.a, 1)
+    // The id is what counts: the other run's activation 3 is this run's activation 3.
+    assert.equal(other.act.id, act.id)
+    completeOk(other.run, act, 'x')
+    assert.equal(other.run.outcome().output.a, 'x')
   })
 
-  test('completeOkJson records the text as the core parses it', () => {
+  test('NativeCompletion.okJson records the text as the core parses it', () => {
     const { run, act } = oneAgent()
-    run.completeOkJson(act.id, '{"b": 18446744073709551615, "a": 1.0, "c": -0}', { outputTokens: 2 })
-    const line = run.canonical().toString().split('\n')[4]
+    completeOk(run, act, 1, { outputTokens: 2 }) // the usage shape, then the exact text
+    const exact = oneAgent()
+    complete(exact.run, C.okJson(exact.act, '{"b": 18446744073709551615, "a": 1.0, "c": -0}', { outputTokens: 2 }))
+    const line = exact.run.canonical().toString().split('\n')[4]
     assert.match(line, /"data":\{"output":\{"a":1\.0,"b":18446744073709551615,"c":-0\.0\},"usage":\{"inputTokens":0,"outputTokens":2\}\}/)
     const other = oneAgent()
-    assertError(
-      thrown(() => other.run.completeOkJson(other.act.id, '{"a": ')),
-      'INVALID_OUTPUT',
-      "node 'a': output is not valid JSON: EOF while parsing a value at line 1 column 6",
-      { node: 'a' },
-    )
+    const bad = C.okJson(other.act, '{"a": ')
+    assertError(bad.error, 'INVALID_OUTPUT', "node 'a': output is not valid JSON: EOF while parsing a value at line 1 column 6", { node: 'a' })
+    assertError(thrown(() => complete(other.run, bad)), 'INVALID_OUTPUT', "node 'a': output is not valid JSON: EOF while parsing a value at line 1 column 6", { node: 'a' })
+    assert.ok(other.run.canonical().toString().includes('"type":"InvalidOutput","message":"node \'a\': output is not valid JSON'))
   })
 
-  test('usage that is not {inputTokens, outputTokens} is INVALID_OUTPUT', () => {
+  test('usage goes through the core\'s strict parser: not {inputTokens, outputTokens} is INVALID_OUTPUT', () => {
+    const { act } = oneAgent()
+    const strict = 'usage must be {"inputTokens": int, "outputTokens": int}: '
+    for (const [usage, why] of [
+      [{ inputTokens: 'x' }, 'invalid type: string "x", expected u64'],
+      [{ tokens: 1 }, 'unknown field `tokens`, expected `inputTokens` or `outputTokens`'],
+      [[1, 2], 'invalid type: sequence, expected an object with inputTokens and outputTokens'],
+      [{ inputTokens: 1.5 }, 'invalid type: floating point `1.5`, expected u64'],
+      [{ inputTokens: -1 }, 'invalid value: integer `-1`, expected u64'],
+    ]) {
+      const e = C.ok(act, 1, usage).error
+      assertError(e, 'INVALID_OUTPUT', `node 'a': ${strict}${why}`, { node: 'a' })
+      assertError(C.err(act, 'E', 'm', true, usage).error, 'INVALID_OUTPUT', `node 'a': ${strict}${why}`, { node: 'a' })
+    }
+    assertError(C.ok(act, 1, { inputTokens: NaN }).error, 'INVALID_OUTPUT', "node 'a': usage is not JSON data: NaN at $.inputTokens is not a JSON number", { node: 'a' })
+    for (const none of [null, undefined]) assert.equal(C.ok(act, 1, none).error, null)
+  })
+
+  test('usage on a failure is recorded with it (a failed paid attempt still spent tokens)', () => {
     const { run, act } = oneAgent()
-    const e = thrown(() => run.completeOk(act.id, 1, { inputTokens: 'x' }))
-    assert.equal(e.code, 'INVALID_OUTPUT')
-    assert.match(e.message, /^\[INVALID_OUTPUT\] node 'a': usage must be \{inputTokens: number, outputTokens: number\}: invalid type: string "x"/)
-    assert.equal(thrown(() => run.completeOk(act.id, 1, { tokens: 1 })).code, 'INVALID_OUTPUT')
-    assertError(thrown(() => run.completeOk(act.id, 1, { inputTokens: NaN })), 'INVALID_OUTPUT', "node 'a': usage is not JSON data: NaN at $.inputTokens is not a JSON number", { node: 'a' })
-    run.completeOk(act.id, 1, null)
-    assert.equal(run.status(), 'completed')
+    complete(run, C.err(act, 'RateLimited', 'slow down', false, { inputTokens: 5, outputTokens: 1 }, 9))
+    assert.ok(
+      run.canonical().toString().includes('"data":{"error":{"kind":"error","type":"RateLimited","message":"slow down","retryable":false},"usage":{"inputTokens":5,"outputTokens":1}}'),
+    )
   })
 
   test('human activations carry the prompt; the run waits; resume from the file completes it', () => {
@@ -325,26 +458,48 @@ describe('NativeRun driven by hand', () => {
       JSON.stringify({ name: 'h', nodes: [{ id: 'ok', type: 'human', prompt: 'Ship it?' }, { id: 'go', type: 'agent', agent: 'g', after: ['ok'] }] }),
     )
     const run = am.NativeRun.start(wf, null, { logDir: dir, runId: 'h' })
-    const [act] = run.poll()
+    const [act] = poll(run)
     assert.equal(act.kind, 'human')
     assert.equal(act.name, 'ok')
     assert.equal(act.prompt, 'Ship it?')
     assert.equal(run.status(), 'waiting')
     // The log is locked while the run is open.
     assert.equal(thrown(() => am.NativeRun.resume(run.logPath())).code, 'IO')
+    // The run id and the approvals are checked by the core before anything is written.
+    const before = fs.readFileSync(run.logPath())
     run.close()
     run.close() // idempotent
     assertError(thrown(() => run.status()), 'INVALID_ARGUMENT', 'the run is closed (its log was released)')
-    const again = am.NativeRun.resume(path.join(dir, 'h.jsonl'), 'batch')
+    const log = path.join(dir, 'h.jsonl')
+    assertError(thrown(() => am.NativeRun.resume(log, { runId: 'other' })), 'INVALID_ARGUMENT', `${log} holds run 'h', not 'other'`)
+    assertError(
+      thrown(() => am.NativeRun.resume(log, { runId: 'h' }, { ok: true, go: 1 })),
+      'INVALID_ARGUMENT',
+      "node 'go' has no pending human activation (waiting: ok)",
+    )
+    assertError(thrown(() => am.NativeRun.resume(log, {}, { ok: () => 1 })), 'INVALID_ARGUMENT', 'approvals is not JSON data: function at $.ok is not JSON data')
+    assertError(thrown(() => am.NativeRun.resume(log, {}, [1])), 'INVALID_ARGUMENT', 'approvals must map node id → decision, not [1]')
+    assertError(
+      thrown(() => am.NativeRun.resume(log, { approvalsJson: { ok: '{' } })),
+      'INVALID_ARGUMENT',
+      "the approval of 'ok' is not valid JSON: EOF while parsing an object at line 1 column 1",
+    )
+    assert.ok(fs.readFileSync(log).equals(before))
+    const again = am.NativeRun.resume(log, { fsync: 'batch' })
     // A resumed run hands its outstanding activations out again.
-    const [waiting] = again.poll()
-    assert.deepEqual(waiting, act)
-    assert.deepEqual(again.outstanding(), [act])
-    again.completeOk(waiting.id, { approved: true })
-    const [next] = again.poll()
-    assert.deepEqual(next.deps, { ok: { approved: true } })
-    again.completeOk(next.id, 'shipped')
-    assert.deepEqual(again.outcome(), { status: 'completed', output: { go: 'shipped' } })
+    const [waiting] = poll(again)
+    assert.deepEqual(fields(waiting), fields(act))
+    assert.deepEqual(outstanding(again).map(fields), [fields(act)])
+    again.close()
+    // Approvals given to resume are recorded by it (JSON text exactly).
+    const approved = am.NativeRun.resume(log, { runId: 'h', approvalsJson: { ok: '{"approved": true, "score": 1.0}' } })
+    assert.deepEqual(outstanding(approved).map((a) => a.node), ['go'])
+    const [next] = poll(approved)
+    assert.deepEqual(next.deps, { ok: { approved: true, score: 1 } })
+    assert.ok(approved.canonical().toString().includes('"output":{"approved":true,"score":1.0}'))
+    completeOk(approved, next, 'shipped')
+    const again2 = approved
+    assert.deepEqual(again2.outcome(), { status: 'completed', output: { go: 'shipped' } })
   })
 
   test('cancel records the reason and returns false once finished', () => {
@@ -361,8 +516,8 @@ describe('NativeRun driven by hand', () => {
       JSON.stringify({ name: 'p', nodes: [{ id: '__proto__', type: 'agent', agent: 'a' }, { id: 'b', type: 'agent', agent: 'b', after: ['__proto__'] }] }),
     )
     const run = am.NativeRun.start(wf)
-    run.completeOk(run.poll()[0].id, { polluted: true })
-    const [b] = run.poll()
+    completeOk(run, poll(run)[0], { polluted: true })
+    const [b] = poll(run)
     assert.deepEqual(Object.keys(b.deps), ['__proto__'])
     assert.equal(Object.getPrototypeOf(b.deps), Object.prototype)
     assert.equal(b.deps.polluted, undefined)
@@ -372,7 +527,7 @@ describe('NativeRun driven by hand', () => {
   test('fork from a step end with an override; bad overrides are INVALID_ARGUMENT', () => {
     const dir = tmpdir()
     const run = am.NativeRun.start(chainWorkflow(), { topic: 'rust' }, { seed: 1, logDir: dir })
-    for (let acts = run.poll(); acts.length; acts = run.poll()) acts.forEach((a) => run.completeOk(a.id, `out ${a.node}`))
+    for (let acts = poll(run); acts.length; acts = poll(run)) acts.forEach((a) => completeOk(run, a, `out ${a.node}`))
     const log = run.logPath()
     run.close()
     // seq 4 completes step 1 (plan): a fork point.
@@ -380,7 +535,7 @@ describe('NativeRun driven by hand', () => {
     assert.equal(state.forkPoint, true)
     const fork = am.NativeRun.fork(log, 4, { plan: 'changed plan' }, 'fork1', dir, 'never')
     assert.equal(fork.runId(), 'fork1')
-    const [write] = fork.poll()
+    const [write] = poll(fork)
     assert.deepEqual(write.deps, { plan: 'changed plan' })
     assert.deepEqual(am.readHeader(fork.logPath()).parent, { runId: 'run-0c075115801b8feb', seq: 4 })
     assertError(thrown(() => am.NativeRun.fork(log, 4, [1], 'fork2', dir)), 'INVALID_ARGUMENT', 'overrides must map node id → output, not [1]')
@@ -404,7 +559,7 @@ describe('JSON data from JavaScript', () => {
     [[-Infinity], '-Infinity at $[0] is not a JSON number'],
     [[1, undefined], 'undefined at $[1] is not JSON data'],
     // eslint-disable-next-line no-sparse-arrays
-    [[1, , 3], 'undefined at $[1] is not JSON data'],
+    [[1, , 3], 'hole at $[1] is not JSON data (a sparse array)'],
     [{ m: new Map() }, 'Map at $.m is not JSON data (only plain objects and arrays are)'],
     [[new Set([1])], 'Set at $[0] is not JSON data (only plain objects and arrays are)'],
     [{ when: new Date(0) }, 'Date at $.when is not JSON data (only plain objects and arrays are)'],
@@ -420,21 +575,24 @@ describe('JSON data from JavaScript', () => {
     test(`refuses: ${why}`, () => {
       const { run, act } = oneAgent()
       const before = run.canonical()
-      assertError(thrown(() => run.completeOk(act.id, value)), 'INVALID_OUTPUT', `node 'a': output is not JSON data: ${why}`, { node: 'a' })
-      // Nothing changed: the same activation still completes.
+      const refused = C.ok(act, value)
+      assertError(refused.error, 'INVALID_OUTPUT', `node 'a': output is not JSON data: ${why}`, { node: 'a' })
+      // Converting changed nothing: the same activation still completes.
       assert.ok(run.canonical().equals(before))
-      assert.deepEqual(run.outstanding().map((a) => a.id), [act.id])
-      run.completeOk(act.id, 'fine')
-      assert.equal(run.status(), 'completed')
+      assert.deepEqual(outstanding(run).map((a) => a.id), [act.id])
+      // Recorded, it is the permanent InvalidOutput failure with that message.
+      assertError(thrown(() => complete(run, refused)), 'INVALID_OUTPUT', `node 'a': output is not JSON data: ${why}`, { node: 'a' })
+      assert.equal(run.status(), 'failed')
+      assert.ok(run.canonical().toString().includes('"type":"InvalidOutput","message":"node \'a\': output is not JSON data: '))
     })
   }
 
   test('a cycle is reported where the value refers back to itself', () => {
     const a = { list: [1] }
     a.list.push({ back: a })
-    const { run, act } = oneAgent()
+    const { act } = oneAgent()
     assertError(
-      thrown(() => run.completeOk(act.id, a)),
+      C.ok(act, a).error,
       'INVALID_OUTPUT',
       "node 'a': output is not JSON data: cyclic reference at $.list[1].back (a value that contains itself is not JSON data)",
       { node: 'a' },
@@ -449,12 +607,12 @@ describe('JSON data from JavaScript', () => {
     }
     const { run, act } = oneAgent()
     assertError(
-      thrown(() => run.completeOk(act.id, nest(101))),
+      C.ok(act, nest(101)).error,
       'INVALID_OUTPUT',
       `node 'a': output is not JSON data: nesting deeper than 100 arrays/objects at $${'[0]'.repeat(100)}`,
       { node: 'a' },
     )
-    run.completeOk(act.id, nest(100))
+    completeOk(run, act, nest(100))
     assert.equal(run.status(), 'completed')
   })
 
@@ -466,24 +624,37 @@ describe('JSON data from JavaScript', () => {
         throw boom
       },
     }
-    assert.equal(thrown(() => run.completeOk(act.id, value)), boom)
-    assert.deepEqual(run.outstanding().map((a) => a.id), [act.id])
-    run.completeOk(act.id, { ok: true })
-    assert.equal(run.status(), 'completed')
+    assert.equal(thrown(() => C.ok(act, value)), boom)
+    assert.equal(thrown(() => C.ok(act, 1, value)), boom)
+    assert.deepEqual(outstanding(run).map((a) => a.id), [act.id])
+    // The driver records such a result as unreadable: the InvalidOutput failure naming the node.
+    const unreadable = C.unreadable(act, 'output could not be read: RangeError: from a getter', 5)
+    assertError(unreadable.error, 'INVALID_OUTPUT', "node 'a': output could not be read: RangeError: from a getter", { node: 'a' })
+    assert.equal(run.completeAll([unreadable])[0].code, 'INVALID_OUTPUT')
+    assert.equal(run.status(), 'failed')
   })
 
-  test('a getter calling back into the same run is refused by napi-rs; the outer completion stands', () => {
+  test('the value is converted when the completion is made: later changes are not recorded', () => {
     const { run, act } = oneAgent()
-    let inner
-    run.completeOk(act.id, {
+    const value = { n: 1, list: [1] }
+    const completion = C.ok(act, value)
+    value.n = 2
+    value.list.push(2)
+    complete(run, completion)
+    assert.deepEqual(run.outcome().output, { a: { n: 1, list: [1] } })
+  })
+
+  test('a getter calling back into the run while the value is converted: the run is not borrowed', () => {
+    const { run, act } = oneAgent()
+    let status
+    const completion = C.ok(act, {
       get x() {
-        inner = thrown(() => run.completeOk(act.id, 'inner'))
+        status = run.status()
         return 1
       },
     })
-    assert.equal(inner.code, 'InvalidArg')
-    assert.match(inner.message, /cannot be borrowed mutably while another borrow is active/)
-    assert.equal(run.status(), 'completed')
+    assert.equal(status, 'running')
+    complete(run, completion)
     assert.deepEqual(run.outcome().output, { a: { x: 1 } })
   })
 
@@ -524,7 +695,7 @@ describe('JSON data from JavaScript', () => {
       if (Number.isSafeInteger(n) || !Number.isInteger(n)) {
         // The same as handing the core JSON.stringify's text.
         const { run, act } = oneAgent()
-        run.completeOkJson(act.id, JSON.stringify([n]))
+        complete(run, C.okJson(act, JSON.stringify([n])))
         assert.ok(run.canonical().toString().includes(`"output":[${text}]`), `${n} as text`)
       }
     }
@@ -539,8 +710,8 @@ describe('JSON data from JavaScript', () => {
       rows: Array.from({ length: 20000 }, (_, i) => ({ i, s: `row ${i}`, t: [i, { u: i % 7 === 0 }] })),
       wide: Object.fromEntries(Array.from({ length: 10000 }, (_, i) => [`k${i}`, i])),
     }
-    run.completeOk(run.poll()[0].id, big)
-    const [b] = run.poll()
+    completeOk(run, poll(run)[0], big)
+    const [b] = poll(run)
     assert.deepEqual(b.deps.a, big)
   })
 
@@ -550,8 +721,8 @@ describe('JSON data from JavaScript', () => {
     )
     const run = am.NativeRun.start(wf, { big: 1 })
     const text = '{"n":[1,1.5,-0.0,18446744073709551615,-9223372036854775808],"s":"é\\u0000","o":{"":null,"k":[{}, []]}}'
-    run.completeOkJson(run.poll()[0].id, text)
-    const [b] = run.poll()
+    complete(run, C.okJson(poll(run)[0], text))
+    const [b] = poll(run)
     assert.deepEqual(b.deps.a, JSON.parse(text))
     assert.ok(Object.is(b.deps.a.n[2], -0))
     assert.deepEqual(b.input, { big: 1 })
@@ -562,7 +733,7 @@ describe('log functions', () => {
   /** A finished chain run in a file; returns its log path. */
   function chainLog(dir = tmpdir()) {
     const run = am.NativeRun.start(chainWorkflow(), { topic: 'rust' }, { seed: 1, logDir: dir, fsync: 'never' })
-    for (let acts = run.poll(); acts.length; acts = run.poll()) acts.forEach((a) => run.completeOk(a.id, { node: a.node }))
+    for (let acts = poll(run); acts.length; acts = poll(run)) acts.forEach((a) => completeOk(run, a, { node: a.node }))
     const log = run.logPath()
     run.close()
     return log
@@ -709,7 +880,8 @@ describe('log functions', () => {
     assert.ok(pending instanceof Promise)
     assert.deepEqual(await pending, am.verifyLog(log))
     assert.ok((await am.canonicalLogAsync(log)).equals(am.canonicalLog(log)))
-    assert.deepEqual(await am.readLogAsync(log), am.readLog(log))
+    assert.deepEqual(await am.checkLogAsync(log), am.checkLog(log))
+    assert.deepEqual(await am.anchorAsync(log, 'key material'), am.anchor(log, 'key material'))
     assert.equal(await am.fingerprintAsync(log), am.fingerprint(log))
     assert.deepEqual(await am.replayAsync(log), am.replay(log))
     assert.deepEqual(await am.replayAsync(log, chainWorkflow()), am.replay(log, chainWorkflow()))
@@ -721,7 +893,7 @@ describe('log functions', () => {
 
   test('async forms reject with the same coded errors', async () => {
     const missing = '/nonexistent/agentmesh.jsonl'
-    const calls = [am.verifyLogAsync, am.canonicalLogAsync, am.readLogAsync, am.fingerprintAsync, am.replayAsync, (p) => am.stateAtAsync(p, 1)]
+    const calls = [am.verifyLogAsync, am.checkLogAsync, am.anchorAsync, am.canonicalLogAsync, am.fingerprintAsync, am.replayAsync, (p) => am.stateAtAsync(p, 1)]
     for (const call of calls) {
       await assert.rejects(call(missing), (e) => e instanceof Error && e.code === 'IO' && e.message.startsWith('[IO] opening /nonexistent/agentmesh.jsonl'))
     }
@@ -747,7 +919,7 @@ describe('panics', () => {
       assertError(e, 'INTERNAL', 'panic inside agentmesh: boom2')
       return true
     })
-    assert.equal(am.errorCodes().length, 14)
+    assert.equal(am.errorCodes().length, 16)
   })
 })
 
@@ -767,27 +939,35 @@ describe('conformance vectors by hand', () => {
     return candidates.find((b) => (b.visit === undefined || b.visit === act.visit) && (b.attempt === undefined || b.attempt === act.attempt))
   }
 
-  function perform(run, script, act) {
+  /** The completion of `act` by the script, or null when the script cancels the run. */
+  function perform(script, act) {
     const b = behaviour(script, act)
     const fallback = { node: act.node, visit: act.visit, attempt: act.attempt }
-    if (!b) return run.completeOk(act.id, fallback)
-    if (act.timeoutMs !== undefined && (b.delayMs ?? 0) > act.timeoutMs) {
-      return run.completeErr(act.id, 'timeout', 'Timeout', `no result within ${act.timeoutMs} ms`, true)
-    }
-    if (b.cancel) return run.cancel('cancelled by script')
-    if (b.error) return run.completeErr(act.id, 'error', b.error.type, b.error.message, b.error.retryable ?? true)
-    run.completeOk(act.id, b.output === undefined ? fallback : b.output, b.usage ?? null)
+    if (!b) return C.ok(act, fallback)
+    if (act.timeoutMs !== undefined && (b.delayMs ?? 0) > act.timeoutMs) return C.timedOut(act)
+    if (b.cancel) return null
+    if (b.error) return C.err(act, b.error.type, b.error.message, b.error.retryable ?? true, b.usage)
+    return C.ok(act, b.output === undefined ? fallback : b.output, b.usage)
   }
 
+  /** Poll order: one completion per commit; reverse order: each step's results in one commit. */
   function drive(run, script, reverse) {
     for (;;) {
-      const acts = run.poll().filter((a) => a.kind !== 'human')
+      const acts = poll(run).filter((a) => a.kind !== 'human')
       if (acts.length === 0) return
       if (reverse) acts.reverse()
+      const batch = []
       for (const act of acts) {
-        if (run.status() === 'cancelled') break
-        perform(run, script, act)
+        const completion = perform(script, act)
+        if (completion === null) {
+          if (batch.length > 0) assert.equal(run.completeAll(batch), null)
+          run.cancel('cancelled by script')
+          return
+        }
+        if (reverse) batch.push(completion)
+        else complete(run, completion)
       }
+      if (batch.length > 0) assert.equal(run.completeAll(batch), null)
     }
   }
 
@@ -802,12 +982,12 @@ describe('conformance vectors by hand', () => {
         let run = am.NativeRun.start(wf, script.input ?? null, { seed: script.seed ?? 0, runId: script.runId, logDir, fsync: 'never' })
         drive(run, script, reverse)
         while (run.status() === 'waiting') {
-          const answers = run.outstanding().filter((a) => a.kind === 'human' && script.approvals?.[a.node] !== undefined)
+          const answers = outstanding(run).filter((a) => a.kind === 'human' && script.approvals?.[a.node] !== undefined)
           if (answers.length === 0) break
           const log = run.logPath()
           run.close()
-          run = am.NativeRun.resume(log, 'never')
-          for (const a of answers) run.completeOk(a.id, script.approvals[a.node])
+          const approvals = Object.fromEntries(answers.map((a) => [a.node, script.approvals[a.node]]))
+          run = am.NativeRun.resume(log, { fsync: 'never' }, approvals)
           drive(run, script, reverse)
         }
         const log = run.logPath()

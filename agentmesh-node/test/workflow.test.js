@@ -128,6 +128,60 @@ describe('Workflow', () => {
     for (const [spec, why] of cases) assertInvalidWorkflow(thrown(() => Workflow.fromObject(spec)), `workflow is not JSON data: ${why}`)
   })
 
+  test('fromJson: a lone surrogate in the text is InvalidWorkflowError naming where, as fromObject refuses it (defect 20)', () => {
+    const text = '{"name": "w",\n "nodes": [{"id": "a\uD800", "type": "agent", "agent": "x"}]}'
+    assertInvalidWorkflow(
+      thrown(() => Workflow.fromJson(text)),
+      "field '(document)': not valid JSON: a lone surrogate (not valid Unicode) at line 2 column 21 (index 34 of the text)",
+      { node: null, field: '(document)' },
+    )
+    assertInvalidWorkflow(
+      thrown(() => Workflow.fromJson('{"name": "w\uDC00", "nodes": []}')),
+      "field '(document)': not valid JSON: a lone surrogate (not valid Unicode) at line 1 column 12 (index 11 of the text)",
+      { node: null, field: '(document)' },
+    )
+    const e = thrown(() => Workflow.fromObject({ name: 'w', nodes: [{ id: 'a\uD800', type: 'agent', agent: 'x' }] }))
+    assert.ok(e instanceof InvalidWorkflowError)
+    assert.match(e.message, /lone surrogate/)
+    // A real U+FFFD and surrogate pairs are text like any other.
+    assert.deepEqual(Workflow.fromJson('{"name": "w\uFFFD \uD83D\uDE00", "nodes": [{"id": "a", "type": "agent", "agent": "x"}]}').name, 'w\uFFFD \uD83D\uDE00')
+  })
+
+  test('a branch operand nested 121 levels is InvalidWorkflowError at load (defect 17); one nested 94 runs and its log reads back', async () => {
+    const nest = (n) => {
+      let v = 1
+      for (let i = 0; i < n; i++) v = [v]
+      return v
+    }
+    const spec = (operand) => ({
+      name: 'deep',
+      maxSteps: 10,
+      nodes: [
+        { id: 'a', type: 'agent', agent: 'x' },
+        { id: 'b', type: 'branch', after: ['a'], cases: [{ when: { path: '/outputs/a', eq: operand }, goto: 'a' }] },
+      ],
+    })
+    for (const load of [(s) => Workflow.fromJson(JSON.stringify(s)), (s) => Workflow.fromObject(s)]) {
+      const e = thrown(() => load(spec(nest(121))))
+      assert.ok(e instanceof InvalidWorkflowError, String(e))
+      assert.match(e.message, /deeper than/)
+    }
+    const am = require('..')
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agentmesh-deep-'))
+    try {
+      const w = Workflow.fromJson(JSON.stringify(spec(nest(94))))
+      const r = new am.Mesh({ logDir: dir }).agent('x', () => 'not equal').runSync(w, { runId: 'deep' })
+      assert.equal(r.status, 'completed')
+      assert.equal(am.verifyLogSync(r.logPath).finished, 'runCompleted')
+      assert.equal(am.replaySync(r.logPath).outcome.status, 'completed')
+      assert.equal(am.recordedWorkflow(r.logPath).hash, w.hash)
+      assert.ok(am.readLogSync(r.logPath).length > 0)
+      assert.equal((await new am.Mesh({ logDir: dir }).agent('x', () => 1).resume(r.logPath)).status, 'completed')
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   test('fromObject accepts prototype-null objects, skips undefined properties, shares no state', () => {
     const bare = Object.create(null)
     Object.assign(bare, { name: 'mixed', nodes: MIXED.nodes, maxSteps: undefined })

@@ -5,12 +5,14 @@
 //   node benches/node/bench.js                # the table (about 15 s)
 //   node benches/node/bench.js --quick        # few repetitions: a smoke test, not a figure
 //   node benches/node/bench.js --json         # one JSON object per line
+//   node benches/node/bench.js --only readlog # readLog of a ~136 MB log: events/s, peak RSS
 //
 // The floor is what a plain Node loop pays for the same work, in the same process: call the
 // same no-op functions, JSON.stringify each result, append it to a file, one fsync at the end
 // (per run for the small runs). Best of N repetitions after a warm-up; the median is printed
 // next to it. A script, not a test: nothing asserts on time.
 
+const childProcess = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -142,6 +144,63 @@ async function benchSmallRuns(reps, runs) {
   return rows
 }
 
+/** A finished run looping `visits` times, each output ~`bytes` of text; its log path. */
+function bigLog(visits, bytes) {
+  const wf = am.Workflow.fromObject({
+    name: 'big',
+    maxSteps: 3 * visits + 10,
+    nodes: [
+      { id: 'work', type: 'agent', agent: 'w', maxVisits: visits },
+      { id: 'again', type: 'branch', after: ['work'], cases: [{ when: { path: '/visits/work', lt: visits }, goto: 'work' }] },
+    ],
+  })
+  const text = 'x'.repeat(bytes)
+  const mesh = new am.Mesh({ logDir: fresh(), fsync: 'never' }).agent('w', (act) => ({ visit: act.visit, text }))
+  return mesh.runSync(wf, { runId: 'big' }).logPath
+}
+
+/** Read `log` in a child process with `how` (stream or array): events, seconds, peak RSS. */
+function readInChild(log, how) {
+  const pkg = process.env.AGENTMESH_PACKAGE || path.resolve(__dirname, '..', '..', 'agentmesh-node')
+  const script = `
+    const am = require(${JSON.stringify(pkg)})
+    const log = ${JSON.stringify(log)}
+    ;(async () => {
+      const base = process.resourceUsage().maxRSS
+      const t = process.hrtime.bigint()
+      let events = 0
+      if (${JSON.stringify(how)} === 'stream') for await (const e of am.readLog(log)) events++
+      else events = am.readLogSync(log).length
+      const seconds = Number(process.hrtime.bigint() - t) / 1e9
+      process.stdout.write(JSON.stringify({ events, seconds, baseKb: base, peakKb: process.resourceUsage().maxRSS }))
+    })()
+  `
+  const r = childProcess.spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`reader child failed: ${r.stderr}`)
+  return JSON.parse(r.stdout)
+}
+
+async function benchReadLog(quick) {
+  const log = bigLog(quick ? 3000 : 115000, 300)
+  const mb = fs.statSync(log).size / 1e6
+  const rows = []
+  for (const how of ['stream', 'array']) {
+    if (quick && how === 'array') continue
+    const r = readInChild(log, how)
+    rows.push({
+      language: 'node',
+      workload: `readLog_${mb.toFixed(0)}MB`,
+      host: how === 'stream' ? 'readLog' : 'readLogSync',
+      log: 'file',
+      events: r.events,
+      events_per_s: Math.round(r.events / r.seconds),
+      peak_rss_mb: +(r.peakKb / 1024).toFixed(1),
+      base_rss_mb: +(r.baseKb / 1024).toFixed(1),
+    })
+  }
+  return rows
+}
+
 async function main() {
   const args = process.argv.slice(2)
   const quick = args.includes('--quick')
@@ -151,6 +210,17 @@ async function main() {
     if (!only || only === 'chain') rows.push(...(await benchChain(quick ? 3 : 15, 1000)))
     if (!only || only === 'fanout') rows.push(...(await benchFanout(quick ? 3 : 30, 100)))
     if (!only || only === 'small') rows.push(...(await benchSmallRuns(quick ? 1 : 5, quick ? 100 : 1000)))
+    if (only === 'readlog') {
+      const read = await benchReadLog(quick)
+      if (args.includes('--json')) for (const r of read) console.log(JSON.stringify(r))
+      else {
+        console.log(`node ${process.version}; one read each, in a child process`)
+        for (const r of read) {
+          console.log(`${r.workload.padEnd(16)}${r.host.padEnd(13)}${String(r.events).padStart(9)} events ${String(r.events_per_s).padStart(9)} events/s  peak RSS ${r.peak_rss_mb} MB (at start ${r.base_rss_mb} MB)`)
+        }
+      }
+      return
+    }
   } finally {
     fs.rmSync(root, { recursive: true, force: true })
   }

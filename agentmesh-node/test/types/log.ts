@@ -1,7 +1,8 @@
 // Type fixture (tsc only, never run): the log functions of lib/log.d.ts.
 import * as log from '../../lib/log'
 import { Workflow } from '../../lib/workflow'
-import type { LogEvent, LogHeader, ReplayReport, RunState, VerifyReport } from '../../native'
+import type { Anchor, LogEvent, LogHeader, ReplayReport, RunState, VerifyReport } from '../../native'
+import type { AnchorOptions } from '../../lib/log'
 
 export async function readSide(path: string): Promise<void> {
   const report: VerifyReport = await log.verifyLog(path)
@@ -28,6 +29,25 @@ export async function readSide(path: string): Promise<void> {
     log.stateAtSync(path, 1),
   ]
   void [report, bytes, fingerprint, replayed, recorded, state, events, seed, wf, codes, sync]
+
+  const checked: VerifyReport = await log.checkLog(path)
+  const torn: number | null | undefined = log.checkLogSync(path).tornAt
+  const options: AnchorOptions = { key: Buffer.from('k') }
+  const a: Anchor = await log.anchor(path, options)
+  const keyed: Anchor = log.anchorSync(path, { key: 'material' })
+  const mac: string | undefined = keyed.mac
+  const ok: VerifyReport = await log.verifyAnchor(path, a)
+  const fromText: VerifyReport = log.verifyAnchorSync(path, JSON.stringify(keyed), { key: new Uint8Array([1, 2]) })
+  for await (const s of log.history(path)) {
+    const at: number = s.seq
+    void at
+  }
+  const states: RunState[] = log.historySync(path)
+  void [checked, torn, mac, ok, fromText, states]
+  // @ts-expect-error a key is a string or bytes
+  await log.anchor(path, { key: 42 })
+  // @ts-expect-error an anchor is an object or its JSON text
+  log.verifyAnchorSync(path, 7)
 
   // @ts-expect-error the Promise form must be awaited
   const events2: number = log.verifyLog(path).events

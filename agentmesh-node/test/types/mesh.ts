@@ -11,6 +11,11 @@ async function main(): Promise<void> {
       act.signal.addEventListener('abort', () => undefined)
       if (act.attempt > 3) act.cancelRun('enough')
       if (seed === 0n) throw new ActivationError('Flaky', 'try again', { retryable: true })
+      if (seed === 1n) throw new ActivationError('Paid', 'failed', { usage: { inputTokens: 9, outputTokens: 0 } })
+      const spent: { inputTokens?: number; outputTokens?: number } | null = new ActivationError('T', 'm').usage
+      void spent
+      // @ts-expect-error usage is an object of counts, not a list
+      void new Output(1, { usage: [1, 2] })
       return new Output({ text: 'hi' }, { usage: { inputTokens: 3, outputTokens: 1 } })
     })
     .tool('search', () => new RawJson('{"hits":1.0}'))

@@ -6,12 +6,15 @@ import {
   NondeterminismError,
   Workflow,
   WorkflowBuilder,
+  LogTruncatedError,
+  anchor,
   errorClass,
   readLog,
+  verifyAnchor,
   replay,
   verifyLogSync,
 } from '../..'
-import type { AgentMeshErrorCode, Condition, LogEvent, PathLike, RetryPolicy, VerifyReport, WorkflowDefinition } from '../..'
+import type { AgentMeshErrorCode, Anchor, AnchorOptions, Condition, LogEvent, PathLike, RetryPolicy, VerifyReport, WorkflowDefinition } from '../..'
 
 export async function check(path: PathLike, definition: WorkflowDefinition): Promise<AgentMeshErrorCode | null> {
   const wf: Workflow = Workflow.fromObject(definition)
@@ -22,6 +25,13 @@ export async function check(path: PathLike, definition: WorkflowDefinition): Pro
   const report: VerifyReport = verifyLogSync(path)
   const events: LogEvent[] = []
   for await (const e of readLog(path)) events.push(e)
+  const options: AnchorOptions = { key: 'k' }
+  const a: Anchor = await anchor(path, options)
+  try {
+    await verifyAnchor(path, a, options)
+  } catch (e) {
+    if (e instanceof LogTruncatedError) return e.code
+  }
   try {
     await replay(path, wf)
   } catch (e) {

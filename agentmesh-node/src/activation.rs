@@ -1,0 +1,110 @@
+//! Activations as `poll` hands them to JavaScript: one string per poll, no object per field,
+//! no native object per activation.
+//!
+//! Building `input` and `deps` (and a dozen named properties) for every activation cost more
+//! than the rest of a step, and most agents read a few fields; each Node-API call costs 30–50 ns
+//! and a native object per activation (as Python's `Activation`) about 0.7 µs in wrapping and
+//! GC finalization alone (see `raw.rs`). So `poll` returns one string:
+//!
+//! ```text
+//! [[id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt, depsEnd], ...]
+//! <deps JSON text of the first activation><deps JSON text of the second>...
+//! ```
+//!
+//! a JSON header line (`timeoutMs` and `prompt` `null` when absent, `seed` a decimal string),
+//! a newline, then each activation's `deps` as the JSON text of its dependencies' outputs,
+//! ending at `depsEnd` (in UTF-16 code units after the newline, as JavaScript indexes strings).
+//! The driver's `Activation` (lib/mesh.js) parses the header at once and a `deps` text only
+//! when an agent reads it — into what `json::write` would have built (`JSON.parse` of the
+//! core's JSON text, the contract of `json.rs`); the run input is one text per run
+//! (`NativeRun.inputJson`), parsed per activation on first read.
+
+use std::fmt::Write as _;
+
+use agentmesh_core as core;
+
+use crate::raw::{self, RawEnv, Value, R};
+
+/// `s` as a JSON string.
+fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The JSON text of an activation's `deps` (node id → output), keys in the core's order.
+fn write_deps(out: &mut String, act: &core::Activation) {
+    out.push('{');
+    for (i, (node, output)) in act.deps.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, node);
+        // A `Value` always serializes.
+        let _ = write!(out, ":{output}");
+    }
+    out.push('}');
+}
+
+/// Length of `s` in UTF-16 code units.
+fn utf16_len(s: &str) -> usize {
+    if s.is_ascii() {
+        return s.len();
+    }
+    s.chars().map(char::len_utf16).sum()
+}
+
+/// The text `poll` returns for `acts` (see the module docs).
+pub fn poll_text(acts: &[core::Activation]) -> String {
+    let mut out = String::with_capacity(64 + acts.len() * 96);
+    let mut deps = String::new();
+    let mut end = 0;
+    out.push('[');
+    for (i, a) in acts.iter().enumerate() {
+        let start = deps.len();
+        write_deps(&mut deps, a);
+        end += utf16_len(&deps[start..]);
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "[{},", a.id);
+        write_str(&mut out, &a.node);
+        let _ = write!(out, ",\"{}\",", a.kind.as_str());
+        write_str(&mut out, &a.name);
+        let _ = write!(out, ",{},{},{},", a.attempt, a.visit, a.delay_ms);
+        match a.timeout_ms {
+            Some(ms) => {
+                let _ = write!(out, "{ms},");
+            }
+            None => out.push_str("null,"),
+        }
+        let _ = write!(out, "{},\"{}\",", a.step, a.seed);
+        match &a.prompt {
+            Some(p) => write_str(&mut out, p),
+            None => out.push_str("null"),
+        }
+        let _ = write!(out, ",{end}]");
+    }
+    out.push_str("]\n");
+    out.push_str(&deps);
+    out
+}
+
+/// The `poll` text of `acts` as a JS string.
+///
+/// # Safety
+///
+/// As for `raw` (the current call's environment, on its thread).
+pub unsafe fn records(env: RawEnv, acts: Vec<core::Activation>) -> R<Value> {
+    // SAFETY: per this function's contract.
+    unsafe { raw::string(env, &poll_text(&acts)) }
+}
