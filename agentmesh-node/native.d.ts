@@ -171,9 +171,9 @@ export interface Anchor {
   runId: string
   /** Events in the log when the anchor was taken. */
   records: number
-  /** Bytes of the log (header and those events) when the anchor was taken. */
+  /** Bytes of the log up to the end of those records (the last one's newline not counted). */
   bytes: number
-  /** blake3 (hex) of the last of those records: the head of the chain. */
+  /** blake3 (hex) of those bytes: the head. */
   head: string
   /** blake3 keyed hash (hex) of the facts above, when the anchor was taken with a key. */
   mac?: string
@@ -453,8 +453,6 @@ export interface VerifyReport {
   tornAt: number | null
   /** The repair made (`verifyLog` only). */
   repaired: Repair | null
-  /** blake3 (hex) of the last record: the head of the chain. */
-  headHash: string
 }
 
 /** Workflow identity in a log header. */

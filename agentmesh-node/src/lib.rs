@@ -38,7 +38,7 @@ mod run;
 mod stream;
 mod task;
 
-use napi::bindgen_prelude::{AsyncTask, Buffer, Object};
+use napi::bindgen_prelude::{AsyncTask, Object};
 use napi::{Env, JsValue};
 use napi_derive::napi;
 
@@ -50,13 +50,6 @@ use crate::task::{spawn, CoreTask};
 #[napi(js_name = "__panicForTests", skip_typescript, catch_unwind)]
 pub fn panic_for_tests(env: &Env, message: String) -> napi::Result<()> {
     guard(|| -> agentmesh_core::Result<()> { panic!("{message}") }).or_throw(env)
-}
-
-/// Test hook (not in the typings): blake3 (hex) of `bytes`, so the tests can re-seal an edited
-/// log's hash chain (an attacker's recomputed chain) without a hashing package.
-#[napi(js_name = "__blake3ForTests", skip_typescript)]
-pub fn blake3_for_tests(bytes: Buffer) -> String {
-    blake3::hash(&bytes).to_hex().to_string()
 }
 
 /// Async form of [`panic_for_tests`] (not in the typings).

@@ -179,9 +179,9 @@ pub struct Anchor {
     pub run_id: String,
     /// Events in the log when the anchor was taken.
     pub records: i64,
-    /// Bytes of the log (header and those events) when the anchor was taken.
+    /// Bytes of the log up to the end of those records (the last one's newline not counted).
     pub bytes: i64,
-    /// blake3 (hex) of the last of those records: the head of the chain.
+    /// blake3 (hex) of those bytes: the head.
     pub head: String,
     /// blake3 keyed hash (hex) of the facts above, when the anchor was taken with a key.
     pub mac: Option<String>,

@@ -145,7 +145,9 @@ function scripted(script) {
     if (chosen.cancel === true) act.cancelRun('cancelled by script')
     if (chosen.error !== undefined) {
       const e = chosen.error
-      throw new am.ActivationError(e.type, e.message, { retryable: e.retryable === undefined ? true : e.retryable })
+      const retryable = e.retryable === undefined ? true : e.retryable
+      const usage = chosen.usage === undefined ? undefined : plain(chosen.usage)
+      throw new am.ActivationError(e.type, e.message, { retryable, usage })
     }
     const output = 'output' in chosen ? new am.RawJson(exactText(chosen.output)) : fallback
     if (chosen.usage !== undefined) return new am.Output(output, { usage: plain(chosen.usage) })
