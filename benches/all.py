@@ -92,12 +92,18 @@ def node_rows(quick: bool) -> Tuple[Dict[Key, Tuple[float, float]], Dict[str, fl
     return rows_of(out, "node")
 
 
+# Rows of the log-reading benchmarks (events/s and peak memory, not times), by language.
+READS: List[Dict[str, object]] = []
+
+
 def rows_of(out: str, language: str) -> Tuple[Dict[Key, Tuple[float, float]], Dict[str, float]]:
     rows: Dict[Key, Tuple[float, float]] = {}
     floors: Dict[str, float] = {}
     for line in out.splitlines():
         r = json.loads(line)
-        if r["host"] == "floor":
+        if "best_us" not in r:
+            READS.append(r)
+        elif r["host"] == "floor":
             floors[r["workload"]] = r["best_us"]
         else:
             rows[(r["workload"], language, r["host"], r["log"])] = (r["best_us"], r["median_us"])
@@ -131,6 +137,16 @@ def table(rows: Dict[Key, Tuple[float, float]], floors: Dict[Tuple[str, str], fl
     return "\n".join(out)
 
 
+def read_table() -> str:
+    """One pass over a large log: events (or states) per second and peak memory."""
+    out = ["| Read | Host | events/s | peak RSS (at start) |", "|---|---|---|---|"]
+    for r in READS:
+        rate = r.get("items_per_s") or r.get("events_per_s")
+        base = r.get("baseline_rss_mb") or r.get("base_rss_mb")
+        out.append(f"| {r['workload']} | {r['language'].capitalize()} `{r['host']}` | {rate:,} | {r['peak_rss_mb']} MB ({base} MB) |")
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--python", help="a Python with agentmesh installed (release build)")
@@ -143,6 +159,8 @@ def main() -> int:
         rows.update(lang_rows)
         floors.update({(w, language): f for w, f in lang_floors.items()})
     text = table(rows, floors)
+    if READS:
+        text += "\n\n" + read_table()
     print(text)
     if args.write:
         doc = DOC.read_text(encoding="utf-8")
