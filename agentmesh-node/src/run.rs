@@ -460,25 +460,30 @@ unsafe fn this_run<'a>(env: RawEnv, this: JsValue) -> R<&'a mut NativeRun> {
 /// (`activation.rs`).
 unsafe extern "C" fn poll(env: RawEnv, info: sys::napi_callback_info) -> JsValue {
     // SAFETY: Node-API calls this with its environment and call info.
-    unsafe {
-        raw::callback(env, || {
-            let run = this_run(env, raw::args::<0>(env, info)?.this)?;
-            let acts = raw::core(env, run.try_with(|r| r.poll()))?;
-            if run.input_json.is_none() {
-                run.input_json = acts.first().map(|a| a.input.to_string());
-            }
-            activation::records(env, acts)
-        })
-    }
+    unsafe { activations(env, info, Run::poll) }
 }
 
 /// `run.outstanding()`: activations still waiting for a completion.
 unsafe extern "C" fn outstanding(env: RawEnv, info: sys::napi_callback_info) -> JsValue {
     // SAFETY: Node-API calls this with its environment and call info.
+    unsafe { activations(env, info, |r| r.outstanding()) }
+}
+
+/// `poll` and `outstanding`: the activations `get` returns, as records; the run input is kept
+/// from the first one seen (the core has no accessor for it).
+///
+/// # Safety
+/// `env` and `info` are those Node-API passed to the callback.
+unsafe fn activations(
+    env: RawEnv,
+    info: sys::napi_callback_info,
+    get: impl FnOnce(&mut Run) -> agentmesh_core::Result<Vec<agentmesh_core::Activation>>,
+) -> JsValue {
+    // SAFETY: as the caller's.
     unsafe {
         raw::callback(env, || {
             let run = this_run(env, raw::args::<0>(env, info)?.this)?;
-            let acts = raw::core(env, run.try_with(|r| r.outstanding()))?;
+            let acts = raw::core(env, run.try_with(get))?;
             if run.input_json.is_none() {
                 run.input_json = acts.first().map(|a| a.input.to_string());
             }

@@ -20,11 +20,7 @@ fn invalid_argument(py: Python<'_>, message: String) -> PyErr {
 pub fn seq_arg(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
     let py = obj.py();
     if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
-        let ty = obj
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_default();
+        let ty = crate::pyjson::type_name(obj);
         return Err(invalid_argument(
             py,
             format!("seq must be an int, not {ty}"),
@@ -73,11 +69,7 @@ fn anchor_key(key: Option<&Bound<'_, PyAny>>) -> PyResult<Option<AnchorKey>> {
             .as_bytes()
             .to_vec()
     } else {
-        let ty = key
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_default();
+        let ty = crate::pyjson::type_name(key);
         return Err(invalid_argument(
             py,
             format!("an anchor key is bytes or str, not {ty}"),
@@ -123,11 +115,7 @@ pub fn verify_anchor(
             .map_err(|why| invalid_argument(py, format!("the anchor is not JSON data: {why}")))?
             .to_string()
     } else {
-        let ty = anchor
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_default();
+        let ty = crate::pyjson::type_name(anchor);
         return Err(invalid_argument(
             py,
             format!("an anchor is a dict or its JSON text, not {ty}"),

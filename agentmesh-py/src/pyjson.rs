@@ -58,7 +58,8 @@ pub fn from_py(obj: &Bound<'_, PyAny>) -> Result<Value, String> {
     walk(obj, 0).map_err(Bad::describe)
 }
 
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
+/// The Python type name of `obj`, for error messages.
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
         .map(|n| n.to_string())
