@@ -56,13 +56,13 @@ pub use machine::RunState;
 pub use model::activation::{Activation, Completion, Outcome, RunStatus};
 pub use model::event::{trace_id_for, Event, EventData, EventKind, Role};
 pub use model::failure::{Failure, FailureKind, RunError, Usage};
-pub use model::header::{LogHeader, CANONICAL_VERSION, LOG_VERSION};
+pub use model::header::{HeaderMeta, LogHeader, CANONICAL_VERSION, LOG_VERSION};
 pub use model::workflow::{
     ActivationKind, NodeKind, NodeOptions, RetrySpec, Workflow, WorkflowBuilder, WorkflowSpec,
 };
 pub use model::MAX_VALUE_DEPTH;
 pub use replay::{for_each_state, history, recorded_workflow, replay, state_at, ReplayReport};
-pub use run::{derive_run_id, Recorded, ResumeOptions, Run, RunOptions};
+pub use run::{derive_run_id, ForkOptions, Recorded, ResumeOptions, Run, RunOptions};
 
 // The Rust examples in the guides are complete programs: `cargo test --doc` compiles and runs
 // every ```rust block, so a guide cannot drift from the API.

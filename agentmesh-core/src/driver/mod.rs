@@ -19,9 +19,10 @@ use serde_json::Value;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::FsyncMode;
 use crate::model::activation::{Activation, Completion, RunStatus};
+use crate::model::event::Event;
 use crate::model::failure::{Failure, RunError, Usage};
 use crate::model::workflow::{ActivationKind, Workflow};
-use crate::run::{ResumeOptions, Run, RunLog, RunOptions};
+use crate::run::{ForkOptions, ResumeOptions, Run, RunLog, RunOptions};
 use pool::Pool;
 
 /// What an agent or tool returns on success.
@@ -197,6 +198,8 @@ impl RunResult {
     }
 }
 
+type EventFn = Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// Registers agents and tools, and runs workflows with them.
 pub struct Mesh {
     agents: HashMap<String, AgentFn>,
@@ -204,6 +207,8 @@ pub struct Mesh {
     log_dir: Option<PathBuf>,
     fsync: FsyncMode,
     pool: Pool,
+    host: String,
+    on_event: Option<EventFn>,
 }
 
 impl Default for Mesh {
@@ -221,6 +226,44 @@ impl Mesh {
             log_dir: None,
             fsync: FsyncMode::Batch,
             pool: Pool::new(),
+            host: "rust".to_owned(),
+            on_event: None,
+        }
+    }
+
+    /// Name the host recorded in the headers of the logs this mesh creates (`rust` unless
+    /// set; the CLI records `cli`).
+    pub fn with_host(mut self, host: impl Into<String>) -> Mesh {
+        self.host = host.into();
+        self
+    }
+
+    /// Call `f` with every event of the runs this mesh drives, in commit order, once it is
+    /// committed (durable per the fsync mode), as the log holds it. `f` runs on the driving
+    /// thread: a slow `f` slows the run but never changes it; a panic in `f` is caught and
+    /// ends the delivery of that run's events, not the run.
+    pub fn on_event<F>(&mut self, f: F) -> &mut Mesh
+    where
+        F: Fn(&Event) + Send + Sync + 'static,
+    {
+        self.on_event = Some(Arc::new(f));
+        self
+    }
+
+    /// Hand the run's newly committed events to `on_event`.
+    fn deliver(&self, run: &mut Run, delivering: &mut bool) {
+        let Some(f) = &self.on_event else { return };
+        let events = run.take_committed();
+        if !*delivering {
+            return;
+        }
+        let delivered = catch_unwind(AssertUnwindSafe(|| {
+            for e in &events {
+                f(e);
+            }
+        }));
+        if delivered.is_err() {
+            *delivering = false;
         }
     }
 
@@ -283,6 +326,10 @@ impl Mesh {
             options.log_dir = self.log_dir.clone();
         }
         options.fsync = self.fsync;
+        if options.host.is_none() {
+            options.host = Some(self.host.clone());
+        }
+        options.watch |= self.on_event.is_some();
         Run::start(workflow, options)
     }
 
@@ -325,6 +372,7 @@ impl Mesh {
             fsync: self.fsync,
             run_id: None,
             approvals,
+            watch: self.on_event.is_some(),
         };
         let mut run = Run::resume_with(path, options)?;
         self.drive(&mut run, &CancelHandle::new())?;
@@ -341,15 +389,32 @@ impl Mesh {
         overrides: BTreeMap<String, Value>,
         run_id: Option<String>,
     ) -> Result<RunResult> {
-        self.check_registered(&crate::replay::recorded_workflow(path.as_ref())?)?;
-        let mut run = Run::fork(
+        self.fork_with(
             path,
-            seq,
-            overrides,
-            run_id,
-            self.log_dir.clone(),
-            self.fsync,
-        )?;
+            ForkOptions {
+                seq,
+                overrides,
+                run_id,
+                ..ForkOptions::default()
+            },
+        )
+    }
+
+    /// [`Mesh::fork`] with every fork option, among them a changed workflow (see
+    /// [`Run::fork_with`]); log directory, fsync mode and host are this mesh's.
+    ///
+    /// Errors: as [`Run::fork_with`], and `UNKNOWN_AGENT`.
+    pub fn fork_with(&self, path: impl AsRef<Path>, mut options: ForkOptions) -> Result<RunResult> {
+        let workflow = match &options.workflow {
+            Some(w) => w.clone(),
+            None => crate::replay::recorded_workflow(path.as_ref())?,
+        };
+        self.check_registered(&workflow)?;
+        options.log_dir = self.log_dir.clone();
+        options.fsync = self.fsync;
+        options.host = Some(self.host.clone());
+        options.watch = self.on_event.is_some();
+        let mut run = Run::fork_with(path, options)?;
         self.drive(&mut run, &CancelHandle::new())?;
         result_of(run)
     }
@@ -360,8 +425,13 @@ impl Mesh {
     pub fn drive(&self, run: &mut Run, cancel: &CancelHandle) -> Result<()> {
         let (tx, rx) = channel::<Msg>();
         cancel.attach(Some(tx.clone()));
-        let result = self.drive_inner(run, cancel, &tx, &rx);
+        if self.on_event.is_some() {
+            run.watch();
+        }
+        let mut delivering = true;
+        let result = self.drive_inner(run, cancel, &tx, &rx, &mut delivering);
         cancel.attach(None);
+        self.deliver(run, &mut delivering);
         result
     }
 
@@ -371,6 +441,7 @@ impl Mesh {
         cancel: &CancelHandle,
         tx: &Sender<Msg>,
         rx: &std::sync::mpsc::Receiver<Msg>,
+        delivering: &mut bool,
     ) -> Result<()> {
         // In-flight host activations: id → deadline. Every activation gets a thread of its
         // own at once (the pool grows), so its deadline, counted from its dispatch, starts
@@ -380,6 +451,7 @@ impl Mesh {
             cancel: cancel.clone(),
         };
         loop {
+            self.deliver(run, delivering);
             if let Some(reason) = cancel.reason() {
                 run.cancel(&reason)?;
                 return Ok(());

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::chain::{self, Link};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::event::{Encoded, Event, Layout};
-use crate::model::header::{LogHeader, Meta, LOG_FORMAT};
+use crate::model::header::{HeaderMeta, LogHeader, Meta, LOG_FORMAT};
 
 /// When the writer calls fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -108,6 +108,8 @@ pub(crate) struct LogWriter {
     /// The open file's (device, inode), compared with the path's when syncing.
     identity: (u64, u64),
     syncs: u64,
+    /// `meta.at` of the first events of a new log.
+    created_at: u64,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -192,15 +194,15 @@ impl LogWriter {
         let mut w = LogWriter::from_parts(file, tmp, layout, &header.run_id, genesis, fsync);
         w.identity = identity;
         let mut header = header.clone();
-        header.meta = Some(Meta {
+        header.meta = Some(HeaderMeta {
             at: now_ms(),
-            dur_us: None,
+            host: header.meta.take().and_then(|m| m.host),
         });
         w.body.clear();
         serde_json::to_writer(&mut w.body, &header)
             .map_err(|e| Error::internal(format!("header: {e}")))?;
         w.staged_prev = chain::seal(&w.body, genesis, &mut w.buf);
-        w.stage(events, None)?;
+        w.created_at = w.stage(events, None)?;
         // In `always` mode this fsyncs too: the data is durable before the name appears.
         w.write_staged()?;
         Ok(w)
@@ -311,6 +313,7 @@ impl LogWriter {
             dir_unsynced: false,
             last_sync: Instant::now(),
             identity: (0, 0),
+            created_at: 0,
             syncs: 0,
         }
     }
@@ -342,8 +345,10 @@ impl LogWriter {
     /// batches reach the file in one write. `dur_us` is the `meta.durUs` of a completion
     /// (one event). An event that is too large leaves the buffer as it was.
     ///
+    /// Returns the `meta.at` the records carry.
+    ///
     /// Errors: `INVALID_OUTPUT` (event too large), `IO` (writer poisoned).
-    pub(crate) fn stage(&mut self, events: &[Event], dur_us: Option<u64>) -> Result<()> {
+    pub(crate) fn stage(&mut self, events: &[Event], dur_us: Option<u64>) -> Result<u64> {
         self.check_poisoned()?;
         let mark = self.buf.len();
         let at = now_ms();
@@ -368,7 +373,12 @@ impl LogWriter {
             prev = chain::seal(&self.body, prev, &mut self.buf);
         }
         self.staged_prev = prev;
-        Ok(())
+        Ok(at)
+    }
+
+    /// `meta.at` of the events a new log was created with.
+    pub(crate) fn created_at(&self) -> u64 {
+        self.created_at
     }
 
     /// Drop everything staged since the last write.

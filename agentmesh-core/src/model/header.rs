@@ -99,6 +99,19 @@ pub struct Meta {
     pub dur_us: Option<u64>,
 }
 
+/// Wall-clock and host metadata of the header; never part of the canonical log.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderMeta {
+    /// Unix time in milliseconds when the log was created.
+    pub at: u64,
+    /// What created the log: `cli` for runs the `agentmesh` command started (the only runs
+    /// it may finish with scripted default outputs), `python`, `node` or `rust` for a host
+    /// program. Absent in logs of AgentMesh 0.2 and older.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
 /// First line of every log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -121,9 +134,9 @@ pub struct LogHeader {
     /// Parent of a forked run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentRef>,
-    /// Creation time; not canonical.
+    /// Creation time and host; not canonical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Meta>,
+    pub meta: Option<HeaderMeta>,
 }
 
 impl LogHeader {
@@ -147,6 +160,11 @@ impl LogHeader {
     /// Errors: a message naming an unknown or misordered flag.
     pub fn core_flags(&self) -> Result<CoreFlags, String> {
         CoreFlags::check(&self.flags)
+    }
+
+    /// What created the log (see [`HeaderMeta::host`]).
+    pub fn host(&self) -> Option<&str> {
+        self.meta.as_ref().and_then(|m| m.host.as_deref())
     }
 
     /// Whether this core reads the header's format and version.
@@ -218,9 +236,9 @@ mod tests {
     #[test]
     fn canonical_header_is_the_same_for_every_file_version() {
         let mut v1 = header(1);
-        v1.meta = Some(Meta {
+        v1.meta = Some(HeaderMeta {
             at: 5,
-            dur_us: None,
+            host: Some("cli".into()),
         });
         let a = serde_json::to_string(&CanonicalHeader(&v1)).unwrap();
         let b = serde_json::to_string(&CanonicalHeader(&header(2))).unwrap();

@@ -10,6 +10,7 @@
 //! later call returns that error, so the in-memory run never runs ahead of its log.
 
 mod sink;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom};
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 pub(crate) use sink::RunLog;
 use sink::Sink;
+use watch::Watch;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::reader::{LogReader, LogScan};
@@ -27,8 +29,8 @@ use crate::log::writer::LogWriter;
 use crate::log::FsyncMode;
 use crate::machine::Machine;
 use crate::model::activation::{Activation, Completion, Outcome, RunStatus};
-use crate::model::event::Event;
-use crate::model::header::{CoreFlags, LogHeader, ParentRef, WorkflowRef};
+use crate::model::event::{Event, EventData};
+use crate::model::header::{CoreFlags, HeaderMeta, LogHeader, ParentRef, WorkflowRef};
 use crate::model::workflow::{ActivationKind, Workflow};
 use crate::replay::{self, Stop};
 
@@ -47,6 +49,11 @@ pub struct RunOptions {
     pub fsync: FsyncMode,
     /// Tenant recorded in the header.
     pub tenant: Option<String>,
+    /// What hosts the run (`cli`, `python`, `node`, `rust`), recorded in the header's
+    /// non-canonical `meta.host`.
+    pub host: Option<String>,
+    /// Keep committed events for [`Run::take_committed`] from the first one on.
+    pub watch: bool,
 }
 
 /// How to reopen a run from its log (see [`Run::resume_with`]).
@@ -58,6 +65,30 @@ pub struct ResumeOptions {
     pub run_id: Option<String>,
     /// Decisions for waiting human nodes: node id → output.
     pub approvals: BTreeMap<String, Value>,
+    /// Keep committed events for [`Run::take_committed`], including what resume appends.
+    pub watch: bool,
+}
+
+/// How to fork a run (see [`Run::fork_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct ForkOptions {
+    /// The step end to fork at (1, or the last completion of a step).
+    pub seq: u64,
+    /// Node outputs to replace before the fork continues: node id → output.
+    pub overrides: BTreeMap<String, Value>,
+    /// Run id of the fork; derived from parent, seq, overrides (and a changed workflow).
+    pub run_id: Option<String>,
+    /// Directory for the fork's log; `None` keeps it in memory.
+    pub log_dir: Option<PathBuf>,
+    /// Durability mode of the fork's log.
+    pub fsync: FsyncMode,
+    /// Continue under this workflow instead of the recorded one; the prefix must replay
+    /// equal under it.
+    pub workflow: Option<Workflow>,
+    /// What hosts the fork (see [`RunOptions::host`]).
+    pub host: Option<String>,
+    /// Keep committed events for [`Run::take_committed`], the copied prefix included.
+    pub watch: bool,
 }
 
 /// One run of a workflow. Single writer: all calls come from one thread at a time.
@@ -69,6 +100,8 @@ pub struct Run {
     path: Option<PathBuf>,
     /// The failure of a commit: the log is behind the machine, so nothing may go on.
     poisoned: Option<Error>,
+    /// Committed events for a watching host.
+    watch: Option<Watch>,
 }
 
 /// The run id used when none is given: `run-` + 16 hex digits of
@@ -127,6 +160,11 @@ impl Run {
             options.seed,
             options.tenant,
         );
+        let mut header = header;
+        header.meta = options.host.map(|host| HeaderMeta {
+            at: 0,
+            host: Some(host),
+        });
         let mut machine = Machine::new(
             workflow.clone(),
             &run_id,
@@ -137,20 +175,29 @@ impl Run {
         machine.start();
         machine.advance();
         let first = machine.take_outbox();
-        let (sink, path) = Sink::create(&header, first, options.log_dir.as_deref(), options.fsync)
-            .map_err(|e| match e.kind() {
-                ErrorKind::InvalidOutput => Error::invalid_argument(format!(
-                    "the run input is too large for the log: {}",
-                    e.message()
-                )),
-                _ => e,
-            })?;
+        let watched = options.watch.then(|| first.clone());
+        let (sink, path, at) =
+            Sink::create(&header, first, options.log_dir.as_deref(), options.fsync).map_err(
+                |e| match e.kind() {
+                    ErrorKind::InvalidOutput => Error::invalid_argument(format!(
+                        "the run input is too large for the log: {}",
+                        e.message()
+                    )),
+                    _ => e,
+                },
+            )?;
         let mut run = Run {
             machine,
             sink,
             header,
             path,
             poisoned: None,
+            watch: watched.map(|events| {
+                let mut w = Watch::default();
+                w.stage(events, at, None);
+                w.commit();
+                w
+            }),
         };
         run.commit()?;
         Ok(run)
@@ -230,10 +277,15 @@ impl Run {
             header,
             path: Some(path.to_owned()),
             poisoned: None,
+            watch: options.watch.then(Watch::default),
         };
         // Check the approvals before writing anything.
         let approvals = run.approvals(options.approvals)?;
-        run.sink.stage(rebuilt.tail, None)?;
+        let watched = run.watch.is_some().then(|| rebuilt.tail.clone());
+        let at = run.sink.stage(rebuilt.tail, None)?;
+        if let (Some(w), Some(events)) = (run.watch.as_mut(), watched) {
+            w.stage(events, at, None);
+        }
         run.commit()?;
         if !approvals.is_empty() {
             run.complete_all(approvals)?;
@@ -307,8 +359,41 @@ impl Run {
         log_dir: Option<PathBuf>,
         fsync: FsyncMode,
     ) -> Result<Run> {
+        Run::fork_with(
+            path,
+            ForkOptions {
+                seq,
+                overrides,
+                run_id,
+                log_dir,
+                fsync,
+                ..ForkOptions::default()
+            },
+        )
+    }
+
+    /// [`Run::fork`] with every option, among them a changed workflow: the parent's events
+    /// up to `seq` must replay equal under it (the check [`crate::replay`] makes), and the
+    /// fork records it, so a bug fixed in the workflow does not redo finished work.
+    ///
+    /// Errors: as [`Run::fork`]; `NONDETERMINISM` when the prefix does not replay equal
+    /// under `options.workflow`.
+    pub fn fork_with(path: impl AsRef<Path>, options: ForkOptions) -> Result<Run> {
+        let ForkOptions {
+            seq,
+            overrides,
+            run_id,
+            log_dir,
+            fsync,
+            workflow,
+            host,
+            watch,
+        } = options;
         let path = path.as_ref();
         let parent = crate::log::read_header(path)?;
+        let changed = workflow
+            .as_ref()
+            .filter(|w| w.hash() != parent.workflow.hash);
         let run_id = match run_id {
             Some(id) => id,
             None => {
@@ -317,6 +402,10 @@ impl Run {
                 h.update(&seq.to_le_bytes());
                 let overrides = serde_json::to_string(&overrides).expect("JSON values serialize");
                 h.update(overrides.as_bytes());
+                if let Some(w) = changed {
+                    h.update(&[0]);
+                    h.update(w.hash().as_bytes());
+                }
                 format!("fork-{}", &h.finalize().to_hex()[..16])
             }
         };
@@ -327,7 +416,7 @@ impl Run {
                 crate::model::MAX_VALUE_DEPTH
             )));
         }
-        let rebuilt = replay::rebuild_file(path, None, Stop::At(seq), Some(&run_id))?;
+        let rebuilt = replay::rebuild_file(path, changed, Stop::At(seq), Some(&run_id))?;
         let mut machine = rebuilt.machine;
         if !machine.needs_advance() {
             return Err(Error::invalid_argument(format!(
@@ -340,6 +429,13 @@ impl Run {
             machine.override_output(&node, output)?;
         }
         machine.advance();
+        let mut first = rebuilt.prefix;
+        // The fork runs under the changed workflow: its `runStarted` records it.
+        if let Some(w) = changed {
+            if let Some(EventData::RunStarted(started)) = first.first_mut().map(|e| &mut e.data) {
+                started.workflow = w.shared_spec();
+            }
+        }
         let header = LogHeader {
             run_id: run_id.clone(),
             version: crate::model::header::LOG_VERSION,
@@ -348,21 +444,49 @@ impl Run {
                 run_id: parent.run_id.clone(),
                 seq,
             }),
-            meta: None,
+            workflow: match changed {
+                Some(w) => WorkflowRef {
+                    name: w.name().to_owned(),
+                    hash: w.hash().to_owned(),
+                },
+                None => parent.workflow.clone(),
+            },
+            meta: host.map(|host| HeaderMeta {
+                at: 0,
+                host: Some(host),
+            }),
             ..parent
         };
-        let mut first = rebuilt.prefix;
         first.extend(machine.take_outbox());
-        let (sink, path) = Sink::create(&header, first, log_dir.as_deref(), fsync)?;
+        let watched = watch.then(|| first.clone());
+        let (sink, path, at) = Sink::create(&header, first, log_dir.as_deref(), fsync)?;
         let mut run = Run {
             machine,
             sink,
             header,
             path,
             poisoned: None,
+            watch: watched.map(|events| {
+                let mut w = Watch::default();
+                w.stage(events, at, None);
+                w.commit();
+                w
+            }),
         };
         run.commit()?;
         Ok(run)
+    }
+
+    /// Keep committed events from now on for [`Run::take_committed`] (hosts that report
+    /// events as they happen).
+    pub fn watch(&mut self) {
+        self.watch.get_or_insert_with(Watch::default);
+    }
+
+    /// Events committed since the last call, in commit order, each as the log holds it
+    /// (with `meta`); empty unless the run is watched ([`Run::watch`], `watch` options).
+    pub fn take_committed(&mut self) -> Vec<Event> {
+        self.watch.as_mut().map(Watch::take).unwrap_or_default()
     }
 
     fn check_usable(&self) -> Result<()> {
@@ -376,6 +500,12 @@ impl Run {
     /// poisons the run.
     fn commit(&mut self) -> Result<()> {
         let result = self.try_commit();
+        if let Some(w) = self.watch.as_mut() {
+            match result {
+                Ok(()) => w.commit(),
+                Err(_) => w.drop_staged(),
+            }
+        }
         if let Err(e) = &result {
             self.poisoned = Some(Error::new(
                 e.kind(),
@@ -391,7 +521,11 @@ impl Run {
     fn try_commit(&mut self) -> Result<()> {
         let events = self.machine.take_outbox();
         if !events.is_empty() {
-            self.sink.stage(events, None)?;
+            let watched = self.watch.is_some().then(|| events.clone());
+            let at = self.sink.stage(events, None)?;
+            if let (Some(w), Some(events)) = (self.watch.as_mut(), watched) {
+                w.stage(events, at, None);
+            }
         }
         self.sink.write()?;
         self.sink
@@ -442,7 +576,7 @@ impl Run {
         // Staged, not yet written: the completion and the decisions it triggers reach the
         // file in one write. A record over the size limit is refused here, naming the node.
         let dur_us = staged.dur_us();
-        self.sink.stage_ref(staged.event(), dur_us).map_err(|e| {
+        let at = self.sink.stage_ref(staged.event(), dur_us).map_err(|e| {
             if e.kind() == ErrorKind::InvalidOutput {
                 self.invalid_output(id, e.message())
             } else {
@@ -450,7 +584,10 @@ impl Run {
             }
         })?;
         let event = self.machine.apply(staged);
-        self.sink.keep(event, dur_us);
+        if let Some(w) = self.watch.as_mut() {
+            w.stage([event.clone()], at, dur_us);
+        }
+        self.sink.keep(event, at, dur_us);
         if self.machine.needs_advance() {
             self.machine.advance();
         }
@@ -493,6 +630,9 @@ impl Run {
     fn fail_batch(&mut self, e: Error) -> Result<Vec<Recorded>> {
         // Some completions of the batch were applied but not written: the run cannot go on.
         self.sink.unstage();
+        if let Some(w) = self.watch.as_mut() {
+            w.drop_staged();
+        }
         self.poisoned = Some(e.clone());
         Err(e)
     }

@@ -20,7 +20,8 @@ pub(crate) enum Sink {
 
 impl Sink {
     /// A new log: the header and the run's first events, in memory or as a file created
-    /// atomically in `log_dir`.
+    /// atomically in `log_dir`. Returns the sink, the file's path and the `meta.at` of the
+    /// first events.
     ///
     /// Errors: `RUN_EXISTS`, `INVALID_OUTPUT` (an event too large), `IO`.
     pub(crate) fn create(
@@ -28,27 +29,28 @@ impl Sink {
         events: Vec<Event>,
         log_dir: Option<&Path>,
         fsync: FsyncMode,
-    ) -> Result<(Sink, Option<PathBuf>)> {
+    ) -> Result<(Sink, Option<PathBuf>, u64)> {
         match log_dir {
             Some(dir) => {
                 let path = crate::log::log_path(dir, &header.run_id)?;
                 let w = LogWriter::create(&path, header, &events, fsync)?;
-                Ok((Sink::File(w), Some(path)))
+                let at = w.created_at();
+                Ok((Sink::File(w), Some(path), at))
             }
             None => {
                 let mut sink = Sink::Memory(Vec::new());
-                sink.stage(events, None)?;
-                Ok((sink, None))
+                let at = sink.stage(events, None)?;
+                Ok((sink, None, at))
             }
         }
     }
 
     /// Stage events for the next [`Sink::write`] (memory logs keep them at once). `dur_us`
     /// is the measured duration of a completion (one event). Nothing is staged when an
-    /// event is too large.
+    /// event is too large. Returns the `meta.at` the events carry.
     ///
     /// Errors: `INVALID_OUTPUT` (an event too large), `IO` (writer poisoned).
-    pub(crate) fn stage(&mut self, events: Vec<Event>, dur_us: Option<u64>) -> Result<()> {
+    pub(crate) fn stage(&mut self, events: Vec<Event>, dur_us: Option<u64>) -> Result<u64> {
         match self {
             Sink::File(w) => w.stage(&events, dur_us),
             Sink::Memory(log) => {
@@ -60,30 +62,27 @@ impl Sink {
                     e.meta = Some(Meta { at, dur_us });
                     e
                 }));
-                Ok(())
+                Ok(at)
             }
         }
     }
 
     /// Stage one event the caller keeps (a completion about to be applied): a file log
     /// serializes it now; a memory log only checks its size, and takes the event with
-    /// [`Sink::keep`] once applied.
+    /// [`Sink::keep`] once applied. Returns the `meta.at` the event carries.
     ///
     /// Errors: as [`Sink::stage`].
-    pub(crate) fn stage_ref(&mut self, event: &Event, dur_us: Option<u64>) -> Result<()> {
+    pub(crate) fn stage_ref(&mut self, event: &Event, dur_us: Option<u64>) -> Result<u64> {
         match self {
             Sink::File(w) => w.stage(std::slice::from_ref(event), dur_us),
-            Sink::Memory(_) => event.check_size_bounded(),
+            Sink::Memory(_) => event.check_size_bounded().map(|()| now_ms()),
         }
     }
 
-    /// The event staged with [`Sink::stage_ref`], now applied (memory logs keep it).
-    pub(crate) fn keep(&mut self, mut event: Event, dur_us: Option<u64>) {
+    /// The event staged with [`Sink::stage_ref`] at `at`, now applied (memory logs keep it).
+    pub(crate) fn keep(&mut self, mut event: Event, at: u64, dur_us: Option<u64>) {
         if let Sink::Memory(log) = self {
-            event.meta = Some(Meta {
-                at: now_ms(),
-                dur_us,
-            });
+            event.meta = Some(Meta { at, dur_us });
             log.push(event);
         }
     }
