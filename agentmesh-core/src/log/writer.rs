@@ -108,8 +108,6 @@ pub(crate) struct LogWriter {
     /// The open file's (device, inode), compared with the path's when syncing.
     identity: (u64, u64),
     syncs: u64,
-    /// `meta.at` of the first events of a new log.
-    created_at: u64,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -149,7 +147,7 @@ impl LogWriter {
         header: &LogHeader,
         events: &[Event],
         fsync: FsyncMode,
-    ) -> Result<LogWriter> {
+    ) -> Result<(LogWriter, u64)> {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
@@ -168,22 +166,25 @@ impl LogWriter {
         let file = open_options_0600(true)
             .open(&tmp)
             .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        let result = LogWriter::fill_new(file, &tmp, header, events, fsync)
-            .and_then(|w| w.link_into_place(path, &tmp, &header.run_id));
+        let result = LogWriter::fill_new(file, &tmp, header, events, fsync).and_then(|(w, at)| {
+            w.link_into_place(path, &tmp, &header.run_id)
+                .map(|w| (w, at))
+        });
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
         result
     }
 
-    /// Write the header and first events into the new (temporary) file.
+    /// Write the header and first events into the new (temporary) file; returns the writer
+    /// and the events' `meta.at`.
     fn fill_new(
         file: File,
         tmp: &Path,
         header: &LogHeader,
         events: &[Event],
         fsync: FsyncMode,
-    ) -> Result<LogWriter> {
+    ) -> Result<(LogWriter, u64)> {
         let file = lock(file, tmp)?;
         let identity = file
             .metadata()
@@ -202,10 +203,10 @@ impl LogWriter {
         serde_json::to_writer(&mut w.body, &header)
             .map_err(|e| Error::internal(format!("header: {e}")))?;
         w.staged_prev = chain::seal(&w.body, genesis, &mut w.buf);
-        w.created_at = w.stage(events, None)?;
+        let at = w.stage(events, None)?;
         // In `always` mode this fsyncs too: the data is durable before the name appears.
         w.write_staged()?;
-        Ok(w)
+        Ok((w, at))
     }
 
     /// Give the new file its name: `link` fails if a log exists, so only one start wins.
@@ -313,7 +314,6 @@ impl LogWriter {
             dir_unsynced: false,
             last_sync: Instant::now(),
             identity: (0, 0),
-            created_at: 0,
             syncs: 0,
         }
     }
@@ -374,11 +374,6 @@ impl LogWriter {
         }
         self.staged_prev = prev;
         Ok(at)
-    }
-
-    /// `meta.at` of the events a new log was created with.
-    pub(crate) fn created_at(&self) -> u64 {
-        self.created_at
     }
 
     /// Drop everything staged since the last write.

@@ -33,8 +33,7 @@ impl Sink {
         match log_dir {
             Some(dir) => {
                 let path = crate::log::log_path(dir, &header.run_id)?;
-                let w = LogWriter::create(&path, header, &events, fsync)?;
-                let at = w.created_at();
+                let (w, at) = LogWriter::create(&path, header, &events, fsync)?;
                 Ok((Sink::File(w), Some(path), at))
             }
             None => {
