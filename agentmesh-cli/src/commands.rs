@@ -96,7 +96,7 @@ fn scripted_mesh(
     log_dir: Option<PathBuf>,
     fsync: FsyncMode,
 ) -> Mesh {
-    let mut mesh = Mesh::new().with_fsync(fsync);
+    let mut mesh = Mesh::new().with_fsync(fsync).with_host("cli");
     if let Some(dir) = log_dir {
         mesh = mesh.with_log_dir(dir);
     }

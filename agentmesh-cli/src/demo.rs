@@ -40,7 +40,7 @@ fn fresh_dir(base: &Path) -> Result<PathBuf, Error> {
 
 /// A mesh whose agents and tools follow the script and count their calls in `calls`.
 fn counting_mesh(script: &Arc<Script>, workflow: &Workflow, calls: &Arc<AtomicU64>) -> Mesh {
-    let mut mesh = Mesh::new();
+    let mut mesh = Mesh::new().with_host("cli");
     let names = workflow.agent_names().into_iter().map(|n| (n, false));
     for (name, is_tool) in names.chain(workflow.tool_names().into_iter().map(|n| (n, true))) {
         let (s, c) = (script.clone(), calls.clone());

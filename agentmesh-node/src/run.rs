@@ -258,6 +258,8 @@ impl NativeRun {
                 log_dir: log_dir.map(Into::into),
                 fsync: args::fsync(fsync.as_deref())?,
                 tenant,
+                host: Some("node".to_owned()),
+                watch: false,
             };
             Run::start(&workflow.inner, options)
         })
@@ -311,6 +313,7 @@ impl NativeRun {
                 fsync: args::fsync(fsync.as_deref())?,
                 run_id,
                 approvals: decided,
+                watch: false,
             };
             Run::resume_with(&path, options)
         })

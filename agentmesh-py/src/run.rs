@@ -144,6 +144,8 @@ impl NativeRun {
                 log_dir,
                 fsync: fsync_mode(fsync)?,
                 tenant,
+                host: Some("python".to_owned()),
+                watch: false,
             };
             Run::start(&wf, options)
         })?;
@@ -191,6 +193,7 @@ impl NativeRun {
                 fsync: fsync_mode(fsync)?,
                 run_id,
                 approvals: decided,
+                watch: false,
             };
             Run::resume_with(&path, options)
         })?;

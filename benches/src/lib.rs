@@ -119,7 +119,7 @@ pub fn options(run_id: Option<String>, log_dir: Option<&Path>) -> RunOptions {
         run_id,
         log_dir: log_dir.map(Path::to_path_buf),
         fsync: FsyncMode::Batch,
-        tenant: None,
+        ..RunOptions::default()
     }
 }
 
