@@ -166,13 +166,13 @@ pub struct ParentRef {
     pub seq: i64,
 }
 
-/// Wall-clock metadata (never canonical).
+/// Creation time and host of a log (never canonical).
 #[napi(object, object_from_js = false)]
-pub struct Meta {
+pub struct HeaderMeta {
     /// Unix time in milliseconds.
     pub at: i64,
-    /// Duration of the activation, in microseconds (completion events).
-    pub dur_us: Option<i64>,
+    /// What created the log: `cli`, `python`, `node` or `rust` (absent in older logs).
+    pub host: Option<String>,
 }
 
 /// First line of every log.
@@ -190,8 +190,8 @@ pub struct LogHeader {
     pub tenant: Option<String>,
     /// Parent of a forked run.
     pub parent: Option<ParentRef>,
-    /// Creation time (not canonical).
-    pub meta: Option<Meta>,
+    /// Creation time and host (not canonical).
+    pub meta: Option<HeaderMeta>,
 }
 
 impl From<core::LogHeader> for LogHeader {
@@ -222,9 +222,9 @@ impl From<core::LogHeader> for LogHeader {
                 run_id: p.run_id,
                 seq: num(p.seq),
             }),
-            meta: meta.map(|m| Meta {
+            meta: meta.map(|m| HeaderMeta {
                 at: num(m.at),
-                dur_us: m.dur_us.map(num),
+                host: m.host,
             }),
         }
     }
