@@ -48,7 +48,7 @@ pub use driver::{
 };
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use log::{
-    anchor, canonical_log, check_log, fingerprint, read_events, read_header, read_log,
+    anchor, canonical_log, check_log, fingerprint, log_in_use, read_events, read_header, read_log,
     verify_anchor, verify_log, Anchor, AnchorKey, FsyncMode, LogEvents, Repair, VerifyReport,
     ANCHOR_VERSION,
 };

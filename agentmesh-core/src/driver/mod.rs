@@ -154,6 +154,10 @@ pub struct RunResult {
     pub error: Option<RunError>,
     /// Human activations waiting for a decision.
     pub waiting: Vec<Activation>,
+    /// Activations left outstanding because this mesh has no agent or tool for them (only
+    /// with [`Mesh::stop_at_missing`]; the status is then `running`): the program that
+    /// registers them should resume the run.
+    pub needs: Vec<Activation>,
     /// The log file, for file-backed runs.
     pub log_path: Option<PathBuf>,
     /// The log (file or in-memory events), for [`RunResult::fingerprint`] on request.
@@ -209,6 +213,7 @@ pub struct Mesh {
     pool: Pool,
     host: String,
     on_event: Option<EventFn>,
+    stop_at_missing: bool,
 }
 
 impl Default for Mesh {
@@ -228,7 +233,19 @@ impl Mesh {
             pool: Pool::new(),
             host: "rust".to_owned(),
             on_event: None,
+            stop_at_missing: false,
         }
+    }
+
+    /// Drive only the activations this mesh has an agent or tool for: when a step needs one
+    /// it lacks, dispatch nothing more, finish what is in flight and return with the run
+    /// still `running` and [`RunResult::needs`] naming what is left (it stays outstanding, as
+    /// after a crash, for the program that registers it). Without this, a mesh refuses
+    /// (`UNKNOWN_AGENT`) to run a workflow it lacks agents for. The CLI uses it so it never
+    /// invents the work of a program's agents.
+    pub fn stop_at_missing(mut self) -> Mesh {
+        self.stop_at_missing = true;
+        self
     }
 
     /// Name the host recorded in the headers of the logs this mesh creates (`rust` unless
@@ -298,6 +315,9 @@ impl Mesh {
     }
 
     fn check_registered(&self, wf: &Workflow) -> Result<()> {
+        if self.stop_at_missing {
+            return Ok(());
+        }
         for name in wf.agent_names() {
             if !self.agents.contains_key(name) {
                 return Err(Error::new(
@@ -450,6 +470,7 @@ impl Mesh {
         let ctx = Context {
             cancel: cancel.clone(),
         };
+        let mut blocked = false;
         loop {
             self.deliver(run, delivering);
             if let Some(reason) = cancel.reason() {
@@ -459,14 +480,25 @@ impl Mesh {
             if run.is_finished()? {
                 return Ok(());
             }
-            let acts: Vec<Activation> = run
-                .poll()?
-                .into_iter()
-                .filter(|a| match a.kind {
-                    ActivationKind::Agent | ActivationKind::Tool => true,
-                    ActivationKind::Human => false,
-                })
-                .collect();
+            let acts: Vec<Activation> = if blocked {
+                Vec::new()
+            } else {
+                run.poll()?
+                    .into_iter()
+                    .filter(|a| match a.kind {
+                        ActivationKind::Agent | ActivationKind::Tool => true,
+                        ActivationKind::Human => false,
+                    })
+                    .collect()
+            };
+            if self.stop_at_missing && acts.iter().any(|a| !self.has(a)) {
+                // Left outstanding for the program that has these agents.
+                blocked = true;
+                if in_flight.is_empty() {
+                    return Ok(());
+                }
+                continue;
+            }
             if acts.len() == 1 && in_flight.is_empty() && acts[0].timeout_ms.is_none() {
                 // A lone activation without a deadline runs inline: no thread hop per step.
                 let act = &acts[0];
@@ -498,7 +530,7 @@ impl Mesh {
                 }
             }
             if in_flight.is_empty() {
-                if run.status()? == RunStatus::Waiting {
+                if blocked || run.status()? == RunStatus::Waiting {
                     return Ok(());
                 }
                 continue;
@@ -547,6 +579,14 @@ impl Mesh {
             if !batch.is_empty() {
                 run.complete_all(batch)?;
             }
+        }
+    }
+
+    fn has(&self, act: &Activation) -> bool {
+        match act.kind {
+            ActivationKind::Tool => self.tools.contains_key(&*act.name),
+            ActivationKind::Agent => self.agents.contains_key(&*act.name),
+            ActivationKind::Human => true,
         }
     }
 
@@ -601,17 +641,17 @@ fn call(f: &AgentFn, act: &Activation, ctx: &Context) -> Completion {
 
 fn result_of(run: Run) -> Result<RunResult> {
     let outcome = run.outcome()?;
-    let waiting = run
+    let (waiting, needs) = run
         .outstanding()?
         .into_iter()
-        .filter(|a| a.kind == ActivationKind::Human)
-        .collect();
+        .partition(|a| a.kind == ActivationKind::Human);
     Ok(RunResult {
         run_id: run.run_id().to_owned(),
         status: outcome.status,
         output: outcome.output,
         error: outcome.error,
         waiting,
+        needs,
         log_path: run.log_path().map(Path::to_path_buf),
         log: run.into_log(),
     })

@@ -20,4 +20,4 @@ pub use read::{
     VerifyReport,
 };
 pub use repair::verify_log;
-pub use writer::{log_path, validate_run_id, FsyncMode, BATCH_SYNC_INTERVAL};
+pub use writer::{log_in_use, log_path, validate_run_id, FsyncMode, BATCH_SYNC_INTERVAL};

@@ -605,6 +605,23 @@ pub(crate) fn lock(file: File, path: &Path) -> Result<Locked> {
     }
 }
 
+/// Whether a writer holds the lock of the log at `path` (a run in progress, in this process or
+/// another), without taking it for longer than the check. A crashed run's lock is gone with
+/// its process.
+///
+/// Errors: `IO` (the file cannot be opened).
+pub fn log_in_use(path: impl AsRef<Path>) -> Result<bool> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
 /// fsync the directory holding `path`, so a new or renamed entry survives a crash.
 pub(crate) fn sync_dir(path: &Path) -> Result<()> {
     #[cfg(unix)]
