@@ -399,6 +399,22 @@ impl Mesh {
         result_of(run)
     }
 
+    /// Retry a failed or cancelled run (see [`Run::retry`]): the nodes that failed it run
+    /// again with fresh attempts, finished work is kept, and the run is driven on.
+    ///
+    /// Errors: as [`Run::retry`], and `UNKNOWN_AGENT`.
+    pub fn retry(&self, path: impl AsRef<Path>) -> Result<RunResult> {
+        self.check_registered(&crate::replay::recorded_workflow(path.as_ref())?)?;
+        let options = ResumeOptions {
+            fsync: self.fsync,
+            watch: self.on_event.is_some(),
+            ..ResumeOptions::default()
+        };
+        let mut run = Run::retry(path, options)?;
+        self.drive(&mut run, &CancelHandle::new())?;
+        result_of(run)
+    }
+
     /// Fork the run in `path` at `seq` with some node outputs replaced, and drive the fork.
     ///
     /// Errors: as [`Run::fork`], and `UNKNOWN_AGENT`.

@@ -65,11 +65,14 @@ impl Shape {
             return Ok(());
         }
         if let Some(end) = self.finished {
-            return bad(format!(
-                "{} follows {}, which ended the run",
-                kind.name(),
-                end.name()
-            ));
+            if kind != EventKind::RunReopened || end == EventKind::RunCompleted {
+                return bad(format!(
+                    "{} follows {}, which ended the run",
+                    kind.name(),
+                    end.name()
+                ));
+            }
+            self.finished = None;
         }
         match kind.role() {
             Role::Scheduled => {

@@ -56,6 +56,11 @@ pub(crate) struct NodeState {
     retry: Option<Retry>,
     /// Seq of the event that last resolved this node (completion, decision or skip).
     resolved_seq: u64,
+    /// The latest attempt of the current visit.
+    attempt: u32,
+    /// Attempts of this visit made before the current allowance (a reopened run gives the
+    /// nodes it runs again a fresh `maxAttempts`).
+    attempt_base: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -167,7 +172,9 @@ impl Machine {
                     output: None,
                     chosen: None,
                     retry: None,
-                    resolved_seq: 0
+                    resolved_seq: 0,
+                    attempt: 0,
+                    attempt_base: 0,
                 };
                 count
             ],
@@ -355,11 +362,22 @@ impl Machine {
     /// Errors: `INVALID_COMPLETION` for an unknown, late or duplicate activation.
     pub(crate) fn stage(&self, id: u64, completion: Completion) -> Result<Staged> {
         let i = self.slot_index(id)?;
-        let timeout_ms = self.wf.compiled().nodes[self.slots[i].node].timeout_ms;
+        let node = &self.wf.compiled().nodes[self.slots[i].node];
         let result = match completion.result {
             Ok(v) => Ok(Arc::new(v)),
-            Err(f) => match (f.kind, timeout_ms) {
+            Err(f) => match (f.kind, node.timeout_ms) {
                 (FailureKind::Timeout, Some(ms)) => Err(Failure::timeout(ms)),
+                // The policy's verdict is recorded in the failure, so replay (which feeds
+                // recorded failures) decides the same retries whatever the policy says later.
+                (FailureKind::Error, _)
+                    if f.retryable
+                        && node
+                            .retry
+                            .as_ref()
+                            .is_some_and(|p| p.max_attempts > 1 && p.refuses(&f.error_type)) =>
+                {
+                    Err(f.permanent())
+                }
                 _ => Err(f),
             },
         };
@@ -448,14 +466,16 @@ impl Machine {
                         .extend_from_slice(&self.wf.compiled().children[slot.node]);
                 }
                 SlotResult::Failed(f, seq) => {
-                    let policy = spec.retry;
+                    let policy = spec.retry.as_ref();
                     let max = policy.map_or(1, |p| p.max_attempts);
-                    if f.retryable && slot.attempt < max {
+                    // Attempts count within the current allowance (fresh after a reopen).
+                    let made = slot.attempt - state.attempt_base;
+                    if f.retryable && made < max {
                         let p = policy.expect("max > 1 implies a policy");
                         state.status = NodeStatus::Pending;
                         state.retry = Some(Retry {
                             attempt: slot.attempt + 1,
-                            delay_ms: p.delay_before(slot.attempt + 1),
+                            delay_ms: p.delay_before(made + 1),
                             retry_of: *seq,
                         });
                         self.retrying.push(slot.node);
@@ -476,7 +496,7 @@ impl Machine {
                                 code: code.code().to_owned(),
                                 message: format!(
                                     "node '{}' failed on attempt {}/{}{why}: {}: {}",
-                                    spec.id, slot.attempt, max, f.error_type, f.message
+                                    spec.id, made, max, f.error_type, f.message
                                 ),
                                 node: Some(spec.id.to_string()),
                             });
@@ -565,6 +585,87 @@ impl Machine {
             }),
         });
         true
+    }
+
+    /// Reopen a failed or cancelled run (`runReopened`): the nodes that failed it, and the
+    /// activations a cancel closed, run again with a fresh allowance of attempts; finished
+    /// work is kept. The results a cancelled step had already recorded count as if the step
+    /// had ended normally (a failure among them stands, and may fail the run again).
+    ///
+    /// Errors: `INVALID_ARGUMENT` naming why there is nothing to run again (the run is not
+    /// failed or cancelled; it failed on a limit, which would fail the same way).
+    pub(crate) fn reopen(&mut self, reason: &str) -> Result<()> {
+        let Some(outcome) = &self.outcome else {
+            return Err(Error::invalid_argument(format!(
+                "the run is {}, not failed or cancelled: resume it instead",
+                self.status().as_str()
+            )));
+        };
+        let failed: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].status == NodeStatus::Failed)
+            .collect();
+        match outcome.status {
+            RunStatus::Completed => {
+                return Err(Error::invalid_argument(
+                    "the run completed, which is final: fork it to run part of it again",
+                ))
+            }
+            RunStatus::Failed if failed.is_empty() => {
+                let why = outcome
+                    .error
+                    .as_ref()
+                    .map_or_else(String::new, |e| format!(" ({}: {})", e.code, e.message));
+                return Err(Error::invalid_argument(format!(
+                    "the run failed on a limit, not on a node{why}: a retry would fail the same way; fork it at an earlier step end with a changed workflow"
+                )));
+            }
+            RunStatus::Failed | RunStatus::Cancelled => {}
+            RunStatus::Running | RunStatus::Waiting => unreachable!("an outcome is final"),
+        }
+        let cancelled = outcome.status == RunStatus::Cancelled;
+        let parent = self.finished_seq;
+        self.outcome = None;
+        self.pending_failure = None;
+        self.emit(
+            Some(parent),
+            None,
+            None,
+            EventData::RunReopened(Reason {
+                reason: reason.to_owned(),
+            }),
+        );
+        for i in failed {
+            self.rerun(i, self.nodes[i].resolved_seq);
+        }
+        if cancelled {
+            // The cancelled step: what it recorded settles as usual, cancelled slots rerun.
+            let cancelled: Vec<(usize, u64)> = self
+                .slots
+                .iter()
+                .filter(|s| matches!(s.result, Some(SlotResult::Cancelled)))
+                .map(|s| (s.node, s.completion_seq))
+                .collect();
+            self.settle_step();
+            for (node, seq) in cancelled {
+                self.rerun(node, seq);
+            }
+        }
+        self.needs_advance = true;
+        Ok(())
+    }
+
+    /// Schedule node `i` again in the next step with a fresh allowance of attempts,
+    /// retrying the attempt that ended at `retry_of`.
+    fn rerun(&mut self, i: usize, retry_of: u64) {
+        let state = &mut self.nodes[i];
+        state.status = NodeStatus::Pending;
+        state.attempt_base = state.attempt;
+        state.retry = Some(Retry {
+            attempt: state.attempt + 1,
+            delay_ms: 0,
+            retry_of,
+        });
+        self.retrying.push(i);
     }
 
     fn event(

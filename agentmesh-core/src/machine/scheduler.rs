@@ -270,10 +270,12 @@ impl Machine {
                 Some(r) => (r.attempt, r.delay_ms, Some(r.retry_of)),
                 None => {
                     state.visits += 1;
+                    state.attempt_base = 0;
                     (1, 0, None)
                 }
             };
             state.status = NodeStatus::Active;
+            state.attempt = attempt;
             let visit = state.visits;
             let mut body = Scheduled {
                 agent: None,

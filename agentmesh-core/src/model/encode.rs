@@ -117,7 +117,9 @@ fn push_data(out: &mut Vec<u8>, data: &EventData) {
             out.push(b'}');
         }
         EventData::Failed(_, b) => push_serde(out, b),
-        EventData::ActivationCancelled(b) | EventData::RunCancelled(b) => push_serde(out, b),
+        EventData::ActivationCancelled(b)
+        | EventData::RunCancelled(b)
+        | EventData::RunReopened(b) => push_serde(out, b),
         EventData::OutputOverridden(b) => push_serde(out, b),
         EventData::RunCompleted(b) => push_serde(out, b),
         EventData::RunFailed(b) => push_serde(out, b),
@@ -224,7 +226,9 @@ impl EventData {
             EventData::RunStarted(_) => usize::MAX,
             EventData::Completed(_, c) => json_bound(&c.output),
             EventData::Failed(_, f) => s(&f.error.error_type).saturating_add(s(&f.error.message)),
-            EventData::ActivationCancelled(r) | EventData::RunCancelled(r) => s(&r.reason),
+            EventData::ActivationCancelled(r)
+            | EventData::RunCancelled(r)
+            | EventData::RunReopened(r) => s(&r.reason),
             EventData::OutputOverridden(o) => json_bound(&o.output),
             EventData::RunCompleted(r) => json_bound(&r.output),
             EventData::RunFailed(r) => s(&r.error.message).saturating_add(s(&r.error.code)),

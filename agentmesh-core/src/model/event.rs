@@ -136,6 +136,9 @@ event_table! {
     RunFailed = "runFailed", Decision, ends_run: true;
     /// The run was cancelled.
     RunCancelled = "runCancelled", Input, ends_run: true;
+    /// A failed or cancelled run continues: its failed and cancelled nodes run again with a
+    /// fresh allowance of attempts (the only event that may follow one that ended the run).
+    RunReopened = "runReopened", Input, ends_run: false;
 }
 
 /// Every wire `type`, in table order.
@@ -305,6 +308,8 @@ pub enum EventData {
     RunFailed(RunFailed),
     /// `runCancelled`.
     RunCancelled(Reason),
+    /// `runReopened`.
+    RunReopened(Reason),
 }
 
 impl EventData {
@@ -336,6 +341,7 @@ impl EventData {
             EventData::RunCompleted(_) => EventKind::RunCompleted,
             EventData::RunFailed(_) => EventKind::RunFailed,
             EventData::RunCancelled(_) => EventKind::RunCancelled,
+            EventData::RunReopened(_) => EventKind::RunReopened,
         }
     }
 
@@ -356,9 +362,9 @@ impl EventData {
             EventData::Scheduled(_, b) => map.serialize_entry("data", b),
             EventData::Completed(_, b) => map.serialize_entry("data", b),
             EventData::Failed(_, b) => map.serialize_entry("data", b),
-            EventData::ActivationCancelled(b) | EventData::RunCancelled(b) => {
-                map.serialize_entry("data", b)
-            }
+            EventData::ActivationCancelled(b)
+            | EventData::RunCancelled(b)
+            | EventData::RunReopened(b) => map.serialize_entry("data", b),
             EventData::BranchDecided(b) => map.serialize_entry("data", b),
             EventData::NodeSkipped => map.serialize_entry("data", &Empty {}),
             EventData::OutputOverridden(b) => map.serialize_entry("data", b),
@@ -395,6 +401,7 @@ impl EventData {
             EventKind::RunCompleted => EventData::RunCompleted(from(text)?),
             EventKind::RunFailed => EventData::RunFailed(from(text)?),
             EventKind::RunCancelled => EventData::RunCancelled(from(text)?),
+            EventKind::RunReopened => EventData::RunReopened(from(text)?),
         })
     }
 }
@@ -722,7 +729,7 @@ mod tests {
             assert!(seen.insert(k.name()), "duplicate {}", k.name());
             assert_eq!(EventKind::from_name(k.name().as_bytes()), Some(*k));
         }
-        assert_eq!(seen.len(), 18);
+        assert_eq!(seen.len(), 19);
         assert_eq!(EventKind::from_name(b"agentcompleted"), None);
     }
 

@@ -140,6 +140,27 @@ fn check_node_fields(n: &NodeSpec) -> Result<Arc<str>> {
                 format!("{m} is out of range 1..={MAX_BACKOFF_MULTIPLIER}"),
             ));
         }
+        if r.non_retryable.len() > MAX_NON_RETRYABLE {
+            return Err(Error::invalid_workflow(
+                Some(id),
+                "retry.nonRetryable",
+                format!(
+                    "lists {} error types; the limit is {MAX_NON_RETRYABLE}",
+                    r.non_retryable.len()
+                ),
+            ));
+        }
+        for (k, t) in r.non_retryable.iter().enumerate() {
+            let field = format!("retry.nonRetryable[{k}]");
+            check_name(Some(id), &field, t)?;
+            if r.non_retryable[..k].contains(t) {
+                return Err(Error::invalid_workflow(
+                    Some(id),
+                    &field,
+                    format!("'{t}' is listed twice"),
+                ));
+            }
+        }
     }
     if let Some(v) = n.max_visits {
         check_range(id, "maxVisits", v, 1, MAX_LIMIT)?;
@@ -550,6 +571,12 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
                 max_attempts: r.max_attempts,
                 backoff_ms: r.backoff_ms,
                 multiplier: r.backoff_multiplier,
+                non_retryable: r
+                    .non_retryable
+                    .iter()
+                    .map(|t| Arc::from(t.as_str()))
+                    .collect(),
+                retry_programming_errors: r.retry_programming_errors,
             }),
             max_visits: n.max_visits,
             branch,

@@ -21,6 +21,8 @@ pub const MAX_BACKOFF_MS: u64 = 24 * 3600 * 1000;
 pub const MAX_ATTEMPTS: u32 = 100;
 /// Largest accepted `retry.backoffMultiplier`.
 pub const MAX_BACKOFF_MULTIPLIER: f64 = 10.0;
+/// Most error types one `retry.nonRetryable` may list.
+pub const MAX_NON_RETRYABLE: usize = 100;
 /// Largest accepted `maxVisits` and `maxSteps`.
 pub const MAX_LIMIT: u64 = 100_000_000;
 /// Largest accepted number of nodes.
@@ -97,6 +99,49 @@ pub struct RetrySpec {
     /// Factor applied to the delay after each further attempt (≥ 1).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub backoff_multiplier: f64,
+    /// Error types never retried (Temporal's non-retryable error types), besides the
+    /// programming errors of [`PROGRAMMING_ERRORS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub non_retryable: Vec<String>,
+    /// Retry programming errors too (opt out of [`PROGRAMMING_ERRORS`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_programming_errors: bool,
+}
+
+/// Error types that are bugs in the agent's code, not outages: retrying them pays for the
+/// same calls again and fails the same way, so a retry policy does not retry them unless
+/// `retryProgrammingErrors` is set. Python's and JavaScript's names (Rust panics are never
+/// retried). Matched by exact type name, so a subclass with its own name is retried.
+pub const PROGRAMMING_ERRORS: &[&str] = &[
+    // Python
+    "AssertionError",
+    "AttributeError",
+    "ImportError",
+    "IndentationError",
+    "IndexError",
+    "KeyError",
+    "ModuleNotFoundError",
+    "NameError",
+    "NotImplementedError",
+    "SyntaxError",
+    "TypeError",
+    "UnboundLocalError",
+    // JavaScript (TypeError and SyntaxError above)
+    "RangeError",
+    "ReferenceError",
+];
+
+impl Default for RetrySpec {
+    /// One attempt, no backoff, the default non-retryable errors.
+    fn default() -> RetrySpec {
+        RetrySpec {
+            max_attempts: 1,
+            backoff_ms: 0,
+            backoff_multiplier: 1.0,
+            non_retryable: Vec::new(),
+            retry_programming_errors: false,
+        }
+    }
 }
 
 fn one() -> f64 {
@@ -186,14 +231,22 @@ pub struct WorkflowSpec {
 }
 
 /// Retry policy after validation.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RetryPolicy {
     pub max_attempts: u32,
     pub backoff_ms: u64,
     pub multiplier: f64,
+    pub non_retryable: Vec<Arc<str>>,
+    pub retry_programming_errors: bool,
 }
 
 impl RetryPolicy {
+    /// Whether a failure of `error_type` may never be retried under this policy.
+    pub fn refuses(&self, error_type: &str) -> bool {
+        self.non_retryable.iter().any(|t| &**t == error_type)
+            || (!self.retry_programming_errors && PROGRAMMING_ERRORS.contains(&error_type))
+    }
+
     /// Delay before `attempt` (2 = first retry), in whole milliseconds, capped at a day.
     /// Repeated f64 multiplication is exact IEEE arithmetic, so every platform agrees.
     pub fn delay_before(&self, attempt: u32) -> u64 {

@@ -304,6 +304,12 @@ impl Rebuilder<'_, '_> {
                     let reason = c.reason.clone();
                     self.cancel(&reason)?;
                 }
+                EventData::RunReopened(o) => {
+                    if machine.reopen(&o.reason).is_err() {
+                        return Err(divergence(r.seq, Some(&r), None));
+                    }
+                    self.queue.extend(machine.take_outbox());
+                }
                 EventData::OutputOverridden(o) => {
                     let node = r.node.as_deref().unwrap_or_default();
                     if machine.override_output(node, (*o.output).clone()).is_err() {

@@ -34,6 +34,10 @@ use crate::model::header::{CoreFlags, HeaderMeta, LogHeader, ParentRef, Workflow
 use crate::model::workflow::{ActivationKind, Workflow};
 use crate::replay::{self, Stop};
 
+/// The reason `runReopened` records for [`Run::retry`] (one text for every host, so their
+/// logs stay byte-identical).
+pub const REOPEN_REASON: &str = "retry";
+
 /// How to start a run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -290,6 +294,28 @@ impl Run {
         if !approvals.is_empty() {
             run.complete_all(approvals)?;
         }
+        Ok(run)
+    }
+
+    /// Reopen a failed or cancelled run from its log and continue it: [`Run::resume_with`],
+    /// then `runReopened`, after which the nodes that failed the run (and the activations a
+    /// cancel closed) are scheduled again with a fresh allowance of attempts; finished work
+    /// is kept. Explicit cancellation is final for the driver that was running; a retry is
+    /// the decision to go on anyway.
+    ///
+    /// Errors: as [`Run::resume_with`]; `INVALID_ARGUMENT` when the run is not failed or
+    /// cancelled (resume it), completed (final: fork it), or failed on a limit (a retry
+    /// would fail the same way: fork it with a changed workflow).
+    pub fn retry(path: impl AsRef<Path>, options: ResumeOptions) -> Result<Run> {
+        if !options.approvals.is_empty() {
+            return Err(Error::invalid_argument(
+                "a retried run takes no approvals: its human nodes ask again",
+            ));
+        }
+        let mut run = Run::resume_with(path, options)?;
+        run.machine.reopen(REOPEN_REASON)?;
+        run.machine.advance();
+        run.commit()?;
         Ok(run)
     }
 

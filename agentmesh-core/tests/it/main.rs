@@ -9,5 +9,6 @@ mod durability;
 mod faults;
 mod integrity;
 mod orchestrator;
+mod recovery;
 mod replay;
 mod smoke;
