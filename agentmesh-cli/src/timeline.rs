@@ -70,12 +70,17 @@ pub fn preview(value: &Value, max: usize) -> String {
     format!("{cut}...")
 }
 
-fn tokens(text: &mut String, usage: Option<Usage>) {
+fn tokens(text: &mut String, usage: Option<&Usage>) {
     if let Some(u) = usage {
         let _ = write!(
             text,
-            " ({} in / {} out tokens)",
-            u.input_tokens, u.output_tokens
+            " ({} in / {} out tokens{})",
+            u.input_tokens,
+            u.output_tokens,
+            u.model
+                .as_deref()
+                .map(|m| format!(", {m}"))
+                .unwrap_or_default()
         );
     }
 }
@@ -125,7 +130,7 @@ fn detail(data: &EventData) -> String {
         }
         EventData::Completed(_, c) => {
             let mut text = preview(&c.output, PREVIEW_CHARS);
-            tokens(&mut text, c.usage);
+            tokens(&mut text, c.usage.as_ref());
             text
         }
         EventData::Failed(_, f) => {
@@ -145,7 +150,7 @@ fn detail(data: &EventData) -> String {
                     "permanent"
                 }
             );
-            tokens(&mut text, f.usage);
+            tokens(&mut text, f.usage.as_ref());
             text
         }
         EventData::ActivationCancelled(c) => format!("cancelled: {}", c.reason),

@@ -73,12 +73,29 @@ fn with_duration(completion: CoreCompletion, duration_us: Option<u64>) -> CoreCo
     }
 }
 
-/// Usage as the core reads it (`Usage::from_value`, the one strict parser), or why not.
+/// Usage as the core reads it (`Usage::from_value`, the one parser of every shape), or why
+/// not. An SDK object (the openai or anthropic clients' pydantic models: a usage object or a
+/// whole response) is read through its `model_dump(mode="json")`.
 fn usage_of(usage: Option<&Bound<'_, PyAny>>) -> Result<Option<Usage>, String> {
     match usage {
         None => Ok(None),
         Some(u) if u.is_none() => Ok(None),
         Some(u) => {
+            let dumped;
+            let u = if u.hasattr("model_dump").unwrap_or(false)
+                && !u.is_instance_of::<pyo3::types::PyDict>()
+            {
+                let kwargs = pyo3::types::PyDict::new(u.py());
+                kwargs
+                    .set_item("mode", "json")
+                    .map_err(|e| format!("usage: {e}"))?;
+                dumped = u
+                    .call_method("model_dump", (), Some(&kwargs))
+                    .map_err(|e| format!("usage: model_dump() failed: {e}"))?;
+                &dumped
+            } else {
+                u
+            };
             let value =
                 pyjson::from_py(u).map_err(|why| format!("usage is not JSON data: {why}"))?;
             Usage::from_value(&value).map(Some)

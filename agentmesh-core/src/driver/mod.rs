@@ -182,6 +182,14 @@ impl RunResult {
         Ok(out)
     }
 
+    /// What the run spent, by run, node, agent, tool and model (see [`crate::UsageReport`]);
+    /// computed from the log on request.
+    ///
+    /// Errors: `IO`, `LOG_CORRUPT`.
+    pub fn usage(&self) -> Result<crate::UsageReport> {
+        self.log.usage()
+    }
+
     /// The output of a completed run, or the run's error as an [`Error`] with its code.
     ///
     /// Errors: the run's code (`AGENT_FAILED`, `TIMEOUT`, `LIMIT_EXCEEDED`, `CANCELLED`), or

@@ -137,12 +137,12 @@ impl Script {
             let f = Failure::error(e.error_type.clone(), e.message.clone());
             return Err(AgentError {
                 failure: if e.retryable { f } else { f.permanent() },
-                usage: b.usage,
+                usage: b.usage.clone(),
             });
         }
         Ok(AgentOutput {
             output: b.output.clone().unwrap_or_else(|| default_output(act)),
-            usage: b.usage,
+            usage: b.usage.clone(),
         })
     }
 

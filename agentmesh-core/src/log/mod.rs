@@ -11,6 +11,7 @@ pub(crate) mod read;
 pub(crate) mod reader;
 pub(crate) mod repair;
 pub(crate) mod shape;
+pub(crate) mod usage;
 pub(crate) mod writer;
 
 pub use anchor::{anchor, verify_anchor, Anchor, AnchorKey, ANCHOR_VERSION};
@@ -20,4 +21,5 @@ pub use read::{
     VerifyReport,
 };
 pub use repair::verify_log;
+pub use usage::{usage_report, UsageReport, UsageTotals};
 pub use writer::{log_in_use, log_path, validate_run_id, FsyncMode, BATCH_SYNC_INTERVAL};

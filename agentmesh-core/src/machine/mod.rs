@@ -821,16 +821,13 @@ pub(crate) mod tests {
         let mut m = machine(json!({"name": "w", "nodes": [
             {"id": "a", "type": "tool", "tool": "t", "timeoutMs": 250}]}));
         let id = m.poll()[0].id;
-        let c = Completion::timed_out().with_usage(Usage {
-            input_tokens: 9,
-            output_tokens: 1,
-        });
+        let c = Completion::timed_out().with_usage(Usage::tokens(9, 1));
         let e = complete(&mut m, id, c);
         let EventData::Failed(ActivationKind::Tool, f) = &e.data else {
             panic!("{e:?}")
         };
         assert_eq!(f.error, Failure::timeout(250));
-        assert_eq!(f.usage.map(|u| u.input_tokens), Some(9));
+        assert_eq!(f.usage.as_ref().map(|u| u.input_tokens), Some(9));
         let o = m.outcome();
         assert_eq!(o.status, RunStatus::Failed);
         assert_eq!(o.error.unwrap().code, "TIMEOUT");

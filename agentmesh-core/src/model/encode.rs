@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::event::{Encoded, EventData, Layout, Scheduled};
 use super::header::Meta;
+use super::usage::Usage;
 
 /// Append `s` as a JSON string: copied when nothing in it needs escaping (names and ids,
 /// nearly always), else through serde_json.
@@ -107,12 +108,20 @@ fn push_data(out: &mut Vec<u8>, data: &EventData) {
         EventData::Completed(_, b) => {
             out.extend_from_slice(b"{\"output\":");
             push_serde(out, &*b.output);
-            if let Some(u) = &b.usage {
-                out.extend_from_slice(b",\"usage\":{\"inputTokens\":");
-                push_u64(out, u.input_tokens);
-                out.extend_from_slice(b",\"outputTokens\":");
-                push_u64(out, u.output_tokens);
-                out.push(b'}');
+            match &b.usage {
+                // The common case by hand; breakdowns and the model through serde.
+                Some(u) if *u == Usage::tokens(u.input_tokens, u.output_tokens) => {
+                    out.extend_from_slice(b",\"usage\":{\"inputTokens\":");
+                    push_u64(out, u.input_tokens);
+                    out.extend_from_slice(b",\"outputTokens\":");
+                    push_u64(out, u.output_tokens);
+                    out.push(b'}');
+                }
+                Some(u) => {
+                    out.extend_from_slice(b",\"usage\":");
+                    push_serde(out, u);
+                }
+                None => {}
             }
             out.push(b'}');
         }
@@ -306,10 +315,7 @@ mod tests {
                 ActivationKind::Tool,
                 Completed {
                     output: Arc::new(json!({text: [num.clone(), text, null, true]})),
-                    usage: n.is_multiple_of(2).then_some(Usage {
-                        input_tokens: n,
-                        output_tokens: 2,
-                    }),
+                    usage: n.is_multiple_of(2).then_some(Usage::tokens(n, 2)),
                 },
             ),
             EventData::Failed(

@@ -755,10 +755,7 @@ mod tests {
             ActivationKind::Agent,
             Completed {
                 output: Arc::new(serde_json::json!({"x": 1})),
-                usage: Some(Usage {
-                    input_tokens: 2,
-                    output_tokens: 3,
-                }),
+                usage: Some(Usage::tokens(2, 3)),
             },
         ));
         let canon = e.to_canonical_json();
@@ -791,10 +788,7 @@ mod tests {
             ActivationKind::Agent,
             Failed {
                 error: Failure::timeout(5),
-                usage: Some(Usage {
-                    input_tokens: 7,
-                    output_tokens: 0,
-                }),
+                usage: Some(Usage::tokens(7, 0)),
             },
         ));
         let text = e.to_canonical_json();

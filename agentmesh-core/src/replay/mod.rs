@@ -80,12 +80,12 @@ fn report_of(e: &Event) -> Option<Report> {
     match &e.data {
         EventData::Completed(_, c) => Some(Report {
             result: Ok(c.output.clone()),
-            usage: c.usage,
+            usage: c.usage.clone(),
             dur_us,
         }),
         EventData::Failed(_, f) => Some(Report {
             result: Err(f.error.clone()),
-            usage: f.usage,
+            usage: f.usage.clone(),
             dur_us,
         }),
         _ => None,

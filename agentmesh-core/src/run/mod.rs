@@ -631,7 +631,7 @@ impl Run {
         let mut out = Vec::with_capacity(items.len());
         for (id, completion) in items {
             let duration_us = completion.duration_us;
-            let usage = completion.usage;
+            let usage = completion.usage.clone();
             let r = match self.stage_completion(id, completion) {
                 Ok(()) => Recorded::AsGiven,
                 Err(e) if e.kind() == ErrorKind::InvalidOutput => {
@@ -741,6 +741,18 @@ impl Run {
         match &self.sink {
             Sink::Memory(v) => Some(v),
             Sink::File(_) => None,
+        }
+    }
+
+    /// What the run spent so far (see [`crate::UsageReport`]), from its log.
+    ///
+    /// Errors: `IO`, `LOG_CORRUPT`.
+    pub fn usage(&self) -> Result<crate::UsageReport> {
+        match &self.sink {
+            Sink::File(w) => crate::usage_report(w.path()),
+            Sink::Memory(events) => {
+                crate::UsageReport::of_events(&self.header, events.iter().map(|e| Ok(e.clone())))
+            }
         }
     }
 

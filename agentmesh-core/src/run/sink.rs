@@ -131,6 +131,15 @@ impl RunLog {
         }
     }
 
+    pub(crate) fn usage(&self) -> Result<crate::UsageReport> {
+        match self {
+            RunLog::File(p) => crate::usage_report(p),
+            RunLog::Memory(m) => {
+                crate::UsageReport::of_events(&m.0, m.1.iter().map(|e| Ok(e.clone())))
+            }
+        }
+    }
+
     pub(crate) fn fingerprint(&self) -> Result<String> {
         let mut h = HashWriter(blake3::Hasher::new());
         self.write_canonical(&mut h)?;

@@ -535,10 +535,7 @@ fn a_failed_attempt_records_the_tokens_it_spent() {
         {"id": "llm", "type": "agent", "agent": "llm", "retry": {"maxAttempts": 2}}]}));
     let mut mesh = Mesh::new();
     mesh.agent("llm", |act, _| {
-        let usage = Usage {
-            input_tokens: 900,
-            output_tokens: 40 * u64::from(act.attempt),
-        };
+        let usage = Usage::tokens(900, 40 * u64::from(act.attempt));
         if act.attempt == 1 {
             Err(AgentError::from(Failure::error("RateLimited", "429")).with_usage(usage))
         } else {

@@ -12,3 +12,4 @@ mod orchestrator;
 mod recovery;
 mod replay;
 mod smoke;
+mod usage;
