@@ -328,18 +328,14 @@ impl Mesh {
         }
         for name in wf.agent_names() {
             if !self.agents.contains_key(name) {
-                return Err(Error::new(
-                    ErrorKind::UnknownAgent,
-                    format!("no agent registered as '{name}'"),
-                ));
+                let known = self.agents.keys().map(String::as_str);
+                return Err(Error::unknown_agent("agent", name, known));
             }
         }
         for name in wf.tool_names() {
             if !self.tools.contains_key(name) {
-                return Err(Error::new(
-                    ErrorKind::UnknownAgent,
-                    format!("no tool registered as '{name}'"),
-                ));
+                let known = self.tools.keys().map(String::as_str);
+                return Err(Error::unknown_agent("tool", name, known));
             }
         }
         Ok(())

@@ -407,6 +407,29 @@ impl Workflow {
         }
     }
 
+    /// Hints about a valid workflow that probably does not do what its author meant: an
+    /// agent or tool node whose every `after` entry is a branch receives no `deps` (a branch
+    /// has no output). Hosts show them as warnings (the CLI on stderr, Python `warnings`,
+    /// Node `process.emitWarning`); they never change a run.
+    pub fn warnings(&self) -> Vec<String> {
+        let c = &self.inner;
+        c.nodes
+            .iter()
+            .filter(|n| matches!(n.kind, NodeKind::Agent | NodeKind::Tool))
+            .filter(|n| {
+                !n.after.is_empty() && n.after.iter().all(|&d| c.nodes[d].kind == NodeKind::Branch)
+            })
+            .map(|n| {
+                let branches: Vec<&str> = n.after.iter().map(|&d| &*c.nodes[d].id).collect();
+                format!(
+                    "node '{}': every 'after' entry is a branch ({}), and a branch has no output, so its activations receive no deps; add the nodes whose outputs it reads to 'after'",
+                    n.id,
+                    branches.join(", ")
+                )
+            })
+            .collect()
+    }
+
     /// The spec as validated.
     pub fn spec(&self) -> &WorkflowSpec {
         &self.inner.spec

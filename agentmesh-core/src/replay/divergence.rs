@@ -3,7 +3,8 @@
 use serde_json::Value;
 
 use crate::error::{Error, ErrorDetail, ErrorKind};
-use crate::model::event::Event;
+use crate::model::event::{Event, EventData};
+use crate::model::workflow::ActivationKind;
 
 /// The step ends nearest `seq`, for an error that names where a fork could go instead.
 pub(crate) fn nearby(points: &[u64], seq: u64) -> String {
@@ -79,6 +80,55 @@ fn first_difference(path: &str, a: &Value, b: &Value) -> Option<(String, Value, 
     ))
 }
 
+/// One event as a person reads it, after a verb: "took case 0 → write (loop)".
+fn summary(e: Option<&Event>, verb: &str) -> String {
+    let Some(e) = e else {
+        return format!("{verb} nothing here");
+    };
+    let node = e.node.as_deref().unwrap_or("-");
+    match &e.data {
+        EventData::BranchDecided(b) => {
+            let which = match b.case {
+                Some(c) => format!("case {c}"),
+                None => "the default".to_owned(),
+            };
+            let to = match &b.goto {
+                Some(g) => format!(" → {g}{}", if b.loop_back { " (loop)" } else { "" }),
+                None => " (no successor)".to_owned(),
+            };
+            let verb = if verb == "has" { "took" } else { "takes" };
+            format!("{verb} {which}{to} at branch '{node}'")
+        }
+        EventData::Scheduled(kind, s) => {
+            let what = match kind {
+                ActivationKind::Agent => format!("agent '{}'", s.agent.as_deref().unwrap_or("?")),
+                ActivationKind::Tool => format!("tool '{}'", s.tool.as_deref().unwrap_or("?")),
+                ActivationKind::Human => "a person".to_owned(),
+            };
+            let verb = if verb == "has" { "runs" } else { "would run" };
+            format!(
+                "{verb} {what} for node '{node}' (visit {}, attempt {})",
+                s.visit,
+                e.attempt.unwrap_or(1)
+            )
+        }
+        EventData::NodeSkipped => format!("skips node '{node}'"),
+        EventData::StepStarted(s) => format!(
+            "{} step {} with {} activations",
+            if verb == "has" {
+                "starts"
+            } else {
+                "would start"
+            },
+            s.step,
+            s.activations
+        ),
+        EventData::RunCompleted(_) => format!("{verb} the run's completion"),
+        EventData::RunFailed(f) => format!("{verb} the run's failure ({})", f.error.code),
+        _ => format!("{verb} {} of '{node}'", e.type_name()),
+    }
+}
+
 /// The `NONDETERMINISM` error for `recorded` (the log) vs `decided` (the workflow) at `seq`.
 pub(crate) fn divergence(seq: u64, recorded: Option<&Event>, decided: Option<&Event>) -> Error {
     let node = recorded
@@ -94,22 +144,11 @@ pub(crate) fn divergence(seq: u64, recorded: Option<&Event>, decided: Option<&Ev
             event_json(decided),
         ),
     };
-    let describe = |e: Option<&Event>| match e {
-        Some(e) => format!(
-            "{} {}",
-            e.type_name(),
-            e.node
-                .as_deref()
-                .map(|n| format!("of '{n}'"))
-                .unwrap_or_default()
-        ),
-        None => "nothing".to_owned(),
-    };
     let message = format!(
-        "seq {seq}{}: the log has {}, the workflow decides {}; first difference in '{field}': expected {expected}, actual {actual}",
+        "seq {seq}{}: the log {}; this workflow {}. First difference in '{field}': expected {expected}, actual {actual}",
         node.as_deref().map(|n| format!(" (node '{n}')")).unwrap_or_default(),
-        describe(recorded).trim_end(),
-        describe(decided).trim_end(),
+        summary(recorded, "has"),
+        summary(decided, "decides"),
     );
     Error::new(ErrorKind::Nondeterminism, message).with_detail(ErrorDetail::Nondeterminism {
         seq,

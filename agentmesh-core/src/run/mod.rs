@@ -11,6 +11,7 @@
 
 mod sink;
 mod watch;
+mod way_out;
 
 use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom};
@@ -187,6 +188,13 @@ impl Run {
                         "the run input is too large for the log: {}",
                         e.message()
                     )),
+                    ErrorKind::RunExists => match &options.log_dir {
+                        Some(dir) => match crate::log::log_path(dir, &run_id) {
+                            Ok(p) => Error::new(ErrorKind::RunExists, way_out::for_existing(&p)),
+                            Err(_) => e,
+                        },
+                        None => e,
+                    },
                     _ => e,
                 },
             )?;
@@ -312,8 +320,15 @@ impl Run {
                 "a retried run takes no approvals: its human nodes ask again",
             ));
         }
+        let path = path.as_ref();
         let mut run = Run::resume_with(path, options)?;
-        run.machine.reopen(REOPEN_REASON)?;
+        if let Err(e) = run.machine.reopen(REOPEN_REASON) {
+            // Name the fork point a limit failure or a completed run needs.
+            let at = way_out::last_fork_point(path, None)
+                .map(|seq| format!(" (the last step end is seq {seq})"))
+                .unwrap_or_default();
+            return Err(Error::new(e.kind(), format!("{}{at}", e.message())));
+        }
         run.machine.advance();
         run.commit()?;
         Ok(run)
@@ -330,15 +345,7 @@ impl Run {
         let mut resolved = Vec::with_capacity(approvals.len());
         for (node, output) in approvals {
             let Some(act) = waiting.iter().find(|a| *a.node == *node) else {
-                let names: Vec<&str> = waiting.iter().map(|a| &*a.node).collect();
-                return Err(Error::invalid_argument(format!(
-                    "node '{node}' has no pending human activation (waiting: {})",
-                    if names.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        names.join(", ")
-                    }
-                )));
+                return Err(self.not_waiting(&node, &waiting));
             };
             if crate::model::too_deep(&output) {
                 return Err(self.invalid_output(
@@ -352,6 +359,44 @@ impl Run {
             resolved.push((act.id, Completion::ok(output)));
         }
         Ok(resolved)
+    }
+
+    /// Why an approval for `node` cannot be recorded now, and what to do instead.
+    fn not_waiting(&self, node: &str, waiting: &[Activation]) -> Error {
+        let names: Vec<&str> = waiting.iter().map(|a| &*a.node).collect();
+        let waiting_text = if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        };
+        let compiled = self.machine.workflow().compiled();
+        let human = compiled
+            .index
+            .get(node)
+            .map(|&i| compiled.nodes[i].kind == crate::model::workflow::NodeKind::Human);
+        let reached = match human {
+            Some(true) => {
+                let running: Vec<String> = self
+                    .machine
+                    .outstanding()
+                    .iter()
+                    .filter(|a| a.kind != ActivationKind::Human)
+                    .map(|a| a.node.to_string())
+                    .collect();
+                let at = if running.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (unfinished: {})", running.join(", "))
+                };
+                format!(
+                    ": the run has not reached it yet{at}; resume the run without approvals, then approve it when it waits"
+                )
+            }
+            None | Some(false) => String::new(),
+        };
+        Error::invalid_argument(format!(
+            "node '{node}' has no pending human activation{reached} (waiting: {waiting_text})"
+        ))
     }
 
     /// Resolve waiting human activations: `approvals` maps node id → the person's decision

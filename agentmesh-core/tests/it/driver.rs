@@ -240,7 +240,10 @@ fn unknown_agents_and_tools_are_rejected_before_any_file_is_created() {
 
     let e = mesh.run(&w, opts("names")).unwrap_err();
     assert_eq!(e.code(), "UNKNOWN_AGENT");
-    assert_eq!(e.message(), "no agent registered as 'ghost'");
+    assert_eq!(
+        e.message(),
+        "no agent registered as 'ghost'; registered agents: hammer, known"
+    );
     let e = mesh.start(&w, opts("names")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::UnknownAgent);
     assert_eq!(files(), 0);
@@ -248,7 +251,10 @@ fn unknown_agents_and_tools_are_rejected_before_any_file_is_created() {
     mesh.agent("ghost", |_, _| Ok(json!(1).into()));
     let e = mesh.run(&w, opts("names")).unwrap_err();
     assert_eq!(e.code(), "UNKNOWN_AGENT");
-    assert_eq!(e.message(), "no tool registered as 'hammer'");
+    assert_eq!(
+        e.message(),
+        "no tool registered as 'hammer'; no tools are registered"
+    );
     assert_eq!(files(), 0);
 
     mesh.tool("hammer", |_, _| Ok(json!(2).into()));

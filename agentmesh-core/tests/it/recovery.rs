@@ -424,3 +424,64 @@ fn on_event_sees_every_committed_event_as_the_log_holds_it() {
     let r = p.run(&pipeline(), opts("panicky")).unwrap();
     assert_eq!(r.status, RunStatus::Completed);
 }
+
+#[test]
+fn run_exists_names_the_way_out_by_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = Arc::new(Mutex::new(true));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let m = mesh(dir.path(), down.clone(), calls);
+    m.run(&pipeline(), opts("again")).unwrap();
+    let e = m.run(&pipeline(), opts("again")).unwrap_err();
+    assert_eq!(e.code(), "RUN_EXISTS");
+    assert!(e.message().contains("failed at node 'fetch'"), "{e}");
+    assert!(e.message().contains("retry it"), "{e}");
+    assert!(e.message().contains("fork it at seq 4"), "{e}");
+    *down.lock().unwrap() = false;
+    m.retry(dir.path().join("again.jsonl")).unwrap();
+    let e = m.run(&pipeline(), opts("again")).unwrap_err();
+    assert!(e.message().contains("completed, which is final"), "{e}");
+}
+
+#[test]
+fn approving_a_node_the_run_has_not_reached_says_so_and_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = wf(json!({"name": "early", "nodes": [
+        {"id": "draft", "type": "agent", "agent": "a"},
+        {"id": "approve", "type": "human", "after": ["draft"]}]}));
+    // A crash while `draft` runs: the log ends with its scheduling.
+    let run = start_in(dir.path(), &w, json!(null), 1, "early");
+    let log = run.log_path().unwrap().to_owned();
+    drop(run);
+    let before = std::fs::read(&log).unwrap();
+    let approvals = [("approve".to_owned(), json!({"approved": true}))].into();
+    let e = agentmesh_core::Run::resume_with(
+        &log,
+        agentmesh_core::ResumeOptions {
+            approvals,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "INVALID_ARGUMENT");
+    assert_eq!(
+        e.message(),
+        "node 'approve' has no pending human activation: the run has not reached it yet (unfinished: draft); resume the run without approvals, then approve it when it waits (waiting: none)"
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), before);
+}
+
+#[test]
+fn a_node_after_only_branches_gets_a_warning() {
+    let w = wf(json!({"name": "warn", "nodes": [
+        {"id": "write", "type": "agent", "agent": "a"},
+        {"id": "gate", "type": "branch", "after": ["write"],
+         "cases": [{"when": {"path": "/outputs/write/ok", "eq": true}, "goto": "publish"}],
+         "default": "fine"},
+        {"id": "publish", "type": "tool", "tool": "save", "after": ["gate"]},
+        {"id": "fine", "type": "tool", "tool": "save", "after": ["gate", "write"]}]}));
+    let warnings = w.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("node 'publish': every 'after' entry is a branch (gate)"));
+    assert!(pipeline().warnings().is_empty());
+}

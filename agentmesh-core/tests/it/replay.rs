@@ -202,7 +202,7 @@ fn replay_reports_the_first_divergence_precisely() {
     let e = replay(&path, Some(&cond)).unwrap_err();
     assert_eq!(
         e.message(),
-        "seq 13 (node 'br'): the log has branchDecided of 'br', the workflow decides branchDecided of 'br'; first difference in 'data.case': expected 0, actual null"
+        "seq 13 (node 'br'): the log took case 0 → hi at branch 'br'; this workflow takes the default → lo at branch 'br'. First difference in 'data.case': expected 0, actual null"
     );
     // A dependency: c now waits for b, so step 2 schedules only b.
     let after = variant(|s| s["nodes"][2]["after"] = json!(["b"]));
