@@ -137,20 +137,30 @@ pub fn run_script(workflow: &Workflow, script: &Script, log_dir: &Path) -> Resul
         .clone()
         .ok_or_else(|| Error::new(ErrorKind::Internal, "a file-backed run has no log path"))?;
     let mut resumes = 0;
-    while result.status == RunStatus::Waiting {
-        let approvals: BTreeMap<String, Value> = result
-            .waiting
-            .iter()
-            .filter_map(|a| {
-                let output = script.approvals.get(&*a.node)?;
-                Some((a.node.to_string(), output.clone()))
-            })
-            .collect();
-        if approvals.is_empty() {
-            break;
+    let mut retries = 0;
+    loop {
+        match result.status {
+            RunStatus::Waiting => {
+                let approvals: BTreeMap<String, Value> = result
+                    .waiting
+                    .iter()
+                    .filter_map(|a| {
+                        let output = script.approvals.get(&*a.node)?;
+                        Some((a.node.to_string(), output.clone()))
+                    })
+                    .collect();
+                if approvals.is_empty() {
+                    break;
+                }
+                result = scripted_mesh(&script, workflow, log_dir).resume(&log_path, approvals)?;
+                resumes += 1;
+            }
+            RunStatus::Failed | RunStatus::Cancelled if retries < script.retries => {
+                result = scripted_mesh(&script, workflow, log_dir).retry(&log_path)?;
+                retries += 1;
+            }
+            _ => break,
         }
-        result = scripted_mesh(&script, workflow, log_dir).resume(&log_path, approvals)?;
-        resumes += 1;
     }
     let mut canonical = Vec::new();
     canonical_log(&log_path, &mut canonical)?;

@@ -90,6 +90,14 @@ pub struct Script {
     /// Outputs for human nodes, used when the run waits (node → output).
     #[serde(default)]
     pub approvals: BTreeMap<String, Value>,
+    /// How many times a runner retries the run (`retry`, in a new mesh) when it fails or is
+    /// cancelled (conformance vectors; default 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Script {
