@@ -80,3 +80,9 @@ mod errors_guide {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/durability.md")]
 mod durability_guide {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/recovery.md")]
+mod recovery_guide {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/usage.md")]
+mod usage_guide {}
