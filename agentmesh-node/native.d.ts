@@ -223,6 +223,14 @@ export declare function fingerprint(path: string): string
 /** `fingerprint` on the thread pool. */
 export declare function fingerprintAsync(path: string): Promise<string>
 
+/** Creation time and host of a log (never canonical). */
+export interface HeaderMeta {
+  /** Unix time in milliseconds. */
+  at: number
+  /** What created the log: `cli`, `python`, `node` or `rust` (absent in older logs). */
+  host?: string
+}
+
 /**
  * The state of the run at seq 1, after every step, and at the end of the log, in one pass.
  * Errors: `LOG_CORRUPT`, `NONDETERMINISM`, `IO`.
@@ -264,16 +272,8 @@ export interface LogHeader {
   tenant?: string
   /** Parent of a forked run. */
   parent?: ParentRef
-  /** Creation time (not canonical). */
-  meta?: Meta
-}
-
-/** Wall-clock metadata (never canonical). */
-export interface Meta {
-  /** Unix time in milliseconds. */
-  at: number
-  /** Duration of the activation, in microseconds (completion events). */
-  durUs?: number
+  /** Creation time and host (not canonical). */
+  meta?: HeaderMeta
 }
 
 /**
