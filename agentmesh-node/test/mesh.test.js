@@ -959,14 +959,34 @@ describe('registration and options', () => {
     const w = wf([agentNode('p', 'planner'), agentNode('w', 'writer'), { id: 's', type: 'tool', tool: 'search' }], 'needs')
     const e = await rejected(mesh.run(w, { runId: 'u' }))
     assertError(e, UnknownAgentError, 'UNKNOWN_AGENT')
-    assert.equal(e.message, "[UNKNOWN_AGENT] workflow 'needs' uses agent 'writer', tool 'search', not registered with this mesh")
+    assert.equal(
+      e.message,
+      "[UNKNOWN_AGENT] workflow 'needs' uses agent 'writer', tool 'search', not registered with this mesh (registered agents: 'planner'; tools: none)",
+    )
     const e2 = thrown(() => mesh.runSync(w, { runId: 'u' }))
     assertError(e2, UnknownAgentError, 'UNKNOWN_AGENT')
     // A tool is not an agent of the same name.
     mesh.agent('search', () => 1).agent('writer', () => 1)
     const e3 = thrown(() => mesh.runSync(w, { runId: 'u' }))
-    assert.equal(e3.message, "[UNKNOWN_AGENT] workflow 'needs' uses tool 'search', not registered with this mesh")
+    assert.equal(
+      e3.message,
+      "[UNKNOWN_AGENT] workflow 'needs' uses tool 'search' (registered as an agent, not a tool), not registered with this mesh " +
+        "(registered agents: 'planner', 'search', 'writer'; tools: none)",
+    )
     assertNoFiles(dir)
+  })
+
+  test('UNKNOWN_AGENT names the nearest registered name (a typo)', async () => {
+    const mesh = new Mesh().agent('planner', () => 1).agent('writer', () => 1).tool('save', () => 1)
+    const typo = wf([agentNode('p', 'planer'), agentNode('w', 'Writer'), agentNode('x', 'unrelated'), { id: 's', type: 'tool', tool: 'sav' }], 'typos')
+    const e = await rejected(mesh.run(typo))
+    assertError(e, UnknownAgentError, 'UNKNOWN_AGENT')
+    assert.equal(
+      e.message,
+      "[UNKNOWN_AGENT] workflow 'typos' uses agent 'Writer' (did you mean 'writer'?), agent 'planer' (did you mean 'planner'?), " +
+        "agent 'unrelated', tool 'sav' (did you mean 'save'?), not registered with this mesh " +
+        "(registered agents: 'planner', 'writer'; tools: 'save')",
+    )
   })
 
   test('registering something that is not a function, or a name that is not a string', () => {
