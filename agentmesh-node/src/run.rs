@@ -13,8 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use agentmesh_core::{
-    Error, ErrorDetail, ErrorKind, ForkOptions, Recorded, ResumeOptions, Run, RunOptions,
-    Workflow,
+    Error, ErrorDetail, ErrorKind, ForkOptions, Recorded, ResumeOptions, Run, RunOptions, Workflow,
 };
 use napi::bindgen_prelude::{Buffer, ClassInstance, FromNapiValue, Unknown};
 use napi::sys;
