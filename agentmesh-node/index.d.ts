@@ -6,6 +6,8 @@ export * from './lib/log'
 export * from './lib/mesh'
 export type {
   Anchor,
+  EventMeta,
+  HeaderMeta,
   LogEvent,
   LogHeader,
   Outcome,

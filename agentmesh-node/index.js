@@ -22,6 +22,7 @@ const {
   AgentTimeoutError,
   LimitExceededError,
   RunCancelledError,
+  RunInterruptedError,
   UnknownAgentError,
   AgentMeshIOError,
   InternalError,
@@ -54,7 +55,7 @@ const {
   recordedWorkflow,
   errorCodes,
 } = require('./lib/log')
-const { ActivationError, Mesh, Output, RawJson, RunResult } = require('./lib/mesh')
+const { ActivationError, Mesh, Output, RawJson, RunResult, RunStream } = require('./lib/mesh')
 
 // Shorthand properties only: Node's CommonJS lexer (what ESM named imports see) stops at the
 // first `name: expression`.
@@ -66,6 +67,7 @@ module.exports = {
   Output,
   RawJson,
   RunResult,
+  RunStream,
   verifyLog,
   verifyLogSync,
   canonicalLog,
@@ -105,6 +107,7 @@ module.exports = {
   AgentTimeoutError,
   LimitExceededError,
   RunCancelledError,
+  RunInterruptedError,
   UnknownAgentError,
   AgentMeshIOError,
   InternalError,

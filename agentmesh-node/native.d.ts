@@ -58,10 +58,19 @@ export declare class NativeRun {
   static resume(path: string, options?: ResumeArgs | undefined | null, approvals?: Record<string, unknown> | null): NativeRun
   /**
    * Fork the run in `path` at step end `seq` into a new run; `overrides` maps node id →
-   * output (JSON data). Errors: `INVALID_ARGUMENT` (seq not a fork point, unknown node,
-   * overrides), `RUN_EXISTS`, `LOG_CORRUPT`, `IO`.
+   * output (JSON data); `workflow` continues under a changed workflow (the parent's events
+   * up to `seq` must replay equal under it); `watch` keeps the committed events (the copied
+   * prefix included) for `takeCommitted`. Errors: `INVALID_ARGUMENT` (seq not a fork point,
+   * unknown node, overrides), `NONDETERMINISM` (the prefix under `workflow`),
+   * `RUN_EXISTS`, `LOG_CORRUPT`, `IO`.
    */
-  static fork(path: string, seq: number, overrides?: Record<string, unknown> | null, runId?: string | undefined | null, logDir?: string | undefined | null, fsync?: 'always' | 'batch' | 'never'): NativeRun
+  static fork(path: string, seq: number, overrides?: Record<string, unknown> | null, runId?: string | undefined | null, logDir?: string | undefined | null, fsync?: 'always' | 'batch' | 'never', workflow?: NativeWorkflow | undefined | null, watch?: boolean | undefined | null): NativeRun
+  /**
+   * The events committed since the last call, in commit order, each as the log holds it
+   * (with `meta`) and otherwise the object `readLog` gives; empty unless the run was
+   * opened with `watch`.
+   */
+  takeCommitted(): Array<LogEvent>
   /**
    * Cancel the run (outstanding activations are recorded as cancelled, then
    * `runCancelled`); `false` if it had already finished.
@@ -217,11 +226,27 @@ export interface EventBatch {
   seed?: string
 }
 
+/** Wall-clock facts of an event, as its writer recorded them (never canonical). */
+export interface EventMeta {
+  /** Unix time in milliseconds when the record was appended. */
+  at: number
+  /** How long the activation ran (completion events), in microseconds. */
+  durUs?: number
+}
+
 /** blake3 (hex) of the canonical log. Errors: `LOG_CORRUPT`, `IO`. */
 export declare function fingerprint(path: string): string
 
 /** `fingerprint` on the thread pool. */
 export declare function fingerprintAsync(path: string): Promise<string>
+
+/** Creation time and host of a log (never canonical). */
+export interface HeaderMeta {
+  /** Unix time in milliseconds. */
+  at: number
+  /** What created the log: `cli`, `python`, `node` or `rust` (absent in older logs). */
+  host?: string
+}
 
 /**
  * The state of the run at seq 1, after every step, and at the end of the log, in one pass.
@@ -235,7 +260,11 @@ export interface LogContents {
   events: Array<LogEvent>
 }
 
-/** One event of a log, in canonical form (no `meta`, no chain fields). */
+/**
+ * One event of a log: the canonical form (no chain fields), with `meta` only where the
+ * event comes from a watched run (`NativeRun.takeCommitted`; the log readers give the
+ * canonical form, without it).
+ */
 export interface LogEvent {
   seq: number
   /** Event type (`runStarted`, `agentCompleted`, ...). */
@@ -248,6 +277,8 @@ export interface LogEvent {
   attempt?: number
   /** The body, as in the log (`data.seed` of `runStarted` is a `bigint`). */
   data: Record<string, unknown>
+  /** When it was appended (and how long its activation ran): committed events only. */
+  meta?: EventMeta
 }
 
 /** First line of every log. */
@@ -264,16 +295,8 @@ export interface LogHeader {
   tenant?: string
   /** Parent of a forked run. */
   parent?: ParentRef
-  /** Creation time (not canonical). */
-  meta?: Meta
-}
-
-/** Wall-clock metadata (never canonical). */
-export interface Meta {
-  /** Unix time in milliseconds. */
-  at: number
-  /** Duration of the activation, in microseconds (completion events). */
-  durUs?: number
+  /** Creation time and host (not canonical). */
+  meta?: HeaderMeta
 }
 
 /**
@@ -350,6 +373,8 @@ export interface ResumeArgs {
   runId?: string
   /** Decisions as JSON text, by node id. */
   approvalsJson?: Record<string, string>
+  /** Keep the events resume appends (and every later one) for `takeCommitted`. */
+  watch?: boolean
 }
 
 /** The error a failed or cancelled run records. */
@@ -399,6 +424,8 @@ export interface StartOptions {
    * integers); `input` must then be absent or `null`.
    */
   inputJson?: string
+  /** Keep the committed events for `takeCommitted`, from the first one on. */
+  watch?: boolean
 }
 
 /**

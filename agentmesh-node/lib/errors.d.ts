@@ -181,6 +181,21 @@ export declare class InternalError extends AgentMeshError {
   readonly code: 'INTERNAL'
 }
 
+/**
+ * The driver stopped driving a run before it finished, without writing anything final (an
+ * `interrupt` signal was aborted, or an event stream was closed): the run stays resumable,
+ * as after a crash. Not an `AgentMeshError` (no core code); `cause` is the signal's reason.
+ */
+export declare class RunInterruptedError extends Error {
+  constructor(where: { runId: string; logPath: string | null; reason: string }, options?: { cause?: unknown })
+  /** The run that was interrupted. */
+  readonly runId: string
+  /** Its log file; `null` for an in-memory run (which cannot be resumed). */
+  readonly logPath: string | null
+  /** Why: the interrupt signal's reason as text, or what closed the event stream. */
+  readonly reason: string
+}
+
 /** The class of each code. */
 export interface ErrorClasses {
   INVALID_WORKFLOW: typeof InvalidWorkflowError

@@ -162,6 +162,36 @@ class AgentMeshIOError extends AgentMeshError {}
 /** A bug in AgentMesh. Please report it. */
 class InternalError extends AgentMeshError {}
 
+/**
+ * The driver stopped driving a run before it finished, without writing anything final: an
+ * `interrupt` signal was aborted, or an event stream was closed (`break`). Activations in
+ * flight stay in flight in the log, as after a crash, and the log is released, so
+ * `mesh.resume(logPath)` continues the run. Not an `AgentMeshError`: no core error code
+ * (the core never refused anything); `cause` is the interrupt signal's reason.
+ */
+class RunInterruptedError extends Error {
+  /**
+   * @param {{runId: string, logPath: string | null, reason: string}} where
+   * @param {{cause?: unknown}} [options]
+   */
+  constructor(where, options) {
+    const { runId, logPath, reason } = where
+    super(
+      logPath === null
+        ? `run '${runId}' was interrupted (${reason}); its log was in memory, so it cannot be resumed`
+        : `run '${runId}' was interrupted (${reason}); nothing final was written: resume it with mesh.resume('${logPath}')`,
+      options,
+    )
+    /** The run that was interrupted. */
+    this.runId = runId
+    /** Its log file (`null` for an in-memory run, which cannot be resumed). */
+    this.logPath = logPath
+    /** Why: the interrupt signal's reason as text, or what closed the event stream. */
+    this.reason = reason
+  }
+}
+Object.defineProperty(RunInterruptedError.prototype, 'name', { value: 'RunInterruptedError', writable: true, enumerable: false, configurable: true })
+
 // One class per code, in the core's order (ErrorKind::ALL; Python's errors._TABLE).
 const TABLE = [
   [InvalidWorkflowError, 'INVALID_WORKFLOW'],
@@ -346,6 +376,7 @@ module.exports = {
   UnknownAgentError,
   AgentMeshIOError,
   InternalError,
+  RunInterruptedError,
   ERROR_CODES,
   errorClass,
   fromNative,

@@ -97,7 +97,9 @@ const noop = () => {}
  * millions of items. `unpack(batch)` gives a batch's items as an array.
  */
 class Batches {
-  constructor(open, path, unpack) {
+  constructor(name, item, open, path, unpack) {
+    this.name = name
+    this.item = item
     this.path = path
     this.open = open
     this.unpack = unpack
@@ -110,6 +112,15 @@ class Batches {
 
   [Symbol.asyncIterator]() {
     return this
+  }
+
+  // `for (const e of readLog(p))` (Python's read_log is a plain iterator): say what to use
+  // instead of JavaScript's "is not iterable".
+  [Symbol.iterator]() {
+    throw new TypeError(
+      `${this.name}(path) is an async iterator: use \`for await (const ${this.item} of ${this.name}(path))\`, ` +
+        `or ${this.name}Sync(path) for an array`,
+    )
   }
 
   fetch() {
@@ -174,7 +185,7 @@ function events(batch) {
  * `next()` that reaches them (the first, for a log that cannot be opened).
  */
 function readLog(path) {
-  return new Batches((p) => native.NativeEventStream.open(p), path, events)
+  return new Batches('readLog', 'event', (p) => native.NativeEventStream.open(p), path, events)
 }
 
 /**
@@ -182,7 +193,7 @@ function readLog(path) {
  * async iterator (streamed like `readLog`).
  */
 function history(path) {
-  return new Batches((p) => native.NativeHistoryStream.open(p), path, (states) => states)
+  return new Batches('history', 'state', (p) => native.NativeHistoryStream.open(p), path, (states) => states)
 }
 
 // Sync forms -------------------------------------------------------------------------------

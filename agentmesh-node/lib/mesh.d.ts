@@ -1,5 +1,5 @@
 import type { PathLike, Workflow } from './workflow'
-import type { RunError } from '../native'
+import type { LogEvent, RunError } from '../native'
 
 /** Any JSON value. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
@@ -109,29 +109,68 @@ export interface MeshOptions {
   fsync?: 'always' | 'batch' | 'never'
 }
 
-export interface RunOptions {
+/**
+ * Called with every event the run commits, in commit order, right after its commit: the
+ * object `readLogSync` gives, with the `meta` the log holds. The driver waits for it (it is
+ * called on the driving path); if it throws, driving stops as for `interrupt` and the Promise
+ * rejects with what it threw.
+ */
+export type EventCallback = (event: LogEvent) => void
+
+/** How a run is driven: cancelled (final), interrupted (resumable), watched. */
+export interface DriveOptions {
+  /** Aborting it cancels the run (`runCancelled` is recorded, final) and settles the Promise. */
+  signal?: AbortSignal
+  /**
+   * Aborting it stops driving without writing anything final (what a Ctrl-C handler wants):
+   * in-flight activations stay in flight, the log is released, and the Promise rejects with
+   * `RunInterruptedError`; `resume` continues the run.
+   */
+  interrupt?: AbortSignal
+  /** Every committed event, in commit order (see `EventCallback`). */
+  onEvent?: EventCallback | null
+}
+
+export interface RunOptions extends DriveOptions {
   input?: unknown
   /** Run seed: a number up to 2^53 - 1, a bigint, or a decimal string (up to 2^64 - 1). */
   seed?: number | bigint | string
   runId?: string
   tenant?: string
-  /** Aborting it cancels the run (`runCancelled` is recorded) and settles the Promise. */
-  signal?: AbortSignal
 }
 
-export interface ResumeOptions {
+export interface ResumeOptions extends DriveOptions {
   /** Decisions for waiting human nodes, by node id. */
   approvals?: Record<string, unknown>
   /** When given, the log must hold this run (`InvalidArgumentError` otherwise). */
   runId?: string
-  signal?: AbortSignal
 }
 
-export interface ForkOptions {
+export interface ForkOptions extends DriveOptions {
   /** Node outputs replaced in the fork, by node id. */
   overrides?: Record<string, unknown>
   runId?: string
-  signal?: AbortSignal
+  /**
+   * Continue under this (changed) workflow: the parent's events up to `seq` must replay equal
+   * under it (`NondeterminismError` otherwise), and the fork records it.
+   */
+  workflow?: Workflow | null
+}
+
+/**
+ * A run's committed events as an async iterator (`for await (const event of stream)`), in
+ * commit order, each as `onEvent` gets it. It buffers: the driver never waits for the
+ * consumer. The loop ends after the last event, or throws what `mesh.run` would reject with;
+ * leaving it early (`break`, an exception) interrupts the run (resumable, log released) and
+ * `result` rejects with `RunInterruptedError`.
+ */
+export declare class RunStream implements AsyncIterableIterator<LogEvent> {
+  /** The run's RunResult, as `mesh.run` resolves or rejects. */
+  readonly result: Promise<RunResult>
+  next(): Promise<IteratorResult<LogEvent, undefined>>
+  /** Stop consuming; a run still being driven is interrupted. */
+  return(value?: unknown): Promise<IteratorResult<LogEvent, undefined>>
+  [Symbol.asyncIterator](): RunStream
 }
 
 /** Registers agents and tools and drives runs. */
@@ -147,10 +186,21 @@ export declare class Mesh {
    * agent's exception failed the run; other failures are resolved with `status: 'failed'`.
    */
   run(workflow: Workflow, options?: RunOptions): Promise<RunResult>
-  /** `run` without a Promise; agents must return values, not Promises. */
-  runSync(workflow: Workflow, options?: Omit<RunOptions, 'signal'>): RunResult
+  /** `run` without a Promise; agents must return values, not Promises. No signals: nothing
+   * can abort while it blocks. */
+  runSync(workflow: Workflow, options?: Omit<RunOptions, 'signal' | 'interrupt'>): RunResult
   resume(logPath: PathLike, options?: ResumeOptions): Promise<RunResult>
-  resumeSync(logPath: PathLike, options?: Omit<ResumeOptions, 'signal'>): RunResult
+  resumeSync(logPath: PathLike, options?: Omit<ResumeOptions, 'signal' | 'interrupt'>): RunResult
   fork(logPath: PathLike, seq: number, options?: ForkOptions): Promise<RunResult>
-  forkSync(logPath: PathLike, seq: number, options?: Omit<ForkOptions, 'signal'>): RunResult
+  forkSync(logPath: PathLike, seq: number, options?: Omit<ForkOptions, 'signal' | 'interrupt'>): RunResult
+  /**
+   * `run`, as an async iterator of the run's committed events (it delivers them: no
+   * `onEvent`); the RunResult is `stream.result`. Errors opening the run (`UnknownAgentError`, `RunExistsError`, options)
+   * are thrown by `stream` itself.
+   */
+  stream(workflow: Workflow, options?: Omit<RunOptions, 'onEvent'>): RunStream
+  /** `resume`, as an async iterator of the events it appends. */
+  streamResume(logPath: PathLike, options?: Omit<ResumeOptions, 'onEvent'>): RunStream
+  /** `fork`, as an async iterator of the fork's events (the copied prefix first). */
+  streamFork(logPath: PathLike, seq: number, options?: Omit<ForkOptions, 'onEvent'>): RunStream
 }

@@ -18,6 +18,11 @@
 //   gets to it. The timeout failure itself is written by the core (NativeCompletion.timedOut).
 // - Results that settled together are recorded with one NativeRun.completeAll: one write,
 //   one fsync in fsync `always` mode (group commit).
+//
+// Two ways to stop: cancelling (`signal`, act.cancelRun) is final — the core records it.
+// Interrupting (`interrupt`, a throwing onEvent, an event stream closed early) writes nothing:
+// the driver stops, abandons what is in flight and releases the log, which is then exactly
+// what a crash would have left, so `resume` continues the run.
 
 const util = require('node:util')
 
@@ -28,6 +33,7 @@ const {
   InternalError,
   InvalidArgumentError,
   InvalidOutputError,
+  RunInterruptedError,
   UnknownAgentError,
   call,
   fromNative,
@@ -269,13 +275,56 @@ function checkOptions(opts, allowed) {
       throw new InvalidArgumentError(`${key} must be a string, not ${typeof opts[key]}`)
     }
   }
-  const signal = opts.signal
-  if (signal !== undefined && signal !== null && !(signal instanceof AbortSignal)) {
-    throw new InvalidArgumentError('signal must be an AbortSignal')
+  for (const key of ['signal', 'interrupt']) {
+    const signal = opts[key]
+    if (signal !== undefined && signal !== null && !(signal instanceof AbortSignal)) {
+      throw new InvalidArgumentError(`${key} must be an AbortSignal`)
+    }
+    // Refused before any log is touched (no approvals recorded, no run created).
+    if (signal && signal.aborted) {
+      throw new InvalidArgumentError(key === 'signal' ? 'the signal was aborted before the run started' : 'the interrupt signal was aborted before the run started')
+    }
   }
-  // Refused before any log is touched (no approvals recorded, no run created).
-  if (signal && signal.aborted) throw new InvalidArgumentError('the signal was aborted before the run started')
+  if (opts.onEvent !== undefined && opts.onEvent !== null && typeof opts.onEvent !== 'function') {
+    throw new InvalidArgumentError(`onEvent must be a function, not ${describe(opts.onEvent)}`)
+  }
   return opts
+}
+
+// The option keys of each method (`…Sync` forms: no signals; streams: no onEvent).
+const RUN_KEYS = ['input', 'seed', 'runId', 'tenant', 'signal', 'interrupt', 'onEvent']
+const RESUME_KEYS = ['approvals', 'runId', 'signal', 'interrupt', 'onEvent']
+const FORK_KEYS = ['overrides', 'runId', 'workflow', 'signal', 'interrupt', 'onEvent']
+const ASYNC_ONLY = new Set(['signal', 'interrupt'])
+const syncKeys = (keys) => keys.filter((k) => !ASYNC_ONLY.has(k))
+const streamKeys = (keys) => keys.filter((k) => k !== 'onEvent')
+
+/** The registered name closest to `name` (a likely typo), or null. */
+function nearest(name, names) {
+  let best = null
+  let bestDistance = Infinity
+  for (const candidate of names) {
+    const d = candidate.toLowerCase() === name.toLowerCase() ? 0 : editDistance(name, candidate)
+    if (d < bestDistance) {
+      best = candidate
+      bestDistance = d
+    }
+  }
+  // A third of the name may differ (at least one character): 'planer' → 'planner'.
+  return best !== null && bestDistance <= Math.max(1, Math.floor(name.length / 3)) ? best : null
+}
+
+/** Levenshtein distance (insertions, deletions, substitutions). */
+function editDistance(a, b) {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    prev = row
+  }
+  return prev[b.length]
 }
 
 // Results → native completions ----------------------------------------------------------------
@@ -427,11 +476,20 @@ class Flight {
 
 /** Per-run driving state shared by the async and sync drivers. */
 class Drive {
-  constructor(mesh, run, signal) {
+  constructor(mesh, run, signal, onEvent) {
     this.mesh = mesh
     this.run = run
     this.signal = signal || null
+    // Called with each committed event (the run was opened with `watch`).
+    this.onEvent = onEvent || null
     this.inFlight = new Set() // Flight
+    this.timers = new Set() // retry delays not yet over
+    // The RunInterruptedError once an interruption was asked for; `idle` while the driver
+    // waits (then an interruption releases the log at once); `over` once driving ended.
+    this.interruption = null
+    this.idle = false
+    this.over = false
+    this.logPath = call(() => run.logPath())
     this.settled = [] // {flight, completion, cause, at}
     this.thrown = new Map() // node → what its last failure threw (AgentFailedError.cause)
     this.cancelReason = null
@@ -457,6 +515,28 @@ class Drive {
     }
   }
 
+  /** Stop driving without writing anything final (see the top of this file). */
+  interrupt(reason, cause) {
+    if (this.interruption !== null || this.over) return
+    this.interruption = new RunInterruptedError({ runId: this.shared.runId, logPath: this.logPath, reason }, { cause })
+    // Waiting: nothing of the driver is on the stack, so the log is released now (a `break`
+    // out of a stream leaves it resumable at once). Otherwise the loop does it next.
+    if (this.idle) this.abort(this.interruption)
+    this.notify()
+  }
+
+  checkInterrupted() {
+    if (this.interruption !== null) throw this.interruption
+  }
+
+  /** Hand the events committed since the last call to `onEvent`, in commit order. */
+  publish() {
+    if (this.onEvent === null) return
+    for (const event of call(() => this.run.takeCommitted())) this.onEvent(event)
+    // onEvent may have interrupted the run (through the interrupt signal).
+    this.checkInterrupted()
+  }
+
   pendingCancel() {
     if (this.cancelReason !== null) return this.cancelReason
     if (this.signal !== null && this.signal.aborted) return abortReason(this.signal)
@@ -465,11 +545,13 @@ class Drive {
 
   /** Apply a pending cancel and schedule what is ready: null when driving is over. */
   advance() {
+    this.checkInterrupted()
     const reason = this.pendingCancel()
     if (reason !== null) {
       call(() => this.run.cancel(reason))
       for (const f of this.inFlight) f.act._abort(reason)
       this.inFlight.clear()
+      this.publish()
       return null
     }
     const work = []
@@ -511,10 +593,12 @@ class Drive {
       invoke(fn, flight, started, false, this)
     }
     if (delayMs > 0) {
-      setTimeout(() => {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer)
         go()
         this.notify() // a new deadline to wait for
       }, delayMs)
+      this.timers.add(timer)
     } else {
       go()
     }
@@ -600,6 +684,7 @@ class Drive {
       notes = got[0]
       this.polled = got[1]
     }
+    this.publish()
     for (let i = 0; i < batch.length; i++) {
       const note = notes === null ? null : notes[i]
       if (note === null && causes[i] === NO_CAUSE) continue
@@ -615,15 +700,144 @@ class Drive {
     }
   }
 
-  /** Driving stopped with an exception: release the log (closing a half-failed run must not
-   * hide the original error). */
-  abort() {
-    this.inFlight.clear() // a retry waiting for its delay does not start
+  /**
+   * Driving stopped with an exception (an interruption among them): abandon what is in flight
+   * (agents see their `act.signal` aborted with `reason`; a retry waiting for its delay does
+   * not start) and release the log. Closing a half-failed run must not hide the original
+   * error. Idempotent.
+   */
+  abort(reason) {
+    for (const f of this.inFlight) f.act._abort(reason)
+    this.inFlight.clear()
+    for (const timer of this.timers) clearTimeout(timer)
+    this.timers.clear()
     try {
       this.run.close()
     } catch {
       // keep the original error
     }
+  }
+}
+
+/** Whether a run is opened for watching: an `onEvent` is given. */
+function watching(opts) {
+  return opts.onEvent !== undefined && opts.onEvent !== null
+}
+
+/** Release a run the driver could not start driving (keeping the original error). */
+function closeQuietly(run) {
+  try {
+    run.close()
+  } catch {
+    // the original error matters
+  }
+}
+
+const ENDED = Symbol('ended')
+
+/**
+ * A run's committed events as an async iterator (`mesh.stream`, `streamResume`,
+ * `streamFork`), with the run's outcome as `result`. The driver never waits for the consumer:
+ * each commit's events are queued here as they are committed (already durable in the log) and
+ * handed out in commit order. The loop ends after the last event; it throws what `mesh.run`
+ * would reject with (an AgentFailedError, a RunInterruptedError, an IO error) once the events
+ * before it were taken. Leaving the loop early (`break`, `return`, an exception in its body)
+ * interrupts the run: nothing final is written, the log is released at once, and `result`
+ * rejects with RunInterruptedError. One consumer: iterating it twice gives the events once.
+ */
+class RunStream {
+  #queue = []
+  #head = 0
+  #waiters = [] // {resolve, reject} of next() calls made while the queue was empty
+  #end = null // ENDED, or the error driving ended with, once it ended
+  #closed = false // the consumer stopped, or took the end
+  #drive = null
+
+  /** @param {(onEvent: Function, attach: Function) => Promise<RunResult>} drive */
+  constructor(drive) {
+    const driving = drive(
+      (event) => this.#push(event),
+      (d) => {
+        this.#drive = d
+      },
+    )
+    /** The run's RunResult: resolves or rejects as `mesh.run` would. */
+    this.result = driving.then(
+      (result) => {
+        this.#finish(ENDED)
+        return result
+      },
+      (e) => {
+        this.#finish(e)
+        throw e
+      },
+    )
+    // Marked as handled: the loop reports the error too, and a consumer that only loops must
+    // not get an unhandled rejection. Awaiting `result` still rejects.
+    this.result.catch(() => {})
+  }
+
+  #push(event) {
+    if (this.#closed) return
+    const waiter = this.#waiters.shift()
+    if (waiter !== undefined) waiter.resolve({ value: event, done: false })
+    else this.#queue.push(event)
+  }
+
+  #finish(end) {
+    this.#end = end
+    this.#drive = null
+    // Waiters exist only while the queue is empty: the first one gets the end.
+    for (const waiter of this.#waiters.splice(0)) this.#settle(waiter)
+  }
+
+  /** Hand the end to a waiter (or return it): done, or the error, once. */
+  #settle(waiter) {
+    if (this.#closed || this.#end === ENDED) {
+      this.#closed = true
+      waiter.resolve({ value: undefined, done: true })
+      return
+    }
+    const error = this.#end
+    this.#closed = true
+    waiter.reject(error)
+  }
+
+  [Symbol.asyncIterator]() {
+    return this
+  }
+
+  [Symbol.iterator]() {
+    throw new TypeError('mesh.stream() is an async iterator: use `for await (const event of mesh.stream(...))`')
+  }
+
+  next() {
+    if (this.#head < this.#queue.length) {
+      const value = this.#queue[this.#head]
+      this.#queue[this.#head++] = undefined
+      if (this.#head === this.#queue.length) {
+        this.#queue = []
+        this.#head = 0
+      }
+      return Promise.resolve({ value, done: false })
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve, reject }
+      if (this.#closed || this.#end !== null) this.#settle(waiter)
+      else this.#waiters.push(waiter)
+    })
+  }
+
+  /** Stop consuming: a run still being driven is interrupted (resumable, log released). */
+  return(value) {
+    if (!this.#closed) {
+      this.#closed = true
+      this.#queue = []
+      this.#head = 0
+      if (this.#drive !== null) this.#drive.interrupt('the event stream was closed before the run ended')
+      for (const waiter of this.#waiters.splice(0)) waiter.resolve({ value: undefined, done: true })
+    }
+    return Promise.resolve({ value, done: true })
   }
 }
 
@@ -665,11 +879,26 @@ class Mesh {
   }
 
   _checkRegistered(nativeWorkflow) {
-    const missing = nativeWorkflow.agentNames().filter((n) => !this._agents.has(n)).map((n) => `agent '${n}'`)
-    missing.push(...nativeWorkflow.toolNames().filter((n) => !this._tools.has(n)).map((n) => `tool '${n}'`))
+    const missing = []
+    const find = (names, registry, what, other, otherWhat) => {
+      for (const name of names) {
+        if (registry.has(name)) continue
+        // Why it is missing, when a likely reason is known: registered as the other kind,
+        // or a typo of a registered name.
+        const near = other.has(name) ? null : nearest(name, registry.keys())
+        const hint = other.has(name)
+          ? ` (registered as ${otherWhat === 'agent' ? 'an agent' : 'a tool'}, not ${what === 'agent' ? 'an agent' : 'a tool'})`
+          : near !== null ? ` (did you mean '${near}'?)` : ''
+        missing.push(`${what} '${name}'${hint}`)
+      }
+    }
+    find(nativeWorkflow.agentNames(), this._agents, 'agent', this._tools, 'tool')
+    find(nativeWorkflow.toolNames(), this._tools, 'tool', this._agents, 'agent')
     if (missing.length > 0) {
+      const list = (registry) => (registry.size === 0 ? 'none' : [...registry.keys()].sort().map((n) => `'${n}'`).join(', '))
       throw new UnknownAgentError(
-        `[UNKNOWN_AGENT] workflow '${nativeWorkflow.name}' uses ${missing.join(', ')}, not registered with this mesh`,
+        `[UNKNOWN_AGENT] workflow '${nativeWorkflow.name}' uses ${missing.join(', ')}, not registered with this mesh ` +
+          `(registered agents: ${list(this._agents)}; tools: ${list(this._tools)})`,
       )
     }
   }
@@ -678,41 +907,70 @@ class Mesh {
 
   /** Start a run and drive it until it finishes or waits for a person. */
   async run(workflow, options) {
-    const opts = checkOptions(options, ['input', 'seed', 'runId', 'tenant', 'signal'])
-    return this._drive(this._start(workflow, opts), opts.signal)
+    const opts = checkOptions(options, RUN_KEYS)
+    return this._drive(this._start(workflow, opts, watching(opts)), opts)
   }
 
   /** `run` without a Promise: agents must return values, not Promises. */
   runSync(workflow, options) {
-    const opts = checkOptions(options, ['input', 'seed', 'runId', 'tenant'])
-    return this._driveSync(this._start(workflow, opts))
+    const opts = checkOptions(options, syncKeys(RUN_KEYS))
+    return this._driveSync(this._start(workflow, opts, watching(opts)), opts)
   }
 
   /** Reopen a run from its log, resolve waiting human nodes with `approvals` and drive it on. */
   async resume(logPath, options) {
-    const opts = checkOptions(options, ['approvals', 'runId', 'signal'])
-    return this._drive(this._reopen(logPath, opts), opts.signal)
+    const opts = checkOptions(options, RESUME_KEYS)
+    return this._drive(this._reopen(logPath, opts, watching(opts)), opts)
   }
 
   resumeSync(logPath, options) {
-    const opts = checkOptions(options, ['approvals', 'runId'])
-    return this._driveSync(this._reopen(logPath, opts))
+    const opts = checkOptions(options, syncKeys(RESUME_KEYS))
+    return this._driveSync(this._reopen(logPath, opts, watching(opts)), opts)
   }
 
-  /** Fork the run in `logPath` at step end `seq` with node outputs replaced; drive the fork. */
+  /**
+   * Fork the run in `logPath` at step end `seq` with node outputs replaced (and under a
+   * changed workflow, when given); drive the fork.
+   */
   async fork(logPath, seq, options) {
-    const opts = checkOptions(options, ['overrides', 'runId', 'signal'])
-    return this._drive(this._fork(logPath, seq, opts), opts.signal)
+    const opts = checkOptions(options, FORK_KEYS)
+    return this._drive(this._fork(logPath, seq, opts, watching(opts)), opts)
   }
 
   forkSync(logPath, seq, options) {
-    const opts = checkOptions(options, ['overrides', 'runId'])
-    return this._driveSync(this._fork(logPath, seq, opts))
+    const opts = checkOptions(options, syncKeys(FORK_KEYS))
+    return this._driveSync(this._fork(logPath, seq, opts, watching(opts)), opts)
+  }
+
+  // event streams ----------------------------------------------------------------------------
+
+  /**
+   * `run` as an async iterator of its committed events; the RunResult is `stream.result`.
+   * Opening errors (UNKNOWN_AGENT, RUN_EXISTS, options) are thrown here.
+   */
+  stream(workflow, options) {
+    const opts = checkOptions(options, streamKeys(RUN_KEYS))
+    const run = this._start(workflow, opts, true)
+    return new RunStream((onEvent, attach) => this._drive(run, { ...opts, onEvent }, attach))
+  }
+
+  /** `resume` as an async iterator of the events it commits. */
+  streamResume(logPath, options) {
+    const opts = checkOptions(options, streamKeys(RESUME_KEYS))
+    const run = this._reopen(logPath, opts, true)
+    return new RunStream((onEvent, attach) => this._drive(run, { ...opts, onEvent }, attach))
+  }
+
+  /** `fork` as an async iterator of the fork's events (the copied prefix first). */
+  streamFork(logPath, seq, options) {
+    const opts = checkOptions(options, streamKeys(FORK_KEYS))
+    const run = this._fork(logPath, seq, opts, true)
+    return new RunStream((onEvent, attach) => this._drive(run, { ...opts, onEvent }, attach))
   }
 
   // opening runs -------------------------------------------------------------------------
 
-  _start(workflow, opts) {
+  _start(workflow, opts, watch) {
     if (!(workflow instanceof Workflow)) {
       throw new InvalidArgumentError(`workflow must be a Workflow, not ${describe(workflow)}`)
     }
@@ -728,11 +986,12 @@ class Mesh {
         logDir: this.logDir ?? undefined,
         fsync: this.fsync,
         tenant: opts.tenant ?? undefined,
+        watch,
       }),
     )
   }
 
-  _reopen(logPath, opts) {
+  _reopen(logPath, opts, watch) {
     logPath = toPath(logPath, 'logPath')
     const approvals = opts.approvals === undefined || opts.approvals === null ? {} : opts.approvals
     if (typeof approvals !== 'object' || Array.isArray(approvals)) {
@@ -748,49 +1007,97 @@ class Mesh {
       else values[node] = value
     }
     return call(() =>
-      native.NativeRun.resume(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, approvalsJson: texts }, values),
+      native.NativeRun.resume(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, approvalsJson: texts, watch }, values),
     )
   }
 
-  _fork(logPath, seq, opts) {
+  _fork(logPath, seq, opts, watch) {
     logPath = toPath(logPath, 'logPath')
-    this._checkRegistered(call(native.recordedWorkflow, logPath))
+    const workflow = opts.workflow === undefined || opts.workflow === null ? null : opts.workflow
+    if (workflow !== null && !(workflow instanceof Workflow)) {
+      throw new InvalidArgumentError(`workflow must be a Workflow, not ${describe(workflow)}`)
+    }
+    // The fork runs under the changed workflow when one is given: its agents must be here.
+    this._checkRegistered(workflow !== null ? workflow._native : call(native.recordedWorkflow, logPath))
     return call(() =>
-      native.NativeRun.fork(logPath, seq, opts.overrides ?? null, opts.runId ?? undefined, this.logDir ?? undefined, this.fsync),
+      native.NativeRun.fork(
+        logPath,
+        seq,
+        opts.overrides ?? null,
+        opts.runId ?? undefined,
+        this.logDir ?? undefined,
+        this.fsync,
+        workflow !== null ? workflow._native : undefined,
+        watch,
+      ),
     )
   }
 
   // driving ------------------------------------------------------------------------------
 
-  async _drive(run, signal) {
-    const drive = new Drive(this, run, signal)
-    const onAbort = () => drive.notify()
-    if (drive.signal !== null) drive.signal.addEventListener('abort', onAbort)
+  /**
+   * Drive `run` to its end (or until it waits for a person). `opts`: `signal` (cancel),
+   * `interrupt` (stop resumably), `onEvent`; `attach(drive)` lets an event stream interrupt.
+   */
+  async _drive(run, opts, attach) {
+    let drive
     try {
+      drive = new Drive(this, run, opts.signal, opts.onEvent)
+    } catch (e) {
+      closeQuietly(run)
+      throw e
+    }
+    const onAbort = () => drive.notify()
+    const interrupt = opts.interrupt || null
+    const onInterrupt = () => drive.interrupt(abortReason(interrupt), interrupt.reason)
+    if (drive.signal !== null) drive.signal.addEventListener('abort', onAbort)
+    if (interrupt !== null) interrupt.addEventListener('abort', onInterrupt)
+    if (attach !== undefined) attach(drive)
+    try {
+      drive.publish() // what opening the run committed
       for (;;) {
         const work = drive.advance()
         if (work === null) break
         // Synchronous agents settle during start(): their results are recorded without a wait.
         for (const [fn, flight] of work) drive.start(fn, flight)
-        if (drive.settled.length === 0 && drive.pendingCancel() === null) await drive.sleep()
+        drive.checkInterrupted()
+        if (drive.settled.length === 0 && drive.pendingCancel() === null) {
+          drive.idle = true
+          try {
+            await drive.sleep()
+          } finally {
+            drive.idle = false
+          }
+          drive.checkInterrupted()
+        }
         // A cancel takes effect before results not yet recorded (advance() applies it).
         if (drive.pendingCancel() === null) drive.record()
         else drive.settled.length = 0
       }
+      drive.over = true
     } catch (e) {
-      drive.abort()
+      drive.over = true
+      drive.abort(e)
       throw e
     } finally {
       drive.wake = null
       if (drive.signal !== null) drive.signal.removeEventListener('abort', onAbort)
+      if (interrupt !== null) interrupt.removeEventListener('abort', onInterrupt)
     }
     return this._result(run, drive.thrown)
   }
 
-  _driveSync(run) {
-    const drive = new Drive(this, run, null)
+  _driveSync(run, opts) {
+    let drive
+    try {
+      drive = new Drive(this, run, null, opts.onEvent)
+    } catch (e) {
+      closeQuietly(run)
+      throw e
+    }
     drive.sync = true
     try {
+      drive.publish()
       for (;;) {
         const work = drive.advance()
         if (work === null) break
@@ -806,8 +1113,10 @@ class Mesh {
         }
         drive.record()
       }
+      drive.over = true
     } catch (e) {
-      drive.abort()
+      drive.over = true
+      drive.abort(e)
       throw e
     }
     return this._result(run, drive.thrown)
@@ -842,4 +1151,4 @@ class Mesh {
   }
 }
 
-module.exports = { Activation, ActivationError, Mesh, Output, RawJson, RunResult }
+module.exports = { Activation, ActivationError, Mesh, Output, RawJson, RunResult, RunStream }

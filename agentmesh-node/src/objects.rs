@@ -230,7 +230,18 @@ impl From<core::LogHeader> for LogHeader {
     }
 }
 
-/// One event of a log, in canonical form (no `meta`, no chain fields).
+/// Wall-clock facts of an event, as its writer recorded them (never canonical).
+#[napi(object, object_from_js = false)]
+pub struct EventMeta {
+    /// Unix time in milliseconds when the record was appended.
+    pub at: i64,
+    /// How long the activation ran (completion events), in microseconds.
+    pub dur_us: Option<i64>,
+}
+
+/// One event of a log: the canonical form (no chain fields), with `meta` only where the
+/// event comes from a watched run (`NativeRun.takeCommitted`; the log readers give the
+/// canonical form, without it).
 #[napi(object, object_from_js = false)]
 pub struct LogEvent {
     pub seq: i64,
@@ -246,12 +257,28 @@ pub struct LogEvent {
     /// The body, as in the log (`data.seed` of `runStarted` is a `bigint`).
     #[napi(ts_type = "Record<string, unknown>")]
     pub data: EventBody,
+    /// When it was appended (and how long its activation ran): committed events only.
+    pub meta: Option<EventMeta>,
 }
 
 impl TryFrom<core::Event> for LogEvent {
     type Error = core::Error;
 
+    /// The canonical form, as the log readers give it.
     fn try_from(e: core::Event) -> core::Result<LogEvent> {
+        LogEvent::convert(e, false)
+    }
+}
+
+impl LogEvent {
+    /// The event as the log holds it: the canonical form with its `meta` (a watched run's
+    /// committed events).
+    pub fn with_meta(e: core::Event) -> core::Result<LogEvent> {
+        LogEvent::convert(e, true)
+    }
+
+    /// One conversion for the readers and the watchers, so both give the same object.
+    fn convert(e: core::Event, keep_meta: bool) -> core::Result<LogEvent> {
         let kind = e.type_name().to_owned();
         // The body is whatever the core serializes: take `data` from the serde form.
         let mut value = crate::errors::serde_value(&e)?;
@@ -267,7 +294,7 @@ impl TryFrom<core::Event> for LogEvent {
             node,
             attempt,
             data: body,
-            meta: _,
+            meta,
         } = e;
         let seed = match body {
             core::EventData::RunStarted(b) => Some(b.seed),
@@ -282,6 +309,10 @@ impl TryFrom<core::Event> for LogEvent {
             node: node.map(|n| n.to_string()),
             attempt,
             data: EventBody { data, seed },
+            meta: meta.filter(|_| keep_meta).map(|m| EventMeta {
+                at: num(m.at),
+                dur_us: m.dur_us.map(num),
+            }),
         })
     }
 }

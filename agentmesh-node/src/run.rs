@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use agentmesh_core::{
-    Error, ErrorDetail, ErrorKind, Recorded, ResumeOptions, Run, RunOptions, Workflow,
+    Error, ErrorDetail, ErrorKind, ForkOptions, Recorded, ResumeOptions, Run, RunOptions, Workflow,
 };
 use napi::bindgen_prelude::{Buffer, ClassInstance, FromNapiValue, Unknown};
 use napi::sys;
@@ -26,8 +26,11 @@ use crate::args::{self, SeedArg};
 use crate::completion;
 use crate::errors::{guard, invalid_argument, panicked, to_js, OrThrow};
 use crate::json::{JsText, TextPosition};
-use crate::objects::Outcome;
+use crate::objects::{LogEvent, Outcome};
 use crate::raw::{self, RawEnv, Value as JsValue, R};
+
+/// What the logs this binding creates record as their host (`meta.host` of the header).
+const HOST: &str = "node";
 
 /// A validated workflow.
 #[napi]
@@ -139,6 +142,8 @@ pub struct StartOptions {
     /// The input as JSON text, recorded as the core parses it (exact `1.0`, `-0`, 64-bit
     /// integers); `input` must then be absent or `null`.
     pub input_json: Option<String>,
+    /// Keep the committed events for `takeCommitted`, from the first one on.
+    pub watch: Option<bool>,
 }
 
 /// How to reopen a run (`NativeRun.resume`).
@@ -152,6 +157,8 @@ pub struct ResumeArgs {
     pub run_id: Option<String>,
     /// Decisions as JSON text, by node id.
     pub approvals_json: Option<HashMap<String, String>>,
+    /// Keep the events resume appends (and every later one) for `takeCommitted`.
+    pub watch: Option<bool>,
 }
 
 /// One run. `close()` releases its log file (the writer lock) so another process can resume it;
@@ -227,6 +234,7 @@ impl NativeRun {
             fsync,
             tenant,
             input_json,
+            watch,
         } = options.unwrap_or(StartOptions {
             seed: None,
             run_id: None,
@@ -234,6 +242,7 @@ impl NativeRun {
             fsync: None,
             tenant: None,
             input_json: None,
+            watch: None,
         });
         let input = match input_json {
             None => input,
@@ -258,8 +267,8 @@ impl NativeRun {
                 log_dir: log_dir.map(Into::into),
                 fsync: args::fsync(fsync.as_deref())?,
                 tenant,
-                host: Some("node".to_owned()),
-                watch: false,
+                host: Some(HOST.to_owned()),
+                watch: watch.unwrap_or(false),
             };
             Run::start(&workflow.inner, options)
         })
@@ -285,6 +294,7 @@ impl NativeRun {
             fsync,
             run_id,
             approvals_json,
+            watch,
         } = options.unwrap_or_default();
         let mut decided: BTreeMap<String, Value> =
             match args::json(env, "approvals", approvals.as_ref())? {
@@ -313,7 +323,7 @@ impl NativeRun {
                 fsync: args::fsync(fsync.as_deref())?,
                 run_id,
                 approvals: decided,
-                watch: false,
+                watch: watch.unwrap_or(false),
             };
             Run::resume_with(&path, options)
         })
@@ -322,9 +332,13 @@ impl NativeRun {
     }
 
     /// Fork the run in `path` at step end `seq` into a new run; `overrides` maps node id →
-    /// output (JSON data). Errors: `INVALID_ARGUMENT` (seq not a fork point, unknown node,
-    /// overrides), `RUN_EXISTS`, `LOG_CORRUPT`, `IO`.
+    /// output (JSON data); `workflow` continues under a changed workflow (the parent's events
+    /// up to `seq` must replay equal under it); `watch` keeps the committed events (the copied
+    /// prefix included) for `takeCommitted`. Errors: `INVALID_ARGUMENT` (seq not a fork point,
+    /// unknown node, overrides), `NONDETERMINISM` (the prefix under `workflow`),
+    /// `RUN_EXISTS`, `LOG_CORRUPT`, `IO`.
     #[napi(factory, catch_unwind)]
+    #[allow(clippy::too_many_arguments)] // positional, as the JS driver calls it
     pub fn fork(
         env: &Env,
         path: String,
@@ -333,6 +347,8 @@ impl NativeRun {
         run_id: Option<String>,
         log_dir: Option<String>,
         #[napi(ts_arg_type = "'always' | 'batch' | 'never'")] fsync: Option<String>,
+        workflow: Option<&NativeWorkflow>,
+        watch: Option<bool>,
     ) -> napi::Result<NativeRun> {
         let overrides: BTreeMap<String, Value> =
             match args::json(env, "overrides", overrides.as_ref())? {
@@ -348,17 +364,33 @@ impl NativeRun {
                 }
             };
         let run = guard(|| {
-            Run::fork(
-                &path,
-                args::uint("seq", seq)?,
+            let options = ForkOptions {
+                seq: args::uint("seq", seq)?,
                 overrides,
                 run_id,
-                log_dir.map(Into::into),
-                args::fsync(fsync.as_deref())?,
-            )
+                log_dir: log_dir.map(Into::into),
+                fsync: args::fsync(fsync.as_deref())?,
+                workflow: workflow.map(|w| w.inner.clone()),
+                host: Some(HOST.to_owned()),
+                watch: watch.unwrap_or(false),
+            };
+            Run::fork_with(&path, options)
         })
         .or_throw(env)?;
         Ok(NativeRun::new(run))
+    }
+
+    /// The events committed since the last call, in commit order, each as the log holds it
+    /// (with `meta`) and otherwise the object `readLog` gives; empty unless the run was
+    /// opened with `watch`.
+    #[napi(catch_unwind)]
+    pub fn take_committed(&mut self, env: &Env) -> napi::Result<Vec<LogEvent>> {
+        self.with(env, |r| {
+            r.take_committed()
+                .into_iter()
+                .map(LogEvent::with_meta)
+                .collect()
+        })
     }
 
     /// Cancel the run (outstanding activations are recorded as cancelled, then

@@ -24,6 +24,7 @@ const {
   AgentMeshIOError,
   InvalidArgumentError,
   LogCorruptError,
+  NondeterminismError,
   UnknownAgentError,
 } = am
 
@@ -748,6 +749,63 @@ describe('fork', () => {
     assert.deepEqual(events(forked2.logPath).map((e) => [e.type, e.data]), flog.map((e) => [e.type, e.data]))
   })
 
+  test('fork under a fixed workflow: a failed run goes on from its last step end, only the failed node runs again', async () => {
+    // The bug of the newcomer report: `publish` comes after a branch only, so it gets no
+    // deps (the branch has no output) and its tool throws. The fix adds `plan` to `after`.
+    const nodes = (after) => [
+      agentNode('plan', 'planner'),
+      { id: 'gate', type: 'branch', after: ['plan'], cases: [{ when: { path: '/outputs/plan/ok', eq: true }, goto: 'publish' }], default: 'publish' },
+      { id: 'publish', type: 'tool', tool: 'save', after },
+    ]
+    const broken = wf(nodes(['gate']), 'publish')
+    const fixed = wf(nodes(['gate', 'plan']), 'publish')
+    const dir = tmpdir()
+    const calls = []
+    const mesh = new Mesh({ logDir: dir })
+      .agent('planner', () => {
+        calls.push('plan')
+        return { ok: true, text: 'the brief' }
+      })
+      .tool('save', (act) => {
+        calls.push('publish')
+        return { saved: act.deps.plan.text }
+      })
+    const e = await rejected(mesh.run(broken, { runId: 'broken' }))
+    assertError(e, AgentFailedError, 'AGENT_FAILED')
+    assert.ok(e.cause instanceof TypeError)
+    assert.deepEqual(calls, ['plan', 'publish'])
+    const log = e.result.logPath
+    assert.equal(am.readHeader(log).meta.host, 'node')
+
+    // The last step end before the failure: the state there has nothing failed.
+    const last = am.readLogSync(log)
+      .map((ev) => am.stateAtSync(log, ev.seq))
+      .filter((st) => st.forkPoint && st.failed.length === 0)
+      .at(-1).seq
+    const forked = await mesh.fork(log, last, { workflow: fixed, runId: 'fixed' })
+    assert.equal(forked.status, 'completed')
+    assert.deepEqual(forked.output, { publish: { saved: 'the brief' } })
+    assert.deepEqual(calls, ['plan', 'publish', 'publish'])
+    const header = am.readHeader(forked.logPath)
+    assert.deepEqual(header.parent, { runId: 'broken', seq: last })
+    assert.equal(header.workflow.hash, fixed.hash)
+    assert.equal(header.meta.host, 'node')
+    assert.equal(am.recordedWorkflow(forked.logPath).hash, fixed.hash)
+    assert.equal((await am.replay(forked.logPath)).outcome.status, 'completed')
+
+    // A workflow under which the copied prefix decides differently is refused, before any file.
+    const other = wf([agentNode('plan', 'writer'), ...nodes(['gate', 'plan']).slice(1)], 'publish')
+    mesh.agent('writer', () => 'x')
+    const e2 = await rejected(mesh.fork(log, last, { workflow: other, runId: 'other' }))
+    assertError(e2, NondeterminismError, 'NONDETERMINISM')
+    // Its agents are checked against the workflow it runs under.
+    const e3 = thrown(() => new Mesh({ logDir: dir }).agent('planner', () => 1).forkSync(log, last, { workflow: fixed, runId: 'x' }))
+    assertError(e3, UnknownAgentError, 'UNKNOWN_AGENT')
+    const e4 = await rejected(mesh.fork(log, last, { workflow: fixed.toObject(), runId: 'x' }))
+    assertError(e4, InvalidArgumentError, 'INVALID_ARGUMENT')
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['broken.jsonl', 'fixed.jsonl'])
+  })
+
   test('fork at a seq that is not a step end: InvalidArgumentError naming the step ends, no file', async () => {
     const dir = tmpdir()
     const sync = new Mesh({ logDir: dir }).agent('a', (act) => act.node)
@@ -901,14 +959,34 @@ describe('registration and options', () => {
     const w = wf([agentNode('p', 'planner'), agentNode('w', 'writer'), { id: 's', type: 'tool', tool: 'search' }], 'needs')
     const e = await rejected(mesh.run(w, { runId: 'u' }))
     assertError(e, UnknownAgentError, 'UNKNOWN_AGENT')
-    assert.equal(e.message, "[UNKNOWN_AGENT] workflow 'needs' uses agent 'writer', tool 'search', not registered with this mesh")
+    assert.equal(
+      e.message,
+      "[UNKNOWN_AGENT] workflow 'needs' uses agent 'writer', tool 'search', not registered with this mesh (registered agents: 'planner'; tools: none)",
+    )
     const e2 = thrown(() => mesh.runSync(w, { runId: 'u' }))
     assertError(e2, UnknownAgentError, 'UNKNOWN_AGENT')
     // A tool is not an agent of the same name.
     mesh.agent('search', () => 1).agent('writer', () => 1)
     const e3 = thrown(() => mesh.runSync(w, { runId: 'u' }))
-    assert.equal(e3.message, "[UNKNOWN_AGENT] workflow 'needs' uses tool 'search', not registered with this mesh")
+    assert.equal(
+      e3.message,
+      "[UNKNOWN_AGENT] workflow 'needs' uses tool 'search' (registered as an agent, not a tool), not registered with this mesh " +
+        "(registered agents: 'planner', 'search', 'writer'; tools: none)",
+    )
     assertNoFiles(dir)
+  })
+
+  test('UNKNOWN_AGENT names the nearest registered name (a typo)', async () => {
+    const mesh = new Mesh().agent('planner', () => 1).agent('writer', () => 1).tool('save', () => 1)
+    const typo = wf([agentNode('p', 'planer'), agentNode('w', 'Writer'), agentNode('x', 'unrelated'), { id: 's', type: 'tool', tool: 'sav' }], 'typos')
+    const e = await rejected(mesh.run(typo))
+    assertError(e, UnknownAgentError, 'UNKNOWN_AGENT')
+    assert.equal(
+      e.message,
+      "[UNKNOWN_AGENT] workflow 'typos' uses agent 'Writer' (did you mean 'writer'?), agent 'planer' (did you mean 'planner'?), " +
+        "agent 'unrelated', tool 'sav' (did you mean 'save'?), not registered with this mesh " +
+        "(registered agents: 'planner', 'writer'; tools: 'save')",
+    )
   })
 
   test('registering something that is not a function, or a name that is not a string', () => {

@@ -169,6 +169,8 @@ function nodeSamples() {
     ActivationError: new ActivationError('T', 'm'),
     AgentMeshError: new AgentMeshError('m'),
   }
+  samples.RunInterruptedError = new agentmesh.RunInterruptedError({ runId: 'r', logPath: null, reason: 'x' })
+  samples.RunStream = mesh.stream(wf) // driven to its end in memory
   for (const code of ERROR_CODES) {
     const cls = errorClass(code)
     samples[cls.name] = new cls('m', null, { cause: null }) // `cause` is an own property only when given

@@ -87,6 +87,22 @@ describe('readLog streams', () => {
     assert.equal((await collect(am.readLog(log))).length, am.readLogSync(log).length)
   })
 
+  test('for…of instead of for await: a TypeError naming the way out, before the log is opened', async () => {
+    const log = loopLog(2)
+    for (const [fn, item] of [['readLog', 'event'], ['history', 'state']]) {
+      const e = thrown(() => {
+        for (const x of am[fn](log)) void x
+      })
+      assert.ok(e instanceof TypeError)
+      assert.equal(e.message, `${fn}(path) is an async iterator: use \`for await (const ${item} of ${fn}(path))\`, or ${fn}Sync(path) for an array`)
+      assert.ok(thrown(() => Array.from(am[fn](log))) instanceof TypeError)
+      // The iterator was never opened: used the right way, it reads from the start.
+      const it = am[fn](log)
+      assert.ok(thrown(() => [...it]) instanceof TypeError)
+      assert.equal((await collect(it)).length, (fn === 'readLog' ? am.readLogSync(log) : am.historySync(log)).length)
+    }
+  })
+
   test('errors reject: a missing file at the first next(), damage in the middle after the events before it', async () => {
     const missing = am.readLog(path.join(tmpdir(), 'missing.jsonl'))
     assertError(await rejected(missing.next()), AgentMeshIOError, 'IO')

@@ -1,6 +1,6 @@
 // Type fixture for lib/mesh.d.ts: typical driver use compiles; misuse does not.
-import { ActivationError, AgentFailedError, Mesh, Output, RawJson, Workflow } from '../..'
-import type { Activation, RunResult } from '../..'
+import { ActivationError, AgentFailedError, Mesh, Output, RawJson, RunInterruptedError, RunStream, Workflow } from '../..'
+import type { Activation, DriveOptions, EventCallback, EventMeta, LogEvent, RunResult } from '../..'
 
 async function main(): Promise<void> {
   const wf = Workflow.builder('t').agent('a', 'writer').human('ok', { after: 'a' }).build()
@@ -43,5 +43,41 @@ async function main(): Promise<void> {
   await mesh.run(wf, { timeout: 5 })
   // @ts-expect-error fork needs a seq
   await mesh.fork('/tmp/logs/r1.jsonl')
+
+  // Watching, interrupting, forking under a changed workflow.
+  const onEvent: EventCallback = (event: LogEvent) => {
+    const meta: EventMeta | undefined = event.meta
+    const at: number | undefined = meta?.at
+    void at
+  }
+  const stop = new AbortController()
+  const drive: DriveOptions = { signal: controller.signal, interrupt: stop.signal, onEvent }
+  try {
+    await mesh.run(wf, { ...drive, input: 1 })
+  } catch (e) {
+    if (e instanceof RunInterruptedError) {
+      const where: string | null = e.logPath
+      const why: string = e.reason
+      if (where !== null) await mesh.resume(where, { onEvent: null })
+      void why
+    }
+  }
+  mesh.runSync(wf, { onEvent })
+  await mesh.fork('/tmp/logs/r1.jsonl', 4, { workflow: wf, interrupt: stop.signal })
+  const stream: RunStream = mesh.stream(wf, { seed: 1, interrupt: stop.signal })
+  for await (const event of stream) {
+    const seq: number = event.seq
+    if (seq > 3) break
+  }
+  const done: RunResult = await stream.result
+  void done
+  for await (const event of mesh.streamFork('/tmp/logs/r1.jsonl', 4, { workflow: wf })) void event
+  for await (const event of mesh.streamResume('/tmp/logs/r1.jsonl', { approvals: {} })) void event
+  // @ts-expect-error a stream delivers the events itself
+  mesh.stream(wf, { onEvent })
+  // @ts-expect-error runSync cannot be interrupted
+  mesh.runSync(wf, { interrupt: stop.signal })
+  // @ts-expect-error onEvent is a function
+  await mesh.run(wf, { onEvent: 'log' })
 }
 void main

@@ -1,12 +1,13 @@
-// Cancelling a run: from inside an agent (act.cancelRun), from outside with an AbortSignal
-// (an AbortController, AbortSignal.timeout), and Ctrl-C wired to a controller. Each records
-// runCancelled in the log; agents see their act.signal aborted.
+// Stopping a run. Cancelling is final: from inside an agent (act.cancelRun) or from outside
+// with an AbortSignal (an AbortController, AbortSignal.timeout) records runCancelled; agents
+// see their act.signal aborted. Interrupting is not: Ctrl-C wired to the `interrupt` signal
+// stops driving, writes nothing final, and the run is resumed later.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
-import { Mesh, Workflow, readLogSync } from '../../../agentmesh-node/index.js'
+import { Mesh, RunInterruptedError, Workflow, readLogSync } from '../../../agentmesh-node/index.js'
 
 const guarded = Workflow.fromObject({ name: 'guarded', nodes: [
   { id: 'check', type: 'agent', agent: 'guard' },
@@ -33,7 +34,9 @@ try {
     try {
       return await sleep(5000, act.node, { signal: act.signal })
     } catch (e) {
-      aborted.push(`${act.node}: ${act.signal.reason}`)
+      // Interrupted, not cancelled: the reason is the RunInterruptedError.
+      const reason = act.signal.reason
+      aborted.push(`${act.node}: ${reason instanceof RunInterruptedError ? reason.name : reason}`)
       throw e
     }
   })
@@ -52,14 +55,23 @@ try {
   r = await mesh.run(slow, { runId: 'slow-2', signal: AbortSignal.timeout(50) })
   console.log('   deadline:', r.status, JSON.stringify(r.error))
 
-  // 3. Ctrl-C: Node exits on SIGINT by default; route it to a controller instead.
-  const ctrlC = new AbortController()
-  process.once('SIGINT', () => ctrlC.abort('SIGINT'))
+  // 3. Ctrl-C: stop driving without a final event, so the run can be resumed.
+  const stop = new AbortController()
+  process.once('SIGINT', () => stop.abort('SIGINT'))
   setTimeout(() => process.kill(process.pid, 'SIGINT'), 50) // as if Ctrl-C were pressed
-  r = await mesh.run(slow, { runId: 'slow-3', signal: ctrlC.signal })
-  console.log('3.', r.status, lastEvents(r.logPath))
+  try {
+    await mesh.run(slow, { runId: 'slow-3', interrupt: stop.signal })
+  } catch (e) {
+    if (!(e instanceof RunInterruptedError)) throw e
+    console.log('3.', e.message.replace(logs, '<logs>'))
+    console.log('   the log ends with', lastEvents(e.logPath))
+    // Later (here, or in another process): the interrupted activations run again.
+    mesh.agent('waiter', (act) => `${act.node} done`)
+    r = await mesh.resume(e.logPath)
+    console.log('   resumed:', r.status, JSON.stringify(r.output))
+  }
 
-  // The driver does not wait for agents once the run is cancelled: they see it just after.
+  // The driver does not wait for agents once it stops driving: they see it just after.
   await new Promise((resolve) => setImmediate(resolve))
   console.log('signals aborted:', aborted.join('; '))
 } finally {
