@@ -582,6 +582,26 @@ def test_ctrl_c_while_agents_run_on_the_pool(tmp_path: Path, token: bool) -> Non
     resumes_like_uninterrupted(tmp_path / "ki.jsonl", w, tmp_path)
 
 
+def test_an_interrupted_run_is_cancelled_for_good_by_a_resume_with_a_cancelled_token(tmp_path: Path) -> None:
+    # The documented way to make Ctrl-C final: resume with a token cancelled beforehand.
+    mesh = agentmesh.Mesh(log_dir=tmp_path)
+    ran: List[str] = []
+
+    def interrupt(act: agentmesh.Activation) -> Any:
+        ran.append(act.node)
+        raise KeyboardInterrupt
+
+    mesh.add_agent("a", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        mesh.run(wf([agent_node("n", "a")]), run_id="ki")
+    stop = agentmesh.CancelToken()
+    stop.cancel("stopped with Ctrl-C")
+    r = mesh.resume(tmp_path / "ki.jsonl", cancel=stop)
+    assert r.status == "cancelled" and r.error == {"code": "CANCELLED", "message": "stopped with Ctrl-C"}
+    assert ran == ["n"]
+    assert types(tmp_path / "ki.jsonl")[-2:] == ["activationCancelled", "runCancelled"]
+
+
 def test_cancel_token_still_cancels_for_good(tmp_path: Path) -> None:
     # Explicit cancellation stays final: runCancelled, and resume runs nothing.
     mesh = agentmesh.Mesh(log_dir=tmp_path)

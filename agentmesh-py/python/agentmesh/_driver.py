@@ -3,7 +3,9 @@
 It follows the Rust driver (``agentmesh-core/src/driver/mod.rs``): poll the run, execute a
 step's activations in parallel, complete them as they arrive (the core puts each completion at
 its reserved seq, so finish order never changes the canonical log), enforce ``timeoutMs``,
-honour cancellation, and return when only human decisions are outstanding.
+honour cancellation, hand committed events to a watcher (``_watch.py``), and return when only
+human decisions are outstanding. Driving that stops early (Ctrl-C, a cancelled task, a closed
+stream) writes nothing, so the run resumes as after a crash.
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ class Output:
 
 
 class CancelToken:
-    """Cancels a run from any thread. The first reason wins."""
+    """Cancels a run from any thread, for good: the run records ``runCancelled`` and a
+    resume runs nothing (Ctrl-C, by contrast, leaves a run resumable). The first reason
+    wins."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -449,7 +453,11 @@ class _Drive:
     def finish(self) -> RunResult:
         """The run stopped driving (finished, cancelled or waiting): its result, which is kept
         in ``self.result``; ``AgentFailedError`` when an agent's exception failed the run."""
-        self.result = result = self.mesh._result(self.native)
+        try:
+            self.result = result = self.mesh._result(self.native)
+        except BaseException:
+            self.native.close()  # a Ctrl-C right now, a poisoned run: release the log anyway
+            raise
         err = result.error
         if result.status == "failed" and err is not None and err.get("code") == "AGENT_FAILED":
             # Raised whoever ran the agent: a resume of a log that failed earlier raises as
