@@ -39,7 +39,6 @@ from ._watch import AsyncRunStream, EventFn, RunStream, deliver, deliver_async
 from ._workflow import Workflow
 from .errors import (
     AgentFailedError,
-    AgentMeshError,
     InternalError,
     InvalidArgumentError,
     InvalidOutputError,
