@@ -150,9 +150,21 @@ fn walk(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Bad> {
         return Ok(Value::Object(out));
     }
     Err(Bad::new(format!(
-        "{} at {{at}} is not JSON data",
-        type_name(obj)
+        "{} at {{at}} is not JSON data{}",
+        type_name(obj),
+        model_hint(obj)
     )))
+}
+
+/// A pydantic model (an LLM SDK's response or message object) is the usual non-JSON value:
+/// say how to convert it, and that its ids and timestamps would make every run's log differ.
+/// Looked up on the type, so no user `__getattr__` runs.
+fn model_hint(obj: &Bound<'_, PyAny>) -> &'static str {
+    if obj.get_type().hasattr("model_dump").unwrap_or(false) {
+        "; convert it first, e.g. pick fields, or .model_dump(mode='json') (drop id and created)"
+    } else {
+        ""
+    }
 }
 
 /// A container at `depth` would be the `depth + 1`-th nested one.

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use agentmesh_core::{
-    Error, ErrorDetail, ErrorKind, FsyncMode, Recorded, ResumeOptions, Run, RunOptions, Workflow,
+    Error, ErrorDetail, ErrorKind, ForkOptions, FsyncMode, Recorded, ResumeOptions, Run,
+    RunOptions, Workflow,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
@@ -15,6 +16,8 @@ use crate::activation::{wrap_all, Activation};
 use crate::completion::NativeCompletion;
 use crate::errors::{detached, to_py};
 use crate::pyjson;
+use crate::pyser::Strings;
+use crate::stream::event_to_py;
 
 /// A validated workflow.
 #[pyclass(frozen, module = "agentmesh._agentmesh")]
@@ -80,6 +83,8 @@ impl NativeWorkflow {
 #[pyclass(frozen, module = "agentmesh._agentmesh")]
 pub struct NativeRun {
     run: Mutex<Option<Run>>,
+    /// Python strings shared by the events handed to a watching host (only used with the GIL).
+    strings: Mutex<Strings>,
 }
 
 fn fsync_mode(text: &str) -> agentmesh_core::Result<FsyncMode> {
@@ -90,6 +95,7 @@ impl NativeRun {
     fn new(run: Run) -> NativeRun {
         NativeRun {
             run: Mutex::new(Some(run)),
+            strings: Mutex::new(Strings::default()),
         }
     }
 
@@ -120,9 +126,10 @@ impl NativeRun {
 
 #[pymethods]
 impl NativeRun {
-    /// Start a run with `input` (JSON data).
+    /// Start a run with `input` (JSON data). `watch`: keep committed events for
+    /// `take_committed`, from the first one on.
     #[staticmethod]
-    #[pyo3(signature = (workflow, input=None, seed=0, run_id=None, log_dir=None, fsync="batch", tenant=None))]
+    #[pyo3(signature = (workflow, input=None, seed=0, run_id=None, log_dir=None, fsync="batch", tenant=None, watch=false))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
@@ -133,6 +140,7 @@ impl NativeRun {
         log_dir: Option<PathBuf>,
         fsync: &str,
         tenant: Option<String>,
+        watch: bool,
     ) -> PyResult<NativeRun> {
         let wf = workflow.inner.clone();
         let input = json_arg(py, "input", input)?;
@@ -145,7 +153,7 @@ impl NativeRun {
                 fsync: fsync_mode(fsync)?,
                 tenant,
                 host: Some("python".to_owned()),
-                watch: false,
+                watch,
             };
             Run::start(&wf, options)
         })?;
@@ -154,15 +162,17 @@ impl NativeRun {
 
     /// Reopen a run from its log file. The core checks `run_id` (the run the log must hold)
     /// and resolves waiting human nodes with `approvals` (node id → decision, JSON data),
-    /// every one checked before any is recorded.
+    /// every one checked before any is recorded. `watch`: keep committed events for
+    /// `take_committed`, what resume appends included.
     #[staticmethod]
-    #[pyo3(signature = (path, fsync="batch", run_id=None, approvals=None))]
+    #[pyo3(signature = (path, fsync="batch", run_id=None, approvals=None, watch=false))]
     fn resume(
         py: Python<'_>,
         path: PathBuf,
         fsync: &str,
         run_id: Option<String>,
         approvals: Option<&Bound<'_, PyDict>>,
+        watch: bool,
     ) -> PyResult<NativeRun> {
         let mut decided = BTreeMap::new();
         if let Some(approvals) = approvals {
@@ -193,7 +203,7 @@ impl NativeRun {
                 fsync: fsync_mode(fsync)?,
                 run_id,
                 approvals: decided,
-                watch: false,
+                watch,
             };
             Run::resume_with(&path, options)
         })?;
@@ -201,8 +211,12 @@ impl NativeRun {
     }
 
     /// Fork the run in `path` at step end `seq`; `overrides` maps node id → output.
+    /// `workflow`: continue under it instead of the recorded one (the prefix must replay
+    /// equal under it). `watch`: keep committed events for `take_committed`, the copied
+    /// prefix included.
     #[staticmethod]
-    #[pyo3(signature = (path, seq, overrides=None, run_id=None, log_dir=None, fsync="batch"))]
+    #[pyo3(signature = (path, seq, overrides=None, run_id=None, log_dir=None, fsync="batch", workflow=None, watch=false))]
+    #[allow(clippy::too_many_arguments)]
     fn fork(
         py: Python<'_>,
         path: PathBuf,
@@ -211,6 +225,8 @@ impl NativeRun {
         run_id: Option<String>,
         log_dir: Option<PathBuf>,
         fsync: &str,
+        workflow: Option<PyRef<'_, NativeWorkflow>>,
+        watch: bool,
     ) -> PyResult<NativeRun> {
         let seq = crate::log::seq_arg(seq)?;
         let overrides: BTreeMap<String, Value> = match json_arg(py, "overrides", overrides)? {
@@ -226,8 +242,19 @@ impl NativeRun {
                 ))
             }
         };
+        let workflow = workflow.map(|w| w.inner.clone());
         let run = detached(py, || {
-            Run::fork(&path, seq, overrides, run_id, log_dir, fsync_mode(fsync)?)
+            let options = ForkOptions {
+                seq,
+                overrides,
+                run_id,
+                log_dir,
+                fsync: fsync_mode(fsync)?,
+                workflow,
+                host: Some("python".to_owned()),
+                watch,
+            };
+            Run::fork_with(&path, options)
         })?;
         Ok(NativeRun::new(run))
     }
@@ -237,6 +264,21 @@ impl NativeRun {
     fn poll(&self, py: Python<'_>, token: Option<Py<PyAny>>) -> PyResult<Vec<Py<Activation>>> {
         let acts = self.with(py, |r| r.poll())?;
         wrap_all(py, acts, token.as_ref())
+    }
+
+    /// Events committed since the last call, in commit order, each the dict `read_log`
+    /// gives for it plus its `meta` as the log holds it; always empty unless the run was
+    /// opened with `watch=True`.
+    fn take_committed(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        let events = self.with(py, |r| Ok(r.take_committed()))?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut strings = self.strings.lock().unwrap_or_else(|p| p.into_inner());
+        events
+            .iter()
+            .map(|e| event_to_py(py, &mut strings, e))
+            .collect()
     }
 
     /// Activations still waiting for a completion.

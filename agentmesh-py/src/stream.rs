@@ -85,15 +85,19 @@ impl EventStream {
         }
         if let Some(mut event) = self.ready.pop_front() {
             event.meta = None; // canonical form
-            return Ok(Some(
-                pyser::to_py_with(py, &mut self.strings, &event)?.unbind(),
-            ));
+            return Ok(Some(event_to_py(py, &mut self.strings, &event)?));
         }
         match self.error.take() {
             Some(e) => Err(to_py(py, &e)),
             None => Ok(None),
         }
     }
+}
+
+/// One event as a Python dict: the one conversion of events for Python, shared by
+/// `read_log` (which clears `meta` first) and a watched run's `take_committed` (which keeps it).
+pub fn event_to_py(py: Python<'_>, strings: &mut Strings, event: &Event) -> PyResult<Py<PyAny>> {
+    Ok(pyser::to_py_with(py, strings, event)?.unbind())
 }
 
 enum Msg {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
@@ -349,3 +350,139 @@ def test_log_corruption_reports_offset(tmp_path: Path) -> None:
     with pytest.raises(agentmesh.LogCorruptError) as info:
         agentmesh.verify_log(r.log_path)
     assert info.value.offset == second
+
+
+# failures after the fact, fixed workflows -----------------------------------------------------
+
+
+def brief(fixed: bool) -> agentmesh.Workflow:
+    """The newcomer's bug: a node after a branch only gets its direct `after` deps, so v1's
+    `publish` (after the branch alone) has no `write` output; the fix lists `write` too."""
+    return wf([
+        {"id": "write", "type": "agent", "agent": "writer"},
+        {"id": "gate", "type": "branch", "after": ["write"],
+         "cases": [{"when": {"path": "/outputs/write/ok", "eq": True}, "goto": "publish"}],
+         "default": "archive"},
+        {"id": "publish", "type": "agent", "agent": "publisher",
+         **({"after": ["gate", "write"]} if fixed else {})},
+        {"id": "archive", "type": "agent", "agent": "publisher"},
+    ], name="brief")
+
+
+def brief_mesh(log_dir: Path, calls: List[str]) -> agentmesh.Mesh:
+    mesh = agentmesh.Mesh(log_dir=log_dir)
+    mesh.add_agent("writer", lambda act: (calls.append(act.node), {"ok": True, "text": "hi"})[1])
+    mesh.add_agent("publisher", lambda act: (calls.append(act.node), {"url": act.deps["write"]["text"]})[1])
+    return mesh
+
+
+def test_resume_of_a_failed_log_raises_as_the_run_did(tmp_path: Path) -> None:
+    calls: List[str] = []
+    mesh = brief_mesh(tmp_path, calls)
+    with pytest.raises(agentmesh.AgentFailedError) as first:
+        mesh.run(brief(False), run_id="b")
+    assert isinstance(first.value.__cause__, KeyError)
+    calls.clear()
+    # Another process resumes the failed log: the same error (without the exception only the
+    # first process had), nothing runs, nothing is written.
+    before = (tmp_path / "b.jsonl").read_bytes()
+    with pytest.raises(agentmesh.AgentFailedError) as again:
+        brief_mesh(tmp_path, calls).resume(tmp_path / "b.jsonl")
+    assert again.value.__cause__ is None and again.value.node == "publish"
+    assert again.value.message == first.value.message
+    assert again.value.result.status == "failed" and again.value.result.error == first.value.result.error
+    assert calls == [] and (tmp_path / "b.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_fork_with_a_fixed_workflow_reruns_only_the_failed_node(tmp_path: Path, mode: str) -> None:
+    calls: List[str] = []
+    mesh = brief_mesh(tmp_path, calls)
+    with pytest.raises(agentmesh.AgentFailedError):
+        mesh.run(brief(False), run_id="b")
+    assert calls == ["write", "publish"]
+    log = tmp_path / "b.jsonl"
+    # The last step end before the failure: write's completion.
+    at = max(s["seq"] for s in agentmesh.history(log) if s["forkPoint"] and not s["failed"])
+    calls.clear()
+    if mode == "sync":
+        f = mesh.fork(log, at, workflow=brief(True))
+    else:
+        f = asyncio.run(mesh.fork_async(log, at, workflow=brief(True)))
+    assert f.status == "completed" and f.output == {"publish": {"url": "hi"}}
+    assert calls == ["publish"]  # write's output came from the parent
+    header = agentmesh.read_header(f.log_path)
+    assert header["workflow"]["hash"] == brief(True).hash != agentmesh.read_header(log)["workflow"]["hash"]
+    assert header["parent"] == {"runId": "b", "seq": at} and header["meta"]["host"] == "python"
+    assert agentmesh.replay(f.log_path)["outcome"]["status"] == "completed"
+    # The fork's id depends on the workflow: the same fork without the fix is another run
+    # (and fails again).
+    with pytest.raises(agentmesh.AgentFailedError) as unfixed:
+        mesh.fork(log, at)
+    assert unfixed.value.result.run_id != f.run_id
+
+
+def test_fork_with_a_workflow_that_does_not_replay_the_prefix(tmp_path: Path) -> None:
+    calls: List[str] = []
+    mesh = brief_mesh(tmp_path, calls)
+    with pytest.raises(agentmesh.AgentFailedError):
+        mesh.run(brief(False), run_id="b")
+    other = json.loads(brief(True).to_json())
+    other["nodes"][0]["agent"] = "author"  # write would have been scheduled differently
+    mesh.add_agent("author", lambda act: {"ok": True, "text": "hi"})
+    with pytest.raises(agentmesh.NondeterminismError):
+        mesh.fork(tmp_path / "b.jsonl", 4, workflow=agentmesh.Workflow.from_dict(other), run_id="f")
+    assert not (tmp_path / "f.jsonl").exists()
+    with pytest.raises(agentmesh.UnknownAgentError, match="'ghost'"):
+        other["nodes"][0]["agent"] = "ghost"
+        mesh.fork(tmp_path / "b.jsonl", 4, workflow=agentmesh.Workflow.from_dict(other), run_id="f")
+    with pytest.raises(agentmesh.InvalidArgumentError, match="workflow must be a Workflow"):
+        mesh.fork(tmp_path / "b.jsonl", 4, workflow=other, run_id="f")  # type: ignore[arg-type]
+
+
+def test_unknown_agent_lists_the_registered_names_and_the_nearest(tmp_path: Path) -> None:
+    mesh = agentmesh.Mesh(log_dir=tmp_path)
+    for name in ("planner", "researcher", "writer"):
+        mesh.add_agent(name, lambda act: 1)
+    mesh.add_tool("save", lambda act: 1)
+    w = wf([
+        {"id": "p", "type": "agent", "agent": "planer"},
+        {"id": "s", "type": "tool", "tool": "sav"},
+        {"id": "w", "type": "tool", "tool": "writer"},
+    ], name="brief")
+    with pytest.raises(agentmesh.UnknownAgentError) as info:
+        mesh.run(w)
+    assert info.value.message == (
+        "workflow 'brief' uses agent 'planer' (did you mean 'planner'?), tool 'sav' (did you "
+        "mean 'save'?), tool 'writer' (registered as an agent), not registered with this mesh "
+        "(registered agents: 'planner', 'researcher', 'writer'; registered tools: 'save')"
+    )
+    empty = agentmesh.Mesh(log_dir=tmp_path)
+    with pytest.raises(agentmesh.UnknownAgentError, match=r"uses agent 'planer', not registered with this mesh \(registered agents: none\)$"):
+        empty.run(wf([{"id": "p", "type": "agent", "agent": "planer"}], name="brief"))
+    assert list(tmp_path.iterdir()) == []
+
+
+class ChatCompletionMessage:
+    """Stands in for an SDK's pydantic model (openai's message, say): it has model_dump."""
+
+    def __init__(self, content: str) -> None:
+        self.content = content
+
+    def model_dump(self, mode: str = "python") -> Dict[str, Any]:
+        return {"content": self.content, "role": "assistant"}
+
+
+def test_an_sdk_model_as_output_gets_a_hint(tmp_path: Path) -> None:
+    mesh = agentmesh.Mesh(log_dir=tmp_path)
+    mesh.add_agent("llm", lambda act: {"message": ChatCompletionMessage("hi")})
+    mesh.add_agent("plain", lambda act: object())
+    with pytest.raises(agentmesh.AgentFailedError) as info:
+        mesh.run(wf([{"id": "ask", "type": "agent", "agent": "llm"}]))
+    assert str(info.value.__cause__).endswith(
+        "ChatCompletionMessage at $['message'] is not JSON data; convert it first, e.g. pick "
+        "fields, or .model_dump(mode='json') (drop id and created)"
+    )
+    with pytest.raises(agentmesh.AgentFailedError) as info:
+        mesh.run(wf([{"id": "ask", "type": "agent", "agent": "plain"}]))
+    assert str(info.value.__cause__).endswith("object at $ is not JSON data")

@@ -479,16 +479,28 @@ def test_same_run_id_twice_at_once_gives_run_exists(tmp_path: Path, meshes: int)
 
 
 def interrupted_log(path: Path, nodes: List[str]) -> None:
-    log = events(path)
-    kinds = [e["type"] for e in log]
-    assert kinds == (
-        ["runStarted", "stepStarted"] + ["agentScheduled"] * len(nodes)
-        + ["activationCancelled"] * len(nodes) + ["runCancelled"]
-    )
-    assert log[-1]["data"] == {"reason": "KeyboardInterrupt"}
+    """A run stopped by Ctrl-C: nothing was written after its activations were scheduled
+    (they are in flight, as after a crash), the log was released, and the run is unfinished."""
+    kinds = types(path)
+    assert kinds == ["runStarted", "stepStarted"] + ["agentScheduled"] * len(nodes)
     report = agentmesh.verify_log(path)  # takes the writer lock: the run released the log
-    assert report["finished"] == "runCancelled" and report["holes"] == []
-    assert agentmesh.replay(path)["outcome"]["status"] == "cancelled"
+    assert report["finished"] is None and report["repaired"] is None
+    assert agentmesh.replay(path)["outcome"]["status"] == "running"
+
+
+def resumes_like_uninterrupted(path: Path, w: agentmesh.Workflow, tmp_path: Path) -> None:
+    """Resuming the interrupted run finishes it with the log of a run never interrupted."""
+    def fast_mesh(log_dir: Path) -> agentmesh.Mesh:
+        m = agentmesh.Mesh(log_dir=log_dir)
+        m.add_agent("a", lambda act: f"{act.node} done")
+        m.add_agent("b", lambda act: act.deps)
+        return m
+
+    resumed = fast_mesh(tmp_path).resume(path)
+    assert resumed.status == "completed"
+    clean = fast_mesh(tmp_path / "clean").run(w, run_id=path.stem)
+    assert resumed.fingerprint == clean.fingerprint
+    assert agentmesh.canonical_log(path) == agentmesh.canonical_log(clean.log_path or "")
 
 
 def test_ctrl_c_raised_by_an_agent_on_the_calling_thread(tmp_path: Path) -> None:
@@ -509,7 +521,8 @@ def test_ctrl_c_raised_by_an_agent_on_the_calling_thread(tmp_path: Path) -> None
         mesh.run(w, run_id="ki")
     assert info.value is raised[0]
     assert threads == [threading.get_ident()]
-    interrupted_log(tmp_path / "ki.jsonl", ["n"])
+    interrupted_log(tmp_path / "ki.jsonl", ["n"])  # not a failed attempt: no retry either
+    resumes_like_uninterrupted(tmp_path / "ki.jsonl", w, tmp_path)
 
 
 def test_ctrl_c_via_interrupt_main_on_the_calling_thread(tmp_path: Path) -> None:
@@ -521,11 +534,13 @@ def test_ctrl_c_via_interrupt_main_on_the_calling_thread(tmp_path: Path) -> None
         return "never recorded"
 
     mesh.add_agent("a", interrupt)
+    w = wf([agent_node("n", "a")])
     started = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        mesh.run(wf([agent_node("n", "a")]), run_id="ki")
+        mesh.run(w, run_id="ki")
     assert time.perf_counter() - started < 1.5  # the agent's sleep was interrupted
     interrupted_log(tmp_path / "ki.jsonl", ["n"])
+    resumes_like_uninterrupted(tmp_path / "ki.jsonl", w, tmp_path)
 
 
 @pytest.mark.parametrize("token", [True, False], ids=["cancel-token", "two-activations"])
@@ -535,27 +550,79 @@ def test_ctrl_c_while_agents_run_on_the_pool(tmp_path: Path, token: bool) -> Non
     main = threading.main_thread().ident
     assert threading.get_ident() == main
     on_workers: List[bool] = []
+    release = threading.Event()
+    returned = threading.Semaphore(0)
 
     def interrupt(act: agentmesh.Activation) -> Any:
         on_workers.append(threading.get_ident() != main)
         if act.node == "n":
             time.sleep(0.05)
             signal.pthread_kill(main, signal.SIGINT)
-        time.sleep(2)
-        return "never recorded"
+        release.wait(10)
+        returned.release()
+        return "late"
 
     mesh.add_agent("a", interrupt)
     nodes = ["n"] if token else ["n", "m"]
-    started = time.perf_counter()
+    w = wf([agent_node(n, "a") for n in nodes])
+    cancel = agentmesh.CancelToken() if token else None
     with pytest.raises(KeyboardInterrupt):
-        mesh.run(
-            wf([agent_node(n, "a") for n in nodes]),
-            run_id="ki",
-            cancel=agentmesh.CancelToken() if token else None,
-        )
-    assert time.perf_counter() - started < 1.5  # not after the agents returned
+        mesh.run(w, run_id="ki", cancel=cancel)
+    assert not release.is_set()  # raised while the agents were still running
     assert on_workers == [True] * len(nodes)
+    assert cancel is None or not cancel.cancelled  # Ctrl-C is not a cancellation
+    before = (tmp_path / "ki.jsonl").read_bytes()
+    # The agents return after the interruption: their results reach no log.
+    release.set()
+    for _ in nodes:
+        assert returned.acquire(timeout=10)
+    time.sleep(0.05)  # time for a result (wrongly) committed by a worker to reach the file
+    assert (tmp_path / "ki.jsonl").read_bytes() == before
     interrupted_log(tmp_path / "ki.jsonl", nodes)
+    resumes_like_uninterrupted(tmp_path / "ki.jsonl", w, tmp_path)
+
+
+def test_an_interrupted_run_is_cancelled_for_good_by_a_resume_with_a_cancelled_token(tmp_path: Path) -> None:
+    # The documented way to make Ctrl-C final: resume with a token cancelled beforehand.
+    mesh = agentmesh.Mesh(log_dir=tmp_path)
+    ran: List[str] = []
+
+    def interrupt(act: agentmesh.Activation) -> Any:
+        ran.append(act.node)
+        raise KeyboardInterrupt
+
+    mesh.add_agent("a", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        mesh.run(wf([agent_node("n", "a")]), run_id="ki")
+    stop = agentmesh.CancelToken()
+    stop.cancel("stopped with Ctrl-C")
+    r = mesh.resume(tmp_path / "ki.jsonl", cancel=stop)
+    assert r.status == "cancelled" and r.error == {"code": "CANCELLED", "message": "stopped with Ctrl-C"}
+    assert ran == ["n"]
+    assert types(tmp_path / "ki.jsonl")[-2:] == ["activationCancelled", "runCancelled"]
+
+
+def test_cancel_token_still_cancels_for_good(tmp_path: Path) -> None:
+    # Explicit cancellation stays final: runCancelled, and resume runs nothing.
+    mesh = agentmesh.Mesh(log_dir=tmp_path)
+    token = agentmesh.CancelToken()
+    ran: List[str] = []
+
+    def slow(act: agentmesh.Activation) -> Any:
+        ran.append(act.node)
+        token.cancel("operator pressed stop")
+        time.sleep(0.05)
+        return "never recorded"
+
+    mesh.add_agent("a", slow)
+    w = wf([agent_node("n", "a"), agent_node("m", "a", after=["n"])])
+    r = mesh.run(w, run_id="c", cancel=token)
+    assert r.status == "cancelled" and r.error == {"code": "CANCELLED", "message": "operator pressed stop"}
+    assert types(r.log_path)[-2:] == ["activationCancelled", "runCancelled"]
+    assert agentmesh.verify_log(r.log_path)["finished"] == "runCancelled"
+    again = mesh.resume(r.log_path)
+    assert again.status == "cancelled" and ran == ["n"]
+    assert types(r.log_path)[-1] == "runCancelled"
 
 
 # resuming what is not this run ---------------------------------------------------------------

@@ -44,7 +44,9 @@ def test_process_exits_after_a_stuck_agent_timed_out(tmp_path: Path, mode: str) 
 
 
 INTERRUPTED = """
-import asyncio, sys, threading, time, agentmesh
+import asyncio, signal, sys, threading, time, agentmesh
+# A background job of a non-interactive shell inherits SIGINT ignored: be Ctrl-C-able.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 mode, log_dir, pool = sys.argv[1], sys.argv[2], sys.argv[3] == "pool"
 wf = agentmesh.Workflow.builder("slow").agent("a", "slow").agent("b", "slow", after="a").build()
 mesh = agentmesh.Mesh(log_dir=log_dir)
@@ -72,11 +74,17 @@ except KeyboardInterrupt:
 """
 
 
+def fast_mesh(log_dir: Path) -> agentmesh.Mesh:
+    mesh = agentmesh.Mesh(log_dir=log_dir)
+    mesh.add_agent("slow", lambda act: f"{act.node} done")
+    return mesh
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize(
     "mode,where", [("sync", "caller"), ("sync", "pool"), ("async", "caller"), ("async", "pool")]
 )
-def test_ctrl_c_records_run_cancelled_and_reraises(tmp_path: Path, mode: str, where: str) -> None:
+def test_ctrl_c_leaves_the_run_resumable_and_reraises(tmp_path: Path, mode: str, where: str) -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", INTERRUPTED, mode, str(tmp_path), where],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -92,8 +100,17 @@ def test_ctrl_c_records_run_cancelled_and_reraises(tmp_path: Path, mode: str, wh
     # Re-raised unchanged: the interpreter reports it and exits as Ctrl-C does.
     assert "KeyboardInterrupt" in out.split()
     assert child.returncode != 0 and "KeyboardInterrupt" in err
-    events = list(agentmesh.read_log(tmp_path / "slow.jsonl"))
-    assert events[-1]["type"] == "runCancelled", [e["type"] for e in events]
-    assert "activationCancelled" in [e["type"] for e in events]
-    assert not any(e["type"] == "agentCompleted" for e in events)
-    assert agentmesh.verify_log(tmp_path / "slow.jsonl")["finished"] is not None
+    log = tmp_path / "slow.jsonl"
+    # Nothing written after `a` was scheduled: it is in flight, exactly as after a crash.
+    kinds = [e["type"] for e in agentmesh.read_log(log)]
+    assert kinds == ["runStarted", "stepStarted", "agentScheduled"], kinds
+    assert agentmesh.check_log(log)["finished"] is None
+    # The child released the log; a resume runs `a` again and finishes the run with the
+    # canonical log of a run that was never interrupted.
+    resumed = fast_mesh(tmp_path).resume(log)
+    assert resumed.status == "completed" and resumed.output == {"b": "b done"}
+    clean = fast_mesh(tmp_path / "clean").run(
+        agentmesh.recorded_workflow(log), run_id="slow"
+    )
+    assert resumed.fingerprint == clean.fingerprint
+    assert agentmesh.verify_log(log)["finished"] == "runCompleted"

@@ -25,6 +25,7 @@ from ._driver import (
     Output,
     RunResult,
 )
+from ._watch import AsyncRunStream, RunStream
 from ._json import RawJson
 from ._workflow import Retry, Workflow, WorkflowBuilder
 from .errors import (
@@ -148,6 +149,7 @@ def error_codes() -> List[str]:
 __all__ = [
     "Activation",
     "ActivationError",
+    "AsyncRunStream",
     "AgentFailedError",
     "AgentMeshError",
     "AgentMeshIOError",
@@ -170,6 +172,7 @@ __all__ = [
     "RunCancelledError",
     "RunExistsError",
     "RunResult",
+    "RunStream",
     "UnknownAgentError",
     "Workflow",
     "WorkflowBuilder",

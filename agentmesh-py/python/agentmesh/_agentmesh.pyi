@@ -129,6 +129,7 @@ class NativeRun:
         log_dir: Optional[_Path] = None,
         fsync: str = "batch",
         tenant: Optional[str] = None,
+        watch: bool = False,
     ) -> NativeRun: ...
     @staticmethod
     def resume(
@@ -136,6 +137,7 @@ class NativeRun:
         fsync: str = "batch",
         run_id: Optional[str] = None,
         approvals: Optional[Dict[str, Any]] = None,
+        watch: bool = False,
     ) -> NativeRun: ...
     @staticmethod
     def fork(
@@ -145,7 +147,10 @@ class NativeRun:
         run_id: Optional[str] = None,
         log_dir: Optional[_Path] = None,
         fsync: str = "batch",
+        workflow: Optional[NativeWorkflow] = None,
+        watch: bool = False,
     ) -> NativeRun: ...
+    def take_committed(self) -> List[Dict[str, Any]]: ...
     def poll(self, token: Optional[Any] = None) -> List[Activation]: ...
     def outstanding(self) -> List[Activation]: ...
     def complete_all(self, items: List[Tuple[int, Completion]]) -> List[Optional[BaseException]]: ...

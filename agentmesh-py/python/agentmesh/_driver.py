@@ -3,12 +3,15 @@
 It follows the Rust driver (``agentmesh-core/src/driver/mod.rs``): poll the run, execute a
 step's activations in parallel, complete them as they arrive (the core puts each completion at
 its reserved seq, so finish order never changes the canonical log), enforce ``timeoutMs``,
-honour cancellation, and return when only human decisions are outstanding.
+honour cancellation, hand committed events to a watcher (``_watch.py``), and return when only
+human decisions are outstanding. Driving that stops early (Ctrl-C, a cancelled task, a closed
+stream) writes nothing, so the run resumes as after a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
 import json
 import os
@@ -16,15 +19,26 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import (
+    Any,
+    AsyncGenerator,
+    Callable,
+    Dict,
+    Generator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+)
 
 from . import _agentmesh
 from ._json import RawJson
 from ._pool import DaemonPool
+from ._watch import AsyncRunStream, EventFn, RunStream, deliver, deliver_async
 from ._workflow import Workflow
 from .errors import (
     AgentFailedError,
-    AgentMeshError,
     InternalError,
     InvalidArgumentError,
     InvalidOutputError,
@@ -71,7 +85,9 @@ class Output:
 
 
 class CancelToken:
-    """Cancels a run from any thread. The first reason wins."""
+    """Cancels a run from any thread, for good: the run records ``runCancelled`` and a
+    resume runs nothing (Ctrl-C, by contrast, leaves a run resumable). The first reason
+    wins."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -304,23 +320,34 @@ def _being_cancelled() -> bool:
 
 class _Drive:
     """The state of driving one run, shared by the thread and asyncio drivers: scheduling,
-    deadlines, completion and cancellation live here once; the drivers only execute agents
-    and wait for their results.
+    deadlines, completion, cancellation and the events handed to a watcher live here once;
+    the drivers only execute agents and wait for their results.
 
     Deadlines follow the one rule of every host: ``timeout_ms`` after the activation starts
     running (after its ``delay_ms``), so time spent queued behind ``max_workers`` busy
     workers does not count. Workers report when an activation with a deadline starts."""
 
-    def __init__(self, mesh: "Mesh", native: Any, token: CancelToken) -> None:
+    def __init__(
+        self, mesh: "Mesh", native: Any, cancel: Optional[CancelToken], watch: bool
+    ) -> None:
         self.mesh = mesh
         self.native = native
-        self.token = token
+        self.token = cancel or CancelToken()
+        # Without a caller's token only the agents themselves can cancel, so a step of one
+        # activation without a deadline runs on the driving thread (or is awaited directly):
+        # no pool round trip, the cost a plain loop of function calls would pay.
+        self.on_caller = cancel is None
+        self.watch = watch  # the run keeps its committed events for take_committed
         # id → [deadline (None until it starts), timeout_ms, runs on a worker thread]
         self.in_flight: Dict[int, List[Any]] = {}
         self.nodes: Dict[int, str] = {}  # id → node, until its completion is recorded
         self.exceptions: Dict[str, BaseException] = {}
         self.expired_any = False  # some agent timed out (and may still be running)
         self.deadlines = 0  # in-flight activations whose deadline runs (the common path: 0)
+        self.workers = _Workers(mesh)
+        self.tasks: Dict[int, "asyncio.Task[None]"] = {}  # the asyncio driver's agent tasks
+        # Where driving ended; set before AgentFailedError is raised (streams read it).
+        self.result: Optional[RunResult] = None
 
     def advance(self) -> Optional[List[Tuple[AgentFn, Activation]]]:
         """Apply a pending cancel and schedule what is ready. ``None`` when driving is over
@@ -408,23 +435,44 @@ class _Drive:
             else:
                 self.exceptions.pop(node, None)
 
-    def abort(self, exc: BaseException) -> None:
-        """Driving stopped with ``exc``: a Ctrl-C or a cancelled asyncio task cancels the run
-        (so its log ends with ``runCancelled``); the log is released either way."""
+    def committed(self) -> List[Dict[str, Any]]:
+        """The events committed since the last call, for a watcher (none when unwatched)."""
+        return self.native.take_committed() if self.watch else []
+
+    def interrupt(self) -> None:
+        """Driving stops before the run finished (Ctrl-C, a cancelled task, a closed stream,
+        a watcher that raised, an error): nothing is written. Activations in flight stay in
+        flight, exactly as after a crash, so a later resume runs them again; results that
+        arrive later have no run to go to. The log (and its writer lock) is released now:
+        a traceback would otherwise keep the run alive."""
+        self.native.close()
+        for task in self.tasks.values():
+            task.cancel()  # async agents; plain functions run to their end, unrecorded
+
+    def finish(self) -> RunResult:
+        """The run stopped driving (finished, cancelled or waiting): its result, which is kept
+        in ``self.result``; ``AgentFailedError`` when an agent's exception failed the run."""
         try:
-            if isinstance(exc, KeyboardInterrupt):
-                self.native.cancel("KeyboardInterrupt")
-            elif isinstance(exc, asyncio.CancelledError):
-                self.native.cancel("the task driving the run was cancelled")
-        except AgentMeshError:
-            pass  # the run may be closed or its log unwritable; exc is what the caller sees
-        finally:
-            # Release the log now; the traceback would keep the run (and its lock) alive.
-            self.native.close()
+            self.result = result = self.mesh._result(self.native)
+        except BaseException:
+            self.native.close()  # a Ctrl-C right now, a poisoned run: release the log anyway
+            raise
+        err = result.error
+        if result.status == "failed" and err is not None and err.get("code") == "AGENT_FAILED":
+            # Raised whoever ran the agent: a resume of a log that failed earlier raises as
+            # the run that failed did, without the exception only that process had.
+            cause = self.exceptions.get(err.get("node") or "")
+            raise AgentFailedError(
+                err["message"], details={"node": err.get("node")}, result=result
+            ) from cause
+        return result
 
 
 def _check_options(
-    run_id: Optional[str], tenant: Optional[str], cancel: Optional[CancelToken]
+    run_id: Optional[str],
+    tenant: Optional[str],
+    cancel: Optional[CancelToken],
+    on_event: Optional[EventFn],
 ) -> None:
     """Type checks of the options shared by every entry point, before any log is touched."""
     for name, value in (("run_id", run_id), ("tenant", tenant)):
@@ -432,6 +480,24 @@ def _check_options(
             raise InvalidArgumentError(f"{name} must be a str, not {type(value).__name__}")
     if cancel is not None and not isinstance(cancel, CancelToken):
         raise InvalidArgumentError(f"cancel must be a CancelToken, not {type(cancel).__name__}")
+    if on_event is not None and not callable(on_event):
+        raise InvalidArgumentError(f"on_event must be callable, not {type(on_event).__name__}")
+
+
+def _near(name: str, kind: str, registered: Mapping[str, Any], other: Mapping[str, Any]) -> str:
+    """A hint for an unregistered name: registered as the other kind, or a close spelling."""
+    if name in other:
+        return f" (registered as {'a tool' if kind == 'agent' else 'an agent'})"
+    close = difflib.get_close_matches(name, list(registered), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _listed(names: Mapping[str, Any], most: int = 12) -> str:
+    if not names:
+        return "none"
+    shown = sorted(names)
+    more = f" and {len(shown) - most} more" if len(shown) > most else ""
+    return ", ".join(f"'{n}'" for n in shown[:most]) + more
 
 
 class _Workers:
@@ -515,11 +581,23 @@ class Mesh:
         return register
 
     def _check_registered(self, wf: Any) -> None:
-        missing = [f"agent '{n}'" for n in wf.agent_names() if n not in self._agents]
-        missing += [f"tool '{n}'" for n in wf.tool_names() if n not in self._tools]
+        """``UnknownAgentError`` naming what is missing, the nearest registered name and what
+        is registered, so a typo reads as one."""
+        missing: List[str] = []
+        kinds = []
+        for kind, names, registered, other in (
+            ("agent", wf.agent_names(), self._agents, self._tools),
+            ("tool", wf.tool_names(), self._tools, self._agents),
+        ):
+            absent = [n for n in names if n not in registered]
+            for name in absent:
+                missing.append(f"{kind} '{name}'{_near(name, kind, registered, other)}")
+            if absent:
+                kinds.append(f"registered {kind}s: {_listed(registered)}")
         if missing:
             raise UnknownAgentError(
-                f"workflow '{wf.name}' uses {', '.join(missing)}, not registered with this mesh"
+                f"workflow '{wf.name}' uses {', '.join(missing)}, not registered with this "
+                f"mesh ({'; '.join(kinds)})"
             )
 
     # runs ---------------------------------------------------------------------------------
@@ -532,18 +610,26 @@ class Mesh:
         run_id: Optional[str] = None,
         tenant: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
+        on_event: Optional[EventFn] = None,
     ) -> RunResult:
         """Start a run and drive it until it finishes or waits for a person; the agents of a
         step run in parallel on a thread pool.
 
+        ``on_event(event)`` is called with every event the run commits, in commit order, as
+        the dict :func:`agentmesh.read_log` gives plus its ``meta``, on this thread right
+        after the commit: the run waits while it runs. If it raises, driving stops as on
+        Ctrl-C and the exception is raised from ``run``.
+
         Raises :class:`AgentFailedError` (the agent's exception as ``__cause__``, the
         ``RunResult`` as ``.result``) when an agent exception failed the run; other failures
         (timeouts, limits) are returned with ``status == "failed"``. A ``KeyboardInterrupt``
-        cancels the run (``runCancelled`` is recorded) and is re-raised.
+        (Ctrl-C) stops driving without writing anything — the run stays resumable, as after a
+        crash — releases the log and is re-raised; ``cancel`` cancels the run for good.
         """
-        _check_options(run_id, tenant, cancel)
-        native = self._start(workflow, input, seed, run_id, tenant)
-        return self._drive(native, cancel)
+        _check_options(run_id, tenant, cancel, on_event)
+        native = self._start(workflow, input, seed, run_id, tenant, on_event is not None)
+        drive = _Drive(self, native, cancel, on_event is not None)
+        return deliver(self._drive(drive), drive, on_event)
 
     async def run_async(
         self,
@@ -553,13 +639,53 @@ class Mesh:
         run_id: Optional[str] = None,
         tenant: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
+        on_event: Optional[EventFn] = None,
     ) -> RunResult:
         """``run`` for asyncio: ``async def`` agents of a step run concurrently on the running
-        event loop, plain functions on the mesh's worker threads. Cancelling the awaiting task
-        cancels the run (``runCancelled``) and propagates."""
-        _check_options(run_id, tenant, cancel)
-        native = self._start(workflow, input, seed, run_id, tenant)
-        return await self._drive_async(native, cancel)
+        event loop, plain functions on the mesh's worker threads. ``on_event`` may also be an
+        ``async def`` function (awaited before the run goes on). Cancelling the awaiting task
+        (or Ctrl-C under ``asyncio.run``) stops driving as Ctrl-C does for ``run``: nothing is
+        written, the run stays resumable, and the cancellation propagates."""
+        _check_options(run_id, tenant, cancel, on_event)
+        native = self._start(workflow, input, seed, run_id, tenant, on_event is not None)
+        drive = _Drive(self, native, cancel, on_event is not None)
+        return await deliver_async(self._drive_async(drive), drive, on_event)
+
+    def stream(
+        self,
+        workflow: Workflow,
+        input: Any = None,
+        seed: int = 0,
+        run_id: Optional[str] = None,
+        tenant: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> RunStream:
+        """Start a run (arguments as for :meth:`run`) and drive it as you iterate: ``for
+        event in mesh.stream(...)`` yields every committed event, as ``on_event`` gets them,
+        and the run's :class:`RunResult` is ``.result`` once the loop ends. No thread and no
+        buffer: the run advances only while you ask for the next event. Leaving the loop
+        early (``break``, an exception) or ``close()`` stops driving as Ctrl-C does: nothing
+        is written, the run is resumable from its log."""
+        _check_options(run_id, tenant, cancel, None)
+        native = self._start(workflow, input, seed, run_id, tenant, True)
+        drive = _Drive(self, native, cancel, True)
+        return RunStream(self._drive(drive), drive)
+
+    def stream_async(
+        self,
+        workflow: Workflow,
+        input: Any = None,
+        seed: int = 0,
+        run_id: Optional[str] = None,
+        tenant: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> AsyncRunStream:
+        """:meth:`stream` for asyncio (agents as in :meth:`run_async`): ``async for event in
+        mesh.stream_async(...)``; ``async with`` closes it for certain."""
+        _check_options(run_id, tenant, cancel, None)
+        native = self._start(workflow, input, seed, run_id, tenant, True)
+        drive = _Drive(self, native, cancel, True)
+        return AsyncRunStream(self._drive_async(drive), drive)
 
     def resume(
         self,
@@ -567,14 +693,21 @@ class Mesh:
         approvals: Optional[Mapping[str, Any]] = None,
         run_id: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
+        on_event: Optional[EventFn] = None,
     ) -> RunResult:
-        """Reopen a run from its log (after a crash, or to resolve people's decisions),
-        complete waiting human nodes with ``approvals`` (node id → output) and drive it on.
+        """Reopen a run from its log (after a crash or a Ctrl-C, or to resolve people's
+        decisions), complete waiting human nodes with ``approvals`` (node id → output) and
+        drive it on; activations that were in flight run again. ``on_event`` as for
+        :meth:`run` (it gets the events resume appends, not the ones already in the log).
 
         ``run_id``, when given, must be the run the log holds (``InvalidArgumentError``
-        otherwise), so a mixed-up path never resumes someone else's run."""
-        _check_options(run_id, None, cancel)
-        return self._drive(self._reopen(log_path, approvals, run_id), cancel)
+        otherwise), so a mixed-up path never resumes someone else's run. A run that failed
+        because of an agent raises :class:`AgentFailedError`, as :meth:`run` does, also when
+        it had failed before (no ``__cause__`` then: the exception was another process's)."""
+        _check_options(run_id, None, cancel, on_event)
+        native = self._reopen(log_path, approvals, run_id, on_event is not None)
+        drive = _Drive(self, native, cancel, on_event is not None)
+        return deliver(self._drive(drive), drive, on_event)
 
     async def resume_async(
         self,
@@ -582,10 +715,13 @@ class Mesh:
         approvals: Optional[Mapping[str, Any]] = None,
         run_id: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
+        on_event: Optional[EventFn] = None,
     ) -> RunResult:
-        """``resume`` for asyncio (agents as in :meth:`run_async`)."""
-        _check_options(run_id, None, cancel)
-        return await self._drive_async(self._reopen(log_path, approvals, run_id), cancel)
+        """``resume`` for asyncio (agents and ``on_event`` as in :meth:`run_async`)."""
+        _check_options(run_id, None, cancel, on_event)
+        native = self._reopen(log_path, approvals, run_id, on_event is not None)
+        drive = _Drive(self, native, cancel, on_event is not None)
+        return await deliver_async(self._drive_async(drive), drive, on_event)
 
     def fork(
         self,
@@ -594,11 +730,19 @@ class Mesh:
         overrides: Optional[Mapping[str, Any]] = None,
         run_id: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
+        on_event: Optional[EventFn] = None,
+        workflow: Optional[Workflow] = None,
     ) -> RunResult:
         """Fork the run in ``log_path`` at step end ``seq`` with node outputs replaced, and
-        drive the fork (a new run with its own log)."""
-        _check_options(run_id, None, cancel)
-        return self._drive(self._fork(log_path, seq, overrides, run_id), cancel)
+        drive the fork (a new run with its own log). ``workflow``: continue under this
+        workflow instead of the recorded one — a fixed one, say — when the parent's history
+        up to ``seq`` replays equal under it (``NondeterminismError`` otherwise); work done
+        before ``seq`` is kept, not redone. ``on_event`` as for :meth:`run` (it also gets
+        the events copied from the parent)."""
+        _check_options(run_id, None, cancel, on_event)
+        native = self._fork(log_path, seq, overrides, run_id, workflow, on_event is not None)
+        drive = _Drive(self, native, cancel, on_event is not None)
+        return deliver(self._drive(drive), drive, on_event)
 
     async def fork_async(
         self,
@@ -607,10 +751,14 @@ class Mesh:
         overrides: Optional[Mapping[str, Any]] = None,
         run_id: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
+        on_event: Optional[EventFn] = None,
+        workflow: Optional[Workflow] = None,
     ) -> RunResult:
-        """``fork`` for asyncio (agents as in :meth:`run_async`)."""
-        _check_options(run_id, None, cancel)
-        return await self._drive_async(self._fork(log_path, seq, overrides, run_id), cancel)
+        """``fork`` for asyncio (agents and ``on_event`` as in :meth:`run_async`)."""
+        _check_options(run_id, None, cancel, on_event)
+        native = self._fork(log_path, seq, overrides, run_id, workflow, on_event is not None)
+        drive = _Drive(self, native, cancel, on_event is not None)
+        return await deliver_async(self._drive_async(drive), drive, on_event)
 
     # opening runs (shared by the sync and asyncio entry points) ----------------------------
 
@@ -621,6 +769,7 @@ class Mesh:
         seed: int,
         run_id: Optional[str],
         tenant: Optional[str],
+        watch: bool,
     ) -> Any:
         if not isinstance(workflow, Workflow):
             raise InvalidArgumentError(f"workflow must be a Workflow, not {type(workflow).__name__}")
@@ -630,18 +779,22 @@ class Mesh:
         if isinstance(input, RawJson):
             input = json.loads(_agentmesh.normalize_json(input.text))
         return _agentmesh.NativeRun.start(
-            workflow._native, input, seed, run_id, self.log_dir, self.fsync, tenant
+            workflow._native, input, seed, run_id, self.log_dir, self.fsync, tenant, watch
         )
 
     def _reopen(
-        self, log_path: PathLike, approvals: Optional[Mapping[str, Any]], run_id: Optional[str]
+        self,
+        log_path: PathLike,
+        approvals: Optional[Mapping[str, Any]],
+        run_id: Optional[str],
+        watch: bool,
     ) -> Any:
         path = os.fspath(log_path)
         # Check registration before resume touches the file (it may append lost decisions).
         self._check_registered(_agentmesh.recorded_workflow(path))
         # The core checks the run id and every approval before it records any.
         return _agentmesh.NativeRun.resume(
-            path, self.fsync, run_id, dict(approvals) if approvals else None
+            path, self.fsync, run_id, dict(approvals) if approvals else None, watch
         )
 
     def _fork(
@@ -650,33 +803,39 @@ class Mesh:
         seq: int,
         overrides: Optional[Mapping[str, Any]],
         run_id: Optional[str],
+        workflow: Optional[Workflow],
+        watch: bool,
     ) -> Any:
         path = os.fspath(log_path)
-        self._check_registered(_agentmesh.recorded_workflow(path))
+        if workflow is not None and not isinstance(workflow, Workflow):
+            raise InvalidArgumentError(f"workflow must be a Workflow, not {type(workflow).__name__}")
+        native_wf = workflow._native if workflow is not None else None
+        self._check_registered(native_wf or _agentmesh.recorded_workflow(path))
         return _agentmesh.NativeRun.fork(
-            path, seq, dict(overrides or {}), run_id, self.log_dir, self.fsync
+            path, seq, dict(overrides or {}), run_id, self.log_dir, self.fsync, native_wf, watch
         )
 
     # driving ------------------------------------------------------------------------------
 
-    def _drive(self, native: Any, cancel: Optional[CancelToken]) -> RunResult:
-        token = cancel or CancelToken()
-        # Without a caller's token only the agents themselves (and Ctrl-C) can cancel, so a
-        # step of one activation without a deadline runs on this thread: no pool round trip,
-        # the cost a plain loop of function calls would pay.
-        on_caller = cancel is None
-        drive = _Drive(self, native, token)
+    def _drive(self, drive: _Drive) -> Generator[Dict[str, Any], None, None]:
+        """Drive the run on this thread, yielding each committed event when watched; the
+        result is left in ``drive.result`` (see :meth:`_Drive.finish`)."""
+        native, token = drive.native, drive.token
         q: "queue.Queue[Any]" = queue.Queue()
         token._attach(lambda: q.put(("cancel",)))
-        workers = _Workers(self)
+        workers = drive.workers
         running = 0  # agents submitted to the pool whose result has not been read
         try:
             while True:
                 work = drive.advance()
+                if drive.watch:
+                    # Start, resume and every commit below end up here: nothing is committed
+                    # between two advances except by record() and a cancel.
+                    yield from drive.committed()
                 if work is None:
                     break
                 batch: List[Tuple[int, Any]] = []
-                if on_caller and len(work) == 1 and len(drive.in_flight) == 1:
+                if drive.on_caller and len(work) == 1 and len(drive.in_flight) == 1:
                     fn, act = work[0]
                     if act.timeout_ms is None:
                         drive.take(act.id, _execute(fn, act, on_caller=True), batch)
@@ -708,13 +867,14 @@ class Mesh:
                     # Timed-out agents keep their threads: work queued behind them still starts.
                     pool.grow(len(expired))
                 drive.record(batch)
-        except BaseException as e:
-            drive.abort(e)
+        except BaseException:
+            # Ctrl-C, a closed stream, a watcher that raised, an error: write nothing.
+            drive.interrupt()
             raise
         finally:
             token._attach(None)
             workers.release(busy=running > 0)
-        return self._result(native, drive.exceptions)
+        drive.finish()
 
     def _take_pool(self) -> Tuple[DaemonPool, bool]:
         """Worker threads for a drive: (pool, shared with other runs of this mesh)."""
@@ -753,12 +913,12 @@ class Mesh:
             del self._retired[id(pool)]
         pool.shutdown()
 
-    async def _drive_async(self, native: Any, cancel: Optional[CancelToken]) -> RunResult:
-        token = cancel or CancelToken()
-        drive = _Drive(self, native, token)
+    async def _drive_async(self, drive: _Drive) -> AsyncGenerator[Dict[str, Any], None]:
+        """Drive the run on the running event loop, yielding each committed event when
+        watched; the result is left in ``drive.result`` (see :meth:`_Drive.finish`)."""
+        native, token, workers, tasks = drive.native, drive.token, drive.workers, drive.tasks
         loop = asyncio.get_running_loop()
         q: "asyncio.Queue[Any]" = asyncio.Queue()
-        tasks: Dict[int, "asyncio.Task[None]"] = {}
 
         def wake() -> None:
             try:
@@ -768,8 +928,6 @@ class Mesh:
 
         def started(act_id: int, at: float, on_thread: bool) -> None:
             q.put_nowait(("started", act_id, at, on_thread))
-
-        workers = _Workers(self)
 
         async def perform(fn: AgentFn, act: Activation) -> None:
             try:
@@ -781,17 +939,19 @@ class Mesh:
                 done = _failure(act, e, 0)
             q.put_nowait(("done", act.id, done))
 
-        # As in _drive: a lone activation without a deadline, when only the agents can
-        # cancel, is awaited right here instead of in a task of its own.
-        on_caller = cancel is None
         token._attach(wake)
         try:
             while True:
                 work = drive.advance()
+                if drive.watch:
+                    for event in drive.committed():  # as in _drive
+                        yield event
                 if work is None:
                     break
                 batch: List[Tuple[int, Any]] = []
-                if on_caller and len(work) == 1 and len(drive.in_flight) == 1:
+                # As in _drive: a lone activation without a deadline, when only the agents
+                # can cancel, is awaited right here instead of in a task of its own.
+                if drive.on_caller and len(work) == 1 and len(drive.in_flight) == 1:
                     fn, act = work[0]
                     if act.timeout_ms is None:
                         drive.take(act.id, await _execute_async(fn, act, workers, None), batch)
@@ -822,8 +982,10 @@ class Mesh:
                     # Plain agents that timed out keep their threads (see _drive).
                     workers.get().grow(stuck)
                 drive.record(batch)
-        except BaseException as e:
-            drive.abort(e)
+        except BaseException:
+            # Cancellation of the driving task (Ctrl-C under asyncio.run), a closed stream, a
+            # watcher that raised, an error: write nothing (see _Drive.interrupt).
+            drive.interrupt()
             raise
         finally:
             token._attach(None)
@@ -832,10 +994,10 @@ class Mesh:
             for task in tasks.values():
                 task.cancel()
             workers.release(busy=bool(tasks) or drive.expired_any)
-        return self._result(native, drive.exceptions)
+        drive.finish()
 
-    @staticmethod
-    def _result(native: Any, exceptions: Dict[str, BaseException]) -> RunResult:
+    def _result(self, native: Any) -> RunResult:
+        """Where the run stopped; the log (and its lock) is released."""
         outcome = native.outcome()
         run_id = native.run_id()
         waiting = [a for a in native.outstanding() if a.kind == "human"]
@@ -845,7 +1007,7 @@ class Mesh:
             # resumed from, by this or another mesh. In-memory runs keep their events here.
             native.close()
             native = None
-        result = RunResult(
+        return RunResult(
             run_id=run_id,
             status=outcome["status"],
             output=outcome.get("output"),
@@ -854,14 +1016,6 @@ class Mesh:
             log_path=os.fspath(path) if path is not None else None,
             _native=native,
         )
-        err = result.error
-        if result.status == "failed" and err is not None and err.get("code") == "AGENT_FAILED":
-            cause = exceptions.get(err.get("node") or "")
-            if cause is not None:
-                raise AgentFailedError(
-                    err["message"], details={"node": err.get("node")}, result=result
-                ) from cause
-        return result
 
 
 __all__ = [
@@ -872,4 +1026,6 @@ __all__ = [
     "Output",
     "RawJson",
     "RunResult",
+    "RunStream",
+    "AsyncRunStream",
 ]

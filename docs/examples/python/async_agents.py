@@ -1,5 +1,6 @@
 """asyncio: Mesh.run_async runs `async def` agents concurrently on the running event loop and
-plain functions on worker threads. Cancelling the task that awaits the run cancels the run.
+plain functions on worker threads. Cancelling the task that awaits the run stops driving it
+(as Ctrl-C does): nothing is written, and the run is resumed later.
 """
 import asyncio
 import tempfile
@@ -48,11 +49,11 @@ async def main(logs: str) -> None:
     result = await mesh.run_async(wf, input={"topic": "asyncio"})
     print(result.status, result.output)
 
-    # Cancelling the task that awaits a run cancels the run; its log ends with runCancelled.
+    # Cancelling the task that awaits a run stops driving it; nothing is written.
     hang = agentmesh.Workflow.from_dict({"name": "hang", "nodes": [
-        {"id": "ask", "type": "agent", "agent": "never"}]})
+        {"id": "ask", "type": "agent", "agent": "model"}]})
 
-    @mesh.agent("never")
+    @mesh.agent("model")
     async def never(act: Activation) -> str:
         await asyncio.Event().wait()  # a model that never answers
         return "unreachable"
@@ -64,8 +65,17 @@ async def main(logs: str) -> None:
         await task
     except asyncio.CancelledError:
         print("the task was cancelled; the log ends with:")
-    for e in list(agentmesh.read_log(f"{logs}/hang-1.jsonl"))[-2:]:
+    log = f"{logs}/hang-1.jsonl"
+    for e in list(agentmesh.read_log(log))[-2:]:
         print(" ", e["seq"], e["type"], e.get("node", "-"), e["data"])
+
+    # The run is resumable: `ask` is in flight, as after a crash, and runs again.
+    @mesh.agent("model")
+    async def answers(act: Activation) -> str:
+        return "an answer"
+
+    resumed = await mesh.resume_async(log)
+    print("resumed:", resumed.status, resumed.output)
 
 
 with tempfile.TemporaryDirectory() as logs:

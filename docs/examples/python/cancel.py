@@ -1,5 +1,6 @@
-"""Cancelling a run: from inside an agent (act.cancel_run), from another thread (CancelToken),
-and with Ctrl-C (KeyboardInterrupt). Each records runCancelled in the log.
+"""Cancelling a run for good, from inside an agent (act.cancel_run) or from another thread
+(CancelToken): runCancelled is recorded. Interrupting it with Ctrl-C (KeyboardInterrupt)
+writes nothing instead: the run is resumed as after a crash.
 """
 import os
 import signal
@@ -53,11 +54,14 @@ with tempfile.TemporaryDirectory() as logs:
     r = mesh.run(slow, run_id="slow-1", cancel=token)
     print("2.", r.status, r.error, token.reason)
 
-    # 3. Ctrl-C: the run is cancelled (runCancelled recorded), then KeyboardInterrupt goes on.
+    # 3. Ctrl-C: nothing is written (the activations stay in flight), KeyboardInterrupt goes on.
     threading.Timer(0.05, os.kill, args=(os.getpid(), signal.SIGINT)).start()  # as Ctrl-C
+    path = os.path.join(logs, "slow-2.jsonl")
     try:
         mesh.run(slow, run_id="slow-2")
     except KeyboardInterrupt:
-        path = os.path.join(logs, "slow-2.jsonl")
-        print("3. KeyboardInterrupt;", last_events(path), agentmesh.verify_log(path)["finished"])
+        print("3. KeyboardInterrupt;", last_events(path), agentmesh.check_log(path)["finished"])
     done.set()
+    # ... so the run can be resumed: the interrupted activations run again.
+    r = mesh.resume(path)
+    print("4. resumed:", r.status, r.output)

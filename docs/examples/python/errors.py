@@ -33,8 +33,8 @@ with tempfile.TemporaryDirectory() as logs:
 
     # Errors of the call itself: nothing is run.
     calls: List[Tuple[str, Callable[[], object]]] = [
-        ("unknown agent", lambda: agentmesh.Mesh().run(agentmesh.Workflow.from_dict(
-            {"name": "w", "nodes": [{"id": "a", "type": "agent", "agent": "ghost"}]}))),
+        ("unknown tool", lambda: mesh.run(agentmesh.Workflow.from_dict(
+            {"name": "w", "nodes": [{"id": "a", "type": "tool", "tool": "payment"}]}))),
         ("same run twice", lambda: mesh.run(wf, input={"card": "expired"})),
         ("input not JSON", lambda: mesh.run(wf, input={"card": b"4242"})),
         ("wrong run id", lambda: mesh.resume(paths[0], run_id="someone-else")),
