@@ -201,6 +201,15 @@ export declare function checkLog(path: string): VerifyReport
 /** `checkLog` on the thread pool. */
 export declare function checkLogAsync(path: string): Promise<VerifyReport>
 
+/**
+ * Run the `agentmesh` command with `argv` (the arguments after the program name) and return
+ * its exit code. It writes to the process's stdout and stderr itself (flushed before it
+ * returns) and blocks the JavaScript thread until the command is done: it is meant to be the
+ * whole process (`bin/agentmesh.js`). It never exits the process; a panic is reported as
+ * `[INTERNAL]` with exit code 70.
+ */
+export declare function cliMain(argv: Array<string>): number
+
 /** The stable codes of every core error kind, in declaration order (`ErrorKind::ALL`). */
 export declare function errorCodes(): Array<string>
 
@@ -222,6 +231,14 @@ export declare function fingerprint(path: string): string
 
 /** `fingerprint` on the thread pool. */
 export declare function fingerprintAsync(path: string): Promise<string>
+
+/** Creation time and host of a log (never canonical). */
+export interface HeaderMeta {
+  /** Unix time in milliseconds. */
+  at: number
+  /** What created the log: `cli`, `python`, `node` or `rust` (absent in older logs). */
+  host?: string
+}
 
 /**
  * The state of the run at seq 1, after every step, and at the end of the log, in one pass.
@@ -264,16 +281,8 @@ export interface LogHeader {
   tenant?: string
   /** Parent of a forked run. */
   parent?: ParentRef
-  /** Creation time (not canonical). */
-  meta?: Meta
-}
-
-/** Wall-clock metadata (never canonical). */
-export interface Meta {
-  /** Unix time in milliseconds. */
-  at: number
-  /** Duration of the activation, in microseconds (completion events). */
-  durUs?: number
+  /** Creation time and host (not canonical). */
+  meta?: HeaderMeta
 }
 
 /**
