@@ -190,7 +190,8 @@ fn next_steps(log: &Path) -> Result<String, Error> {
     }
     text.push_str(&format!("  agentmesh replay {path}\n"));
     text.push_str(
-        "(`agentmesh` is `cargo run -q -p agentmesh-cli --` until `cargo install --path agentmesh-cli`)\n",
+        "(`agentmesh` is installed with the Python package (also `python -m agentmesh`) and the Node \
+         package (`npx agentmesh`); in a checkout, `cargo run -q -p agentmesh-cli --`)\n",
     );
     Ok(text)
 }
