@@ -210,6 +210,15 @@ export declare function checkLog(path: string): VerifyReport
 /** `checkLog` on the thread pool. */
 export declare function checkLogAsync(path: string): Promise<VerifyReport>
 
+/**
+ * Run the `agentmesh` command with `argv` (the arguments after the program name) and return
+ * its exit code. It writes to the process's stdout and stderr itself (flushed before it
+ * returns) and blocks the JavaScript thread until the command is done: it is meant to be the
+ * whole process (`bin/agentmesh.js`). It never exits the process; a panic is reported as
+ * `[INTERNAL]` with exit code 70.
+ */
+export declare function cliMain(argv: Array<string>): number
+
 /** The stable codes of every core error kind, in declaration order (`ErrorKind::ALL`). */
 export declare function errorCodes(): Array<string>
 

@@ -845,6 +845,7 @@ module.exports.canonicalLog = nativeBinding.canonicalLog
 module.exports.canonicalLogAsync = nativeBinding.canonicalLogAsync
 module.exports.checkLog = nativeBinding.checkLog
 module.exports.checkLogAsync = nativeBinding.checkLogAsync
+module.exports.cliMain = nativeBinding.cliMain
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.fingerprint = nativeBinding.fingerprint
 module.exports.fingerprintAsync = nativeBinding.fingerprintAsync

@@ -12,7 +12,8 @@
 //!   `verifyAnchor`, `canonicalLog`, `readHeader`, `readLog`, `fingerprint`, `replay`,
 //!   `stateAt`, `history`, `recordedWorkflow`, `normalizeJson`, and Promise forms of the
 //!   heavy reads (`verifyLogAsync`, ...) on libuv's thread pool; streamed reads ([`stream`]);
-//! - `errorCodes()`, the stable codes every error carries.
+//! - `errorCodes()`, the stable codes every error carries;
+//! - [`cli::cli_main`]: the `agentmesh` command itself, for the package's `agentmesh` bin.
 //!
 //! Values into the core cross without JSON text: JS data is checked and converted straight
 //! into `serde_json::Value` ([`json`]). Out of it, activations and streamed events cross as
@@ -28,6 +29,7 @@
 
 mod activation;
 mod args;
+mod cli;
 mod completion;
 mod errors;
 mod json;

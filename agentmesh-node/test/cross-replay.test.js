@@ -28,6 +28,8 @@ const EXIT_OK = 0
 const EXIT_RUN_FAILED = 1
 const EXIT_WAITING = 3
 const EXIT_NONDETERMINISM = 6
+// What `agentmesh verify --json` adds to the library's report.
+const CLI_VERIFY_KEYS = ['status', 'summary', 'inFlight', 'waitingFor', 'host']
 
 // the other hosts -------------------------------------------------------------------------
 
@@ -258,6 +260,12 @@ out(result)
       if (r.status === 'completed') assert.deepEqual(JSON.parse(lines.output), r.output)
       else assert.equal(lines.error, `[${r.error.code}] ${r.error.message}`)
       const verify = JSON.parse(cli(['verify', r.logPath, '--json']).stdout)
+      // The library's report, plus what the CLI adds: what the run is, and its host.
+      const added = Object.fromEntries(CLI_VERIFY_KEYS.map((k) => [k, verify[k]]))
+      for (const k of CLI_VERIFY_KEYS) delete verify[k]
+      const finished = r.status === 'waiting' ? null : r.status
+      if (finished) assert.deepEqual(added, { status: finished, summary: finished, inFlight: [], waitingFor: [], host: 'node' })
+      else assert.equal(added.status, 'waiting')
       assert.deepEqual(verify, am.verifyLogSync(r.logPath))
       assert.equal(verify.repaired, null)
       assert.deepEqual(verify.holes, [])

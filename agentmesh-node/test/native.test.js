@@ -104,6 +104,7 @@ describe('native loader', () => {
       'canonicalLogAsync',
       'checkLog',
       'checkLogAsync',
+      'cliMain',
       'errorCodes',
       'fingerprint',
       'fingerprintAsync',
