@@ -208,6 +208,30 @@ enum Command {
         #[arg(long, value_enum, default_value = "batch")]
         fsync: Fsync,
     },
+    /// Retry a failed or cancelled run: `runReopened`, then the nodes that failed it (and the
+    /// activations a cancel closed) run again with fresh attempts; finished work is kept. On
+    /// a run a program hosts, only the nodes the script gives run (see `resume`).
+    #[command(after_help = EXIT_CODES)]
+    Retry {
+        /// The log file.
+        log: PathBuf,
+        /// Script for the agents that run after the retry.
+        #[arg(long, value_name = "S")]
+        script: Option<PathBuf>,
+        /// When the log is fsynced.
+        #[arg(long, value_enum, default_value = "batch")]
+        fsync: Fsync,
+    },
+    /// What a run spent: tokens per run, node, agent, tool and model (a fork's events copied
+    /// from its parent are not counted). Read-only.
+    #[command(after_help = EXIT_CODES)]
+    Usage {
+        /// The log file.
+        log: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the demo: parallel agents, a flaky tool, a review loop and a human approval,
     /// then resume, verify and replay it.
     #[command(after_help = EXIT_CODES)]
@@ -304,6 +328,12 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
             script,
             fsync: fsync.into(),
         }),
+        Command::Retry { log, script, fsync } => resume::retry(resume::RetryArgs {
+            log,
+            script,
+            fsync: fsync.into(),
+        }),
+        Command::Usage { log, json } => commands::usage(&log, json),
         Command::Demo { log_dir } => demo::demo(&log_dir),
     }
 }

@@ -115,6 +115,9 @@ fn timeline_text(log: &Path) -> Result<String, Error> {
 /// `agentmesh run`.
 pub fn run(a: RunArgs) -> Result<u8, Error> {
     let workflow = Workflow::from_file(&a.workflow)?;
+    for w in workflow.warnings() {
+        eprintln!("warning: {w}");
+    }
     let mut script = load_script(a.script.as_deref())?;
     if let Some(text) = &a.input {
         script.input = parse_json("--input", text)?;
@@ -251,6 +254,45 @@ pub fn inspect(log: &Path, at: Option<u64>, steps: bool, as_json: bool) -> Resul
         }
         (None, false) => timeline_text(log)?,
     };
+    print(&text)?;
+    Ok(0)
+}
+
+/// `agentmesh usage`: what the run spent, as a table or the report's JSON.
+pub fn usage(log: &Path, as_json: bool) -> Result<u8, Error> {
+    let report = agentmesh_core::usage_report(log)?;
+    if as_json {
+        print(&format!("{}\n", to_json(&report)?))?;
+        return Ok(0);
+    }
+    let row = |name: &str, t: &agentmesh_core::UsageTotals| {
+        format!(
+            "{name:<24} {:>10} {:>10} {:>10} {:>10} {:>8}\n",
+            t.input_tokens, t.output_tokens, t.cached_input_tokens, t.reasoning_tokens, t.attempts
+        )
+    };
+    let mut text = format!("run          {}\n\n", report.run_id);
+    text.push_str(&format!(
+        "{:<24} {:>10} {:>10} {:>10} {:>10} {:>8}\n",
+        "", "input", "output", "cached", "reasoning", "attempts"
+    ));
+    text.push_str(&row("total", &report.total));
+    for (title, by) in [
+        ("node", &report.by_node),
+        ("agent", &report.by_agent),
+        ("tool", &report.by_tool),
+        ("model", &report.by_model),
+    ] {
+        for (name, t) in by {
+            text.push_str(&row(&format!("{title} {name}"), t));
+        }
+    }
+    if let Some(i) = &report.inherited {
+        text.push_str(&format!(
+            "\ninherited from the parent (not counted above): {} input, {} output tokens in {} attempts\n",
+            i.input_tokens, i.output_tokens, i.attempts
+        ));
+    }
     print(&text)?;
     Ok(0)
 }

@@ -35,6 +35,13 @@ pub struct ResumeArgs {
     pub fsync: FsyncMode,
 }
 
+/// Arguments of `agentmesh retry`.
+pub struct RetryArgs {
+    pub log: PathBuf,
+    pub script: Option<PathBuf>,
+    pub fsync: FsyncMode,
+}
+
 /// Print the outcome of a continued run; the exit code of its status.
 fn show(r: &Driven, host: &Host, partial: &Partial, script: Option<&Path>) -> Result<u8, Error> {
     let resume = r
@@ -107,6 +114,22 @@ pub fn fork(a: ForkArgs) -> Result<u8, Error> {
         watch: false,
     };
     let mut run = Run::fork_with(&a.log, options)?;
+    mesh.drive(&mut run, &CancelHandle::new())?;
+    let driven = Driven::of_run(run)?;
+    show(&driven, &host, &partial, a.script.as_deref())
+}
+
+/// `agentmesh retry`.
+pub fn retry(a: RetryArgs) -> Result<u8, Error> {
+    let script = load_script(a.script.as_deref())?;
+    let host = Host::of(&read_header(&a.log)?);
+    let workflow = recorded_workflow(&a.log)?;
+    let (mesh, partial) = hosted::mesh_for(&host, script, &workflow, a.fsync)?;
+    let options = ResumeOptions {
+        fsync: a.fsync,
+        ..ResumeOptions::default()
+    };
+    let mut run = Run::retry(&a.log, options)?;
     mesh.drive(&mut run, &CancelHandle::new())?;
     let driven = Driven::of_run(run)?;
     show(&driven, &host, &partial, a.script.as_deref())

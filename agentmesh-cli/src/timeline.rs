@@ -200,7 +200,10 @@ fn detail(data: &EventData, max: usize) -> String {
         EventData::RunCompleted(b) => format!("output {}", preview(&b.output, max)),
         EventData::RunFailed(b) => run_error(&b.error),
         EventData::RunCancelled(c) => format!("cancelled: {}", c.reason),
-        EventData::RunReopened(r) => format!("reopened ({}): failed and cancelled nodes run again", r.reason),
+        EventData::RunReopened(r) => format!(
+            "reopened ({}): failed and cancelled nodes run again",
+            r.reason
+        ),
         // A family newer than this renderer: its type name says what it is.
         other => other.type_name().to_owned(),
     }

@@ -1550,3 +1550,85 @@ fn follow_stops_on_ctrl_c() {
     let out = finish(child);
     assert_eq!(out.status.signal(), Some(2), "{:?}", out.status);
 }
+
+#[test]
+fn retry_continues_a_failed_run_and_usage_counts_what_it_spent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = write_json(
+        dir,
+        "w.json",
+        json!({"name": "outage", "nodes": [
+            {"id": "plan", "type": "agent", "agent": "planner"},
+            {"id": "fetch", "type": "tool", "tool": "http", "after": ["plan"],
+             "retry": {"maxAttempts": 2}}]}),
+    );
+    // The outage: fetch fails twice; attempt 3 (after the retry) succeeds.
+    write_json(
+        dir,
+        "s.json",
+        json!({"runId": "outage", "agents": {
+            "plan": [{"output": {"q": 1}, "usage": {"inputTokens": 10, "outputTokens": 2, "model": "m"}}],
+            "fetch": [{"attempt": 1, "error": {"type": "ConnectionError", "message": "refused"}, "usage": {"inputTokens": 5}},
+                      {"attempt": 2, "error": {"type": "ConnectionError", "message": "refused"}},
+                      {"attempt": 3, "output": {"status": 200}}]}}),
+    );
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap(), "--script", "s.json"]);
+    expect_code(&r, 1);
+    let log = log_path_from(&r.stdout);
+    // Running it again names the way out.
+    let again = agentmesh(dir, &["run", wf.to_str().unwrap(), "--script", "s.json"]);
+    expect_code(&again, 4);
+    assert!(again.stderr.contains("retry it"), "{}", again.stderr);
+    let r = agentmesh(dir, &["retry", &log, "--script", "s.json"]);
+    expect_code(&r, 0);
+    assert!(r.stdout.contains("runReopened"), "{}", r.stdout);
+    assert!(r.stdout.contains("status       completed"), "{}", r.stdout);
+    let r = agentmesh(dir, &["retry", &log]);
+    expect_code(&r, 4);
+    assert!(
+        r.stderr.contains("completed, which is final"),
+        "{}",
+        r.stderr
+    );
+
+    let u = agentmesh(dir, &["usage", &log, "--json"]);
+    expect_code(&u, 0);
+    let report: Value = serde_json::from_str(&u.stdout).unwrap();
+    assert_eq!(report["total"]["inputTokens"], json!(15));
+    assert_eq!(report["total"]["attempts"], json!(4));
+    assert_eq!(report["byModel"]["m"]["inputTokens"], json!(10));
+    assert_eq!(report["byTool"]["http"]["attempts"], json!(3));
+    let text = agentmesh(dir, &["usage", &log]);
+    expect_code(&text, 0);
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.starts_with("total") && l.split_whitespace().nth(1) == Some("15")),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn run_warns_about_nodes_that_receive_no_deps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = write_json(
+        dir,
+        "w.json",
+        json!({"name": "warn", "nodes": [
+            {"id": "write", "type": "agent", "agent": "a"},
+            {"id": "gate", "type": "branch", "after": ["write"],
+             "cases": [{"when": {"path": "/outputs/write", "exists": true}, "goto": "publish"}]},
+            {"id": "publish", "type": "tool", "tool": "save", "after": ["gate"]}]}),
+    );
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap()]);
+    expect_code(&r, 0);
+    assert!(
+        r.stderr
+            .contains("warning: node 'publish': every 'after' entry is a branch (gate)"),
+        "{}",
+        r.stderr
+    );
+}
