@@ -323,7 +323,7 @@ describe('failures', () => {
 
   test('runSync throws AgentFailedError too, with the built-in class name', () => {
     const mesh = new Mesh({ logDir: tmpdir() })
-    const err = new TypeError('bad type')
+    const err = new URIError('bad uri')
     mesh.agent('t', () => {
       throw err
     })
@@ -333,13 +333,13 @@ describe('failures', () => {
     assert.equal(e.result.status, 'failed')
     assert.deepEqual(e.result.error, {
       code: 'AGENT_FAILED',
-      message: "node 'x' failed on attempt 2/2: TypeError: bad type",
+      message: "node 'x' failed on attempt 2/2: URIError: bad uri",
       node: 'x',
     })
     const failed = events(e.result.logPath).filter((ev) => ev.type === 'agentFailed')
     assert.deepEqual(failed.map((ev) => [ev.attempt, ev.data.error.type, ev.data.error.message]), [
-      [1, 'TypeError', 'bad type'],
-      [2, 'TypeError', 'bad type'],
+      [1, 'URIError', 'bad uri'],
+      [2, 'URIError', 'bad uri'],
     ])
   })
 })
@@ -657,7 +657,11 @@ describe('human approval and resume', () => {
     assert.ok(fs.readFileSync(done.logPath).equals(before))
     const e = thrown(() => humanMesh(dir, calls).resumeSync(done.logPath, { approvals: { approve: false } }))
     assertError(e, InvalidArgumentError, 'INVALID_ARGUMENT')
-    assert.equal(e.message, "[INVALID_ARGUMENT] node 'approve' has no pending human activation (waiting: none)")
+    // The core says the same for a node whose decision is recorded already.
+    assert.equal(
+      e.message,
+      "[INVALID_ARGUMENT] node 'approve' has no pending human activation: the run has not reached it yet; resume the run without approvals, then approve it when it waits (waiting: none)",
+    )
     assert.ok(fs.readFileSync(done.logPath).equals(before))
   })
 
