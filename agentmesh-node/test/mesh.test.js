@@ -665,6 +665,36 @@ describe('human approval and resume', () => {
     assert.ok(fs.readFileSync(done.logPath).equals(before))
   })
 
+  test('approvals for a human node the interrupted run has not reached: refused, naming what is unfinished', async () => {
+    const dir = tmpdir()
+    const stop = new AbortController()
+    const mesh = new Mesh({ logDir: dir })
+      .agent('writer', async (act) => {
+        stop.abort('Ctrl-C')
+        await new Promise((resolve) => act.signal.addEventListener('abort', resolve))
+        return 'text'
+      })
+      .agent('publisher', () => 'published')
+    const e = await rejected(mesh.run(wf(HUMAN), { runId: 'early', interrupt: stop.signal }))
+    assert.equal(e.name, 'RunInterruptedError')
+    const logPath = path.join(dir, 'early.jsonl')
+    const before = fs.readFileSync(logPath)
+    const refused = await rejected(humanMesh(dir, []).resume(logPath, { approvals: { approve: true } }))
+    assertError(refused, InvalidArgumentError, 'INVALID_ARGUMENT')
+    assert.equal(
+      refused.message,
+      "[INVALID_ARGUMENT] node 'approve' has no pending human activation: the run has not reached it yet (unfinished: draft); resume the run without approvals, then approve it when it waits (waiting: none)",
+    )
+    assert.ok(fs.readFileSync(logPath).equals(before))
+    // What the message says works.
+    const calls = []
+    const waiting = await humanMesh(dir, calls).resume(logPath)
+    assert.equal(waiting.status, 'waiting')
+    assert.deepEqual(calls, ['draft'])
+    const done = await humanMesh(dir, calls).resume(logPath, { approvals: { approve: true } })
+    assert.equal(done.status, 'completed')
+  })
+
   test('resume of a missing file, of a file that is not a log, with agents missing', async () => {
     const dir = tmpdir()
     const e = await rejected(humanMesh(dir, []).resume(path.join(dir, 'missing.jsonl')))
