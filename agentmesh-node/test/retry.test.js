@@ -95,7 +95,7 @@ describe('mesh.retry: a failed run', () => {
       const dir = tmpdir()
       const failed = await failedBrief(dir, [])
       const seen = []
-      let mesh = briefMesh(dir, { down: false }, [])
+      const mesh = briefMesh(dir, { down: false }, [])
       if (how === 'streamRetry') {
         const stream = mesh.streamRetry(failed.logPath)
         for await (const event of stream) seen.push(event)
