@@ -1,7 +1,7 @@
 'use strict'
 // Logs cross between the three hosts: a log written by Node replays and verifies in Python and
 // in the Rust CLI; logs written by the CLI and by Python replay in Node; canonical bytes agree
-// everywhere; a waiting run started by one host is resumed by another; Node's
+// everywhere (a run Node retried included); a waiting run started by one host is resumed by another; Node's
 // NondeterminismError reports what the CLI reports for a changed workflow.
 //
 // Needs the CLI (`$AGENTMESH_CLI`, else <repo>/target/debug/agentmesh: `cargo build -p
@@ -137,7 +137,10 @@ function approvalsFor(script, waiting) {
   return approvals
 }
 
-/** Run a vector with Node agents: start it, then resume it (new Mesh) while approvals apply. */
+/**
+ * Run a vector with Node agents: start it, then (each time with a new Mesh) resume it while
+ * approvals apply and retry it while the script's `retries` allow.
+ */
 async function nodeRun(name, logDir, { resume = true } = {}) {
   const wf = vectorWorkflow(name)
   const script = loadScript(name)
@@ -148,11 +151,19 @@ async function nodeRun(name, logDir, { resume = true } = {}) {
       runId: script.runId,
     }),
   )
-  while (resume && result.status === 'waiting') {
-    const approvals = approvalsFor(script, result.waiting)
-    if (Object.keys(approvals).length === 0) break
+  const retries = script.retries === undefined ? 0 : Number(script.retries.text)
+  for (let retried = 0; resume;) {
     const logPath = result.logPath
-    result = await drive(() => scriptedMesh(logDir, wf, script).resume(logPath, { approvals }))
+    if (result.status === 'waiting') {
+      const approvals = approvalsFor(script, result.waiting)
+      if (Object.keys(approvals).length === 0) break
+      result = await drive(() => scriptedMesh(logDir, wf, script).resume(logPath, { approvals }))
+    } else if ((result.status === 'failed' || result.status === 'cancelled') && retried < retries) {
+      result = await drive(() => scriptedMesh(logDir, wf, script).retry(logPath))
+      retried++
+    } else {
+      break
+    }
   }
   return result
 }
@@ -193,6 +204,8 @@ const FINISHED = [
   ['large_payload', EXIT_OK],
 ]
 const WITH_APPROVALS = ['human_wait_resume', 'unicode_and_numbers']
+// Vectors the Node runner finishes by retrying a failed run (`retries` in the script).
+const WITH_RETRIES = ['retry_after_failure']
 
 // Node → Python, CLI ----------------------------------------------------------------------
 
@@ -200,7 +213,7 @@ describe('logs written by Node', () => {
   const logs = new Map() // vector → RunResult
   before(async () => {
     const dir = tmpdir()
-    for (const name of [...FINISHED.map(([n]) => n), ...WITH_APPROVALS]) {
+    for (const name of [...FINISHED.map(([n]) => n), ...WITH_APPROVALS, ...WITH_RETRIES]) {
       const result = await nodeRun(name, path.join(dir, name))
       assert.ok(['completed', 'failed', 'cancelled'].includes(result.status), `${name}: ${result.status}`)
       assert.ok(am.canonicalLogSync(result.logPath).equals(expected(name)), `${name}: not the vector's log`)
@@ -243,7 +256,7 @@ out(result)
     }
   })
 
-  for (const name of [...FINISHED.map(([n]) => n), ...WITH_APPROVALS]) {
+  for (const name of [...FINISHED.map(([n]) => n), ...WITH_APPROVALS, ...WITH_RETRIES]) {
     test(`${name}: replays equal and verifies in the CLI, with the same canonical bytes`, (t) => {
       if (!needs(t, 'cli')) return
       const r = logs.get(name)
