@@ -657,10 +657,10 @@ describe('human approval and resume', () => {
     assert.ok(fs.readFileSync(done.logPath).equals(before))
     const e = thrown(() => humanMesh(dir, calls).resumeSync(done.logPath, { approvals: { approve: false } }))
     assertError(e, InvalidArgumentError, 'INVALID_ARGUMENT')
-    // The core says the same for a node whose decision is recorded already.
+    // The core says why: the run is finished.
     assert.equal(
       e.message,
-      "[INVALID_ARGUMENT] node 'approve' has no pending human activation: the run has not reached it yet; resume the run without approvals, then approve it when it waits (waiting: none)",
+      "[INVALID_ARGUMENT] node 'approve' has no pending human activation: the run is completed, so nothing waits for a person (waiting: none)",
     )
     assert.ok(fs.readFileSync(done.logPath).equals(before))
   })

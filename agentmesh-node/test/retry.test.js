@@ -127,8 +127,8 @@ describe('mesh.retry: a failed run', () => {
     assertError(e, AgentFailedError, 'AGENT_FAILED')
     assert.equal(e.cause.message, 'connection refused')
     assert.equal(e.result.status, 'failed')
-    // Counted within the fresh allowance of 2 (the events say attempts 3 and 4).
-    assert.equal(e.result.error.message, "node 'fetch' failed on attempt 2/2: Error: connection refused")
+    // The attempt number goes on (3 and 4); the allowance is counted afresh.
+    assert.equal(e.result.error.message, "node 'fetch' failed on attempt 4 (2/2 since the run was retried): Error: connection refused")
     assert.deepEqual(calls, ['fetch#3', 'fetch#4'])
     const done = await briefMesh(dir, { down: false }, calls).retry(failed.logPath)
     assert.equal(done.status, 'completed')
