@@ -151,11 +151,23 @@ fn detail(map: &Map<String, Value>, key: &str, inner: &str) -> Result<u64, Strin
     }
 }
 
-/// Usage in a provider's shape, or `None` when `map` is in none of them.
+/// Usage in a provider's shape (with the `model` beside the counts, when given), or `None`
+/// when `map` is in none of them.
 fn provider_usage(map: &Map<String, Value>) -> Result<Option<Usage>, String> {
-    if map.keys().any(|k| FIELDS.contains(&k.as_str())) {
+    // AgentMesh's own counts (the `model` key is shared by every shape).
+    if map.keys().any(|k| FIELDS[..5].contains(&k.as_str())) {
         return Ok(None);
     }
+    let Some(mut usage) = provider_counts(map)? else {
+        return Ok(None);
+    };
+    if let Some(model) = map.get("model").filter(|m| !m.is_null()) {
+        usage.model = Some(model_name(model)?);
+    }
+    Ok(Some(usage))
+}
+
+fn provider_counts(map: &Map<String, Value>) -> Result<Option<Usage>, String> {
     if map.contains_key("prompt_tokens") || map.contains_key("completion_tokens") {
         return Ok(Some(Usage {
             input_tokens: count(map, "prompt_tokens", "")?,
@@ -276,6 +288,9 @@ mod tests {
             "prompt_tokens_details": null, "completion_tokens_details": null});
         assert_eq!(Usage::from_value(&none).unwrap(), Usage::tokens(1, 2));
         assert!(Usage::from_value(&json!({"prompt_tokens": -3})).is_err());
+        let with_model = json!({"input_tokens": 25, "output_tokens": 1, "model": "x"});
+        assert_eq!(Usage::from_value(&with_model).unwrap().model.as_deref(), Some("x"));
+        assert!(Usage::from_value(&json!({"prompt_tokens": 1, "model": 5})).is_err());
         assert!(
             Usage::from_value(&json!({"prompt_tokens": 1, "prompt_tokens_details": 3})).is_err()
         );
