@@ -340,3 +340,23 @@ def test_a_retry_interrupted_by_ctrl_c_resumes(tmp_path: Path) -> None:
     assert done.status == "completed" and done.output == {"write": {"text": "brief on outages"}}
     assert outage.calls == ["plan#1", "fetch#1", "fetch#2", "fetch#3", "write#1"]
     replays_to(done)
+
+
+def test_run_exists_names_the_way_out_by_status(tmp_path: Path) -> None:
+    outage = Outage()
+    path = Path(failed_run(outage, tmp_path).log_path or "")
+    with pytest.raises(agentmesh.RunExistsError) as failed:
+        outage.mesh(tmp_path).run(brief(), input="outages", run_id="brief-1")
+    message = failed.value.message
+    assert "failed at node 'fetch' (AGENT_FAILED)" in message and "retry it" in message
+    # The last step end before fetch's first failure: forking later would only fail again.
+    first_failure = min(e["seq"] for e in events(path) if e["type"] == "toolFailed")
+    fork_at = max(s["seq"] for s in agentmesh.history(path) if s["forkPoint"] and s["seq"] < first_failure)
+    assert agentmesh.state_at(path, fork_at)["completed"] == {"plan": {"q": "outages"}}
+    assert f"fork it at seq {fork_at}" in message
+    outage.down = False
+    outage.mesh(tmp_path).retry(path)
+    with pytest.raises(agentmesh.RunExistsError) as completed:
+        outage.mesh(tmp_path).run(brief(), input="outages", run_id="brief-1")
+    assert "completed, which is final" in completed.value.message
+    assert "retry" not in completed.value.message
