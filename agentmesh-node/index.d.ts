@@ -14,5 +14,7 @@ export type {
   ReplayReport,
   RunError,
   RunState,
+  UsageReport,
+  UsageTotals,
   VerifyReport,
 } from './native'

@@ -57,6 +57,15 @@ export declare class NativeRun {
    */
   static resume(path: string, options?: ResumeArgs | undefined | null, approvals?: Record<string, unknown> | null): NativeRun
   /**
+   * Reopen a failed or cancelled run from its log file (as `resume` does) and continue it:
+   * `runReopened` is appended and the nodes that failed the run (and the activations a
+   * cancel closed) are scheduled again with a fresh allowance of attempts; finished work
+   * is kept. Errors: as `resume`; `INVALID_ARGUMENT` (another run's log, a run that is
+   * running or waiting, completed, or failed on a limit: the message names the way out),
+   * with nothing written.
+   */
+  static retry(path: string, options?: RetryArgs | undefined | null): NativeRun
+  /**
    * Fork the run in `path` at step end `seq` into a new run; `overrides` maps node id →
    * output (JSON data); `workflow` continues under a changed workflow (the parent's events
    * up to `seq` must replay equal under it); `watch` keeps the committed events (the copied
@@ -96,6 +105,8 @@ export declare class NativeRun {
   logPath(): string | null
   /** blake3 (hex) of the canonical log. */
   fingerprint(): string
+  /** What the run spent so far, from its events (see `usageReport`). */
+  usage(): UsageReport
   /** The canonical log bytes: header, then events sorted by seq, without meta or chain. */
   canonical(): Buffer
   /**
@@ -130,6 +141,11 @@ export declare class NativeWorkflow {
   agentNames(): Array<string>
   /** Tool names the workflow uses, sorted. */
   toolNames(): Array<string>
+  /**
+   * Hints about a valid workflow that probably does not do what its author meant (a node
+   * whose every `after` entry is a branch receives no deps); they never change a run.
+   */
+  warnings(): Array<string>
 }
 
 /**
@@ -209,6 +225,15 @@ export declare function checkLog(path: string): VerifyReport
 
 /** `checkLog` on the thread pool. */
 export declare function checkLogAsync(path: string): Promise<VerifyReport>
+
+/**
+ * Run the `agentmesh` command with `argv` (the arguments after the program name) and return
+ * its exit code. It writes to the process's stdout and stderr itself (flushed before it
+ * returns) and blocks the JavaScript thread until the command is done: it is meant to be the
+ * whole process (`bin/agentmesh.js`). It never exits the process; a panic is reported as
+ * `[INTERNAL]` with exit code 70.
+ */
+export declare function cliMain(argv: Array<string>): number
 
 /** The stable codes of every core error kind, in declaration order (`ErrorKind::ALL`). */
 export declare function errorCodes(): Array<string>
@@ -377,6 +402,19 @@ export interface ResumeArgs {
   watch?: boolean
 }
 
+/** How to reopen a failed or cancelled run (`NativeRun.retry`). */
+export interface RetryArgs {
+  /** Durability of what is appended (default `batch`). */
+  fsync?: 'always' | 'batch' | 'never'
+  /** The run the log must hold. */
+  runId?: string
+  /**
+   * Keep the events retry appends (`runReopened` first, and every later one) for
+   * `takeCommitted`.
+   */
+  watch?: boolean
+}
+
 /** The error a failed or cancelled run records. */
 export interface RunError {
   /** Stable error code (`AGENT_FAILED`, `TIMEOUT`, `LIMIT_EXCEEDED`, `CANCELLED`, ...). */
@@ -436,6 +474,55 @@ export declare function stateAt(path: string, seq: number): RunState
 
 /** `stateAt` on the thread pool. */
 export declare function stateAtAsync(path: string, seq: number): Promise<RunState>
+
+/**
+ * What the run in a log spent: token usage by run, node, agent, tool and model; a fork's
+ * events copied from its parent are reported apart (`inherited`), never in `total`.
+ * Read-only. Errors: `LOG_CORRUPT`, `IO`.
+ */
+export declare function usageReport(path: string): UsageReport
+
+/**
+ * What a run spent (`usageReport`, `RunResult.usage`): the core's `UsageReport`, with the
+ * keys and key order of its serde JSON. A fork's `inherited` is what the events copied from
+ * its parent record (never in `total`); absent for a run that is not a fork.
+ */
+export interface UsageReport {
+  runId: string
+  /** Everything this run spent. */
+  total: UsageTotals
+  /** By node id. */
+  byNode: Record<string, UsageTotals>
+  /** By agent name (agent nodes). */
+  byAgent: Record<string, UsageTotals>
+  /** By tool name (tool nodes). */
+  byTool: Record<string, UsageTotals>
+  /** By the model the usage names (attempts that named none are not here). */
+  byModel: Record<string, UsageTotals>
+  /** A fork: what the events copied from its parent record (the parent spent it). */
+  inherited?: UsageTotals
+}
+
+/** `usageReport` on the thread pool. */
+export declare function usageReportAsync(path: string): Promise<UsageReport>
+
+/** Usage summed over agent and tool attempts (`usageReport`; keys as the core's serde form). */
+export interface UsageTotals {
+  /** Prompt tokens, cached ones included. */
+  inputTokens: number
+  /** Completion tokens, reasoning included. */
+  outputTokens: number
+  /** Prompt tokens read from a prompt cache. */
+  cachedInputTokens: number
+  /** Prompt tokens written to a prompt cache. */
+  cacheWriteTokens: number
+  /** Reasoning tokens. */
+  reasoningTokens: number
+  /** Agent and tool attempts that ended (completed or failed), with or without usage. */
+  attempts: number
+  /** Of those, the ones that reported usage. */
+  reported: number
+}
 
 /**
  * Check a log against an anchor taken earlier (read-only): the anchored records must still

@@ -1,19 +1,23 @@
-//! The commands: each returns the process exit code, or an error whose code picks one.
+//! The commands that start a run or read a log: each returns the process exit code, or an
+//! error whose code picks one. `resume` and `fork` are in `resume.rs`, `show` in `show.rs`,
+//! `runs` in `runs.rs`, `inspect --follow` in `follow.rs`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use agentmesh_core::{
-    canonical_log, check_log, history, read_log, recorded_workflow, replay as replay_log, state_at,
-    verify_anchor, verify_log, ActivationKind, Anchor, AnchorKey, Error, ErrorKind, FsyncMode,
-    Mesh, RunOptions, RunResult, Script, Workflow,
+    canonical_log, check_log, history, read_log, replay as replay_log, state_at, verify_anchor,
+    verify_log, Anchor, AnchorKey, Error, ErrorKind, FsyncMode, RunOptions, Script, Workflow,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::status_code;
-use crate::timeline;
+use crate::exit;
+use crate::hosted::{self, Host};
+use crate::progress::Progress;
+use crate::report::{self, Driven};
+use crate::status;
+use crate::timeline::{self, Values};
 
 /// Arguments of `agentmesh run`.
 pub struct RunArgs {
@@ -23,17 +27,6 @@ pub struct RunArgs {
     pub seed: Option<u64>,
     pub run_id: Option<String>,
     pub log_dir: PathBuf,
-    pub fsync: FsyncMode,
-}
-
-/// Arguments of `agentmesh fork`.
-pub struct ForkArgs {
-    pub log: PathBuf,
-    pub at: u64,
-    pub set: Vec<String>,
-    pub run_id: Option<String>,
-    pub log_dir: Option<PathBuf>,
-    pub script: Option<PathBuf>,
     pub fsync: FsyncMode,
 }
 
@@ -49,11 +42,15 @@ fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidArgument, message)
 }
 
-fn to_json(value: &impl serde::Serialize) -> Result<String, Error> {
+pub fn to_value(value: &impl serde::Serialize) -> Result<Value, Error> {
+    serde_json::to_value(value).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
+}
+
+pub fn to_json(value: &impl serde::Serialize) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
 }
 
-fn load_script(path: Option<&Path>) -> Result<Script, Error> {
+pub fn load_script(path: Option<&Path>) -> Result<Script, Error> {
     match path {
         Some(p) => Script::from_file(p),
         None => Ok(Script::default()),
@@ -89,57 +86,38 @@ pub fn parse_assignments(
     Ok(out)
 }
 
-/// A mesh whose every agent and tool of `workflow` follows `script`.
-fn scripted_mesh(
-    script: Script,
-    workflow: &Workflow,
-    log_dir: Option<PathBuf>,
-    fsync: FsyncMode,
-) -> Mesh {
-    let mut mesh = Mesh::new().with_fsync(fsync).with_host("cli");
-    if let Some(dir) = log_dir {
-        mesh = mesh.with_log_dir(dir);
-    }
-    Arc::new(script).register(&mut mesh, workflow);
-    mesh
-}
-
-/// The workflow recorded in a log's `runStarted` event.
-/// `agentmesh resume LOG [--script S]`: the start of the command that continues a run.
-fn resume_command(log: &Path, script: Option<&Path>) -> String {
-    let mut cmd = format!(
-        "agentmesh resume {}",
-        timeline::shell_quote(&log.display().to_string())
-    );
-    if let Some(s) = script {
-        cmd.push_str(" --script ");
-        cmd.push_str(&timeline::shell_quote(&s.display().to_string()));
-    }
-    cmd
-}
-
 /// The timeline of a run's log followed by its outcome; `resume_cmd` (see
-/// [`timeline::render_outcome`]) is shown when the run waits for a person.
-pub fn result_text(r: &RunResult, resume_cmd: Option<&str>) -> Result<String, Error> {
+/// [`report::render_outcome`]) is shown when the run waits for a person.
+pub fn result_text(r: &Driven, resume_cmd: Option<&str>) -> Result<String, Error> {
     let mut text = String::new();
     if let Some(p) = &r.log_path {
-        let (header, events) = read_log(p)?;
-        text.push_str(&timeline::render(&header, &timeline::rows(&events)));
+        text.push_str(&timeline_text(p)?);
         text.push('\n');
     }
-    text.push_str(&timeline::render_outcome(r, resume_cmd));
+    text.push_str(&report::render_outcome(r, resume_cmd));
     Ok(text)
 }
 
-fn show_result(r: &RunResult, script: Option<&Path>) -> Result<u8, Error> {
-    let resume = r.log_path.as_deref().map(|p| resume_command(p, script));
-    print(&result_text(r, resume.as_deref())?)?;
-    Ok(status_code(r.status))
+/// The text timeline of a log, with its outstanding activations.
+fn timeline_text(log: &Path) -> Result<String, Error> {
+    let (header, events) = read_log(log)?;
+    let pending: Vec<_> = Progress::of(&header, &events)
+        .pending
+        .into_values()
+        .collect();
+    Ok(timeline::render(
+        &header,
+        &timeline::rows(&events, Values::Preview),
+        &pending,
+    ))
 }
 
 /// `agentmesh run`.
 pub fn run(a: RunArgs) -> Result<u8, Error> {
     let workflow = Workflow::from_file(&a.workflow)?;
+    for w in workflow.warnings() {
+        eprintln!("warning: {w}");
+    }
     let mut script = load_script(a.script.as_deref())?;
     if let Some(text) = &a.input {
         script.input = parse_json("--input", text)?;
@@ -156,9 +134,14 @@ pub fn run(a: RunArgs) -> Result<u8, Error> {
         run_id: script.run_id.clone(),
         ..RunOptions::default()
     };
-    let mesh = scripted_mesh(script, &workflow, Some(a.log_dir), a.fsync);
-    let result = mesh.run(&workflow, options)?;
-    show_result(&result, a.script.as_deref())
+    let (mesh, _) = hosted::mesh_for(&Host::Cli, script, &workflow, a.fsync)?;
+    let result: Driven = mesh.with_log_dir(a.log_dir).run(&workflow, options)?.into();
+    let resume = result
+        .log_path
+        .as_deref()
+        .map(|p| hosted::resume_command(p, a.script.as_deref()));
+    print(&result_text(&result, resume.as_deref())?)?;
+    Ok(exit::of_driven(&result))
 }
 
 /// Arguments of `agentmesh verify`.
@@ -211,10 +194,18 @@ pub fn verify(a: VerifyArgs) -> Result<u8, Error> {
         None if a.check => check_log(&a.log)?,
         None => verify_log(&a.log)?,
     };
+    let (header, events) = read_log(&a.log)?;
+    let verdict = status::assess(&a.log, &Progress::of(&header, &events))?;
     if a.json {
-        print(&format!("{}\n", to_json(&report)?))?;
+        // The library's report, plus what the run is and who hosts it.
+        let mut value = to_value(&report)?;
+        if let (Value::Object(m), Value::Object(v)) = (&mut value, to_value(&verdict)?) {
+            m.extend(v);
+            m.insert("host".to_owned(), header.host().into());
+        }
+        print(&format!("{}\n", to_json(&value)?))?;
     } else {
-        let mut text = timeline::render_verify(&report);
+        let mut text = report::render_verify(&report, &verdict, header.host());
         if a.anchor.is_some() {
             text.push_str("anchor       matches (the anchored records are all there, unchanged)\n");
         }
@@ -231,36 +222,77 @@ pub fn anchor(log: &Path, key_file: Option<&Path>) -> Result<u8, Error> {
     Ok(0)
 }
 
-/// `agentmesh inspect`.
+/// `agentmesh inspect` (without `--follow`).
 pub fn inspect(log: &Path, at: Option<u64>, steps: bool, as_json: bool) -> Result<u8, Error> {
-    let header = agentmesh_core::read_header(log)?;
     let text = match (at, steps) {
         (Some(seq), _) => {
+            let header = agentmesh_core::read_header(log)?;
             let state = state_at(log, seq)?;
             if as_json {
                 format!("{}\n", to_json(&state)?)
             } else {
-                timeline::render_state(&header, &log.display().to_string(), &state)
+                report::render_state(&header, &log.display().to_string(), &state)
             }
         }
         (None, true) => {
+            let header = agentmesh_core::read_header(log)?;
             let states = history(log)?;
             if as_json {
                 format!("{}\n", to_json(&states)?)
             } else {
-                timeline::render_history(&header, &log.display().to_string(), &states)
+                report::render_history(&header, &log.display().to_string(), &states)
             }
         }
-        (None, false) => {
+        (None, false) if as_json => {
             let (header, events) = read_log(log)?;
-            let rows = timeline::rows(&events);
-            if as_json {
-                format!("{}\n", timeline::to_json(&header, &rows))
-            } else {
-                timeline::render(&header, &rows)
-            }
+            let pending: Vec<_> = Progress::of(&header, &events)
+                .pending
+                .into_values()
+                .collect();
+            let rows = timeline::rows(&events, Values::Full);
+            format!("{}\n", timeline::to_json(&header, &rows, &pending))
         }
+        (None, false) => timeline_text(log)?,
     };
+    print(&text)?;
+    Ok(0)
+}
+
+/// `agentmesh usage`: what the run spent, as a table or the report's JSON.
+pub fn usage(log: &Path, as_json: bool) -> Result<u8, Error> {
+    let report = agentmesh_core::usage_report(log)?;
+    if as_json {
+        print(&format!("{}\n", to_json(&report)?))?;
+        return Ok(0);
+    }
+    let row = |name: &str, t: &agentmesh_core::UsageTotals| {
+        format!(
+            "{name:<24} {:>10} {:>10} {:>10} {:>10} {:>8}\n",
+            t.input_tokens, t.output_tokens, t.cached_input_tokens, t.reasoning_tokens, t.attempts
+        )
+    };
+    let mut text = format!("run          {}\n\n", report.run_id);
+    text.push_str(&format!(
+        "{:<24} {:>10} {:>10} {:>10} {:>10} {:>8}\n",
+        "", "input", "output", "cached", "reasoning", "attempts"
+    ));
+    text.push_str(&row("total", &report.total));
+    for (title, by) in [
+        ("node", &report.by_node),
+        ("agent", &report.by_agent),
+        ("tool", &report.by_tool),
+        ("model", &report.by_model),
+    ] {
+        for (name, t) in by {
+            text.push_str(&row(&format!("{title} {name}"), t));
+        }
+    }
+    if let Some(i) = &report.inherited {
+        text.push_str(&format!(
+            "\ninherited from the parent (not counted above): {} input, {} output tokens in {} attempts\n",
+            i.input_tokens, i.output_tokens, i.attempts
+        ));
+    }
     print(&text)?;
     Ok(0)
 }
@@ -303,55 +335,10 @@ pub fn replay(log: &Path, workflow: Option<&Path>) -> Result<u8, Error> {
     Ok(0)
 }
 
-/// `agentmesh fork`.
-pub fn fork(a: ForkArgs) -> Result<u8, Error> {
-    let overrides = parse_assignments("--set", &a.set, None)?;
-    let script = load_script(a.script.as_deref())?;
-    let workflow = recorded_workflow(&a.log)?;
-    // Forks live beside their parent unless told otherwise.
-    let dir = a.log_dir.unwrap_or_else(|| match a.log.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    });
-    let mesh = scripted_mesh(script, &workflow, Some(dir), a.fsync);
-    let result = mesh.fork(&a.log, a.at, overrides, a.run_id)?;
-    show_result(&result, a.script.as_deref())
-}
-
-/// `agentmesh resume`.
-pub fn resume(
-    log: &Path,
-    approve: &[String],
-    script_path: Option<&Path>,
-    fsync: FsyncMode,
-) -> Result<u8, Error> {
-    let mut approvals = parse_assignments("--approve", approve, Some(&json!({"approved": true})))?;
-    let script = load_script(script_path)?;
-    let workflow = recorded_workflow(log)?;
-    let (_, events) = read_log(log)?;
-    // The script's approvals answer the human nodes now waiting that no --approve names.
-    if let (false, Some(last)) = (script.approvals.is_empty(), events.last()) {
-        let state = state_at(log, last.seq)?;
-        for act in state
-            .pending
-            .iter()
-            .filter(|a| a.kind == ActivationKind::Human)
-        {
-            if let Some(v) = script.approvals.get(&*act.node) {
-                approvals
-                    .entry(act.node.to_string())
-                    .or_insert_with(|| v.clone());
-            }
-        }
-    }
-    let mesh = scripted_mesh(script, &workflow, None, fsync);
-    let result = mesh.resume(log, approvals)?;
-    show_result(&result, script_path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| (*s).to_owned()).collect()
@@ -381,13 +368,5 @@ mod tests {
             let e = parse_assignments("--set", &args, None).unwrap_err();
             assert_eq!(e.code(), "INVALID_ARGUMENT", "{args:?}: {e}");
         }
-    }
-
-    #[test]
-    fn resume_command_quotes_paths_and_names_the_script() {
-        assert_eq!(
-            resume_command(Path::new("logs/r.jsonl"), Some(Path::new("my script.json"))),
-            "agentmesh resume logs/r.jsonl --script 'my script.json'"
-        );
     }
 }

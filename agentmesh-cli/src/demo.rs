@@ -16,7 +16,11 @@ use agentmesh_core::{
 use serde_json::json;
 
 use crate::commands::{print, result_text};
-use crate::{status_code, timeline};
+use crate::exit::of_status as status_code;
+use crate::hosted::CLI_HOST;
+use crate::progress::Progress;
+use crate::report::{self, Driven};
+use crate::{status, timeline};
 
 const WORKFLOW: &str = include_str!("../../docs/examples/demo/workflow.json");
 const SCRIPT: &str = include_str!("../../docs/examples/demo/script.json");
@@ -40,7 +44,7 @@ fn fresh_dir(base: &Path) -> Result<PathBuf, Error> {
 
 /// A mesh whose agents and tools follow the script and count their calls in `calls`.
 fn counting_mesh(script: &Arc<Script>, workflow: &Workflow, calls: &Arc<AtomicU64>) -> Mesh {
-    let mut mesh = Mesh::new().with_host("cli");
+    let mut mesh = Mesh::new().with_host(CLI_HOST);
     let names = workflow.agent_names().into_iter().map(|n| (n, false));
     for (name, is_tool) in names.chain(workflow.tool_names().into_iter().map(|n| (n, true))) {
         let (s, c) = (script.clone(), calls.clone());
@@ -82,7 +86,7 @@ pub fn demo(base: &Path) -> Result<u8, Error> {
         run_id: script.run_id.clone(),
         ..RunOptions::default()
     };
-    let first = mesh.run(&workflow, options)?;
+    let first: Driven = mesh.run(&workflow, options)?.into();
     drop(mesh);
     print(&result_text(&first, None)?)?;
     if first.status != RunStatus::Waiting {
@@ -121,7 +125,7 @@ pub fn demo(base: &Path) -> Result<u8, Error> {
         calls_before_resume
     ))?;
     let mesh = counting_mesh(&script, &workflow, &calls);
-    let done = mesh.resume(&log, approvals)?;
+    let done: Driven = mesh.resume(&log, approvals)?.into();
     drop(mesh);
     print(&result_text(&done, None)?)?;
     if done.status != RunStatus::Completed {
@@ -130,7 +134,9 @@ pub fn demo(base: &Path) -> Result<u8, Error> {
 
     print("\n== 3. Verify the log (hash chain, structure, seqs)\n")?;
     let report = verify_log(&log)?;
-    print(&timeline::render_verify(&report))?;
+    let (header, events) = read_log(&log)?;
+    let verdict = status::assess(&log, &Progress::of(&header, &events))?;
+    print(&report::render_verify(&report, &verdict, header.host()))?;
 
     print("\n== 4. Replay the log without calling any agent\n")?;
     let calls_before_replay = calls.load(Ordering::Relaxed);
@@ -150,7 +156,7 @@ pub fn demo(base: &Path) -> Result<u8, Error> {
 
     print("\n== 5. Fingerprint\n")?;
     let fp = fingerprint(&log)?;
-    if fp != done.fingerprint()? {
+    if Some(&fp) != done.fingerprint.as_ref().ok() {
         return Err(unexpected(
             "the fingerprint of the file differs from the run's",
         ));
@@ -184,7 +190,8 @@ fn next_steps(log: &Path) -> Result<String, Error> {
     }
     text.push_str(&format!("  agentmesh replay {path}\n"));
     text.push_str(
-        "(`agentmesh` is `cargo run -q -p agentmesh-cli --` until `cargo install --path agentmesh-cli`)\n",
+        "(`agentmesh` is installed with the Python package (also `python -m agentmesh`) and the Node \
+         package (`npx agentmesh`); in a checkout, `cargo run -q -p agentmesh-cli --`)\n",
     );
     Ok(text)
 }

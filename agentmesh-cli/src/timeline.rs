@@ -1,23 +1,32 @@
-//! Text (and JSON) rendering of logs, outcomes, states and verify reports.
+//! The timeline of a log: one row per event (text or JSON), rows for the activations still
+//! outstanding, and the step ends marked as fork points.
 //!
 //! Everything here is pure: it turns core values into strings, so the commands stay short and
 //! the formats are tested without running a binary.
 
 use std::fmt::Write as _;
 
-use agentmesh_core::{
-    Activation, ActivationKind, Event, EventData, FailureKind, LogHeader, RunError, RunResult,
-    RunState, RunStatus, Usage, VerifyReport,
-};
+use agentmesh_core::{ActivationKind, Event, EventData, FailureKind, LogHeader, RunError, Usage};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::progress::{self, Pending};
+
 /// Longest JSON preview in a timeline row, in characters.
-const PREVIEW_CHARS: usize = 60;
+pub const PREVIEW_CHARS: usize = 60;
 /// Widest node column; longer ids are shortened.
 const NODE_WIDTH_MAX: usize = 24;
 /// Width of the event type column (`activationCancelled`).
 const TYPE_WIDTH: usize = 19;
+
+/// How much of the values (outputs, input) a row shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Values {
+    /// Cut to [`PREVIEW_CHARS`] (the text timeline).
+    Preview,
+    /// Whole, and the event's `data` alongside (`--json`).
+    Full,
+}
 
 /// One row of a timeline: one canonical event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,15 +41,25 @@ pub struct Row {
     pub attempt: Option<u32>,
     /// `meta.durUs` of the physical record (completions only).
     pub dur_us: Option<u64>,
+    /// Whether a step ends here: a place `fork` may branch off.
+    pub fork_point: bool,
     pub detail: String,
+    /// The event's `data` as the log holds it ([`Values::Full`] only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
 }
 
 /// Rows for events in canonical (seq) order.
 ///
 /// An event belongs to the latest step started before it: in canonical order a step's
 /// completions and the decisions they trigger come before the next `stepStarted`.
-pub fn rows(events: &[Event]) -> Vec<Row> {
+pub fn rows(events: &[Event], values: Values) -> Vec<Row> {
+    let max = match values {
+        Values::Preview => PREVIEW_CHARS,
+        Values::Full => usize::MAX,
+    };
     let mut step = None;
+    let fork_points = progress::fork_points(events);
     events
         .iter()
         .map(|e| {
@@ -54,13 +73,23 @@ pub fn rows(events: &[Event]) -> Vec<Row> {
                 kind: e.type_name(),
                 attempt: e.attempt,
                 dur_us: e.meta.and_then(|m| m.dur_us),
-                detail: detail(&e.data),
+                fork_point: fork_points.contains(&e.seq),
+                detail: detail(&e.data, max),
+                data: (values == Values::Full).then(|| event_data(e)),
             }
         })
         .collect()
 }
 
-/// Compact JSON, cut to `max` characters with `...`.
+/// The `data` object of an event, as `read_log` gives it.
+fn event_data(e: &Event) -> Value {
+    match serde_json::to_value(e) {
+        Ok(Value::Object(mut m)) => m.remove("data").unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+/// Compact JSON, cut to `max` characters with `...` (`usize::MAX`: whole).
 pub fn preview(value: &Value, max: usize) -> String {
     let text = value.to_string();
     if text.chars().count() <= max {
@@ -85,13 +114,13 @@ fn tokens(text: &mut String, usage: Option<&Usage>) {
     }
 }
 
-fn detail(data: &EventData) -> String {
+fn detail(data: &EventData, max: usize) -> String {
     match data {
         EventData::RunStarted(b) => format!(
             "workflow {}, seed {}, input {}",
             b.workflow.name,
             b.seed,
-            preview(&b.input, PREVIEW_CHARS)
+            preview(&b.input, max)
         ),
         EventData::StepStarted(b) => {
             format!(
@@ -129,7 +158,7 @@ fn detail(data: &EventData) -> String {
             parts.join(", ")
         }
         EventData::Completed(_, c) => {
-            let mut text = preview(&c.output, PREVIEW_CHARS);
+            let mut text = preview(&c.output, max);
             tokens(&mut text, c.usage.as_ref());
             text
         }
@@ -166,11 +195,15 @@ fn detail(data: &EventData) -> String {
         }
         EventData::NodeSkipped => "not on the chosen path".to_owned(),
         EventData::OutputOverridden(o) => {
-            format!("output set to {}", preview(&o.output, PREVIEW_CHARS))
+            format!("output set to {}", preview(&o.output, max))
         }
-        EventData::RunCompleted(b) => format!("output {}", preview(&b.output, PREVIEW_CHARS)),
+        EventData::RunCompleted(b) => format!("output {}", preview(&b.output, max)),
         EventData::RunFailed(b) => run_error(&b.error),
         EventData::RunCancelled(c) => format!("cancelled: {}", c.reason),
+        EventData::RunReopened(r) => format!(
+            "reopened ({}): failed and cancelled nodes run again",
+            r.reason
+        ),
         // A family newer than this renderer: its type name says what it is.
         other => other.type_name().to_owned(),
     }
@@ -227,56 +260,149 @@ fn fit(text: &str, width: usize) -> String {
     format!("{cut}...")
 }
 
-/// The readable timeline: a header line, column titles, one row per event.
-pub fn render(header: &LogHeader, rows: &[Row]) -> String {
-    let dash = || "-".to_owned();
-    let seq_w = rows
-        .iter()
-        .map(|r| r.seq.to_string().len())
-        .max()
-        .unwrap_or(0)
-        .max(3);
-    let node_w = rows
-        .iter()
-        .filter_map(|r| r.node.as_deref().map(|n| n.chars().count()))
-        .max()
-        .unwrap_or(0)
-        .clamp(4, NODE_WIDTH_MAX);
+/// Marks a row where a step ends (a fork point), right after its seq.
+pub const FORK_MARK: char = '★';
+
+/// The legend of [`FORK_MARK`], printed under a timeline that shows one.
+pub const FORK_LEGEND: &str =
+    "★ step end: a fork point (`agentmesh fork LOG --at SEQ --set NODE=JSON` branches off there)";
+
+/// Column widths of a timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    seq_w: usize,
+    node_w: usize,
+}
+
+impl Layout {
+    /// Widths that fit `rows` and `pending`.
+    pub fn fitting(rows: &[Row], pending: &[Pending]) -> Layout {
+        let nodes = rows
+            .iter()
+            .filter_map(|r| r.node.as_deref())
+            .chain(pending.iter().map(|p| p.node.as_str()));
+        Layout::new(rows.iter().map(|r| r.seq).max().unwrap_or(0), nodes)
+    }
+
+    /// Widths for seqs up to `max_seq` and these node ids (for a timeline printed as it
+    /// grows, sized from the workflow's node ids).
+    pub fn new<'a>(max_seq: u64, nodes: impl Iterator<Item = &'a str>) -> Layout {
+        Layout {
+            seq_w: max_seq.to_string().len().max(3),
+            node_w: nodes
+                .map(|n| n.chars().count())
+                .max()
+                .unwrap_or(0)
+                .clamp(4, NODE_WIDTH_MAX),
+        }
+    }
+
+    /// One line from its cells: seq, step, node, event, att, duration, detail.
+    fn line(&self, [seq, step, node, kind, att, dur, detail]: [&str; 7]) -> String {
+        let (seq_w, node_w) = (self.seq_w + 1, self.node_w);
+        let line = format!(
+            "{seq:>seq_w$}  {step:>4}  {:<node_w$}  {kind:<TYPE_WIDTH$}  {att:>3}  {dur:>9}  {detail}",
+            fit(node, node_w)
+        );
+        format!("{}\n", line.trim_end())
+    }
+
+    /// The column titles.
+    pub fn titles(&self) -> String {
+        self.line(["seq ", "step", "node", "event", "att", "duration", "detail"])
+    }
+
+    /// One event's line: its seq carries [`FORK_MARK`] at a step end.
+    pub fn row(&self, r: &Row) -> String {
+        let dash = || "-".to_owned();
+        let mark = if r.fork_point { FORK_MARK } else { ' ' };
+        self.line([
+            &format!("{}{mark}", r.seq),
+            &r.step.map(|s| s.to_string()).unwrap_or_else(dash),
+            r.node.as_deref().unwrap_or("-"),
+            r.kind,
+            &r.attempt.map(|a| a.to_string()).unwrap_or_else(dash),
+            &r.dur_us.map(duration).unwrap_or_else(dash),
+            &r.detail,
+        ])
+    }
+
+    /// The line of an activation with no completion yet: `in flight` for an agent or tool
+    /// (running, or lost with a crashed writer), `waiting` for a person.
+    pub fn pending(&self, p: &Pending) -> String {
+        let (kind, detail) = match p.kind {
+            ActivationKind::Human => (
+                "waiting",
+                match &p.prompt {
+                    Some(q) => format!(
+                        "asks {}, waits for a person (requested at seq {})",
+                        Value::String(q.clone()),
+                        p.seq
+                    ),
+                    None => format!("waits for a person (requested at seq {})", p.seq),
+                },
+            ),
+            kind => (
+                "in flight",
+                format!(
+                    "{} {}{}, scheduled at seq {}, no completion yet",
+                    kind.as_str(),
+                    p.name,
+                    if p.visit > 1 {
+                        format!(", visit {}", p.visit)
+                    } else {
+                        String::new()
+                    },
+                    p.seq
+                ),
+            ),
+        };
+        self.line([
+            "- ",
+            &p.step.to_string(),
+            &p.node,
+            kind,
+            &p.attempt.to_string(),
+            "-",
+            &detail,
+        ])
+    }
+}
+
+/// The readable timeline: a header line, column titles, one row per event, a row per
+/// activation still outstanding, and the legend of the step-end mark.
+pub fn render(header: &LogHeader, rows: &[Row], pending: &[Pending]) -> String {
+    let layout = Layout::fitting(rows, pending);
     let mut out = header_line(header);
     out.push('\n');
-    let _ = writeln!(
-        out,
-        "{:>seq_w$}  {:>4}  {:<node_w$}  {:<TYPE_WIDTH$}  {:>3}  {:>9}  detail",
-        "seq", "step", "node", "event", "att", "duration"
-    );
+    out.push_str(&layout.titles());
     for r in rows {
-        let line = format!(
-            "{:>seq_w$}  {:>4}  {:<node_w$}  {:<TYPE_WIDTH$}  {:>3}  {:>9}  {}",
-            r.seq,
-            r.step.map(|s| s.to_string()).unwrap_or_else(dash),
-            fit(r.node.as_deref().unwrap_or("-"), node_w),
-            r.kind,
-            r.attempt.map(|a| a.to_string()).unwrap_or_else(dash),
-            r.dur_us.map(duration).unwrap_or_else(dash),
-            r.detail
-        );
-        out.push_str(line.trim_end());
+        out.push_str(&layout.row(r));
+    }
+    for p in pending {
+        out.push_str(&layout.pending(p));
+    }
+    if rows.iter().any(|r| r.fork_point) {
+        out.push_str(FORK_LEGEND);
         out.push('\n');
     }
     out
 }
 
 /// The timeline as JSON: `{"header": ..., "events": [{seq, step, node, type, attempt, durUs,
-/// detail}, ...]}`.
-pub fn to_json(header: &LogHeader, rows: &[Row]) -> String {
+/// forkPoint, detail, data}, ...], "pending": [{seq, node, kind, name, attempt, visit, step,
+/// prompt}, ...]}`, every value whole.
+pub fn to_json(header: &LogHeader, rows: &[Row], pending: &[Pending]) -> String {
     #[derive(Serialize)]
     struct Timeline<'a> {
         header: &'a LogHeader,
         events: &'a [Row],
+        pending: &'a [Pending],
     }
     serde_json::to_string(&Timeline {
         header,
         events: rows,
+        pending,
     })
     .expect("timeline rows serialize")
 }
@@ -292,226 +418,6 @@ pub fn shell_quote(text: &str) -> String {
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
     }
-}
-
-fn describe_human(a: &Activation) -> String {
-    match &a.prompt {
-        Some(p) => format!("{} (asks {})", a.node, Value::String(p.clone())),
-        None => a.node.to_string(),
-    }
-}
-
-/// The outcome block printed after a run: status, output or error, log, fingerprint, and for a
-/// waiting run the nodes and the exact command that approves them (`resume_cmd` is the
-/// command up to the `--approve` flags).
-pub fn render_outcome(r: &RunResult, resume_cmd: Option<&str>) -> String {
-    let mut out = String::new();
-    let status = r.status.as_str();
-    let _ = writeln!(out, "status       {status}");
-    match r.status {
-        RunStatus::Completed => {
-            let output = r.output.clone().unwrap_or(Value::Null);
-            let _ = writeln!(out, "output       {output}");
-        }
-        RunStatus::Waiting => {
-            let nodes: Vec<String> = r.waiting.iter().map(describe_human).collect();
-            let _ = writeln!(out, "waiting for  {}", nodes.join(", "));
-        }
-        _ => {}
-    }
-    if let Some(e) = &r.error {
-        let _ = writeln!(out, "error        {}", run_error(e));
-    }
-    if let Some(p) = &r.log_path {
-        let _ = writeln!(out, "log          {}", p.display());
-    }
-    match r.fingerprint() {
-        Ok(fp) => {
-            let _ = writeln!(out, "fingerprint  {fp}");
-        }
-        Err(e) => {
-            let _ = writeln!(out, "fingerprint  unavailable: {e}");
-        }
-    }
-    if r.status == RunStatus::Waiting {
-        if let Some(cmd) = resume_cmd {
-            let mut line = cmd.to_owned();
-            for a in &r.waiting {
-                let _ = write!(line, " --approve {}", shell_quote(&a.node));
-            }
-            let _ = writeln!(out, "to approve:  {line}");
-        }
-    }
-    out
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "-".to_owned()
-    } else {
-        items.join(", ")
-    }
-}
-
-/// The state of a run at one seq (`inspect --at`); `log` is named in the fork hint.
-pub fn render_state(header: &LogHeader, log: &str, st: &RunState) -> String {
-    let mut out = header_line(header);
-    out.push('\n');
-    let _ = writeln!(out, "state at seq {}", st.seq);
-    let _ = writeln!(out, "status       {}", st.status.as_str());
-    let _ = writeln!(out, "step         {}", st.step);
-    if st.fork_point {
-        let _ = writeln!(
-            out,
-            "fork point   yes, a step end: `agentmesh fork {} --at {} --set NODE=JSON` branches off here",
-            shell_quote(log),
-            st.seq
-        );
-    } else {
-        let _ = writeln!(out, "fork point   no (not a step end)");
-    }
-    if st.completed.is_empty() {
-        let _ = writeln!(out, "completed    -");
-    } else {
-        let width = st.completed.keys().map(|k| k.len()).max().unwrap_or(0);
-        for (i, (node, output)) in st.completed.iter().enumerate() {
-            let label = if i == 0 { "completed" } else { "" };
-            let _ = writeln!(
-                out,
-                "{label:<12} {node:<width$}  {}",
-                preview(output, PREVIEW_CHARS)
-            );
-        }
-    }
-    let _ = writeln!(out, "skipped      {}", list(&st.skipped));
-    let _ = writeln!(out, "failed       {}", list(&st.failed));
-    if st.pending.is_empty() {
-        let _ = writeln!(out, "pending      -");
-    } else {
-        for (i, a) in st.pending.iter().enumerate() {
-            let label = if i == 0 { "pending" } else { "" };
-            let _ = writeln!(
-                out,
-                "{label:<12} #{} {} ({} {}, attempt {}, visit {})",
-                a.id,
-                a.node,
-                a.kind.as_str(),
-                a.name,
-                a.attempt,
-                a.visit
-            );
-        }
-    }
-    let visits: Vec<String> = st.visits.iter().map(|(n, v)| format!("{n} {v}")).collect();
-    let _ = writeln!(out, "visits       {}", list(&visits));
-    out
-}
-
-/// The run's state after every step (`inspect --steps`): one line per state, with the nodes
-/// whose output changed since the line before.
-pub fn render_history(header: &LogHeader, log: &str, states: &[RunState]) -> String {
-    let mut out = header_line(header);
-    out.push('\n');
-    let _ = writeln!(
-        out,
-        "{:>6}  {:>5}  {:<9}  {:>4}  changed / pending",
-        "seq", "step", "status", "done"
-    );
-    let mut before: Option<&RunState> = None;
-    for st in states {
-        let changed: Vec<&str> = st
-            .completed
-            .iter()
-            .filter(|(k, v)| before.and_then(|b| b.completed.get(*k)) != Some(*v))
-            .map(|(k, _)| k.as_str())
-            .collect();
-        let pending: Vec<String> = st.pending.iter().map(|a| a.node.to_string()).collect();
-        let mut what = String::new();
-        if !changed.is_empty() {
-            let _ = write!(what, "+{}", changed.join(" +"));
-        }
-        if !pending.is_empty() {
-            if !what.is_empty() {
-                what.push_str("  ");
-            }
-            let _ = write!(what, "waiting: {}", pending.join(", "));
-        }
-        let _ = writeln!(
-            out,
-            "{:>6}  {:>5}  {:<9}  {:>4}  {what}",
-            st.seq,
-            st.step,
-            st.status.as_str(),
-            st.completed.len()
-        );
-        before = Some(st);
-    }
-    let _ = writeln!(
-        out,
-        "\n{} states; `agentmesh inspect {} --at SEQ` shows one whole, `agentmesh fork` branches off at a step end",
-        states.len(),
-        shell_quote(log)
-    );
-    out
-}
-
-/// A verify report as text.
-pub fn render_verify(r: &VerifyReport) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "run          {}", r.run_id);
-    let _ = writeln!(out, "workflow     {}", r.workflow);
-    let _ = writeln!(out, "format       version {}", r.version);
-    let _ = writeln!(out, "events       {}", r.events);
-    let _ = writeln!(out, "last seq     {}", r.last_seq);
-    let holes: Vec<String> = r.holes.iter().map(u64::to_string).collect();
-    let _ = writeln!(
-        out,
-        "holes        {}",
-        if holes.is_empty() {
-            "none".to_owned()
-        } else {
-            format!("{} (completions still outstanding)", holes.join(", "))
-        }
-    );
-    let _ = writeln!(
-        out,
-        "finished     {}",
-        r.finished.as_deref().unwrap_or("no (running or waiting)")
-    );
-    let _ = writeln!(out, "bytes        {}", r.bytes);
-    match (&r.repaired, r.torn_at) {
-        (Some(rep), _) if rep.newline_restored => {
-            let _ = writeln!(
-                out,
-                "repaired     the last record's newline was {} at byte {}: written again",
-                if rep.bytes > 0 { "damaged" } else { "missing" },
-                rep.offset
-            );
-        }
-        (Some(rep), _) => {
-            let moved = rep
-                .broken_path
-                .as_ref()
-                .map(|p| format!(" moved to {}", p.display()))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "repaired     torn tail cut at byte {}: {} bytes{moved}",
-                rep.offset, rep.bytes
-            );
-        }
-        (None, Some(at)) => {
-            let _ = writeln!(
-                out,
-                "tail         damaged from byte {at} (left as it is: read-only check)"
-            );
-        }
-        (None, None) => {
-            let _ = writeln!(out, "repaired     nothing to repair");
-        }
-    }
-    let _ = writeln!(out, "ok           the log is intact");
-    out
 }
 
 #[cfg(test)]
@@ -570,7 +476,7 @@ mod tests {
         .iter()
         .map(|t| Event::from_json(t).unwrap())
         .collect();
-        let rows = rows(&events);
+        let rows = rows(&events, Values::Preview);
         assert_eq!(rows[0].step, None);
         assert_eq!(rows[3].step, Some(1));
         assert_eq!(rows[3].dur_us, Some(1500));

@@ -1,8 +1,12 @@
 //! End-to-end tests of the `agentmesh` binary, each in its own temporary directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use agentmesh_core::{
+    read_header, read_log, Completion, EventData, Mesh, Run, RunOptions, RunStatus, Workflow,
+};
 use serde_json::{json, Value};
 
 struct Ran {
@@ -501,9 +505,15 @@ fn inspect_at_and_fork_with_set_change_a_branch_decision() {
         .find(|l| l.contains("branchDecided"))
         .unwrap();
     assert!(branch_row.contains("case 0 -> yes"), "{branch_row}");
-    let rows = t.stdout.lines().skip(2).count();
+    // One row per event, then the legend of the step-end mark.
+    let lines: Vec<&str> = t.stdout.lines().skip(2).collect();
     let events = canonical_text(dir, log).lines().count() - 1;
-    assert_eq!(rows, events);
+    assert_eq!(lines.len(), events + 1);
+    assert!(
+        lines[events].starts_with("★ step end: a fork point"),
+        "{}",
+        t.stdout
+    );
     let tj = agentmesh(dir, &["inspect", log, "--json"]);
     let tj: Value = serde_json::from_str(&tj.stdout).unwrap();
     assert_eq!(tj["events"].as_array().unwrap().len(), events);
@@ -813,6 +823,811 @@ fn a_workflow_file_that_is_not_utf8_exits_4_naming_the_offset() {
     expect_code(&r, 4);
     assert!(
         r.stderr.contains("[INVALID_WORKFLOW]") && r.stderr.contains("offset 10"),
+        "{}",
+        r.stderr
+    );
+}
+
+// Logs a program hosts: the CLI never invents their work ---------------------------------------
+
+/// No placeholder output (the scripted default `{"node", "visit", "attempt"}`) in a log.
+#[track_caller]
+fn assert_no_placeholder(dir: &Path, log: &str) {
+    for line in canonical_text(dir, log).lines().skip(1) {
+        let e: Value = serde_json::from_str(line).unwrap();
+        let out = &e["data"]["output"];
+        let fabricated = out.is_object()
+            && out.as_object().unwrap().len() == 3
+            && out.get("node").is_some()
+            && out.get("visit").is_some()
+            && out.get("attempt").is_some();
+        assert!(!fabricated, "placeholder output in {log}: {line}");
+    }
+}
+
+fn approval_spec() -> Workflow {
+    Workflow::from_value(json!({"name": "approval", "nodes": [
+        {"id": "draft", "type": "agent", "agent": "writer"},
+        {"id": "approve", "type": "human", "prompt": "Ship it?", "after": ["draft"]},
+        {"id": "ship", "type": "tool", "tool": "save", "after": ["approve", "draft"]}
+    ]}))
+    .unwrap()
+}
+
+/// A Rust program's mesh (host `rust`) with real agents for the approval workflow.
+fn rust_mesh(dir: &Path) -> Mesh {
+    let mut mesh = Mesh::new().with_log_dir(dir);
+    mesh.agent("writer", |_, _| {
+        Ok(json!({"text": "written by Rust"}).into())
+    });
+    mesh.tool("save", |act, _| {
+        Ok(json!({"saved": act.deps["draft"]["text"], "by": "rust"}).into())
+    });
+    mesh
+}
+
+#[test]
+fn a_rust_hosted_waiting_run_approved_from_the_cli_is_finished_by_its_program() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = approval_spec();
+    let first = rust_mesh(&dir.join("logs"))
+        .run(
+            &wf,
+            RunOptions {
+                run_id: Some("rs".into()),
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(first.status, RunStatus::Waiting);
+    let log = "logs/rs.jsonl";
+    assert_eq!(read_header(dir.join(log)).unwrap().host(), Some("rust"));
+
+    // Approving from the CLI records the decision and stops where the program's tool runs.
+    let r = agentmesh(
+        dir,
+        &[
+            "resume",
+            log,
+            "--approve",
+            r#"approve={"approved":true,"by":"ops"}"#,
+        ],
+    );
+    expect_code(&r, 9);
+    for part in [
+        "status       running (stopped: the next work is its host program's)",
+        "needs        ship: tool save",
+        "this run was started by a rust program",
+        r#"mesh.resume("logs/rs.jsonl", approvals)   (Rust)"#,
+        "  -      3  ship",
+    ] {
+        assert!(r.stdout.contains(part), "{part:?} not in\n{}", r.stdout);
+    }
+    let text = canonical_text(dir, log);
+    assert!(
+        text.contains(r#""type":"humanResolved""#) && text.contains(r#""by":"ops""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""type":"toolScheduled""#) && !text.contains("toolCompleted"),
+        "{text}"
+    );
+    assert_no_placeholder(dir, log);
+    let v: Value =
+        serde_json::from_str(&agentmesh(dir, &["verify", log, "--check", "--json"]).stdout)
+            .unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["inFlight"].clone()),
+        (Some("crashed"), json!(["ship"]))
+    );
+    // Nothing more to approve: another resume without a script changes nothing.
+    let before = std::fs::read(dir.join(log)).unwrap();
+    expect_code(&agentmesh(dir, &["resume", log]), 9);
+    assert_eq!(std::fs::read(dir.join(log)).unwrap(), before);
+
+    // The program resumes and its own tool finishes the run.
+    let done = rust_mesh(&dir.join("logs"))
+        .resume(dir.join(log), BTreeMap::new())
+        .unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(
+        done.output.unwrap()["ship"],
+        json!({"saved": "written by Rust", "by": "rust"})
+    );
+    assert_no_placeholder(dir, log);
+    let v = agentmesh(dir, &["verify", log]);
+    expect_code(&v, 0);
+    assert!(
+        v.stdout
+            .contains("status       completed\nhost         rust\n"),
+        "{}",
+        v.stdout
+    );
+}
+
+/// fan-out workflow run by a Rust program that "crashes" after plan and a: the log keeps b and
+/// c scheduled with no completion, and no writer holds it.
+fn crashed_rust_log(dir: &Path) -> PathBuf {
+    let wf = Workflow::from_file(fan_out_workflow(dir)).unwrap();
+    let mut run = Run::start(
+        &wf,
+        RunOptions {
+            run_id: Some("crashed".into()),
+            log_dir: Some(dir.join("logs")),
+            host: Some("rust".into()),
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    let plan = run.poll().unwrap().remove(0);
+    run.complete(plan.id, Completion::ok(json!({"plan": "p"})))
+        .unwrap();
+    let step = run.poll().unwrap();
+    assert_eq!(
+        step.iter().map(|a| &*a.node).collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    run.complete(step[0].id, Completion::ok(json!("a done")))
+        .unwrap();
+    drop(run); // the process dies: b and c stay outstanding
+    dir.join("logs/crashed.jsonl")
+}
+
+#[test]
+fn a_crashed_rust_run_runs_only_what_the_script_gives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crashed_rust_log(dir);
+    let log = "logs/crashed.jsonl";
+
+    let v = agentmesh(dir, &["verify", log, "--check"]);
+    expect_code(&v, 0);
+    assert!(
+        v.stdout.contains(
+            "status       crashed (no writer holds the lock), 2 activations in flight — resume it"
+        ),
+        "{}",
+        v.stdout
+    );
+    let t = agentmesh(dir, &["inspect", log]);
+    let in_flight: Vec<&str> = t
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" in flight "))
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(in_flight, ["b", "c"], "{}", t.stdout);
+    assert!(
+        t.stdout
+            .contains("tool lookup, scheduled at seq 8, no completion yet"),
+        "{}",
+        t.stdout
+    );
+    let tj: Value =
+        serde_json::from_str(&agentmesh(dir, &["inspect", log, "--json"]).stdout).unwrap();
+    assert_eq!(
+        tj["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [7, 8]
+    );
+
+    // No script: nothing runs.
+    let before = std::fs::read(dir.join(log)).unwrap();
+    let r = agentmesh(dir, &["resume", log]);
+    expect_code(&r, 9);
+    assert!(
+        r.stdout
+            .contains("needs        b: agent worker\n             c: tool lookup"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(std::fs::read(dir.join(log)).unwrap(), before);
+
+    // The script gives node b by id, but agent worker also runs a: worker is not the CLI's,
+    // and a step the CLI cannot finish is not started (c waits too).
+    write_json(
+        dir,
+        "b-only.json",
+        json!({"agents": {"b": [{"output": "b by script"}], "lookup": [{"output": "c by script"}]}}),
+    );
+    let r = agentmesh(dir, &["resume", log, "--script", "b-only.json"]);
+    expect_code(&r, 9);
+    assert!(
+        r.stdout
+            .contains("agent 'worker' also runs a, which the script does not give"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(std::fs::read(dir.join(log)).unwrap(), before);
+
+    // An entry that would leave some attempt to the default output is refused up front.
+    write_json(
+        dir,
+        "partial.json",
+        json!({"agents": {"worker": [{"attempt": 1, "output": 1}]}}),
+    );
+    let r = agentmesh(dir, &["resume", log, "--script", "partial.json"]);
+    expect_code(&r, 4);
+    assert!(
+        r.stderr
+            .starts_with("[INVALID_ARGUMENT] the script gives node 'a' behaviours only for some"),
+        "{}",
+        r.stderr
+    );
+
+    // The agent named: b runs, and the run stops again at join, the writer's.
+    write_json(
+        dir,
+        "worker.json",
+        json!({"agents": {"worker": [{"output": "by script"}], "lookup": [{"output": "c by script"}]}}),
+    );
+    let r = agentmesh(dir, &["resume", log, "--script", "worker.json"]);
+    expect_code(&r, 9);
+    assert!(
+        r.stdout.contains("needs        join: agent writer"),
+        "{}",
+        r.stdout
+    );
+    let text = canonical_text(dir, log);
+    assert!(text.contains(r#""output":"c by script""#), "{text}");
+    assert_no_placeholder(dir, log);
+
+    // A fork of the program's log never runs its unscripted nodes either, and stays its.
+    let f = agentmesh(dir, &["fork", log, "--at", "4", "--run-id", "f1"]);
+    expect_code(&f, 9);
+    assert_eq!(
+        read_header(dir.join("logs/f1.jsonl")).unwrap().host(),
+        Some("rust")
+    );
+    let (_, events) = read_log(dir.join("logs/f1.jsonl")).unwrap();
+    assert!(events
+        .iter()
+        .filter(|e| e.seq > 4)
+        .all(|e| !matches!(e.data, EventData::Completed(..))));
+    assert_no_placeholder(dir, "logs/f1.jsonl");
+}
+
+#[test]
+fn the_cli_s_own_runs_keep_their_default_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = approval_workflow(dir);
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap(), "--run-id", "own"]);
+    expect_code(&r, 3);
+    assert_eq!(
+        read_header(dir.join("agentmesh-logs/own.jsonl"))
+            .unwrap()
+            .host(),
+        Some("cli")
+    );
+    let r = agentmesh(
+        dir,
+        &["resume", "agentmesh-logs/own.jsonl", "--approve", "approve"],
+    );
+    expect_code(&r, 0);
+    assert!(
+        r.stdout
+            .contains(r#"{"ship":{"attempt":1,"node":"ship","visit":1}}"#),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn verify_says_running_while_a_writer_holds_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = Workflow::from_file(fan_out_workflow(dir)).unwrap();
+    let run = Run::start(
+        &wf,
+        RunOptions {
+            run_id: Some("live".into()),
+            log_dir: Some(dir.join("logs")),
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    let v = agentmesh(dir, &["verify", "logs/live.jsonl", "--check", "--json"]);
+    expect_code(&v, 0);
+    let v: Value = serde_json::from_str(&v.stdout).unwrap();
+    assert_eq!(v["status"], "running");
+    assert_eq!(
+        v["summary"],
+        "running (a writer holds the lock), 1 activation in flight"
+    );
+    let listed = agentmesh(dir, &["runs", "logs"]);
+    assert!(
+        listed.stdout.contains("running (1 in flight)"),
+        "{}",
+        listed.stdout
+    );
+    drop(run);
+    let v: Value = serde_json::from_str(
+        &agentmesh(dir, &["verify", "logs/live.jsonl", "--check", "--json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(v["status"], "crashed");
+}
+
+// Watching runs: timeline marks, show, runs, follow --------------------------------------------
+
+/// plan → draft (retried once, long output) → review, with usage.
+fn retry_workflow(dir: &Path) -> (PathBuf, PathBuf) {
+    let wf = write_json(
+        dir,
+        "retry.json",
+        json!({"name": "retry", "nodes": [
+            {"id": "plan", "type": "agent", "agent": "planner"},
+            {"id": "draft", "type": "agent", "agent": "writer", "after": ["plan"],
+             "retry": {"maxAttempts": 2, "backoffMs": 5}},
+            {"id": "review", "type": "agent", "agent": "reviewer", "after": ["draft"]}
+        ]}),
+    );
+    let long =
+        "a draft much longer than sixty characters, so that the timeline has to cut it short";
+    let script = write_json(
+        dir,
+        "retry-script.json",
+        json!({"runId": "rt", "agents": {
+            "plan": [{"output": {"topic": "t"}, "usage": {"inputTokens": 10, "outputTokens": 2}}],
+            "draft": [
+                {"attempt": 1, "error": {"type": "Flaky", "message": "503"}, "usage": {"inputTokens": 5, "outputTokens": 0}},
+                {"output": {"text": long}, "usage": {"inputTokens": 100, "outputTokens": 40}}
+            ]
+        }}),
+    );
+    (wf, script)
+}
+
+#[test]
+fn step_ends_are_marked_where_fork_points_are_and_json_values_are_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (wf, script) = retry_workflow(dir);
+    let r = agentmesh(
+        dir,
+        &[
+            "run",
+            wf.to_str().unwrap(),
+            "--script",
+            script.to_str().unwrap(),
+        ],
+    );
+    expect_code(&r, 0);
+    let log = "agentmesh-logs/rt.jsonl";
+    let tj: Value =
+        serde_json::from_str(&agentmesh(dir, &["inspect", log, "--json"]).stdout).unwrap();
+    let events = tj["events"].as_array().unwrap();
+    let text = agentmesh(dir, &["inspect", log]).stdout;
+    for e in events {
+        let seq = e["seq"].as_u64().unwrap();
+        let state = agentmesh_core::state_at(dir.join(log), seq).unwrap();
+        assert_eq!(e["forkPoint"], json!(state.fork_point), "seq {seq}");
+        let marked = text
+            .lines()
+            .any(|l| l.trim_start().starts_with(&format!("{seq}★")));
+        assert_eq!(marked, state.fork_point, "seq {seq}\n{text}");
+    }
+    assert!(events.iter().filter(|e| e["forkPoint"] == true).count() >= 4);
+    // --json keeps whole values: the detail and the event's data.
+    let draft = events
+        .iter()
+        .find(|e| e["type"] == "agentCompleted" && e["node"] == "draft")
+        .unwrap();
+    assert!(draft["detail"]
+        .as_str()
+        .unwrap()
+        .contains("so that the timeline has to cut it short"));
+    assert_eq!(
+        draft["data"]["usage"],
+        json!({"inputTokens": 100, "outputTokens": 40})
+    );
+    assert!(
+        text.contains("than sixty characters, so th..."),
+        "the text timeline still cuts: {text}"
+    );
+}
+
+#[test]
+fn show_prints_a_visit_whole_with_its_attempts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (wf, script) = retry_workflow(dir);
+    expect_code(
+        &agentmesh(
+            dir,
+            &[
+                "run",
+                wf.to_str().unwrap(),
+                "--script",
+                script.to_str().unwrap(),
+            ],
+        ),
+        0,
+    );
+    let log = "agentmesh-logs/rt.jsonl";
+    let s = agentmesh(dir, &["show", log, "draft", "--json"]);
+    expect_code(&s, 0);
+    let d: Value = serde_json::from_str(&s.stdout).unwrap();
+    assert_eq!(
+        (d["node"].as_str(), d["type"].as_str(), d["name"].as_str()),
+        (Some("draft"), Some("agent"), Some("writer"))
+    );
+    assert_eq!(
+        (d["visit"].as_u64(), d["visits"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(d["deps"], json!({"plan": {"topic": "t"}}));
+    let attempts = d["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["status"], "failed");
+    assert_eq!(attempts[0]["error"]["type"], "Flaky");
+    assert_eq!(
+        attempts[0]["usage"],
+        json!({"inputTokens": 5, "outputTokens": 0})
+    );
+    assert_eq!(
+        (
+            attempts[1]["status"].as_str(),
+            attempts[1]["delayMs"].as_u64()
+        ),
+        (Some("completed"), Some(5))
+    );
+    assert!(d["output"]["text"]
+        .as_str()
+        .unwrap()
+        .ends_with("cut it short"));
+
+    let t = agentmesh(dir, &["show", log, "draft"]);
+    expect_code(&t, 0);
+    for part in [
+        "node         draft (agent writer)",
+        r#"deps         plan: {"topic":"t"}"#,
+        "attempt 1    scheduled at seq 6 (step 2); agentFailed at seq 7",
+        ": Flaky: 503 (retryable), 5 in / 0 out tokens",
+        "attempt 2    scheduled at seq 9 (step 3), retry of #7, after 5 ms backoff; agentCompleted at seq 10",
+        "so that the timeline has to cut it short",
+    ] {
+        assert!(t.stdout.contains(part), "{part:?} not in\n{}", t.stdout);
+    }
+    // A node that has not run, a visit it did not have, a node that does not exist.
+    let e = agentmesh(dir, &["show", log, "draft", "--visit", "2"]);
+    expect_code(&e, 4);
+    assert!(
+        e.stderr
+            .contains("node 'draft' has 1 visit in this log, not 2"),
+        "{}",
+        e.stderr
+    );
+    let e = agentmesh(dir, &["show", log, "ghost"]);
+    expect_code(&e, 4);
+    assert!(
+        e.stderr.contains("no node 'ghost'") && e.stderr.contains("plan, draft, review"),
+        "{}",
+        e.stderr
+    );
+}
+
+#[test]
+fn runs_lists_a_directory_and_counts_only_a_fork_s_own_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (wf, script) = retry_workflow(dir);
+    let wf = wf.to_str().unwrap();
+    expect_code(
+        &agentmesh(
+            dir,
+            &[
+                "run",
+                wf,
+                "--script",
+                script.to_str().unwrap(),
+                "--log-dir",
+                "logs",
+            ],
+        ),
+        0,
+    );
+    write_json(
+        dir,
+        "again.json",
+        json!({"agents": {"review": [{"output": 1, "usage": {"inputTokens": 7, "outputTokens": 3}}]}}),
+    );
+    // Seq 11 ends draft's step: the fork copies plan's and draft's usage, spends only review's.
+    let f = agentmesh(
+        dir,
+        &[
+            "fork",
+            "logs/rt.jsonl",
+            "--at",
+            "10",
+            "--run-id",
+            "rt-fork",
+            "--script",
+            "again.json",
+        ],
+    );
+    expect_code(&f, 0);
+    crashed_rust_log(dir);
+    std::fs::write(dir.join("logs/notes.jsonl"), b"not a log\n").unwrap();
+    std::fs::write(dir.join("logs/README.md"), b"ignored").unwrap();
+
+    let r = agentmesh(dir, &["runs", "logs", "--json"]);
+    expect_code(&r, 0);
+    let listed: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+    let files: Vec<&str> = listed.iter().map(|l| l["file"].as_str().unwrap()).collect();
+    assert_eq!(
+        files,
+        ["crashed.jsonl", "notes.jsonl", "rt-fork.jsonl", "rt.jsonl"]
+    );
+    let [crashed, notes, fork, rt] = &listed[..] else {
+        unreachable!()
+    };
+    assert_eq!(rt["status"], "completed");
+    assert_eq!(rt["usage"], json!({"inputTokens": 115, "outputTokens": 42}));
+    assert_eq!(
+        (rt["steps"].as_u64(), rt["host"].as_str()),
+        (Some(4), Some("cli"))
+    );
+    assert!(rt["lastEventAt"].as_u64().unwrap() > 1_700_000_000_000);
+    assert_eq!(fork["usage"], json!({"inputTokens": 7, "outputTokens": 3}));
+    assert_eq!(fork["parent"], json!({"runId": "rt", "seq": 10}));
+    assert_eq!(
+        (crashed["status"].as_str(), crashed["host"].as_str()),
+        (Some("crashed"), Some("rust"))
+    );
+    assert_eq!(crashed["inFlight"], json!(["b", "c"]));
+    assert!(
+        notes["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("[LOG_CORRUPT]"),
+        "{notes}"
+    );
+
+    let t = agentmesh(dir, &["runs", "logs"]);
+    expect_code(&t, 0);
+    assert!(
+        t.stdout.lines().next().unwrap().starts_with("log "),
+        "{}",
+        t.stdout
+    );
+    assert!(
+        t.stdout.contains("crashed (2 in flight)") && t.stdout.contains("115 / 42"),
+        "{}",
+        t.stdout
+    );
+    assert!(
+        t.stdout.contains("notes.jsonl  unreadable: [LOG_CORRUPT]"),
+        "{}",
+        t.stdout
+    );
+    assert!(
+        t.stdout.ends_with("3 runs, 1 unreadable log\n"),
+        "{}",
+        t.stdout
+    );
+    expect_code(&agentmesh(dir, &["runs", "missing-dir"]), 7);
+}
+
+/// Start `agentmesh inspect --follow LOG` in `dir`, its stdout piped.
+fn follow(dir: &Path, log: &str, json: bool) -> std::process::Child {
+    let mut args = vec!["inspect", "--follow", log];
+    if json {
+        args.push("--json");
+    }
+    Command::new(env!("CARGO_BIN_EXE_agentmesh"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait for a child (at most a minute: a hang fails the test instead of blocking it).
+fn finish(mut child: std::process::Child) -> Output {
+    for _ in 0..600 {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    panic!("agentmesh inspect --follow did not stop");
+}
+
+#[test]
+fn follow_prints_a_live_run_until_it_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = Workflow::from_file(fan_out_workflow(dir)).unwrap();
+    // Started before the log exists; the run is driven from this process step by step.
+    let child = follow(dir, "logs/live.jsonl", false);
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(250));
+    pause();
+    let mut run = Run::start(
+        &wf,
+        RunOptions {
+            run_id: Some("live".into()),
+            log_dir: Some(dir.join("logs")),
+            host: Some("rust".into()),
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    loop {
+        let acts = run.poll().unwrap();
+        if acts.is_empty() {
+            break;
+        }
+        // Completions arrive one at a time, the last activation's first.
+        for act in acts.iter().rev() {
+            pause();
+            run.complete(act.id, Completion::ok(json!(format!("{} done", act.node))))
+                .unwrap();
+        }
+    }
+    assert!(run.is_finished().unwrap());
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("run live  workflow fan"), "{text}");
+    let events = read_log(dir.join("logs/live.jsonl")).unwrap().1;
+    for e in &events {
+        let rows = text.lines().filter(|l| {
+            l.split_whitespace().next().map(|s| s.trim_end_matches('★')) == Some(&e.seq.to_string())
+        });
+        assert_eq!(rows.count(), 1, "seq {} once in\n{text}", e.seq);
+    }
+    assert!(text.contains("\nstatus       completed\n"), "{text}");
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("waiting for logs/live.jsonl to appear"));
+}
+
+#[test]
+fn follow_stops_when_the_run_waits_and_prints_json_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    rust_mesh(&dir.join("logs"))
+        .run(
+            &approval_spec(),
+            RunOptions {
+                run_id: Some("w".into()),
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+    let out = finish(follow(dir, "logs/w.jsonl", false));
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("approve  waiting"), "{text}");
+    assert!(
+        text.ends_with("status       waiting for a person (approve)\n"),
+        "{text}"
+    );
+    let out = finish(follow(dir, "logs/w.jsonl", true));
+    assert_eq!(out.status.code(), Some(3));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        read_log(dir.join("logs/w.jsonl")).unwrap().1.len()
+    );
+    assert_eq!(
+        lines[3]["data"],
+        json!({"output": {"text": "written by Rust"}})
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn follow_stops_on_ctrl_c() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crashed_rust_log(dir); // never finishes: only Ctrl-C ends the follow
+    let mut child = follow(dir, "logs/crashed.jsonl", false);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 3];
+    stdout.read_exact(&mut first).unwrap(); // it has printed the timeline
+    assert_eq!(&first, b"run");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = finish(child);
+    assert_eq!(out.status.signal(), Some(2), "{:?}", out.status);
+}
+
+#[test]
+fn retry_continues_a_failed_run_and_usage_counts_what_it_spent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = write_json(
+        dir,
+        "w.json",
+        json!({"name": "outage", "nodes": [
+            {"id": "plan", "type": "agent", "agent": "planner"},
+            {"id": "fetch", "type": "tool", "tool": "http", "after": ["plan"],
+             "retry": {"maxAttempts": 2}}]}),
+    );
+    // The outage: fetch fails twice; attempt 3 (after the retry) succeeds.
+    write_json(
+        dir,
+        "s.json",
+        json!({"runId": "outage", "agents": {
+            "plan": [{"output": {"q": 1}, "usage": {"inputTokens": 10, "outputTokens": 2, "model": "m"}}],
+            "fetch": [{"attempt": 1, "error": {"type": "ConnectionError", "message": "refused"}, "usage": {"inputTokens": 5}},
+                      {"attempt": 2, "error": {"type": "ConnectionError", "message": "refused"}},
+                      {"attempt": 3, "output": {"status": 200}}]}}),
+    );
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap(), "--script", "s.json"]);
+    expect_code(&r, 1);
+    let log = log_path_from(&r.stdout);
+    // Running it again names the way out.
+    let again = agentmesh(dir, &["run", wf.to_str().unwrap(), "--script", "s.json"]);
+    expect_code(&again, 4);
+    assert!(again.stderr.contains("retry it"), "{}", again.stderr);
+    let r = agentmesh(dir, &["retry", &log, "--script", "s.json"]);
+    expect_code(&r, 0);
+    assert!(r.stdout.contains("runReopened"), "{}", r.stdout);
+    assert!(r.stdout.contains("status       completed"), "{}", r.stdout);
+    let r = agentmesh(dir, &["retry", &log]);
+    expect_code(&r, 4);
+    assert!(
+        r.stderr.contains("completed, which is final"),
+        "{}",
+        r.stderr
+    );
+
+    let u = agentmesh(dir, &["usage", &log, "--json"]);
+    expect_code(&u, 0);
+    let report: Value = serde_json::from_str(&u.stdout).unwrap();
+    assert_eq!(report["total"]["inputTokens"], json!(15));
+    assert_eq!(report["total"]["attempts"], json!(4));
+    assert_eq!(report["byModel"]["m"]["inputTokens"], json!(10));
+    assert_eq!(report["byTool"]["http"]["attempts"], json!(3));
+    let text = agentmesh(dir, &["usage", &log]);
+    expect_code(&text, 0);
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.starts_with("total") && l.split_whitespace().nth(1) == Some("15")),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn run_warns_about_nodes_that_receive_no_deps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wf = write_json(
+        dir,
+        "w.json",
+        json!({"name": "warn", "nodes": [
+            {"id": "write", "type": "agent", "agent": "a"},
+            {"id": "gate", "type": "branch", "after": ["write"],
+             "cases": [{"when": {"path": "/outputs/write", "exists": true}, "goto": "publish"}]},
+            {"id": "publish", "type": "tool", "tool": "save", "after": ["gate"]}]}),
+    );
+    let r = agentmesh(dir, &["run", wf.to_str().unwrap()]);
+    expect_code(&r, 0);
+    assert!(
+        r.stderr
+            .contains("warning: node 'publish': every 'after' entry is a branch (gate)"),
         "{}",
         r.stderr
     );

@@ -1,4 +1,4 @@
-import type { Anchor, LogEvent, LogHeader, ReplayReport, RunState, VerifyReport } from '../native'
+import type { Anchor, LogEvent, LogHeader, ReplayReport, RunState, UsageReport, VerifyReport } from '../native'
 import type { PathLike, Workflow } from './workflow'
 
 /**
@@ -55,6 +55,11 @@ export declare function replay(path: PathLike, workflow?: Workflow | null): Prom
 /** Time travel: the run's state as of `seq` (`InvalidArgumentError` outside the log). */
 export declare function stateAt(path: PathLike, seq: number): Promise<RunState>
 /**
+ * What the run in a log spent (read-only): token usage in all (`total`) and by node, agent,
+ * tool and model; a fork's events copied from its parent are `inherited`, never in `total`.
+ */
+export declare function usageReport(path: PathLike): Promise<UsageReport>
+/**
  * The events of a log in seq order (canonical form), as an async iterator:
  * `for await (const event of readLog(path))`. Streams in flat memory (a reader thread hands
  * over batches); errors reject the `next()` that reaches them.
@@ -79,6 +84,8 @@ export declare function fingerprintSync(path: PathLike): string
 export declare function replaySync(path: PathLike, workflow?: Workflow | null): ReplayReport
 /** `stateAt`, blocking. */
 export declare function stateAtSync(path: PathLike, seq: number): RunState
+/** `usageReport`, blocking. */
+export declare function usageReportSync(path: PathLike): UsageReport
 /** The events of a log in seq order, as an array. */
 export declare function readLogSync(path: PathLike): LogEvent[]
 

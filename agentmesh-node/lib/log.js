@@ -1,7 +1,7 @@
 'use strict'
 // Log files: verify (or check without writing), anchors, canonical form, fingerprint, replay,
-// time travel, history, reading. Parallel to Python's module functions (agentmesh.verify_log,
-// ...). The whole-log reads return Promises computed on libuv's thread pool (the addon's
+// time travel, history, usage, reading. Parallel to Python's module functions
+// (agentmesh.verify_log, ...). The whole-log reads return Promises computed on libuv's thread pool (the addon's
 // `…Async` functions), so the event loop never waits for a log; each has a `…Sync` form.
 // `readLog` and `history` stream: async iterators fed batch by batch by a reader thread, in
 // flat memory. Every error is an AgentMesh error (errors.js).
@@ -70,6 +70,14 @@ async function replay(path, workflow) {
 /** The state of the run as of `seq` (`forkPoint` says whether a fork may start there). */
 async function stateAt(path, seq) {
   return await callAsync(native.stateAtAsync, toPath(path), checkSeq(seq))
+}
+
+/**
+ * What the run in a log spent: token usage by run, node, agent, tool and model (a fork's
+ * events copied from its parent are `inherited`, never in `total`). Read-only.
+ */
+async function usageReport(path) {
+  return await callAsync(native.usageReportAsync, toPath(path))
 }
 
 /** Verify a log without ever writing to it (a damaged tail is reported as `tornAt`). */
@@ -235,6 +243,10 @@ function stateAtSync(path, seq) {
   return call(native.stateAt, toPath(path), checkSeq(seq))
 }
 
+function usageReportSync(path) {
+  return call(native.usageReport, toPath(path))
+}
+
 /** The events of a log in seq order, as an array. */
 function readLogSync(path) {
   return call(native.readLog, toPath(path)).events
@@ -275,6 +287,8 @@ module.exports = {
   fingerprintSync,
   replaySync,
   stateAtSync,
+  usageReport,
+  usageReportSync,
   readLogSync,
   readHeader,
   recordedWorkflow,

@@ -1,14 +1,31 @@
 import type { PathLike, Workflow } from './workflow'
-import type { LogEvent, RunError } from '../native'
+import type { LogEvent, RunError, UsageReport } from '../native'
 
 /** Any JSON value. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
 
-/** Token usage of one activation. */
+/** Token usage of one attempt in AgentMesh's own shape (what the log records). */
 export interface Usage {
+  /** Prompt tokens, cached ones included. */
   inputTokens?: number
+  /** Completion tokens, reasoning included. */
   outputTokens?: number
+  /** Prompt tokens read from a prompt cache. */
+  cachedInputTokens?: number
+  /** Prompt tokens written to a prompt cache. */
+  cacheWriteTokens?: number
+  /** Reasoning tokens. */
+  reasoningTokens?: number
+  /** The model that spent them. */
+  model?: string
 }
+
+/**
+ * Usage as an agent may give it: AgentMesh's `Usage`, an OpenAI (chat or responses) or
+ * Anthropic `usage` object, or a whole response (`{model, usage, ...}`: only those two are
+ * read, never `id` or `created`). The core reads and checks it (docs/usage.md).
+ */
+export type UsageInput = Usage | { readonly [key: string]: unknown }
 
 /**
  * One unit of work handed to an agent or tool. Its fields are read from the core when an
@@ -63,18 +80,18 @@ export type AgentFn = (activation: Activation) => AgentResult | Promise<AgentRes
  * and the tokens the failed attempt spent (`usage`, recorded with the failure).
  */
 export declare class ActivationError extends Error {
-  constructor(type: string, message: string, options?: { retryable?: boolean; usage?: Usage | null })
+  constructor(type: string, message: string, options?: { retryable?: boolean; usage?: UsageInput | null })
   readonly type: string
   readonly retryable: boolean
-  /** Tokens the failed attempt spent (`null`: not reported). */
-  readonly usage: Usage | null
+  /** Tokens the failed attempt spent, as given (`null`: not reported). */
+  readonly usage: UsageInput | null
 }
 
 /** An agent result with token usage. */
 export declare class Output<T = unknown> {
-  constructor(value: T, options?: { usage?: Usage | null })
+  constructor(value: T, options?: { usage?: UsageInput | null })
   readonly value: T
-  readonly usage: Usage | null
+  readonly usage: UsageInput | null
 }
 
 /** JSON text handed to the core as written (still parsed and validated there). */
@@ -99,6 +116,11 @@ export declare class RunResult {
   readonly logPath: string | null
   /** blake3 (hex) of the canonical log. */
   readonly fingerprint: string
+  /**
+   * What the run spent: token usage in all and by node, agent, tool and model, computed from
+   * the log on each read (a fork's copied events are `inherited`, never in `total`).
+   */
+  readonly usage: UsageReport
   /** The canonical log bytes. */
   canonical(): Buffer
 }
@@ -142,6 +164,11 @@ export interface RunOptions extends DriveOptions {
 export interface ResumeOptions extends DriveOptions {
   /** Decisions for waiting human nodes, by node id. */
   approvals?: Record<string, unknown>
+  /** When given, the log must hold this run (`InvalidArgumentError` otherwise). */
+  runId?: string
+}
+
+export interface RetryOptions extends DriveOptions {
   /** When given, the log must hold this run (`InvalidArgumentError` otherwise). */
   runId?: string
 }
@@ -191,6 +218,14 @@ export declare class Mesh {
   runSync(workflow: Workflow, options?: Omit<RunOptions, 'signal' | 'interrupt'>): RunResult
   resume(logPath: PathLike, options?: ResumeOptions): Promise<RunResult>
   resumeSync(logPath: PathLike, options?: Omit<ResumeOptions, 'signal' | 'interrupt'>): RunResult
+  /**
+   * Reopen a failed or cancelled run and drive it on: `runReopened` is recorded and the nodes
+   * that failed (or were cancelled) run again with a fresh allowance of attempts; finished
+   * work is kept. A run that is running, waiting, completed, or failed on a limit is refused
+   * with `InvalidArgumentError` naming the way out, and nothing is written.
+   */
+  retry(logPath: PathLike, options?: RetryOptions): Promise<RunResult>
+  retrySync(logPath: PathLike, options?: Omit<RetryOptions, 'signal' | 'interrupt'>): RunResult
   fork(logPath: PathLike, seq: number, options?: ForkOptions): Promise<RunResult>
   forkSync(logPath: PathLike, seq: number, options?: Omit<ForkOptions, 'signal' | 'interrupt'>): RunResult
   /**
@@ -201,6 +236,8 @@ export declare class Mesh {
   stream(workflow: Workflow, options?: Omit<RunOptions, 'onEvent'>): RunStream
   /** `resume`, as an async iterator of the events it appends. */
   streamResume(logPath: PathLike, options?: Omit<ResumeOptions, 'onEvent'>): RunStream
+  /** `retry`, as an async iterator of the events it appends (`runReopened` first). */
+  streamRetry(logPath: PathLike, options?: Omit<RetryOptions, 'onEvent'>): RunStream
   /** `fork`, as an async iterator of the fork's events (the copied prefix first). */
   streamFork(logPath: PathLike, seq: number, options?: Omit<ForkOptions, 'onEvent'>): RunStream
 }

@@ -234,6 +234,14 @@ class RunResult {
     return this.logPath !== null ? call(native.fingerprint, this.logPath) : call(() => this._run.fingerprint())
   }
 
+  /**
+   * What the run spent: token usage by run, node, agent, tool and model, computed from the
+   * log on each read (a fork's copied events are `inherited`, never in `total`).
+   */
+  get usage() {
+    return this.logPath !== null ? call(native.usageReport, this.logPath) : call(() => this._run.usage())
+  }
+
   /** The canonical log bytes. */
   canonical() {
     return this.logPath !== null ? call(native.canonicalLog, this.logPath) : call(() => this._run.canonical())
@@ -294,6 +302,7 @@ function checkOptions(opts, allowed) {
 // The option keys of each method (`…Sync` forms: no signals; streams: no onEvent).
 const RUN_KEYS = ['input', 'seed', 'runId', 'tenant', 'signal', 'interrupt', 'onEvent']
 const RESUME_KEYS = ['approvals', 'runId', 'signal', 'interrupt', 'onEvent']
+const RETRY_KEYS = ['runId', 'signal', 'interrupt', 'onEvent']
 const FORK_KEYS = ['overrides', 'runId', 'workflow', 'signal', 'interrupt', 'onEvent']
 const ASYNC_ONLY = new Set(['signal', 'interrupt'])
 const syncKeys = (keys) => keys.filter((k) => !ASYNC_ONLY.has(k))
@@ -929,6 +938,21 @@ class Mesh {
   }
 
   /**
+   * Reopen a failed or cancelled run from its log and drive it on: `runReopened` is recorded
+   * and the nodes that failed (or were cancelled) run again with a fresh allowance of
+   * attempts; finished work is kept.
+   */
+  async retry(logPath, options) {
+    const opts = checkOptions(options, RETRY_KEYS)
+    return this._drive(this._retry(logPath, opts, watching(opts)), opts)
+  }
+
+  retrySync(logPath, options) {
+    const opts = checkOptions(options, syncKeys(RETRY_KEYS))
+    return this._driveSync(this._retry(logPath, opts, watching(opts)), opts)
+  }
+
+  /**
    * Fork the run in `logPath` at step end `seq` with node outputs replaced (and under a
    * changed workflow, when given); drive the fork.
    */
@@ -958,6 +982,13 @@ class Mesh {
   streamResume(logPath, options) {
     const opts = checkOptions(options, streamKeys(RESUME_KEYS))
     const run = this._reopen(logPath, opts, true)
+    return new RunStream((onEvent, attach) => this._drive(run, { ...opts, onEvent }, attach))
+  }
+
+  /** `retry` as an async iterator of the events it appends (`runReopened` first). */
+  streamRetry(logPath, options) {
+    const opts = checkOptions(options, streamKeys(RETRY_KEYS))
+    const run = this._retry(logPath, opts, true)
     return new RunStream((onEvent, attach) => this._drive(run, { ...opts, onEvent }, attach))
   }
 
@@ -1009,6 +1040,14 @@ class Mesh {
     return call(() =>
       native.NativeRun.resume(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, approvalsJson: texts, watch }, values),
     )
+  }
+
+  _retry(logPath, opts, watch) {
+    logPath = toPath(logPath, 'logPath')
+    // Registration first: the failed nodes run again at once. The core refuses a run that is
+    // not failed or cancelled before it writes anything.
+    this._checkRegistered(call(native.recordedWorkflow, logPath))
+    return call(() => native.NativeRun.retry(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, watch }))
   }
 
   _fork(logPath, seq, opts, watch) {

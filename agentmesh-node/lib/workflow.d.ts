@@ -12,6 +12,16 @@ export interface RetryPolicy {
   backoffMs?: number
   /** Factor applied to the wait before each later retry, 1–10 (default 1). */
   backoffMultiplier?: number
+  /**
+   * Error types never retried (exact type names: a thrown error's class name, or an
+   * `ActivationError`'s `type`), on top of the programming-error defaults.
+   */
+  nonRetryable?: string[]
+  /**
+   * Retry programming errors too (`TypeError`, `ReferenceError`, `SyntaxError`, `RangeError`,
+   * and Python's); by default they fail the node at once (default false).
+   */
+  retryProgrammingErrors?: boolean
 }
 
 /** `{path, <op>: operand}` for each operator of `Op` (exactly one operator per test). */
@@ -114,6 +124,13 @@ export declare class Workflow {
   agentNames(): string[]
   /** Tool names the workflow uses, sorted. */
   toolNames(): string[]
+  /**
+   * Hints about a valid workflow that probably does not do what its author meant (a node whose
+   * every `after` entry is a branch receives no deps); they never change a run. Loading or
+   * building a workflow emits each once per process (`process.emitWarning`, type
+   * `AgentMeshWarning`).
+   */
+  readonly warnings: string[]
   toString(): string
 }
 

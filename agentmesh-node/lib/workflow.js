@@ -93,6 +93,24 @@ function notJsonData(value, path, depth, ancestors) {
   }
 }
 
+// Warnings already emitted in this process (workflow hash + text): a service that loads the
+// same workflow per request warns once, as Node does for deprecations.
+const WARNED = new Set()
+
+/**
+ * Emit the workflow's warnings (`process.emitWarning`, type `AgentMeshWarning`), each once per
+ * process; `node --disable-warning=AgentMeshWarning` silences them. Returns the workflow.
+ */
+function announce(workflow) {
+  for (const text of workflow.warnings) {
+    const key = `${workflow.hash}\n${text}`
+    if (WARNED.has(key)) continue
+    WARNED.add(key)
+    process.emitWarning(`workflow '${workflow.name}': ${text}`, { type: 'AgentMeshWarning' })
+  }
+  return workflow
+}
+
 /**
  * A workflow the core has parsed and validated. Make one with `Workflow.fromObject`,
  * `fromJson`, `fromFile` or `Workflow.builder(name)...build()`; invalid definitions throw
@@ -113,7 +131,7 @@ class Workflow {
   /** Parse and validate workflow JSON text. */
   static fromJson(text) {
     if (typeof text !== 'string') throw new InvalidWorkflowError(`workflow JSON must be a string, not ${describe(text)}`)
-    return new Workflow(call(() => native.NativeWorkflow.fromJson(text)))
+    return announce(new Workflow(call(() => native.NativeWorkflow.fromJson(text))))
   }
 
   /** Validate a workflow given as a plain object (JSON data, as in the workflow JSON). */
@@ -129,7 +147,7 @@ class Workflow {
   /** Read, parse and validate a workflow file. */
   static fromFile(path) {
     const file = toPath(path)
-    return new Workflow(call(() => native.NativeWorkflow.fromFile(file)))
+    return announce(new Workflow(call(() => native.NativeWorkflow.fromFile(file))))
   }
 
   /** Build a workflow in code: `Workflow.builder('w').agent('a', 'writer').build()`. */
@@ -175,6 +193,15 @@ class Workflow {
   /** Tool names the workflow uses, sorted. */
   toolNames() {
     return this._native.toolNames()
+  }
+
+  /**
+   * Hints about a valid workflow that probably does not do what its author meant (a node
+   * whose every `after` entry is a branch receives no deps); they never change a run. Loading
+   * or building a workflow emits each as an `AgentMeshWarning`.
+   */
+  get warnings() {
+    return this._native.warnings()
   }
 
   toString() {

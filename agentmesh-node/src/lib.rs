@@ -4,15 +4,18 @@
 //!
 //! - [`run::NativeWorkflow`] and [`run::NativeRun`]: the core's `Workflow` and `Run`, the
 //!   activation/completion protocol (`start` → `poll` → `completeAll` → `outcome`),
-//!   `resume` (run id and approvals checked by the core), `fork`, `cancel`, `close`;
+//!   `resume` (run id and approvals checked by the core), `retry` (a failed or cancelled run
+//!   reopened), `fork`, `cancel`, `usage`, `close`; a workflow's `warnings`;
 //! - the per-step path in plain Node-API ([`raw`]): `poll` as one text of activation records
 //!   ([`activation`]), [`completion::NativeCompletion`] (a result converted once, when it
 //!   settles) and `completeAll` (one commit per burst);
 //! - free functions over log files ([`log`]): `verifyLog`, `checkLog`, `anchor`,
 //!   `verifyAnchor`, `canonicalLog`, `readHeader`, `readLog`, `fingerprint`, `replay`,
-//!   `stateAt`, `history`, `recordedWorkflow`, `normalizeJson`, and Promise forms of the
-//!   heavy reads (`verifyLogAsync`, ...) on libuv's thread pool; streamed reads ([`stream`]);
-//! - `errorCodes()`, the stable codes every error carries.
+//!   `stateAt`, `history`, `usageReport`, `recordedWorkflow`, `normalizeJson`, and Promise
+//!   forms of the heavy reads (`verifyLogAsync`, ...) on libuv's thread pool; streamed reads
+//!   ([`stream`]);
+//! - `errorCodes()`, the stable codes every error carries;
+//! - [`cli::cli_main`]: the `agentmesh` command itself, for the package's `agentmesh` bin.
 //!
 //! Values into the core cross without JSON text: JS data is checked and converted straight
 //! into `serde_json::Value` ([`json`]). Out of it, activations and streamed events cross as
@@ -28,6 +31,7 @@
 
 mod activation;
 mod args;
+mod cli;
 mod completion;
 mod errors;
 mod json;

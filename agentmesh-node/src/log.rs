@@ -1,5 +1,5 @@
 //! Free functions over log files: verify (and check without writing), anchors, canonical
-//! form, read, fingerprint, replay, time travel, history (streaming reads: `stream.rs`). The whole-log reads also come as `…Async` functions returning Promises that run on
+//! form, read, fingerprint, replay, time travel, history, usage (streaming reads: `stream.rs`). The whole-log reads also come as `…Async` functions returning Promises that run on
 //! libuv's thread pool (see `task.rs`); both forms share one body and throw/reject the same
 //! errors.
 
@@ -10,7 +10,9 @@ use napi_derive::napi;
 
 use crate::args;
 use crate::errors::{guard, OrThrow};
-use crate::objects::{num, LogContents, LogEvent, LogHeader, ReplayReport, RunState, VerifyReport};
+use crate::objects::{
+    num, LogContents, LogEvent, LogHeader, ReplayReport, RunState, UsageReport, VerifyReport,
+};
 use crate::run::NativeWorkflow;
 use crate::task::{spawn, CoreTask};
 
@@ -129,6 +131,24 @@ pub fn state_at(env: &Env, path: String, seq: f64) -> napi::Result<RunState> {
 #[napi(ts_return_type = "Promise<RunState>")]
 pub fn state_at_async(path: String, seq: f64) -> AsyncTask<CoreTask<RunState>> {
     spawn(move || state(&path, args::uint("seq", seq)?))
+}
+
+fn usage(path: &str) -> Result<UsageReport> {
+    Ok(agentmesh_core::usage_report(path)?.into())
+}
+
+/// What the run in a log spent: token usage by run, node, agent, tool and model; a fork's
+/// events copied from its parent are reported apart (`inherited`), never in `total`.
+/// Read-only. Errors: `LOG_CORRUPT`, `IO`.
+#[napi(catch_unwind)]
+pub fn usage_report(env: &Env, path: String) -> napi::Result<UsageReport> {
+    guard(|| usage(&path)).or_throw(env)
+}
+
+/// `usageReport` on the thread pool.
+#[napi(ts_return_type = "Promise<UsageReport>")]
+pub fn usage_report_async(path: String) -> AsyncTask<CoreTask<UsageReport>> {
+    spawn(move || usage(&path))
 }
 
 /// The workflow recorded in a log's `runStarted` event. Errors: `LOG_CORRUPT`, `IO`.

@@ -521,3 +521,142 @@ impl From<core::RunState> for RunState {
         }
     }
 }
+
+/// Usage summed over agent and tool attempts (`usageReport`; keys as the core's serde form).
+#[napi(object, object_from_js = false)]
+pub struct UsageTotals {
+    /// Prompt tokens, cached ones included.
+    pub input_tokens: i64,
+    /// Completion tokens, reasoning included.
+    pub output_tokens: i64,
+    /// Prompt tokens read from a prompt cache.
+    pub cached_input_tokens: i64,
+    /// Prompt tokens written to a prompt cache.
+    pub cache_write_tokens: i64,
+    /// Reasoning tokens.
+    pub reasoning_tokens: i64,
+    /// Agent and tool attempts that ended (completed or failed), with or without usage.
+    pub attempts: i64,
+    /// Of those, the ones that reported usage.
+    pub reported: i64,
+}
+
+impl From<core::UsageTotals> for UsageTotals {
+    fn from(t: core::UsageTotals) -> UsageTotals {
+        let core::UsageTotals {
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            cache_write_tokens,
+            reasoning_tokens,
+            attempts,
+            reported,
+        } = t;
+        UsageTotals {
+            input_tokens: num(input_tokens),
+            output_tokens: num(output_tokens),
+            cached_input_tokens: num(cached_input_tokens),
+            cache_write_tokens: num(cache_write_tokens),
+            reasoning_tokens: num(reasoning_tokens),
+            attempts: num(attempts),
+            reported: num(reported),
+        }
+    }
+}
+
+/// Usage totals by node id, agent, tool or model: a plain object in key order whose values
+/// are `UsageTotals` objects (keys as own data properties: a model named `__proto__` is a
+/// key, as `JSON.parse` would make it).
+pub struct UsageBy(BTreeMap<String, core::UsageTotals>);
+
+impl ToNapiValue for UsageBy {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+        let status = |s: sys::napi_status, what: &str| match s {
+            sys::Status::napi_ok => Ok(()),
+            s => Err(napi::Error::new(napi::Status::from(s), what.to_owned())),
+        };
+        // SAFETY: napi calls this with the live environment of the current call; the
+        // descriptors' handles stay in its scope until napi_define_properties.
+        unsafe {
+            let mut obj = std::ptr::null_mut();
+            status(sys::napi_create_object(env, &mut obj), "creating an object")?;
+            let mut props = Vec::with_capacity(val.0.len());
+            for (key, totals) in val.0 {
+                props.push(sys::napi_property_descriptor {
+                    utf8name: std::ptr::null(),
+                    name: json::string(env, &key)?,
+                    method: None,
+                    getter: None,
+                    setter: None,
+                    value: UsageTotals::to_napi_value(env, totals.into())?,
+                    attributes: sys::PropertyAttributes::writable
+                        | sys::PropertyAttributes::enumerable
+                        | sys::PropertyAttributes::configurable,
+                    data: std::ptr::null_mut(),
+                });
+            }
+            if !props.is_empty() {
+                let defined = sys::napi_define_properties(env, obj, props.len(), props.as_ptr());
+                status(defined, "defining usage keys")?;
+            }
+            Ok(obj)
+        }
+    }
+}
+
+impl TypeName for UsageBy {
+    fn type_name() -> &'static str {
+        "Record<string, UsageTotals>"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+/// What a run spent (`usageReport`, `RunResult.usage`): the core's `UsageReport`, with the
+/// keys and key order of its serde JSON. A fork's `inherited` is what the events copied from
+/// its parent record (never in `total`); absent for a run that is not a fork.
+#[napi(object, object_from_js = false)]
+pub struct UsageReport {
+    pub run_id: String,
+    /// Everything this run spent.
+    pub total: UsageTotals,
+    /// By node id.
+    #[napi(ts_type = "Record<string, UsageTotals>")]
+    pub by_node: UsageBy,
+    /// By agent name (agent nodes).
+    #[napi(ts_type = "Record<string, UsageTotals>")]
+    pub by_agent: UsageBy,
+    /// By tool name (tool nodes).
+    #[napi(ts_type = "Record<string, UsageTotals>")]
+    pub by_tool: UsageBy,
+    /// By the model the usage names (attempts that named none are not here).
+    #[napi(ts_type = "Record<string, UsageTotals>")]
+    pub by_model: UsageBy,
+    /// A fork: what the events copied from its parent record (the parent spent it).
+    pub inherited: Option<UsageTotals>,
+}
+
+impl From<core::UsageReport> for UsageReport {
+    fn from(r: core::UsageReport) -> UsageReport {
+        let core::UsageReport {
+            run_id,
+            total,
+            by_node,
+            by_agent,
+            by_tool,
+            by_model,
+            inherited,
+        } = r;
+        UsageReport {
+            run_id,
+            total: total.into(),
+            by_node: UsageBy(by_node),
+            by_agent: UsageBy(by_agent),
+            by_tool: UsageBy(by_tool),
+            by_model: UsageBy(by_model),
+            inherited: inherited.map(UsageTotals::from),
+        }
+    }
+}

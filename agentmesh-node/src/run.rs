@@ -26,7 +26,7 @@ use crate::args::{self, SeedArg};
 use crate::completion;
 use crate::errors::{guard, invalid_argument, panicked, to_js, OrThrow};
 use crate::json::{JsText, TextPosition};
-use crate::objects::{LogEvent, Outcome};
+use crate::objects::{LogEvent, Outcome, UsageReport};
 use crate::raw::{self, RawEnv, Value as JsValue, R};
 
 /// What the logs this binding creates record as their host (`meta.host` of the header).
@@ -100,6 +100,13 @@ impl NativeWorkflow {
         let names = self.inner.tool_names();
         names.into_iter().map(str::to_owned).collect()
     }
+
+    /// Hints about a valid workflow that probably does not do what its author meant (a node
+    /// whose every `after` entry is a branch receives no deps); they never change a run.
+    #[napi]
+    pub fn warnings(&self) -> Vec<String> {
+        self.inner.warnings()
+    }
 }
 
 /// `INVALID_WORKFLOW` for workflow JSON text holding a lone surrogate, in the form of the
@@ -158,6 +165,20 @@ pub struct ResumeArgs {
     /// Decisions as JSON text, by node id.
     pub approvals_json: Option<HashMap<String, String>>,
     /// Keep the events resume appends (and every later one) for `takeCommitted`.
+    pub watch: Option<bool>,
+}
+
+/// How to reopen a failed or cancelled run (`NativeRun.retry`).
+#[napi(object, object_to_js = false)]
+#[derive(Default)]
+pub struct RetryArgs {
+    /// Durability of what is appended (default `batch`).
+    #[napi(ts_type = "'always' | 'batch' | 'never'")]
+    pub fsync: Option<String>,
+    /// The run the log must hold.
+    pub run_id: Option<String>,
+    /// Keep the events retry appends (`runReopened` first, and every later one) for
+    /// `takeCommitted`.
     pub watch: Option<bool>,
 }
 
@@ -331,6 +352,32 @@ impl NativeRun {
         Ok(NativeRun::new(run))
     }
 
+    /// Reopen a failed or cancelled run from its log file (as `resume` does) and continue it:
+    /// `runReopened` is appended and the nodes that failed the run (and the activations a
+    /// cancel closed) are scheduled again with a fresh allowance of attempts; finished work
+    /// is kept. Errors: as `resume`; `INVALID_ARGUMENT` (another run's log, a run that is
+    /// running or waiting, completed, or failed on a limit: the message names the way out),
+    /// with nothing written.
+    #[napi(factory, catch_unwind)]
+    pub fn retry(env: &Env, path: String, options: Option<RetryArgs>) -> napi::Result<NativeRun> {
+        let RetryArgs {
+            fsync,
+            run_id,
+            watch,
+        } = options.unwrap_or_default();
+        let run = guard(|| {
+            let options = ResumeOptions {
+                fsync: args::fsync(fsync.as_deref())?,
+                run_id,
+                approvals: BTreeMap::new(),
+                watch: watch.unwrap_or(false),
+            };
+            Run::retry(&path, options)
+        })
+        .or_throw(env)?;
+        Ok(NativeRun::new(run))
+    }
+
     /// Fork the run in `path` at step end `seq` into a new run; `overrides` maps node id →
     /// output (JSON data); `workflow` continues under a changed workflow (the parent's events
     /// up to `seq` must replay equal under it); `watch` keeps the committed events (the copied
@@ -447,6 +494,12 @@ impl NativeRun {
     #[napi(catch_unwind)]
     pub fn fingerprint(&mut self, env: &Env) -> napi::Result<String> {
         self.with(env, |r| r.fingerprint())
+    }
+
+    /// What the run spent so far, from its events (see `usageReport`).
+    #[napi(catch_unwind)]
+    pub fn usage(&mut self, env: &Env) -> napi::Result<UsageReport> {
+        self.with(env, |r| Ok(r.usage()?.into()))
     }
 
     /// The canonical log bytes: header, then events sorted by seq, without meta or chain.

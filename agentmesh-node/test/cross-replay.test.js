@@ -1,7 +1,7 @@
 'use strict'
 // Logs cross between the three hosts: a log written by Node replays and verifies in Python and
 // in the Rust CLI; logs written by the CLI and by Python replay in Node; canonical bytes agree
-// everywhere; a waiting run started by one host is resumed by another; Node's
+// everywhere (a run Node retried included); a waiting run started by one host is resumed by another; Node's
 // NondeterminismError reports what the CLI reports for a changed workflow.
 //
 // Needs the CLI (`$AGENTMESH_CLI`, else <repo>/target/debug/agentmesh: `cargo build -p
@@ -28,6 +28,8 @@ const EXIT_OK = 0
 const EXIT_RUN_FAILED = 1
 const EXIT_WAITING = 3
 const EXIT_NONDETERMINISM = 6
+// What `agentmesh verify --json` adds to the library's report.
+const CLI_VERIFY_KEYS = ['status', 'summary', 'inFlight', 'waitingFor', 'host']
 
 // the other hosts -------------------------------------------------------------------------
 
@@ -135,7 +137,10 @@ function approvalsFor(script, waiting) {
   return approvals
 }
 
-/** Run a vector with Node agents: start it, then resume it (new Mesh) while approvals apply. */
+/**
+ * Run a vector with Node agents: start it, then (each time with a new Mesh) resume it while
+ * approvals apply and retry it while the script's `retries` allow.
+ */
 async function nodeRun(name, logDir, { resume = true } = {}) {
   const wf = vectorWorkflow(name)
   const script = loadScript(name)
@@ -146,11 +151,19 @@ async function nodeRun(name, logDir, { resume = true } = {}) {
       runId: script.runId,
     }),
   )
-  while (resume && result.status === 'waiting') {
-    const approvals = approvalsFor(script, result.waiting)
-    if (Object.keys(approvals).length === 0) break
+  const retries = script.retries === undefined ? 0 : Number(script.retries.text)
+  for (let retried = 0; resume;) {
     const logPath = result.logPath
-    result = await drive(() => scriptedMesh(logDir, wf, script).resume(logPath, { approvals }))
+    if (result.status === 'waiting') {
+      const approvals = approvalsFor(script, result.waiting)
+      if (Object.keys(approvals).length === 0) break
+      result = await drive(() => scriptedMesh(logDir, wf, script).resume(logPath, { approvals }))
+    } else if ((result.status === 'failed' || result.status === 'cancelled') && retried < retries) {
+      result = await drive(() => scriptedMesh(logDir, wf, script).retry(logPath))
+      retried++
+    } else {
+      break
+    }
   }
   return result
 }
@@ -191,6 +204,8 @@ const FINISHED = [
   ['large_payload', EXIT_OK],
 ]
 const WITH_APPROVALS = ['human_wait_resume', 'unicode_and_numbers']
+// Vectors the Node runner finishes by retrying a failed run (`retries` in the script).
+const WITH_RETRIES = ['retry_after_failure']
 
 // Node → Python, CLI ----------------------------------------------------------------------
 
@@ -198,7 +213,7 @@ describe('logs written by Node', () => {
   const logs = new Map() // vector → RunResult
   before(async () => {
     const dir = tmpdir()
-    for (const name of [...FINISHED.map(([n]) => n), ...WITH_APPROVALS]) {
+    for (const name of [...FINISHED.map(([n]) => n), ...WITH_APPROVALS, ...WITH_RETRIES]) {
       const result = await nodeRun(name, path.join(dir, name))
       assert.ok(['completed', 'failed', 'cancelled'].includes(result.status), `${name}: ${result.status}`)
       assert.ok(am.canonicalLogSync(result.logPath).equals(expected(name)), `${name}: not the vector's log`)
@@ -241,7 +256,7 @@ out(result)
     }
   })
 
-  for (const name of [...FINISHED.map(([n]) => n), ...WITH_APPROVALS]) {
+  for (const name of [...FINISHED.map(([n]) => n), ...WITH_APPROVALS, ...WITH_RETRIES]) {
     test(`${name}: replays equal and verifies in the CLI, with the same canonical bytes`, (t) => {
       if (!needs(t, 'cli')) return
       const r = logs.get(name)
@@ -258,6 +273,12 @@ out(result)
       if (r.status === 'completed') assert.deepEqual(JSON.parse(lines.output), r.output)
       else assert.equal(lines.error, `[${r.error.code}] ${r.error.message}`)
       const verify = JSON.parse(cli(['verify', r.logPath, '--json']).stdout)
+      // The library's report, plus what the CLI adds: what the run is, and its host.
+      const added = Object.fromEntries(CLI_VERIFY_KEYS.map((k) => [k, verify[k]]))
+      for (const k of CLI_VERIFY_KEYS) delete verify[k]
+      const finished = r.status === 'waiting' ? null : r.status
+      if (finished) assert.deepEqual(added, { status: finished, summary: finished, inFlight: [], waitingFor: [], host: 'node' })
+      else assert.equal(added.status, 'waiting')
       assert.deepEqual(verify, am.verifyLogSync(r.logPath))
       assert.equal(verify.repaired, null)
       assert.deepEqual(verify.holes, [])

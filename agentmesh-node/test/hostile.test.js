@@ -205,7 +205,7 @@ describe('outputs that are not JSON data', () => {
     const mesh = new Mesh({ logDir: dir })
     mesh.agent('a', () => new Output(1, { usage: { inputTokens: -1 } }))
     const e = thrown(() => mesh.runSync(wf([agentNode('u', 'a', { retry: { maxAttempts: 2 } })]), { runId: 'usage' }))
-    checkInvalidOutput(e, 'u', 'usage must be {"inputTokens": int, "outputTokens": int}: invalid value: integer `-1`')
+    checkInvalidOutput(e, 'u', 'usage must be {"inputTokens": int, "outputTokens": int} (or the usage of an OpenAI or Anthropic response): invalid value: integer `-1`')
     mesh.tool('t', () => ({ k: new Set([1]) }))
     const e2 = thrown(() => mesh.runSync(wf([{ id: 'look', type: 'tool', tool: 't', retry: { maxAttempts: 2 } }]), { runId: 'tool' }))
     checkInvalidOutput(e2, 'look', 'Set at $.k is not JSON data', 'tool')

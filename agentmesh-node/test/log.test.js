@@ -176,7 +176,8 @@ describe('a log written by the CLI', { skip: !haveCli && !process.env.CI && noCl
       tornAt: null,
       repaired: null,
     }
-    assert.deepEqual(cli, expected)
+    // The CLI adds what the run is and its host to the library's report.
+    assert.deepEqual(cli, { ...expected, status: 'completed', summary: 'completed', inFlight: [], waitingFor: [], host: 'cli' })
     const pending = log.verifyLog(file)
     assert.ok(pending instanceof Promise)
     assert.deepEqual(await pending, expected)
@@ -416,6 +417,29 @@ describe('natively driven logs', () => {
     const e = await rejection(log.replay(file, changed))
     assert.ok(e instanceof NondeterminismError)
     assert.deepEqual([e.seq, e.node, e.field, e.expected, e.actual], [6, 'write', 'data.agent', '"writer"', '"other"'])
+  })
+
+  test('a branch that decides otherwise: the message opens with the two decisions, then the field', async () => {
+    // `driven` completes `a` with {node: 'a', visit: 1}: case 0 holds under the recorded workflow.
+    const branchy = (node) => ({
+      name: 'br',
+      nodes: [
+        { id: 'a', type: 'agent', agent: 'x' },
+        { id: 'br', type: 'branch', after: ['a'], cases: [{ when: { path: '/outputs/a/node', eq: node }, goto: 'hi' }], default: 'lo' },
+        { id: 'hi', type: 'agent', agent: 'x' },
+        { id: 'lo', type: 'agent', agent: 'x' },
+      ],
+    })
+    const file = driven(branchy('a'))
+    const changed = Workflow.fromObject(branchy('b'))
+    for (const e of [await rejection(log.replay(file, changed)), thrown(() => log.replaySync(file, changed))]) {
+      assert.ok(e instanceof NondeterminismError)
+      assert.equal(
+        e.message,
+        "[NONDETERMINISM] seq 5 (node 'br'): the log took case 0 → hi at branch 'br'; this workflow takes the default → lo at branch 'br'. First difference in 'data.case': expected 0, actual null",
+      )
+      assert.deepEqual(e.details, { seq: 5, node: 'br', field: 'data.case', expected: '0', actual: 'null' })
+    }
   })
 
   test('errorCodes() is the core list, equal to ERROR_CODES', () => {

@@ -323,7 +323,7 @@ describe('failures', () => {
 
   test('runSync throws AgentFailedError too, with the built-in class name', () => {
     const mesh = new Mesh({ logDir: tmpdir() })
-    const err = new TypeError('bad type')
+    const err = new URIError('bad uri')
     mesh.agent('t', () => {
       throw err
     })
@@ -333,13 +333,13 @@ describe('failures', () => {
     assert.equal(e.result.status, 'failed')
     assert.deepEqual(e.result.error, {
       code: 'AGENT_FAILED',
-      message: "node 'x' failed on attempt 2/2: TypeError: bad type",
+      message: "node 'x' failed on attempt 2/2: URIError: bad uri",
       node: 'x',
     })
     const failed = events(e.result.logPath).filter((ev) => ev.type === 'agentFailed')
     assert.deepEqual(failed.map((ev) => [ev.attempt, ev.data.error.type, ev.data.error.message]), [
-      [1, 'TypeError', 'bad type'],
-      [2, 'TypeError', 'bad type'],
+      [1, 'URIError', 'bad uri'],
+      [2, 'URIError', 'bad uri'],
     ])
   })
 })
@@ -657,8 +657,42 @@ describe('human approval and resume', () => {
     assert.ok(fs.readFileSync(done.logPath).equals(before))
     const e = thrown(() => humanMesh(dir, calls).resumeSync(done.logPath, { approvals: { approve: false } }))
     assertError(e, InvalidArgumentError, 'INVALID_ARGUMENT')
-    assert.equal(e.message, "[INVALID_ARGUMENT] node 'approve' has no pending human activation (waiting: none)")
+    // The core says why: the run is finished.
+    assert.equal(
+      e.message,
+      "[INVALID_ARGUMENT] node 'approve' has no pending human activation: the run is completed, so nothing waits for a person (waiting: none)",
+    )
     assert.ok(fs.readFileSync(done.logPath).equals(before))
+  })
+
+  test('approvals for a human node the interrupted run has not reached: refused, naming what is unfinished', async () => {
+    const dir = tmpdir()
+    const stop = new AbortController()
+    const mesh = new Mesh({ logDir: dir })
+      .agent('writer', async (act) => {
+        stop.abort('Ctrl-C')
+        await new Promise((resolve) => act.signal.addEventListener('abort', resolve))
+        return 'text'
+      })
+      .agent('publisher', () => 'published')
+    const e = await rejected(mesh.run(wf(HUMAN), { runId: 'early', interrupt: stop.signal }))
+    assert.equal(e.name, 'RunInterruptedError')
+    const logPath = path.join(dir, 'early.jsonl')
+    const before = fs.readFileSync(logPath)
+    const refused = await rejected(humanMesh(dir, []).resume(logPath, { approvals: { approve: true } }))
+    assertError(refused, InvalidArgumentError, 'INVALID_ARGUMENT')
+    assert.equal(
+      refused.message,
+      "[INVALID_ARGUMENT] node 'approve' has no pending human activation: the run has not reached it yet (unfinished: draft); resume the run without approvals, then approve it when it waits (waiting: none)",
+    )
+    assert.ok(fs.readFileSync(logPath).equals(before))
+    // What the message says works.
+    const calls = []
+    const waiting = await humanMesh(dir, calls).resume(logPath)
+    assert.equal(waiting.status, 'waiting')
+    assert.deepEqual(calls, ['draft'])
+    const done = await humanMesh(dir, calls).resume(logPath, { approvals: { approve: true } })
+    assert.equal(done.status, 'completed')
   })
 
   test('resume of a missing file, of a file that is not a log, with agents missing', async () => {

@@ -104,6 +104,7 @@ describe('native loader', () => {
       'canonicalLogAsync',
       'checkLog',
       'checkLogAsync',
+      'cliMain',
       'errorCodes',
       'fingerprint',
       'fingerprintAsync',
@@ -116,6 +117,8 @@ describe('native loader', () => {
       'replayAsync',
       'stateAt',
       'stateAtAsync',
+      'usageReport',
+      'usageReportAsync',
       'verifyAnchor',
       'verifyAnchorAsync',
       'verifyLog',
@@ -427,10 +430,10 @@ describe('NativeRun driven by hand', () => {
 
   test('usage goes through the core\'s strict parser: not {inputTokens, outputTokens} is INVALID_OUTPUT', () => {
     const { act } = oneAgent()
-    const strict = 'usage must be {"inputTokens": int, "outputTokens": int}: '
+    const strict = 'usage must be {"inputTokens": int, "outputTokens": int} (or the usage of an OpenAI or Anthropic response): '
     for (const [usage, why] of [
       [{ inputTokens: 'x' }, 'invalid type: string "x", expected u64'],
-      [{ tokens: 1 }, 'unknown field `tokens`, expected `inputTokens` or `outputTokens`'],
+      [{ tokens: 1 }, 'unknown field `tokens`, expected one of `inputTokens`, `outputTokens`, `cachedInputTokens`, `cacheWriteTokens`, `reasoningTokens`, `model`'],
       [[1, 2], 'invalid type: sequence, expected an object with inputTokens and outputTokens'],
       [{ inputTokens: 1.5 }, 'invalid type: floating point `1.5`, expected u64'],
       [{ inputTokens: -1 }, 'invalid value: integer `-1`, expected u64'],
@@ -978,15 +981,26 @@ describe('conformance vectors by hand', () => {
         const logDir = tmpdir()
         let run = am.NativeRun.start(wf, script.input ?? null, { seed: script.seed ?? 0, runId: script.runId, logDir, fsync: 'never' })
         drive(run, script, reverse)
-        while (run.status() === 'waiting') {
-          const answers = outstanding(run).filter((a) => a.kind === 'human' && script.approvals?.[a.node] !== undefined)
-          if (answers.length === 0) break
+        let retried = 0
+        for (;;) {
+          const status = run.status()
           const log = run.logPath()
-          run.close()
-          const approvals = Object.fromEntries(answers.map((a) => [a.node, script.approvals[a.node]]))
-          run = am.NativeRun.resume(log, { fsync: 'never' }, approvals)
+          if (status === 'waiting') {
+            const answers = outstanding(run).filter((a) => a.kind === 'human' && script.approvals?.[a.node] !== undefined)
+            if (answers.length === 0) break
+            run.close()
+            const approvals = Object.fromEntries(answers.map((a) => [a.node, script.approvals[a.node]]))
+            run = am.NativeRun.resume(log, { fsync: 'never' }, approvals)
+          } else if ((status === 'failed' || status === 'cancelled') && retried < (script.retries ?? 0)) {
+            run.close()
+            run = am.NativeRun.retry(log, { fsync: 'never' })
+            retried++
+          } else {
+            break
+          }
           drive(run, script, reverse)
         }
+        assert.equal(retried, script.retries ?? 0)
         const log = run.logPath()
         const outcome = run.outcome()
         run.close()

@@ -2,7 +2,8 @@
 // Node runner of the conformance vectors (bindings-tests/README.md, "Runner procedure"): each
 // vector runs with real JS agents built from script.json (real throws, real timers, Promises
 // settling out of order, cancellation from inside an agent, approvals on resume with a new
-// Mesh), and its canonical log must equal expected.jsonl byte for byte. This runner only
+// Mesh, retries of a failed run with `mesh.retry`), and its canonical log must equal
+// expected.jsonl byte for byte. This runner only
 // compares; it never writes expected files.
 // Exact numbers: see ./support/script.js.
 
@@ -70,16 +71,27 @@ async function runVector(name, perturb) {
       }),
     )
     const approvalsAll = script.approvals || {}
-    while (result.status === 'waiting') {
-      const approvals = {}
-      for (const a of result.waiting) {
-        if (a.node in approvalsAll) approvals[a.node] = new am.RawJson(exactText(approvalsAll[a.node]))
-      }
-      if (Object.keys(approvals).length === 0) break
-      mesh = newMesh(logDir, wf, script) // as another process would resume the run
+    const retries = script.retries === undefined ? 0 : Number(script.retries.text)
+    let retried = 0
+    for (;;) {
       const logPath = result.logPath
-      result = await drive(() => mesh.resume(logPath, { approvals }))
+      if (result.status === 'waiting') {
+        const approvals = {}
+        for (const a of result.waiting) {
+          if (a.node in approvalsAll) approvals[a.node] = new am.RawJson(exactText(approvalsAll[a.node]))
+        }
+        if (Object.keys(approvals).length === 0) break
+        mesh = newMesh(logDir, wf, script) // as another process would resume the run
+        result = await drive(() => mesh.resume(logPath, { approvals }))
+      } else if ((result.status === 'failed' || result.status === 'cancelled') && retried < retries) {
+        mesh = newMesh(logDir, wf, script)
+        result = await drive(() => mesh.retry(logPath))
+        retried++
+      } else {
+        break
+      }
     }
+    assert.equal(retried, retries, `${name}: the run was retried ${retried} of the script's ${retries} times`)
     const actual = am.canonicalLogSync(result.logPath)
     const expected = fs.readFileSync(path.join(dir, 'expected.jsonl'))
     if (!actual.equals(expected)) {

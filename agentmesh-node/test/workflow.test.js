@@ -348,7 +348,7 @@ describe('WorkflowBuilder', () => {
         (b) => b.tool('a', 'x', { retry: { maxAttempt: 3 } }),
         'a',
         'retry.maxAttempt',
-        'unknown field `maxAttempt`, expected one of `maxAttempts`, `backoffMs`, `backoffMultiplier`',
+        'unknown field `maxAttempt`, expected one of `maxAttempts`, `backoffMs`, `backoffMultiplier`, `nonRetryable`, `retryProgrammingErrors`',
       ],
       [(b) => b.agent('a', 'x', { maxVisits: 0 }), 'a', 'maxVisits', '0 is out of range 1..=100000000'],
       [(b) => b.agent('a', 'x', { after: 'zz' }), 'a', 'after[0]', "unknown node 'zz'"],
@@ -381,5 +381,87 @@ describe('WorkflowBuilder', () => {
     assertInvalidArgument(thrown(() => b.agent('a', 'x', ['b'])), "agent node 'a': options must be an object, not an array")
     // Nothing was added by the refused calls.
     assert.deepEqual(b.agent('a', 'x').build().nodeIds(), ['a'])
+  })
+})
+
+// Workflow warnings (issue 9): hints about a valid workflow that probably does not do what its
+// author meant, from the core (`Workflow::warnings`), on `workflow.warnings` and emitted once
+// per process as an `AgentMeshWarning` when a workflow is loaded or built.
+describe('workflow warnings', () => {
+  const afterBranch = (name) => ({
+    name,
+    nodes: [
+      { id: 'write', type: 'agent', agent: 'writer' },
+      { id: 'gate', type: 'branch', after: ['write'], cases: [{ when: { path: '/outputs/write/text', exists: true }, goto: 'publish' }] },
+      { id: 'publish', type: 'tool', tool: 'save', after: ['gate'] },
+    ],
+  })
+  const HINT =
+    "node 'publish': every 'after' entry is a branch (gate), and a branch has no output, so its activations receive no deps; add the nodes whose outputs it reads to 'after'"
+
+  /** The AgentMesh warnings `fn` emits (emitWarning delivers them on the next tick). */
+  async function emitted(fn) {
+    await new Promise((resolve) => setImmediate(resolve)) // earlier tests' warnings first
+    const seen = []
+    const listener = (w) => {
+      if (w.name === 'AgentMeshWarning') seen.push(w.message)
+    }
+    process.on('warning', listener)
+    try {
+      fn()
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      process.off('warning', listener)
+    }
+    return seen
+  }
+
+  test('warnings: the core\'s hints, [] when there are none', () => {
+    assert.deepEqual(Workflow.fromObject(afterBranch('hinted')).warnings, [HINT])
+    assert.deepEqual(Workflow.fromObject({ ...afterBranch('fixed'), nodes: afterBranch('fixed').nodes.map((n) => (n.id === 'publish' ? { ...n, after: ['gate', 'write'] } : n)) }).warnings, [])
+    assert.deepEqual(Workflow.fromFile(exampleFile('research')).warnings, [])
+  })
+
+  test('loading or building emits each warning once per process, naming the workflow', async () => {
+    const spec = afterBranch('emitted')
+    assert.deepEqual(await emitted(() => Workflow.fromObject(spec)), [`workflow 'emitted': ${HINT}`])
+    // The same workflow again, by any constructor: already said.
+    const again = await emitted(() => {
+      Workflow.fromJson(JSON.stringify(spec))
+      const b = Workflow.builder('emitted').agent('write', 'writer')
+      b.branch('gate', { after: 'write', cases: spec.nodes[1].cases }).tool('publish', 'save', { after: 'gate' }).build()
+    })
+    assert.deepEqual(again, [])
+    // Another workflow with the same mistake says it again.
+    assert.deepEqual(await emitted(() => Workflow.builder('other').agent('write', 'writer')
+      .branch('gate', { after: 'write', cases: spec.nodes[1].cases }).tool('publish', 'save', { after: 'gate' }).build()), [`workflow 'other': ${HINT}`])
+  })
+
+  test('a workflow read back from a log keeps its warnings but does not emit them', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agentmesh-warn-'))
+    try {
+      const { Mesh, recordedWorkflow } = require('..')
+      const mesh = new Mesh({ logDir: dir }).agent('writer', () => ({ text: 't' })).tool('save', (act) => act.deps)
+      let w
+      assert.equal((await emitted(() => (w = Workflow.fromObject(afterBranch('recorded'))))).length, 1)
+      const r = mesh.runSync(w, { runId: 'w' })
+      assert.deepEqual(r.output, { publish: {} }) // what the warning is about: no deps
+      let read
+      assert.deepEqual(await emitted(() => (read = recordedWorkflow(r.logPath))), [])
+      assert.deepEqual(read.warnings, [HINT])
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('--disable-warning=AgentMeshWarning silences them', () => {
+    const child = require('node:child_process')
+    const script = `require(${JSON.stringify(path.join(__dirname, '..'))}).Workflow.fromObject(${JSON.stringify(afterBranch('quiet'))})`
+    const loud = child.spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30000 })
+    assert.equal(loud.status, 0, loud.stderr)
+    assert.ok(loud.stderr.includes(`AgentMeshWarning: workflow 'quiet': ${HINT}`), loud.stderr)
+    const quiet = child.spawnSync(process.execPath, ['--disable-warning=AgentMeshWarning', '-e', script], { encoding: 'utf8', timeout: 30000 })
+    assert.equal(quiet.status, 0, quiet.stderr)
+    assert.equal(quiet.stderr, '')
   })
 })

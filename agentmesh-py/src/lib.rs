@@ -5,9 +5,11 @@
 //! format comes only from the core. Activations and completions are native objects
 //! ([`activation`], [`completion`]); events, states and reports become Python objects natively
 //! through serde ([`pyser`]), streamed where a log can be long ([`stream`]). Every call into
-//! the core releases the GIL and catches panics (see [`errors::detached`]).
+//! the core releases the GIL and catches panics (see [`errors::detached`]). [`cli`] runs the
+//! `agentmesh` command itself, for `python -m agentmesh`.
 
 mod activation;
+mod cli;
 mod completion;
 mod errors;
 mod log;
@@ -42,5 +44,6 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log::recorded_workflow, m)?)?;
     m.add_function(wrap_pyfunction!(log::normalize_json, m)?)?;
     m.add_function(wrap_pyfunction!(errors::error_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;
     Ok(())
 }

@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 VECTORS = REPO / "bindings-tests" / "vectors"
 
 # Exit codes (docs/cli.md).
-EXIT_OK, EXIT_RUN_FAILED, EXIT_WAITING, EXIT_NONDETERMINISM = 0, 1, 3, 6
+EXIT_OK, EXIT_RUN_FAILED, EXIT_WAITING, EXIT_NONDETERMINISM, EXIT_NEEDS_HOST = 0, 1, 3, 6, 9
+# What `agentmesh verify --json` adds to the library's report.
+CLI_VERIFY_KEYS = ("status", "summary", "inFlight", "waitingFor", "host")
 
 
 def _load_vector_runner() -> ModuleType:
@@ -186,6 +188,9 @@ def test_python_log_replays_with_the_cli(cli: Path, tmp_path: Path, name: str, c
     else:
         assert lines["error"] == f"[{result.error['code']}] {result.error['message']}"
     verify = json.loads(am(cli, "verify", path, "--json").stdout)
+    # The library's report, plus what the CLI adds: what the run is, and its host.
+    assert {k: verify.pop(k) for k in CLI_VERIFY_KEYS} == {
+        "status": result.status, "summary": result.status, "inFlight": [], "waitingFor": [], "host": "python"}
     assert verify == agentmesh.verify_log(path)
     assert verify["repaired"] is None and verify["holes"] == []
     assert am(cli, "canonical", path).stdout == agentmesh.canonical_log(path) == expected(name)
@@ -196,8 +201,14 @@ def test_python_waiting_run_resumes_with_the_cli(cli: Path, tmp_path: Path) -> N
     result = python_run(name, tmp_path)
     assert result.status == "waiting" and [a.node for a in result.waiting] == ["approve"]
     script = VECTORS / name / "script.json"
+    # The CLI records both approvals from the script; publish has no behaviour in it, and on a
+    # Python run the CLI never invents one: it stops there for Python (exit 9).
     am(cli, "resume", result.log_path, "--script", script, "--fsync", "never", expect=EXIT_WAITING)
-    am(cli, "resume", result.log_path, "--script", script, "--fsync", "never", expect=EXIT_OK)
+    out = am(cli, "resume", result.log_path, "--script", script, "--fsync", "never", expect=EXIT_NEEDS_HOST)
+    assert "needs        publish: agent publisher" in out.stdout.decode()
+    wf = agentmesh.Workflow.from_file(VECTORS / name / "workflow.json")
+    done = runner.new_mesh(str(tmp_path), wf, runner.load_script(script)).resume(result.log_path)
+    assert done.status == "completed"
     assert agentmesh.canonical_log(result.log_path) == expected(name)
     assert agentmesh.replay(result.log_path)["outcome"]["status"] == "completed"
 

@@ -492,11 +492,17 @@ impl Machine {
                             } else {
                                 ""
                             };
+                            // After a retry the attempt number goes on past maxAttempts.
+                            let attempt = if state.attempt_base == 0 {
+                                format!("{made}/{max}")
+                            } else {
+                                format!("{} ({made}/{max} since the run was retried)", slot.attempt)
+                            };
                             self.pending_failure = Some(RunError {
                                 code: code.code().to_owned(),
                                 message: format!(
-                                    "node '{}' failed on attempt {}/{}{why}: {}: {}",
-                                    spec.id, made, max, f.error_type, f.message
+                                    "node '{}' failed on attempt {attempt}{why}: {}: {}",
+                                    spec.id, f.error_type, f.message
                                 ),
                                 node: Some(spec.id.to_string()),
                             });
@@ -652,6 +658,16 @@ impl Machine {
         }
         self.needs_advance = true;
         Ok(())
+    }
+
+    /// Whether node `node` was already resolved (completed, skipped or failed) on its latest
+    /// visit; `None` for an unknown node.
+    pub(crate) fn node_resolved(&self, node: &str) -> Option<bool> {
+        let &i = self.wf.compiled().index.get(node)?;
+        Some(matches!(
+            self.nodes[i].status,
+            NodeStatus::Completed | NodeStatus::Skipped | NodeStatus::Failed
+        ))
     }
 
     /// Schedule node `i` again in the next step with a fresh allowance of attempts,

@@ -374,7 +374,15 @@ impl Run {
             .index
             .get(node)
             .map(|&i| compiled.nodes[i].kind == crate::model::workflow::NodeKind::Human);
+        let finished = self.machine.outcome().status.is_finished();
         let reached = match human {
+            Some(true) if finished => format!(
+                ": the run is {}, so nothing waits for a person",
+                self.machine.outcome().status.as_str()
+            ),
+            Some(true) if self.machine.node_resolved(node) == Some(true) => {
+                ": it was already decided (or skipped) on its latest visit".to_owned()
+            }
             Some(true) => {
                 let running: Vec<String> = self
                     .machine

@@ -126,7 +126,7 @@ fn a_retried_run_gets_a_fresh_allowance_and_can_fail_again() {
             .as_ref()
             .unwrap()
             .message
-            .contains("attempt 2/2"),
+            .contains("failed on attempt 4 (2/2 since the run was retried)"),
         "{:?}",
         again.error
     );
@@ -484,4 +484,21 @@ fn a_node_after_only_branches_gets_a_warning() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].starts_with("node 'publish': every 'after' entry is a branch (gate)"));
     assert!(pipeline().warnings().is_empty());
+}
+
+#[test]
+fn approving_a_finished_run_says_nothing_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = wf(json!({"name": "done", "nodes": [
+        {"id": "approve", "type": "human"}]}));
+    let m = Mesh::new().with_log_dir(dir.path());
+    let waiting = m.run(&w, opts("done")).unwrap();
+    let log = waiting.log_path.unwrap();
+    let yes = || [("approve".to_owned(), json!({"approved": true}))].into();
+    m.resume(&log, yes()).unwrap();
+    let e = m.resume(&log, yes()).unwrap_err();
+    assert_eq!(
+        e.message(),
+        "node 'approve' has no pending human activation: the run is completed, so nothing waits for a person (waiting: none)"
+    );
 }

@@ -111,7 +111,7 @@ function plain(v) {
 
 function loadScript(file) {
   const script = parseExact(normalizeJson(fs.readFileSync(file, 'utf8')))
-  const known = new Set(['input', 'seed', 'runId', 'agents', 'approvals'])
+  const known = new Set(['input', 'seed', 'runId', 'agents', 'approvals', 'retries'])
   for (const k of Object.keys(script)) assert.ok(known.has(k), `${file}: unknown script field ${k}`)
   return script
 }

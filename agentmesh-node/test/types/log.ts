@@ -1,7 +1,7 @@
 // Type fixture (tsc only, never run): the log functions of lib/log.d.ts.
 import * as log from '../../lib/log'
 import { Workflow } from '../../lib/workflow'
-import type { Anchor, LogEvent, LogHeader, ReplayReport, RunState, VerifyReport } from '../../native'
+import type { Anchor, LogEvent, LogHeader, ReplayReport, RunState, UsageReport, VerifyReport } from '../../native'
 import type { AnchorOptions } from '../../lib/log'
 
 export async function readSide(path: string): Promise<void> {
@@ -60,4 +60,11 @@ export async function readSide(path: string): Promise<void> {
   // @ts-expect-error readLog is an async iterator, not an array
   log.readLog(path).length
   void events2
+
+  const usage: UsageReport = await log.usageReport(path)
+  const usageSync: UsageReport = log.usageReportSync(new URL(`file://${path}`))
+  const perNode: number | undefined = usage.byNode['plan']?.inputTokens
+  void [usageSync, perNode]
+  // @ts-expect-error the Promise form must be awaited
+  log.usageReport(path).total
 }

@@ -1,6 +1,6 @@
 // Type fixture for lib/mesh.d.ts: typical driver use compiles; misuse does not.
 import { ActivationError, AgentFailedError, Mesh, Output, RawJson, RunInterruptedError, RunStream, Workflow } from '../..'
-import type { Activation, DriveOptions, EventCallback, EventMeta, LogEvent, RunResult } from '../..'
+import type { Activation, DriveOptions, EventCallback, EventMeta, LogEvent, RetryOptions, RunResult, Usage, UsageInput, UsageReport, UsageTotals } from '../..'
 
 async function main(): Promise<void> {
   const wf = Workflow.builder('t').agent('a', 'writer').human('ok', { after: 'a' }).build()
@@ -79,5 +79,32 @@ async function main(): Promise<void> {
   mesh.runSync(wf, { interrupt: stop.signal })
   // @ts-expect-error onEvent is a function
   await mesh.run(wf, { onEvent: 'log' })
+
+  // Retrying a failed or cancelled run; what a run spent.
+  const retried: RunResult = await mesh.retry('/tmp/logs/r1.jsonl', { runId: 'r1', interrupt: stop.signal, onEvent })
+  const retriedSync: RunResult = mesh.retrySync(new URL('file:///tmp/logs/r1.jsonl'))
+  for await (const event of mesh.streamRetry('/tmp/logs/r1.jsonl')) void event
+  const options: RetryOptions = { signal: controller.signal }
+  const spent: UsageReport = retried.usage
+  const total: UsageTotals = spent.total
+  const cached: number = total.cachedInputTokens
+  const byModel: UsageTotals | undefined = spent.byModel['gpt-4o-mini']
+  const inherited: UsageTotals | undefined = spent.inherited
+  void [retriedSync, options, cached, byModel, inherited]
+  // @ts-expect-error a retried run takes no approvals: its human nodes ask again
+  await mesh.retry('/tmp/logs/r1.jsonl', { approvals: {} })
+  // @ts-expect-error retrySync cannot be interrupted
+  mesh.retrySync('/tmp/logs/r1.jsonl', { interrupt: stop.signal })
+  // @ts-expect-error the report is read-only data, not a number
+  const tokens: number = retried.usage
+  void tokens
+  // Usage in the SDKs' shapes, or a whole response.
+  const response = { id: 'chatcmpl-1', created: 1, model: 'gpt-4o-mini', usage: { prompt_tokens: 3, completion_tokens: 1 } }
+  void new Output('hi', { usage: response })
+  void new Output('hi', { usage: response.usage })
+  void new ActivationError('ParseError', 'no JSON', { usage: { input_tokens: 9, output_tokens: 2, cache_read_input_tokens: 4 } })
+  const own: Usage = { inputTokens: 3, outputTokens: 1, cachedInputTokens: 1, reasoningTokens: 0, model: 'm' }
+  const given: UsageInput | null = new Output(1, { usage: own }).usage
+  void given
 }
 void main

@@ -50,6 +50,14 @@ export const direct: WorkflowBuilder = new WorkflowBuilder('w').agent('a', 'x')
 Workflow.builder('w').agent('a', 'x', { timeout: 5 })
 // @ts-expect-error retry needs maxAttempts
 Workflow.builder('w').tool('t', 'x', { retry: { backoffMs: 5 } })
+export const strict: Workflow = Workflow.builder('w')
+  .agent('a', 'x', { retry: { maxAttempts: 3, nonRetryable: ['AuthenticationError'], retryProgrammingErrors: false } })
+  .build()
+export const hints: string[] = strict.warnings
+// @ts-expect-error nonRetryable is a list of type names
+Workflow.builder('w').agent('a', 'x', { retry: { maxAttempts: 3, nonRetryable: 'AuthenticationError' } })
+// @ts-expect-error warnings are read, not set
+strict.warnings = []
 // @ts-expect-error the prompt is an option, not a positional string
 Workflow.builder('w').human('h', 'ok?')
 // @ts-expect-error a branch takes its cases as {when, goto}

@@ -35,14 +35,12 @@ const ask = (act) => complete({ model: 'small-model', messages: [{ role: 'user',
 // Returned as it is: accepted (it is JSON data), ids and timestamps included.
 const raw = (logDir) => new Mesh({ logDir }).agent('llm', ask)
 
-// What the run depends on: the text and why it stopped; the tokens as usage.
+// What the run depends on: the text and why it stopped. The response goes in as usage: the
+// core takes its usage and model, never its id or created time.
 const picked = (logDir) => new Mesh({ logDir }).agent('llm', async (act) => {
   const r = await ask(act)
   const choice = r.choices[0]
-  return new Output(
-    { text: choice.message.content, finishReason: choice.finish_reason },
-    { usage: { inputTokens: r.usage.prompt_tokens, outputTokens: r.usage.completion_tokens } },
-  )
+  return new Output({ text: choice.message.content, finishReason: choice.finish_reason }, { usage: r })
 })
 
 const logs = fs.mkdtempSync(path.join(os.tmpdir(), 'agentmesh-'))
