@@ -38,6 +38,7 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log::read_log, m)?)?;
     m.add_function(wrap_pyfunction!(log::read_header, m)?)?;
     m.add_function(wrap_pyfunction!(log::fingerprint, m)?)?;
+    m.add_function(wrap_pyfunction!(log::usage_report, m)?)?;
     m.add_function(wrap_pyfunction!(log::replay, m)?)?;
     m.add_function(wrap_pyfunction!(log::state_at, m)?)?;
     m.add_function(wrap_pyfunction!(log::recorded_workflow, m)?)?;

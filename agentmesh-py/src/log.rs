@@ -42,6 +42,13 @@ pub fn verify_log(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {
     Ok(pyser::to_py(py, &report)?.unbind())
 }
 
+/// What the run in a log spent (the `UsageReport`); a fork's inherited events apart.
+#[pyfunction]
+pub fn usage_report(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {
+    let report = detached(py, || agentmesh_core::usage_report(&path))?;
+    Ok(pyser::to_py(py, &report)?.unbind())
+}
+
 /// Verify a log without writing anything; the `VerifyReport` (`tornAt` for a damaged tail).
 #[pyfunction]
 pub fn check_log(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {

@@ -76,6 +76,12 @@ impl NativeWorkflow {
             .map(str::to_owned)
             .collect()
     }
+
+    /// Hints about a valid workflow that probably does not do what its author meant (a node
+    /// after only branches gets no deps); they never change a run.
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings()
+    }
 }
 
 /// One run. The Python driver is its single writer; the mutex only makes the class `Sync`.
@@ -206,6 +212,32 @@ impl NativeRun {
                 watch,
             };
             Run::resume_with(&path, options)
+        })?;
+        Ok(NativeRun::new(run))
+    }
+
+    /// Reopen a failed or cancelled run and reschedule the nodes that failed it (and the
+    /// activations a cancel closed) with a fresh allowance of attempts: `runReopened`, then
+    /// the new activations. `INVALID_ARGUMENT`, nothing written, for a run that is running or
+    /// waiting (resume it), completed, or failed on a limit (fork it). `run_id` and `watch`
+    /// as for `resume`.
+    #[staticmethod]
+    #[pyo3(signature = (path, fsync="batch", run_id=None, watch=false))]
+    fn retry(
+        py: Python<'_>,
+        path: PathBuf,
+        fsync: &str,
+        run_id: Option<String>,
+        watch: bool,
+    ) -> PyResult<NativeRun> {
+        let run = detached(py, || {
+            let options = ResumeOptions {
+                fsync: fsync_mode(fsync)?,
+                run_id,
+                approvals: BTreeMap::new(),
+                watch,
+            };
+            Run::retry(&path, options)
         })?;
         Ok(NativeRun::new(run))
     }
@@ -348,6 +380,12 @@ impl NativeRun {
     /// blake3 (hex) of the canonical log.
     fn fingerprint(&self, py: Python<'_>) -> PyResult<String> {
         self.with(py, |r| r.fingerprint())
+    }
+
+    /// What the run spent so far, from its events (the `UsageReport` as a dict).
+    fn usage(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let report = self.with(py, |r| r.usage())?;
+        Ok(crate::pyser::to_py(py, &report)?.unbind())
     }
 
     /// The canonical log bytes.

@@ -486,3 +486,49 @@ def test_an_sdk_model_as_output_gets_a_hint(tmp_path: Path) -> None:
     with pytest.raises(agentmesh.AgentFailedError) as info:
         mesh.run(wf([{"id": "ask", "type": "agent", "agent": "plain"}]))
     assert str(info.value.__cause__).endswith("object at $ is not JSON data")
+
+
+def test_approval_for_a_human_node_not_reached_yet_says_so(tmp_path: Path) -> None:
+    # A crash while `draft` ran: the run is resumable, but `approve` is not waiting yet.
+    mesh = agentmesh.Mesh(log_dir=tmp_path)
+
+    def crash(act: agentmesh.Activation) -> Any:
+        raise KeyboardInterrupt  # stops driving as a crash would: nothing written
+
+    mesh.add_agent("writer", crash)
+    mesh.add_agent("publisher", lambda act: act.deps["approve"])
+    with pytest.raises(KeyboardInterrupt):
+        mesh.run(wf(HUMAN), run_id="early")
+    log = tmp_path / "early.jsonl"
+    before = log.read_bytes()
+    with pytest.raises(agentmesh.InvalidArgumentError) as info:
+        human_mesh(tmp_path).resume(log, {"approve": True})
+    assert info.value.message == (
+        "node 'approve' has no pending human activation: the run has not reached it yet "
+        "(unfinished: draft); resume the run without approvals, then approve it when it waits "
+        "(waiting: none)"
+    )
+    assert log.read_bytes() == before
+    waiting = human_mesh(tmp_path).resume(log)
+    assert waiting.status == "waiting" and [a.node for a in waiting.waiting] == ["approve"]
+    assert human_mesh(tmp_path).resume(log, {"approve": True}).output == {"publish": {"published": True}}
+
+
+def test_nondeterminism_opens_with_a_line_a_person_reads(tmp_path: Path) -> None:
+    def routed(goto: str) -> agentmesh.Workflow:
+        return wf([
+            {"id": "draft", "type": "agent", "agent": "writer"},
+            {"id": "br", "type": "branch", "after": ["draft"],
+             "cases": [{"when": {"path": "/outputs/draft", "eq": goto}, "goto": "hi"}], "default": "lo"},
+            {"id": "hi", "type": "agent", "agent": "writer"},
+            {"id": "lo", "type": "agent", "agent": "writer"},
+        ], name="route")
+
+    mesh = agentmesh.Mesh(log_dir=tmp_path)
+    mesh.add_agent("writer", lambda act: "text")
+    r = mesh.run(routed("text"), run_id="route")
+    with pytest.raises(agentmesh.NondeterminismError) as info:
+        agentmesh.replay(r.log_path, routed("other"))
+    e = info.value
+    assert "the log took case 0 → hi at branch 'br'; this workflow takes the default → lo at branch 'br'" in e.message
+    assert f"First difference in '{e.field}'" in e.message and e.node == "br"

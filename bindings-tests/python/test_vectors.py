@@ -23,7 +23,7 @@ VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 NAMES = sorted(p.name for p in VECTORS.iterdir() if p.is_dir())
 PERTURB_BELOW_MS = 100
 
-_SCRIPT_KEYS = {"input", "seed", "runId", "agents", "approvals"}
+_SCRIPT_KEYS = {"input", "seed", "runId", "agents", "approvals", "retries"}
 _BEHAVIOR_KEYS = {"visit", "attempt", "output", "error", "delayMs", "usage", "cancel"}
 _ERROR_KEYS = {"type", "message", "retryable"}
 
@@ -156,14 +156,24 @@ def run_vector(name: str, perturb: bool) -> None:
             )
         )
         approvals_all = script.get("approvals", {})
-        while result.status == "waiting":
-            approvals = {a.node: approvals_all[a.node] for a in result.waiting if a.node in approvals_all}
-            if not approvals:
-                break
+        retries = 0
+        while True:
             path = result.log_path
-            # A new mesh, as another process would resume the run.
-            mesh = new_mesh(log_dir, wf, script)
-            result = drive(lambda: mesh.resume(path, approvals))
+            assert path is not None
+            if result.status == "waiting":
+                approvals = {a.node: approvals_all[a.node] for a in result.waiting if a.node in approvals_all}
+                if not approvals:
+                    break
+                # A new mesh, as another process would resume the run.
+                mesh = new_mesh(log_dir, wf, script)
+                result = drive(lambda: mesh.resume(path, approvals))
+            elif result.status in ("failed", "cancelled") and retries < script.get("retries", 0):
+                mesh = new_mesh(log_dir, wf, script)
+                result = drive(lambda: mesh.retry(path))
+                retries += 1
+            else:
+                break
+        assert retries == script.get("retries", 0), f"{name}: {retries} retries made"
         check_result(f"{name}{' (perturbed)' if perturb else ''}", expected_path, result)
 
 

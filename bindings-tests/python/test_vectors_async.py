@@ -81,18 +81,26 @@ async def run_vector_async(name: str, perturb: bool, agents: str) -> None:
             )
         )
         approvals_all = script.get("approvals", {})
-        resumed = 0
-        while result.status == "waiting":
-            approvals = {a.node: approvals_all[a.node] for a in result.waiting if a.node in approvals_all}
-            if not approvals:
-                break
+        resumed = retries = 0
+        while True:
             path = result.log_path
             assert path is not None
-            # A new mesh, as another process would resume the run.
-            mesh = new_mesh(log_dir, wf, script, agents)
-            result = await drive(lambda: mesh.resume_async(path, approvals, run_id=script.get("runId")))
-            resumed += 1
+            if result.status == "waiting":
+                approvals = {a.node: approvals_all[a.node] for a in result.waiting if a.node in approvals_all}
+                if not approvals:
+                    break
+                # A new mesh, as another process would resume the run.
+                mesh = new_mesh(log_dir, wf, script, agents)
+                result = await drive(lambda: mesh.resume_async(path, approvals, run_id=script.get("runId")))
+                resumed += 1
+            elif result.status in ("failed", "cancelled") and retries < script.get("retries", 0):
+                mesh = new_mesh(log_dir, wf, script, agents)
+                result = await drive(lambda: mesh.retry_async(path, run_id=script.get("runId")))
+                retries += 1
+            else:
+                break
         assert (resumed > 0) == bool(approvals_all)
+        assert retries == script.get("retries", 0)
         check_result(f"{name} ({agents} agents{', perturbed' if perturb else ''})", expected_path, result)
 
 

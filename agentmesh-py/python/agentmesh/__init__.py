@@ -32,6 +32,7 @@ from .errors import (
     AgentFailedError,
     AgentMeshError,
     AgentMeshIOError,
+    AgentMeshWarning,
     AgentTimeoutError,
     InternalError,
     InvalidArgumentError,
@@ -122,6 +123,18 @@ def fingerprint(path: PathLike) -> str:
     return str(_agentmesh.fingerprint(os.fspath(path)))
 
 
+def usage_report(path: PathLike) -> Dict[str, Any]:
+    """What the run in a log spent, computed from its events: ``{"runId", "total", "byNode",
+    "byAgent", "byTool", "byModel"}`` and, for a fork, ``"inherited"`` — what the events
+    copied from its parent record, which the parent spent and ``total`` does not count. Each
+    bucket has ``inputTokens``, ``outputTokens``, ``cachedInputTokens``,
+    ``cacheWriteTokens``, ``reasoningTokens``, ``attempts`` (agent and tool attempts that
+    ended, failed ones included) and ``reported`` (those that reported usage). Read-only;
+    :attr:`RunResult.usage` gives the same for a run just driven."""
+    report: Dict[str, Any] = _agentmesh.usage_report(os.fspath(path))
+    return report
+
+
 def replay(path: PathLike, workflow: Optional[Workflow] = None) -> Dict[str, Any]:
     """Re-drive a log without calling agents (against ``workflow``, or the recorded one).
     Raises :class:`NondeterminismError` at the first divergence."""
@@ -153,6 +166,7 @@ __all__ = [
     "AgentFailedError",
     "AgentMeshError",
     "AgentMeshIOError",
+    "AgentMeshWarning",
     "AgentTimeoutError",
     "CancelToken",
     "InternalError",
@@ -187,6 +201,7 @@ __all__ = [
     "recorded_workflow",
     "replay",
     "state_at",
+    "usage_report",
     "verify_anchor",
     "verify_log",
 ]

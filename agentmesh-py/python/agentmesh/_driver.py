@@ -56,7 +56,12 @@ class ActivationError(Exception):
     """Raise from an agent to fail its activation with an exact ``type``, ``message`` and
     ``retryable`` flag, and the tokens the failed attempt spent (``usage``, as in
     :class:`Output`; recorded with the failure). Any other exception is recorded as its class
-    name and ``str()``, retryable, without usage."""
+    name and ``str()``, without usage.
+
+    Whatever the flag says, the node's retry policy never retries a programming error
+    (``TypeError``, ``AttributeError``, ``KeyError``, ... by exact type name) or a type its
+    ``retry.nonRetryable`` lists, unless ``retry.retryProgrammingErrors`` is set: the core
+    decides, and records ``"retryable": false``."""
 
     def __init__(
         self,
@@ -64,7 +69,7 @@ class ActivationError(Exception):
         message: str,
         *,
         retryable: bool = True,
-        usage: Optional[Dict[str, int]] = None,
+        usage: Optional[Any] = None,
     ) -> None:
         super().__init__(message)
         self.error_type = error_type
@@ -77,11 +82,15 @@ class ActivationError(Exception):
 class Output:
     """An agent result with token usage; a plain return value means no usage.
 
-    ``usage`` uses the log's keys: ``{"inputTokens": int, "outputTokens": int}`` (each
-    defaulting to 0)."""
+    ``usage`` is what the LLM SDK gave: its usage object or the whole response (the openai
+    and anthropic clients' pydantic models, read through ``model_dump(mode="json")``), a dict
+    in the OpenAI or Anthropic shape, or the log's own keys (``{"inputTokens": int,
+    "outputTokens": int}`` and optionally ``cachedInputTokens``, ``cacheWriteTokens``,
+    ``reasoningTokens``, ``model``). Only the token counts and the model name are recorded,
+    never a response's ``id`` or ``created`` (see docs/usage.md)."""
 
     value: Any
-    usage: Optional[Dict[str, int]] = None
+    usage: Optional[Any] = None
 
 
 class CancelToken:
@@ -148,6 +157,19 @@ class RunResult:
             return bytes(_agentmesh.canonical_log(self.log_path))
         return bytes(self._native.canonical())
 
+    @property
+    def usage(self) -> Dict[str, Any]:
+        """What the run spent, computed from its log: the report of
+        :func:`agentmesh.usage_report` (``runId``, ``total``, ``byNode``, ``byAgent``,
+        ``byTool``, ``byModel``, and ``inherited`` for a fork, whose copied events are not in
+        ``total``)."""
+        report: Dict[str, Any]
+        if self.log_path is not None:
+            report = _agentmesh.usage_report(self.log_path)
+        else:
+            report = self._native.usage()
+        return report
+
 
 # A finished activation: a native completion (agentmesh-py/src/completion.rs), built on the
 # thread that ran the agent the moment it returned, so the value logged is the value returned.
@@ -178,7 +200,8 @@ def _failure(act: Activation, e: BaseException, dur: int) -> Any:
         )
     if isinstance(e, InvalidOutputError):
         return Completion.err(act, "InvalidOutput", e.message, False, None, dur, e)
-    # Any other exception is retryable; a BaseException (SystemExit in a worker...) is not.
+    # Any other exception is retryable, a BaseException (SystemExit in a worker...) is not;
+    # the core then refuses retries to programming errors and nonRetryable types.
     return Completion.err(act, type(e).__name__, _message(e), isinstance(e, Exception), None, dur, e)
 
 
@@ -723,6 +746,43 @@ class Mesh:
         drive = _Drive(self, native, cancel, on_event is not None)
         return await deliver_async(self._drive_async(drive), drive, on_event)
 
+    def retry(
+        self,
+        log_path: PathLike,
+        run_id: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+        on_event: Optional[EventFn] = None,
+    ) -> RunResult:
+        """Continue a ``failed`` or ``cancelled`` run from its log: ``runReopened`` is
+        appended, the nodes that failed the run (and the activations a cancel closed) run
+        again with a fresh allowance of attempts, and the run is driven on. Finished work is
+        kept: a node that completed is never called again. Use it once the cause is gone (an
+        outage over, a bug in an agent fixed); a bug in the workflow needs :meth:`fork` with
+        ``workflow=``.
+
+        Raises :class:`InvalidArgumentError`, writing nothing, for a run that is running or
+        waiting (an interrupted or crashed run: :meth:`resume` it), completed (final: fork
+        it) or failed on a limit (fork it with a changed workflow). ``run_id``, ``cancel``
+        and ``on_event`` as for :meth:`resume`; :class:`AgentFailedError` when an agent
+        fails the run again."""
+        _check_options(run_id, None, cancel, on_event)
+        native = self._retry(log_path, run_id, on_event is not None)
+        drive = _Drive(self, native, cancel, on_event is not None)
+        return deliver(self._drive(drive), drive, on_event)
+
+    async def retry_async(
+        self,
+        log_path: PathLike,
+        run_id: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+        on_event: Optional[EventFn] = None,
+    ) -> RunResult:
+        """``retry`` for asyncio (agents and ``on_event`` as in :meth:`run_async`)."""
+        _check_options(run_id, None, cancel, on_event)
+        native = self._retry(log_path, run_id, on_event is not None)
+        drive = _Drive(self, native, cancel, on_event is not None)
+        return await deliver_async(self._drive_async(drive), drive, on_event)
+
     def fork(
         self,
         log_path: PathLike,
@@ -796,6 +856,12 @@ class Mesh:
         return _agentmesh.NativeRun.resume(
             path, self.fsync, run_id, dict(approvals) if approvals else None, watch
         )
+
+    def _retry(self, log_path: PathLike, run_id: Optional[str], watch: bool) -> Any:
+        path = os.fspath(log_path)
+        # Check registration before the log is touched: the retried nodes need their agents.
+        self._check_registered(_agentmesh.recorded_workflow(path))
+        return _agentmesh.NativeRun.retry(path, self.fsync, run_id, watch)
 
     def _fork(
         self,

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _agentmesh
 from ._json import encode
-from .errors import InvalidWorkflowError
+from .errors import AgentMeshWarning, InvalidWorkflowError
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 class Workflow:
@@ -22,10 +26,24 @@ class Workflow:
         self._native = native
 
     @classmethod
+    def _loaded(cls, native: "_agentmesh.NativeWorkflow") -> "Workflow":
+        """A workflow the user wrote (JSON, a file, a builder): its warnings are shown now,
+        as :class:`~agentmesh.AgentMeshWarning`. One read back from a log is not warned
+        about again."""
+        workflow = cls(native)
+        hints = native.warnings()
+        if hints:
+            level = _caller_level()
+            for hint in hints:
+                text = f"workflow '{native.name}': {hint}"
+                warnings.warn(text, AgentMeshWarning, stacklevel=level)
+        return workflow
+
+    @classmethod
     def from_json(cls, text: str) -> "Workflow":
         if not isinstance(text, str):
             raise InvalidWorkflowError(f"workflow JSON must be str, not {type(text).__name__}")
-        return cls(_agentmesh.NativeWorkflow.from_json(text))
+        return cls._loaded(_agentmesh.NativeWorkflow.from_json(text))
 
     @classmethod
     def from_dict(cls, spec: Dict[str, Any]) -> "Workflow":
@@ -41,7 +59,7 @@ class Workflow:
 
     @classmethod
     def from_file(cls, path: Union[str, "os.PathLike[str]"]) -> "Workflow":
-        return cls(_agentmesh.NativeWorkflow.from_file(os.fspath(path)))
+        return cls._loaded(_agentmesh.NativeWorkflow.from_file(os.fspath(path)))
 
     @property
     def name(self) -> str:
@@ -68,17 +86,55 @@ class Workflow:
     def tool_names(self) -> List[str]:
         return self._native.tool_names()
 
+    @property
+    def warnings(self) -> List[str]:
+        """Hints about a valid workflow that probably does not do what its author meant: a
+        node whose every ``after`` entry is a branch receives no deps (a branch has no
+        output). Loading or building the workflow warns with each
+        (:class:`~agentmesh.AgentMeshWarning`); they never change a run."""
+        return self._native.warnings()
+
     def __repr__(self) -> str:
         return f"Workflow(name={self.name!r}, hash={self.hash[:12]!r})"
 
 
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package, so a warning points at
+    the user's line whichever entry point (``from_dict``, ``build``...) it came through."""
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and _in_package(frame.f_code.co_filename):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def _in_package(filename: str) -> bool:
+    return os.path.dirname(os.path.abspath(filename)) == _PACKAGE
+
+
 @dataclass(frozen=True)
 class Retry:
-    """Retry policy of an agent or tool node (``retry`` in the workflow JSON)."""
+    """Retry policy of an agent or tool node (``retry`` in the workflow JSON).
+
+    ``non_retryable``: error types never retried (``nonRetryable``; a lone ``str`` is one
+    type), besides the programming errors (``TypeError``, ``AttributeError``, ``KeyError``,
+    ...) that are never retried unless ``retry_programming_errors`` is set
+    (``retryProgrammingErrors``)."""
 
     max_attempts: int
     backoff_ms: int = 0
     backoff_multiplier: float = 1
+    non_retryable: Sequence[str] = ()
+    retry_programming_errors: bool = False
+
+    def __post_init__(self) -> None:
+        types: Any = self.non_retryable
+        # A lone type name, not its characters; a tuple keeps the policy hashable. Anything
+        # else goes to the core as given, which names the field it rejects.
+        if isinstance(types, str):
+            object.__setattr__(self, "non_retryable", (types,))
+        elif isinstance(types, (list, tuple)):
+            object.__setattr__(self, "non_retryable", tuple(types))
 
     def _spec(self) -> Dict[str, Any]:
         spec: Dict[str, Any] = {"maxAttempts": self.max_attempts}
@@ -86,6 +142,11 @@ class Retry:
             spec["backoffMs"] = self.backoff_ms
         if self.backoff_multiplier != 1:
             spec["backoffMultiplier"] = self.backoff_multiplier
+        types: Any = self.non_retryable
+        if types != ():
+            spec["nonRetryable"] = list(types) if isinstance(types, tuple) else types
+        if self.retry_programming_errors is not False:
+            spec["retryProgrammingErrors"] = self.retry_programming_errors
         return spec
 
 

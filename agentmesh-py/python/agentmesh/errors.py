@@ -177,6 +177,13 @@ class InternalError(AgentMeshError):
     code = "INTERNAL"
 
 
+class AgentMeshWarning(UserWarning):
+    """A valid workflow that probably does not do what its author meant (a node whose every
+    ``after`` entry is a branch receives no deps), warned about when it is loaded or built.
+    It never changes a run; filter it as any warning (``warnings.simplefilter("error",
+    AgentMeshWarning)`` makes it an error)."""
+
+
 _TABLE: Dict[str, Type[AgentMeshError]] = {
     cls.code: cls
     for cls in (

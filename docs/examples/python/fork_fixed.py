@@ -4,7 +4,8 @@ nodes after the fork point run.
 
 The bug: `publish` runs after the branch `gate` only, and a node gets the outputs of its
 direct `after` entries (a branch has none), so `act.deps["write"]` is a KeyError. The fix
-lists `write` in `publish`'s `after`.
+lists `write` in `publish`'s `after`. Loading the buggy workflow already warns about it
+(an AgentMeshWarning, and `Workflow.warnings`).
 """
 import tempfile
 from typing import Any, Dict, List
@@ -21,7 +22,7 @@ def brief(fixed: bool) -> agentmesh.Workflow:
          "default": "archive"},
         {"id": "publish", "type": "agent", "agent": "publisher",
          "after": ["gate", "write"] if fixed else ["gate"]},
-        {"id": "archive", "type": "agent", "agent": "publisher", "after": ["gate"]},
+        {"id": "archive", "type": "agent", "agent": "publisher", "after": ["gate", "write"]},
     ]})
 
 
@@ -40,8 +41,10 @@ with tempfile.TemporaryDirectory() as logs:
         calls.append(act.node)
         return {"published": act.deps["write"]["text"]}
 
+    buggy = brief(fixed=False)  # warns on stderr: AgentMeshWarning
+    print("warning:", buggy.warnings[0].split(", and")[0])
     try:
-        mesh.run(brief(fixed=False), run_id="brief-1")
+        mesh.run(buggy, run_id="brief-1")
     except agentmesh.AgentFailedError as e:
         print("failed:", e.message)
         log = e.result.log_path or ""

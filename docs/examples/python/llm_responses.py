@@ -20,6 +20,9 @@ class Model:
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
 
+    def __getattr__(self, name: str) -> Any:  # the fields are set dynamically, as in pydantic
+        raise AttributeError(name)
+
     def model_dump(self, mode: str = "python") -> Dict[str, Any]:
         return {k: v.model_dump(mode) if isinstance(v, Model) else
                 [x.model_dump(mode) for x in v] if isinstance(v, list) else v
@@ -60,12 +63,12 @@ def ask(act: Activation) -> Any:
 
 
 def answer(act: Activation) -> Output:
-    # The pattern: the fields the workflow needs, and the usage in the log's keys.
+    # The pattern: the fields the workflow needs, and the SDK's usage object as it comes (the
+    # core reads its token counts; usage=r, the whole response, would also record r.model).
     r = ask(act)
     choice = r.choices[0]
     return Output({"text": choice.message.content, "finish": choice.finish_reason},
-                  usage={"inputTokens": r.usage.prompt_tokens,
-                         "outputTokens": r.usage.completion_tokens})
+                  usage=r.usage)
 
 
 def whole_message(act: Activation) -> Any:
@@ -90,6 +93,12 @@ def fingerprints(agent: Any) -> List[str]:
 
 a, b = fingerprints(answer)
 print("fields and usage:      same log twice:", a == b, a)
+with tempfile.TemporaryDirectory() as logs:
+    mesh = agentmesh.Mesh(log_dir=logs)
+    mesh.add_agent("llm", answer)
+    r = mesh.run(wf, input={"question": "What do bees eat?"}, seed=1)
+    print("recorded usage:       ", [e["data"]["usage"] for e in agentmesh.read_log(r.log_path or "")
+                                     if e["type"] == "agentCompleted"][0])
 a, b = fingerprints(dumped)
 print("model_dump(mode=json): same log twice:", a == b)
 try:
