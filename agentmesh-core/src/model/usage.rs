@@ -289,7 +289,10 @@ mod tests {
         assert_eq!(Usage::from_value(&none).unwrap(), Usage::tokens(1, 2));
         assert!(Usage::from_value(&json!({"prompt_tokens": -3})).is_err());
         let with_model = json!({"input_tokens": 25, "output_tokens": 1, "model": "x"});
-        assert_eq!(Usage::from_value(&with_model).unwrap().model.as_deref(), Some("x"));
+        assert_eq!(
+            Usage::from_value(&with_model).unwrap().model.as_deref(),
+            Some("x")
+        );
         assert!(Usage::from_value(&json!({"prompt_tokens": 1, "model": 5})).is_err());
         assert!(
             Usage::from_value(&json!({"prompt_tokens": 1, "prompt_tokens_details": 3})).is_err()
