@@ -51,7 +51,7 @@ from .errors import (
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def verify_log(path: PathLike) -> Dict[str, Any]:
