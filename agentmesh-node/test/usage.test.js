@@ -270,9 +270,8 @@ describe('usage in the shapes SDKs return, and the usage report', () => {
 
   test('the CLI reports the same (`agentmesh usage LOG --json`)', (t) => {
     const cliPath = process.env.AGENTMESH_CLI || path.join(__dirname, '..', '..', 'target', 'debug', 'agentmesh')
-    const probe = childProcess.spawnSync(cliPath, ['usage', '--help'], { encoding: 'utf8', timeout: 30000 })
-    if (probe.error || probe.status !== 0) {
-      t.skip(`this CLI (${cliPath}) has no usage command`)
+    if (!fs.existsSync(cliPath) && !process.env.CI) {
+      t.skip(`no CLI at ${cliPath} (set AGENTMESH_CLI; CI fails instead)`)
       return
     }
     const r = usageMesh(tmpdir()).runSync(wf(USAGE_WF), { runId: 'spent' })
