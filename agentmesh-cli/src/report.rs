@@ -4,11 +4,10 @@
 //! Pure rendering: core values (and the CLI's verdicts) in, strings out.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use agentmesh_core::{
-    Activation, ActivationKind, Error, LogHeader, Run, RunError, RunResult, RunState, RunStatus,
-    VerifyReport,
+    Activation, Error, LogHeader, Run, RunError, RunResult, RunState, RunStatus, VerifyReport,
 };
 use serde_json::Value;
 
@@ -57,20 +56,7 @@ impl Driven {
     ///
     /// Errors: the commit failure that poisoned the run.
     pub fn of_run(run: Run) -> Result<Driven, Error> {
-        let outcome = run.outcome()?;
-        let (waiting, needs) = run
-            .outstanding()?
-            .into_iter()
-            .partition(|a| a.kind == ActivationKind::Human);
-        Ok(Driven {
-            status: outcome.status,
-            output: outcome.output,
-            error: outcome.error,
-            waiting,
-            needs,
-            log_path: run.log_path().map(Path::to_path_buf),
-            fingerprint: run.fingerprint(),
-        })
+        RunResult::of_run(run).map(Driven::from)
     }
 
     /// Whether the run stopped where its host program's agents or tools are needed.

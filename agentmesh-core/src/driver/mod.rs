@@ -182,6 +182,16 @@ impl RunResult {
         Ok(out)
     }
 
+    /// The outcome of a run driven as far as it went (by [`Mesh::drive`], or a host's own
+    /// loop over the [`Run`] API): status, output or error, who is waiting, what is left for
+    /// another program ([`Mesh::stop_at_missing`]). Closes the run (a file log's lock is
+    /// released).
+    ///
+    /// Errors: the commit failure that poisoned the run.
+    pub fn of_run(run: Run) -> Result<RunResult> {
+        result_of(run)
+    }
+
     /// What the run spent, by run, node, agent, tool and model (see [`crate::UsageReport`]);
     /// computed from the log on request.
     ///
