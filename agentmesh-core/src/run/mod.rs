@@ -156,7 +156,11 @@ impl Run {
             crate::model::validate::check_name(None, "tenant", t)
                 .map_err(|e| Error::invalid_argument(e.message()))?;
         }
-        let header = LogHeader::new(
+        if let Some(h) = &options.host {
+            crate::model::validate::check_name(None, "host", h)
+                .map_err(|e| Error::invalid_argument(e.message()))?;
+        }
+        let mut header = LogHeader::new(
             &run_id,
             WorkflowRef {
                 name: workflow.name().to_owned(),
@@ -165,7 +169,6 @@ impl Run {
             options.seed,
             options.tenant,
         );
-        let mut header = header;
         header.meta = options.host.map(|host| HeaderMeta {
             at: 0,
             host: Some(host),
@@ -204,12 +207,7 @@ impl Run {
             header,
             path,
             poisoned: None,
-            watch: watched.map(|events| {
-                let mut w = Watch::default();
-                w.stage(events, at, None);
-                w.commit();
-                w
-            }),
+            watch: watched.map(|events| Watch::committed(events, at)),
         };
         run.commit()?;
         Ok(run)
@@ -239,7 +237,12 @@ impl Run {
     /// Errors: as [`Run::resume`]; `INVALID_ARGUMENT` (another run's log, an approval for a
     /// node with no pending human activation), `INVALID_OUTPUT` (an approval too deep).
     pub fn resume_with(path: impl AsRef<Path>, options: ResumeOptions) -> Result<Run> {
-        let path = path.as_ref();
+        Run::reopen_log(path.as_ref(), options, false)
+    }
+
+    /// [`Run::resume_with`], and with `retry` the `runReopened` of [`Run::retry`]: checked with
+    /// the approvals, before anything is appended.
+    fn reopen_log(path: &Path, options: ResumeOptions, retry: bool) -> Result<Run> {
         if let Some(expected) = &options.run_id {
             let header = crate::log::read_header(path)?;
             if &header.run_id != expected {
@@ -291,8 +294,18 @@ impl Run {
             poisoned: None,
             watch: options.watch.then(Watch::default),
         };
-        // Check the approvals before writing anything.
+        // Check the approvals (and that a retry can reopen the run) before appending anything.
         let approvals = run.approvals(options.approvals)?;
+        if retry {
+            if let Err(e) = run.machine.reopen(REOPEN_REASON) {
+                // Name the fork point a limit failure or a completed run needs.
+                let at = way_out::last_fork_point(path, None)
+                    .map(|seq| format!(" (the last step end is seq {seq})"))
+                    .unwrap_or_default();
+                return Err(Error::new(e.kind(), format!("{}{at}", e.message())));
+            }
+            run.machine.advance();
+        }
         let watched = run.watch.is_some().then(|| rebuilt.tail.clone());
         let at = run.sink.stage(rebuilt.tail, None)?;
         if let (Some(w), Some(events)) = (run.watch.as_mut(), watched) {
@@ -320,18 +333,7 @@ impl Run {
                 "a retried run takes no approvals: its human nodes ask again",
             ));
         }
-        let path = path.as_ref();
-        let mut run = Run::resume_with(path, options)?;
-        if let Err(e) = run.machine.reopen(REOPEN_REASON) {
-            // Name the fork point a limit failure or a completed run needs.
-            let at = way_out::last_fork_point(path, None)
-                .map(|seq| format!(" (the last step end is seq {seq})"))
-                .unwrap_or_default();
-            return Err(Error::new(e.kind(), format!("{}{at}", e.message())));
-        }
-        run.machine.advance();
-        run.commit()?;
-        Ok(run)
+        Run::reopen_log(path.as_ref(), options, true)
     }
 
     /// Match approvals (node id → output) to waiting human activations; every one must match.
@@ -545,12 +547,7 @@ impl Run {
             header,
             path,
             poisoned: None,
-            watch: watched.map(|events| {
-                let mut w = Watch::default();
-                w.stage(events, at, None);
-                w.commit();
-                w
-            }),
+            watch: watched.map(|events| Watch::committed(events, at)),
         };
         run.commit()?;
         Ok(run)

@@ -13,6 +13,14 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
+    /// A watch holding `events`, already committed at `at` (a new log's first events).
+    pub(crate) fn committed(events: Vec<Event>, at: u64) -> Watch {
+        let mut w = Watch::default();
+        w.stage(events, at, None);
+        w.commit();
+        w
+    }
+
     /// Events staged at `at` (with a completion's measured duration).
     pub(crate) fn stage(
         &mut self,

@@ -502,3 +502,20 @@ fn approving_a_finished_run_says_nothing_waits() {
         "node 'approve' has no pending human activation: the run is completed, so nothing waits for a person (waiting: none)"
     );
 }
+
+#[test]
+fn retry_of_a_crashed_run_says_resume_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start_in(dir.path(), &pipeline(), json!(null), 1, "crashed");
+    let log = run.log_path().unwrap().to_owned();
+    drop(run);
+    let before = std::fs::read(&log).unwrap();
+    let e = agentmesh_core::Run::retry(&log, Default::default()).unwrap_err();
+    assert_eq!(e.code(), "INVALID_ARGUMENT");
+    assert!(
+        e.message()
+            .contains("the run is running, not failed or cancelled: resume it instead"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), before);
+}
