@@ -1181,8 +1181,11 @@ class Mesh {
       logPath === null ? run : null,
     )
     const err = result.error
-    if (result.status === 'failed' && err !== null && err.code === 'AGENT_FAILED' && thrown.has(err.node)) {
-      const e = new AgentFailedError(`[AGENT_FAILED] ${err.message}`, { node: err.node }, { cause: thrown.get(err.node) })
+    // As in Python: a run an agent failed rejects, also when it failed before this process
+    // resumed its log (the cause is then unknown here).
+    if (result.status === 'failed' && err !== null && err.code === 'AGENT_FAILED') {
+      const cause = thrown.has(err.node) ? { cause: thrown.get(err.node) } : undefined
+      const e = new AgentFailedError(`[AGENT_FAILED] ${err.message}`, { node: err.node }, cause)
       e.result = result
       throw e
     }

@@ -136,6 +136,20 @@ describe('mesh.retry: a failed run', () => {
     assert.equal(am.replaySync(done.logPath).outcome.status, 'completed')
   })
 
+  test('resume of the failed log rejects with AgentFailedError as run does (no cause: the agent ran elsewhere)', async () => {
+    const dir = tmpdir()
+    const calls = []
+    const failed = await failedBrief(dir, calls)
+    const before = fs.readFileSync(failed.logPath)
+    calls.length = 0
+    const e = await rejected(briefMesh(dir, { down: false }, calls).resume(failed.logPath))
+    assertError(e, AgentFailedError, 'AGENT_FAILED')
+    assert.equal(e.cause, undefined)
+    assert.equal(e.result.status, 'failed')
+    assert.deepEqual(calls, [], 'resume runs nothing of a failed run: retry does')
+    assert.ok(fs.readFileSync(failed.logPath).equals(before))
+  })
+
   test('runId: the log must hold that run (nothing written otherwise)', async () => {
     const dir = tmpdir()
     const failed = await failedBrief(dir, [])
