@@ -1029,7 +1029,7 @@ fn a_crashed_rust_run_runs_only_what_the_script_gives() {
     assert_eq!(std::fs::read(dir.join(log)).unwrap(), before);
 
     // The script gives node b by id, but agent worker also runs a: worker is not the CLI's,
-    // and a step the CLI cannot finish is not started (c waits too).
+    // so b stays outstanding; the script's tool lookup (c) runs, and the step waits for b.
     write_json(
         dir,
         "b-only.json",
@@ -1043,7 +1043,14 @@ fn a_crashed_rust_run_runs_only_what_the_script_gives() {
         "{}",
         r.stdout
     );
-    assert_eq!(std::fs::read(dir.join(log)).unwrap(), before);
+    assert!(
+        r.stdout.contains("needs        b: agent worker\n"),
+        "{}",
+        r.stdout
+    );
+    let after = std::fs::read_to_string(dir.join(log)).unwrap();
+    assert!(after.contains(r#""output":"c by script""#), "{after}");
+    assert!(!after.contains("b by script"), "{after}");
 
     // An entry that would leave some attempt to the default output is refused up front.
     write_json(

@@ -255,10 +255,10 @@ impl Mesh {
         }
     }
 
-    /// Drive only the activations this mesh has an agent or tool for: when a step needs one
-    /// it lacks, dispatch nothing more, finish what is in flight and return with the run
-    /// still `running` and [`RunResult::needs`] naming what is left (it stays outstanding, as
-    /// after a crash, for the program that registers it). Without this, a mesh refuses
+    /// Drive only the activations this mesh has an agent or tool for: one it lacks stays
+    /// outstanding (as after a crash) for the program that registers it, and its step cannot
+    /// end; the mesh runs the rest of that step and returns with the run still `running` and
+    /// [`RunResult::needs`] naming what is left. Without this, a mesh refuses
     /// (`UNKNOWN_AGENT`) to run a workflow it lacks agents for. The CLI uses it so it never
     /// invents the work of a program's agents.
     pub fn stop_at_missing(mut self) -> Mesh {
@@ -510,25 +510,21 @@ impl Mesh {
             if run.is_finished()? {
                 return Ok(());
             }
-            let acts: Vec<Activation> = if blocked {
-                Vec::new()
-            } else {
-                run.poll()?
-                    .into_iter()
-                    .filter(|a| match a.kind {
-                        ActivationKind::Agent | ActivationKind::Tool => true,
-                        ActivationKind::Human => false,
-                    })
-                    .collect()
-            };
-            if self.stop_at_missing && acts.iter().any(|a| !self.has(a)) {
-                // Left outstanding for the program that has these agents.
-                blocked = true;
-                if in_flight.is_empty() {
-                    return Ok(());
-                }
-                continue;
-            }
+            let acts: Vec<Activation> = run
+                .poll()?
+                .into_iter()
+                .filter(|a| match a.kind {
+                    ActivationKind::Agent | ActivationKind::Tool => true,
+                    ActivationKind::Human => false,
+                })
+                // Without an agent for it, an activation stays outstanding for the program
+                // that has one (its step cannot end, so nothing after it starts).
+                .filter(|a| {
+                    let has = !self.stop_at_missing || self.has(a);
+                    blocked |= !has;
+                    has
+                })
+                .collect();
             if acts.len() == 1 && in_flight.is_empty() && acts[0].timeout_ms.is_none() {
                 // A lone activation without a deadline runs inline: no thread hop per step.
                 let act = &acts[0];
