@@ -519,3 +519,31 @@ fn retry_of_a_crashed_run_says_resume_and_writes_nothing() {
     );
     assert_eq!(std::fs::read(&log).unwrap(), before);
 }
+
+#[test]
+fn a_mesh_without_some_agents_runs_the_rest_of_their_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = wf(json!({"name": "half", "nodes": [
+        {"id": "mine", "type": "agent", "agent": "mine"},
+        {"id": "theirs", "type": "tool", "tool": "theirs"},
+        {"id": "after", "type": "agent", "agent": "mine", "after": ["mine", "theirs"]}]}));
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut partial = Mesh::new().with_log_dir(dir.path()).stop_at_missing();
+    let c = calls.clone();
+    partial.agent("mine", move |act, _| {
+        c.fetch_add(1, Ordering::SeqCst);
+        Ok(json!(act.node.to_string()).into())
+    });
+    let r = partial.run(&w, opts("half")).unwrap();
+    assert_eq!(r.status, RunStatus::Running);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "`mine` ran; `after` waits for the step"
+    );
+    let needs: Vec<&str> = r.needs.iter().map(|a| &*a.node).collect();
+    assert_eq!(needs, ["theirs"]);
+    let t = types(r.log_path.as_ref().unwrap());
+    assert_eq!(t.iter().filter(|t| *t == "agentCompleted").count(), 1);
+    assert!(!t.iter().any(|t| t == "toolCompleted"));
+}
