@@ -382,3 +382,67 @@ def test_leaving_an_async_stream_early_releases_the_run_at_once(tmp_path: Path, 
     assert r.status == "completed" and r.output == {"slow": "slow", "quick": "quick"}
     kinds = [e["type"] for e in agentmesh.read_log(tmp_path / "w.jsonl")]
     assert "runCancelled" not in kinds and "activationCancelled" not in kinds
+
+
+# streams of resume, retry and fork -------------------------------------------------------------
+
+FLAKY = {"name": "flaky", "nodes": [
+    {"id": "plan", "type": "agent", "agent": "planner"},
+    {"id": "fetch", "type": "tool", "tool": "http", "after": ["plan"]},
+]}
+
+
+def flaky_mesh(tmp_path: Path, down: List[bool]) -> agentmesh.Mesh:
+    mesh = agentmesh.Mesh(log_dir=tmp_path)
+    mesh.add_agent("planner", lambda act: {"q": 1})
+
+    def http(act: agentmesh.Activation) -> Any:
+        if down[0]:
+            raise ConnectionError("refused")
+        return {"status": 200}
+
+    mesh.add_tool("http", http)
+    return mesh
+
+
+def test_resume_retry_and_fork_streams_yield_what_they_append(tmp_path: Path) -> None:
+    down = [True]
+    mesh = flaky_mesh(tmp_path, down)
+    with pytest.raises(agentmesh.AgentFailedError):
+        mesh.run(agentmesh.Workflow.from_dict(FLAKY), run_id="f")
+    path = tmp_path / "f.jsonl"
+    before = len(file_records(path))
+    down[0] = False
+    stream = mesh.stream_retry(path)
+    events = list(stream)
+    assert events[0]["type"] == "runReopened"
+    assert stream.result.status == "completed"
+    assert [e["seq"] for e in events] == [r["seq"] for r in file_records(path)[before:]]
+    # A fork's stream starts with the events it copied.
+    fork = mesh.stream_fork(path, 4, overrides={"plan": {"q": 2}})
+    copied = list(fork)
+    assert copied[0]["type"] == "runStarted" and fork.result.status == "completed"
+    # Resuming a finished run appends nothing: an empty stream with the run's result.
+    again = mesh.stream_resume(fork.result.log_path)
+    assert list(again) == [] and again.result.status == "completed"
+
+
+def test_async_streams_of_retry(tmp_path: Path) -> None:
+    down = [True]
+    mesh = flaky_mesh(tmp_path, down)
+    with pytest.raises(agentmesh.AgentFailedError):
+        mesh.run(agentmesh.Workflow.from_dict(FLAKY), run_id="a")
+    down[0] = False
+
+    async def main() -> List[str]:
+        stream = mesh.stream_retry_async(tmp_path / "a.jsonl")
+        kinds = [e["type"] async for e in stream]
+        assert stream.result.status == "completed"
+        resumed = mesh.stream_resume_async(tmp_path / "a.jsonl")
+        assert [e async for e in resumed] == []
+        forked = mesh.stream_fork_async(tmp_path / "a.jsonl", 1, run_id="a2")
+        assert [e["type"] async for e in forked][0] == "runStarted"
+        return kinds
+
+    kinds = asyncio.run(main())
+    assert kinds[0] == "runReopened" and kinds[-1] == "runCompleted"

@@ -820,6 +820,84 @@ class Mesh:
         drive = _Drive(self, native, cancel, on_event is not None)
         return await deliver_async(self._drive_async(drive), drive, on_event)
 
+    # the same as streams: events as the run is driven (see :meth:`stream`) ----------------
+
+    def stream_resume(
+        self,
+        log_path: PathLike,
+        approvals: Optional[Mapping[str, Any]] = None,
+        run_id: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> RunStream:
+        """:meth:`resume` as a :class:`RunStream` (the events resume appends)."""
+        _check_options(run_id, None, cancel, None)
+        drive = _Drive(self, self._reopen(log_path, approvals, run_id, True), cancel, True)
+        return RunStream(self._drive(drive), drive)
+
+    def stream_retry(
+        self,
+        log_path: PathLike,
+        run_id: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> RunStream:
+        """:meth:`retry` as a :class:`RunStream` (from ``runReopened`` on)."""
+        _check_options(run_id, None, cancel, None)
+        drive = _Drive(self, self._retry(log_path, run_id, True), cancel, True)
+        return RunStream(self._drive(drive), drive)
+
+    def stream_fork(
+        self,
+        log_path: PathLike,
+        seq: int,
+        overrides: Optional[Mapping[str, Any]] = None,
+        run_id: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+        workflow: Optional[Workflow] = None,
+    ) -> RunStream:
+        """:meth:`fork` as a :class:`RunStream` (the copied events first)."""
+        _check_options(run_id, None, cancel, None)
+        native = self._fork(log_path, seq, overrides, run_id, workflow, True)
+        drive = _Drive(self, native, cancel, True)
+        return RunStream(self._drive(drive), drive)
+
+    def stream_resume_async(
+        self,
+        log_path: PathLike,
+        approvals: Optional[Mapping[str, Any]] = None,
+        run_id: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> AsyncRunStream:
+        """:meth:`stream_resume` for asyncio (agents as in :meth:`run_async`)."""
+        _check_options(run_id, None, cancel, None)
+        drive = _Drive(self, self._reopen(log_path, approvals, run_id, True), cancel, True)
+        return AsyncRunStream(self._drive_async(drive), drive)
+
+    def stream_retry_async(
+        self,
+        log_path: PathLike,
+        run_id: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> AsyncRunStream:
+        """:meth:`stream_retry` for asyncio (agents as in :meth:`run_async`)."""
+        _check_options(run_id, None, cancel, None)
+        drive = _Drive(self, self._retry(log_path, run_id, True), cancel, True)
+        return AsyncRunStream(self._drive_async(drive), drive)
+
+    def stream_fork_async(
+        self,
+        log_path: PathLike,
+        seq: int,
+        overrides: Optional[Mapping[str, Any]] = None,
+        run_id: Optional[str] = None,
+        cancel: Optional[CancelToken] = None,
+        workflow: Optional[Workflow] = None,
+    ) -> AsyncRunStream:
+        """:meth:`stream_fork` for asyncio (agents as in :meth:`run_async`)."""
+        _check_options(run_id, None, cancel, None)
+        native = self._fork(log_path, seq, overrides, run_id, workflow, True)
+        drive = _Drive(self, native, cancel, True)
+        return AsyncRunStream(self._drive_async(drive), drive)
+
     # opening runs (shared by the sync and asyncio entry points) ----------------------------
 
     def _start(
