@@ -146,6 +146,11 @@ export declare class NativeWorkflow {
    * whose every `after` entry is a branch receives no deps); they never change a run.
    */
   warnings(): Array<string>
+  /**
+   * Throw `UNKNOWN_AGENT` unless `agents` and `tools` (the registered names) cover every
+   * name this workflow uses: the core's one wording in every host.
+   */
+  checkRegistered(agents: Array<string>, tools: Array<string>): void
 }
 
 /**

@@ -245,36 +245,6 @@ impl Error {
         })
     }
 
-    /// `UNKNOWN_AGENT`: no `kind` (`agent` or `tool`) is registered as `name`; the message
-    /// lists the registered names and the nearest one. Every host words it so.
-    pub fn unknown_agent<'a>(
-        kind: &str,
-        name: &str,
-        registered: impl IntoIterator<Item = &'a str>,
-    ) -> Error {
-        let mut names: Vec<&str> = registered.into_iter().collect();
-        names.sort_unstable();
-        names.dedup();
-        let nearest = names
-            .iter()
-            .map(|n| (edit_distance(name, n), *n))
-            .filter(|(d, n)| *d <= (n.chars().count() / 3).max(2))
-            .min();
-        let hint = match nearest {
-            Some((_, n)) => format!(" (did you mean '{n}'?)"),
-            None => String::new(),
-        };
-        let listed = if names.is_empty() {
-            format!("no {kind}s are registered")
-        } else {
-            format!("registered {kind}s: {}", names.join(", "))
-        };
-        Error::new(
-            ErrorKind::UnknownAgent,
-            format!("no {kind} registered as '{name}'{hint}; {listed}"),
-        )
-    }
-
     /// `INVALID_OUTPUT` for a result of node `node` that cannot be recorded: the message is
     /// `node '<node>': <reason>` and the detail names the node. Hosts that convert a result
     /// before completing use it, so every host reports (and records) the same text.
@@ -317,7 +287,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Levenshtein distance over chars (names are short: quadratic is fine).
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -357,21 +327,9 @@ mod tests {
     }
 
     #[test]
-    fn unknown_agents_name_the_registered_ones_and_the_nearest() {
-        let e = Error::unknown_agent("agent", "planer", ["writer", "planner", "researcher"]);
-        assert_eq!(e.code(), "UNKNOWN_AGENT");
-        assert_eq!(
-            e.message(),
-            "no agent registered as 'planer' (did you mean 'planner'?); registered agents: planner, researcher, writer"
-        );
-        let e = Error::unknown_agent("tool", "save", []);
-        assert_eq!(
-            e.message(),
-            "no tool registered as 'save'; no tools are registered"
-        );
-        let far = Error::unknown_agent("agent", "zzz", ["planner"]);
-        assert!(!far.message().contains("did you mean"), "{far}");
+    fn edit_distance_counts_edits() {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "ab"), 2);
+        assert_eq!(edit_distance("planer", "planner"), 1);
     }
 }

@@ -34,7 +34,6 @@ const {
   InvalidArgumentError,
   InvalidOutputError,
   RunInterruptedError,
-  UnknownAgentError,
   call,
   fromNative,
 } = require('./errors')
@@ -307,34 +306,6 @@ const FORK_KEYS = ['overrides', 'runId', 'workflow', 'signal', 'interrupt', 'onE
 const ASYNC_ONLY = new Set(['signal', 'interrupt'])
 const syncKeys = (keys) => keys.filter((k) => !ASYNC_ONLY.has(k))
 const streamKeys = (keys) => keys.filter((k) => k !== 'onEvent')
-
-/** The registered name closest to `name` (a likely typo), or null. */
-function nearest(name, names) {
-  let best = null
-  let bestDistance = Infinity
-  for (const candidate of names) {
-    const d = candidate.toLowerCase() === name.toLowerCase() ? 0 : editDistance(name, candidate)
-    if (d < bestDistance) {
-      best = candidate
-      bestDistance = d
-    }
-  }
-  // A third of the name may differ (at least one character): 'planer' → 'planner'.
-  return best !== null && bestDistance <= Math.max(1, Math.floor(name.length / 3)) ? best : null
-}
-
-/** Levenshtein distance (insertions, deletions, substitutions). */
-function editDistance(a, b) {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i]
-    for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
-    }
-    prev = row
-  }
-  return prev[b.length]
-}
 
 // Results → native completions ----------------------------------------------------------------
 //
@@ -888,28 +859,9 @@ class Mesh {
   }
 
   _checkRegistered(nativeWorkflow) {
-    const missing = []
-    const find = (names, registry, what, other, otherWhat) => {
-      for (const name of names) {
-        if (registry.has(name)) continue
-        // Why it is missing, when a likely reason is known: registered as the other kind,
-        // or a typo of a registered name.
-        const near = other.has(name) ? null : nearest(name, registry.keys())
-        const hint = other.has(name)
-          ? ` (registered as ${otherWhat === 'agent' ? 'an agent' : 'a tool'}, not ${what === 'agent' ? 'an agent' : 'a tool'})`
-          : near !== null ? ` (did you mean '${near}'?)` : ''
-        missing.push(`${what} '${name}'${hint}`)
-      }
-    }
-    find(nativeWorkflow.agentNames(), this._agents, 'agent', this._tools, 'tool')
-    find(nativeWorkflow.toolNames(), this._tools, 'tool', this._agents, 'agent')
-    if (missing.length > 0) {
-      const list = (registry) => (registry.size === 0 ? 'none' : [...registry.keys()].sort().map((n) => `'${n}'`).join(', '))
-      throw new UnknownAgentError(
-        `[UNKNOWN_AGENT] workflow '${nativeWorkflow.name}' uses ${missing.join(', ')}, not registered with this mesh ` +
-          `(registered agents: ${list(this._agents)}; tools: ${list(this._tools)})`,
-      )
-    }
+    // The core's check: what is missing, the likely reason (a typo, the other kind) and
+    // what is registered, worded alike in every host.
+    call(() => nativeWorkflow.checkRegistered([...this._agents.keys()], [...this._tools.keys()]))
   }
 
   // runs ---------------------------------------------------------------------------------

@@ -107,6 +107,20 @@ impl NativeWorkflow {
     pub fn warnings(&self) -> Vec<String> {
         self.inner.warnings()
     }
+
+    /// Throw `UNKNOWN_AGENT` unless `agents` and `tools` (the registered names) cover every
+    /// name this workflow uses: the core's one wording in every host.
+    #[napi]
+    pub fn check_registered(
+        &self,
+        env: &Env,
+        agents: Vec<String>,
+        tools: Vec<String>,
+    ) -> napi::Result<()> {
+        let agents: Vec<&str> = agents.iter().map(String::as_str).collect();
+        let tools: Vec<&str> = tools.iter().map(String::as_str).collect();
+        self.inner.check_registered(&agents, &tools).or_throw(env)
+    }
 }
 
 /// `INVALID_WORKFLOW` for workflow JSON text holding a lone surrogate, in the form of the

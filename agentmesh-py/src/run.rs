@@ -82,6 +82,21 @@ impl NativeWorkflow {
     fn warnings(&self) -> Vec<String> {
         self.inner.warnings()
     }
+
+    /// Raise `UnknownAgentError` unless `agents` and `tools` (the registered names) cover
+    /// every name this workflow uses: the core's one wording in every host.
+    fn check_registered(
+        &self,
+        py: Python<'_>,
+        agents: Vec<String>,
+        tools: Vec<String>,
+    ) -> PyResult<()> {
+        let agents: Vec<&str> = agents.iter().map(String::as_str).collect();
+        let tools: Vec<&str> = tools.iter().map(String::as_str).collect();
+        self.inner
+            .check_registered(&agents, &tools)
+            .map_err(|e| to_py(py, &e))
+    }
 }
 
 /// One run. The Python driver is its single writer; the mutex only makes the class `Sync`.

@@ -454,11 +454,11 @@ def test_unknown_agent_lists_the_registered_names_and_the_nearest(tmp_path: Path
         mesh.run(w)
     assert info.value.message == (
         "workflow 'brief' uses agent 'planer' (did you mean 'planner'?), tool 'sav' (did you "
-        "mean 'save'?), tool 'writer' (registered as an agent), not registered with this mesh "
-        "(registered agents: 'planner', 'researcher', 'writer'; registered tools: 'save')"
+        "mean 'save'?), tool 'writer' (registered as an agent, not a tool), not registered "
+        "with this mesh (registered agents: 'planner', 'researcher', 'writer'; tools: 'save')"
     )
     empty = agentmesh.Mesh(log_dir=tmp_path)
-    with pytest.raises(agentmesh.UnknownAgentError, match=r"uses agent 'planer', not registered with this mesh \(registered agents: none\)$"):
+    with pytest.raises(agentmesh.UnknownAgentError, match=r"uses agent 'planer', not registered with this mesh \(registered agents: none; tools: none\)$"):
         empty.run(wf([{"id": "p", "type": "agent", "agent": "planer"}], name="brief"))
     assert list(tmp_path.iterdir()) == []
 

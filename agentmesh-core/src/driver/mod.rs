@@ -336,19 +336,9 @@ impl Mesh {
         if self.stop_at_missing {
             return Ok(());
         }
-        for name in wf.agent_names() {
-            if !self.agents.contains_key(name) {
-                let known = self.agents.keys().map(String::as_str);
-                return Err(Error::unknown_agent("agent", name, known));
-            }
-        }
-        for name in wf.tool_names() {
-            if !self.tools.contains_key(name) {
-                let known = self.tools.keys().map(String::as_str);
-                return Err(Error::unknown_agent("tool", name, known));
-            }
-        }
-        Ok(())
+        let agents: Vec<&str> = self.agents.keys().map(String::as_str).collect();
+        let tools: Vec<&str> = self.tools.keys().map(String::as_str).collect();
+        wf.check_registered(&agents, &tools)
     }
 
     /// Start a run of `workflow` (log in this mesh's log directory or memory) without driving it.

@@ -8,6 +8,7 @@ pub mod event;
 pub mod failure;
 pub mod header;
 pub mod limits;
+mod registration;
 pub mod usage;
 pub(crate) mod validate;
 pub mod workflow;

@@ -242,7 +242,7 @@ fn unknown_agents_and_tools_are_rejected_before_any_file_is_created() {
     assert_eq!(e.code(), "UNKNOWN_AGENT");
     assert_eq!(
         e.message(),
-        "no agent registered as 'ghost'; registered agents: hammer, known"
+        "workflow 'names' uses agent 'ghost', tool 'hammer' (registered as an agent, not a tool), not registered with this mesh (registered agents: 'hammer', 'known'; tools: none)"
     );
     let e = mesh.start(&w, opts("names")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::UnknownAgent);
@@ -253,7 +253,7 @@ fn unknown_agents_and_tools_are_rejected_before_any_file_is_created() {
     assert_eq!(e.code(), "UNKNOWN_AGENT");
     assert_eq!(
         e.message(),
-        "no tool registered as 'hammer'; no tools are registered"
+        "workflow 'names' uses tool 'hammer' (registered as an agent, not a tool), not registered with this mesh (registered agents: 'ghost', 'hammer', 'known'; tools: none)"
     );
     assert_eq!(files(), 0);
 

@@ -11,7 +11,6 @@ stream) writes nothing, so the run resumes as after a crash.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import inspect
 import json
 import os
@@ -42,7 +41,6 @@ from .errors import (
     InternalError,
     InvalidArgumentError,
     InvalidOutputError,
-    UnknownAgentError,
 )
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -507,22 +505,6 @@ def _check_options(
         raise InvalidArgumentError(f"on_event must be callable, not {type(on_event).__name__}")
 
 
-def _near(name: str, kind: str, registered: Mapping[str, Any], other: Mapping[str, Any]) -> str:
-    """A hint for an unregistered name: registered as the other kind, or a close spelling."""
-    if name in other:
-        return f" (registered as {'a tool' if kind == 'agent' else 'an agent'})"
-    close = difflib.get_close_matches(name, list(registered), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _listed(names: Mapping[str, Any], most: int = 12) -> str:
-    if not names:
-        return "none"
-    shown = sorted(names)
-    more = f" and {len(shown) - most} more" if len(shown) > most else ""
-    return ", ".join(f"'{n}'" for n in shown[:most]) + more
-
-
 class _Workers:
     """The worker pool of one drive, taken from the mesh on first use."""
 
@@ -604,24 +586,9 @@ class Mesh:
         return register
 
     def _check_registered(self, wf: Any) -> None:
-        """``UnknownAgentError`` naming what is missing, the nearest registered name and what
-        is registered, so a typo reads as one."""
-        missing: List[str] = []
-        kinds = []
-        for kind, names, registered, other in (
-            ("agent", wf.agent_names(), self._agents, self._tools),
-            ("tool", wf.tool_names(), self._tools, self._agents),
-        ):
-            absent = [n for n in names if n not in registered]
-            for name in absent:
-                missing.append(f"{kind} '{name}'{_near(name, kind, registered, other)}")
-            if absent:
-                kinds.append(f"registered {kind}s: {_listed(registered)}")
-        if missing:
-            raise UnknownAgentError(
-                f"workflow '{wf.name}' uses {', '.join(missing)}, not registered with this "
-                f"mesh ({'; '.join(kinds)})"
-            )
+        """``UnknownAgentError`` naming what is missing, the likely reason (a typo, the other
+        kind) and what is registered: the core's check, worded alike in every host."""
+        wf.check_registered(list(self._agents), list(self._tools))
 
     # runs ---------------------------------------------------------------------------------
 
