@@ -43,6 +43,9 @@ pub enum ErrorKind {
     Cancelled,
     /// No agent or tool is registered under a name the workflow uses (`UNKNOWN_AGENT`).
     UnknownAgent,
+    /// A built-in call's service (an LLM provider, an MCP server) failed or refused the call
+    /// (`PROVIDER_ERROR`); the error carries the HTTP status and whether a retry may help.
+    ProviderError,
     /// An operating-system I/O error, including a failed fsync that poisoned a writer (`IO`).
     Io,
     /// A bug inside AgentMesh, such as a caught panic (`INTERNAL`).
@@ -66,6 +69,7 @@ impl ErrorKind {
         ErrorKind::LimitExceeded,
         ErrorKind::Cancelled,
         ErrorKind::UnknownAgent,
+        ErrorKind::ProviderError,
         ErrorKind::Io,
         ErrorKind::Internal,
     ];
@@ -87,6 +91,7 @@ impl ErrorKind {
             ErrorKind::LimitExceeded => "LIMIT_EXCEEDED",
             ErrorKind::Cancelled => "CANCELLED",
             ErrorKind::UnknownAgent => "UNKNOWN_AGENT",
+            ErrorKind::ProviderError => "PROVIDER_ERROR",
             ErrorKind::Io => "IO",
             ErrorKind::Internal => "INTERNAL",
         }

@@ -1,0 +1,13 @@
+//! Built-in calls for AgentMesh, executed by Rust on the host's behalf: LLM providers over
+//! `ureq` (OpenAI-compatible Chat Completions, Anthropic Messages) and MCP tools over stdio.
+//!
+//! Everything here is IO; the core (`agentmesh-core`) stays sans-IO and only records what
+//! these calls send and receive. Requests and responses cross this crate's boundary in their
+//! canonical form (`docs/providers.md`): what the log records, with no secrets, provider ids
+//! or timestamps in it.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod mcp;
+
+pub use error::CallError;
