@@ -143,6 +143,15 @@ pub enum ErrorDetail {
         /// Node id.
         node: String,
     },
+    /// A failed call's service (`PROVIDER_ERROR`).
+    Provider {
+        /// The recorded error type (`ProviderError`, `RateLimited`, `Timeout`, ...).
+        error_type: String,
+        /// HTTP status, when the service answered.
+        status: Option<u16>,
+        /// Whether trying again may help.
+        retryable: bool,
+    },
     /// How a log differs from its anchor (`LOG_TRUNCATED`, `LOG_HEAD_MISMATCH`).
     Anchor {
         /// What differs: `records`, `bytes`, `head`, `mac` or `runId`.
@@ -172,6 +181,11 @@ impl ErrorDetail {
             }),
             ErrorDetail::LogCorrupt { offset } => json!({ "offset": offset }),
             ErrorDetail::Node { node } => json!({ "node": node }),
+            ErrorDetail::Provider {
+                error_type,
+                status,
+                retryable,
+            } => json!({"type": error_type, "status": status, "retryable": retryable}),
             ErrorDetail::Anchor {
                 field,
                 expected,

@@ -44,7 +44,8 @@ pub mod run;
 
 pub use driver::scripted::{Behavior, Script, ScriptError};
 pub use driver::{
-    deadline, AgentError, AgentOutput, AgentResult, CancelHandle, Context, Mesh, RunResult,
+    deadline, provider_error, replayed_chunk, AgentError, AgentOutput, AgentResult, CallExecutor,
+    CallReply, CancelHandle, Context, Mesh, RunResult,
 };
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use log::{
@@ -54,6 +55,10 @@ pub use log::{
 };
 pub use machine::RunState;
 pub use model::activation::{Activation, Completion, Outcome, RunStatus};
+pub use model::call::{
+    idempotency_key, Attempt, CallError, CallKind, CallOutcome, CallRequest, CallTicket,
+    TicketState, MAX_CALLS_PER_ACTIVATION,
+};
 pub use model::event::{trace_id_for, Event, EventData, EventKind, Role};
 pub use model::failure::{Failure, FailureKind, RunError, Usage};
 pub use model::header::{HeaderMeta, LogHeader, CANONICAL_VERSION, LOG_VERSION};

@@ -4,8 +4,12 @@
 //! parallel (one inline when it is alone and has no deadline), complete them as they arrive,
 //! enforce timeouts, honour cancellation, stop when only human decisions are outstanding.
 
+mod context;
 mod pool;
 pub mod scripted;
+
+pub use context::{provider_error, replayed_chunk, CallExecutor, CallReply, Context};
+use context::{CallMsg, Executors};
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -75,22 +79,9 @@ pub type AgentResult = std::result::Result<AgentOutput, AgentError>;
 
 type AgentFn = Arc<dyn Fn(&Activation, &Context) -> AgentResult + Send + Sync>;
 
-/// Passed to agents alongside the activation.
-#[derive(Clone)]
-pub struct Context {
-    cancel: CancelHandle,
-}
-
-impl Context {
-    /// Cancel the run this activation belongs to. Takes effect before this activation's own
-    /// result is recorded, so it is deterministic when called from inside an agent.
-    pub fn cancel_run(&self, reason: &str) {
-        self.cancel.cancel(reason);
-    }
-}
-
-enum Msg {
+pub(crate) enum Msg {
     Done(u64, Completion),
+    Call(CallMsg),
     Cancel,
 }
 
@@ -232,6 +223,7 @@ pub struct Mesh {
     host: String,
     on_event: Option<EventFn>,
     stop_at_missing: bool,
+    executors: Arc<Executors>,
 }
 
 impl Default for Mesh {
@@ -252,7 +244,25 @@ impl Mesh {
             host: "rust".to_owned(),
             on_event: None,
             stop_at_missing: false,
+            executors: Arc::default(),
         }
+    }
+
+    /// Register an LLM provider under `name`, for agents' [`Context::llm`] calls.
+    pub fn provider(&mut self, name: &str, executor: Arc<dyn CallExecutor>) -> &mut Mesh {
+        Arc::make_mut(&mut self.executors)
+            .providers
+            .insert(name.to_owned(), executor);
+        self
+    }
+
+    /// Register a tool agents call with [`Context::tool`] (a tool *node* of a workflow is
+    /// registered with [`Mesh::tool`]).
+    pub fn call_tool(&mut self, name: &str, executor: Arc<dyn CallExecutor>) -> &mut Mesh {
+        Arc::make_mut(&mut self.executors)
+            .tools
+            .insert(name.to_owned(), executor);
+        self
     }
 
     /// Drive only the activations this mesh has an agent or tool for: one it lacks stays
@@ -487,9 +497,6 @@ impl Mesh {
         // own at once (the pool grows), so its deadline, counted from its dispatch, starts
         // when it is handed out.
         let mut in_flight: HashMap<u64, Option<Instant>> = HashMap::new();
-        let ctx = Context {
-            cancel: cancel.clone(),
-        };
         let mut blocked = false;
         loop {
             self.deliver(run, delivering);
@@ -518,7 +525,13 @@ impl Mesh {
             if acts.len() == 1 && in_flight.is_empty() && acts[0].timeout_ms.is_none() {
                 // A lone activation without a deadline runs inline: no thread hop per step.
                 let act = &acts[0];
-                let completion = call(&self.lookup(act), act, &ctx);
+                let f = self.lookup(act);
+                let completion = {
+                    let direct = Mutex::new(&mut *run);
+                    let ctx =
+                        Context::direct(cancel.clone(), act.id, &direct, self.executors.clone());
+                    call(&f, act, &ctx)
+                };
                 if cancel.is_cancelled() {
                     continue;
                 }
@@ -530,7 +543,7 @@ impl Mesh {
                 let id = act.id;
                 let f = self.lookup(&act);
                 let tx = tx.clone();
-                let ctx = ctx.clone();
+                let ctx = Context::driver(cancel.clone(), id, tx.clone(), self.executors.clone());
                 let submitted = self.pool.submit(Box::new(move || {
                     let completion = call(&f, &act, &ctx);
                     let _ = tx.send(Msg::Done(act.id, completion));
@@ -571,10 +584,17 @@ impl Mesh {
             let mut batch = Vec::new();
             let mut next = first;
             while let Some(msg) = next {
-                if let Msg::Done(id, completion) = msg {
-                    if in_flight.remove(&id).is_some() {
-                        batch.push((id, completion));
+                match msg {
+                    Msg::Done(id, completion) => {
+                        if in_flight.remove(&id).is_some() {
+                            batch.push((id, completion));
+                        }
                     }
+                    // Answered at once: the agent waits for its ticket. (A call a thread of
+                    // an agent makes after the agent returned is refused once its result
+                    // is recorded.)
+                    Msg::Call(c) => c.handle(run),
+                    Msg::Cancel => {}
                 }
                 next = rx.try_recv().ok();
             }

@@ -185,12 +185,19 @@ fn without_meta(head: &[u8]) -> Option<&[u8]> {
     meta_start(head).map(|at| &head[..at])
 }
 
-/// The envelope of an event body: `{"seq":N,"type":"T"` → (N, T, the rest after the type).
-pub(crate) fn envelope(head: &[u8]) -> Option<(u64, &[u8], &[u8])> {
-    let (seq, rest) = leading_seq(head)?;
+/// The envelope of an event body: `{"seq":N,"type":"T"` or, for a call record,
+/// `{"seq":N,"sub":K,"type":"T"` → (N, K, T, the rest after the type).
+pub(crate) fn envelope(head: &[u8]) -> Option<(u64, Option<u32>, &[u8], &[u8])> {
+    let (seq, mut rest) = leading_seq(head)?;
+    let mut sub = None;
+    if let Some(r) = rest.strip_prefix(b"\"sub\":") {
+        let (k, r) = leading_digits(r)?;
+        sub = Some(u32::try_from(k).ok()?);
+        rest = r.strip_prefix(b",")?;
+    }
     let rest = rest.strip_prefix(b"\"type\":\"")?;
     let end = rest.iter().position(|&c| c == b'"')?;
-    Some((seq, &rest[..end], &rest[end + 1..]))
+    Some((seq, sub, &rest[..end], &rest[end + 1..]))
 }
 
 /// The `seq` at the start of an event body (`{"seq":N,`), and the bytes after its comma,
@@ -273,12 +280,16 @@ mod tests {
 
     #[test]
     fn envelope_and_seq_parse_without_json() {
-        let (seq, kind, rest) =
+        let (seq, sub, kind, rest) =
             envelope(br#"{"seq":12,"type":"stepStarted","parentSeq":2"#).unwrap();
         assert_eq!(
-            (seq, kind, rest),
-            (12, &b"stepStarted"[..], &br#","parentSeq":2"#[..])
+            (seq, sub, kind, rest),
+            (12, None, &b"stepStarted"[..], &br#","parentSeq":2"#[..])
         );
+        let (seq, sub, kind, _) = envelope(br#"{"seq":12,"sub":3,"type":"callStarted""#).unwrap();
+        assert_eq!((seq, sub, kind), (12, Some(3), &b"callStarted"[..]));
+        assert!(envelope(br#"{"seq":12,"sub":4294967296,"type":"callStarted""#).is_none());
+        assert!(envelope(br#"{"seq":12,"sub":,"type":"callStarted""#).is_none());
         let max = br#"{"seq":18446744073709551615,"#;
         assert_eq!(leading_seq(max).map(|(s, _)| s), Some(u64::MAX));
         assert_eq!(

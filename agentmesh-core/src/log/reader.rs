@@ -254,6 +254,8 @@ impl<R: Read> LogReader<R> {
 pub(crate) struct RecordRef<'a> {
     pub offset: u64,
     pub seq: u64,
+    /// A call record's number under `seq`.
+    pub sub: Option<u32>,
     pub kind: EventKind,
     /// The physical record without chain fields and closing brace.
     head: &'a [u8],
@@ -321,6 +323,7 @@ impl<'a> RecordRef<'a> {
         OwnedRecord {
             offset: self.offset,
             seq: self.seq,
+            sub: self.sub,
             kind: self.kind,
             head: self.head.to_vec(),
             type_end: self.type_end,
@@ -334,6 +337,7 @@ impl<'a> RecordRef<'a> {
 struct OwnedRecord {
     offset: u64,
     seq: u64,
+    sub: Option<u32>,
     kind: EventKind,
     head: Vec<u8>,
     type_end: usize,
@@ -347,6 +351,7 @@ impl OwnedRecord {
         RecordRef {
             offset: self.offset,
             seq: self.seq,
+            sub: self.sub,
             kind: self.kind,
             head: &self.head,
             type_end: self.type_end,
@@ -384,11 +389,8 @@ impl LogScan<File> {
 impl<R: Read> LogScan<R> {
     pub(crate) fn new(reader: LogReader<R>) -> Self {
         let ids = id_fields(&reader.header.run_id);
-        LogScan {
-            reader,
-            shape: Shape::default(),
-            ids,
-        }
+        let shape = Shape::for_version(reader.header.version);
+        LogScan { reader, shape, ids }
     }
 
     pub(crate) fn header(&self) -> &LogHeader {
@@ -414,7 +416,7 @@ impl<R: Read> LogScan<R> {
             return Ok(None);
         };
         let (offset, head) = (line.offset, line.head);
-        let Some((seq, kind, rest)) = chain::envelope(head) else {
+        let Some((seq, sub, kind, rest)) = chain::envelope(head) else {
             return Err(Error::corrupt(
                 offset,
                 "record does not start with seq and type",
@@ -457,10 +459,11 @@ impl<R: Read> LogScan<R> {
             EventKind::StepStarted => step_activations(&head[fields_at..meta_at]),
             _ => None,
         };
-        self.shape.see(seq, kind, activations, offset)?;
+        self.shape.see(seq, sub, kind, activations, offset)?;
         Ok(Some(RecordRef {
             offset,
             seq,
+            sub,
             kind,
             head,
             type_end,
@@ -495,17 +498,24 @@ impl<R: Read> LogScan<R> {
     }
 }
 
-/// Emits records in canonical (seq) order, holding back the completions that arrive before
-/// an earlier one of their step.
+/// Emits records in canonical order, `(seq, sub)` with a seq's call records before the
+/// record without a sub (its completion), holding back what arrives before an earlier
+/// record of its step.
 pub(crate) struct InOrder {
     next: u64,
-    pending: BTreeMap<u64, OwnedRecord>,
+    /// The next call record of seq `next` to emit.
+    next_sub: u32,
+    pending: BTreeMap<(u64, u32), OwnedRecord>,
 }
+
+/// The key of a record without a sub: after every call record of its seq.
+const MAIN: u32 = u32::MAX;
 
 impl InOrder {
     pub(crate) fn new() -> Self {
         InOrder {
             next: 1,
+            next_sub: 1,
             pending: BTreeMap::new(),
         }
     }
@@ -515,21 +525,71 @@ impl InOrder {
         rec: RecordRef<'_>,
         emit: &mut dyn FnMut(RecordRef<'_>) -> Result<()>,
     ) -> Result<()> {
-        if rec.seq != self.next {
-            // The structure check guarantees each seq once; only reserved seqs wait here.
-            self.pending.insert(rec.seq, rec.to_owned());
-            return Ok(());
+        // The structure check guarantees each (seq, sub) once, and a seq's call records
+        // before its completion.
+        match rec.sub {
+            None if rec.seq == self.next => {
+                self.emit_held_calls(emit)?;
+                emit(rec)?;
+                self.advance();
+            }
+            Some(sub) if rec.seq == self.next && sub == self.next_sub => {
+                emit(rec)?;
+                self.next_sub += 1;
+            }
+            sub => {
+                self.pending
+                    .insert((rec.seq, sub.unwrap_or(MAIN)), rec.to_owned());
+                return Ok(());
+            }
         }
-        emit(rec)?;
+        self.drain(emit)
+    }
+
+    fn advance(&mut self) {
         self.next = self.next.saturating_add(1);
-        while let Some(r) = self.pending.remove(&self.next) {
-            emit(r.as_ref())?;
-            self.next = self.next.saturating_add(1);
+        self.next_sub = 1;
+    }
+
+    /// Emit what waits for the records just emitted.
+    fn drain(&mut self, emit: &mut dyn FnMut(RecordRef<'_>) -> Result<()>) -> Result<()> {
+        while !self.pending.is_empty() {
+            if let Some(r) = self.pending.remove(&(self.next, self.next_sub)) {
+                emit(r.as_ref())?;
+                self.next_sub += 1;
+                continue;
+            }
+            let Some(main) = self.pending.remove(&(self.next, MAIN)) else {
+                break;
+            };
+            self.emit_held_calls(emit)?;
+            emit(main.as_ref())?;
+            self.advance();
         }
         Ok(())
     }
 
-    /// Records still held (after holes: completions of a waiting step), in seq order.
+    /// The held call records of seq `next`, in sub order: once its completion is there, the
+    /// results that never came (calls in flight when the activation ended) leave gaps.
+    fn emit_held_calls(&mut self, emit: &mut dyn FnMut(RecordRef<'_>) -> Result<()>) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let held: Vec<(u64, u32)> = self
+            .pending
+            .range((self.next, 0)..(self.next, MAIN))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in held {
+            if let Some(r) = self.pending.remove(&k) {
+                emit(r.as_ref())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records still held (after holes: completions of a waiting step, calls of activations
+    /// in flight), in canonical order.
     pub(crate) fn finish(self, emit: &mut dyn FnMut(RecordRef<'_>) -> Result<()>) -> Result<()> {
         for r in self.pending.values() {
             emit(r.as_ref())?;

@@ -9,13 +9,19 @@
 //! - `stepStarted` at seq `s` with `n` activations (1 ≤ n ≤ the node limit) is followed by
 //!   its `n` scheduled events at `s+1 ..= s+n`, which reserve `s+n+1 ..= s+2n`;
 //! - completions and `activationCancelled` fill reserved seqs of the open step, each once;
+//! - call records (format 3) sit at a reserved seq of the open step that holds no completion
+//!   yet, with a `sub`: each `callStarted` at the next odd sub of its seq (1, 3, 5, …), each
+//!   result at the sub after its `callStarted`'s, once; a result may be missing (the call was
+//!   in flight when the activation ended or the process died);
 //! - every other record is at the next seq in order, and only once the open step's reserved
 //!   seqs are all filled; nothing follows the event that ends the run.
 //!
-//! The only state is the open step's reserved seqs, so memory is bounded by the node limit
-//! whatever a file claims, and all arithmetic on values read from the file is checked.
+//! The only state is the open step's reserved seqs and their calls awaiting a result, so
+//! memory is bounded by the node and call limits whatever a file claims, and all arithmetic
+//! on values read from the file is checked.
 
 use crate::error::{Error, Result};
+use crate::model::call::MAX_CALLS_PER_ACTIVATION;
 use crate::model::event::{EventKind, Role};
 use crate::model::workflow::MAX_NODES;
 
@@ -29,6 +35,17 @@ struct OpenStep {
     /// Which reserved seqs hold a record.
     filled: Vec<bool>,
     unfilled: u64,
+    /// The calls of each reserved seq (empty until its first call).
+    calls: Vec<Calls>,
+}
+
+/// The call records of one activation so far.
+#[derive(Debug, Clone, Default)]
+struct Calls {
+    /// The sub the next `callStarted` must have (0: none yet, so 1).
+    next_start: u32,
+    /// Result subs not yet seen.
+    awaiting: Vec<u32>,
 }
 
 /// Checks the structure of a log record by record.
@@ -42,19 +59,36 @@ pub(crate) struct Shape {
     spare: Vec<bool>,
     finished: Option<EventKind>,
     last_seq: u64,
+    /// Whether the file's format holds call records (version 3 on).
+    calls: bool,
 }
 
 impl Shape {
-    /// Check the next record in file order. `activations` is the count a `stepStarted`
-    /// record claims (ignored for other types).
+    /// The rules of file format `version`.
+    pub(crate) fn for_version(version: u32) -> Shape {
+        Shape {
+            calls: version >= 3,
+            ..Shape::default()
+        }
+    }
+
+    /// Check the next record in file order. `sub` is a call record's number under its seq;
+    /// `activations` is the count a `stepStarted` record claims (ignored for other types).
     pub(crate) fn see(
         &mut self,
         seq: u64,
+        sub: Option<u32>,
         kind: EventKind,
         activations: Option<u64>,
         offset: u64,
     ) -> Result<()> {
         let bad = |why: String| Err(Error::corrupt(offset, format!("seq {seq}: {why}")));
+        if kind.role() == Role::Call {
+            return self.see_call(seq, sub, kind, offset);
+        }
+        if sub.is_some() {
+            return bad(format!("{} carries a sub number", kind.name()));
+        }
         if self.events == 0 {
             if seq != 1 || kind != EventKind::RunStarted {
                 return bad("the first event must be runStarted with seq 1".to_owned());
@@ -75,6 +109,7 @@ impl Shape {
             self.finished = None;
         }
         match kind.role() {
+            Role::Call => unreachable!("call records are checked by see_call"),
             Role::Scheduled => {
                 let scheduling = self.step.as_mut().filter(|s| s.to_schedule > 0);
                 let Some(step) = scheduling else {
@@ -156,6 +191,7 @@ impl Shape {
                         first_reserved: seq + n + 1,
                         filled,
                         unfilled: n,
+                        calls: Vec::new(),
                     });
                     debug_assert_eq!(end, seq + 2 * n + 1);
                 }
@@ -167,6 +203,69 @@ impl Shape {
                     None => return bad("seq overflows".to_owned()),
                 };
             }
+        }
+        self.events += 1;
+        self.last_seq = self.last_seq.max(seq);
+        Ok(())
+    }
+
+    fn see_call(&mut self, seq: u64, sub: Option<u32>, kind: EventKind, offset: u64) -> Result<()> {
+        let bad = |why: String| {
+            let at = sub.map_or_else(String::new, |s| format!(" sub {s}"));
+            Err(Error::corrupt(offset, format!("seq {seq}{at}: {why}")))
+        };
+        if !self.calls {
+            return bad(format!(
+                "{} in a log whose format holds no call records (format 3 does)",
+                kind.name()
+            ));
+        }
+        let Some(sub) = sub else {
+            return bad(format!("{} without a sub number", kind.name()));
+        };
+        if self.finished.is_some() {
+            return bad(format!("{} after the run ended", kind.name()));
+        }
+        let Some(step) = self.step.as_mut().filter(|s| s.to_schedule == 0) else {
+            return bad(format!("{} outside the activations of a step", kind.name()));
+        };
+        let slot = seq
+            .checked_sub(step.first_reserved)
+            .filter(|&i| i < step.filled.len() as u64);
+        let Some(slot) = slot.map(|i| i as usize) else {
+            return bad(format!(
+                "{} is not at a completion seq its step reserved",
+                kind.name()
+            ));
+        };
+        if step.filled[slot] {
+            return bad(format!("{} after its activation's completion", kind.name()));
+        }
+        if step.calls.len() < step.filled.len() {
+            step.calls.resize_with(step.filled.len(), Calls::default);
+        }
+        let calls = &mut step.calls[slot];
+        if kind == EventKind::CallStarted {
+            let expected = calls.next_start.max(1);
+            if sub != expected {
+                return bad(format!("expected the next callStarted at sub {expected}"));
+            }
+            if sub / 2 >= MAX_CALLS_PER_ACTIVATION {
+                return bad(format!(
+                    "more than {MAX_CALLS_PER_ACTIVATION} calls in one activation"
+                ));
+            }
+            calls.next_start = sub + 2;
+            calls.awaiting.push(sub + 1);
+        } else {
+            let Some(i) = calls.awaiting.iter().position(|&s| s == sub) else {
+                return bad(format!(
+                    "{} without its callStarted at sub {}, or twice",
+                    kind.name(),
+                    sub.saturating_sub(1)
+                ));
+            };
+            calls.awaiting.swap_remove(i);
         }
         self.events += 1;
         self.last_seq = self.last_seq.max(seq);
@@ -226,9 +325,70 @@ mod tests {
     fn feed(records: &[(u64, EventKind, Option<u64>)]) -> Result<Shape> {
         let mut s = Shape::default();
         for (i, &(seq, kind, n)) in records.iter().enumerate() {
-            s.see(seq, kind, n, i as u64)?;
+            s.see(seq, None, kind, n, i as u64)?;
         }
         Ok(s)
+    }
+
+    fn feed_calls(records: &[(u64, Option<u32>, EventKind)]) -> Result<Shape> {
+        let mut s = Shape::for_version(3);
+        s.see(1, None, K::RunStarted, None, 0)?;
+        s.see(2, None, K::StepStarted, Some(2), 1)?;
+        s.see(3, None, K::AgentScheduled, None, 2)?;
+        s.see(4, None, K::AgentScheduled, None, 3)?;
+        for (i, &(seq, sub, kind)) in records.iter().enumerate() {
+            s.see(seq, sub, kind, None, 10 + i as u64)?;
+        }
+        Ok(s)
+    }
+
+    #[test]
+    fn calls_sit_under_open_completions_and_results_follow_their_start() {
+        let s = feed_calls(&[
+            (5, Some(1), K::CallStarted),
+            (6, Some(1), K::CallStarted),
+            (5, Some(3), K::CallStarted),
+            (5, Some(4), K::CallFailed),
+            (6, Some(2), K::CallCompleted),
+            (5, Some(5), K::CallStarted),
+            (5, Some(2), K::CallCompleted),
+            (6, None, K::AgentCompleted),
+            // call 3 of seq 5 never got its result (it was in flight when the agent ended)
+            (5, None, K::AgentCompleted),
+            (7, None, K::RunCompleted),
+        ])
+        .unwrap();
+        assert_eq!(s.events(), 14);
+    }
+
+    #[test]
+    fn misplaced_call_records_are_corrupt() {
+        let cases: Vec<Vec<(u64, Option<u32>, EventKind)>> = vec![
+            vec![(5, None, K::CallStarted)],
+            vec![(5, Some(2), K::CallStarted)],
+            vec![(5, Some(3), K::CallStarted)],
+            vec![(5, Some(1), K::CallStarted), (5, Some(1), K::CallStarted)],
+            vec![(5, Some(2), K::CallCompleted)],
+            vec![
+                (5, Some(1), K::CallStarted),
+                (5, Some(2), K::CallCompleted),
+                (5, Some(2), K::CallFailed),
+            ],
+            vec![(3, Some(1), K::CallStarted)],
+            vec![(7, Some(1), K::CallStarted)],
+            vec![(5, None, K::AgentCompleted), (5, Some(1), K::CallStarted)],
+            vec![(5, Some(1), K::AgentCompleted)],
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            let e = feed_calls(c).expect_err(&format!("case {i} accepted"));
+            assert_eq!(e.code(), "LOG_CORRUPT", "case {i}");
+        }
+        let mut old = Shape::for_version(2);
+        old.see(1, None, K::RunStarted, None, 0).unwrap();
+        old.see(2, None, K::StepStarted, Some(1), 1).unwrap();
+        old.see(3, None, K::AgentScheduled, None, 2).unwrap();
+        let e = old.see(4, Some(1), K::CallStarted, None, 3).unwrap_err();
+        assert!(e.message().contains("format 3"), "{e}");
     }
 
     const START: (u64, EventKind, Option<u64>) = (1, K::RunStarted, None);
@@ -320,9 +480,11 @@ mod tests {
     #[test]
     fn a_seq_near_the_end_of_u64_does_not_overflow() {
         let mut s = Shape::default();
-        s.see(1, K::RunStarted, None, 0).unwrap();
+        s.see(1, None, K::RunStarted, None, 0).unwrap();
         s.next = u64::MAX - 1;
-        let e = s.see(u64::MAX - 1, K::StepStarted, Some(1), 1).unwrap_err();
+        let e = s
+            .see(u64::MAX - 1, None, K::StepStarted, Some(1), 1)
+            .unwrap_err();
         assert_eq!(e.code(), "LOG_CORRUPT");
     }
 

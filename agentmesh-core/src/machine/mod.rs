@@ -11,8 +11,11 @@
 //! by the caller, then [`Machine::apply`]d: apply accepts only a [`Staged`] completion this
 //! machine built, so a forged or stale event can never change the state.
 
+mod calls;
 mod scheduler;
 mod snapshot;
+
+pub(crate) use calls::CallStep;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -81,6 +84,8 @@ struct Slot {
     visit: u64,
     delay_ms: u64,
     result: Option<SlotResult>,
+    /// The calls the activation made (from the log after a resume).
+    calls: calls::Journal,
 }
 
 /// A completion built by [`Machine::stage`] and not yet applied: its event (to commit) and
@@ -143,6 +148,8 @@ pub(crate) struct Machine {
     outcome: Option<Outcome>,
     finished_seq: u64,
     outbox: Vec<Event>,
+    /// Re-execute replay: every call must be answered from the log.
+    answer_only: bool,
 }
 
 impl Machine {
@@ -191,7 +198,13 @@ impl Machine {
             outcome: None,
             finished_seq: 0,
             outbox: Vec::new(),
+            answer_only: false,
         }
+    }
+
+    /// Answer every call from the journal the log gave, never live (re-execute replay).
+    pub(crate) fn answer_calls_from_log(&mut self) {
+        self.answer_only = true;
     }
 
     /// Emit `runStarted`; the first decisions follow with [`Machine::advance`].
@@ -363,7 +376,20 @@ impl Machine {
     pub(crate) fn stage(&self, id: u64, completion: Completion) -> Result<Staged> {
         let i = self.slot_index(id)?;
         let node = &self.wf.compiled().nodes[self.slots[i].node];
+        let journal = &self.slots[i].calls;
         let result = match completion.result {
+            // A resumed agent that finished without making again every call the log holds
+            // for it did not do what the first execution did.
+            Ok(_) if journal.unconsumed() > 0 => Err(Failure::error(
+                "NondeterminismError",
+                format!(
+                    "the agent finished after {} of the {} calls the log holds for this activation (seq {}): it does not repeat its calls when it runs again",
+                    journal.len() - journal.unconsumed(),
+                    journal.len(),
+                    self.slots[i].completion_seq
+                ),
+            )
+            .permanent()),
             Ok(v) => Ok(Arc::new(v)),
             Err(f) => match (f.kind, node.timeout_ms) {
                 (FailureKind::Timeout, Some(ms)) => Err(Failure::timeout(ms)),
@@ -694,6 +720,7 @@ impl Machine {
     ) -> Event {
         Event {
             seq,
+            sub: None,
             run_id: self.run_id.clone(),
             trace_id: self.trace_id.clone(),
             parent_seq: parent,

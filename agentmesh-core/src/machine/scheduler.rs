@@ -306,6 +306,7 @@ impl Machine {
                 visit,
                 delay_ms,
                 result: None,
+                calls: Default::default(),
             });
         }
         // Reserve the completion seqs.

@@ -132,6 +132,9 @@ fn push_data(out: &mut Vec<u8>, data: &EventData) {
         EventData::OutputOverridden(b) => push_serde(out, b),
         EventData::RunCompleted(b) => push_serde(out, b),
         EventData::RunFailed(b) => push_serde(out, b),
+        EventData::CallStarted(b) => push_serde(out, b),
+        EventData::CallCompleted(b) => push_serde(out, b),
+        EventData::CallFailed(b) => push_serde(out, b),
     }
 }
 
@@ -151,6 +154,10 @@ impl Encoded<'_> {
         let e = self.event;
         out.extend_from_slice(b"{\"seq\":");
         push_u64(out, e.seq);
+        if let Some(sub) = e.sub {
+            out.extend_from_slice(b",\"sub\":");
+            push_u64(out, u64::from(sub));
+        }
         out.extend_from_slice(b",\"type\":\"");
         out.extend_from_slice(e.type_name().as_bytes());
         out.push(b'"');
@@ -241,6 +248,10 @@ impl EventData {
             EventData::OutputOverridden(o) => json_bound(&o.output),
             EventData::RunCompleted(r) => json_bound(&r.output),
             EventData::RunFailed(r) => s(&r.error.message).saturating_add(s(&r.error.code)),
+            // Requests and responses are arbitrary JSON: measure them.
+            EventData::CallStarted(_) | EventData::CallCompleted(_) | EventData::CallFailed(_) => {
+                usize::MAX
+            }
         }
     }
 }
@@ -340,6 +351,7 @@ mod tests {
             .into_iter()
             .map(|data| Event {
                 seq: n,
+                sub: (n % 5 == 0).then_some((n % 7) as u32),
                 run_id: "run-1".into(),
                 trace_id: trace_id_for("run-1").into(),
                 parent_seq: (n % 2 == 1).then_some(n / 2),

@@ -20,6 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::call::{CallCompleted, CallFailed, CallStarted};
 use super::failure::{Failure, RunError, Usage};
 use super::header::Meta;
 use super::limits::MAX_EVENT_BYTES;
@@ -43,6 +44,10 @@ pub enum Role {
     /// Given by the host, not decided (the run input and seed, a fork's override, a cancel
     /// reason); replay feeds it to the orchestrator.
     Input,
+    /// A call inside an activation or its result (docs/calls.md): written under the
+    /// activation's reserved completion seq with a `sub` number, before the completion;
+    /// host input like a completion's data.
+    Call,
 }
 
 impl Role {
@@ -56,7 +61,7 @@ impl Role {
     pub fn is_decided(self) -> bool {
         match self {
             Role::Decision | Role::Scheduled | Role::Cancellation => true,
-            Role::Completion | Role::Input => false,
+            Role::Completion | Role::Input | Role::Call => false,
         }
     }
 }
@@ -139,6 +144,12 @@ event_table! {
     /// A failed or cancelled run continues: its failed and cancelled nodes run again with a
     /// fresh allowance of attempts (the only event that may follow one that ended the run).
     RunReopened = "runReopened", Input, ends_run: false;
+    /// A call an activation makes (an LLM request, a tool call), recorded before it runs.
+    CallStarted = "callStarted", Call, ends_run: false;
+    /// A call's response.
+    CallCompleted = "callCompleted", Call, ends_run: false;
+    /// A call's error.
+    CallFailed = "callFailed", Call, ends_run: false;
 }
 
 /// Every wire `type`, in table order.
@@ -310,6 +321,12 @@ pub enum EventData {
     RunCancelled(Reason),
     /// `runReopened`.
     RunReopened(Reason),
+    /// `callStarted`.
+    CallStarted(CallStarted),
+    /// `callCompleted`.
+    CallCompleted(CallCompleted),
+    /// `callFailed`.
+    CallFailed(CallFailed),
 }
 
 impl EventData {
@@ -342,6 +359,9 @@ impl EventData {
             EventData::RunFailed(_) => EventKind::RunFailed,
             EventData::RunCancelled(_) => EventKind::RunCancelled,
             EventData::RunReopened(_) => EventKind::RunReopened,
+            EventData::CallStarted(_) => EventKind::CallStarted,
+            EventData::CallCompleted(_) => EventKind::CallCompleted,
+            EventData::CallFailed(_) => EventKind::CallFailed,
         }
     }
 
@@ -370,6 +390,9 @@ impl EventData {
             EventData::OutputOverridden(b) => map.serialize_entry("data", b),
             EventData::RunCompleted(b) => map.serialize_entry("data", b),
             EventData::RunFailed(b) => map.serialize_entry("data", b),
+            EventData::CallStarted(b) => map.serialize_entry("data", b),
+            EventData::CallCompleted(b) => map.serialize_entry("data", b),
+            EventData::CallFailed(b) => map.serialize_entry("data", b),
         }
     }
 
@@ -402,6 +425,9 @@ impl EventData {
             EventKind::RunFailed => EventData::RunFailed(from(text)?),
             EventKind::RunCancelled => EventData::RunCancelled(from(text)?),
             EventKind::RunReopened => EventData::RunReopened(from(text)?),
+            EventKind::CallStarted => EventData::CallStarted(from(text)?),
+            EventKind::CallCompleted => EventData::CallCompleted(from(text)?),
+            EventKind::CallFailed => EventData::CallFailed(from(text)?),
         })
     }
 }
@@ -409,8 +435,11 @@ impl EventData {
 /// One event of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    /// Sequence number, dense from 1.
+    /// Sequence number, dense from 1 (a call record: its activation's completion seq).
     pub seq: u64,
+    /// A call record's number under `seq` (`None` for every other event): calls precede
+    /// their activation's completion in canonical order.
+    pub sub: Option<u32>,
     /// Run id.
     pub run_id: Arc<str>,
     /// W3C trace id derived from the run id ([`trace_id_for`]).
@@ -443,9 +472,16 @@ impl Event {
         self.data.type_name()
     }
 
+    /// Where the event sits in canonical order: `(seq, sub)`, a seq's call records before
+    /// the event without a sub.
+    pub fn canonical_key(&self) -> (u64, u32) {
+        (self.seq, self.sub.unwrap_or(u32::MAX))
+    }
+
     /// Equality of the canonical form (ignores `meta`).
     pub fn same_canonical(&self, other: &Event) -> bool {
         self.seq == other.seq
+            && self.sub == other.sub
             && self.run_id == other.run_id
             && self.trace_id == other.trace_id
             && self.parent_seq == other.parent_seq
@@ -549,6 +585,9 @@ impl Serialize for Encoded<'_> {
         let e = self.event;
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("seq", &e.seq)?;
+        if let Some(sub) = e.sub {
+            map.serialize_entry("sub", &sub)?;
+        }
         map.serialize_entry("type", e.type_name())?;
         if self.layout != Layout::V2 {
             map.serialize_entry("runId", &*e.run_id)?;
@@ -577,6 +616,8 @@ impl Serialize for Encoded<'_> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawEvent<'a> {
     seq: u64,
+    #[serde(default)]
+    sub: Option<u32>,
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(default, borrow)]
@@ -691,6 +732,7 @@ impl RawEvent<'_> {
         };
         Ok(Event {
             seq: self.seq,
+            sub: self.sub,
             run_id,
             trace_id,
             parent_seq: self.parent_seq,
@@ -709,6 +751,7 @@ mod tests {
     fn event(data: EventData) -> Event {
         Event {
             seq: 4,
+            sub: None,
             run_id: "r".into(),
             trace_id: trace_id_for("r").into(),
             parent_seq: Some(3),
@@ -729,7 +772,7 @@ mod tests {
             assert!(seen.insert(k.name()), "duplicate {}", k.name());
             assert_eq!(EventKind::from_name(k.name().as_bytes()), Some(*k));
         }
-        assert_eq!(seen.len(), 19);
+        assert_eq!(seen.len(), 22);
         assert_eq!(EventKind::from_name(b"agentcompleted"), None);
     }
 

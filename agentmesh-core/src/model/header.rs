@@ -6,10 +6,12 @@ use serde::{Deserialize, Serialize, Serializer};
 /// Log format name written in every header.
 pub const LOG_FORMAT: &str = "agentmesh-log";
 
-/// Format version of the files new runs write. Version 2 stores each record without the
-/// fields a reader can derive (`runId`, `traceId`, `prev`); version 1 files are still read,
-/// verified, replayed and resumed (appended in their own layout).
-pub const LOG_VERSION: u32 = 2;
+/// Format version of the files new runs write. Version 3 adds call records (`callStarted`,
+/// `callCompleted`, `callFailed`, under their activation's seq with a `sub`), in version 2's
+/// layout. Version 2 stores each record without the fields a reader can derive (`runId`,
+/// `traceId`, `prev`). Versions 1 and 2 are still read, verified, replayed and resumed
+/// (appended in their own layout; they cannot record calls).
+pub const LOG_VERSION: u32 = 3;
 
 /// Oldest file format version the reader accepts.
 pub const MIN_LOG_VERSION: u32 = 1;
@@ -225,11 +227,12 @@ mod tests {
     }
 
     #[test]
-    fn reads_versions_one_and_two_only() {
+    fn reads_versions_one_to_three_only() {
         assert!(header(1).check_format().is_ok());
         assert!(header(2).check_format().is_ok());
-        let e = header(3).check_format().unwrap_err();
-        assert!(e.contains("unsupported log format version 3"), "{e}");
+        assert!(header(3).check_format().is_ok());
+        let e = header(4).check_format().unwrap_err();
+        assert!(e.contains("unsupported log format version 4"), "{e}");
         assert!(header(0).check_format().is_err());
     }
 
@@ -243,6 +246,8 @@ mod tests {
         let a = serde_json::to_string(&CanonicalHeader(&v1)).unwrap();
         let b = serde_json::to_string(&CanonicalHeader(&header(2))).unwrap();
         assert_eq!(a, b);
+        let c = serde_json::to_string(&CanonicalHeader(&header(3))).unwrap();
+        assert_eq!(a, c);
         assert_eq!(
             a,
             r#"{"format":"agentmesh-log","version":1,"flags":[],"runId":"r","workflow":{"name":"w","hash":"h"},"seed":7}"#

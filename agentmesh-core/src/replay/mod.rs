@@ -268,6 +268,19 @@ impl Rebuilder<'_, '_> {
         let Some(machine) = self.machine.as_mut() else {
             return self.begin(r);
         };
+        if r.kind().role() == Role::Call {
+            // Host input for an open activation's journal: a resumed agent's calls are
+            // answered from it; nothing is decided.
+            if machine.needs_advance() {
+                machine.advance();
+                self.queue.extend(machine.take_outbox());
+            }
+            machine.record_call(&r)?;
+            if self.collect {
+                self.prefix.push(r);
+            }
+            return Ok(());
+        }
         // A cancel fills the reserved seqs of unfinished activations, so recorded completions
         // of the same step may follow an `activationCancelled`: hold those until `runCancelled`.
         if matches!(r.data, EventData::ActivationCancelled(_))

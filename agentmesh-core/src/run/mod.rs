@@ -9,6 +9,7 @@
 //! completion is staged, written, then applied. If a commit fails the run is poisoned: every
 //! later call returns that error, so the in-memory run never runs ahead of its log.
 
+mod calls;
 mod sink;
 mod watch;
 mod way_out;

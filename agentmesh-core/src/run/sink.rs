@@ -159,7 +159,7 @@ pub(crate) fn write_memory_canonical(
         .map_err(|e| Error::internal(e.to_string()))?;
     buf.push(b'\n');
     let mut sorted: Vec<&Event> = events.iter().collect();
-    sorted.sort_by_key(|e| e.seq);
+    sorted.sort_by_key(|e| e.canonical_key());
     for e in sorted {
         Encoded::canonical(e).write_to(&mut buf);
         buf.push(b'\n');

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use agentmesh_core::{
     anchor, canonical_log, check_log, fingerprint, history, read_header, read_log, replay,
     verify_anchor, verify_log, FsyncMode, Mesh, RunOptions, RunStatus, Script, Workflow,
+    LOG_VERSION,
 };
 
 fn data(name: &str) -> PathBuf {
@@ -93,7 +94,7 @@ fn a_run_has_one_fingerprint_whichever_file_format_holds_it() {
             )
             .unwrap();
         let new_log = result.log_path.clone().unwrap();
-        assert_eq!(read_header(&new_log).unwrap().version, 2);
+        assert_eq!(read_header(&new_log).unwrap().version, LOG_VERSION);
         let first = fs::read_to_string(&new_log).unwrap();
         assert!(
             !first.lines().nth(1).unwrap().contains("\"runId\""),
@@ -166,7 +167,7 @@ fn a_torn_format_one_log_is_repaired_and_resumed() {
 }
 
 #[test]
-fn a_fork_of_a_format_one_log_is_written_in_format_two() {
+fn a_fork_of_a_format_one_log_is_written_in_the_current_format() {
     let dir = tempfile::tempdir().unwrap();
     let path = copy(dir.path(), "research-1");
     let fork = scripted("research", Some(dir.path()))
@@ -174,6 +175,6 @@ fn a_fork_of_a_format_one_log_is_written_in_format_two() {
         .unwrap();
     assert_eq!(fork.status, RunStatus::Completed);
     let header = read_header(fork.log_path.unwrap()).unwrap();
-    assert_eq!(header.version, 2);
+    assert_eq!(header.version, LOG_VERSION);
     assert_eq!(header.parent.unwrap().run_id, "research-1");
 }

@@ -339,7 +339,7 @@ fn check_log_never_writes_and_works_while_the_writer_runs() {
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
     let report = check_log(&path).unwrap();
     assert_eq!(report.finished, None);
-    assert_eq!(report.version, 2);
+    assert_eq!(report.version, agentmesh_core::LOG_VERSION);
     anchor(&path, None).unwrap();
     // A record being written (torn) is reported, not cut.
     let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
@@ -363,12 +363,12 @@ fn unknown_flags_and_versions_are_refused() {
         ),
         (
             "version",
-            records[0].replacen("\"version\":2", "\"version\":3", 1),
-            "version 3",
+            records[0].replacen("\"version\":3", "\"version\":4", 1),
+            "version 4",
         ),
         (
             "v1 layout",
-            records[0].replacen("\"version\":2", "\"version\":1", 1),
+            records[0].replacen("\"version\":3", "\"version\":1", 1),
             "another version",
         ),
     ] {

@@ -1,5 +1,6 @@
 //! Integration tests of agentmesh-core (one test binary; one module per area).
 
+mod calls;
 mod common;
 mod compat;
 mod crash;
