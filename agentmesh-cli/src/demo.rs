@@ -48,7 +48,7 @@ fn counting_mesh(script: &Arc<Script>, workflow: &Workflow, calls: &Arc<AtomicU6
     let names = workflow.agent_names().into_iter().map(|n| (n, false));
     for (name, is_tool) in names.chain(workflow.tool_names().into_iter().map(|n| (n, true))) {
         let (s, c) = (script.clone(), calls.clone());
-        let f = move |act: &_, ctx: &_| {
+        let f = move |act: &agentmesh_core::Activation, ctx: &agentmesh_core::Context| {
             c.fetch_add(1, Ordering::Relaxed);
             s.perform(act, ctx)
         };
