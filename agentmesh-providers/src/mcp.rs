@@ -9,7 +9,9 @@
 //! use agentmesh_providers::mcp::{McpOptions, McpServer};
 //! use serde_json::json;
 //!
-//! let command = ["npx", "-y", "@modelcontextprotocol/server-everything"].map(String::from);
+//! // After `npm install @modelcontextprotocol/server-everything`.
+//! let entry = "node_modules/@modelcontextprotocol/server-everything/dist/index.js";
+//! let command = ["node", entry, "stdio"].map(String::from);
 //! let server = McpServer::spawn(&command, &[], None, McpOptions::default())?;
 //! for tool in server.list_tools()? {
 //!     println!("{}: {}", tool.name, tool.description);

@@ -8,6 +8,9 @@
 //! and run with `AGENTMESH_MCP_SERVERS=target/mcp-servers`. Without it the tests that need
 //! the servers skip (and fail when `CI` is set).
 
+// The failure cases use `sh` and `kill`.
+#![cfg(unix)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
