@@ -33,3 +33,8 @@ pub use llm::{Attempt, CallFailed, CallOptions, Chunk, LlmAnswer, LlmProvider, P
 pub use provider::HttpProvider;
 pub use request::{LlmRequest, Message, ResponseFormat, Role, Tool, ToolCall, ToolChoice};
 pub use response::{FinishReason, LlmResponse};
+
+/// docs/providers.md: its examples are doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/providers.md")]
+struct ProvidersGuide;

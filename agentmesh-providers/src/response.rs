@@ -24,6 +24,19 @@ pub struct LlmResponse {
 }
 
 impl LlmResponse {
+    /// Read a canonical response (one recorded in a log, for example).
+    ///
+    /// Errors: `INVALID_ARGUMENT` naming the field for an unknown key or a wrong type.
+    pub fn from_value(value: &Value) -> Result<LlmResponse, CallError> {
+        serde_path_to_error::deserialize(value).map_err(|e| CallError {
+            kind: ErrorKind::InvalidArgument,
+            error_type: "InvalidResponse".into(),
+            message: format!("LLM response {}: {}", e.path(), e.inner()),
+            status: None,
+            retryable: false,
+        })
+    }
+
     /// The response as canonical JSON.
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).expect("a response always serializes")
@@ -213,6 +226,14 @@ mod tests {
         };
         let (r, u, _) = d.finish("p", "c", "m").unwrap();
         assert_eq!(r.to_value(), json!({"text": "hi", "finishReason": "stop"}));
+        assert_eq!(LlmResponse::from_value(&r.to_value()).unwrap(), r);
+        let e =
+            LlmResponse::from_value(&json!({"text": "hi", "finishReason": "done"})).unwrap_err();
+        assert!(
+            e.message.starts_with("LLM response finishReason:"),
+            "{}",
+            e.message
+        );
         assert!(u.is_none());
         let d = Draft {
             usage: Some(json!({"prompt_tokens": -1})),

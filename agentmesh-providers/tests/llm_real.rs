@@ -144,7 +144,7 @@ fn a_bad_request_is_a_typed_4xx_that_is_not_retried() {
 
 #[test]
 fn a_dead_port_is_a_retryable_connection_error() {
-    let Some(_paths) = llama_paths() else { return };
+    // No server needed: nothing listens on a free port.
     let dead = format!("http://127.0.0.1:{}/v1", free_port());
     for kind in KINDS {
         let mut c = config(kind, &dead);
