@@ -60,6 +60,8 @@ mkdir -p "$cache/models" "$server_dir"
 exec 9>"$cache/.llama-server.lock"
 flock 9
 
+# Holding the lock, any other work directory is left over from a killed run.
+rm -rf "$cache"/.work.*
 work=$(mktemp -d "$cache/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
