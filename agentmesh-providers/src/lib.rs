@@ -11,3 +11,30 @@ pub mod error;
 pub mod mcp;
 
 pub use error::CallError;
+
+// LLM providers (docs/providers.md).
+mod anthropic;
+mod config;
+mod fallback;
+mod http;
+mod llm;
+mod openai;
+mod provider;
+mod request;
+mod response;
+mod retry;
+mod semaphore;
+mod sse;
+
+pub use anthropic::DEFAULT_MAX_TOKENS as ANTHROPIC_DEFAULT_MAX_TOKENS;
+pub use config::{ProviderConfig, ProviderKind};
+pub use fallback::Fallback;
+pub use llm::{Attempt, CallFailed, CallOptions, Chunk, LlmAnswer, LlmProvider, ProviderMeta};
+pub use provider::HttpProvider;
+pub use request::{LlmRequest, Message, ResponseFormat, Role, Tool, ToolCall, ToolChoice};
+pub use response::{FinishReason, LlmResponse};
+
+/// docs/providers.md: its examples are doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/providers.md")]
+struct ProvidersGuide;
