@@ -68,7 +68,8 @@ pub use model::workflow::{
 pub use model::MAX_VALUE_DEPTH;
 pub use replay::{for_each_state, history, recorded_workflow, replay, state_at, ReplayReport};
 pub use run::{
-    derive_run_id, ForkOptions, Recorded, ResumeOptions, Run, RunOptions, REOPEN_REASON,
+    derive_run_id, ForkOptions, Recorded, ReexecReport, ResumeOptions, Run, RunOptions,
+    REOPEN_REASON,
 };
 
 // The Rust examples in the guides are complete programs: `cargo test --doc` compiles and runs

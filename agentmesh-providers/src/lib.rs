@@ -12,6 +12,10 @@ pub mod mcp;
 
 pub use error::CallError;
 
+// The built-in calls as the core's executors (what a mesh registers).
+mod executor;
+pub use executor::{chunk_value, core_error, executor_from_config, LlmExecutor, McpToolExecutor};
+
 // LLM providers (docs/providers.md).
 mod anthropic;
 mod config;

@@ -22,6 +22,14 @@ use crate::run::Run;
 /// OpenAI-compatible and Anthropic ones over `ureq`), or a tool. The core never does IO;
 /// it records what an executor was asked and what it answered.
 pub trait CallExecutor: Send + Sync {
+    /// Check and normalise a request before it is recorded (the same request written by any
+    /// host gives the same bytes). The default takes it as it is.
+    ///
+    /// Errors: a [`CallError`] the agent gets as `INVALID_ARGUMENT`; nothing is recorded.
+    fn prepare(&self, request: Value) -> std::result::Result<Value, CallError> {
+        Ok(request)
+    }
+
     /// Make the call. `request` is the canonical request (what the log holds); the ticket
     /// gives the idempotency key and the ids to give tool calls; `on_chunk`, when given,
     /// receives the response as it streams (`{"text": "..."}` deltas). Errors and usage are
@@ -251,6 +259,13 @@ impl<'a> Context<'a> {
                 ),
             ));
         };
+        let mut req = req;
+        req.request = exec.prepare(req.request).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{} call '{}': {}", req.kind.as_str(), req.name, e.message),
+            )
+        })?;
         let request = req.request.clone();
         let ticket = self.call_start(req)?;
         let outcome = match &ticket.state {

@@ -429,6 +429,23 @@ impl Mesh {
         result_of(run)
     }
 
+    /// Re-execute the run recorded in `path` ([`Run::reexecute`]): this mesh's agents run
+    /// again with every call answered from the log (nothing is sent, nothing written), and
+    /// the first difference from the record is the error.
+    ///
+    /// Errors: `NONDETERMINISM` naming seq, node and field of the first difference (a call
+    /// whose request changed, a call the log does not have, a changed output),
+    /// `UNKNOWN_AGENT`, and the errors of [`Run::reexecute`].
+    pub fn reexecute(&self, path: impl AsRef<Path>) -> Result<crate::run::ReexecReport> {
+        self.check_registered(&crate::replay::recorded_workflow(path.as_ref())?)?;
+        let mut run = Run::reexecute(path)?;
+        let driven = self.drive(&mut run, &CancelHandle::new());
+        match run.reexec_report() {
+            Err(e) => Err(e),
+            Ok(report) => driven.map(|()| report),
+        }
+    }
+
     /// Fork the run in `path` at `seq` with some node outputs replaced, and drive the fork.
     ///
     /// Errors: as [`Run::fork`], and `UNKNOWN_AGENT`.

@@ -187,7 +187,7 @@ fn without_meta(head: &[u8]) -> Option<&[u8]> {
 
 /// The envelope of an event body: `{"seq":N,"type":"T"` or, for a call record,
 /// `{"seq":N,"sub":K,"type":"T"` → (N, K, T, the rest after the type).
-pub(crate) fn envelope(head: &[u8]) -> Option<(u64, Option<u32>, &[u8], &[u8])> {
+pub(crate) fn envelope(head: &[u8]) -> Option<Envelope<'_>> {
     let (seq, mut rest) = leading_seq(head)?;
     let mut sub = None;
     if let Some(r) = rest.strip_prefix(b"\"sub\":") {
@@ -199,6 +199,9 @@ pub(crate) fn envelope(head: &[u8]) -> Option<(u64, Option<u32>, &[u8], &[u8])> 
     let end = rest.iter().position(|&c| c == b'"')?;
     Some((seq, sub, &rest[..end], &rest[end + 1..]))
 }
+
+/// `(seq, sub, type, the rest after the type)` of a record.
+pub(crate) type Envelope<'a> = (u64, Option<u32>, &'a [u8], &'a [u8]);
 
 /// The `seq` at the start of an event body (`{"seq":N,`), and the bytes after its comma,
 /// without parsing the rest.

@@ -54,7 +54,7 @@ impl Journal {
 /// What [`Machine::call_event`] decided for one call.
 pub(crate) enum CallStep {
     /// Write this `callStarted`, then [`Machine::apply_call_start`], then let the call run.
-    Record(Event, CallTicket),
+    Record(Box<Event>, CallTicket),
     /// Nothing to write: the log answers it, or it was in flight and is re-issued.
     Reuse(CallTicket),
 }
@@ -87,6 +87,13 @@ impl Machine {
         j.next_sub = m.next_sub;
         j.issued = m.issued;
         j.entries.truncate(m.len);
+    }
+
+    /// The completion seq of open activation `act`.
+    pub(crate) fn completion_seq_of(&self, act: u64) -> Option<u64> {
+        self.slot_index(act)
+            .ok()
+            .map(|i| self.slots[i].completion_seq)
     }
 
     fn call_slot(&self, act: u64) -> Result<usize> {
@@ -177,7 +184,7 @@ impl Machine {
         );
         event.sub = Some(sub);
         Ok(CallStep::Record(
-            event,
+            Box::new(event),
             self.ticket(slot, call, TicketState::Live),
         ))
     }
@@ -330,7 +337,7 @@ impl Machine {
                 json(req.kind.as_str()),
             )
         } else if *s.name != *req.name {
-            ("data.name".to_owned(), json(&*s.name), json(&req.name))
+            ("data.name".to_owned(), json(&s.name), json(&req.name))
         } else if let Some((path, a, b)) =
             value_difference("data.request", &s.request, &req.request)
         {

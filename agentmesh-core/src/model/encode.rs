@@ -351,7 +351,7 @@ mod tests {
             .into_iter()
             .map(|data| Event {
                 seq: n,
-                sub: (n % 5 == 0).then_some((n % 7) as u32),
+                sub: n.is_multiple_of(5).then_some((n % 7) as u32),
                 run_id: "run-1".into(),
                 trace_id: trace_id_for("run-1").into(),
                 parent_seq: (n % 2 == 1).then_some(n / 2),

@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use divergence::divergence;
+pub(crate) use divergence::divergence as divergence_of;
 pub(crate) use divergence::nearby;
 
 use crate::error::{Error, Result};

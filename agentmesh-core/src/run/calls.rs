@@ -39,6 +39,9 @@ impl Run {
     pub fn call_start_many(&mut self, act: u64, reqs: Vec<CallRequest>) -> Result<Vec<CallTicket>> {
         self.check_usable()?;
         self.check_calls_allowed()?;
+        if let Some(e) = self.reexec_divergence() {
+            return Err(e);
+        }
         for req in &reqs {
             check_request(req)?;
         }
@@ -52,11 +55,12 @@ impl Run {
                 Ok(s) => s,
                 Err(e) => {
                     self.machine.restore_calls(act, saved);
+                    self.reexec_note(&e);
                     return Err(e);
                 }
             };
             if let CallStep::Record(event, _) = &step {
-                staged.push(event.clone());
+                staged.push((**event).clone());
             }
             self.machine.apply_call_start(act, &step);
             steps.push(step);

@@ -10,6 +10,7 @@
 //! later call returns that error, so the in-memory run never runs ahead of its log.
 
 mod calls;
+mod reexec;
 mod sink;
 mod watch;
 mod way_out;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use reexec::ReexecReport;
 pub(crate) use sink::RunLog;
 use sink::Sink;
 use watch::Watch;
@@ -108,6 +110,8 @@ pub struct Run {
     poisoned: Option<Error>,
     /// Committed events for a watching host.
     watch: Option<Watch>,
+    /// Re-execute replay: the recorded run this one is compared with.
+    reexec: Option<Box<reexec::Reexec>>,
 }
 
 /// The run id used when none is given: `run-` + 16 hex digits of
@@ -209,6 +213,7 @@ impl Run {
             path,
             poisoned: None,
             watch: watched.map(|events| Watch::committed(events, at)),
+            reexec: None,
         };
         run.commit()?;
         Ok(run)
@@ -294,6 +299,7 @@ impl Run {
             path: Some(path.to_owned()),
             poisoned: None,
             watch: options.watch.then(Watch::default),
+            reexec: None,
         };
         // Check the approvals (and that a retry can reopen the run) before appending anything.
         let approvals = run.approvals(options.approvals)?;
@@ -549,6 +555,7 @@ impl Run {
             path,
             poisoned: None,
             watch: watched.map(|events| Watch::committed(events, at)),
+            reexec: None,
         };
         run.commit()?;
         Ok(run)
@@ -614,7 +621,11 @@ impl Run {
     /// Errors: the commit failure that poisoned the run.
     pub fn poll(&mut self) -> Result<Vec<Activation>> {
         self.check_usable()?;
-        Ok(self.machine.poll())
+        let acts = self.machine.poll();
+        if self.reexec.is_some() {
+            return self.reexec_poll(acts);
+        }
+        Ok(acts)
     }
 
     /// All activations still waiting for a completion.
@@ -650,6 +661,7 @@ impl Run {
             }
         }
         let staged = self.machine.stage(id, completion)?;
+        self.reexec_check(staged.event())?;
         // Staged, not yet written: the completion and the decisions it triggers reach the
         // file in one write. A record over the size limit is refused here, naming the node.
         let dur_us = staged.dur_us();

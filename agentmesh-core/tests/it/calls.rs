@@ -377,3 +377,73 @@ fn unknown_providers_are_typed_errors() {
     let r = mesh.run(&w, RunOptions::default()).unwrap();
     assert_eq!(r.output.unwrap()["a"], json!("UNKNOWN_AGENT"));
 }
+
+fn reexec_mesh(echo: &Arc<Echo>, prompt: &'static str, calls: usize, suffix: &'static str) -> Mesh {
+    let mut mesh = Mesh::new();
+    mesh.provider("echo", echo.clone());
+    mesh.agent("talker", move |act, ctx| {
+        let mut out = Vec::new();
+        for i in 0..calls {
+            let r = ctx
+                .llm(
+                    "echo",
+                    json!({"prompt": format!("{}-{prompt}{i}", act.node)}),
+                )
+                .map_err(|e| agentmesh_core::Failure::error("E", e.to_string()))?;
+            out.push(format!("{}{suffix}", r.text()));
+        }
+        Ok(json!(out).into())
+    });
+    mesh
+}
+
+#[test]
+fn re_execute_replay_runs_agents_against_recorded_answers_and_names_the_first_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = Echo::new();
+    let r = reexec_mesh(&echo, "", 2, "")
+        .with_log_dir(dir.path())
+        .run(&two_agents(), RunOptions::default())
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Completed);
+    let path = r.log_path.unwrap();
+    assert_eq!(echo.count(), 6);
+    let before = std::fs::read(&path).unwrap();
+
+    // The same agents: equal, and not one call made.
+    let replayer = Echo::new();
+    let report = reexec_mesh(&replayer, "", 2, "").reexecute(&path).unwrap();
+    assert_eq!((report.calls, report.activations), (6, 3));
+    assert_eq!(replayer.count(), 0);
+
+    // A changed prompt: reported at its call.
+    let e = reexec_mesh(&replayer, "v2-", 2, "")
+        .reexecute(&path)
+        .unwrap_err();
+    assert_eq!(e.code(), "NONDETERMINISM", "{e}");
+    match e.detail() {
+        Some(ErrorDetail::Nondeterminism { field, seq, .. }) => {
+            assert_eq!(field, "data.request.prompt");
+            assert!([5, 6].contains(seq), "{seq}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // One call more than recorded; a changed output.
+    let e = reexec_mesh(&replayer, "", 3, "")
+        .reexecute(&path)
+        .unwrap_err();
+    assert_eq!(e.code(), "NONDETERMINISM");
+    assert!(e.message().contains("the log holds 2"), "{e}");
+    let e = reexec_mesh(&replayer, "", 2, "?")
+        .reexecute(&path)
+        .unwrap_err();
+    assert_eq!(e.code(), "NONDETERMINISM");
+    match e.detail() {
+        Some(ErrorDetail::Nondeterminism { field, .. }) => {
+            assert!(field.starts_with("data.output"), "{field}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(replayer.count(), 0, "re-execution never calls");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "and never writes");
+}

@@ -1,0 +1,202 @@
+//! The built-in calls as the core's [`CallExecutor`]s: what a mesh registers so agents'
+//! `llm` and `tool` calls go through the run's call protocol (recorded before they run,
+//! answered from the log after a resume).
+
+use std::sync::Arc;
+
+use agentmesh_core::{
+    Attempt as CoreAttempt, CallError as CoreError, CallExecutor, CallOutcome, CallTicket,
+    ErrorKind,
+};
+use serde_json::{json, Value};
+
+use crate::llm::{CallOptions, Chunk, LlmProvider};
+use crate::mcp::McpServer;
+use crate::{CallError, Fallback, HttpProvider, LlmRequest, ProviderConfig};
+
+/// An LLM provider as a [`CallExecutor`]: requests are validated and normalised
+/// ([`LlmRequest`]) before they are recorded, tool calls get the ticket's ids, and the
+/// ticket's idempotency key is sent.
+pub struct LlmExecutor {
+    provider: Arc<dyn LlmProvider>,
+}
+
+impl LlmExecutor {
+    /// Wrap `provider`.
+    pub fn new(provider: Arc<dyn LlmProvider>) -> LlmExecutor {
+        LlmExecutor { provider }
+    }
+}
+
+/// The core's form of a call error (the kind is said by the error type).
+pub fn core_error(e: &CallError) -> CoreError {
+    CoreError {
+        error_type: e.error_type.clone(),
+        message: e.message.clone(),
+        retryable: e.retryable,
+        status: e.status,
+    }
+}
+
+fn core_attempts(attempts: &[crate::Attempt]) -> Vec<CoreAttempt> {
+    attempts
+        .iter()
+        .map(|a| CoreAttempt {
+            provider: a.provider.clone(),
+            error: core_error(&a.error),
+        })
+        .collect()
+}
+
+/// A streamed chunk as the agent sees it: `{"text"}`, or
+/// `{"toolCall": {"index", "name"}}` / `{"toolCall": {"index", "arguments"}}` deltas.
+pub fn chunk_value(chunk: &Chunk) -> Value {
+    match chunk {
+        Chunk::Text(t) => json!({ "text": t }),
+        Chunk::ToolCallStart { index, name } => {
+            json!({"toolCall": {"index": index, "name": name}})
+        }
+        Chunk::ToolCallArguments { index, delta } => {
+            json!({"toolCall": {"index": index, "arguments": delta}})
+        }
+        #[allow(unreachable_patterns)]
+        _ => json!({}),
+    }
+}
+
+impl CallExecutor for LlmExecutor {
+    fn prepare(&self, request: Value) -> Result<Value, CoreError> {
+        LlmRequest::from_value(&request)
+            .map(|r| r.to_value())
+            .map_err(|e| core_error(&e))
+    }
+
+    fn execute(
+        &self,
+        request: &Value,
+        ticket: &CallTicket,
+        on_chunk: Option<&mut dyn FnMut(&Value)>,
+    ) -> CallOutcome {
+        let prefix = format!("call_{}_{}", ticket.seq, ticket.call);
+        let opts = CallOptions {
+            idempotency_key: Some(&ticket.idempotency_key),
+            tool_call_prefix: &prefix,
+        };
+        let result = match on_chunk {
+            Some(f) => {
+                let mut each = |c: &Chunk| f(&chunk_value(c));
+                self.provider.complete(request, &opts, Some(&mut each))
+            }
+            None => self.provider.complete(request, &opts, None),
+        };
+        match result {
+            Ok(answer) => {
+                let mut o = CallOutcome::ok(answer.response);
+                o.usage = answer.usage;
+                o.attempts = core_attempts(&answer.attempts);
+                o
+            }
+            Err(failed) => {
+                let mut o = CallOutcome::err(core_error(&failed.error));
+                // The last attempt is the error itself.
+                let n = failed.attempts.len().saturating_sub(1);
+                o.attempts = core_attempts(&failed.attempts[..n]);
+                o
+            }
+        }
+    }
+}
+
+fn invalid(message: String) -> agentmesh_core::Error {
+    agentmesh_core::Error::new(ErrorKind::InvalidArgument, message)
+}
+
+fn config_named(name: &str, value: &Value) -> Result<ProviderConfig, agentmesh_core::Error> {
+    let mut v = value.clone();
+    let Some(obj) = v.as_object_mut() else {
+        return Err(invalid(format!(
+            "provider '{name}': a configuration is an object (or a list of them for a fallback chain)"
+        )));
+    };
+    obj.entry("name").or_insert_with(|| Value::from(name));
+    ProviderConfig::from_value(&v).map_err(|e| invalid(e.message))
+}
+
+/// The executor a host registers as provider `name`: an object is one HTTP provider
+/// ([`ProviderConfig::from_value`]), a list is a fallback chain of them (each entry's
+/// `name` defaults to `<name>-<i>`, i from 1).
+///
+/// Errors: `INVALID_ARGUMENT` naming the field.
+pub fn executor_from_config(
+    name: &str,
+    config: &Value,
+) -> Result<Arc<dyn CallExecutor>, agentmesh_core::Error> {
+    let provider: Arc<dyn LlmProvider> = match config {
+        Value::Array(list) => {
+            let mut chain: Vec<Arc<dyn LlmProvider>> = Vec::with_capacity(list.len());
+            for (i, c) in list.iter().enumerate() {
+                let cfg = config_named(&format!("{name}-{}", i + 1), c)?;
+                chain.push(Arc::new(
+                    HttpProvider::new(cfg).map_err(|e| invalid(e.message))?,
+                ));
+            }
+            Arc::new(Fallback::new(name, chain).map_err(|e| invalid(e.message))?)
+        }
+        other => {
+            let cfg = config_named(name, other)?;
+            Arc::new(HttpProvider::new(cfg).map_err(|e| invalid(e.message))?)
+        }
+    };
+    Ok(Arc::new(LlmExecutor::new(provider)))
+}
+
+/// A tool of an MCP server as a [`CallExecutor`]: its result is recorded in canonical form
+/// ([`crate::mcp::McpToolResult::to_canonical`]); a result with `isError` is recorded as a
+/// failed call (`ToolError`, not retryable).
+pub struct McpToolExecutor {
+    server: Arc<McpServer>,
+    tool: String,
+}
+
+impl McpToolExecutor {
+    /// Tool `tool` of `server`.
+    pub fn new(server: Arc<McpServer>, tool: impl Into<String>) -> McpToolExecutor {
+        McpToolExecutor {
+            server,
+            tool: tool.into(),
+        }
+    }
+}
+
+impl CallExecutor for McpToolExecutor {
+    fn prepare(&self, request: Value) -> Result<Value, CoreError> {
+        match request {
+            Value::Null => Ok(json!({})),
+            Value::Object(_) => Ok(request),
+            _ => Err(CoreError::new(
+                "InvalidArgument",
+                format!("MCP tool '{}' takes an object of arguments", self.tool),
+            )
+            .permanent()),
+        }
+    }
+
+    fn execute(
+        &self,
+        request: &Value,
+        _ticket: &CallTicket,
+        _on_chunk: Option<&mut dyn FnMut(&Value)>,
+    ) -> CallOutcome {
+        match self.server.call_tool(&self.tool, request.clone()) {
+            Ok(r) if r.is_error => {
+                let e = r
+                    .tool_error()
+                    .map(|e| core_error(&e))
+                    .unwrap_or_else(|| CoreError::new("ToolError", r.text()).permanent());
+                CallOutcome::err(e)
+            }
+            Ok(r) => CallOutcome::ok(r.to_canonical()),
+            Err(e) => CallOutcome::err(core_error(&e)),
+        }
+    }
+}
