@@ -170,10 +170,15 @@ impl UsageReport {
         }
         self.total.add_tokens(u);
         if let Some(node) = e.node.as_deref() {
-            self.by_node.entry(node.to_owned()).or_default().add_tokens(u);
+            self.by_node
+                .entry(node.to_owned())
+                .or_default()
+                .add_tokens(u);
             let name = workflow.and_then(|w| {
                 let c = w.compiled();
-                c.index.get(node).map(|&i| (c.nodes[i].name.to_string(), c.nodes[i].kind))
+                c.index
+                    .get(node)
+                    .map(|&i| (c.nodes[i].name.to_string(), c.nodes[i].kind))
             });
             if let Some((name, kind)) = name {
                 let by = match kind {
@@ -184,7 +189,10 @@ impl UsageReport {
             }
         }
         if let Some(model) = &u.model {
-            self.by_model.entry(model.clone()).or_default().add_tokens(u);
+            self.by_model
+                .entry(model.clone())
+                .or_default()
+                .add_tokens(u);
         }
     }
 }
