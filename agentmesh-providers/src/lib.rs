@@ -14,7 +14,9 @@ pub use error::CallError;
 
 // The built-in calls as the core's executors (what a mesh registers).
 mod executor;
+mod tool_schema;
 pub use executor::{chunk_value, core_error, executor_from_config, LlmExecutor, McpToolExecutor};
+pub use tool_schema::{mcp_tools, ValidatedTool};
 
 // LLM providers (docs/providers.md).
 mod anthropic;
