@@ -44,3 +44,8 @@ pub use response::{FinishReason, LlmResponse};
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/providers.md")]
 struct ProvidersGuide;
+
+/// docs/tools.md: its examples are doctests (compiled; those that need a server are not run).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/tools.md")]
+struct ToolsGuide;
