@@ -18,6 +18,10 @@ mod tool_schema;
 pub use executor::{chunk_value, core_error, executor_from_config, LlmExecutor, McpToolExecutor};
 pub use tool_schema::{mcp_tools, ValidatedTool};
 
+// The opt-in response cache.
+mod cache;
+pub use cache::ResponseCache;
+
 // LLM providers (docs/providers.md).
 mod anthropic;
 mod config;
