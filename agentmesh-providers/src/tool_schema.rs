@@ -65,6 +65,9 @@ impl CallExecutor for ValidatedTool {
     }
 }
 
+/// A tool's name and its executor.
+pub type NamedTool = (String, Arc<dyn CallExecutor>);
+
 /// Every tool of an MCP server (`tools/list`), each with its input schema enforced, ready to
 /// register with `Mesh::call_tool` (under its MCP name).
 ///
@@ -72,7 +75,7 @@ impl CallExecutor for ValidatedTool {
 /// not a valid JSON Schema.
 pub fn mcp_tools(
     server: &Arc<McpServer>,
-) -> Result<Vec<(String, Arc<dyn CallExecutor>)>, agentmesh_core::Error> {
+) -> Result<Vec<NamedTool>, agentmesh_core::Error> {
     let tools = server
         .list_tools()
         .map_err(|e| agentmesh_core::Error::new(e.kind, e.message))?;
