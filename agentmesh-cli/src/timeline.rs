@@ -33,6 +33,9 @@ pub enum Values {
 #[serde(rename_all = "camelCase")]
 pub struct Row {
     pub seq: u64,
+    /// A call record's number under `seq`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<u32>,
     /// The superstep the event belongs to (`None` for `runStarted`).
     pub step: Option<u64>,
     pub node: Option<String>,
@@ -68,12 +71,13 @@ pub fn rows(events: &[Event], values: Values) -> Vec<Row> {
             }
             Row {
                 seq: e.seq,
+                sub: e.sub,
                 step,
                 node: e.node.as_deref().map(str::to_owned),
                 kind: e.type_name(),
                 attempt: e.attempt,
                 dur_us: e.meta.and_then(|m| m.dur_us),
-                fork_point: fork_points.contains(&e.seq),
+                fork_point: e.sub.is_none() && fork_points.contains(&e.seq),
                 detail: detail(&e.data, max),
                 data: (values == Values::Full).then(|| event_data(e)),
             }
@@ -204,6 +208,46 @@ fn detail(data: &EventData, max: usize) -> String {
             "reopened ({}): failed and cancelled nodes run again",
             r.reason
         ),
+        EventData::CallStarted(c) => format!(
+            "call {} {} '{}' {}",
+            c.call,
+            c.kind.as_str(),
+            c.name,
+            preview(&c.request, max)
+        ),
+        EventData::CallCompleted(c) => {
+            let text = c.response.get("text").filter(|t| t.as_str() != Some(""));
+            let shown = text
+                .or_else(|| c.response.get("toolCalls"))
+                .cloned()
+                .unwrap_or_else(|| (*c.response).clone());
+            let mut text = format!("call {} -> {}", c.call, preview(&shown, max));
+            if c.cached {
+                text.push_str(" (cached)");
+            }
+            if !c.attempts.is_empty() {
+                let _ = write!(text, " after {} failed attempt(s)", c.attempts.len());
+            }
+            tokens(&mut text, c.usage.as_ref());
+            text
+        }
+        EventData::CallFailed(c) => {
+            let e = &c.error;
+            let status = e.status.map_or_else(String::new, |s| format!(" HTTP {s}"));
+            let mut text = format!(
+                "call {} failed: {}{status}: {} ({})",
+                c.call,
+                e.error_type,
+                e.message,
+                if e.retryable {
+                    "retryable"
+                } else {
+                    "permanent"
+                }
+            );
+            tokens(&mut text, c.usage.as_ref());
+            text
+        }
         // A family newer than this renderer: its type name says what it is.
         other => other.type_name().to_owned(),
     }
@@ -281,7 +325,11 @@ impl Layout {
             .iter()
             .filter_map(|r| r.node.as_deref())
             .chain(pending.iter().map(|p| p.node.as_str()));
-        Layout::new(rows.iter().map(|r| r.seq).max().unwrap_or(0), nodes)
+        let mut layout = Layout::new(rows.iter().map(|r| r.seq).max().unwrap_or(0), nodes);
+        if let Some(sub) = rows.iter().filter_map(|r| r.sub).max() {
+            layout.seq_w += 1 + sub.to_string().len();
+        }
+        layout
     }
 
     /// Widths for seqs up to `max_seq` and these node ids (for a timeline printed as it
@@ -317,7 +365,10 @@ impl Layout {
         let dash = || "-".to_owned();
         let mark = if r.fork_point { FORK_MARK } else { ' ' };
         self.line([
-            &format!("{}{mark}", r.seq),
+            &match r.sub {
+                Some(sub) => format!("{}.{sub}{mark}", r.seq),
+                None => format!("{}{mark}", r.seq),
+            },
             &r.step.map(|s| s.to_string()).unwrap_or_else(dash),
             r.node.as_deref().unwrap_or("-"),
             r.kind,

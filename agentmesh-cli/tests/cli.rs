@@ -1639,3 +1639,39 @@ fn run_warns_about_nodes_that_receive_no_deps() {
         r.stderr
     );
 }
+
+#[test]
+fn inspect_shows_calls_under_their_activation() {
+    let dir = tempfile::tempdir().unwrap();
+    let vector = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../bindings-tests/vectors/calls_in_activations");
+    let wf = vector.join("workflow.json");
+    let script = vector.join("script.json");
+    let r = agentmesh(
+        dir.path(),
+        &[
+            "run",
+            wf.to_str().unwrap(),
+            "--script",
+            script.to_str().unwrap(),
+            "--log-dir",
+            "logs",
+        ],
+    );
+    expect_code(&r, 0);
+    let log = log_path_from(&r.stdout);
+    let r = agentmesh(dir.path(), &["inspect", &log]);
+    expect_code(&r, 0);
+    for want in [
+        "4.1 ",
+        "call 1 llm 'local'",
+        "call 1 -> \"1. logs 2. replay\" (21 in / 7 out tokens, smollm2)",
+        "call 2 failed: ToolError: no results (permanent)",
+        "call 1 failed: RateLimited HTTP 429",
+    ] {
+        assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);
+    }
+    // The canonical log is the vector's.
+    let expected = std::fs::read_to_string(vector.join("expected.jsonl")).unwrap();
+    assert_eq!(canonical_text(dir.path(), &log), expected);
+}

@@ -73,9 +73,7 @@ pub type NamedTool = (String, Arc<dyn CallExecutor>);
 ///
 /// Errors: the server's, from `tools/list`; `INVALID_ARGUMENT` for a tool whose schema is
 /// not a valid JSON Schema.
-pub fn mcp_tools(
-    server: &Arc<McpServer>,
-) -> Result<Vec<NamedTool>, agentmesh_core::Error> {
+pub fn mcp_tools(server: &Arc<McpServer>) -> Result<Vec<NamedTool>, agentmesh_core::Error> {
     let tools = server
         .list_tools()
         .map_err(|e| agentmesh_core::Error::new(e.kind, e.message))?;
