@@ -3,6 +3,7 @@
 mod calls;
 mod common;
 mod compat;
+mod compat_v2;
 mod crash;
 mod determinism;
 mod driver;
