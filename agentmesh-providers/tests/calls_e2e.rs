@@ -220,58 +220,73 @@ fn sigkill_mid_run_resends_no_recorded_call_and_replay_needs_no_server() {
     assert_eq!(proxy.bodies().len(), 8);
     let reference = r.canonical().unwrap();
 
-    // Killed after at least 3 recorded calls, resumed in this process.
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join(format!("{RUN_ID}.jsonl"));
-    let before = proxy.bodies().len();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["e2e_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env("AGENTMESH_E2E_DIR", dir.path())
-        .env("AGENTMESH_E2E_URL", proxy.base_url())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let n = std::fs::read_to_string(&log)
-            .map(|t| t.matches("\"callCompleted\"").count())
-            .unwrap_or(0);
-        if n >= 3 {
-            break;
+    // Killed at several points (after k recorded calls, plus a random delay, so the kill
+    // also lands mid-call), each resumed in this process.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    eprintln!("kill-point seed {seed}");
+    let mut rng = seed | 1;
+    let mut last_dir = None;
+    for k in [1usize, 3, 5, 7] {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let jitter = Duration::from_millis(rng % 400);
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(format!("{RUN_ID}.jsonl"));
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["e2e_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env("AGENTMESH_E2E_DIR", dir.path())
+            .env("AGENTMESH_E2E_URL", proxy.base_url())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = std::fs::read_to_string(&log)
+                .map(|t| t.matches("\"callCompleted\"").count())
+                .unwrap_or(0);
+            if n >= k {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the child made no progress");
+            std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(Instant::now() < deadline, "the child made no progress");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let recorded = completed_calls(&log);
-    assert!(recorded.len() >= 3 && recorded.len() < 8, "{recorded:?}");
-    let sent_by_child = proxy.bodies().len() - before;
+        std::thread::sleep(jitter);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let recorded = completed_calls(&log);
+        assert!(recorded.len() >= k, "{recorded:?}");
 
-    let before_resume = proxy.bodies().len();
-    let r = mesh(&proxy.base_url(), dir.path())
-        .resume(&log, Default::default())
-        .unwrap();
-    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
-    let resent: Vec<String> = proxy.bodies()[before_resume..]
-        .iter()
-        .map(|b| prompt_of(b))
-        .collect();
-    for p in &recorded {
-        assert!(
-            !resent.contains(p),
-            "the recorded call {p:?} was sent again: {resent:?}"
+        let before_resume = proxy.bodies().len();
+        let r = mesh(&proxy.base_url(), dir.path())
+            .resume(&log, Default::default())
+            .unwrap();
+        assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
+        let resent: Vec<String> = proxy.bodies()[before_resume..]
+            .iter()
+            .map(|b| prompt_of(b))
+            .collect();
+        for p in &recorded {
+            assert!(
+                !resent.contains(p),
+                "kill after {k} (+{jitter:?}): the recorded call {p:?} was sent again: {resent:?}"
+            );
+        }
+        assert_eq!(
+            resent.len(),
+            8 - recorded.len(),
+            "kill after {k} (+{jitter:?}): only the calls without a recorded result went out"
         );
+        assert_eq!(
+            r.canonical().unwrap(),
+            reference,
+            "kill after {k} (+{jitter:?}): the resumed log is byte-identical to the uninterrupted one"
+        );
+        last_dir = Some((dir, log));
     }
-    assert_eq!(
-        resent.len(),
-        8 - recorded.len(),
-        "only the calls without a recorded result went out (the child sent {sent_by_child})"
-    );
-    assert_eq!(
-        r.canonical().unwrap(),
-        reference,
-        "the resumed log is byte-identical to the uninterrupted one"
-    );
+    let (dir, log) = last_dir.unwrap();
 
     // Re-execute replay with the server stopped: the agents run, nothing is sent.
     server.stop();
