@@ -92,3 +92,6 @@ mod recovery_guide {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/usage.md")]
 mod usage_guide {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/calls.md")]
+mod calls_guide {}

@@ -14,7 +14,13 @@ pub use error::CallError;
 
 // The built-in calls as the core's executors (what a mesh registers).
 mod executor;
+mod tool_schema;
 pub use executor::{chunk_value, core_error, executor_from_config, LlmExecutor, McpToolExecutor};
+pub use tool_schema::{mcp_tools, NamedTool, ValidatedTool};
+
+// The opt-in response cache.
+mod cache;
+pub use cache::ResponseCache;
 
 // LLM providers (docs/providers.md).
 mod anthropic;
@@ -42,3 +48,8 @@ pub use response::{FinishReason, LlmResponse};
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/providers.md")]
 struct ProvidersGuide;
+
+/// docs/tools.md: its examples are doctests (compiled; those that need a server are not run).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/tools.md")]
+struct ToolsGuide;

@@ -255,7 +255,7 @@ def check_self(check, v):
 
     bad_events = [
         (dict(HEADER, version=2), "canonical header of version 2"),
-        (dict(HEADER, version=3, meta={"at": 5}, crc="0" * 8), "header of version 3"),
+        (dict(HEADER, version=4, meta={"at": 5}, crc="0" * 8), "header of version 4"),
         (dict(HEADER, meta={"at": 5}, crc="0" * 8), "format-1 header with a crc"),
         (dict(HEADER_2, prev="0" * 64, hash="e" * 64), "crc and prev/hash together"),
         (dict(PHYSICAL_2, runId="r-1"), "format-2 event with runId"),

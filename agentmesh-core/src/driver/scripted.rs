@@ -11,6 +11,12 @@
 //! ```
 //!
 //! Without a matching entry the output is `{"node": id, "visit": v, "attempt": a}`.
+//!
+//! A behaviour may make calls first (`"calls"`: kind, name, request, and the scripted
+//! `response` or `error`, with `usage`), in list order, each started and then completed; with
+//! `"callsBatch": true` all are started in one batch and their results reported in reverse
+//! order. A call the log already answers (after a resume) is not completed again. A call's
+//! error does not fail the agent.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,6 +29,7 @@ use serde_json::{json, Value};
 use super::{AgentError, AgentOutput, AgentResult, Context, Mesh};
 use crate::error::{Error, Result};
 use crate::model::activation::Activation;
+use crate::model::call::{CallError, CallKind, CallOutcome, CallRequest};
 use crate::model::failure::{Failure, Usage};
 use crate::model::workflow::Workflow;
 
@@ -42,6 +49,49 @@ pub struct ScriptError {
 
 fn yes() -> bool {
     true
+}
+
+/// A call a scripted agent makes, with its scripted result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScriptedCall {
+    /// `llm` or `tool`.
+    pub kind: CallKind,
+    /// Provider or tool name.
+    pub name: String,
+    /// The request (recorded as given).
+    #[serde(default)]
+    pub request: Value,
+    /// The response to report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Value>,
+    /// The error to report instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CallError>,
+    /// Tokens the call spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+impl ScriptedCall {
+    /// The request to start.
+    pub fn request(&self) -> CallRequest {
+        CallRequest {
+            kind: self.kind,
+            name: self.name.clone(),
+            request: self.request.clone(),
+        }
+    }
+
+    /// The outcome to report for it.
+    pub fn outcome(&self) -> CallOutcome {
+        let mut o = match &self.error {
+            Some(e) => CallOutcome::err(e.clone()),
+            None => CallOutcome::ok(self.response.clone().unwrap_or(Value::Null)),
+        };
+        o.usage = self.usage.clone();
+        o
+    }
 }
 
 /// One scripted behaviour.
@@ -69,6 +119,12 @@ pub struct Behavior {
     /// Cancel the run (before this activation's result is recorded).
     #[serde(default)]
     pub cancel: bool,
+    /// Calls to make first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<ScriptedCall>,
+    /// Start every call in one batch and report results in reverse order.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub calls_batch: bool,
 }
 
 /// A script: run options plus behaviours.
@@ -141,6 +197,7 @@ impl Script {
         if b.cancel {
             ctx.cancel_run("cancelled by script");
         }
+        make_calls(b, ctx).map_err(|e| Failure::error("ScriptCallRefused", e.to_string()))?;
         if let Some(e) = &b.error {
             let f = Failure::error(e.error_type.clone(), e.message.clone());
             return Err(AgentError {
@@ -165,6 +222,26 @@ impl Script {
             mesh.tool(name, move |act, ctx| s.perform(act, ctx));
         }
     }
+}
+
+/// Make a behaviour's calls through the run (the procedure every runner follows).
+fn make_calls(b: &Behavior, ctx: &Context) -> Result<()> {
+    if b.calls_batch {
+        let tickets = ctx.call_start_many(b.calls.iter().map(ScriptedCall::request).collect())?;
+        for (t, c) in tickets.iter().zip(&b.calls).rev() {
+            if t.is_live() {
+                ctx.call_complete(t, c.outcome())?;
+            }
+        }
+        return Ok(());
+    }
+    for c in &b.calls {
+        let t = ctx.call_start(c.request())?;
+        if t.is_live() {
+            ctx.call_complete(&t, c.outcome())?;
+        }
+    }
+    Ok(())
 }
 
 fn default_output(act: &Activation) -> Value {

@@ -1,4 +1,6 @@
-//! What a run spent, from its log: token usage per run, node, agent, tool and model. A fork's
+//! What a run spent, from its log: token usage per run, node, agent, tool and model, from
+//! what activations reported and what their calls (`callCompleted`, `callFailed`) recorded. A
+//! fork's
 //! log starts with events copied from its parent (up to `parent.seq`); the parent spent
 //! those, so they are reported apart, never counted as the fork's.
 
@@ -38,6 +40,11 @@ impl UsageTotals {
         self.attempts += 1;
         let Some(u) = usage else { return };
         self.reported += 1;
+        self.add_tokens(u);
+    }
+
+    /// A call's tokens (not an attempt of its own: its activation's attempt counts).
+    fn add_tokens(&mut self, u: &Usage) {
         self.input_tokens = self.input_tokens.saturating_add(u.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(u.output_tokens);
         self.cached_input_tokens = self
@@ -101,6 +108,14 @@ impl UsageReport {
                 }
                 EventData::Completed(k, c) => (*k, c.usage.as_ref()),
                 EventData::Failed(k, f) => (*k, f.usage.as_ref()),
+                EventData::CallCompleted(c) => {
+                    report.add_call(&e, c.usage.as_ref(), workflow.as_ref(), inherited_up_to);
+                    continue;
+                }
+                EventData::CallFailed(c) => {
+                    report.add_call(&e, c.usage.as_ref(), workflow.as_ref(), inherited_up_to);
+                    continue;
+                }
                 _ => continue,
             };
             if kind == ActivationKind::Human {
@@ -137,6 +152,48 @@ impl UsageReport {
             }
         }
         Ok(report)
+    }
+
+    fn add_call(
+        &mut self,
+        e: &Event,
+        usage: Option<&Usage>,
+        workflow: Option<&Workflow>,
+        inherited_up_to: u64,
+    ) {
+        let Some(u) = usage else { return };
+        if e.seq <= inherited_up_to {
+            if let Some(i) = self.inherited.as_mut() {
+                i.add_tokens(u);
+            }
+            return;
+        }
+        self.total.add_tokens(u);
+        if let Some(node) = e.node.as_deref() {
+            self.by_node
+                .entry(node.to_owned())
+                .or_default()
+                .add_tokens(u);
+            let name = workflow.and_then(|w| {
+                let c = w.compiled();
+                c.index
+                    .get(node)
+                    .map(|&i| (c.nodes[i].name.to_string(), c.nodes[i].kind))
+            });
+            if let Some((name, kind)) = name {
+                let by = match kind {
+                    crate::model::workflow::NodeKind::Tool => &mut self.by_tool,
+                    _ => &mut self.by_agent,
+                };
+                by.entry(name).or_default().add_tokens(u);
+            }
+        }
+        if let Some(model) = &u.model {
+            self.by_model
+                .entry(model.clone())
+                .or_default()
+                .add_tokens(u);
+        }
     }
 }
 

@@ -79,6 +79,14 @@ fn parallel_agents_calls_sit_under_their_own_completion_in_canonical_order() {
     let r = mesh.run(&two_agents(), RunOptions::default()).unwrap();
     assert_eq!(r.status, RunStatus::Completed);
     assert_eq!(echo.count(), 9);
+    // Calls' usage counts for their node and agent, and the model they name.
+    let usage = r.usage().unwrap();
+    assert_eq!(
+        (usage.total.input_tokens, usage.total.output_tokens),
+        (27, 9)
+    );
+    assert_eq!(usage.by_node["a"].input_tokens, 9);
+    assert_eq!(usage.by_agent["talker"].output_tokens, 9);
     let path = r.log_path.clone().unwrap();
     verify_log(&path).unwrap();
     let (_, events) = read_log(&path).unwrap();

@@ -19,9 +19,60 @@ use agentmesh_benches::{
     options, run_mesh, run_raw, FileRuns, Payload,
 };
 use agentmesh_core::{
-    canonical_log, for_each_state, replay, verify_log, Completion, Error, ErrorKind, Event,
-    FsyncMode, Result, Run,
+    canonical_log, for_each_state, replay, verify_log, CallExecutor, CallOutcome, CallRequest,
+    CallTicket, Completion, Error, ErrorKind, Event, FsyncMode, Mesh, Result, Run, Workflow,
 };
+use serde_json::json;
+
+/// Calls one activation makes in the call figures.
+const CALLS: usize = 1000;
+
+/// `CALLS` recorded calls through the raw `Run` API (start, then complete: two records).
+fn raw_calls(options: agentmesh_core::RunOptions) -> Result<()> {
+    let wf = chain(1);
+    let mut run = Run::start(&wf, options)?;
+    let act = run.poll()?.remove(0);
+    for i in 0..CALLS {
+        let req = json!({"model": "m", "messages": [{"role": "user", "content": "hello"}], "i": i});
+        let t = run.call_start(act.id, CallRequest::llm("p", req))?;
+        let out = CallOutcome::ok(json!({"text": "hi", "finishReason": "stop"}))
+            .with_usage(agentmesh_core::Usage::tokens(5, 1));
+        run.call_complete(act.id, t.call, out)?;
+    }
+    run.complete(act.id, Completion::ok(json!(1)))
+}
+
+struct Instant0;
+impl CallExecutor for Instant0 {
+    fn execute(
+        &self,
+        _: &serde_json::Value,
+        _: &CallTicket,
+        _: Option<&mut dyn FnMut(&serde_json::Value)>,
+    ) -> CallOutcome {
+        CallOutcome::ok(json!({"text": "hi", "finishReason": "stop"}))
+            .with_usage(agentmesh_core::Usage::tokens(5, 1))
+    }
+}
+
+/// A mesh whose one agent makes `CALLS` `ctx.llm` calls to an executor that answers at once.
+fn calls_mesh(dir: Option<&Path>) -> Mesh {
+    let mut m = Mesh::new();
+    if let Some(d) = dir {
+        m = m.with_log_dir(d);
+    }
+    m.provider("p", std::sync::Arc::new(Instant0));
+    m.agent(agentmesh_benches::AGENT, |_, ctx| {
+        for i in 0..CALLS {
+            let req =
+                json!({"model": "m", "messages": [{"role": "user", "content": "hello"}], "i": i});
+            ctx.llm("p", req)
+                .map_err(|e| agentmesh_core::Failure::error("E", e.to_string()))?;
+        }
+        Ok(json!(1).into())
+    });
+    m
+}
 
 /// Best, median and worst of repeated timings, in seconds.
 #[derive(Debug, Clone, Copy)]
@@ -175,9 +226,10 @@ const SECTIONS: &[&str] = &[
     "log",
     "memory",
     "breakdown",
+    "calls",
 ];
 const USAGE: &str =
-    "usage: figures [--quick] [--only chain|fanout|small|size|fsync|log|memory|breakdown]";
+    "usage: figures [--quick] [--only chain|fanout|small|size|fsync|log|memory|breakdown|calls]";
 
 impl Plan {
     fn runs(&self, section: &str) -> bool {
@@ -291,6 +343,55 @@ fn figures(plan: &Plan) -> Result<()> {
             1e6,
             "µs",
             Target::AtMost(3.0),
+        );
+    }
+
+    if plan.runs("calls") {
+        // One recorded call, network excluded: call_start + call_complete + two records.
+        let s = measure(plan.chain_reps, || timed(|| raw_calls(options(None, None))))?;
+        t.time(
+            "1000 calls, raw Run, memory: per call",
+            s,
+            CALLS as f64,
+            1e6,
+            "µs",
+            Target::AtMost(5.0),
+        );
+        let s = measure(plan.chain_reps, || {
+            files.time(1, |id| raw_calls(options(Some(id), Some(&dir))))
+        })?;
+        t.time(
+            "1000 calls, raw Run, file (batch fsync): per call",
+            s,
+            CALLS as f64,
+            1e6,
+            "µs",
+            Target::AtMost(5.0),
+        );
+        let wf: Workflow = chain(1);
+        let calls_mem = calls_mesh(None);
+        let s = measure(plan.chain_reps, || {
+            timed(|| run_mesh(&calls_mem, &wf, options(None, None)))
+        })?;
+        t.time(
+            "1000 calls, ctx.llm (Mesh), memory: per call",
+            s,
+            CALLS as f64,
+            1e6,
+            "µs",
+            Target::None,
+        );
+        let calls_disk = calls_mesh(Some(&dir));
+        let s = measure(plan.chain_reps, || {
+            files.time(1, |id| run_mesh(&calls_disk, &wf, options(Some(id), None)))
+        })?;
+        t.time(
+            "1000 calls, ctx.llm (Mesh), file (batch fsync): per call",
+            s,
+            CALLS as f64,
+            1e6,
+            "µs",
+            Target::None,
         );
     }
 

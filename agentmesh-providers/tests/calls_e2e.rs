@@ -1,0 +1,282 @@
+//! End to end against the real llama-server: a multi-agent workflow whose agents call the LLM
+//! through the run (`Context::llm`), killed with SIGKILL mid-run and resumed; a counting
+//! proxy in front of the server shows that no call whose result was recorded is sent again,
+//! and the final log is byte-identical to an uninterrupted run's. Then re-execute replay runs
+//! the agents again with the server stopped: zero requests.
+#![cfg(unix)]
+
+mod llm_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agentmesh_core::{Failure, Mesh, RunOptions, RunStatus, Workflow};
+use agentmesh_providers::executor_from_config;
+use serde_json::{json, Value};
+
+const RUN_ID: &str = "llm-e2e";
+
+fn workflow() -> Workflow {
+    Workflow::from_value(json!({"name": "llm-e2e", "nodes": [
+        {"id": "plan", "type": "agent", "agent": "asker"},
+        {"id": "research_a", "type": "agent", "agent": "asker", "after": ["plan"]},
+        {"id": "research_b", "type": "agent", "agent": "asker", "after": ["plan"]},
+        {"id": "write", "type": "agent", "agent": "asker", "after": ["research_a", "research_b"]}]}))
+    .unwrap()
+}
+
+fn calls_of(node: &str) -> usize {
+    if node.starts_with("research") {
+        3
+    } else {
+        1
+    }
+}
+
+/// A mesh whose agent asks the LLM behind `base_url` a few short questions.
+fn mesh(base_url: &str, log_dir: &Path) -> Mesh {
+    let mut mesh = Mesh::new().with_log_dir(log_dir);
+    let provider = executor_from_config(
+        "local",
+        &json!({"kind": "openai", "baseUrl": base_url, "maxRetries": 0}),
+    )
+    .unwrap();
+    mesh.provider("local", provider);
+    mesh.agent("asker", |act, ctx| {
+        let mut answers = Vec::new();
+        for i in 0..calls_of(&act.node) {
+            let request = json!({
+                "model": "smollm2",
+                "messages": [{"role": "user", "content": format!("Say one word about {} number {i}.", act.node)}],
+                "maxTokens": 8, "temperature": 0, "seed": 1,
+            });
+            let reply = ctx
+                .llm("local", request)
+                .map_err(|e| Failure::error("LlmError", e.to_string()))?;
+            answers.push(reply.text().to_owned());
+        }
+        Ok(json!(answers).into())
+    });
+    mesh
+}
+
+/// Forwards HTTP requests to `upstream` one by one and keeps their bodies.
+struct CountingProxy {
+    port: u16,
+    bodies: Arc<Mutex<Vec<String>>>,
+}
+
+impl CountingProxy {
+    fn start(upstream: String) -> CountingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (up, seen) = (upstream.clone(), seen.clone());
+                std::thread::spawn(move || serve(conn, &up, &seen));
+            }
+        });
+        CountingProxy { port, bodies }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
+    }
+}
+
+fn serve(conn: TcpStream, upstream: &str, seen: &Mutex<Vec<String>>) {
+    let mut out = conn.try_clone().unwrap();
+    let mut r = BufReader::new(conn);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&body).into_owned();
+        seen.lock().unwrap().push(text.clone());
+        let url = format!("{upstream}{}", path.trim_start_matches("/v1"));
+        let (status, answer) = match agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(text.as_bytes())
+        {
+            Ok(mut resp) => (
+                resp.status().as_u16(),
+                resp.body_mut().read_to_string().unwrap_or_default(),
+            ),
+            Err(_) => (
+                502,
+                "{\"error\":{\"message\":\"upstream down\"}}".to_owned(),
+            ),
+        };
+        let head = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            answer.len()
+        );
+        if out.write_all(head.as_bytes()).is_err() || out.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn prompt_of(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    v["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn completed_calls(log: &Path) -> Vec<String> {
+    let (_, events) = agentmesh_core::read_log(log).unwrap();
+    let mut started = std::collections::HashMap::new();
+    let mut done = Vec::new();
+    for e in events {
+        match &e.data {
+            agentmesh_core::EventData::CallStarted(s) => {
+                started.insert((e.seq, s.call), prompt_of(&s.request.to_string()));
+            }
+            agentmesh_core::EventData::CallCompleted(c) => {
+                done.push(started[&(e.seq, c.call)].clone());
+            }
+            _ => {}
+        }
+    }
+    done
+}
+
+/// The child process: run the workflow until the parent kills it.
+#[test]
+fn e2e_child() {
+    let (Ok(dir), Ok(url)) = (
+        std::env::var("AGENTMESH_E2E_DIR"),
+        std::env::var("AGENTMESH_E2E_URL"),
+    ) else {
+        return;
+    };
+    let _ = mesh(&url, Path::new(&dir)).run(
+        &workflow(),
+        RunOptions {
+            run_id: Some(RUN_ID.into()),
+            ..Default::default()
+        },
+    );
+}
+
+#[test]
+fn sigkill_mid_run_resends_no_recorded_call_and_replay_needs_no_server() {
+    let Some(paths) = llm_support::llama_paths() else {
+        return;
+    };
+    let _one = llm_support::one_at_a_time();
+    let mut server = llm_support::LlamaServer::start(&paths);
+    let proxy = CountingProxy::start(format!("http://127.0.0.1:{}/v1", server.port));
+
+    // Uninterrupted, for reference.
+    let clean = tempfile::tempdir().unwrap();
+    let r = mesh(&proxy.base_url(), clean.path())
+        .run(
+            &workflow(),
+            RunOptions {
+                run_id: Some(RUN_ID.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
+    assert_eq!(proxy.bodies().len(), 8);
+    let reference = r.canonical().unwrap();
+
+    // Killed after at least 3 recorded calls, resumed in this process.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join(format!("{RUN_ID}.jsonl"));
+    let before = proxy.bodies().len();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["e2e_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env("AGENTMESH_E2E_DIR", dir.path())
+        .env("AGENTMESH_E2E_URL", proxy.base_url())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = std::fs::read_to_string(&log)
+            .map(|t| t.matches("\"callCompleted\"").count())
+            .unwrap_or(0);
+        if n >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the child made no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let recorded = completed_calls(&log);
+    assert!(recorded.len() >= 3 && recorded.len() < 8, "{recorded:?}");
+    let sent_by_child = proxy.bodies().len() - before;
+
+    let before_resume = proxy.bodies().len();
+    let r = mesh(&proxy.base_url(), dir.path())
+        .resume(&log, Default::default())
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
+    let resent: Vec<String> = proxy.bodies()[before_resume..]
+        .iter()
+        .map(|b| prompt_of(b))
+        .collect();
+    for p in &recorded {
+        assert!(
+            !resent.contains(p),
+            "the recorded call {p:?} was sent again: {resent:?}"
+        );
+    }
+    assert_eq!(
+        resent.len(),
+        8 - recorded.len(),
+        "only the calls without a recorded result went out (the child sent {sent_by_child})"
+    );
+    assert_eq!(
+        r.canonical().unwrap(),
+        reference,
+        "the resumed log is byte-identical to the uninterrupted one"
+    );
+
+    // Re-execute replay with the server stopped: the agents run, nothing is sent.
+    server.stop();
+    let requests = proxy.bodies().len();
+    let report = mesh(&proxy.base_url(), dir.path()).reexecute(&log).unwrap();
+    assert_eq!(report.calls, 8);
+    assert_eq!(proxy.bodies().len(), requests, "zero requests");
+}
