@@ -2,8 +2,6 @@ import type { PathLike, Workflow } from './workflow'
 import type { LogEvent, RunError, UsageReport } from '../native'
 import type { ActivationCalls, CallToolFn, HostProvider, ProviderConfig } from './calls'
 
-export * from './calls'
-
 /** Any JSON value. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
 
