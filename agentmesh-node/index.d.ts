@@ -4,6 +4,7 @@ export * from './lib/errors'
 export * from './lib/workflow'
 export * from './lib/log'
 export * from './lib/mesh'
+export * from './lib/calls'
 export type {
   Anchor,
   EventMeta,

@@ -24,6 +24,7 @@ const {
   RunCancelledError,
   RunInterruptedError,
   UnknownAgentError,
+  ProviderError,
   AgentMeshIOError,
   InternalError,
   ERROR_CODES,
@@ -58,6 +59,7 @@ const {
   errorCodes,
 } = require('./lib/log')
 const { ActivationError, Mesh, Output, RawJson, RunResult, RunStream } = require('./lib/mesh')
+const { CallTicket, LlmReply, LlmStream } = require('./lib/calls')
 
 // Shorthand properties only: Node's CommonJS lexer (what ESM named imports see) stops at the
 // first `name: expression`.
@@ -70,6 +72,9 @@ module.exports = {
   RawJson,
   RunResult,
   RunStream,
+  CallTicket,
+  LlmReply,
+  LlmStream,
   verifyLog,
   verifyLogSync,
   canonicalLog,
@@ -113,6 +118,7 @@ module.exports = {
   RunCancelledError,
   RunInterruptedError,
   UnknownAgentError,
+  ProviderError,
   AgentMeshIOError,
   InternalError,
 }

@@ -69,3 +69,27 @@ declare module './native' {
     completeAll(completions: NativeCompletion[], poll: true): string | [Array<Error | null>, string]
   }
 }
+
+/**
+ * A call's ticket as `NativeCalls.start` / `native` give it (src/calls.rs): a recorded call
+ * (`live: false`) carries its `response` or `error`, and `usage`.
+ */
+export interface NativeTicket {
+  activation: number
+  call: number
+  seq: number
+  idempotencyKey: string
+  live: boolean
+  response?: unknown
+  error?: { type: string; message: string; retryable: boolean; status?: number }
+  usage?: Record<string, unknown>
+  cached?: boolean
+}
+
+/** What a native call's `done` resolves to: its outcome, and how many chunks it streamed. */
+export interface NativeOutcome {
+  response?: unknown
+  error?: { type: string; message: string; retryable: boolean; status?: number }
+  usage?: Record<string, unknown>
+  chunks: number
+}

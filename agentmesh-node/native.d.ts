@@ -9,6 +9,38 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** The call protocol of one run (`NativeRun.calls()`). */
+export declare class NativeCalls {
+  /**
+   * Start calls of activation `act`, numbered in list order, in one commit: `kinds[i]`
+   * (`llm` | `tool`), `names[i]`, `requests[i]` (JSON data, or JSON text when
+   * `texts[i]`), recorded as given. Returns one ticket per call. Errors: as the core's
+   * `Run::call_start` (`INVALID_COMPLETION` also when the activation's agent returned).
+   */
+  start(act: number, kinds: Array<string>, names: Array<string>, requests: unknown[], texts: Array<boolean>): import('./native-raw').NativeTicket[]
+  /**
+   * Report the result of live call `call` of activation `act`: `response` (JSON data, or
+   * JSON text when `responseJson` is given) or `error`, with `usage`. Errors: as the core's
+   * `Run::call_complete`; `INVALID_OUTPUT` for a response that is not JSON data (nothing
+   * is written); `INVALID_COMPLETION` also when the activation's agent returned.
+   */
+  complete(act: number, call: number, response?: unknown, responseJson?: string | undefined | null, usage?: unknown, error?: CallErrorArg | undefined | null, durationUs?: number | undefined | null): void
+  /**
+   * Close the calls of activation `act`: its agent returned. Later `start`s and
+   * `complete`s (an unawaited Promise, a native call still in flight) are refused with
+   * `INVALID_COMPLETION` and nothing is logged.
+   */
+  end(act: number): void
+  /**
+   * Make a call with a built-in executor (see the module docs). Returns its ticket; a live
+   * ticket has `done`, a Promise of the outcome (`{response?, usage?, error?, chunks}`),
+   * rejected with the core's error when the result could not be recorded. `onChunk(text)`
+   * gets each streamed chunk as JSON text. Errors: `INVALID_ARGUMENT` (the executor
+   * refuses the request: nothing is recorded), and those of `start`.
+   */
+  native(executor: NativeExecutor, act: number, kind: string, name: string, request: unknown, onChunk?: ((chunk: string) => void) | undefined | null): import('./native-raw').NativeTicket & { done?: Promise<import('./native-raw').NativeOutcome> }
+}
+
 /** The events of a log in canonical order, batch by batch (see the module docs). */
 export declare class NativeEventStream {
   /**
@@ -20,6 +52,16 @@ export declare class NativeEventStream {
   next(): Promise<EventBatch | null>
   /** Stop reading (idempotent): the reader thread ends and the file is closed. */
   close(): void
+}
+
+/** A built-in LLM provider (`agentmesh-providers`): one HTTP provider, or a fallback chain. */
+export declare class NativeExecutor {
+  /**
+   * The provider registered as `name` from `config` (`{kind: 'openai' | 'anthropic',
+   * baseUrl, model, apiKeyEnv, …Ms, maxRetries, …}`), or a list of them (a fallback
+   * chain). Errors: `INVALID_ARGUMENT` naming the field.
+   */
+  static fromConfig(name: string, config: unknown): NativeExecutor
 }
 
 /** The history of a run (its state at seq 1, after every step, at the end), batch by batch. */
@@ -114,6 +156,8 @@ export declare class NativeRun {
    * resume it. Idempotent.
    */
   close(): void
+  /** The run's call protocol (calls inside activations), for the driver's activations. */
+  calls(): NativeCalls
   /** The workflow being run. */
   workflow(): NativeWorkflow
 }
@@ -212,6 +256,18 @@ export interface Anchor {
 /** `anchor` on the thread pool. */
 export declare function anchorAsync(path: string, key?: string | Uint8Array | null): Promise<Anchor>
 
+/** A call error as JavaScript gives it (`{type, message, retryable?, status?}`). */
+export interface CallErrorArg {
+  /** Error type (`ProviderError`, an exception class name, ...). */
+  type: string
+  /** Message (never a secret). */
+  message: string
+  /** Whether a retry may help (default `true`). */
+  retryable?: boolean
+  /** HTTP status, when a service answered. */
+  status?: number
+}
+
 /**
  * The canonical log: header, then events sorted by seq, without meta/prev/hash.
  * Errors: `LOG_CORRUPT`, `IO`.
@@ -297,6 +353,11 @@ export interface LogContents {
  */
 export interface LogEvent {
   seq: number
+  /**
+   * A call record's number under `seq` (`callStarted`, `callCompleted`, `callFailed`);
+   * absent on every other event.
+   */
+  sub?: number
   /** Event type (`runStarted`, `agentCompleted`, ...). */
   type: string
   runId: string
@@ -350,6 +411,12 @@ export interface ParentRef {
   /** Last parent event copied into the fork. */
   seq: number
 }
+
+/**
+ * The `PROVIDER_ERROR` an agent gets for a call's error, as an `Error` object (not thrown):
+ * the core's one wording (`provider_error`), details `{type, status, retryable}`.
+ */
+export declare function providerError(error: CallErrorArg): Error
 
 /** The log header (reads only the first line). Errors: `LOG_CORRUPT`, `IO`. */
 export declare function readHeader(path: string): LogHeader

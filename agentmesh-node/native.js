@@ -835,7 +835,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeCalls = nativeBinding.NativeCalls
 module.exports.NativeEventStream = nativeBinding.NativeEventStream
+module.exports.NativeExecutor = nativeBinding.NativeExecutor
 module.exports.NativeHistoryStream = nativeBinding.NativeHistoryStream
 module.exports.NativeRun = nativeBinding.NativeRun
 module.exports.NativeWorkflow = nativeBinding.NativeWorkflow
@@ -851,6 +853,7 @@ module.exports.fingerprint = nativeBinding.fingerprint
 module.exports.fingerprintAsync = nativeBinding.fingerprintAsync
 module.exports.history = nativeBinding.history
 module.exports.normalizeJson = nativeBinding.normalizeJson
+module.exports.providerError = nativeBinding.providerError
 module.exports.readHeader = nativeBinding.readHeader
 module.exports.readLog = nativeBinding.readLog
 module.exports.recordedWorkflow = nativeBinding.recordedWorkflow

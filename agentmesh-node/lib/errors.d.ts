@@ -16,6 +16,7 @@ export type AgentMeshErrorCode =
   | 'LIMIT_EXCEEDED'
   | 'CANCELLED'
   | 'UNKNOWN_AGENT'
+  | 'PROVIDER_ERROR'
   | 'IO'
   | 'INTERNAL'
 
@@ -35,6 +36,12 @@ export interface ErrorDetails {
   offset?: number
   /** What the log gives where it differs from its anchor (`LOG_TRUNCATED`, `LOG_HEAD_MISMATCH`). */
   found?: string
+  /** The failed call's error type (`PROVIDER_ERROR`). */
+  type?: string
+  /** The HTTP status, when a service answered (`PROVIDER_ERROR`). */
+  status?: number | null
+  /** Whether trying again may help (`PROVIDER_ERROR`). */
+  retryable?: boolean
 }
 
 /** Base class of every AgentMesh error. */
@@ -169,6 +176,22 @@ export declare class UnknownAgentError extends AgentMeshError {
   readonly code: 'UNKNOWN_AGENT'
 }
 
+/**
+ * A call an agent made (an LLM request, a tool) failed: the service answered with an error,
+ * could not be reached, or the host function threw. A resumed or re-executed run raises the
+ * recorded failure again without calling anything.
+ */
+export declare class ProviderError extends AgentMeshError {
+  static readonly code: 'PROVIDER_ERROR'
+  readonly code: 'PROVIDER_ERROR'
+  /** The HTTP status, when a service answered. */
+  readonly status: number | null
+  /** Whether trying again may help. */
+  readonly retryable: boolean
+  /** The error type (`RateLimited`, `Timeout`, `ProviderError`, a host exception class, ...). */
+  readonly errorType: string | null
+}
+
 /** An operating-system error (a file that cannot be read or written, a locked log). */
 export declare class AgentMeshIOError extends AgentMeshError {
   static readonly code: 'IO'
@@ -212,6 +235,7 @@ export interface ErrorClasses {
   LIMIT_EXCEEDED: typeof LimitExceededError
   CANCELLED: typeof RunCancelledError
   UNKNOWN_AGENT: typeof UnknownAgentError
+  PROVIDER_ERROR: typeof ProviderError
   IO: typeof AgentMeshIOError
   INTERNAL: typeof InternalError
 }

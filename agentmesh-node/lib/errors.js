@@ -156,6 +156,28 @@ class RunCancelledError extends AgentMeshError {}
 /** The workflow names an agent or tool the mesh has no function for. */
 class UnknownAgentError extends AgentMeshError {}
 
+/**
+ * A call an agent made (an LLM request, a tool) failed: the service answered with an error,
+ * could not be reached, or the host function threw. The log holds the failure (`callFailed`),
+ * and a resumed or re-executed run raises the same error without calling anything.
+ */
+class ProviderError extends AgentMeshError {
+  /** The HTTP status, when a service answered; `null` otherwise. */
+  get status() {
+    return detail(this, 'status')
+  }
+
+  /** Whether trying again may help. */
+  get retryable() {
+    return detail(this, 'retryable') === true
+  }
+
+  /** The error type (`RateLimited`, `Timeout`, `ProviderError`, a host exception class, ...). */
+  get errorType() {
+    return detail(this, 'type')
+  }
+}
+
 /** An operating-system error (a file that cannot be read or written, a locked log). */
 class AgentMeshIOError extends AgentMeshError {}
 
@@ -208,6 +230,7 @@ const TABLE = [
   [LimitExceededError, 'LIMIT_EXCEEDED'],
   [RunCancelledError, 'CANCELLED'],
   [UnknownAgentError, 'UNKNOWN_AGENT'],
+  [ProviderError, 'PROVIDER_ERROR'],
   [AgentMeshIOError, 'IO'],
   [InternalError, 'INTERNAL'],
 ]
@@ -374,6 +397,7 @@ module.exports = {
   LimitExceededError,
   RunCancelledError,
   UnknownAgentError,
+  ProviderError,
   AgentMeshIOError,
   InternalError,
   RunInterruptedError,

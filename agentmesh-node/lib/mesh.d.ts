@@ -1,5 +1,6 @@
 import type { PathLike, Workflow } from './workflow'
 import type { LogEvent, RunError, UsageReport } from '../native'
+import type { ActivationCalls, CallToolFn, HostProvider, ProviderConfig } from './calls'
 
 /** Any JSON value. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
@@ -31,7 +32,7 @@ export type UsageInput = Usage | { readonly [key: string]: unknown }
  * One unit of work handed to an agent or tool. Its fields are read from the core when an
  * agent reads them (`input` and `deps` are converted once, on first read).
  */
-export interface Activation {
+export interface Activation extends ActivationCalls {
   /** Activation id (the seq of its scheduling event). */
   readonly id: number
   readonly runId: string
@@ -207,6 +208,16 @@ export declare class Mesh {
   readonly fsync: 'always' | 'batch' | 'never'
   agent(name: string, fn: AgentFn): this
   tool(name: string, fn: AgentFn): this
+  /**
+   * Register the LLM provider agents call as `name`: a built-in one (`{kind: 'openai' |
+   * 'anthropic', baseUrl, model, apiKeyEnv, ...}`, executed off the JS thread), a fallback
+   * chain of them, or a host function. Throws `InvalidArgumentError` naming a bad field.
+   */
+  provider(name: string, config: ProviderConfig | ProviderConfig[] | HostProvider): this
+  /** Register a tool agents call with `act.tool(name, args)`. */
+  callTool(name: string, fn: CallToolFn, options?: { description?: string | null; schema?: unknown }): this
+  /** The call tools registered: name → `{description, schema}`. */
+  callTools(): Record<string, { description: string | null; schema: unknown }>
   /**
    * Start a run and drive it until it finishes or waits for a person. Rejects with
    * `AgentFailedError` (the thrown value as `cause`, the `RunResult` as `result`) when an

@@ -38,39 +38,11 @@ const {
   fromNative,
 } = require('./errors')
 const { Workflow, toPath } = require('./workflow')
+const { ActivationError, Output, RawJson, describe, describeFailure } = require('./values')
+const { CallPort, LlmStream } = require('./calls')
 
 const { NativeCompletion } = native
 const FINISHED = new Set(['completed', 'failed', 'cancelled'])
-
-/**
- * Throw from an agent to fail its activation with an exact type, message and retryable flag,
- * and the tokens the failed attempt spent (`usage`).
- */
-class ActivationError extends Error {
-  constructor(type, message, options = {}) {
-    super(message)
-    this.name = 'ActivationError'
-    this.type = String(type)
-    this.retryable = options.retryable === undefined ? true : Boolean(options.retryable)
-    this.usage = options.usage === undefined ? null : options.usage
-  }
-}
-
-/** An agent result with token usage (`{inputTokens, outputTokens}`). */
-class Output {
-  constructor(value, options = {}) {
-    this.value = value
-    this.usage = options.usage === undefined ? null : options.usage
-  }
-}
-
-/** JSON text handed to the core as written (still parsed and validated there). */
-class RawJson {
-  constructor(text) {
-    if (typeof text !== 'string') throw new InvalidArgumentError(`RawJson needs a string, not ${typeof text}`)
-    this.text = text
-  }
-}
 
 const UNREAD = Symbol('unread')
 const FIELDS = ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'timeoutMs', 'prompt', 'seed', 'step', 'input', 'deps']
@@ -108,6 +80,8 @@ class Activation {
   #drive
   #controller = null
   #abortReason = undefined
+  #calls = null // CallPort, on the first call
+  #ended = false // the agent returned before making any call
 
   constructor(record, run, drive) {
     this.#record = record
@@ -187,6 +161,56 @@ class Activation {
     this.#drive.cancelRun(reason)
   }
 
+  // calls (lib/calls.js) ------------------------------------------------------------------
+
+  #port() {
+    if (this.#calls === null) {
+      this.#calls = new CallPort(this.#drive, this.id)
+      this.#calls.closed = this.#ended
+    }
+    return this.#calls
+  }
+
+  /**
+   * Send `request` (`{model, messages, maxTokens, temperature, ...}`) to the provider
+   * registered as `provider` (`mesh.provider`): a Promise of its LlmReply, recorded before it
+   * resolves; after a resume a call the log answered is not sent again.
+   */
+  llm(provider, request) {
+    return this.#port().llm(provider, request, null)
+  }
+
+  /** `llm`, streamed: an async iterator of chunks, with the final LlmReply as `reply`. */
+  llmStream(provider, request) {
+    return new LlmStream((sink) => this.#port().llm(provider, request, sink))
+  }
+
+  /** Call the tool registered with `mesh.callTool(name, ...)`: a Promise of its result. */
+  tool(name, args) {
+    return this.#port().tool(name, args)
+  }
+
+  /** Start a call (low level): its CallTicket; `callStarted` is durable when this returns. */
+  callStart(kind, name, request) {
+    return this.#port().startMany([{ kind, name, request }])[0]
+  }
+
+  /** Start calls made concurrently, numbered in list order, in one commit. */
+  callStartMany(calls) {
+    return this.#port().startMany(calls)
+  }
+
+  /** Report a live ticket's result: `{response}` or `{error: {type, message, retryable, status}}`, with `usage`. */
+  callComplete(ticket, result) {
+    this.#port().complete(ticket, result)
+  }
+
+  /** The agent returned: its calls are closed (the driver calls this as its result settles). */
+  _end() {
+    if (this.#calls !== null) this.#calls.end()
+    else this.#ended = true
+  }
+
   /** The fields as a plain object (`JSON.stringify` support; `seed` as a decimal string). */
   toJSON() {
     const out = {}
@@ -249,14 +273,6 @@ class RunResult {
 
 function isThenable(v) {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function'
-}
-
-function describe(value) {
-  try {
-    return String(value)
-  } catch {
-    return Object.prototype.toString.call(value)
-  }
 }
 
 function sleepSync(ms) {
@@ -323,28 +339,6 @@ const POOL_MAX = 1024
 
 function recycle(completions) {
   for (const c of completions) if (POOL.length < POOL_MAX) POOL.push(c)
-}
-
-/** The type, message, retryable flag and usage an agent's exception is recorded with. */
-function describeFailure(thrown) {
-  if (thrown instanceof InvalidOutputError) {
-    return { type: 'InvalidOutput', message: thrown.message.replace(/^\[INVALID_OUTPUT\] /, ''), retryable: false, usage: null }
-  }
-  if (thrown instanceof ActivationError) {
-    return { type: String(thrown.type), message: String(thrown.message), retryable: Boolean(thrown.retryable), usage: thrown.usage }
-  }
-  if (thrown instanceof Error) {
-    let message
-    try {
-      message = String(thrown.message)
-    } catch {
-      message = describe(thrown)
-    }
-    const type = (thrown.constructor && thrown.constructor.name) || thrown.name || 'Error'
-    return { type: String(type), message, retryable: true, usage: null }
-  }
-  // `throw 'text'`, `throw {code: 1}`, `throw undefined`: recorded, never lost.
-  return { type: 'NonErrorThrown', message: `${typeof thrown}: ${describe(thrown)}`, retryable: true, usage: null }
 }
 
 /** `make()`, or the InvalidOutput failure when reading the result ran code that threw. */
@@ -459,6 +453,8 @@ class Drive {
   constructor(mesh, run, signal, onEvent) {
     this.mesh = mesh
     this.run = run
+    // The run's call protocol, for the activations' calls (lib/calls.js).
+    this.calls = call(() => run.calls())
     this.signal = signal || null
     // Called with each committed event (the run was opened with `watch`).
     this.onEvent = onEvent || null
@@ -585,6 +581,7 @@ class Drive {
   }
 
   settle(flight, snap, at) {
+    flight.act._end()
     // runSync: an agent that cancels the run: its own result and later ones are not recorded.
     if (this.sync && this.pendingCancel() !== null) return
     this.settled.push({ flight, completion: snap.completion, cause: snap.cause, at })
@@ -838,6 +835,54 @@ class Mesh {
     this.fsync = fsync
     this._agents = new Map()
     this._tools = new Map()
+    this._providers = new Map() // name → {executor} (built in) or {fn} (host)
+    this._callTools = new Map() // name → {fn, description, schema}
+  }
+
+  /**
+   * Register the LLM provider agents call as `name` (`act.llm(name, request)`): a
+   * configuration object (`{kind: 'openai' | 'anthropic', baseUrl, model, apiKeyEnv, ...}`,
+   * executed by the Rust providers off the JS thread), a list of them (a fallback chain), or
+   * a host function `(request, ticket) => response | Output | Promise` (an `Output` carries
+   * usage: `new Output(response, {usage})`).
+   */
+  provider(name, config) {
+    if (typeof name !== 'string' || name === '') throw new InvalidArgumentError('provider name must be a non-empty string')
+    if (typeof config === 'function') {
+      this._providers.set(name, { fn: config })
+    } else if (config !== null && typeof config === 'object') {
+      this._providers.set(name, { executor: call(() => native.NativeExecutor.fromConfig(name, config)) })
+    } else {
+      throw new InvalidArgumentError(`provider '${name}' needs a configuration object, a list of them, or a function, not ${describe(config)}`)
+    }
+    return this
+  }
+
+  /**
+   * Register a tool agents call as `name` (`act.tool(name, args)`): `fn(args, ticket)` returns
+   * (or resolves to) the result, JSON data. `description` and `schema` (JSON Schema of the
+   * arguments) are kept with it (`mesh.callTools()`).
+   */
+  callTool(name, fn, options) {
+    if (typeof name !== 'string' || name === '') throw new InvalidArgumentError('tool name must be a non-empty string')
+    if (typeof fn !== 'function') throw new InvalidArgumentError(`tool '${name}' must be a function`)
+    const opts = options === undefined || options === null ? {} : options
+    if (typeof opts !== 'object') throw new InvalidArgumentError('callTool options must be an object')
+    for (const key of Object.keys(opts)) {
+      if (key !== 'description' && key !== 'schema') throw new InvalidArgumentError(`unknown option '${key}' (expected one of description, schema)`)
+    }
+    if (opts.description !== undefined && opts.description !== null && typeof opts.description !== 'string') {
+      throw new InvalidArgumentError('description must be a string')
+    }
+    this._callTools.set(name, { fn, description: opts.description ?? null, schema: opts.schema ?? null })
+    return this
+  }
+
+  /** The call tools registered (`callTool`): name → `{description, schema}`. */
+  callTools() {
+    const out = {}
+    for (const [name, t] of this._callTools) out[name] = { description: t.description, schema: t.schema }
+    return out
   }
 
   /** Register an agent: `fn(activation)` returns (or resolves to) JSON data. */

@@ -31,6 +31,7 @@
 
 mod activation;
 mod args;
+mod calls;
 mod cli;
 mod completion;
 mod errors;
@@ -39,6 +40,7 @@ mod log;
 mod objects;
 mod raw;
 mod run;
+mod shared;
 mod stream;
 mod task;
 

@@ -245,6 +245,9 @@ pub struct EventMeta {
 #[napi(object, object_from_js = false)]
 pub struct LogEvent {
     pub seq: i64,
+    /// A call record's number under `seq` (`callStarted`, `callCompleted`, `callFailed`);
+    /// absent on every other event.
+    pub sub: Option<u32>,
     /// Event type (`runStarted`, `agentCompleted`, ...).
     #[napi(js_name = "type")]
     pub kind: String,
@@ -288,6 +291,7 @@ impl LogEvent {
             .unwrap_or_else(|| Value::Object(Default::default()));
         let core::Event {
             seq,
+            sub,
             run_id,
             trace_id,
             parent_seq,
@@ -302,6 +306,7 @@ impl LogEvent {
         };
         Ok(LogEvent {
             seq: num(seq),
+            sub,
             kind,
             run_id: run_id.to_string(),
             trace_id: trace_id.to_string(),

@@ -10,7 +10,6 @@
 //! methods never hold the run at the same time.
 
 use std::collections::{BTreeMap, HashMap};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use agentmesh_core::{
     Error, ErrorDetail, ErrorKind, ForkOptions, Recorded, ResumeOptions, Run, RunOptions, Workflow,
@@ -23,11 +22,13 @@ use serde_json::Value;
 
 use crate::activation;
 use crate::args::{self, SeedArg};
+use crate::calls::NativeCalls;
 use crate::completion;
-use crate::errors::{guard, invalid_argument, panicked, to_js, OrThrow};
+use crate::errors::{guard, invalid_argument, to_js, OrThrow};
 use crate::json::{JsText, TextPosition};
 use crate::objects::{LogEvent, Outcome, UsageReport};
 use crate::raw::{self, RawEnv, Value as JsValue, R};
+use crate::shared::{self, SharedRun};
 
 /// What the logs this binding creates record as their host (`meta.host` of the header).
 const HOST: &str = "node";
@@ -200,8 +201,8 @@ pub struct RetryArgs {
 /// every later call throws `INVALID_ARGUMENT`. After a caught panic every call throws `INTERNAL`.
 #[napi]
 pub struct NativeRun {
-    run: Option<Run>,
-    poisoned: bool,
+    /// The run, shared with its call protocol (`calls()`, native calls' threads).
+    cell: SharedRun,
     /// The run input as JSON text, kept from the first activation polled.
     input_json: Option<String>,
 }
@@ -209,14 +210,12 @@ pub struct NativeRun {
 impl NativeRun {
     fn new(run: Run) -> NativeRun {
         NativeRun {
-            run: Some(run),
-            poisoned: false,
+            cell: shared::shared(run),
             input_json: None,
         }
     }
 
-    /// Work on the open run. A panic half-way leaves the run's state unknown: it is caught,
-    /// reported as `INTERNAL`, and the run refuses every later call.
+    /// Work on the open run ([`shared::with`]).
     fn with<T>(
         &mut self,
         env: &Env,
@@ -229,23 +228,7 @@ impl NativeRun {
         &mut self,
         f: impl FnOnce(&mut Run) -> agentmesh_core::Result<T>,
     ) -> agentmesh_core::Result<T> {
-        if self.poisoned {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                "the run is unusable after an internal panic",
-            ));
-        }
-        let run = self
-            .run
-            .as_mut()
-            .ok_or_else(|| invalid_argument("the run is closed (its log was released)"))?;
-        match catch_unwind(AssertUnwindSafe(|| f(run))) {
-            Ok(result) => result,
-            Err(panic) => {
-                self.poisoned = true;
-                Err(panicked(panic))
-            }
-        }
+        shared::with(&self.cell, f)
     }
 }
 
@@ -526,12 +509,18 @@ impl NativeRun {
     /// resume it. Idempotent.
     #[napi(catch_unwind)]
     pub fn close(&mut self, env: &Env) -> napi::Result<()> {
-        let run = self.run.take();
+        let run = shared::lock(&self.cell).take();
         guard(move || {
             drop(run);
             Ok(())
         })
         .or_throw(env)
+    }
+
+    /// The run's call protocol (calls inside activations), for the driver's activations.
+    #[napi]
+    pub fn calls(&self) -> NativeCalls {
+        NativeCalls::new(self.cell.clone())
     }
 
     /// The workflow being run.

@@ -59,4 +59,13 @@ function assertError(e, cls, code) {
   assert.ok(e.message.startsWith(`[${code}] `), e.message)
 }
 
-module.exports = { tempDirs, wf, agentNode, thrown, rejected, assertError }
+/**
+ * The error codes as the Python package on this branch should list them: all of them, or all
+ * but PROVIDER_ERROR while the Python table does not have it yet (its class lands with the
+ * Python side of issue 10; once it does, the comparison is strict again).
+ */
+function pythonView(codes, pyCodes) {
+  return pyCodes.includes('PROVIDER_ERROR') ? codes : codes.filter((c) => c !== 'PROVIDER_ERROR')
+}
+
+module.exports = { tempDirs, wf, agentNode, thrown, rejected, assertError, pythonView }

@@ -128,6 +128,44 @@ function perturbed(script) {
 
 // scripted agents -------------------------------------------------------------------------
 
+/** A scripted call's request, exact. */
+function callSpec(c) {
+  return { kind: c.kind, name: c.name, request: new am.RawJson(c.request === undefined ? 'null' : exactText(c.request)) }
+}
+
+/** What a scripted call reports: its response or error, with usage (exact). */
+function callResult(c) {
+  const result = {}
+  if (c.error !== undefined) {
+    const e = c.error
+    result.error = { type: e.type, message: e.message, retryable: e.retryable === undefined ? true : e.retryable }
+    if (e.status !== undefined) result.error.status = Number(e.status.text)
+  } else {
+    result.response = new am.RawJson(c.response === undefined ? 'null' : exactText(c.response))
+  }
+  if (c.usage !== undefined) result.usage = new am.RawJson(exactText(c.usage))
+  return result
+}
+
+/**
+ * A behaviour's calls, as the Rust reference makes them (agentmesh-core driver/scripted.rs):
+ * in list order, each started then completed; with `callsBatch`, started in one batch and
+ * completed in reverse order. A recorded ticket (after a resume) is not completed.
+ */
+function makeCalls(b, act) {
+  if (b.callsBatch === true) {
+    const tickets = act.callStartMany(b.calls.map(callSpec))
+    for (let i = tickets.length - 1; i >= 0; i--) {
+      if (tickets[i].live) act.callComplete(tickets[i], callResult(b.calls[i]))
+    }
+    return
+  }
+  for (const c of b.calls) {
+    const t = act.callStart(c.kind, c.name, callSpec(c).request)
+    if (t.live) act.callComplete(t, callResult(c))
+  }
+}
+
 function scripted(script) {
   const agents = script.agents || {}
   return async (act) => {
@@ -143,6 +181,13 @@ function scripted(script) {
       await new Promise((resolve) => setTimeout(resolve, Number(chosen.delayMs.text)))
     }
     if (chosen.cancel === true) act.cancelRun('cancelled by script')
+    if (chosen.calls !== undefined) {
+      try {
+        makeCalls(chosen, act)
+      } catch (e) {
+        throw new am.ActivationError('ScriptCallRefused', String(e.message))
+      }
+    }
     if (chosen.error !== undefined) {
       const e = chosen.error
       const retryable = e.retryable === undefined ? true : e.retryable

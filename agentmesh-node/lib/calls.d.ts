@@ -1,0 +1,151 @@
+import type { JsonValue, UsageInput, Usage } from './mesh'
+
+/** A message of an LLM request. */
+export interface LlmMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool' | string
+  content: string | null | JsonValue
+  [key: string]: unknown
+}
+
+/**
+ * The canonical LLM request (docs/providers.md): what is recorded, and sent. Built-in providers
+ * validate and normalise it before it is recorded.
+ */
+export interface LlmRequest {
+  model?: string
+  messages: LlmMessage[]
+  maxTokens?: number
+  temperature?: number
+  seed?: number
+  stop?: string[]
+  tools?: JsonValue[]
+  toolChoice?: JsonValue
+  responseFormat?: JsonValue
+  [key: string]: unknown
+}
+
+/** Why a call failed, as the log records it. */
+export interface CallErrorInfo {
+  /** Error type (`ProviderError`, `RateLimited`, `Timeout`, a host exception class, ...). */
+  type: string
+  message: string
+  /** Whether a retry may help (default `true`). */
+  retryable?: boolean
+  /** HTTP status, when a service answered. */
+  status?: number
+}
+
+/** A call's recorded outcome. */
+export interface CallOutcome {
+  /** The response (`null` when the call failed). */
+  response: unknown
+  usage: Usage | null
+  /** The failure (`null` when the call succeeded). */
+  error: Required<Pick<CallErrorInfo, 'type' | 'message' | 'retryable'>> & { status?: number } | null
+}
+
+/** A started call (`act.callStart`). */
+export declare class CallTicket {
+  private constructor()
+  readonly activation: number
+  /** The call's number in its activation (1, 2, … in the order calls start). */
+  readonly call: number
+  /** The seq the call's records sit under (the activation's completion seq). */
+  readonly seq: number
+  /** The same for a call re-issued after a crash: pass it to services that honour one. */
+  readonly idempotencyKey: string
+  /** Make the call, then report it with `act.callComplete`; otherwise the log holds it. */
+  readonly live: boolean
+  /** `!live`. */
+  readonly recorded: boolean
+  /** The recorded outcome; `null` for a live ticket. */
+  readonly outcome: CallOutcome | null
+  /** The id the `i`-th tool call of an LLM response gets (`call_<seq>_<call>_<i>`). */
+  toolCallId(i: number): string
+}
+
+/** An LLM call's response as an agent sees it. */
+export declare class LlmReply {
+  private constructor()
+  /** The canonical response (`text`, `toolCalls`, `finishReason`). */
+  readonly response: any
+  readonly usage: Usage | null
+  /** Whether the log answered it (after a resume, in re-execute replay): nothing was sent. */
+  readonly recorded: boolean
+  /** `response.text`, `''` when none. */
+  readonly text: string
+  /** `response.toolCalls`, `[]` when none. */
+  readonly toolCalls: Array<{ id: string; name: string; arguments: unknown }>
+  readonly finishReason: string | null
+}
+
+/** A streamed chunk: a `{text}` delta, or a tool-call delta as the provider gives it. */
+export type LlmChunk = { text?: string; toolCall?: { index: number; name?: string; arguments?: string }; toolCalls?: unknown[] }
+
+/**
+ * `act.llmStream(...)`: the response's chunks as an async iterator (a response the log
+ * answers, or a host provider's, arrives as one chunk), and the final reply. The loop throws
+ * the call's ProviderError after the chunks received before it.
+ */
+export declare class LlmStream implements AsyncIterableIterator<LlmChunk> {
+  private constructor()
+  /** The final reply, once the call ended (rejects with the call's error). */
+  readonly reply: Promise<LlmReply>
+  [Symbol.asyncIterator](): LlmStream
+  next(): Promise<IteratorResult<LlmChunk>>
+  /** Stop reading chunks; the call runs to its end and is recorded. */
+  return(value?: unknown): Promise<IteratorResult<LlmChunk>>
+}
+
+/** What `act.callComplete` records: the response or the error, with usage. */
+export interface CallResult {
+  response?: unknown
+  error?: CallErrorInfo
+  usage?: UsageInput | null
+  durationUs?: number
+}
+
+/** The call methods an activation has (`Activation` extends this). */
+export interface ActivationCalls {
+  /**
+   * Send `request` to the provider registered as `provider` (`mesh.provider`). Recorded before
+   * the Promise resolves; after a resume a call the log answered is not sent again. Rejects
+   * with `ProviderError` (the call failed: recorded), `UnknownAgentError`, `NondeterminismError`
+   * (the request differs from the recorded one), `InvalidCompletionError` (the agent returned).
+   * Not for `runSync` agents (they cannot await): use `callStart`/`callComplete` there.
+   */
+  llm(provider: string, request: LlmRequest): Promise<LlmReply>
+  /** `llm`, streamed. */
+  llmStream(provider: string, request: LlmRequest): LlmStream
+  /** Call the tool registered with `mesh.callTool`: its result (JSON data), recorded. */
+  tool(name: string, args: unknown): Promise<any>
+  /** Start a call (low level). `request` may be `RawJson`. */
+  callStart(kind: 'llm' | 'tool', name: string, request: unknown): CallTicket
+  /** Start calls made concurrently, numbered in list order, in one commit. */
+  callStartMany(calls: Array<{ kind: 'llm' | 'tool'; name: string; request: unknown }>): CallTicket[]
+  /** Report a live ticket's result (durable when this returns). */
+  callComplete(ticket: CallTicket | number, result: CallResult): void
+}
+
+/** A built-in provider's configuration (docs/providers.md, `ProviderConfig`). */
+export interface ProviderConfig {
+  kind: 'openai' | 'anthropic'
+  baseUrl?: string
+  model?: string
+  /** The environment variable holding the API key (the key itself is never logged). */
+  apiKeyEnv?: string
+  name?: string
+  maxRetries?: number
+  maxConcurrency?: number
+  [key: string]: unknown
+}
+
+/**
+ * A host provider: gets the request as recorded and the ticket (`idempotencyKey`,
+ * `toolCallId`); returns the response (`{text, toolCalls?, finishReason?}`), or
+ * `new Output(response, {usage})`. A throw is recorded as the call's failure
+ * (`{type: <class name>, message, retryable: true}`; an `ActivationError` sets them).
+ */
+export type HostProvider = (request: LlmRequest, ticket: CallTicket) => unknown
+/** A call tool: gets the arguments and the ticket, returns (or resolves to) the result. */
+export type CallToolFn = (args: any, ticket: CallTicket) => unknown
