@@ -108,6 +108,18 @@ export declare class NativeRun {
    */
   static retry(path: string, options?: RetryArgs | undefined | null): NativeRun
   /**
+   * Re-execute the run recorded in `path`: a run in memory with the recorded workflow,
+   * input, seed and run id, whose every call is answered from the log and whose
+   * completions are compared with the recorded ones (drive it, then `reexecReport`).
+   * Errors: `LOG_CORRUPT`, `IO`, `INVALID_ARGUMENT` (a fork's log, a retried run).
+   */
+  static reexecute(path: string): NativeRun
+  /**
+   * After driving a re-executed run: what was checked, or `NONDETERMINISM` at the first
+   * difference from the log.
+   */
+  reexecReport(): ReexecReport
+  /**
    * Fork the run in `path` at step end `seq` into a new run; `overrides` maps node id →
    * output (JSON data); `workflow` continues under a changed workflow (the parent's events
    * up to `seq` must replay equal under it); `watch` keeps the committed events (the copied
@@ -429,6 +441,18 @@ export declare function readLog(path: string): LogContents
 
 /** The workflow recorded in a log's `runStarted` event. Errors: `LOG_CORRUPT`, `IO`. */
 export declare function recordedWorkflow(path: string): NativeWorkflow
+
+/** What a re-execution checked. */
+export interface ReexecReport {
+  /** The recorded run id. */
+  runId: string
+  /** Activations whose agents or tools ran again. */
+  activations: number
+  /** Calls answered from the log. */
+  calls: number
+  /** Events compared. */
+  events: number
+}
 
 /** A damaged tail cut off or mended (cut bytes were first copied to `brokenPath`). */
 export interface Repair {

@@ -237,6 +237,12 @@ export declare class Mesh {
    */
   retry(logPath: PathLike, options?: RetryOptions): Promise<RunResult>
   retrySync(logPath: PathLike, options?: Omit<RetryOptions, 'signal' | 'interrupt'>): RunResult
+  /**
+   * Re-execute the run recorded in `logPath`: the agents run again, every call is answered
+   * from the log (nothing is sent or written), and each completion is compared with the
+   * recorded one. Rejects with `NondeterminismError` at the first difference.
+   */
+  reexecute(logPath: PathLike): Promise<ReexecReport>
   fork(logPath: PathLike, seq: number, options?: ForkOptions): Promise<RunResult>
   forkSync(logPath: PathLike, seq: number, options?: Omit<ForkOptions, 'signal' | 'interrupt'>): RunResult
   /**
@@ -251,4 +257,16 @@ export declare class Mesh {
   streamRetry(logPath: PathLike, options?: Omit<RetryOptions, 'onEvent'>): RunStream
   /** `fork`, as an async iterator of the fork's events (the copied prefix first). */
   streamFork(logPath: PathLike, seq: number, options?: Omit<ForkOptions, 'onEvent'>): RunStream
+}
+
+/** What `Mesh.reexecute` checked. */
+export interface ReexecReport {
+  /** The recorded run id. */
+  readonly runId: string
+  /** Activations whose agents or tools ran again. */
+  readonly activations: number
+  /** Calls answered from the log. */
+  readonly calls: number
+  /** Events compared. */
+  readonly events: number
 }

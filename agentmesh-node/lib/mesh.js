@@ -950,6 +950,32 @@ class Mesh {
   }
 
   /**
+   * Re-execute the run recorded in `logPath`: this mesh's agents run again in memory, every
+   * call they make is answered from the log (nothing is sent, nothing written), and each
+   * completion is compared with the recorded one. Resolves with what was checked
+   * (`{ runId, activations, calls, events }`); rejects with `NondeterminismError` at the first
+   * difference (a changed prompt, model or tool argument at its call; a call the log does not
+   * have; a changed output). Async only: agents call through `act.llm` / `act.tool`, which
+   * need the Promise-based driver.
+   */
+  async reexecute(logPath) {
+    const run = this._reexecute(logPath)
+    try {
+      await this._drive(run, {})
+    } catch (e) {
+      // A run an agent failed is compared like any other; other errors are the answer.
+      if (!(e instanceof AgentFailedError)) throw e
+    }
+    return call(() => run.reexecReport())
+  }
+
+  _reexecute(logPath) {
+    logPath = toPath(logPath, 'logPath')
+    this._checkRegistered(call(native.recordedWorkflow, logPath))
+    return call(() => native.NativeRun.reexecute(logPath))
+  }
+
+  /**
    * Fork the run in `logPath` at step end `seq` with node outputs replaced (and under a
    * changed workflow, when given); drive the fork.
    */

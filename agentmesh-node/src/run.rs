@@ -232,6 +232,19 @@ impl NativeRun {
     }
 }
 
+/// What a re-execution checked.
+#[napi(object)]
+pub struct ReexecReport {
+    /// The recorded run id.
+    pub run_id: String,
+    /// Activations whose agents or tools ran again.
+    pub activations: f64,
+    /// Calls answered from the log.
+    pub calls: f64,
+    /// Events compared.
+    pub events: f64,
+}
+
 #[napi]
 impl NativeRun {
     /// Start a run with `input` (JSON data; absent is `null`): writes the header and
@@ -373,6 +386,31 @@ impl NativeRun {
         })
         .or_throw(env)?;
         Ok(NativeRun::new(run))
+    }
+
+    /// Re-execute the run recorded in `path`: a run in memory with the recorded workflow,
+    /// input, seed and run id, whose every call is answered from the log and whose
+    /// completions are compared with the recorded ones (drive it, then `reexecReport`).
+    /// Errors: `LOG_CORRUPT`, `IO`, `INVALID_ARGUMENT` (a fork's log, a retried run).
+    #[napi(factory, catch_unwind)]
+    pub fn reexecute(env: &Env, path: String) -> napi::Result<NativeRun> {
+        let run = guard(|| Run::reexecute(&path)).or_throw(env)?;
+        Ok(NativeRun::new(run))
+    }
+
+    /// After driving a re-executed run: what was checked, or `NONDETERMINISM` at the first
+    /// difference from the log.
+    #[napi(catch_unwind)]
+    pub fn reexec_report(&mut self, env: &Env) -> napi::Result<ReexecReport> {
+        self.with(env, |r| {
+            let rep = r.reexec_report()?;
+            Ok(ReexecReport {
+                run_id: rep.run_id,
+                activations: rep.activations as f64,
+                calls: rep.calls as f64,
+                events: rep.events as f64,
+            })
+        })
     }
 
     /// Fork the run in `path` at step end `seq` into a new run; `overrides` maps node id →

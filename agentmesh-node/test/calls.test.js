@@ -582,3 +582,42 @@ describe('built-in providers against llama-server', { skip: noServer && 'AGENTME
     }
   })
 })
+
+describe('re-execute replay', () => {
+  function meshWith(prompt, counter, extraCall = false) {
+    const mesh = new am.Mesh({ logDir: tmp() })
+    mesh.provider('p', (req) => {
+      counter.n += 1
+      return { text: `answer to ${req.messages[0].content}`, finishReason: 'stop' }
+    })
+    mesh.agent('x', async (act) => {
+      const r = await act.llm('p', ask(prompt))
+      if (extraCall) await act.llm('p', ask('more'))
+      return { said: r.text }
+    })
+    return mesh
+  }
+
+  test('the agents run again against the recorded answers; a change is NondeterminismError at its call', async () => {
+    const first = { n: 0 }
+    const res = await meshWith('hello', first).run(one())
+    assert.equal(first.n, 1)
+    const again = { n: 0 }
+    const report = await meshWith('hello', again).reexecute(res.logPath)
+    assert.deepEqual(report, { runId: res.runId, activations: 1, calls: 1, events: report.events })
+    assert.equal(again.n, 0, 'nothing is sent')
+    const changed = await meshWith('hello there', again).reexecute(res.logPath).then(
+      () => assert.fail('a changed prompt replayed equal'),
+      (e) => e,
+    )
+    assert.ok(changed instanceof am.NondeterminismError, String(changed))
+    assert.equal(changed.field, 'data.request.messages[0].content')
+    assert.equal(changed.expected, '"hello"')
+    const extra = await meshWith('hello', again, true).reexecute(res.logPath).then(
+      () => assert.fail('an extra call replayed equal'),
+      (e) => e,
+    )
+    assert.ok(extra instanceof am.NondeterminismError, String(extra))
+    assert.equal(again.n, 0, 'a re-execution never calls')
+  })
+})
