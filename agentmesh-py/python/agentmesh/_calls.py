@@ -142,9 +142,7 @@ def _request(request: Any, options: Mapping[str, Any]) -> Dict[str, Any]:
             raise InvalidArgumentError(
                 f"act.llm got an unknown option {key!r} (options: {', '.join(_OPTIONS)})"
             )
-        if wire in out:
-            raise InvalidArgumentError(f"act.llm got {wire!r} twice (in the request and as {key}=)")
-        out[wire] = value
+        out[wire] = value  # a keyword overrides the request's key
     return out
 
 
