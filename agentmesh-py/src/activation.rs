@@ -6,8 +6,9 @@
 use agentmesh_core::{Activation as CoreActivation, Error, ErrorKind};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 
+use crate::calls::{self, CallTicket, NativeChunks, NativeProvider, SharedRun};
 use crate::errors::to_py;
 use crate::pyjson;
 
@@ -17,15 +18,23 @@ pub struct Activation {
     pub(crate) inner: CoreActivation,
     /// The driver's `CancelToken` (`None` for activations reported outside a drive).
     token: Option<Py<PyAny>>,
+    /// The run its calls are recorded in, and the mesh's providers and tools (`None`
+    /// outside a drive).
+    calls: Option<(SharedRun, Py<PyAny>)>,
     input: PyOnceLock<Py<PyAny>>,
     deps: PyOnceLock<Py<PyAny>>,
 }
 
 impl Activation {
-    pub fn new(inner: CoreActivation, token: Option<Py<PyAny>>) -> Activation {
+    pub fn new(
+        inner: CoreActivation,
+        token: Option<Py<PyAny>>,
+        calls: Option<(SharedRun, Py<PyAny>)>,
+    ) -> Activation {
         Activation {
             inner,
             token,
+            calls,
             input: PyOnceLock::new(),
             deps: PyOnceLock::new(),
         }
@@ -141,6 +150,156 @@ impl Activation {
         }
     }
 
+    // calls (agentmesh/_calls.py is the agent API; these are its native steps) -----------
+
+    /// Start a call: `callStarted` is durable when this returns. `CallTicket.live`: make
+    /// it and report it with `call_complete`; `recorded`: the log answers it (`outcome`).
+    #[pyo3(signature = (kind, name, request=None))]
+    fn call_start(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        name: String,
+        request: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<CallTicket> {
+        let run = self.run(py)?;
+        let none = py.None().into_bound(py);
+        let req = calls::request_of(py, kind, name, request.unwrap_or(&none))?;
+        let mut t = calls::start_many(py, run, self.inner.id, vec![req])?;
+        Ok(t.pop().expect("one ticket per request"))
+    }
+
+    /// Start calls made concurrently, numbered in list order, in one commit: `(kind, name,
+    /// request)` tuples or dicts with those keys.
+    fn call_start_many(
+        &self,
+        py: Python<'_>,
+        calls: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<CallTicket>> {
+        let run = self.run(py)?;
+        let reqs = calls
+            .try_iter()?
+            .map(|item| calls::request_item(py, &item?))
+            .collect::<PyResult<Vec<_>>>()?;
+        calls::start_many(py, run, self.inner.id, reqs)
+    }
+
+    /// Report a live call's result: `response` (JSON data) or `error` (`{"type",
+    /// "message", "retryable"?, "status"?}`), and the tokens it spent (`usage`).
+    #[pyo3(signature = (ticket, response=None, usage=None, error=None))]
+    fn call_complete(
+        &self,
+        py: Python<'_>,
+        ticket: PyRef<'_, CallTicket>,
+        response: Option<&Bound<'_, PyAny>>,
+        usage: Option<&Bound<'_, PyAny>>,
+        error: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let run = self.run(py)?;
+        let outcome = calls::outcome_of(py, response, usage, error)?;
+        calls::complete(py, run, self.inner.id, &ticket, outcome)
+    }
+
+    fn _call_start_native(
+        &self,
+        py: Python<'_>,
+        provider: PyRef<'_, NativeProvider>,
+        request: &Bound<'_, PyAny>,
+    ) -> PyResult<CallTicket> {
+        let run = self.run(py)?;
+        calls::start_native(py, run, self.inner.id, &provider, request)
+    }
+
+    fn _call_execute(
+        &self,
+        py: Python<'_>,
+        ticket: PyRef<'_, CallTicket>,
+    ) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
+        let run = self.run(py)?;
+        calls::execute(py, run, self.inner.id, &ticket)
+    }
+
+    fn _call_stream(
+        &self,
+        py: Python<'_>,
+        ticket: PyRef<'_, CallTicket>,
+    ) -> PyResult<NativeChunks> {
+        let run = self.run(py)?;
+        calls::stream(py, run, self.inner.id, &ticket)
+    }
+
+    /// The mesh's providers and tools (for agentmesh/_calls.py).
+    #[getter]
+    fn _calls(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.run(py)?;
+        Ok(self.calls.as_ref().expect("checked").1.clone_ref(py))
+    }
+
+    /// Send `request` to LLM provider `provider` (recorded): an `LlmReply`.
+    #[pyo3(signature = (provider, request=None, **options))]
+    fn llm(
+        slf: &Bound<'_, Self>,
+        provider: &Bound<'_, PyAny>,
+        request: Option<&Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        agent_api(slf, "llm", provider, request, options)
+    }
+
+    /// `llm` for asyncio (a coroutine).
+    #[pyo3(signature = (provider, request=None, **options))]
+    fn llm_async(
+        slf: &Bound<'_, Self>,
+        provider: &Bound<'_, PyAny>,
+        request: Option<&Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        agent_api(slf, "llm_async", provider, request, options)
+    }
+
+    /// `llm`, streamed: an `LlmStream` of chunks, `.reply` once it ends.
+    #[pyo3(signature = (provider, request=None, **options))]
+    fn llm_stream(
+        slf: &Bound<'_, Self>,
+        provider: &Bound<'_, PyAny>,
+        request: Option<&Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        agent_api(slf, "llm_stream", provider, request, options)
+    }
+
+    /// `llm_stream` for asyncio: an `AsyncLlmStream` (`async for`).
+    #[pyo3(signature = (provider, request=None, **options))]
+    fn llm_stream_async(
+        slf: &Bound<'_, Self>,
+        provider: &Bound<'_, PyAny>,
+        request: Option<&Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        agent_api(slf, "llm_stream_async", provider, request, options)
+    }
+
+    /// Call tool `name` (registered with `Mesh.call_tool`) with `arguments` (recorded): its
+    /// result.
+    #[pyo3(signature = (name, arguments=None))]
+    fn tool(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        arguments: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        agent_api(slf, "tool", name, arguments, None)
+    }
+
+    /// `tool` for asyncio (a coroutine).
+    #[pyo3(signature = (name, arguments=None))]
+    fn tool_async(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        arguments: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        agent_api(slf, "tool_async", name, arguments, None)
+    }
+
     fn __repr__(&self) -> String {
         let a = &self.inner;
         format!(
@@ -156,13 +315,51 @@ impl Activation {
     }
 }
 
-/// Activations as Python objects for the driver.
+impl Activation {
+    fn run(&self, py: Python<'_>) -> PyResult<&SharedRun> {
+        match &self.calls {
+            Some((run, _)) => Ok(run),
+            None => Err(to_py(
+                py,
+                &Error::new(
+                    ErrorKind::InvalidArgument,
+                    "this activation is not being driven by a Mesh: it makes no calls",
+                ),
+            )),
+        }
+    }
+}
+
+/// `agentmesh._calls.<what>(act, first, second, **options)`: the agent API in Python.
+fn agent_api(
+    slf: &Bound<'_, Activation>,
+    what: &str,
+    first: &Bound<'_, PyAny>,
+    second: Option<&Bound<'_, PyAny>>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let f = py.import("agentmesh._calls")?.getattr(what)?;
+    let none = py.None().into_bound(py);
+    let args = PyTuple::new(py, [slf.as_any(), first, second.unwrap_or(&none)])?;
+    Ok(f.call(args, options)?.unbind())
+}
+
+/// Activations as Python objects for the driver; `calls`: the run and the mesh's call
+/// table, for the calls agents make.
 pub fn wrap_all(
     py: Python<'_>,
     acts: Vec<CoreActivation>,
     token: Option<&Py<PyAny>>,
+    calls: Option<(&SharedRun, &Py<PyAny>)>,
 ) -> PyResult<Vec<Py<Activation>>> {
     acts.into_iter()
-        .map(|a| Py::new(py, Activation::new(a, token.map(|t| t.clone_ref(py)))))
+        .map(|a| {
+            let calls = calls.map(|(r, t)| (r.clone(), t.clone_ref(py)));
+            Py::new(
+                py,
+                Activation::new(a, token.map(|t| t.clone_ref(py)), calls),
+            )
+        })
         .collect()
 }

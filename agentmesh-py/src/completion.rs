@@ -76,7 +76,7 @@ fn with_duration(completion: CoreCompletion, duration_us: Option<u64>) -> CoreCo
 /// Usage as the core reads it (`Usage::from_value`, the one parser of every shape), or why
 /// not. An SDK object (the openai or anthropic clients' pydantic models: a usage object or a
 /// whole response) is read through its `model_dump(mode="json")`.
-fn usage_of(usage: Option<&Bound<'_, PyAny>>) -> Result<Option<Usage>, String> {
+pub(crate) fn usage_of(usage: Option<&Bound<'_, PyAny>>) -> Result<Option<Usage>, String> {
     match usage {
         None => Ok(None),
         Some(u) if u.is_none() => Ok(None),

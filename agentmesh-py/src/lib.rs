@@ -9,6 +9,7 @@
 //! `agentmesh` command itself, for `python -m agentmesh`.
 
 mod activation;
+mod calls;
 mod cli;
 mod completion;
 mod errors;
@@ -26,6 +27,11 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<run::NativeRun>()?;
     m.add_class::<activation::Activation>()?;
     m.add_class::<completion::NativeCompletion>()?;
+    m.add_class::<calls::CallTicket>()?;
+    m.add_class::<calls::NativeProvider>()?;
+    m.add_class::<calls::NativeChunks>()?;
+    m.add_function(wrap_pyfunction!(calls::provider_error_of, m)?)?;
+    m.add_function(wrap_pyfunction!(calls::normalize_usage, m)?)?;
     m.add_function(wrap_pyfunction!(pyjson::to_json_text, m)?)?;
     m.add_class::<stream::EventStream>()?;
     m.add_class::<stream::StateStream>()?;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use agentmesh_core::{
     Error, ErrorDetail, ErrorKind, ForkOptions, FsyncMode, Recorded, ResumeOptions, Run,
@@ -13,6 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 use serde_json::Value;
 
 use crate::activation::{wrap_all, Activation};
+use crate::calls::SharedRun;
 use crate::completion::NativeCompletion;
 use crate::errors::{detached, to_py};
 use crate::pyjson;
@@ -103,7 +104,8 @@ impl NativeWorkflow {
 /// `None` once closed: a file log's writer lock is released so another mesh can resume it.
 #[pyclass(frozen, module = "agentmesh._agentmesh")]
 pub struct NativeRun {
-    run: Mutex<Option<Run>>,
+    /// Shared with the activations it hands out, whose calls it records.
+    run: SharedRun,
     /// Python strings shared by the events handed to a watching host (only used with the GIL).
     strings: Mutex<Strings>,
 }
@@ -115,7 +117,7 @@ fn fsync_mode(text: &str) -> agentmesh_core::Result<FsyncMode> {
 impl NativeRun {
     fn new(run: Run) -> NativeRun {
         NativeRun {
-            run: Mutex::new(Some(run)),
+            run: Arc::new(Mutex::new(Some(run))),
             strings: Mutex::new(Strings::default()),
         }
     }
@@ -306,11 +308,22 @@ impl NativeRun {
         Ok(NativeRun::new(run))
     }
 
-    /// Activations not yet handed out, each carrying `token` for `cancel_run`.
-    #[pyo3(signature = (token=None))]
-    fn poll(&self, py: Python<'_>, token: Option<Py<PyAny>>) -> PyResult<Vec<Py<Activation>>> {
+    /// Activations not yet handed out, each carrying `token` for `cancel_run` and `calls`
+    /// (the mesh's providers and tools) for the calls it makes.
+    #[pyo3(signature = (token=None, calls=None))]
+    fn poll(
+        &self,
+        py: Python<'_>,
+        token: Option<Py<PyAny>>,
+        calls: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<Py<Activation>>> {
         let acts = self.with(py, |r| r.poll())?;
-        wrap_all(py, acts, token.as_ref())
+        wrap_all(
+            py,
+            acts,
+            token.as_ref(),
+            calls.as_ref().map(|c| (&self.run, c)),
+        )
     }
 
     /// Events committed since the last call, in commit order, each the dict `read_log`
@@ -331,7 +344,7 @@ impl NativeRun {
     /// Activations still waiting for a completion.
     fn outstanding(&self, py: Python<'_>) -> PyResult<Vec<Py<Activation>>> {
         let acts = self.with(py, |r| r.outstanding())?;
-        wrap_all(py, acts, None)
+        wrap_all(py, acts, None, None)
     }
 
     /// Record a burst of results in one commit (one write; one fsync in `always` mode):

@@ -24,8 +24,10 @@ NAMES = sorted(p.name for p in VECTORS.iterdir() if p.is_dir())
 PERTURB_BELOW_MS = 100
 
 _SCRIPT_KEYS = {"input", "seed", "runId", "agents", "approvals", "retries"}
-_BEHAVIOR_KEYS = {"visit", "attempt", "output", "error", "delayMs", "usage", "cancel"}
+_BEHAVIOR_KEYS = {"visit", "attempt", "output", "error", "delayMs", "usage", "cancel", "calls", "callsBatch"}
 _ERROR_KEYS = {"type", "message", "retryable"}
+_CALL_KEYS = {"kind", "name", "request", "response", "error", "usage"}
+_CALL_ERROR_KEYS = {"type", "message", "retryable", "status"}
 
 
 def load_script(path: Path) -> Dict[str, Any]:
@@ -40,6 +42,9 @@ def load_script(path: Path) -> Dict[str, Any]:
             assert not unknown, f"{path}: {name}: unknown behaviour fields {sorted(unknown)}"
             unknown = set(b.get("error", {})) - _ERROR_KEYS
             assert not unknown, f"{path}: {name}: unknown error fields {sorted(unknown)}"
+            for c in b.get("calls", []):
+                unknown = (set(c) - _CALL_KEYS) | (set(c.get("error", {})) - _CALL_ERROR_KEYS)
+                assert not unknown, f"{path}: {name}: unknown call fields {sorted(unknown)}"
     return script
 
 
@@ -71,10 +76,40 @@ def default_output(act: agentmesh.Activation) -> Dict[str, Any]:
     return {"node": act.node, "visit": act.visit, "attempt": act.attempt}
 
 
+def complete_call(act: agentmesh.Activation, ticket: agentmesh.CallTicket, call: Dict[str, Any]) -> None:
+    """Report a live call's scripted result (a recorded one is the log's already)."""
+    if ticket.live:
+        if "error" in call:
+            act.call_complete(ticket, error=call["error"], usage=call.get("usage"))
+        else:
+            act.call_complete(ticket, response=call.get("response"), usage=call.get("usage"))
+
+
+def make_calls(chosen: Dict[str, Any], act: agentmesh.Activation) -> None:
+    """The behaviour's calls, in list order (one call_start each), or with ``callsBatch``
+    one call_start_many whose results are reported in reverse order. A call's error does
+    not fail the agent; a refused call does (ScriptCallRefused), as in the Rust runner."""
+    calls: List[Dict[str, Any]] = chosen.get("calls", [])
+    if not calls:
+        return
+    try:
+        if chosen.get("callsBatch", False):
+            tickets = act.call_start_many([(c["kind"], c["name"], c.get("request")) for c in calls])
+            for ticket, call in reversed(list(zip(tickets, calls))):
+                complete_call(act, ticket, call)
+            return
+        for call in calls:
+            complete_call(act, act.call_start(call["kind"], call["name"], call.get("request")), call)
+    except agentmesh.AgentMeshError as e:
+        raise agentmesh.ActivationError("ScriptCallRefused", str(e)) from e
+
+
 def finish(chosen: Dict[str, Any], act: agentmesh.Activation) -> Any:
-    """What a behaviour does once its delay has passed: cancel, fail or return."""
+    """What a behaviour does once its delay has passed: cancel, make its calls, fail or
+    return."""
     if chosen.get("cancel", False):
         act.cancel_run("cancelled by script")
+    make_calls(chosen, act)
     if "error" in chosen:
         e = chosen["error"]
         raise agentmesh.ActivationError(
@@ -212,3 +247,4 @@ def test_every_vector_is_found() -> None:
     # An empty or misplaced vectors directory must not pass silently.
     assert len(NAMES) >= 17
     assert "unicode_and_numbers" in NAMES
+    assert "calls_in_activations" in NAMES

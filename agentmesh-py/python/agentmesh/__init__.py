@@ -25,6 +25,7 @@ from ._driver import (
     Output,
     RunResult,
 )
+from ._calls import AsyncLlmStream, LlmReply, LlmStream
 from ._watch import AsyncRunStream, RunStream
 from ._json import RawJson
 from ._workflow import Retry, Workflow, WorkflowBuilder
@@ -44,6 +45,7 @@ from .errors import (
     LogHeadMismatchError,
     LogTruncatedError,
     NondeterminismError,
+    ProviderError,
     RunCancelledError,
     RunExistsError,
     UnknownAgentError,
@@ -52,6 +54,10 @@ from .errors import (
 PathLike = Union[str, "os.PathLike[str]"]
 
 __version__ = "0.2.0"
+
+# What act.call_start hands back (agentmesh-py/src/calls.rs): activation, call, seq, live,
+# recorded, idempotency_key, outcome, tool_call_id(i).
+CallTicket = _agentmesh.CallTicket
 
 
 def verify_log(path: PathLike) -> Dict[str, Any]:
@@ -162,12 +168,14 @@ def error_codes() -> List[str]:
 __all__ = [
     "Activation",
     "ActivationError",
+    "AsyncLlmStream",
     "AsyncRunStream",
     "AgentFailedError",
     "AgentMeshError",
     "AgentMeshIOError",
     "AgentMeshWarning",
     "AgentTimeoutError",
+    "CallTicket",
     "CancelToken",
     "InternalError",
     "InvalidArgumentError",
@@ -175,12 +183,15 @@ __all__ = [
     "InvalidOutputError",
     "InvalidWorkflowError",
     "LimitExceededError",
+    "LlmReply",
+    "LlmStream",
     "LogCorruptError",
     "LogHeadMismatchError",
     "LogTruncatedError",
     "Mesh",
     "NondeterminismError",
     "Output",
+    "ProviderError",
     "RawJson",
     "Retry",
     "RunCancelledError",

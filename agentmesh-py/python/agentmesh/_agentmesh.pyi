@@ -4,13 +4,20 @@
 # Errors are raised as agentmesh.errors classes (by code).
 from os import PathLike
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union, final
+from typing import Any, Awaitable, Dict, Iterable, List, Mapping, Optional, Tuple, Union, final
+
+from agentmesh._calls import AsyncLlmStream, LlmReply, LlmStream
 
 __all__ = [
     "NativeWorkflow",
     "NativeRun",
     "Activation",
     "Completion",
+    "CallTicket",
+    "NativeProvider",
+    "NativeChunks",
+    "provider_error_of",
+    "normalize_usage",
     "to_json_text",
     "EventStream",
     "StateStream",
@@ -82,6 +89,120 @@ class Activation:
     @property
     def deps(self) -> Dict[str, Any]: ...
     def cancel_run(self, reason: str = "cancelled") -> None: ...
+    # calls (agentmesh/_calls.py is the agent API)
+    def call_start(self, kind: str, name: str, request: Any = None) -> CallTicket: ...
+    def call_start_many(
+        self, calls: Iterable[Union[Tuple[str, str, Any], Mapping[str, Any]]]
+    ) -> List[CallTicket]: ...
+    def call_complete(
+        self,
+        ticket: CallTicket,
+        response: Any = None,
+        usage: Optional[Any] = None,
+        error: Optional[Mapping[str, Any]] = None,
+    ) -> None: ...
+    def _call_start_native(self, provider: NativeProvider, request: Any) -> CallTicket: ...
+    def _call_execute(self, ticket: CallTicket) -> Tuple[Any, Optional[Dict[str, Any]]]: ...
+    def _call_stream(self, ticket: CallTicket) -> NativeChunks: ...
+    @property
+    def _calls(self) -> Any: ...
+    def llm(
+        self,
+        provider: str,
+        request: Optional[Mapping[str, Any]] = None,
+        *,
+        model: Optional[str] = ...,
+        messages: Optional[List[Dict[str, Any]]] = ...,
+        max_tokens: Optional[int] = ...,
+        temperature: Optional[float] = ...,
+        seed: Optional[int] = ...,
+        stop: Optional[List[str]] = ...,
+        tools: Optional[List[Dict[str, Any]]] = ...,
+        tool_choice: Optional[Any] = ...,
+        response_format: Optional[Any] = ...,
+    ) -> LlmReply: ...
+    def llm_async(
+        self,
+        provider: str,
+        request: Optional[Mapping[str, Any]] = None,
+        *,
+        model: Optional[str] = ...,
+        messages: Optional[List[Dict[str, Any]]] = ...,
+        max_tokens: Optional[int] = ...,
+        temperature: Optional[float] = ...,
+        seed: Optional[int] = ...,
+        stop: Optional[List[str]] = ...,
+        tools: Optional[List[Dict[str, Any]]] = ...,
+        tool_choice: Optional[Any] = ...,
+        response_format: Optional[Any] = ...,
+    ) -> Awaitable[LlmReply]: ...
+    def llm_stream(
+        self,
+        provider: str,
+        request: Optional[Mapping[str, Any]] = None,
+        *,
+        model: Optional[str] = ...,
+        messages: Optional[List[Dict[str, Any]]] = ...,
+        max_tokens: Optional[int] = ...,
+        temperature: Optional[float] = ...,
+        seed: Optional[int] = ...,
+        stop: Optional[List[str]] = ...,
+        tools: Optional[List[Dict[str, Any]]] = ...,
+        tool_choice: Optional[Any] = ...,
+        response_format: Optional[Any] = ...,
+    ) -> LlmStream: ...
+    def llm_stream_async(
+        self,
+        provider: str,
+        request: Optional[Mapping[str, Any]] = None,
+        *,
+        model: Optional[str] = ...,
+        messages: Optional[List[Dict[str, Any]]] = ...,
+        max_tokens: Optional[int] = ...,
+        temperature: Optional[float] = ...,
+        seed: Optional[int] = ...,
+        stop: Optional[List[str]] = ...,
+        tools: Optional[List[Dict[str, Any]]] = ...,
+        tool_choice: Optional[Any] = ...,
+        response_format: Optional[Any] = ...,
+    ) -> AsyncLlmStream: ...
+    def tool(self, name: str, arguments: Any = None) -> Any: ...
+    def tool_async(self, name: str, arguments: Any = None) -> Awaitable[Any]: ...
+
+@final
+class CallTicket:
+    @property
+    def activation(self) -> int: ...
+    @property
+    def call(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def live(self) -> bool: ...
+    @property
+    def recorded(self) -> bool: ...
+    @property
+    def idempotency_key(self) -> str: ...
+    @property
+    def outcome(self) -> Optional[Dict[str, Any]]: ...
+    def tool_call_id(self, i: int) -> str: ...
+
+@final
+class NativeProvider:
+    @staticmethod
+    def from_config(name: str, config: Any) -> NativeProvider: ...
+    @property
+    def name(self) -> str: ...
+
+@final
+class NativeChunks:
+    def __iter__(self) -> NativeChunks: ...
+    def __next__(self) -> Optional[Dict[str, Any]]: ...
+    def next_chunk(self) -> Optional[Dict[str, Any]]: ...
+    def outcome(self) -> Tuple[Any, Optional[Dict[str, Any]]]: ...
+
+def provider_error_of(error: Mapping[str, Any]) -> BaseException: ...
+def normalize_usage(usage: Any) -> Optional[Dict[str, Any]]: ...
 
 @final
 class EventStream:
@@ -162,7 +283,7 @@ class NativeRun:
         watch: bool = False,
     ) -> NativeRun: ...
     def take_committed(self) -> List[Dict[str, Any]]: ...
-    def poll(self, token: Optional[Any] = None) -> List[Activation]: ...
+    def poll(self, token: Optional[Any] = None, calls: Optional[Any] = None) -> List[Activation]: ...
     def outstanding(self) -> List[Activation]: ...
     def complete_all(self, items: List[Tuple[int, Completion]]) -> List[Optional[BaseException]]: ...
     def fsync_count(self) -> int: ...

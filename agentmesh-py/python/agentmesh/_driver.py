@@ -32,6 +32,7 @@ from typing import (
 )
 
 from . import _agentmesh
+from ._calls import HostProvider, HostTool, _CallTable, _provider, _tool
 from ._json import RawJson
 from ._pool import DaemonPool
 from ._watch import AsyncRunStream, EventFn, RunStream, deliver, deliver_async
@@ -380,7 +381,7 @@ class _Drive:
             return None
         work = []
         agents, tools = self.mesh._agents, self.mesh._tools
-        for act in native.poll(token):
+        for act in native.poll(token, self.mesh._calls):
             kind = act.kind
             if kind == "human":
                 continue
@@ -554,6 +555,8 @@ class Mesh:
         self._pool_users = 0  # drives using self._pool
         self._retired: Dict[int, List[Any]] = {}  # id → [retired pool, drives still using it]
         self._tools: Dict[str, AgentFn] = {}
+        # Providers and tools agents call (act.llm, act.tool), given to every activation.
+        self._calls = _CallTable()
 
     # registration -------------------------------------------------------------------------
 
@@ -584,6 +587,34 @@ class Mesh:
             return fn
 
         return register
+
+    def provider(
+        self, name: str, config: Union[Mapping[str, Any], List[Mapping[str, Any]], HostProvider]
+    ) -> None:
+        """Register LLM provider ``name`` for ``act.llm(name, ...)``. ``config`` is a dict of
+        provider settings executed natively, with the GIL released (``{"kind": "openai" |
+        "anthropic", "baseUrl", "apiKeyEnv", "model", "timeoutMs", "maxRetries", ...}``; see
+        docs/providers.md), a list of such dicts (a fallback chain, tried in order), or a
+        host function ``fn(request, ticket)`` returning the response dict (``{"text",
+        "toolCalls"?, "finishReason"?}``) or ``(response, usage)`` — ``async def`` too (then
+        agents call it with ``act.llm_async``). ``InvalidArgumentError`` naming the field of
+        a bad configuration."""
+        self._calls.providers[name] = _provider(name, config)
+
+    def call_tool(
+        self,
+        name: str,
+        fn: HostTool,
+        description: Optional[str] = None,
+        schema: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        """Register tool ``name`` for ``act.tool(name, arguments)``: ``fn(arguments)``
+        returns the tool's result (JSON data); ``async def`` too (then agents call it with
+        ``act.tool_async``). ``description`` and ``schema`` (a JSON Schema of the
+        arguments) describe it; they are kept with the tool and recorded nowhere."""
+        if not isinstance(name, str):
+            raise InvalidArgumentError(f"a tool name is a str, not {type(name).__name__}")
+        self._calls.tools[name] = _tool(fn, description, schema)
 
     def _check_registered(self, wf: Any) -> None:
         """``UnknownAgentError`` naming what is missing, the likely reason (a typo, the other

@@ -169,6 +169,28 @@ class UnknownAgentError(AgentMeshError):
     code = "UNKNOWN_AGENT"
 
 
+class ProviderError(AgentMeshError):
+    """A call an agent made (``act.llm``, ``act.tool``) failed — now, or when the log
+    recorded it (a resumed run gets the recorded error again). ``error_type`` is the
+    provider's or tool's error type (``RateLimited``, ``Timeout``, ``BadRequest``, a host
+    function's exception class name...), ``status`` the HTTP status when a service answered,
+    ``retryable`` whether trying again may help."""
+
+    code = "PROVIDER_ERROR"
+
+    @property
+    def error_type(self) -> Optional[str]:
+        return self.details.get("type")
+
+    @property
+    def status(self) -> Optional[int]:
+        return self.details.get("status")
+
+    @property
+    def retryable(self) -> Optional[bool]:
+        return self.details.get("retryable")
+
+
 class AgentMeshIOError(AgentMeshError):
     code = "IO"
 
@@ -201,6 +223,7 @@ _TABLE: Dict[str, Type[AgentMeshError]] = {
         LimitExceededError,
         RunCancelledError,
         UnknownAgentError,
+        ProviderError,
         AgentMeshIOError,
         InternalError,
     )
