@@ -395,52 +395,30 @@ pub(crate) fn value_difference(path: &str, a: &Value, b: &Value) -> Option<(Stri
     if a == b {
         return None;
     }
-    match (a, b) {
+    // The children of two objects (by key, sorted) or two arrays (by index), as
+    // (path, left, right); anything else differs as a whole.
+    let children: Vec<(String, Option<&Value>, Option<&Value>)> = match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
             keys.sort();
             keys.dedup();
-            for k in keys {
-                let sub = format!("{path}.{k}");
-                match (x.get(k), y.get(k)) {
-                    (Some(p), Some(q)) => {
-                        if let Some(d) = value_difference(&sub, p, q) {
-                            return Some(d);
-                        }
-                    }
-                    (p, q) => {
-                        return Some((
-                            sub,
-                            p.cloned().unwrap_or(Value::Null),
-                            q.cloned().unwrap_or(Value::Null),
-                        ))
-                    }
-                }
-            }
-            None
+            keys.into_iter()
+                .map(|k| (format!("{path}.{k}"), x.get(k), y.get(k)))
+                .collect()
         }
-        (Value::Array(x), Value::Array(y)) => {
-            for i in 0..x.len().max(y.len()) {
-                let sub = format!("{path}[{i}]");
-                match (x.get(i), y.get(i)) {
-                    (Some(p), Some(q)) => {
-                        if let Some(d) = value_difference(&sub, p, q) {
-                            return Some(d);
-                        }
-                    }
-                    (p, q) => {
-                        return Some((
-                            sub,
-                            p.cloned().unwrap_or(Value::Null),
-                            q.cloned().unwrap_or(Value::Null),
-                        ))
-                    }
-                }
-            }
-            None
-        }
-        _ => Some((path.to_owned(), a.clone(), b.clone())),
-    }
+        (Value::Array(x), Value::Array(y)) => (0..x.len().max(y.len()))
+            .map(|i| (format!("{path}[{i}]"), x.get(i), y.get(i)))
+            .collect(),
+        _ => return Some((path.to_owned(), a.clone(), b.clone())),
+    };
+    children.into_iter().find_map(|(sub, p, q)| match (p, q) {
+        (Some(p), Some(q)) => value_difference(&sub, p, q),
+        (p, q) => Some((
+            sub,
+            p.cloned().unwrap_or(Value::Null),
+            q.cloned().unwrap_or(Value::Null),
+        )),
+    })
 }
 
 #[cfg(test)]
