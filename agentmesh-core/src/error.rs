@@ -46,6 +46,9 @@ pub enum ErrorKind {
     /// A built-in call's service (an LLM provider, an MCP server) failed or refused the call
     /// (`PROVIDER_ERROR`); the error carries the HTTP status and whether a retry may help.
     ProviderError,
+    /// A rule refused a call or an output before it happened (`POLICY_DENIED`): an agent not
+    /// allowed to call a tool.
+    PolicyDenied,
     /// An operating-system I/O error, including a failed fsync that poisoned a writer (`IO`).
     Io,
     /// A bug inside AgentMesh, such as a caught panic (`INTERNAL`).
@@ -70,6 +73,7 @@ impl ErrorKind {
         ErrorKind::Cancelled,
         ErrorKind::UnknownAgent,
         ErrorKind::ProviderError,
+        ErrorKind::PolicyDenied,
         ErrorKind::Io,
         ErrorKind::Internal,
     ];
@@ -92,6 +96,7 @@ impl ErrorKind {
             ErrorKind::Cancelled => "CANCELLED",
             ErrorKind::UnknownAgent => "UNKNOWN_AGENT",
             ErrorKind::ProviderError => "PROVIDER_ERROR",
+            ErrorKind::PolicyDenied => "POLICY_DENIED",
             ErrorKind::Io => "IO",
             ErrorKind::Internal => "INTERNAL",
         }

@@ -44,8 +44,8 @@ pub mod run;
 
 pub use driver::scripted::{Behavior, Script, ScriptError};
 pub use driver::{
-    deadline, provider_error, replayed_chunk, AgentError, AgentOutput, AgentResult, CallExecutor,
-    CallReply, CancelHandle, Context, Mesh, RunResult,
+    deadline, provider_error, refused_request, replayed_chunk, AgentError, AgentOutput,
+    AgentResult, CallExecutor, CallReply, CancelHandle, Context, Mesh, RunResult, ToolAccess,
 };
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use log::{

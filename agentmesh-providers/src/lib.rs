@@ -16,7 +16,7 @@ pub use error::CallError;
 mod executor;
 mod tool_schema;
 pub use executor::{chunk_value, core_error, executor_from_config, LlmExecutor, McpToolExecutor};
-pub use tool_schema::{mcp_tools, NamedTool, ValidatedTool};
+pub use tool_schema::{mcp_tools, ArgumentSchema, NamedTool, ToolRules, ValidatedTool};
 
 // The opt-in response cache.
 mod cache;

@@ -3,17 +3,56 @@
 
 use std::sync::Arc;
 
-use agentmesh_core::{CallError as CoreError, CallExecutor, CallOutcome, CallTicket, ErrorKind};
+use agentmesh_core::{
+    refused_request, CallError as CoreError, CallExecutor, CallKind, CallOutcome, CallTicket,
+    ErrorKind, ToolAccess,
+};
 use serde_json::Value;
 
 use crate::executor::McpToolExecutor;
 use crate::mcp::McpServer;
 
-/// A tool executor whose arguments must match a JSON Schema (draft 2020-12 and earlier, by
-/// the `jsonschema` crate; remote `$ref`s are not fetched).
-pub struct ValidatedTool {
-    name: String,
+/// A tool's JSON Schema for its arguments, compiled (draft 2020-12 and earlier, by the
+/// `jsonschema` crate; remote `$ref`s are not fetched).
+pub struct ArgumentSchema {
     validator: jsonschema::Validator,
+}
+
+impl ArgumentSchema {
+    /// Compile tool `name`'s argument `schema`.
+    ///
+    /// Errors: `INVALID_ARGUMENT` when `schema` is not a valid JSON Schema.
+    pub fn new(name: &str, schema: &Value) -> Result<ArgumentSchema, agentmesh_core::Error> {
+        let validator = jsonschema::validator_for(schema).map_err(|e| {
+            agentmesh_core::Error::new(
+                ErrorKind::InvalidArgument,
+                format!("tool '{name}': its argument schema is invalid: {e}"),
+            )
+        })?;
+        Ok(ArgumentSchema { validator })
+    }
+
+    /// Check `arguments`: the first violation, naming its JSON Pointer path
+    /// (`arguments at /a: "seventeen" is not of type "integer"`), as a permanent
+    /// `InvalidArguments` call error.
+    pub fn check(&self, arguments: &Value) -> Result<(), CoreError> {
+        match self.validator.iter_errors(arguments).next() {
+            None => Ok(()),
+            Some(e) => {
+                let path = e.instance_path().as_str();
+                let at = if path.is_empty() { "/" } else { path };
+                Err(
+                    CoreError::new("InvalidArguments", format!("arguments at {at}: {e}"))
+                        .permanent(),
+                )
+            }
+        }
+    }
+}
+
+/// A tool executor whose arguments must match a JSON Schema ([`ArgumentSchema`]).
+pub struct ValidatedTool {
+    schema: ArgumentSchema,
     inner: Arc<dyn CallExecutor>,
 }
 
@@ -26,15 +65,8 @@ impl ValidatedTool {
         schema: &Value,
         inner: Arc<dyn CallExecutor>,
     ) -> Result<ValidatedTool, agentmesh_core::Error> {
-        let validator = jsonschema::validator_for(schema).map_err(|e| {
-            agentmesh_core::Error::new(
-                ErrorKind::InvalidArgument,
-                format!("tool '{name}': its argument schema is invalid: {e}"),
-            )
-        })?;
         Ok(ValidatedTool {
-            name: name.to_owned(),
-            validator,
+            schema: ArgumentSchema::new(name, schema)?,
             inner,
         })
     }
@@ -43,15 +75,7 @@ impl ValidatedTool {
 impl CallExecutor for ValidatedTool {
     fn prepare(&self, request: Value) -> Result<Value, CoreError> {
         let request = self.inner.prepare(request)?;
-        if let Some(e) = self.validator.iter_errors(&request).next() {
-            let path = e.instance_path().as_str();
-            let at = if path.is_empty() { "/" } else { path };
-            return Err(CoreError::new(
-                "InvalidArguments",
-                format!("tool '{}': arguments at {at}: {e}", self.name),
-            )
-            .permanent());
-        }
+        self.schema.check(&request)?;
         Ok(request)
     }
 
@@ -62,6 +86,51 @@ impl CallExecutor for ValidatedTool {
         on_chunk: Option<&mut dyn FnMut(&Value)>,
     ) -> CallOutcome {
         self.inner.execute(request, ticket, on_chunk)
+    }
+}
+
+/// The rules a host-language tool is registered with (Python's `Mesh.call_tool`, Node's
+/// `mesh.callTool`): its argument schema and its [`ToolAccess`], checked before its call is
+/// recorded, with the wording of a Rust mesh's.
+pub struct ToolRules {
+    name: String,
+    schema: Option<ArgumentSchema>,
+    access: ToolAccess,
+}
+
+impl ToolRules {
+    /// Tool `name`'s rules.
+    ///
+    /// Errors: `INVALID_ARGUMENT` when `schema` is not a valid JSON Schema.
+    pub fn new(
+        name: &str,
+        schema: Option<&Value>,
+        access: ToolAccess,
+    ) -> Result<ToolRules, agentmesh_core::Error> {
+        Ok(ToolRules {
+            name: name.to_owned(),
+            schema: schema.map(|s| ArgumentSchema::new(name, s)).transpose()?,
+            access,
+        })
+    }
+
+    /// Whether `agent` may call the tool with `arguments`: the allowlist first, then the
+    /// schema.
+    ///
+    /// Errors: `POLICY_DENIED`; `INVALID_ARGUMENT` naming the path of the first violation.
+    pub fn admit(&self, agent: &str, arguments: &Value) -> Result<(), agentmesh_core::Error> {
+        self.access.check(&self.name, agent)?;
+        match &self.schema {
+            Some(schema) => schema
+                .check(arguments)
+                .map_err(|e| refused_request(CallKind::Tool, &self.name, &e)),
+            None => Ok(()),
+        }
+    }
+
+    /// The access rules (the rate limit's [`ToolAccess::reserve`] for a live call).
+    pub fn access(&self) -> &ToolAccess {
+        &self.access
     }
 }
 

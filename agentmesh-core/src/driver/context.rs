@@ -15,8 +15,10 @@ use serde_json::Value;
 
 use super::{CancelHandle, Msg};
 use crate::error::{Error, ErrorDetail, ErrorKind, Result};
-use crate::model::call::{CallError, CallOutcome, CallRequest, CallTicket, TicketState};
+use crate::model::call::{CallError, CallKind, CallOutcome, CallRequest, CallTicket, TicketState};
 use crate::run::Run;
+
+use super::tool_access::ToolAccess;
 
 /// Makes calls on a host's behalf: an LLM provider (the `agentmesh-providers` crate has
 /// OpenAI-compatible and Anthropic ones over `ureq`), or a tool. The core never does IO;
@@ -46,7 +48,7 @@ pub trait CallExecutor: Send + Sync {
 #[derive(Default, Clone)]
 pub(crate) struct Executors {
     pub(crate) providers: HashMap<String, Arc<dyn CallExecutor>>,
-    pub(crate) tools: HashMap<String, Arc<dyn CallExecutor>>,
+    pub(crate) tools: HashMap<String, (Arc<dyn CallExecutor>, ToolAccess)>,
 }
 
 /// A call's request to the driver thread, which owns the run.
@@ -82,6 +84,7 @@ enum Port<'a> {
 pub struct Context<'a> {
     pub(crate) cancel: CancelHandle,
     act: u64,
+    agent: Arc<str>,
     port: Port<'a>,
     executors: Arc<Executors>,
 }
@@ -125,12 +128,14 @@ impl<'a> Context<'a> {
     pub(crate) fn direct(
         cancel: CancelHandle,
         act: u64,
+        agent: Arc<str>,
         run: &'a Mutex<&'a mut Run>,
         executors: Arc<Executors>,
     ) -> Context<'a> {
         Context {
             cancel,
             act,
+            agent,
             port: Port::Direct(run),
             executors,
         }
@@ -139,12 +144,14 @@ impl<'a> Context<'a> {
     pub(crate) fn driver(
         cancel: CancelHandle,
         act: u64,
+        agent: Arc<str>,
         tx: Sender<Msg>,
         executors: Arc<Executors>,
     ) -> Context<'static> {
         Context {
             cancel,
             act,
+            agent,
             port: Port::Driver(tx),
             executors,
         }
@@ -159,6 +166,11 @@ impl<'a> Context<'a> {
     /// The activation this context belongs to.
     pub fn activation(&self) -> u64 {
         self.act
+    }
+
+    /// The name of the agent (or tool) the activation runs: what a tool's allowlist names.
+    pub fn agent(&self) -> &str {
+        &self.agent
     }
 
     /// Start a call ([`Run::call_start`]): `callStarted` is durable when this returns.
@@ -242,30 +254,35 @@ impl<'a> Context<'a> {
         req: CallRequest,
         on_chunk: Option<&mut dyn FnMut(&Value)>,
     ) -> Result<CallReply> {
-        let table = match req.kind {
-            crate::model::call::CallKind::Llm => &self.executors.providers,
-            crate::model::call::CallKind::Tool => &self.executors.tools,
+        let found = match req.kind {
+            CallKind::Llm => self.executors.providers.get(&req.name).map(|e| (e, None)),
+            CallKind::Tool => self
+                .executors
+                .tools
+                .get(&req.name)
+                .map(|(e, a)| (e, Some(a))),
         };
-        let Some(exec) = table.get(&req.name).cloned() else {
+        let Some((exec, access)) = found else {
             return Err(Error::new(
                 ErrorKind::UnknownAgent,
                 format!(
                     "no {} registered as '{}' with this mesh",
                     match req.kind {
-                        crate::model::call::CallKind::Llm => "provider",
-                        crate::model::call::CallKind::Tool => "tool",
+                        CallKind::Llm => "provider",
+                        CallKind::Tool => "tool",
                     },
                     req.name
                 ),
             ));
         };
+        let exec = exec.clone();
+        if let Some(access) = access {
+            access.check(&req.name, &self.agent)?;
+        }
         let mut req = req;
-        req.request = exec.prepare(req.request).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidArgument,
-                format!("{} call '{}': {}", req.kind.as_str(), req.name, e.message),
-            )
-        })?;
+        req.request = exec
+            .prepare(req.request)
+            .map_err(|e| refused_request(req.kind, &req.name, &e))?;
         let request = req.request.clone();
         let ticket = self.call_start(req)?;
         let outcome = match &ticket.state {
@@ -276,6 +293,9 @@ impl<'a> Context<'a> {
                 return reply_of(outcome.clone(), true);
             }
             TicketState::Live => {
+                if let Some(access) = access {
+                    access.wait_for_slot();
+                }
                 let started = Instant::now();
                 let mut outcome = exec.execute(&request, &ticket, on_chunk);
                 outcome.duration_us = Some(started.elapsed().as_micros() as u64);
@@ -285,6 +305,15 @@ impl<'a> Context<'a> {
         self.call_complete(&ticket, outcome.clone())?;
         reply_of(outcome, false)
     }
+}
+
+/// The `INVALID_ARGUMENT` an agent gets when an executor's `prepare` refuses its request
+/// (nothing is recorded), worded alike in every host.
+pub fn refused_request(kind: CallKind, name: &str, e: &CallError) -> Error {
+    Error::new(
+        ErrorKind::InvalidArgument,
+        format!("{} call '{name}': {}", kind.as_str(), e.message),
+    )
 }
 
 /// The one chunk a recorded response is streamed as.

@@ -7,9 +7,13 @@
 mod context;
 mod pool;
 pub mod scripted;
+mod tool_access;
 
-pub use context::{provider_error, replayed_chunk, CallExecutor, CallReply, Context};
+pub use context::{
+    provider_error, refused_request, replayed_chunk, CallExecutor, CallReply, Context,
+};
 use context::{CallMsg, Executors};
+pub use tool_access::ToolAccess;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -256,12 +260,24 @@ impl Mesh {
         self
     }
 
-    /// Register a tool agents call with [`Context::tool`] (a tool *node* of a workflow is
-    /// registered with [`Mesh::tool`]).
+    /// Register a tool any agent may call with [`Context::tool`] (a tool *node* of a
+    /// workflow is registered with [`Mesh::tool`]).
     pub fn call_tool(&mut self, name: &str, executor: Arc<dyn CallExecutor>) -> &mut Mesh {
+        self.call_tool_with(name, executor, ToolAccess::any())
+    }
+
+    /// Register a tool with access rules: the agents allowed to call it and a rate limit
+    /// ([`ToolAccess`]). A call by another agent is `POLICY_DENIED` before anything is
+    /// recorded.
+    pub fn call_tool_with(
+        &mut self,
+        name: &str,
+        executor: Arc<dyn CallExecutor>,
+        access: ToolAccess,
+    ) -> &mut Mesh {
         Arc::make_mut(&mut self.executors)
             .tools
-            .insert(name.to_owned(), executor);
+            .insert(name.to_owned(), (executor, access));
         self
     }
 
@@ -545,8 +561,13 @@ impl Mesh {
                 let f = self.lookup(act);
                 let completion = {
                     let direct = Mutex::new(&mut *run);
-                    let ctx =
-                        Context::direct(cancel.clone(), act.id, &direct, self.executors.clone());
+                    let ctx = Context::direct(
+                        cancel.clone(),
+                        act.id,
+                        act.name.clone(),
+                        &direct,
+                        self.executors.clone(),
+                    );
                     call(&f, act, &ctx)
                 };
                 if cancel.is_cancelled() {
@@ -560,7 +581,13 @@ impl Mesh {
                 let id = act.id;
                 let f = self.lookup(&act);
                 let tx = tx.clone();
-                let ctx = Context::driver(cancel.clone(), id, tx.clone(), self.executors.clone());
+                let ctx = Context::driver(
+                    cancel.clone(),
+                    id,
+                    act.name.clone(),
+                    tx.clone(),
+                    self.executors.clone(),
+                );
                 let submitted = self.pool.submit(Box::new(move || {
                     let completion = call(&f, &act, &ctx);
                     let _ = tx.send(Msg::Done(act.id, completion));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use agentmesh_core::{
     canonical_log, read_log, verify_log, CallExecutor, CallOutcome, CallRequest, CallTicket,
     Completion, ErrorDetail, EventData, FsyncMode, Mesh, Run, RunOptions, RunStatus, TicketState,
-    Usage,
+    ToolAccess, Usage,
 };
 use serde_json::{json, Value};
 
@@ -384,6 +384,74 @@ fn unknown_providers_are_typed_errors() {
     let w = wf(json!({"name": "one", "nodes": [{"id": "a", "type": "agent", "agent": "x"}]}));
     let r = mesh.run(&w, RunOptions::default()).unwrap();
     assert_eq!(r.output.unwrap()["a"], json!("UNKNOWN_AGENT"));
+}
+
+#[test]
+fn a_tool_refuses_agents_outside_its_allowlist_before_anything_is_recorded() {
+    let echo = Echo::new();
+    let mut mesh = Mesh::new();
+    mesh.call_tool_with("search", echo.clone(), ToolAccess::only(["researcher"]));
+    let agent = |act: &agentmesh_core::Activation, ctx: &agentmesh_core::Context<'_>| {
+        let prompt = act.node.to_string();
+        Ok(match ctx.tool("search", json!({ "prompt": prompt })) {
+            Ok(r) => json!(r.text()),
+            Err(e) => json!([e.code(), e.message()]),
+        }
+        .into())
+    };
+    mesh.agent("researcher", agent);
+    mesh.agent("writer", agent);
+    let w = wf(json!({"name": "allow", "nodes": [
+        {"id": "r", "type": "agent", "agent": "researcher"},
+        {"id": "w", "type": "agent", "agent": "writer"}]}));
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = mesh.with_log_dir(dir.path());
+    let r = mesh.run(&w, RunOptions::default()).unwrap();
+    let out = r.output.clone().unwrap();
+    assert_eq!(out["r"], json!("r!"));
+    assert_eq!(out["w"][0], json!("POLICY_DENIED"));
+    assert_eq!(
+        out["w"][1],
+        json!("agent 'writer' may not call tool 'search' (agents allowed: researcher); nothing was recorded")
+    );
+    // The tool ran once (for the researcher), and only its call is in the log.
+    assert_eq!(echo.count(), 1);
+    let started = read_log(r.log_path.as_ref().unwrap())
+        .unwrap()
+        .1
+        .iter()
+        .filter(|e| matches!(e.data, EventData::CallStarted(_)))
+        .count();
+    assert_eq!(started, 1);
+}
+
+#[test]
+fn a_rate_limited_tool_spaces_its_live_calls() {
+    let echo = Echo::new();
+    let mut mesh = Mesh::new();
+    let per = std::time::Duration::from_millis(150);
+    mesh.call_tool_with(
+        "search",
+        echo.clone(),
+        ToolAccess::any().rate_limit(1, per).unwrap(),
+    );
+    mesh.agent("x", |_, ctx| {
+        let mut out = Vec::new();
+        for i in 0..3 {
+            let r = ctx
+                .tool("search", json!({ "prompt": i.to_string() }))
+                .map_err(|e| agentmesh_core::Failure::error("E", e.to_string()))?;
+            out.push(r.text().to_owned());
+        }
+        Ok(json!(out).into())
+    });
+    let w = wf(json!({"name": "rate", "nodes": [{"id": "a", "type": "agent", "agent": "x"}]}));
+    let started = std::time::Instant::now();
+    let r = mesh.run(&w, RunOptions::default()).unwrap();
+    // A lower bound only: one call per window, so the third starts two windows in.
+    assert!(started.elapsed() >= 2 * per);
+    assert_eq!(r.output.unwrap()["a"], json!(["0!", "1!", "2!"]));
+    assert_eq!(echo.count(), 3);
 }
 
 fn reexec_mesh(echo: &Arc<Echo>, prompt: &'static str, calls: usize, suffix: &'static str) -> Mesh {
