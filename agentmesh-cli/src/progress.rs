@@ -93,7 +93,7 @@ impl Progress {
         let mut p = Progress::default();
         let mut step = 0;
         for e in events {
-            if let Some(at) = e.meta.map(|m| m.at) {
+            if let Some(at) = e.meta.as_ref().map(|m| m.at) {
                 p.last_at = Some(p.last_at.map_or(at, |l| l.max(at)));
             }
             if e.seq > inherited {

@@ -64,7 +64,7 @@ fn attempt_json(scheduled: &Event, step: u64, result: Option<&Event>) -> Value {
     if let Some(e) = result {
         a.insert("seq".into(), json!(e.seq));
         a.insert("type".into(), json!(e.type_name()));
-        if let Some(us) = e.meta.and_then(|m| m.dur_us) {
+        if let Some(us) = e.meta.as_ref().and_then(|m| m.dur_us) {
             a.insert("durUs".into(), json!(us));
         }
     }

@@ -76,7 +76,7 @@ pub fn rows(events: &[Event], values: Values) -> Vec<Row> {
                 node: e.node.as_deref().map(str::to_owned),
                 kind: e.type_name(),
                 attempt: e.attempt,
-                dur_us: e.meta.and_then(|m| m.dur_us),
+                dur_us: e.meta.as_ref().and_then(|m| m.dur_us),
                 fork_point: e.sub.is_none() && fork_points.contains(&e.seq),
                 detail: detail(&e.data, max),
                 data: (values == Values::Full).then(|| event_data(e)),

@@ -56,7 +56,7 @@ pub use log::{
 pub use machine::RunState;
 pub use model::activation::{Activation, Completion, Outcome, RunStatus};
 pub use model::call::{
-    idempotency_key, Attempt, CallError, CallKind, CallOutcome, CallRequest, CallTicket,
+    idempotency_key, Attempt, CallError, CallKind, CallMeta, CallOutcome, CallRequest, CallTicket,
     TicketState, MAX_CALLS_PER_ACTIVATION,
 };
 pub use model::event::{trace_id_for, Event, EventData, EventKind, Role};

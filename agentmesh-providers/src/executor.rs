@@ -3,14 +3,15 @@
 //! answered from the log after a resume).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use agentmesh_core::{
-    Attempt as CoreAttempt, CallError as CoreError, CallExecutor, CallOutcome, CallTicket,
-    ErrorKind,
+    Attempt as CoreAttempt, CallError as CoreError, CallExecutor, CallMeta, CallOutcome,
+    CallTicket, ErrorKind,
 };
 use serde_json::{json, Value};
 
-use crate::llm::{CallOptions, Chunk, LlmProvider};
+use crate::llm::{CallOptions, Chunk, LlmProvider, ProviderMeta};
 use crate::mcp::McpServer;
 use crate::{CallError, Fallback, HttpProvider, LlmRequest, ProviderConfig};
 
@@ -82,16 +83,22 @@ impl CallExecutor for LlmExecutor {
             idempotency_key: Some(&ticket.idempotency_key),
             tool_call_prefix: &prefix,
         };
+        let sent = Instant::now();
+        let mut ttft_us = None;
         let result = match on_chunk {
             Some(f) => {
-                let mut each = |c: &Chunk| f(&chunk_value(c));
+                let mut each = |c: &Chunk| {
+                    ttft_us.get_or_insert_with(|| sent.elapsed().as_micros() as u64);
+                    f(&chunk_value(c))
+                };
                 self.provider.complete(request, &opts, Some(&mut each))
             }
             None => self.provider.complete(request, &opts, None),
         };
         match result {
             Ok(answer) => {
-                let mut o = CallOutcome::ok(answer.response);
+                let meta = call_meta(answer.meta, ttft_us);
+                let mut o = CallOutcome::ok(answer.response).with_meta(meta);
                 o.usage = answer.usage;
                 o.attempts = core_attempts(&answer.attempts);
                 o
@@ -104,6 +111,18 @@ impl CallExecutor for LlmExecutor {
                 o
             }
         }
+    }
+}
+
+/// What the log's `meta.call` keeps of a provider's answer (never canonical).
+fn call_meta(m: ProviderMeta, ttft_us: Option<u64>) -> CallMeta {
+    CallMeta {
+        provider: (!m.provider.is_empty()).then_some(m.provider),
+        response_id: m.response_id,
+        created: m.created,
+        system_fingerprint: m.system_fingerprint,
+        tool_call_ids: m.tool_call_ids,
+        ttft_us,
     }
 }
 

@@ -219,6 +219,26 @@ fn sigkill_mid_run_resends_no_recorded_call_and_replay_needs_no_server() {
     assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
     assert_eq!(proxy.bodies().len(), 8);
     let reference = r.canonical().unwrap();
+    // The provider's own ids stay out of the canonical log, in each result's `meta.call`
+    // (no time to first chunk: nothing streamed).
+    let (_, events) = agentmesh_core::read_log(r.log_path.as_ref().unwrap()).unwrap();
+    let mut results = 0;
+    for e in &events {
+        if let agentmesh_core::EventData::CallCompleted(_) = &e.data {
+            results += 1;
+            let call = e
+                .meta
+                .as_ref()
+                .and_then(|m| m.call.clone())
+                .expect("meta.call");
+            assert_eq!(call.provider.as_deref(), Some("local"));
+            let id = call.response_id.as_deref().unwrap_or("");
+            assert!(id.starts_with("chatcmpl"), "{call:?}");
+            assert!(!String::from_utf8_lossy(&reference).contains(id));
+            assert_eq!(call.ttft_us, None);
+        }
+    }
+    assert_eq!(results, 8);
 
     // Killed at several points (after k recorded calls, plus a random delay, so the kill
     // also lands mid-call), each resumed in this process.

@@ -9,9 +9,10 @@ mod llm_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentmesh_core::ErrorKind;
+use agentmesh_core::{idempotency_key, CallExecutor, CallTicket, ErrorKind, TicketState};
 use agentmesh_providers::{
-    CallOptions, Chunk, Fallback, HttpProvider, LlmProvider, ProviderConfig, ProviderKind,
+    CallOptions, Chunk, Fallback, HttpProvider, LlmExecutor, LlmProvider, ProviderConfig,
+    ProviderKind,
 };
 use llm_support::{free_port, llama_paths, one_at_a_time, LlamaServer};
 use serde_json::{json, Value};
@@ -104,6 +105,36 @@ fn streaming_assembles_the_same_answer_and_usage() {
         assert_eq!(streamed.response, whole.response, "{kind:?}");
         assert_eq!(streamed.usage, whole.usage, "{kind:?}");
         assert!(streamed.usage.unwrap().output_tokens > 0);
+    }
+}
+
+#[test]
+fn the_executor_keeps_provider_ids_and_time_to_first_chunk_out_of_the_response() {
+    let Some(paths) = llama_paths() else { return };
+    let _one = one_at_a_time();
+    let s = LlamaServer::start(&paths);
+    for kind in KINDS {
+        let exec = LlmExecutor::new(Arc::new(provider(kind, &s)));
+        let ticket = CallTicket {
+            activation: 3,
+            call: 1,
+            seq: 4,
+            state: TicketState::Live,
+            idempotency_key: idempotency_key("run", 4, 1),
+        };
+        let request = exec.prepare(ask(16)).unwrap();
+        let whole = exec.execute(&request, &ticket, None);
+        let mut n = 0;
+        let streamed = exec.execute(&request, &ticket, Some(&mut |_| n += 1));
+        assert!(n > 1);
+        assert_eq!(streamed.result, whole.result, "{kind:?}");
+        for (o, streams) in [(&whole, false), (&streamed, true)] {
+            let meta = o.meta.as_ref().expect("meta");
+            assert!(meta.provider.as_deref().unwrap().starts_with("local-"));
+            let id = meta.response_id.as_deref().expect("a response id");
+            assert!(!o.result.as_ref().unwrap().to_string().contains(id));
+            assert_eq!(meta.ttft_us.is_some(), streams, "{kind:?} {meta:?}");
+        }
     }
 }
 

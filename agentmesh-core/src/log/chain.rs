@@ -156,12 +156,13 @@ pub(crate) fn unseal(line: &[u8], prev: Link) -> Result<(&[u8], Link), &'static 
 }
 
 /// Where the final `,"meta":{...}` field of a body returned by [`unseal`] starts (its
-/// canonical end). The core writes meta last and as exactly `{"at":N}` or
-/// `{"at":N,"durUs":M}`, so it is found from the end without searching the record, and a
-/// body whose end is not that (a hand-made record) has none.
+/// canonical end). The core writes meta last and as exactly `{"at":N}`, then optionally
+/// `,"durUs":M` and `,"call":{...}` (an object of strings, numbers and arrays of strings,
+/// no nested object), so it is found from the end without parsing the record, and a body
+/// whose end is not that (a hand-made record) has none.
 pub(crate) fn meta_start(head: &[u8]) -> Option<usize> {
-    // Parsed backwards from the end: `}`, digits, optionally `,"durUs":` and digits, then
-    // `,"meta":{"at":`.
+    // Parsed backwards from the end: `}`, optionally `,"call":{...}`, digits, optionally
+    // `,"durUs":` and digits, then `,"meta":{"at":`.
     let digits_before = |end: usize| {
         let n = head[..end]
             .iter()
@@ -170,13 +171,43 @@ pub(crate) fn meta_start(head: &[u8]) -> Option<usize> {
             .count();
         (n > 0).then(|| end - n)
     };
-    let end = head.len().checked_sub(1).filter(|&i| head[i] == b'}')?;
+    let mut end = head.len().checked_sub(1).filter(|&i| head[i] == b'}')?;
+    if end > 0 && head[end - 1] == b'}' {
+        let open = object_start(&head[..end])?;
+        let key = b",\"call\":";
+        end = open
+            .checked_sub(key.len())
+            .filter(|&k| &head[k..open] == key)?;
+    }
     let mut at = digits_before(end)?;
     if head[..at].ends_with(b",\"durUs\":") {
         at = digits_before(at - 9)?;
     }
     let key = b",\"meta\":{\"at\":";
     head[..at].ends_with(key).then(|| at - key.len())
+}
+
+/// Where the flat JSON object ending `json` starts (its `{`), looking back over its strings:
+/// a string's opening quote is the first `"` before its closing one that is not escaped
+/// (preceded by an even number of backslashes).
+fn object_start(json: &[u8]) -> Option<usize> {
+    let mut i = json.len().checked_sub(1).filter(|&i| json[i] == b'}')?;
+    while i > 0 {
+        i -= 1;
+        match json[i] {
+            b'{' => return Some(i),
+            b'}' => return None,
+            b'"' => loop {
+                i = json[..i].iter().rposition(|&c| c == b'"')?;
+                let slashes = json[..i].iter().rev().take_while(|&&c| c == b'\\').count();
+                if slashes % 2 == 0 {
+                    break;
+                }
+            },
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The body returned by [`unseal`] without its final `"meta"` field (its canonical end).
@@ -244,6 +275,24 @@ mod tests {
                 without_meta(br#"{"a":1,"meta":{"at":1,"durUs":2}"#),
                 Some(&br#"{"a":1"#[..])
             );
+            assert_eq!(
+                without_meta(
+                    br#"{"a":1,"meta":{"at":1,"durUs":2,"call":{"responseId":"x}{\"\\","n":3}}"#
+                ),
+                Some(&br#"{"a":1"#[..])
+            );
+            assert_eq!(
+                without_meta(br#"{"a":1,"meta":{"at":1,"call":{"toolCallIds":["a","b"]}}"#),
+                Some(&br#"{"a":1"#[..])
+            );
+            for bad in [
+                &br#"{"a":1,"meta":{"at":1,"call":{"x":{"y":1}}}"#[..],
+                br#"{"a":1,"meta":{"at":1,"other":{"x":1}}"#,
+                br#"{"a":1,"meta":{"call":{"x":1}}"#,
+                br#"}}"#,
+            ] {
+                assert_eq!(without_meta(bad), None, "{}", String::from_utf8_lossy(bad));
+            }
             assert_eq!(leading_seq(head).map(|(s, _)| s), Some(1));
             for i in 0..line.len() {
                 let mut bad = line.to_vec();

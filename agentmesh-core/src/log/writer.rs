@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::chain::{self, Link};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::event::{Encoded, Event, Layout};
-use crate::model::header::{HeaderMeta, LogHeader, Meta, LOG_FORMAT};
+use crate::model::header::{HeaderMeta, LogHeader, MetaExtra, LOG_FORMAT};
 
 /// When the writer calls fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -203,7 +203,7 @@ impl LogWriter {
         serde_json::to_writer(&mut w.body, &header)
             .map_err(|e| Error::internal(format!("header: {e}")))?;
         w.staged_prev = chain::seal(&w.body, genesis, &mut w.buf);
-        let at = w.stage(events, None)?;
+        let at = w.stage(events, &MetaExtra::NONE)?;
         // In `always` mode this fsyncs too: the data is durable before the name appears.
         w.write_staged()?;
         Ok((w, at))
@@ -342,13 +342,12 @@ impl LogWriter {
     }
 
     /// Serialize and seal events into the pending buffer without writing them, so several
-    /// batches reach the file in one write. `dur_us` is the `meta.durUs` of a completion
-    /// (one event). An event that is too large leaves the buffer as it was.
+    /// batches reach the file in one write. `extra` is what their meta carries besides `at`. An event that is too large leaves the buffer as it was.
     ///
     /// Returns the `meta.at` the records carry.
     ///
     /// Errors: `INVALID_OUTPUT` (event too large), `IO` (writer poisoned).
-    pub(crate) fn stage(&mut self, events: &[Event], dur_us: Option<u64>) -> Result<u64> {
+    pub(crate) fn stage(&mut self, events: &[Event], extra: &MetaExtra) -> Result<u64> {
         self.check_poisoned()?;
         let mark = self.buf.len();
         let at = now_ms();
@@ -368,7 +367,7 @@ impl LogWriter {
                 return Err(err);
             }
             self.body.pop();
-            crate::model::encode::push_meta(&mut self.body, &Meta { at, dur_us });
+            crate::model::encode::push_meta(&mut self.body, &extra.at(at));
             self.body.push(b'}');
             prev = chain::seal(&self.body, prev, &mut self.buf);
         }

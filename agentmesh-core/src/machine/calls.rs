@@ -310,6 +310,7 @@ impl Machine {
                     attempts: c.attempts.clone(),
                     cached: c.cached,
                     duration_us: None,
+                    meta: None,
                 };
                 set_result(journal, sub, outcome);
             }
@@ -320,6 +321,7 @@ impl Machine {
                     attempts: f.attempts.clone(),
                     cached: false,
                     duration_us: None,
+                    meta: None,
                 };
                 set_result(journal, sub, outcome);
             }

@@ -137,6 +137,43 @@ pub struct CallOutcome {
     pub cached: bool,
     /// How long the call took, for `meta.durUs` (not canonical).
     pub duration_us: Option<u64>,
+    /// What the provider said about its answer beyond the canonical response (`meta.call`,
+    /// not canonical).
+    pub meta: Option<Arc<CallMeta>>,
+}
+
+/// A call result's non-canonical facts, recorded in the record's `meta.call`: the provider's
+/// own ids and timestamps and the time to the first streamed chunk. They differ between two
+/// runs of the same call, so they stay out of the canonical log (and its fingerprint).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CallMeta {
+    /// The provider that answered (after a fallback, not the first one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The provider's response id (`chatcmpl-...`, `msg_...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_id: Option<String>,
+    /// The provider's creation time of the response (OpenAI's `created`, Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
+    /// OpenAI's `system_fingerprint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
+    /// The provider's id of each tool call, in the canonical response's order (the canonical
+    /// ids are derived from the call's seq and number).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_call_ids: Vec<String>,
+    /// Microseconds from sending the request to the first streamed chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_us: Option<u64>,
+}
+
+impl CallMeta {
+    /// Nothing to record.
+    pub fn is_empty(&self) -> bool {
+        *self == CallMeta::default()
+    }
 }
 
 impl CallOutcome {
@@ -148,6 +185,7 @@ impl CallOutcome {
             attempts: Vec::new(),
             cached: false,
             duration_us: None,
+            meta: None,
         }
     }
 
@@ -159,6 +197,7 @@ impl CallOutcome {
             attempts: Vec::new(),
             cached: false,
             duration_us: None,
+            meta: None,
         }
     }
 
@@ -171,6 +210,12 @@ impl CallOutcome {
     /// With the measured duration.
     pub fn with_duration_us(mut self, us: u64) -> CallOutcome {
         self.duration_us = Some(us);
+        self
+    }
+
+    /// With the provider's facts about its answer (`meta.call`; an empty one is dropped).
+    pub fn with_meta(mut self, meta: CallMeta) -> CallOutcome {
+        self.meta = (!meta.is_empty()).then(|| Arc::new(meta));
         self
     }
 }

@@ -145,6 +145,10 @@ pub(crate) fn push_meta(out: &mut Vec<u8>, m: &Meta) {
         out.extend_from_slice(b",\"durUs\":");
         push_u64(out, d);
     }
+    if let Some(call) = &m.call {
+        out.extend_from_slice(b",\"call\":");
+        serde_json::to_writer(&mut *out, &**call).expect("CallMeta serializes");
+    }
     out.push(b'}');
 }
 
@@ -370,11 +374,20 @@ mod tests {
             n in any::<u64>(),
             float in any::<f64>(),
             dur in proptest::option::of(any::<u64>()),
+            with_call in any::<bool>(),
         ) {
+            let call = with_call.then(|| Arc::new(crate::model::call::CallMeta {
+                provider: Some(text.clone()),
+                response_id: Some(format!("{{\"{text}\\")),
+                created: Some(n as i64),
+                system_fingerprint: None,
+                tool_call_ids: vec![text.clone(), "}".into()],
+                ttft_us: dur,
+            }));
             let num = serde_json::Number::from_f64(float).map_or(Value::Null, Value::Number);
             for e in events(&text, n, num) {
                 for layout in [Layout::Canonical, Layout::V1, Layout::V2] {
-                    let enc = Encoded { event: &e, layout, meta: Some(Meta { at: n / 3, dur_us: dur }) };
+                    let enc = Encoded { event: &e, layout, meta: Some(Meta { at: n / 3, dur_us: dur, call: call.clone() }) };
                     prop_assert_eq!(enc.to_vec(), serde_bytes(&enc), "{:?} {:?}", layout, e.type_name());
                 }
             }

@@ -574,7 +574,7 @@ impl Serialize for Event {
         Encoded {
             event: self,
             layout: Layout::V1,
-            meta: self.meta,
+            meta: self.meta.clone(),
         }
         .serialize(serializer)
     }
@@ -761,6 +761,7 @@ mod tests {
             meta: Some(Meta {
                 at: 9,
                 dur_us: Some(12),
+                call: None,
             }),
         }
     }
@@ -812,7 +813,7 @@ mod tests {
         let v2 = serde_json::to_string(&Encoded {
             event: &e,
             layout: Layout::V2,
-            meta: e.meta,
+            meta: e.meta.clone(),
         })
         .unwrap();
         assert_eq!(

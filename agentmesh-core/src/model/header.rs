@@ -1,7 +1,11 @@
 //! The log header: the first record of every log, naming the format, the run and the
 //! behaviour flags the core applied when it wrote the log.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize, Serializer};
+
+use super::call::CallMeta;
 
 /// Log format name written in every header.
 pub const LOG_FORMAT: &str = "agentmesh-log";
@@ -91,14 +95,47 @@ pub struct WorkflowRef {
 }
 
 /// Wall-clock metadata; never part of the canonical log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Meta {
     /// Unix time in milliseconds when the record was appended.
     pub at: u64,
-    /// How long the activation ran (completion events), in microseconds.
+    /// How long the activation ran (completion events) or the call took (call results), in
+    /// microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dur_us: Option<u64>,
+    /// A call result's provider facts (response id, time to first chunk, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<Arc<CallMeta>>,
+}
+
+/// What a record's meta carries besides `at`, handed to the writer with the events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct MetaExtra {
+    pub(crate) dur_us: Option<u64>,
+    pub(crate) call: Option<Arc<CallMeta>>,
+}
+
+impl MetaExtra {
+    /// Nothing besides `at`.
+    pub(crate) const NONE: MetaExtra = MetaExtra {
+        dur_us: None,
+        call: None,
+    };
+
+    /// A completion's measured duration.
+    pub(crate) fn dur(dur_us: Option<u64>) -> MetaExtra {
+        MetaExtra { dur_us, call: None }
+    }
+
+    /// The meta of a record appended at `at`.
+    pub(crate) fn at(&self, at: u64) -> Meta {
+        Meta {
+            at,
+            dur_us: self.dur_us,
+            call: self.call.clone(),
+        }
+    }
 }
 
 /// Wall-clock and host metadata of the header; never part of the canonical log.

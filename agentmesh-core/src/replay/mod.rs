@@ -77,7 +77,7 @@ pub fn recorded_workflow(path: impl AsRef<Path>) -> Result<Workflow> {
 
 /// What a recorded completion reported, sharing its output.
 fn report_of(e: &Event) -> Option<Report> {
-    let dur_us = e.meta.and_then(|m| m.dur_us);
+    let dur_us = e.meta.as_ref().and_then(|m| m.dur_us);
     match &e.data {
         EventData::Completed(_, c) => Some(Report {
             result: Ok(c.output.clone()),

@@ -8,6 +8,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::machine::CallStep;
 use crate::model::call::{CallOutcome, CallRequest, CallTicket};
 use crate::model::event::Event;
+use crate::model::header::MetaExtra;
 
 /// Longest provider or tool name a call may have.
 const MAX_CALL_NAME: usize = 256;
@@ -99,10 +100,13 @@ impl Run {
             }
         }
         let event = self.machine.call_result_event(act, call, &outcome)?;
-        let dur_us = outcome.duration_us;
-        let at = self.sink.stage(vec![event.clone()], dur_us)?;
+        let extra = MetaExtra {
+            dur_us: outcome.duration_us,
+            call: outcome.meta.clone(),
+        };
+        let at = self.sink.stage(vec![event.clone()], &extra)?;
         if let Some(w) = self.watch.as_mut() {
-            w.stage([event], at, dur_us);
+            w.stage([event], at, &extra);
         }
         self.machine.apply_call_result(act, call, outcome);
         self.commit()
@@ -113,9 +117,9 @@ impl Run {
             return Ok(());
         }
         let watched = self.watch.is_some().then(|| events.clone());
-        let at = self.sink.stage(events, None)?;
+        let at = self.sink.stage(events, &MetaExtra::NONE)?;
         if let (Some(w), Some(events)) = (self.watch.as_mut(), watched) {
-            w.stage(events, at, None);
+            w.stage(events, at, &MetaExtra::NONE);
         }
         Ok(())
     }

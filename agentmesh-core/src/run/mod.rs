@@ -34,7 +34,7 @@ use crate::log::FsyncMode;
 use crate::machine::Machine;
 use crate::model::activation::{Activation, Completion, Outcome, RunStatus};
 use crate::model::event::{Event, EventData};
-use crate::model::header::{CoreFlags, HeaderMeta, LogHeader, ParentRef, WorkflowRef};
+use crate::model::header::{CoreFlags, HeaderMeta, LogHeader, MetaExtra, ParentRef, WorkflowRef};
 use crate::model::workflow::{ActivationKind, Workflow};
 use crate::replay::{self, Stop};
 
@@ -314,9 +314,9 @@ impl Run {
             run.machine.advance();
         }
         let watched = run.watch.is_some().then(|| rebuilt.tail.clone());
-        let at = run.sink.stage(rebuilt.tail, None)?;
+        let at = run.sink.stage(rebuilt.tail, &MetaExtra::NONE)?;
         if let (Some(w), Some(events)) = (run.watch.as_mut(), watched) {
-            w.stage(events, at, None);
+            w.stage(events, at, &MetaExtra::NONE);
         }
         run.commit()?;
         if !approvals.is_empty() {
@@ -606,9 +606,9 @@ impl Run {
         let events = self.machine.take_outbox();
         if !events.is_empty() {
             let watched = self.watch.is_some().then(|| events.clone());
-            let at = self.sink.stage(events, None)?;
+            let at = self.sink.stage(events, &MetaExtra::NONE)?;
             if let (Some(w), Some(events)) = (self.watch.as_mut(), watched) {
-                w.stage(events, at, None);
+                w.stage(events, at, &MetaExtra::NONE);
             }
         }
         self.sink.write()?;
@@ -664,8 +664,8 @@ impl Run {
         self.reexec_check(staged.event())?;
         // Staged, not yet written: the completion and the decisions it triggers reach the
         // file in one write. A record over the size limit is refused here, naming the node.
-        let dur_us = staged.dur_us();
-        let at = self.sink.stage_ref(staged.event(), dur_us).map_err(|e| {
+        let extra = MetaExtra::dur(staged.dur_us());
+        let at = self.sink.stage_ref(staged.event(), &extra).map_err(|e| {
             if e.kind() == ErrorKind::InvalidOutput {
                 self.invalid_output(id, e.message())
             } else {
@@ -674,9 +674,9 @@ impl Run {
         })?;
         let event = self.machine.apply(staged);
         if let Some(w) = self.watch.as_mut() {
-            w.stage([event.clone()], at, dur_us);
+            w.stage([event.clone()], at, &extra);
         }
-        self.sink.keep(event, at, dur_us);
+        self.sink.keep(event, at, &extra);
         if self.machine.needs_advance() {
             self.machine.advance();
         }

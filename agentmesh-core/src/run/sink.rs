@@ -10,7 +10,7 @@ use crate::log::read::HashWriter;
 use crate::log::writer::{now_ms, LogWriter};
 use crate::log::FsyncMode;
 use crate::model::event::{Encoded, Event};
-use crate::model::header::{CanonicalHeader, LogHeader, Meta};
+use crate::model::header::{CanonicalHeader, LogHeader, MetaExtra};
 
 #[derive(Debug)]
 pub(crate) enum Sink {
@@ -38,27 +38,28 @@ impl Sink {
             }
             None => {
                 let mut sink = Sink::Memory(Vec::new());
-                let at = sink.stage(events, None)?;
+                let at = sink.stage(events, &MetaExtra::NONE)?;
                 Ok((sink, None, at))
             }
         }
     }
 
-    /// Stage events for the next [`Sink::write`] (memory logs keep them at once). `dur_us`
-    /// is the measured duration of a completion (one event). Nothing is staged when an
+    /// Stage events for the next [`Sink::write`] (memory logs keep them at once). `extra`
+    /// is what the records' meta carries besides `at` (a completion's duration, a call's
+    /// provider facts). Nothing is staged when an
     /// event is too large. Returns the `meta.at` the events carry.
     ///
     /// Errors: `INVALID_OUTPUT` (an event too large), `IO` (writer poisoned).
-    pub(crate) fn stage(&mut self, events: Vec<Event>, dur_us: Option<u64>) -> Result<u64> {
+    pub(crate) fn stage(&mut self, events: Vec<Event>, extra: &MetaExtra) -> Result<u64> {
         match self {
-            Sink::File(w) => w.stage(&events, dur_us),
+            Sink::File(w) => w.stage(&events, extra),
             Sink::Memory(log) => {
                 for e in &events {
                     e.check_size_bounded()?;
                 }
                 let at = now_ms();
                 log.extend(events.into_iter().map(|mut e| {
-                    e.meta = Some(Meta { at, dur_us });
+                    e.meta = Some(extra.at(at));
                     e
                 }));
                 Ok(at)
@@ -71,17 +72,17 @@ impl Sink {
     /// [`Sink::keep`] once applied. Returns the `meta.at` the event carries.
     ///
     /// Errors: as [`Sink::stage`].
-    pub(crate) fn stage_ref(&mut self, event: &Event, dur_us: Option<u64>) -> Result<u64> {
+    pub(crate) fn stage_ref(&mut self, event: &Event, extra: &MetaExtra) -> Result<u64> {
         match self {
-            Sink::File(w) => w.stage(std::slice::from_ref(event), dur_us),
+            Sink::File(w) => w.stage(std::slice::from_ref(event), extra),
             Sink::Memory(_) => event.check_size_bounded().map(|()| now_ms()),
         }
     }
 
     /// The event staged with [`Sink::stage_ref`] at `at`, now applied (memory logs keep it).
-    pub(crate) fn keep(&mut self, mut event: Event, at: u64, dur_us: Option<u64>) {
+    pub(crate) fn keep(&mut self, mut event: Event, at: u64, extra: &MetaExtra) {
         if let Sink::Memory(log) = self {
-            event.meta = Some(Meta { at, dur_us });
+            event.meta = Some(extra.at(at));
             log.push(event);
         }
     }

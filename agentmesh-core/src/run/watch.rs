@@ -2,7 +2,7 @@
 //! event as the log holds it (with its `meta`), handed out only once it is committed.
 
 use crate::model::event::Event;
-use crate::model::header::Meta;
+use crate::model::header::MetaExtra;
 
 #[derive(Debug, Default)]
 pub(crate) struct Watch {
@@ -16,7 +16,7 @@ impl Watch {
     /// A watch holding `events`, already committed at `at` (a new log's first events).
     pub(crate) fn committed(events: Vec<Event>, at: u64) -> Watch {
         let mut w = Watch::default();
-        w.stage(events, at, None);
+        w.stage(events, at, &MetaExtra::NONE);
         w.commit();
         w
     }
@@ -26,10 +26,10 @@ impl Watch {
         &mut self,
         events: impl IntoIterator<Item = Event>,
         at: u64,
-        dur_us: Option<u64>,
+        extra: &MetaExtra,
     ) {
         self.staged.extend(events.into_iter().map(|mut e| {
-            e.meta = Some(Meta { at, dur_us });
+            e.meta = Some(extra.at(at));
             e
         }));
     }
