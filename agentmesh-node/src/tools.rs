@@ -399,7 +399,10 @@ impl NativeMcpServer {
 
     /// The server's tools, in its order: `[{name, description, schema}]` (the input schema
     /// its calls are checked against).
-    #[napi(ts_return_type = "Array<{ name: string; description: string; schema: unknown }>")]
+    #[napi(
+        catch_unwind,
+        ts_return_type = "Array<{ name: string; description: string; schema: unknown }>"
+    )]
     pub fn tools(&self, env: &Env) -> napi::Result<Js> {
         let list: Vec<Value> = self
             .tools
@@ -440,7 +443,7 @@ impl NativeMcpServer {
     /// End the server: later calls of its tools fail (`McpServerExited`, not retryable).
     /// Resolves to `true` once the process exited, `false` when a call still in flight holds
     /// it (the server ends when that call returns) or it was closed already.
-    #[napi(ts_return_type = "Promise<boolean>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<boolean>")]
     pub fn close(&self, env: &Env) -> napi::Result<Js> {
         let (deferred, promise) = env.create_deferred::<bool, Closed>()?;
         match self.slot.lock().take() {
