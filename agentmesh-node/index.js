@@ -25,6 +25,7 @@ const {
   RunInterruptedError,
   UnknownAgentError,
   ProviderError,
+  PolicyDeniedError,
   AgentMeshIOError,
   InternalError,
   ERROR_CODES,
@@ -119,6 +120,7 @@ module.exports = {
   RunInterruptedError,
   UnknownAgentError,
   ProviderError,
+  PolicyDeniedError,
   AgentMeshIOError,
   InternalError,
 }

@@ -32,13 +32,17 @@ export declare class NativeCalls {
    */
   end(act: number): void
   /**
-   * Make a call with a built-in executor (see the module docs). Returns its ticket; a live
-   * ticket has `done`, a Promise of the outcome (`{response?, usage?, error?, chunks}`),
-   * rejected with the core's error when the result could not be recorded. `onChunk(text)`
-   * gets each streamed chunk as JSON text. Errors: `INVALID_ARGUMENT` (the executor
-   * refuses the request: nothing is recorded), and those of `start`.
+   * Make a call of agent `agent` with a built-in executor (see the module docs), in the
+   * order of the Rust driver's `Context::call_with`: a tool's allowlist, the executor's
+   * `prepare`, `call_start`, then for a live ticket the tool's rate-limit slot (waited for
+   * on the call's thread) and the call. Returns its ticket; a live ticket has `done`, a
+   * Promise of the outcome (`{response?, usage?, error?, chunks}`), rejected with the
+   * core's error when the result could not be recorded. `onChunk(text)` gets each streamed
+   * chunk as JSON text. Errors: `POLICY_DENIED` (the agent may not call the tool),
+   * `INVALID_ARGUMENT` (the executor refuses the request), both before anything is
+   * recorded; and those of `start`.
    */
-  native(executor: NativeExecutor, act: number, kind: string, name: string, request: unknown, onChunk?: ((chunk: string) => void) | undefined | null): import('./native-raw').NativeTicket & { done?: Promise<import('./native-raw').NativeOutcome> }
+  native(executor: NativeExecutor, act: number, kind: string, name: string, agent: string, request: unknown, onChunk?: ((chunk: string) => void) | undefined | null): import('./native-raw').NativeTicket & { done?: Promise<import('./native-raw').NativeOutcome> }
 }
 
 /** The events of a log in canonical order, batch by batch (see the module docs). */
@@ -54,7 +58,10 @@ export declare class NativeEventStream {
   close(): void
 }
 
-/** A built-in LLM provider (`agentmesh-providers`): one HTTP provider, or a fallback chain. */
+/**
+ * A built-in executor (`agentmesh-providers`): an LLM provider (one HTTP provider, or a
+ * fallback chain), or a tool of an MCP server (`tools.rs`) with its access rules.
+ */
 export declare class NativeExecutor {
   /**
    * The provider registered as `name` from `config` (`{kind: 'openai' | 'anthropic',
@@ -75,6 +82,39 @@ export declare class NativeHistoryStream {
   next(): Promise<Array<RunState> | null>
   /** Stop reading (idempotent). */
   close(): void
+}
+
+/** A running MCP server and its tools (see the module docs). */
+export declare class NativeMcpServer {
+  /**
+   * Start the MCP server `command` (program, then arguments) with `envKeys[i]=envValues[i]`
+   * added to its minimal environment, run `initialize` and list its tools, on a thread of
+   * its own. `agents` (`null`: any) and a rate limit of `rateCalls` per `ratePerMs` apply
+   * to each tool. Resolves to the server; rejects with `PROVIDER_ERROR` (`McpSpawnFailed`,
+   * `McpServerExited`, `McpProtocolError`, `McpRpcError`), `TIMEOUT` (no `initialize`
+   * answer within `initTimeoutMs`, default 30 000) or `INVALID_ARGUMENT` (an empty
+   * command, a malformed variable name, an invalid rate limit or timeout, a tool whose
+   * schema is not a JSON Schema). Messages never hold the arguments or environment values.
+   */
+  static spawn(command: Array<string>, envKeys: Array<string>, envValues: Array<string>, agents?: Array<string> | undefined | null, rateCalls?: number | undefined | null, ratePerMs?: number | undefined | null, initTimeoutMs?: number | undefined | null, callTimeoutMs?: number | undefined | null): Promise<NativeMcpServer>
+  /**
+   * The server's tools, in its order: `[{name, description, schema}]` (the input schema
+   * its calls are checked against).
+   */
+  tools(): Array<{ name: string; description: string; schema: unknown }>
+  /**
+   * The executor of tool `name` (what `act.tool(name, args)` runs). Errors:
+   * `UNKNOWN_AGENT` when the server listed no such tool.
+   */
+  executor(name: string): NativeExecutor
+  /** The server's process id. */
+  get pid(): number
+  /**
+   * End the server: later calls of its tools fail (`McpServerExited`, not retryable).
+   * Resolves to `true` once the process exited, `false` when a call still in flight holds
+   * it (the server ends when that call returns) or it was closed already.
+   */
+  close(): Promise<boolean>
 }
 
 /**
@@ -172,6 +212,28 @@ export declare class NativeRun {
   calls(): NativeCalls
   /** The workflow being run. */
   workflow(): NativeWorkflow
+}
+
+/** The rules of a JavaScript call tool (see the module docs). */
+export declare class NativeToolRules {
+  /**
+   * Tool `name`'s rules: its argument `schema` (a JSON Schema, or `null`), the `agents`
+   * allowed (`null`: any) and a rate limit of `rateCalls` per `ratePerMs` (both or
+   * neither). Errors: `INVALID_ARGUMENT` naming the tool and the field (an invalid schema,
+   * a rate limit that is not at least 1 call per a positive duration).
+   */
+  constructor(name: string, schema?: unknown, agents?: Array<string> | undefined | null, rateCalls?: number | undefined | null, ratePerMs?: number | undefined | null)
+  /**
+   * Whether `agent` may call the tool with `args` (JSON data, or JSON text when `text`):
+   * the allowlist first, then the schema. Errors: `POLICY_DENIED`; `INVALID_ARGUMENT`
+   * naming the path of the first violation (`tool call 'x': arguments at /a: ...`).
+   */
+  admit(agent: string, args: unknown, text: boolean): void
+  /**
+   * Reserve the start slot of a live call: how many milliseconds to wait before making it
+   * (0 without a rate limit, or while under it).
+   */
+  reserve(): number
 }
 
 /** A validated workflow. */

@@ -149,3 +149,44 @@ export interface ProviderConfig {
 export type HostProvider = (request: LlmRequest, ticket: CallTicket) => unknown
 /** A call tool: gets the arguments and the ticket, returns (or resolves to) the result. */
 export type CallToolFn = (args: any, ticket: CallTicket) => unknown
+
+/** At most `calls` live calls of a tool start in any window of `perMs` milliseconds. */
+export interface RateLimit {
+  /** An integer from 1 to 2^32-1. */
+  calls: number
+  /** A positive finite number of milliseconds. */
+  perMs: number
+}
+
+/** Who may call a tool, and how often. */
+export interface ToolAccessOptions {
+  /** The agents (or tool nodes) that may call it, by registered name; `null`: any. */
+  agents?: readonly string[] | null
+  rateLimit?: RateLimit | null
+}
+
+/** `mesh.callTool` options. */
+export interface CallToolOptions extends ToolAccessOptions {
+  description?: string | null
+  /** The JSON Schema its arguments must match (checked before the call is recorded). */
+  schema?: unknown
+}
+
+/** `mesh.mcp` options. */
+export interface McpServerOptions extends ToolAccessOptions {
+  /** The server program, then its arguments (start the program itself, not `npx`). */
+  command: readonly string[]
+  /** Variables added to the server's minimal environment (values never appear in messages). */
+  env?: Record<string, string> | null
+  /** From spawn to the `initialize` answer (default 30 000). */
+  initTimeoutMs?: number | null
+  /** Every later request, each tool call included (default 60 000). */
+  callTimeoutMs?: number | null
+}
+
+/** A registered call tool as `mesh.callTools()` lists it. */
+export interface CallToolInfo {
+  description: string | null
+  /** The JSON Schema of its arguments; `null` when it has none. */
+  schema: unknown
+}

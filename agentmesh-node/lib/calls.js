@@ -22,6 +22,7 @@
 const native = require('../native.js')
 const { InvalidArgumentError, InvalidCompletionError, InvalidOutputError, UnknownAgentError, call, callAsync, fromNative } = require('./errors')
 const { Output, RawJson, describeFailure } = require('./values')
+const { sleep } = require('./tools')
 
 /** A started call: its number, whether it must be made, and the recorded outcome if not. */
 class CallTicket {
@@ -212,9 +213,11 @@ function checkName(what, name) {
  * Made on the activation's first call (an activation that makes none costs nothing).
  */
 class CallPort {
-  constructor(drive, id) {
+  constructor(drive, id, agent) {
     this.drive = drive
     this.id = id
+    /** The activation's agent (or tool node) name: whom a tool's allowlist is checked for. */
+    this.agent = agent
     this.closed = false
     this.used = false
   }
@@ -287,11 +290,19 @@ class CallPort {
       this.check()
       throw new UnknownAgentError(`no provider registered as '${provider}' with this mesh`)
     }
-    if (entry.executor !== undefined) return this.#native(entry.executor, 'llm', provider, request, sink)
-    const [response, usage, recorded] = await this.#host(entry.fn, 'llm', provider, request, sink)
+    if (entry.executor !== undefined) {
+      const [response, usage, recorded] = await this.#native(entry.executor, 'llm', provider, request, sink)
+      return new LlmReply(response, usage, recorded)
+    }
+    const [response, usage, recorded] = await this.#host(entry.fn, 'llm', provider, request, sink, null)
     return new LlmReply(response, usage, recorded)
   }
 
+  /**
+   * Call tool `name` (Context::call_with's order): its allowlist and argument schema admit
+   * the call before it is started (a refusal records nothing and calls nothing), then a live
+   * call waits for its rate-limit slot; a call the log answers never waits.
+   */
   async tool(name, args) {
     checkName('tool', name)
     const entry = this.drive === null ? undefined : this.drive.mesh._callTools.get(name)
@@ -299,15 +310,25 @@ class CallPort {
       this.check()
       throw new UnknownAgentError(`no tool registered as '${name}' with this mesh`)
     }
-    const [response] = await this.#host(entry.fn, 'tool', name, args, null)
+    if (entry.executor !== undefined) {
+      const [response] = await this.#native(entry.executor, 'tool', name, args, null)
+      return response
+    }
+    if (entry.rules !== null) {
+      this.check()
+      const [value, text] = entry.schema === null ? [null, false] : dataArg(args)
+      call(() => entry.rules.admit(this.agent, value, text))
+    }
+    const [response] = await this.#host(entry.fn, 'tool', name, args, null, entry.rules)
     return response
   }
 
   /** A call a JavaScript function makes: `[response, usage, recorded]`. */
-  async #host(fn, kind, name, request, sink) {
+  async #host(fn, kind, name, request, sink, rules) {
     // Numbered now, before any await: program order.
     const [ticket] = this.startMany([{ kind, name, request }])
     if (!ticket.live) return answered(ticket, sink)
+    if (rules !== null) await sleep(rules.reserve())
     const started = performance.now()
     let response = null
     let usage = null
@@ -342,7 +363,7 @@ class CallPort {
     return [response, usage, false]
   }
 
-  /** A call a built-in executor makes, on its own thread (src/calls.rs). */
+  /** A call a built-in executor makes, on its own thread (src/calls.rs): `[response, usage, recorded]`. */
   async #native(executor, kind, name, request, sink) {
     if (request instanceof RawJson) request = JSON.parse(request.text)
     this.check()
@@ -358,16 +379,13 @@ class CallPort {
               // a chunk the consumer cannot take is dropped; the reply still has it all
             }
           }
-    const raw = call(() => this.drive.calls.native(executor, this.id, kind, name, request, onChunk))
+    const raw = call(() => this.drive.calls.native(executor, this.id, kind, name, this.agent, request, onChunk))
     const ticket = new CallTicket(raw)
-    if (!ticket.live) {
-      const [response, usage] = answered(ticket, sink)
-      return new LlmReply(response, usage, true)
-    }
+    if (!ticket.live) return answered(ticket, sink)
     const outcome = await callAsync(() => raw.done)
     if (sink !== null) await sink.all(outcome.chunks)
     if (outcome.error !== undefined) throw providerError(outcome.error)
-    return new LlmReply(outcome.response, outcome.usage, false)
+    return [outcome.response, outcome.usage === undefined ? null : outcome.usage, false]
   }
 }
 

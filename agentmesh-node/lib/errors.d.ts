@@ -17,6 +17,7 @@ export type AgentMeshErrorCode =
   | 'CANCELLED'
   | 'UNKNOWN_AGENT'
   | 'PROVIDER_ERROR'
+  | 'POLICY_DENIED'
   | 'IO'
   | 'INTERNAL'
 
@@ -192,6 +193,15 @@ export declare class ProviderError extends AgentMeshError {
   readonly errorType: string | null
 }
 
+/**
+ * A call the mesh's rules do not allow: the agent is not on the tool's allowlist (`agents` of
+ * `mesh.callTool` or `mesh.mcp`). Nothing was recorded and the tool was not called.
+ */
+export declare class PolicyDeniedError extends AgentMeshError {
+  static readonly code: 'POLICY_DENIED'
+  readonly code: 'POLICY_DENIED'
+}
+
 /** An operating-system error (a file that cannot be read or written, a locked log). */
 export declare class AgentMeshIOError extends AgentMeshError {
   static readonly code: 'IO'
@@ -236,6 +246,7 @@ export interface ErrorClasses {
   CANCELLED: typeof RunCancelledError
   UNKNOWN_AGENT: typeof UnknownAgentError
   PROVIDER_ERROR: typeof ProviderError
+  POLICY_DENIED: typeof PolicyDeniedError
   IO: typeof AgentMeshIOError
   INTERNAL: typeof InternalError
 }

@@ -178,6 +178,13 @@ class ProviderError extends AgentMeshError {
   }
 }
 
+/**
+ * A call the mesh's rules do not allow: the agent is not on the tool's allowlist
+ * (`mesh.callTool(name, fn, {agents})`, `mesh.mcp({agents})`). Nothing was recorded and the
+ * tool was not called, so the refusal repeats identically on a resume or a replay.
+ */
+class PolicyDeniedError extends AgentMeshError {}
+
 /** An operating-system error (a file that cannot be read or written, a locked log). */
 class AgentMeshIOError extends AgentMeshError {}
 
@@ -231,6 +238,7 @@ const TABLE = [
   [RunCancelledError, 'CANCELLED'],
   [UnknownAgentError, 'UNKNOWN_AGENT'],
   [ProviderError, 'PROVIDER_ERROR'],
+  [PolicyDeniedError, 'POLICY_DENIED'],
   [AgentMeshIOError, 'IO'],
   [InternalError, 'INTERNAL'],
 ]
@@ -398,6 +406,7 @@ module.exports = {
   RunCancelledError,
   UnknownAgentError,
   ProviderError,
+  PolicyDeniedError,
   AgentMeshIOError,
   InternalError,
   RunInterruptedError,

@@ -1,6 +1,6 @@
 import type { PathLike, Workflow } from './workflow'
 import type { LogEvent, RunError, UsageReport } from '../native'
-import type { ActivationCalls, CallToolFn, HostProvider, ProviderConfig } from './calls'
+import type { ActivationCalls, CallToolFn, CallToolInfo, CallToolOptions, HostProvider, McpServerOptions, ProviderConfig } from './calls'
 
 /** Any JSON value. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
@@ -214,10 +214,24 @@ export declare class Mesh {
    * chain of them, or a host function. Throws `InvalidArgumentError` naming a bad field.
    */
   provider(name: string, config: ProviderConfig | ProviderConfig[] | HostProvider): this
-  /** Register a tool agents call with `act.tool(name, args)`. */
-  callTool(name: string, fn: CallToolFn, options?: { description?: string | null; schema?: unknown }): this
-  /** The call tools registered: name → `{description, schema}`. */
-  callTools(): Record<string, { description: string | null; schema: unknown }>
+  /**
+   * Register a tool agents call with `act.tool(name, args)`. Its `schema` is checked, and
+   * its `agents` allowlist enforced (`PolicyDeniedError`), before a call is recorded; a live
+   * call over its `rateLimit` waits on a timer. Throws `InvalidArgumentError` naming the tool
+   * and the field (a bad schema, rate limit or agent name).
+   */
+  callTool(name: string, fn: CallToolFn, options?: CallToolOptions): this
+  /**
+   * Start an MCP server off the JS thread and register each of its tools under its MCP name
+   * (executed natively, the server's input schema enforced); resolves to the names
+   * registered. Rejects with `ProviderError` (`errorType` `McpSpawnFailed`,
+   * `McpServerExited`, ...), `AgentTimeoutError` or `InvalidArgumentError`.
+   */
+  mcp(options: McpServerOptions): Promise<string[]>
+  /** End the MCP servers this mesh started and unregister their tools. */
+  close(): Promise<void>
+  /** The call tools registered (`callTool`, `mcp`): name → `{description, schema}`, to offer to an LLM. */
+  callTools(): Record<string, CallToolInfo>
   /**
    * Start a run and drive it until it finishes or waits for a person. Rejects with
    * `AgentFailedError` (the thrown value as `cause`, the `RunResult` as `result`) when an

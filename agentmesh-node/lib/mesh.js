@@ -35,8 +35,10 @@ const {
   InvalidOutputError,
   RunInterruptedError,
   call,
+  callAsync,
   fromNative,
 } = require('./errors')
+const { hostTool, mcpTools, spawnMcp } = require('./tools')
 const { Workflow, toPath } = require('./workflow')
 const { ActivationError, Output, RawJson, describe, describeFailure } = require('./values')
 const { CallPort, LlmStream } = require('./calls')
@@ -165,7 +167,7 @@ class Activation {
 
   #port() {
     if (this.#calls === null) {
-      this.#calls = new CallPort(this.#drive, this.id)
+      this.#calls = new CallPort(this.#drive, this.id, this.name)
       this.#calls.closed = this.#ended
     }
     return this.#calls
@@ -836,7 +838,8 @@ class Mesh {
     this._agents = new Map()
     this._tools = new Map()
     this._providers = new Map() // name → {executor} (built in) or {fn} (host)
-    this._callTools = new Map() // name → {fn, description, schema}
+    this._callTools = new Map() // name → {fn, description, schema, rules} (host) or {executor, description, schema, server} (MCP)
+    this._mcpServers = new Set() // NativeMcpServer (lib/tools.js)
   }
 
   /**
@@ -860,25 +863,57 @@ class Mesh {
 
   /**
    * Register a tool agents call as `name` (`act.tool(name, args)`): `fn(args, ticket)` returns
-   * (or resolves to) the result, JSON data. `description` and `schema` (JSON Schema of the
-   * arguments) are kept with it (`mesh.callTools()`).
+   * (or resolves to) the result, JSON data. Options: `description`; `schema`, the JSON Schema
+   * its arguments must match (checked before the call is recorded); `agents`, the agents that
+   * may call it (`null`: any; another agent's call is PolicyDeniedError, nothing recorded);
+   * `rateLimit: {calls, perMs}`, at most `calls` live calls starting in any `perMs` window
+   * (a call over it waits on a timer; calls the log answers never wait). A tool registered
+   * again under the same name replaces the earlier one. Throws InvalidArgumentError naming
+   * the tool and the field.
    */
   callTool(name, fn, options) {
-    if (typeof name !== 'string' || name === '') throw new InvalidArgumentError('tool name must be a non-empty string')
-    if (typeof fn !== 'function') throw new InvalidArgumentError(`tool '${name}' must be a function`)
-    const opts = options === undefined || options === null ? {} : options
-    if (typeof opts !== 'object') throw new InvalidArgumentError('callTool options must be an object')
-    for (const key of Object.keys(opts)) {
-      if (key !== 'description' && key !== 'schema') throw new InvalidArgumentError(`unknown option '${key}' (expected one of description, schema)`)
-    }
-    if (opts.description !== undefined && opts.description !== null && typeof opts.description !== 'string') {
-      throw new InvalidArgumentError('description must be a string')
-    }
-    this._callTools.set(name, { fn, description: opts.description ?? null, schema: opts.schema ?? null })
+    this._callTools.set(name, hostTool(name, fn, options))
     return this
   }
 
-  /** The call tools registered (`callTool`): name → `{description, schema}`. */
+  /**
+   * Start an MCP server (`{command: [program, ...args], env, agents, rateLimit,
+   * initTimeoutMs, callTimeoutMs}`) off the JS thread and register each of its tools under
+   * its MCP name, executed natively with the server's input schema enforced; `agents` and
+   * `rateLimit` apply to each of them as for `callTool`. Resolves to the names registered.
+   * Rejects with ProviderError (`McpSpawnFailed`, `McpServerExited`, ...), AgentTimeoutError
+   * (no answer within `initTimeoutMs`) or InvalidArgumentError. The server runs until
+   * `mesh.close()` or until the mesh is garbage collected.
+   */
+  async mcp(options) {
+    const server = await spawnMcp(options)
+    this._mcpServers.add(server)
+    const names = []
+    for (const [name, entry] of mcpTools(server)) {
+      this._callTools.set(name, entry)
+      names.push(name)
+    }
+    return names
+  }
+
+  /**
+   * End the MCP servers this mesh started (`mesh.mcp`) and unregister their tools. Resolves
+   * once their processes exited (a call still in flight keeps its server until it returns).
+   * The mesh stays usable; `mesh.mcp` may start servers again.
+   */
+  async close() {
+    const servers = [...this._mcpServers]
+    this._mcpServers.clear()
+    for (const [name, entry] of this._callTools) {
+      if (entry.server !== undefined && servers.includes(entry.server)) this._callTools.delete(name)
+    }
+    await Promise.all(servers.map((s) => callAsync(() => s.close())))
+  }
+
+  /**
+   * The call tools registered (`callTool`, `mcp`), to offer them to an LLM call: name →
+   * `{description, schema}` (`schema`: the JSON Schema of the arguments, `null` when none).
+   */
   callTools() {
     const out = {}
     for (const [name, t] of this._callTools) out[name] = { description: t.description, schema: t.schema }

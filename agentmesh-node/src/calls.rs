@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentmesh_core::{
-    CallError, CallExecutor, CallKind, CallOutcome, CallRequest, CallTicket, Error, ErrorKind,
-    TicketState, Usage,
+    refused_request, CallError, CallExecutor, CallKind, CallOutcome, CallRequest, CallTicket,
+    Error, ErrorKind, TicketState, ToolAccess, Usage,
 };
 use napi::bindgen_prelude::{ToNapiValue, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -35,7 +35,7 @@ use crate::json::{self, from_js, Refused};
 use crate::shared::{self, SharedRun};
 
 /// A JS value built here (`json::write`), handed to napi as it is.
-pub struct Js(sys::napi_value);
+pub struct Js(pub(crate) sys::napi_value);
 
 impl ToNapiValue for Js {
     unsafe fn to_napi_value(_env: sys::napi_env, val: Js) -> napi::Result<sys::napi_value> {
@@ -74,10 +74,23 @@ impl CallErrorArg {
     }
 }
 
-/// A built-in LLM provider (`agentmesh-providers`): one HTTP provider, or a fallback chain.
+/// A built-in executor (`agentmesh-providers`): an LLM provider (one HTTP provider, or a
+/// fallback chain), or a tool of an MCP server (`tools.rs`) with its access rules.
 #[napi]
 pub struct NativeExecutor {
     inner: Arc<dyn CallExecutor>,
+    /// A tool's allowlist and rate limit (`None` for providers).
+    access: Option<ToolAccess>,
+}
+
+impl NativeExecutor {
+    /// A call tool executed natively, under `access`.
+    pub(crate) fn tool(inner: Arc<dyn CallExecutor>, access: ToolAccess) -> NativeExecutor {
+        NativeExecutor {
+            inner,
+            access: Some(access),
+        }
+    }
 }
 
 #[napi]
@@ -94,7 +107,10 @@ impl NativeExecutor {
         let config = args::json(env, "config", Some(&config))?;
         let inner =
             guard(|| agentmesh_providers::executor_from_config(&name, &config)).or_throw(env)?;
-        Ok(NativeExecutor { inner })
+        Ok(NativeExecutor {
+            inner,
+            access: None,
+        })
     }
 }
 
@@ -256,11 +272,15 @@ impl NativeCalls {
         Ok(())
     }
 
-    /// Make a call with a built-in executor (see the module docs). Returns its ticket; a live
-    /// ticket has `done`, a Promise of the outcome (`{response?, usage?, error?, chunks}`),
-    /// rejected with the core's error when the result could not be recorded. `onChunk(text)`
-    /// gets each streamed chunk as JSON text. Errors: `INVALID_ARGUMENT` (the executor
-    /// refuses the request: nothing is recorded), and those of `start`.
+    /// Make a call of agent `agent` with a built-in executor (see the module docs), in the
+    /// order of the Rust driver's `Context::call_with`: a tool's allowlist, the executor's
+    /// `prepare`, `call_start`, then for a live ticket the tool's rate-limit slot (waited for
+    /// on the call's thread) and the call. Returns its ticket; a live ticket has `done`, a
+    /// Promise of the outcome (`{response?, usage?, error?, chunks}`), rejected with the
+    /// core's error when the result could not be recorded. `onChunk(text)` gets each streamed
+    /// chunk as JSON text. Errors: `POLICY_DENIED` (the agent may not call the tool),
+    /// `INVALID_ARGUMENT` (the executor refuses the request), both before anything is
+    /// recorded; and those of `start`.
     #[napi(
         catch_unwind,
         ts_return_type = "import('./native-raw').NativeTicket & { done?: Promise<import('./native-raw').NativeOutcome> }"
@@ -273,6 +293,7 @@ impl NativeCalls {
         act: f64,
         kind: String,
         name: String,
+        agent: String,
         #[napi(ts_arg_type = "unknown")] request: Unknown<'_>,
         #[napi(ts_arg_type = "((chunk: string) => void) | undefined | null")] on_chunk: Option<
             ThreadsafeFunction<String, (), String, Status, false>,
@@ -282,15 +303,15 @@ impl NativeCalls {
         let kind = CallKind::parse(&kind).or_throw(env)?;
         let request = args::json(env, "a call's request", Some(&request))?;
         let exec = executor.inner.clone();
-        let request = exec
-            .prepare(request)
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("{} call '{}': {}", kind.as_str(), name, e.message),
-                )
-            })
-            .or_throw(env)?;
+        let access = executor.access.clone();
+        if let Some(access) = &access {
+            access.check(&name, &agent).or_throw(env)?;
+        }
+        let request = guard(|| {
+            exec.prepare(request)
+                .map_err(|e| refused_request(kind, &name, &e))
+        })
+        .or_throw(env)?;
         let req = CallRequest {
             kind,
             name,
@@ -309,6 +330,9 @@ impl NativeCalls {
         std::thread::Builder::new()
             .name(format!("agentmesh-call-{act}-{}", ticket.call))
             .spawn(move || {
+                if let Some(access) = &access {
+                    access.wait_for_slot();
+                }
                 let (outcome, chunks) = execute(exec.as_ref(), &request, &ticket, on_chunk);
                 let recorded = {
                     let mut c = shared::lock(&cell);

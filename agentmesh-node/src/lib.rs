@@ -43,6 +43,7 @@ mod run;
 mod shared;
 mod stream;
 mod task;
+mod tools;
 
 use napi::bindgen_prelude::{AsyncTask, Object};
 use napi::{Env, JsValue};

@@ -96,7 +96,9 @@ describe('native loader', () => {
       'NativeEventStream',
       'NativeExecutor',
       'NativeHistoryStream',
+      'NativeMcpServer',
       'NativeRun',
+      'NativeToolRules',
       'NativeWorkflow',
       '__napiBindingTarget',
       '__panicForTests',
@@ -136,7 +138,7 @@ describe('native loader', () => {
     const all = rust.match(/pub const ALL: &'static \[ErrorKind\] = &\[([^\]]*)\]/)[1]
     const codeOf = Object.fromEntries([...rust.matchAll(/ErrorKind::(\w+) => "([A-Z_]+)"/g)].map((m) => [m[1], m[2]]))
     const rustCodes = [...all.matchAll(/ErrorKind::(\w+)/g)].map((m) => codeOf[m[1]])
-    assert.equal(rustCodes.length, 17)
+    assert.equal(rustCodes.length, 18)
     assert.deepEqual(am.errorCodes(), rustCodes)
 
     const py = fs.readFileSync(path.join(repo, 'agentmesh-py', 'python', 'agentmesh', 'errors.py'), 'utf-8')
@@ -923,7 +925,7 @@ describe('panics', () => {
       assertError(e, 'INTERNAL', 'panic inside agentmesh: boom2')
       return true
     })
-    assert.equal(am.errorCodes().length, 17)
+    assert.equal(am.errorCodes().length, 18)
   })
 })
 
