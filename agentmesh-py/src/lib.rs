@@ -18,6 +18,7 @@ mod pyjson;
 mod pyser;
 mod run;
 mod stream;
+mod tools;
 
 use pyo3::prelude::*;
 
@@ -30,6 +31,9 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<calls::CallTicket>()?;
     m.add_class::<calls::NativeProvider>()?;
     m.add_class::<calls::NativeChunks>()?;
+    m.add_class::<tools::NativeToolRules>()?;
+    m.add_class::<tools::NativeTool>()?;
+    m.add_class::<tools::NativeMcp>()?;
     m.add_function(wrap_pyfunction!(calls::provider_error_of, m)?)?;
     m.add_function(wrap_pyfunction!(calls::normalize_usage, m)?)?;
     m.add_function(wrap_pyfunction!(pyjson::to_json_text, m)?)?;
