@@ -395,21 +395,29 @@ def test_mcp_tools_are_discovered_called_and_recorded(everything: List[str]) -> 
 
 
 def test_mcp_tools_from_async_agents_and_a_reexecution(everything: List[str], tmp_path: Path) -> None:
-    mesh = agentmesh.Mesh(log_dir=tmp_path)
-    mesh.mcp(everything)
+    def make(rate_limit: Any) -> agentmesh.Mesh:
+        mesh = agentmesh.Mesh(log_dir=tmp_path)
+        mesh.mcp(everything, rate_limit=rate_limit)
 
-    @mesh.agent("w")
-    async def w(act: ANY) -> Any:
-        a, b = await asyncio.gather(
-            act.tool_async("get-sum", {"a": 1, "b": 2}), act.tool_async("echo", {"message": "x"})
-        )
-        return [text_of(a), text_of(b)]
+        @mesh.agent("w")
+        async def w(act: ANY) -> Any:
+            a, b, c = await asyncio.gather(
+                act.tool_async("get-sum", {"a": 1, "b": 2}),
+                act.tool_async("echo", {"message": "x"}),
+                act.tool_async("get-sum", {"a": 3, "b": 4}),
+            )
+            return [text_of(a), text_of(b), text_of(c)]
 
-    res = asyncio.run(mesh.run_async(workflow("w"), run_id="mcp"))
-    assert res.output == {"n0": ["The sum of 1 and 2 is 3.", "Echo: x"]}
-    assert [e["data"]["name"] for e in calls_of(res) if e["type"] == "callStarted"] == ["get-sum", "echo"]
-    report = asyncio.run(mesh.reexecute_async(tmp_path / "mcp.jsonl"))
-    assert (report.run_id, report.calls) == ("mcp", 2)
+        return mesh
+
+    res = asyncio.run(make(None).run_async(workflow("w"), run_id="mcp"))
+    assert res.output == {"n0": ["The sum of 1 and 2 is 3.", "Echo: x", "The sum of 3 and 4 is 7."]}
+    started = [e["data"]["name"] for e in calls_of(res) if e["type"] == "callStarted"]
+    assert started == ["get-sum", "echo", "get-sum"]  # numbered in the order they were issued
+    # One call an hour per tool: the recorded calls are answered without waiting for a slot
+    # (the second get-sum would otherwise wait an hour, and the test's timeout fail it).
+    report = asyncio.run(make((1, 3600.0)).reexecute_async(tmp_path / "mcp.jsonl"))
+    assert (report.run_id, report.calls) == ("mcp", 3)
 
 
 def test_an_mcp_restriction_refuses_another_agent(everything: List[str]) -> None:
