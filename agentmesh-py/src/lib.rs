@@ -6,7 +6,8 @@
 //! ([`activation`], [`completion`]); events, states and reports become Python objects natively
 //! through serde ([`pyser`]), streamed where a log can be long ([`stream`]). Every call into
 //! the core releases the GIL and catches panics (see [`errors::detached`]). [`cli`] runs the
-//! `agentmesh` command itself, for `python -m agentmesh`.
+//! `agentmesh` command itself, for `python -m agentmesh`. [`tools`] holds the rules of the
+//! tools agents call (allowlists, rate limits, schemas) and the MCP servers a mesh starts.
 
 mod activation;
 mod calls;
