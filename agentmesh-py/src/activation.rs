@@ -8,9 +8,10 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::calls::{self, CallTicket, NativeChunks, NativeProvider, SharedRun};
-use crate::errors::to_py;
+use crate::calls::{self, CallTicket, Native, NativeChunks, NativeProvider, SharedRun};
+use crate::errors::{detached, to_py};
 use crate::pyjson;
+use crate::tools::{NativeTool, NativeToolRules};
 
 /// One unit of work handed to an agent, tool or person (fields as in the core). Read-only.
 #[pyclass(frozen, module = "agentmesh", name = "Activation")]
@@ -207,7 +208,54 @@ impl Activation {
         request: &Bound<'_, PyAny>,
     ) -> PyResult<CallTicket> {
         let run = self.run(py)?;
-        calls::start_native(py, run, self.inner.id, &provider, request)
+        let call = Native::provider(&provider);
+        calls::start_native(py, run, self.inner.id, &self.inner.name, call, request)
+    }
+
+    /// Start a call of a host tool registered with `rules`: this activation's agent must be
+    /// on its allowlist (`POLICY_DENIED`) and the arguments must match its schema
+    /// (`INVALID_ARGUMENT` naming the path) — checked before anything is recorded.
+    #[pyo3(signature = (rules, arguments=None))]
+    fn _call_start_tool(
+        &self,
+        py: Python<'_>,
+        rules: PyRef<'_, NativeToolRules>,
+        arguments: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<CallTicket> {
+        let run = self.run(py)?;
+        let agent = &*self.inner.name;
+        // The allowlist first, as in every host: a denied agent learns nothing of the schema.
+        let access = rules.rules.access();
+        access
+            .check(&rules.name, agent)
+            .map_err(|e| to_py(py, &e))?;
+        let none = py.None().into_bound(py);
+        let req = calls::request_of(py, "tool", rules.name.clone(), arguments.unwrap_or(&none))?;
+        let checked = &rules.rules;
+        detached(py, || checked.admit(agent, &req.request))?;
+        let mut t = calls::start_many(py, run, self.inner.id, vec![req])?;
+        Ok(t.pop().expect("one ticket per request"))
+    }
+
+    /// Start a call of a native (MCP) tool: allowlist, then its schema, then `callStarted`;
+    /// `_call_execute` makes it (after its rate limit lets it start).
+    #[pyo3(signature = (tool, arguments=None))]
+    fn _call_start_native_tool(
+        &self,
+        py: Python<'_>,
+        tool: PyRef<'_, NativeTool>,
+        arguments: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<CallTicket> {
+        let run = self.run(py)?;
+        let call = Native {
+            kind: "tool",
+            name: &tool.name,
+            exec: tool.exec(),
+            access: Some(&tool.access),
+        };
+        let none = py.None().into_bound(py);
+        let args = arguments.unwrap_or(&none);
+        calls::start_native(py, run, self.inner.id, &self.inner.name, call, args)
     }
 
     fn _call_execute(

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentmesh_core::{
-    provider_error, replayed_chunk, CallError, CallExecutor, CallKind, CallOutcome, CallRequest,
-    CallTicket as CoreTicket, Error, ErrorKind, Run, TicketState,
+    provider_error, refused_request, replayed_chunk, CallError, CallExecutor, CallKind,
+    CallOutcome, CallRequest, CallTicket as CoreTicket, Error, ErrorKind, Run, TicketState,
+    ToolAccess,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -97,8 +98,10 @@ pub struct CallTicket {
     pub(crate) inner: CoreTicket,
     /// The request as recorded (a native provider's prepared form), for its execution.
     request: Value,
-    /// The native executor that makes the call, when it is a native provider's.
+    /// The native executor that makes the call, when it is a native provider's or tool's.
     exec: Option<Arc<dyn CallExecutor>>,
+    /// A native tool's access: its rate limit delays the live call.
+    access: Option<ToolAccess>,
 }
 
 #[pymethods]
@@ -254,28 +257,53 @@ pub fn start_many(
             inner,
             request,
             exec: None,
+            access: None,
         })
         .collect())
 }
 
-/// Start a call of native provider `provider`: its `prepare` normalises the request first,
-/// and that form is what is recorded (`INVALID_ARGUMENT`, nothing recorded, if it refuses).
+/// A call executed natively: a native provider's, or a native (MCP) tool's with its access.
+pub struct Native<'a> {
+    pub kind: &'static str,
+    pub name: &'a str,
+    pub exec: &'a Arc<dyn CallExecutor>,
+    pub access: Option<&'a ToolAccess>,
+}
+
+impl<'a> Native<'a> {
+    /// Native provider `provider`'s call.
+    pub fn provider(provider: &'a NativeProvider) -> Native<'a> {
+        Native {
+            kind: "llm",
+            name: &provider.name,
+            exec: &provider.exec,
+            access: None,
+        }
+    }
+}
+
+/// Start a native call of activation `act`, whose agent is `agent`, in the order of
+/// `Context::call_with`: the tool's allowlist (`POLICY_DENIED`), then the executor's
+/// `prepare`, which checks and normalises the request — that form is what is recorded
+/// (`INVALID_ARGUMENT` naming the path if it refuses) — then `callStarted`. Refused: nothing
+/// is recorded.
 pub fn start_native(
     py: Python<'_>,
     run: &SharedRun,
     act: u64,
-    provider: &NativeProvider,
+    agent: &str,
+    call: Native<'_>,
     request: &Bound<'_, PyAny>,
 ) -> PyResult<CallTicket> {
-    let mut req = request_of(py, "llm", provider.name.clone(), request)?;
-    let exec = provider.exec.clone();
+    if let Some(access) = call.access {
+        access.check(call.name, agent).map_err(|e| to_py(py, &e))?;
+    }
+    let mut req = request_of(py, call.kind, call.name.to_owned(), request)?;
+    let exec = call.exec.clone();
     let (inner, request) = detached(py, || {
-        req.request = exec.prepare(req.request).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidArgument,
-                format!("llm call '{}': {}", req.name, e.message),
-            )
-        })?;
+        req.request = exec
+            .prepare(req.request)
+            .map_err(|e| refused_request(req.kind, &req.name, &e))?;
         let request = req.request.clone();
         let ticket = with_run(run, |r| r.call_start(act, req))?;
         Ok((ticket, request))
@@ -284,7 +312,22 @@ pub fn start_native(
         inner,
         request,
         exec: Some(exec),
+        access: call.access.cloned(),
     })
+}
+
+/// Wait `wait` (a rate limit's delay) with the GIL released, in slices, so Ctrl-C still
+/// interrupts it (then the call stays started without a result, as after a crash).
+pub fn sleep_interruptibly(py: Python<'_>, wait: Duration) -> PyResult<()> {
+    let until = Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        py.detach(|| std::thread::sleep(left.min(POLL)));
+        py.check_signals()?;
+    }
 }
 
 /// The outcome a host reports (`call_complete`): a response or an error dict, and usage.
@@ -356,14 +399,17 @@ fn check_owner(py: Python<'_>, act: u64, ticket: &CallTicket) -> PyResult<()> {
 }
 
 fn executor(py: Python<'_>, ticket: &CallTicket) -> PyResult<Arc<dyn CallExecutor>> {
-    ticket
-        .exec
-        .clone()
-        .ok_or_else(|| to_py(py, &invalid("this ticket is not a native provider's call")))
+    ticket.exec.clone().ok_or_else(|| {
+        to_py(
+            py,
+            &invalid("this ticket is not a native provider's or tool's call"),
+        )
+    })
 }
 
-/// Execute a native provider's live call and record its outcome; a recorded ticket gives
-/// the recorded outcome. Returns `(response, usage)`; a call's error raises `ProviderError`.
+/// Execute a native provider's or tool's live call (after the tool's rate limit let it
+/// start) and record its outcome; a recorded ticket gives the recorded outcome, at once.
+/// Returns `(response, usage)`; a call's error raises `ProviderError`.
 pub fn execute(
     py: Python<'_>,
     run: &SharedRun,
@@ -375,6 +421,9 @@ pub fn execute(
         TicketState::Recorded(o) => o.clone(),
         TicketState::Live => {
             let exec = executor(py, ticket)?;
+            if let Some(access) = &ticket.access {
+                sleep_interruptibly(py, access.reserve())?;
+            }
             detached(py, || {
                 let outcome = run_call(&*exec, &ticket.request, &ticket.inner, None);
                 with_run(run, |r| {
@@ -479,6 +528,9 @@ pub fn stream(
         })),
         TicketState::Live => {
             let exec = executor(py, ticket)?;
+            if let Some(access) = &ticket.access {
+                sleep_interruptibly(py, access.reserve())?;
+            }
             let (tx, rx) = channel();
             let run = run.clone();
             let request = ticket.request.clone();

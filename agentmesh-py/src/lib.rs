@@ -6,7 +6,8 @@
 //! ([`activation`], [`completion`]); events, states and reports become Python objects natively
 //! through serde ([`pyser`]), streamed where a log can be long ([`stream`]). Every call into
 //! the core releases the GIL and catches panics (see [`errors::detached`]). [`cli`] runs the
-//! `agentmesh` command itself, for `python -m agentmesh`.
+//! `agentmesh` command itself, for `python -m agentmesh`. [`tools`] holds the rules of the
+//! tools agents call (allowlists, rate limits, schemas) and the MCP servers a mesh starts.
 
 mod activation;
 mod calls;
@@ -18,6 +19,7 @@ mod pyjson;
 mod pyser;
 mod run;
 mod stream;
+mod tools;
 
 use pyo3::prelude::*;
 
@@ -30,6 +32,9 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<calls::CallTicket>()?;
     m.add_class::<calls::NativeProvider>()?;
     m.add_class::<calls::NativeChunks>()?;
+    m.add_class::<tools::NativeToolRules>()?;
+    m.add_class::<tools::NativeTool>()?;
+    m.add_class::<tools::NativeMcp>()?;
     m.add_function(wrap_pyfunction!(calls::provider_error_of, m)?)?;
     m.add_function(wrap_pyfunction!(calls::normalize_usage, m)?)?;
     m.add_function(wrap_pyfunction!(pyjson::to_json_text, m)?)?;

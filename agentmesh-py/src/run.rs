@@ -259,6 +259,27 @@ impl NativeRun {
         Ok(NativeRun::new(run))
     }
 
+    /// Re-execute the run recorded in `path`: a run in memory with the recorded workflow,
+    /// input, seed and run id, whose every call is answered from the log (nothing is sent)
+    /// and whose completions are compared with the recorded ones. Drive it as usual, then
+    /// `reexec_report`. Errors: `LOG_CORRUPT`, `IO`, `INVALID_ARGUMENT` (a fork's log, a
+    /// retried run: not supported yet).
+    #[staticmethod]
+    fn reexecute(py: Python<'_>, path: PathBuf) -> PyResult<NativeRun> {
+        let run = detached(py, || Run::reexecute(&path))?;
+        Ok(NativeRun::new(run))
+    }
+
+    /// After driving a re-executed run: `(run_id, activations, calls, events)` — what was
+    /// checked — or `NondeterminismError` naming seq, node and field at the first difference
+    /// from the log. `INVALID_ARGUMENT` for a run that is not a re-execution.
+    fn reexec_report(&self, py: Python<'_>) -> PyResult<(String, u64, u64, u64)> {
+        self.with(py, |r| {
+            let rep = r.reexec_report()?;
+            Ok((rep.run_id, rep.activations, rep.calls, rep.events))
+        })
+    }
+
     /// Fork the run in `path` at step end `seq`; `overrides` maps node id → output.
     /// `workflow`: continue under it instead of the recorded one (the prefix must replay
     /// equal under it). `watch`: keep committed events for `take_committed`, the copied

@@ -23,6 +23,7 @@ from ._driver import (
     CancelToken,
     Mesh,
     Output,
+    ReexecReport,
     RunResult,
 )
 from ._calls import AsyncLlmStream, LlmReply, LlmStream
@@ -45,6 +46,7 @@ from .errors import (
     LogHeadMismatchError,
     LogTruncatedError,
     NondeterminismError,
+    PolicyDeniedError,
     ProviderError,
     RunCancelledError,
     RunExistsError,
@@ -191,8 +193,10 @@ __all__ = [
     "Mesh",
     "NondeterminismError",
     "Output",
+    "PolicyDeniedError",
     "ProviderError",
     "RawJson",
+    "ReexecReport",
     "Retry",
     "RunCancelledError",
     "RunExistsError",

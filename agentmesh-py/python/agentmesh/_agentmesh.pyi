@@ -4,7 +4,19 @@
 # Errors are raised as agentmesh.errors classes (by code).
 from os import PathLike
 from pathlib import Path
-from typing import Any, Awaitable, Dict, Iterable, List, Mapping, Optional, Tuple, Union, final
+from typing import (
+    Any,
+    Awaitable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+    final,
+)
 
 from agentmesh._calls import AsyncLlmStream, LlmReply, LlmStream
 
@@ -16,6 +28,9 @@ __all__ = [
     "CallTicket",
     "NativeProvider",
     "NativeChunks",
+    "NativeToolRules",
+    "NativeTool",
+    "NativeMcp",
     "provider_error_of",
     "normalize_usage",
     "to_json_text",
@@ -102,6 +117,8 @@ class Activation:
         error: Optional[Mapping[str, Any]] = None,
     ) -> None: ...
     def _call_start_native(self, provider: NativeProvider, request: Any) -> CallTicket: ...
+    def _call_start_tool(self, rules: NativeToolRules, arguments: Any = None) -> CallTicket: ...
+    def _call_start_native_tool(self, tool: NativeTool, arguments: Any = None) -> CallTicket: ...
     def _call_execute(self, ticket: CallTicket) -> Tuple[Any, Optional[Dict[str, Any]]]: ...
     def _call_stream(self, ticket: CallTicket) -> NativeChunks: ...
     @property
@@ -201,6 +218,49 @@ class NativeChunks:
     def next_chunk(self) -> Optional[Dict[str, Any]]: ...
     def outcome(self) -> Tuple[Any, Optional[Dict[str, Any]]]: ...
 
+@final
+class NativeToolRules:
+    @staticmethod
+    def new(
+        name: str,
+        schema: Optional[Any] = None,
+        agents: Optional[Iterable[str]] = None,
+        rate_limit: Optional[Tuple[int, float]] = None,
+    ) -> NativeToolRules: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def schema(self) -> Optional[Any]: ...
+    def reserve(self) -> float: ...
+
+@final
+class NativeTool:
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> Optional[str]: ...
+    @property
+    def schema(self) -> Any: ...
+
+@final
+class NativeMcp:
+    @staticmethod
+    def spawn(
+        command: Sequence[str],
+        env: Optional[Mapping[str, str]] = None,
+        agents: Optional[Iterable[str]] = None,
+        rate_limit: Optional[Tuple[int, float]] = None,
+        init_timeout: Optional[float] = None,
+        call_timeout: Optional[float] = None,
+    ) -> Tuple[NativeMcp, List[NativeTool]]: ...
+    @property
+    def program(self) -> str: ...
+    @property
+    def pid(self) -> Optional[int]: ...
+    @property
+    def running(self) -> bool: ...
+    def close(self) -> bool: ...
+
 def provider_error_of(error: Mapping[str, Any]) -> BaseException: ...
 def normalize_usage(usage: Any) -> Optional[Dict[str, Any]]: ...
 
@@ -282,6 +342,9 @@ class NativeRun:
         workflow: Optional[NativeWorkflow] = None,
         watch: bool = False,
     ) -> NativeRun: ...
+    @staticmethod
+    def reexecute(path: _Path) -> NativeRun: ...
+    def reexec_report(self) -> Tuple[str, int, int, int]: ...
     def take_committed(self) -> List[Dict[str, Any]]: ...
     def poll(self, token: Optional[Any] = None, calls: Optional[Any] = None) -> List[Activation]: ...
     def outstanding(self) -> List[Activation]: ...

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import time
 from dataclasses import dataclass
 from typing import (
     Any,
@@ -25,6 +26,7 @@ from typing import (
     Awaitable,
     Callable,
     Dict,
+    Iterable,
     Iterator,
     List,
     Mapping,
@@ -76,15 +78,27 @@ class _Host:
     fn: Callable[..., Any]
     is_async: bool
     description: Optional[str] = None
-    schema: Optional[Any] = None
+    #: A host tool's rules (``NativeToolRules``: schema, allowlist, rate limit).
+    rules: Any = None
 
 
 class _CallTable:
-    """A mesh's providers and tools, by name (handed to each activation it drives)."""
+    """A mesh's providers and tools, by name (handed to each activation it drives). A tool
+    is a host function (``_Host``) or a ``NativeTool`` executed in Rust (an MCP server's)."""
 
     def __init__(self) -> None:
         self.providers: Dict[str, Union[_Host, Any]] = {}
-        self.tools: Dict[str, _Host] = {}
+        self.tools: Dict[str, Union[_Host, Any]] = {}
+
+    def listing(self) -> Dict[str, Dict[str, Any]]:
+        """Every tool: name → ``{"description", "schema"}`` (fresh objects each time)."""
+        out: Dict[str, Dict[str, Any]] = {}
+        for name, entry in self.tools.items():
+            if isinstance(entry, _Host):
+                out[name] = {"description": entry.description, "schema": entry.rules.schema}
+            else:
+                out[name] = {"description": entry.description, "schema": entry.schema}
+        return out
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -107,13 +121,25 @@ def _provider(name: Any, config: Any) -> Union[_Host, Any]:
     )
 
 
-def _tool(fn: Any, description: Optional[str], schema: Optional[Any]) -> _Host:
-    """What ``Mesh.call_tool`` registers. ``schema`` is kept for argument validation."""
+def _tool(
+    name: Any,
+    fn: Any,
+    description: Optional[str],
+    schema: Optional[Any],
+    agents: Optional[Iterable[str]],
+    rate_limit: Optional[Tuple[int, float]],
+) -> _Host:
+    """What ``Mesh.call_tool`` registers: the function and its native rules (schema
+    compiled, allowlist, rate limit), built once; ``InvalidArgumentError`` naming the tool
+    and the field."""
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"a tool name is a non-empty str, not {name!r}")
     if not callable(fn):
-        raise InvalidArgumentError("a call tool must be callable")
+        raise InvalidArgumentError(f"tool {name!r}: the tool must be callable")
     if description is not None and not isinstance(description, str):
-        raise InvalidArgumentError("a tool's description is a str")
-    return _Host(fn, _is_async(fn), description, schema)
+        raise InvalidArgumentError(f"tool {name!r}: description is a str")
+    rules = _agentmesh.NativeToolRules.new(name, schema, agents, rate_limit)
+    return _Host(fn, _is_async(fn), description, rules)
 
 
 def _lookup(act: Any, kind: str, name: Any) -> Union[_Host, Any]:
@@ -417,27 +443,87 @@ def llm_stream_async(act: Any, provider: Any, request: Any = None, **options: An
     return AsyncLlmStream(act, provider, entry, _request(request, options))
 
 
-# act.tool --------------------------------------------------------------------------------
+# act.tool ----------------------------------------------------------------------------------
+#
+# The order of every host (Context::call_with): lookup → the tool's allowlist
+# (PolicyDeniedError) and argument schema (InvalidArgumentError naming the path), both before
+# callStarted, so a refused call records nothing and runs nothing → callStarted → a recorded
+# ticket answers at once (no rate-limit wait, nothing runs) → a live one waits for its
+# rate-limit slot, runs, and is recorded.
+
+
+def _start_tool(act: Any, name: str, entry: Any, arguments: Any) -> Any:
+    if isinstance(entry, _Host):
+        return act._call_start_tool(entry.rules, arguments)
+    return act._call_start_native_tool(entry, arguments)
 
 
 def tool(act: Any, name: Any, arguments: Any = None) -> Any:
     entry = _lookup(act, "tool", name)
-    assert isinstance(entry, _Host)
-    _no_async("tool", name, entry)
-    ticket = act.call_start("tool", name, arguments)
+    if isinstance(entry, _Host):
+        _no_async("tool", name, entry)
+    ticket = _start_tool(act, name, entry, arguments)
     if ticket.recorded:
         return _recorded(ticket)[0]
+    if not isinstance(entry, _Host):
+        return act._call_execute(ticket)[0]  # waits for its slot natively, GIL released
+    wait = entry.rules.reserve()
+    if wait > 0:
+        time.sleep(wait)
     return _host_call(act, "tool", entry, ticket, arguments)[0]
 
 
 def tool_async(act: Any, name: Any, arguments: Any = None) -> Awaitable[Any]:
     entry = _lookup(act, "tool", name)
-    assert isinstance(entry, _Host)
-    ticket = act.call_start("tool", name, arguments)
+    ticket = _start_tool(act, name, entry, arguments)
 
     async def call() -> Any:
         if ticket.recorded:
             return _recorded(ticket)[0]
+        if not isinstance(entry, _Host):
+            loop = asyncio.get_running_loop()
+            return (await loop.run_in_executor(None, act._call_execute, ticket))[0]
+        wait = entry.rules.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
         return (await _host_call_async(act, "tool", entry, ticket, arguments))[0]
 
     return call()
+
+
+# Mesh.mcp --------------------------------------------------------------------------------
+
+
+def _mcp(
+    table: _CallTable,
+    command: Any,
+    env: Any,
+    agents: Any,
+    rate_limit: Any,
+    init_timeout: Any,
+    call_timeout: Any,
+) -> Tuple[Any, List[str]]:
+    """Start an MCP server (natively, GIL released) and register its tools in ``table``:
+    ``(server, names)``. A name already registered refuses them all, and the server is
+    closed."""
+    server, tools = _agentmesh.NativeMcp.spawn(
+        command, env, agents, rate_limit, init_timeout, call_timeout
+    )
+    names = [t.name for t in tools]
+    taken = sorted({n for n in names if n in table.tools})
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if taken or twice:
+        del tools
+        server.close()
+        why = (
+            f"names tools already registered with this mesh ({', '.join(map(repr, taken))})"
+            if taken
+            else f"lists tools twice ({', '.join(map(repr, twice))})"
+        )
+        raise InvalidArgumentError(
+            f"MCP server `{server.program}` {why}: nothing was registered and the server "
+            "was closed"
+        )
+    for t in tools:
+        table.tools[t.name] = t
+    return server, names

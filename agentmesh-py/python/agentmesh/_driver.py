@@ -24,15 +24,17 @@ from typing import (
     Callable,
     Dict,
     Generator,
+    Iterable,
     List,
     Mapping,
     Optional,
+    Sequence,
     Tuple,
     Union,
 )
 
 from . import _agentmesh
-from ._calls import HostProvider, HostTool, _CallTable, _provider, _tool
+from ._calls import HostProvider, HostTool, _CallTable, _mcp, _provider, _tool
 from ._json import RawJson
 from ._pool import DaemonPool
 from ._watch import AsyncRunStream, EventFn, RunStream, deliver, deliver_async
@@ -168,6 +170,18 @@ class RunResult:
         else:
             report = self._native.usage()
         return report
+
+
+@dataclass(frozen=True)
+class ReexecReport:
+    """What :meth:`Mesh.reexecute` checked: the recorded ``run_id``, the ``activations``
+    whose agents or tools ran again, the ``calls`` answered from the log and the ``events``
+    compared."""
+
+    run_id: str
+    activations: int
+    calls: int
+    events: int
 
 
 # A finished activation: a native completion (agentmesh-py/src/completion.rs), built on the
@@ -557,6 +571,8 @@ class Mesh:
         self._tools: Dict[str, AgentFn] = {}
         # Providers and tools agents call (act.llm, act.tool), given to every activation.
         self._calls = _CallTable()
+        # The MCP servers started by mcp(), each with the names of its tools (for close()).
+        self._mcp_servers: List[Tuple[Any, List[str]]] = []
 
     # registration -------------------------------------------------------------------------
 
@@ -607,14 +623,72 @@ class Mesh:
         fn: HostTool,
         description: Optional[str] = None,
         schema: Optional[Mapping[str, Any]] = None,
+        agents: Optional[Iterable[str]] = None,
+        rate_limit: Optional[Tuple[int, float]] = None,
     ) -> None:
         """Register tool ``name`` for ``act.tool(name, arguments)``: ``fn(arguments)``
         returns the tool's result (JSON data); ``async def`` too (then agents call it with
-        ``act.tool_async``). ``description`` and ``schema`` (a JSON Schema of the
-        arguments) describe it; they are kept with the tool and recorded nowhere."""
-        if not isinstance(name, str):
-            raise InvalidArgumentError(f"a tool name is a str, not {type(name).__name__}")
-        self._calls.tools[name] = _tool(fn, description, schema)
+        ``act.tool_async``). ``description`` and ``schema`` (a JSON Schema of the arguments)
+        describe it (:meth:`call_tools`); arguments that do not match ``schema`` are refused
+        with ``InvalidArgumentError`` naming the path, before anything is recorded or run.
+
+        ``agents``: only these agents (their registered names, exactly) may call it; another
+        gets ``PolicyDeniedError`` and nothing is recorded. ``rate_limit=(calls,
+        per_seconds)``: at most ``calls`` live calls start in any window of ``per_seconds``
+        (over every run of this mesh); a call over the limit waits for its slot (on the
+        event loop, ``tool_async`` awaits). Calls the log answers never wait. A bad schema,
+        agent name or rate limit is ``InvalidArgumentError`` naming the tool and the
+        field."""
+        self._calls.tools[name] = _tool(name, fn, description, schema, agents, rate_limit)
+
+    def mcp(
+        self,
+        command: Sequence[str],
+        env: Optional[Mapping[str, str]] = None,
+        agents: Optional[Iterable[str]] = None,
+        rate_limit: Optional[Tuple[int, float]] = None,
+        init_timeout: float = 30.0,
+        call_timeout: float = 60.0,
+    ) -> List[str]:
+        """Start an MCP server and register each of its tools (under its MCP name) for
+        ``act.tool``: the names registered. ``command`` is the program, then its arguments
+        (start the server program itself, ``["node", ".../index.js", "stdio"]``, not a
+        wrapper that forks); ``env`` is added to the server's minimal environment (``HOME``,
+        ``PATH``, ...: the host's secrets do not reach it). The tools run in Rust, with the
+        GIL released: their input schemas are enforced before a call is recorded, and
+        ``agents`` / ``rate_limit`` (as for :meth:`call_tool`) apply to each of them, each
+        tool with its own limit. ``init_timeout``: seconds from spawn to the server's
+        ``initialize`` answer; ``call_timeout``: seconds per call.
+
+        Errors: ``ProviderError`` (``error_type`` ``McpSpawnFailed``: the command was not
+        found; ``McpServerExited``, ``McpProtocolError``, ``McpRpcError``),
+        ``AgentTimeoutError`` (``TIMEOUT``: no answer in time), ``InvalidArgumentError``
+        (bad arguments, nothing started; a tool name already registered with this mesh:
+        nothing registered). Messages never hold ``env``'s values. The server ends when the
+        mesh is garbage collected or :meth:`close` closes it."""
+        server, names = _mcp(
+            self._calls, command, env, agents, rate_limit, init_timeout, call_timeout
+        )
+        self._mcp_servers.append((server, names))
+        return names
+
+    def call_tools(self) -> Dict[str, Dict[str, Any]]:
+        """The tools agents can call (:meth:`call_tool`, :meth:`mcp`): name →
+        ``{"description": str or None, "schema": JSON Schema or None}``, to offer them to
+        an LLM (``tools=[{"name": n, "description": t["description"], "parameters":
+        t["schema"]} ...]``)."""
+        return self._calls.listing()
+
+    def close(self) -> None:
+        """Close the MCP servers :meth:`mcp` started, and unregister their tools (a later
+        ``act.tool`` of one is ``UnknownAgentError``). Each server's stdin is closed and the
+        process is killed if it has not exited after a grace period (2 s). Agents, host
+        tools and providers stay registered; calling it again does nothing."""
+        servers, self._mcp_servers = self._mcp_servers, []
+        for server, names in servers:
+            for name in names:
+                self._calls.tools.pop(name, None)
+            server.close()
 
     def _check_registered(self, wf: Any) -> None:
         """``UnknownAgentError`` naming what is missing, the likely reason (a typo, the other
@@ -780,6 +854,53 @@ class Mesh:
         native = self._retry(log_path, run_id, on_event is not None)
         drive = _Drive(self, native, cancel, on_event is not None)
         return await deliver_async(self._drive_async(drive), drive, on_event)
+
+    def reexecute(self, log_path: PathLike) -> ReexecReport:
+        """Re-execute the run recorded in ``log_path``: this mesh's agents and tools run
+        again, in memory, against the recorded run (its workflow, input, seed, run id and
+        human decisions). Every call they make is answered from the log — nothing is sent,
+        no tool function runs, nothing is written — and each completion is compared with
+        the recorded one: the regression test of a changed agent against recorded LLM
+        answers (docs/calls.md, "Two replay modes").
+
+        Returns the :class:`ReexecReport` when the new execution gives the recorded log.
+        Raises :class:`NondeterminismError` at the first difference: a changed prompt, model
+        or tool argument names the call's ``seq``, ``node`` and ``field``
+        (``data.request.messages[0].content``), the message its ``sub`` too; a call the log
+        does not have, or a changed output, names its seq and node. :class:`InvalidArgumentError` for a fork's
+        log or a retried run (not supported yet); :class:`UnknownAgentError` when an agent
+        or tool of the workflow is not registered. Agents run as for :meth:`run` (async
+        ones need :meth:`reexecute_async`)."""
+        native = self._reexecute(log_path)
+        drive = _Drive(self, native, None, False)
+        try:
+            deliver(self._drive(drive), drive, None)
+        except AgentFailedError:
+            pass  # a run an agent failed is compared like any other
+        return self._reexec_report(native)
+
+    async def reexecute_async(self, log_path: PathLike) -> ReexecReport:
+        """:meth:`reexecute` for asyncio (agents as in :meth:`run_async`)."""
+        native = self._reexecute(log_path)
+        drive = _Drive(self, native, None, False)
+        try:
+            await deliver_async(self._drive_async(drive), drive, None)
+        except AgentFailedError:
+            pass
+        return self._reexec_report(native)
+
+    def _reexecute(self, log_path: PathLike) -> Any:
+        path = os.fspath(log_path)
+        self._check_registered(_agentmesh.recorded_workflow(path))
+        return _agentmesh.NativeRun.reexecute(path)
+
+    @staticmethod
+    def _reexec_report(native: Any) -> ReexecReport:
+        try:
+            run_id, activations, calls, events = native.reexec_report()
+        finally:
+            native.close()
+        return ReexecReport(run_id, activations, calls, events)
 
     def fork(
         self,
@@ -1167,6 +1288,7 @@ __all__ = [
     "Mesh",
     "Output",
     "RawJson",
+    "ReexecReport",
     "RunResult",
     "RunStream",
     "AsyncRunStream",

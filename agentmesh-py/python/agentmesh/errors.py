@@ -191,6 +191,15 @@ class ProviderError(AgentMeshError):
         return self.details.get("retryable")
 
 
+class PolicyDeniedError(AgentMeshError):
+    """A tool call the tool's rules refuse: the agent is not on the tool's allowlist
+    (``Mesh.call_tool(..., agents=[...])``, ``Mesh.mcp(..., agents=[...])``). Raised in the
+    agent by ``act.tool`` before anything is recorded or run, so the refusal repeats
+    identically after a resume or in a re-execution."""
+
+    code = "POLICY_DENIED"
+
+
 class AgentMeshIOError(AgentMeshError):
     code = "IO"
 
@@ -224,6 +233,7 @@ _TABLE: Dict[str, Type[AgentMeshError]] = {
         RunCancelledError,
         UnknownAgentError,
         ProviderError,
+        PolicyDeniedError,
         AgentMeshIOError,
         InternalError,
     )
