@@ -109,6 +109,8 @@ export declare class NativeMcpServer {
   executor(name: string): NativeExecutor
   /** The server's process id. */
   get pid(): number
+  /** The server's program (`command[0]`), what messages name it by. */
+  get program(): string
   /**
    * End the server: later calls of its tools fail (`McpServerExited`, not retryable).
    * Resolves to `true` once the process exited, `false` when a call still in flight holds

@@ -882,17 +882,27 @@ class Mesh {
    * its MCP name, executed natively with the server's input schema enforced; `agents` and
    * `rateLimit` apply to each of them as for `callTool`. Resolves to the names registered.
    * Rejects with ProviderError (`McpSpawnFailed`, `McpServerExited`, ...), AgentTimeoutError
-   * (no answer within `initTimeoutMs`) or InvalidArgumentError. The server runs until
+   * (no answer within `initTimeoutMs`) or InvalidArgumentError (also when a tool's name is
+   * already registered: nothing is registered and the server is closed). The server runs until
    * `mesh.close()` or until the mesh is garbage collected.
    */
   async mcp(options) {
     const server = await spawnMcp(options)
-    this._mcpServers.add(server)
-    const names = []
-    for (const [name, entry] of mcpTools(server)) {
-      this._callTools.set(name, entry)
-      names.push(name)
+    const tools = mcpTools(server)
+    const names = tools.map(([name]) => name)
+    // An MCP server never silently shadows a tool the mesh has (or its own twin).
+    const taken = [...new Set(names.filter((n) => this._callTools.has(n)))].sort()
+    const twice = [...new Set(names.filter((n, i) => names.indexOf(n) !== i))].sort()
+    if (taken.length > 0 || twice.length > 0) {
+      await callAsync(() => server.close())
+      const quoted = (list) => list.map((n) => `'${n}'`).join(', ')
+      const why = taken.length > 0
+        ? `names tools already registered with this mesh (${quoted(taken)})`
+        : `lists tools twice (${quoted(twice)})`
+      throw new InvalidArgumentError(`MCP server \`${server.program}\` ${why}: nothing was registered and the server was closed`)
     }
+    this._mcpServers.add(server)
+    for (const [name, entry] of tools) this._callTools.set(name, entry)
     return names
   }
 

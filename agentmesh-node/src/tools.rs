@@ -440,6 +440,12 @@ impl NativeMcpServer {
         self.pid
     }
 
+    /// The server's program (`command[0]`), what messages name it by.
+    #[napi(getter)]
+    pub fn program(&self) -> String {
+        self.slot.program.clone()
+    }
+
     /// End the server: later calls of its tools fail (`McpServerExited`, not retryable).
     /// Resolves to `true` once the process exited, `false` when a call still in flight holds
     /// it (the server ends when that call returns) or it was closed already.

@@ -434,6 +434,21 @@ describe('MCP tools (server-everything)', { skip: noServers && 'AGENTMESH_MCP_SE
     await mesh.close()
   })
 
+  test('a server naming a tool the mesh has registers nothing and is closed; the host tool stays', async () => {
+    const mesh = new am.Mesh()
+    mesh.callTool('echo', (args) => ({ mine: args }))
+    await assert.rejects(mesh.mcp({ command: everything() }), (e) => {
+      assert.ok(e instanceof am.InvalidArgumentError)
+      assert.match(e.message, /^\[INVALID_ARGUMENT\] MCP server `[^`]+` names tools already registered with this mesh \('echo'\): nothing was registered and the server was closed$/)
+      return true
+    })
+    assert.deepEqual(Object.keys(mesh.callTools()), ['echo'])
+    assert.equal(mesh._mcpServers.size, 0)
+    mesh.agent('x', (act) => act.tool('echo', { message: 'hi' }))
+    const res = await mesh.run(flow('x'))
+    assert.deepEqual(res.output.a0, { mine: { message: 'hi' } })
+  })
+
   test('a mesh that is garbage collected ends its server', async () => {
     // In a child with --expose-gc, so the collection is forced and the test's own state is not.
     const script = `
