@@ -34,6 +34,7 @@
 //! → `driver` (the Rust host).
 #![deny(missing_docs)]
 
+pub mod budget;
 pub mod driver;
 pub mod error;
 pub mod log;
@@ -42,6 +43,7 @@ pub mod model;
 pub mod replay;
 pub mod run;
 
+pub use budget::{ModelPrice, Price, PriceTable, TokenPrices};
 pub use driver::scripted::{Behavior, Script, ScriptError};
 pub use driver::{
     deadline, provider_error, refused_request, replayed_chunk, AgentError, AgentOutput,
@@ -95,3 +97,6 @@ mod usage_guide {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/calls.md")]
 mod calls_guide {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/budgets.md")]
+mod budgets_guide {}
