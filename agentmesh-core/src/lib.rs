@@ -97,6 +97,3 @@ mod usage_guide {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/calls.md")]
 mod calls_guide {}
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/budgets.md")]
-mod budgets_guide {}

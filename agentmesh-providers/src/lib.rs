@@ -18,6 +18,10 @@ mod tool_schema;
 pub use executor::{chunk_value, core_error, executor_from_config, LlmExecutor, McpToolExecutor};
 pub use tool_schema::{mcp_tools, ArgumentSchema, NamedTool, ToolRules, ValidatedTool};
 
+// Input-token estimates, for budget reservations.
+mod estimate;
+pub use estimate::{estimate_input_tokens, InputEstimate};
+
 // The opt-in response cache.
 mod cache;
 pub use cache::ResponseCache;
@@ -53,3 +57,8 @@ struct ProvidersGuide;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/tools.md")]
 struct ToolsGuide;
+
+/// docs/budgets.md: its examples are doctests (prices are the core's, estimates this crate's).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/budgets.md")]
+struct BudgetsGuide;

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use agentmesh_core::{idempotency_key, CallExecutor, CallTicket, ErrorKind, TicketState};
 use agentmesh_providers::{
-    CallOptions, Chunk, Fallback, HttpProvider, LlmExecutor, LlmProvider, ProviderConfig,
-    ProviderKind,
+    estimate_input_tokens, CallOptions, Chunk, Fallback, HttpProvider, LlmExecutor, LlmProvider,
+    ProviderConfig, ProviderKind,
 };
 use llm_support::{free_port, llama_paths, one_at_a_time, LlamaServer};
 use serde_json::{json, Value};
@@ -135,6 +135,43 @@ fn the_executor_keeps_provider_ids_and_time_to_first_chunk_out_of_the_response()
             assert!(!o.result.as_ref().unwrap().to_string().contains(id));
             assert_eq!(meta.ttft_us.is_some(), streams, "{kind:?} {meta:?}");
         }
+    }
+}
+
+#[test]
+fn the_byte_estimate_of_input_tokens_is_never_below_what_the_real_server_counts() {
+    let Some(paths) = llama_paths() else { return };
+    let _one = one_at_a_time();
+    let s = LlamaServer::start(&paths);
+    let p = provider(ProviderKind::OpenAi, &s);
+    let prompts = [
+        "What is the capital of France?",
+        "Résumé of naïve café façades, in two words.",
+        "日本の首都はどこですか？簡単に答えてください。",
+        "emoji 🦀🦀🦀 and code: fn main() { println!(\"{}\", 1 + 1); }",
+        "",
+    ];
+    for (i, text) in prompts.iter().enumerate() {
+        let mut messages = vec![json!({"role": "user", "content": text})];
+        if i % 2 == 1 {
+            messages.insert(0, json!({"role": "system", "content": "Answer tersely."}));
+        }
+        let request =
+            json!({"model": "smollm2", "messages": messages, "maxTokens": 1, "temperature": 0});
+        let estimate = estimate_input_tokens(&request).unwrap();
+        assert!(!estimate.tokenizer);
+        let counted = p
+            .complete(&request, &OPTS, None)
+            .unwrap()
+            .usage
+            .unwrap()
+            .input_tokens;
+        assert!(
+            estimate.tokens >= counted,
+            "{text:?}: estimated {} < counted {counted}",
+            estimate.tokens
+        );
+        eprintln!("{text:?}: estimated {}, counted {counted}", estimate.tokens);
     }
 }
 
