@@ -43,7 +43,9 @@ pub mod model;
 pub mod replay;
 pub mod run;
 
-pub use budget::{ModelPrice, Price, PriceTable, TokenPrices};
+pub use budget::{
+    split_leases, Amounts, Dimension, Limits, ModelPrice, Price, PriceTable, TokenPrices,
+};
 pub use driver::scripted::{Behavior, Script, ScriptError};
 pub use driver::{
     deadline, provider_error, refused_request, replayed_chunk, AgentError, AgentOutput,
