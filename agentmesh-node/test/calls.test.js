@@ -14,7 +14,7 @@ const net = require('node:net')
 const path = require('node:path')
 
 const am = require('..')
-const { tempDirs } = require('./support/helpers')
+const { tempDirs, callRecords } = require('./support/helpers')
 
 const tmp = tempDirs('agentmesh-calls-')
 const CHILD = path.join(__dirname, 'support', 'calls-child.js')
@@ -25,18 +25,6 @@ function one(agent = 'x') {
 
 function ask(content, extra = {}) {
   return { model: 'm', messages: [{ role: 'user', content }], ...extra }
-}
-
-/** The call records of a log, as objects. */
-function callRecords(logPath) {
-  return am
-    .canonicalLogSync(logPath)
-    .toString()
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((l) => JSON.parse(l))
-    .filter((e) => e.type.startsWith('call'))
 }
 
 /** Interrupt a run once `ready` resolves; the log stays resumable. */

@@ -12,7 +12,7 @@ const childProcess = require('node:child_process')
 const path = require('node:path')
 
 const am = require('..')
-const { tempDirs } = require('./support/helpers')
+const { tempDirs, thrown, callRecords } = require('./support/helpers')
 
 const tmp = tempDirs('tools')
 
@@ -30,34 +30,12 @@ function flow(...agents) {
   return am.Workflow.fromObject({ name: 'tools', nodes: agents.map((agent, i) => ({ id: `a${i}`, type: 'agent', agent })) })
 }
 
-/** The call records of a log, as objects. */
-function callRecords(logPath) {
-  return am
-    .canonicalLogSync(logPath)
-    .toString()
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((l) => JSON.parse(l))
-    .filter((e) => e.type.startsWith('call'))
-}
-
 /** What the Promise rejected with (fails when it resolves). */
 async function rejection(promise) {
   return promise.then(
     (v) => assert.fail(`expected a rejection, got ${JSON.stringify(v)}`),
     (e) => e,
   )
-}
-
-/** What `fn` threw (fails when it returns). */
-function thrown(fn) {
-  try {
-    fn()
-  } catch (e) {
-    return e
-  }
-  assert.fail('expected an error')
 }
 
 /** The error a call made inside an agent raised, as plain facts the run can record. */

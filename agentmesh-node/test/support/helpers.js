@@ -68,4 +68,16 @@ function pythonView(codes, pyCodes) {
   return pyCodes.includes('PROVIDER_ERROR') ? codes : codes.filter((c) => c !== 'PROVIDER_ERROR')
 }
 
-module.exports = { tempDirs, wf, agentNode, thrown, rejected, assertError, pythonView }
+/** The call records (`callStarted`, `callCompleted`, `callFailed`) of a log, as objects. */
+function callRecords(logPath) {
+  return require('../..')
+    .canonicalLogSync(logPath)
+    .toString()
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.type.startsWith('call'))
+}
+
+module.exports = { tempDirs, wf, agentNode, thrown, rejected, assertError, pythonView, callRecords }
