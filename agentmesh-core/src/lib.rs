@@ -44,7 +44,8 @@ pub mod replay;
 pub mod run;
 
 pub use budget::{
-    split_leases, Amounts, Dimension, Limits, ModelPrice, Price, PriceTable, TokenPrices,
+    reserve_llm, split_leases, Amounts, Dimension, Limits, LlmAsk, ModelPrice, Price, PriceTable,
+    Reservation, TokenPrices,
 };
 pub use driver::scripted::{Behavior, Script, ScriptError};
 pub use driver::{

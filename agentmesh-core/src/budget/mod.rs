@@ -5,7 +5,9 @@
 mod lease;
 mod limits;
 mod prices;
+mod reserve;
 
 pub use lease::split as split_leases;
 pub use limits::{Amounts, Dimension, Limits};
 pub use prices::{ModelPrice, Price, PriceTable, TokenPrices};
+pub use reserve::{reserve_llm, LlmAsk, Reservation};
