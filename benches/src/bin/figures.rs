@@ -97,6 +97,62 @@ fn measure(reps: usize, mut f: impl FnMut() -> Result<Duration>) -> Result<Stats
     })
 }
 
+const BUDGET_CALLS: usize = 10_000;
+
+/// `n` LLM calls' accounting against one lease: what the budget manager adds per call.
+fn budget_calls(n: usize) -> Result<()> {
+    use agentmesh_core::{
+        reserve_llm, Amounts, Dimension, Limits, LlmAsk, PriceTable, Reservation,
+    };
+    let table = PriceTable::bundled();
+    let lease = Limits::UNLIMITED
+        .with(Dimension::MicroUsd, Some(u64::MAX / 2))
+        .with(Dimension::Calls, Some(u64::MAX / 2));
+    let mut spent = Amounts::ZERO;
+    for i in 0..n {
+        let model = if i % 2 == 0 { "gpt-4o" } else { "gpt-4o-mini" };
+        let prices = &table.find("openai", model).expect("priced").prices;
+        let ask = LlmAsk {
+            prices: Some(prices),
+            input_tokens: 1_200 + (i as u64 % 7),
+            max_tokens: 256,
+            clamp_to_at_least: Some(16),
+        };
+        let reserved = match reserve_llm(&lease.left(&spent), &ask) {
+            Reservation::Fits { amounts } | Reservation::Clamped { amounts, .. } => amounts,
+            Reservation::Refused { .. } => unreachable!("the lease is large"),
+        };
+        spent = spent.plus(&reserved);
+        // Settle: the call used fewer output tokens than reserved.
+        let actual = ask.amounts(100);
+        spent = spent.minus(&reserved).plus(&actual);
+    }
+    std::hint::black_box(spent);
+    Ok(())
+}
+
+/// `steps` lease splits of a 100-activation step in every dimension.
+fn budget_leases(steps: usize) -> Result<()> {
+    use agentmesh_core::{split_leases, Dimension, Limits};
+    let mut left = Limits::UNLIMITED;
+    for (i, d) in Dimension::ALL.into_iter().enumerate() {
+        left = left.with(d, Some(1_000_000 + i as u64));
+    }
+    let caps: Vec<Limits> = (0..100)
+        .map(|i| {
+            if i % 10 == 0 {
+                Limits::UNLIMITED.with(Dimension::Calls, Some(2))
+            } else {
+                Limits::UNLIMITED
+            }
+        })
+        .collect();
+    for _ in 0..steps {
+        std::hint::black_box(split_leases(&left, std::hint::black_box(&caps)));
+    }
+    Ok(())
+}
+
 fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
     let t = Instant::now();
     f()?;
@@ -227,9 +283,10 @@ const SECTIONS: &[&str] = &[
     "memory",
     "breakdown",
     "calls",
+    "budget",
 ];
 const USAGE: &str =
-    "usage: figures [--quick] [--only chain|fanout|small|size|fsync|log|memory|breakdown|calls]";
+    "usage: figures [--quick] [--only chain|fanout|small|size|fsync|log|memory|breakdown|calls|budget]";
 
 impl Plan {
     fn runs(&self, section: &str) -> bool {
@@ -389,6 +446,29 @@ fn figures(plan: &Plan) -> Result<()> {
             "1000 calls, ctx.llm (Mesh), file (batch fsync): per call",
             s,
             CALLS as f64,
+            1e6,
+            "µs",
+            Target::None,
+        );
+    }
+
+    if plan.runs("budget") {
+        // The accounting of one LLM call, the tokenizer excluded: price lookup, reservation
+        // against a lease, settlement.
+        let s = measure(plan.chain_reps, || timed(|| budget_calls(BUDGET_CALLS)))?;
+        t.time(
+            "10000 calls: price + reserve + settle, per call",
+            s,
+            BUDGET_CALLS as f64,
+            1e6,
+            "µs",
+            Target::AtMost(2.0),
+        );
+        let s = measure(plan.chain_reps, || timed(|| budget_leases(1000)))?;
+        t.time(
+            "leases for a step of 100 activations, 5 limited dimensions: per step",
+            s,
+            1000.0,
             1e6,
             "µs",
             Target::None,
