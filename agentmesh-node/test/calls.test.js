@@ -569,6 +569,74 @@ describe('built-in providers against llama-server', { skip: noServer && 'AGENTME
       px.server.close()
     }
   })
+
+  test('the same LLM workflow gives byte-identical canonical logs from Rust, Python and Node', async (t) => {
+    const REPO = path.join(__dirname, '..', '..')
+    const target = process.env.CARGO_TARGET_DIR || path.join(REPO, 'target')
+    const rust = path.join(target, 'debug', 'examples', 'llm_workflow')
+    const python = process.env.AGENTMESH_PYTHON || '/tmp/pyenv/bin/python'
+    for (const [what, file, how] of [
+      ['the Rust side', rust, 'cargo test (or cargo build -p agentmesh-providers --example llm_workflow) builds it'],
+      ['a Python with the binding', python, 'set AGENTMESH_PYTHON'],
+    ]) {
+      if (fs.existsSync(file)) continue
+      if (process.env.CI) assert.fail(`${what} is missing at ${file}: ${how}`)
+      t.skip(`${what} is missing at ${file}: ${how}`)
+      return
+    }
+    // agentmesh-providers/examples/llm_workflow.rs is the Rust side; the agents below are
+    // the same in Node and Python: 2 questions for research nodes, 1 for the others.
+    const dir = tmp()
+    const workflowPath = path.join(dir, 'workflow.json')
+    fs.writeFileSync(workflowPath, JSON.stringify({ name: 'llm-x', nodes: [
+      { id: 'plan', type: 'agent', agent: 'asker' },
+      { id: 'research_a', type: 'agent', agent: 'asker', after: ['plan'] },
+      { id: 'research_b', type: 'agent', agent: 'asker', after: ['plan'] },
+      { id: 'write', type: 'agent', agent: 'asker', after: ['research_a', 'research_b'] },
+    ] }))
+    const baseUrl = `http://127.0.0.1:${port}/v1`
+    const ask = (node, i) => ({ model: 'smollm2', messages: [{ role: 'user', content: `Say one word about ${node} number ${i}.` }], maxTokens: 8, temperature: 0, seed: 1 })
+    const exec = (cmd, args) => new Promise((resolve) => {
+      childProcess.execFile(cmd, args, { timeout: 300_000 }, (err, stdout, stderr) => resolve({ err, stderr }))
+    })
+
+    const nodeDir = path.join(dir, 'node')
+    const mesh = new am.Mesh({ logDir: nodeDir })
+    mesh.provider('local', { kind: 'openai', baseUrl, maxRetries: 0 })
+    mesh.agent('asker', async (act) => {
+      const answers = []
+      for (let i = 0; i < (act.node.startsWith('research') ? 2 : 1); i++) answers.push((await act.llm('local', ask(act.node, i))).text)
+      return answers
+    })
+    const res = await mesh.run(am.Workflow.fromJson(fs.readFileSync(workflowPath, 'utf8')), { runId: 'llm-x' })
+    assert.equal(res.status, 'completed', JSON.stringify(res.error))
+
+    const rustDir = path.join(dir, 'rust')
+    const r = await exec(rust, [workflowPath, baseUrl, rustDir, 'llm-x'])
+    assert.equal(r.err, null, r.stderr)
+
+    const pyDir = path.join(dir, 'python')
+    const script = `
+import sys, agentmesh
+workflow, base_url, log_dir = sys.argv[1:4]
+mesh = agentmesh.Mesh(log_dir=log_dir)
+mesh.provider("local", {"kind": "openai", "baseUrl": base_url, "maxRetries": 0})
+@mesh.agent("asker")
+def asker(act):
+    n = 2 if act.node.startswith("research") else 1
+    return [act.llm("local", {"model": "smollm2", "messages": [{"role": "user", "content": f"Say one word about {act.node} number {i}."}], "maxTokens": 8, "temperature": 0, "seed": 1}).text for i in range(n)]
+r = mesh.run(agentmesh.Workflow.from_json(open(workflow).read()), run_id="llm-x")
+assert r.status == "completed", r.error
+`
+    const p = await exec(python, ['-c', script, workflowPath, baseUrl, pyDir])
+    assert.equal(p.err, null, p.stderr)
+
+    const canonical = (d) => am.canonicalLogSync(path.join(d, 'llm-x.jsonl'))
+    const fromNode = canonical(nodeDir)
+    assert.equal(callRecords(path.join(nodeDir, 'llm-x.jsonl')).filter((e) => e.type === 'callCompleted').length, 6)
+    assert.ok(canonical(rustDir).equals(fromNode), 'Rust and Node wrote the same canonical log')
+    assert.ok(canonical(pyDir).equals(fromNode), 'Python and Node wrote the same canonical log')
+  })
 })
 
 describe('re-execute replay', () => {
