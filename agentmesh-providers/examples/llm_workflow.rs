@@ -11,11 +11,13 @@
 //! `Say one word about <node> number <i>.`, 8 tokens at most, temperature 0, seed 1; its
 //! output is the list of answers.
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use agentmesh_core::{Failure, Mesh, RunOptions, RunStatus, Workflow};
-use agentmesh_providers::executor_from_config;
-use serde_json::json;
+use agentmesh_core::{RunOptions, RunStatus, Workflow};
+
+#[path = "../tests/llm_support/asker.rs"]
+mod asker;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,29 +37,7 @@ fn main() -> ExitCode {
 fn run(workflow: &str, base_url: &str, log_dir: &str, run_id: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(workflow).map_err(|e| format!("{workflow}: {e}"))?;
     let wf = Workflow::from_json(&text).map_err(|e| e.to_string())?;
-    let mut mesh = Mesh::new().with_log_dir(log_dir);
-    let provider = executor_from_config(
-        "local",
-        &json!({"kind": "openai", "baseUrl": base_url, "maxRetries": 0}),
-    )
-    .map_err(|e| e.to_string())?;
-    mesh.provider("local", provider);
-    mesh.agent("asker", |act, ctx| {
-        let calls = if act.node.starts_with("research") { 2 } else { 1 };
-        let mut answers = Vec::new();
-        for i in 0..calls {
-            let request = json!({
-                "model": "smollm2",
-                "messages": [{"role": "user", "content": format!("Say one word about {} number {i}.", act.node)}],
-                "maxTokens": 8, "temperature": 0, "seed": 1,
-            });
-            let reply = ctx
-                .llm("local", request)
-                .map_err(|e| Failure::error("LlmError", e.to_string()))?;
-            answers.push(reply.text().to_owned());
-        }
-        Ok(json!(answers).into())
-    });
+    let mesh = asker::asker_mesh(base_url, Path::new(log_dir), 2);
     let options = RunOptions {
         run_id: Some(run_id.to_owned()),
         ..Default::default()

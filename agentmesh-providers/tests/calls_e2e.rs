@@ -5,6 +5,8 @@
 //! the agents again with the server stopped: zero requests.
 #![cfg(unix)]
 
+#[path = "llm_support/asker.rs"]
+mod asker;
 mod llm_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,8 +16,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agentmesh_core::{Failure, Mesh, RunOptions, RunStatus, Workflow};
-use agentmesh_providers::executor_from_config;
+use agentmesh_core::{Mesh, RunOptions, RunStatus, Workflow};
 use serde_json::{json, Value};
 
 const RUN_ID: &str = "llm-e2e";
@@ -29,39 +30,10 @@ fn workflow() -> Workflow {
     .unwrap()
 }
 
-fn calls_of(node: &str) -> usize {
-    if node.starts_with("research") {
-        3
-    } else {
-        1
-    }
-}
-
-/// A mesh whose agent asks the LLM behind `base_url` a few short questions.
+/// A mesh whose agent asks the LLM behind `base_url` a few short questions (3 on the research
+/// nodes: 8 calls in all).
 fn mesh(base_url: &str, log_dir: &Path) -> Mesh {
-    let mut mesh = Mesh::new().with_log_dir(log_dir);
-    let provider = executor_from_config(
-        "local",
-        &json!({"kind": "openai", "baseUrl": base_url, "maxRetries": 0}),
-    )
-    .unwrap();
-    mesh.provider("local", provider);
-    mesh.agent("asker", |act, ctx| {
-        let mut answers = Vec::new();
-        for i in 0..calls_of(&act.node) {
-            let request = json!({
-                "model": "smollm2",
-                "messages": [{"role": "user", "content": format!("Say one word about {} number {i}.", act.node)}],
-                "maxTokens": 8, "temperature": 0, "seed": 1,
-            });
-            let reply = ctx
-                .llm("local", request)
-                .map_err(|e| Failure::error("LlmError", e.to_string()))?;
-            answers.push(reply.text().to_owned());
-        }
-        Ok(json!(answers).into())
-    });
-    mesh
+    asker::asker_mesh(base_url, log_dir, 3)
 }
 
 /// Forwards HTTP requests to `upstream` one by one and keeps their bodies.
