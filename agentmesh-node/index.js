@@ -26,6 +26,7 @@ const {
   UnknownAgentError,
   ProviderError,
   PolicyDeniedError,
+  BudgetExceededError,
   AgentMeshIOError,
   InternalError,
   ERROR_CODES,
@@ -121,6 +122,7 @@ module.exports = {
   UnknownAgentError,
   ProviderError,
   PolicyDeniedError,
+  BudgetExceededError,
   AgentMeshIOError,
   InternalError,
 }

@@ -112,6 +112,7 @@ pub fn fork(a: ForkArgs) -> Result<u8, Error> {
         workflow: given,
         host: host.for_fork(),
         watch: false,
+        prices: None,
     };
     let mut run = Run::fork_with(&a.log, options)?;
     mesh.drive(&mut run, &CancelHandle::new())?;

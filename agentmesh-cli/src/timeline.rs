@@ -491,6 +491,7 @@ mod tests {
             code: "AGENT_FAILED".into(),
             message: message.into(),
             node: Some("b".into()),
+            budget: None,
         };
         assert_eq!(
             run_error(&e("node 'b' failed")),

@@ -49,6 +49,10 @@ pub enum ErrorKind {
     /// A rule refused a call or an output before it happened (`POLICY_DENIED`): an agent not
     /// allowed to call a tool.
     PolicyDenied,
+    /// A budget refused a call before anything was sent, or the run failed on that refusal
+    /// (`BUDGET_EXCEEDED`); the error carries the scope, dimension, limit, spent and
+    /// requested amounts.
+    BudgetExceeded,
     /// An operating-system I/O error, including a failed fsync that poisoned a writer (`IO`).
     Io,
     /// A bug inside AgentMesh, such as a caught panic (`INTERNAL`).
@@ -74,6 +78,7 @@ impl ErrorKind {
         ErrorKind::UnknownAgent,
         ErrorKind::ProviderError,
         ErrorKind::PolicyDenied,
+        ErrorKind::BudgetExceeded,
         ErrorKind::Io,
         ErrorKind::Internal,
     ];
@@ -97,8 +102,36 @@ impl ErrorKind {
             ErrorKind::UnknownAgent => "UNKNOWN_AGENT",
             ErrorKind::ProviderError => "PROVIDER_ERROR",
             ErrorKind::PolicyDenied => "POLICY_DENIED",
+            ErrorKind::BudgetExceeded => "BUDGET_EXCEEDED",
             ErrorKind::Io => "IO",
             ErrorKind::Internal => "INTERNAL",
+        }
+    }
+
+    /// The class the Python and Node bindings raise for this kind (`BudgetExceededError`):
+    /// what an activation's failure records when its agent lets the error through, in every
+    /// host.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidWorkflow => "InvalidWorkflowError",
+            ErrorKind::InvalidArgument => "InvalidArgumentError",
+            ErrorKind::InvalidOutput => "InvalidOutputError",
+            ErrorKind::InvalidCompletion => "InvalidCompletionError",
+            ErrorKind::Nondeterminism => "NondeterminismError",
+            ErrorKind::LogCorrupt => "LogCorruptError",
+            ErrorKind::LogTruncated => "LogTruncatedError",
+            ErrorKind::LogHeadMismatch => "LogHeadMismatchError",
+            ErrorKind::RunExists => "RunExistsError",
+            ErrorKind::AgentFailed => "AgentFailedError",
+            ErrorKind::Timeout => "AgentTimeoutError",
+            ErrorKind::LimitExceeded => "LimitExceededError",
+            ErrorKind::Cancelled => "RunCancelledError",
+            ErrorKind::UnknownAgent => "UnknownAgentError",
+            ErrorKind::ProviderError => "ProviderError",
+            ErrorKind::PolicyDenied => "PolicyDeniedError",
+            ErrorKind::BudgetExceeded => "BudgetExceededError",
+            ErrorKind::Io => "AgentMeshIOError",
+            ErrorKind::Internal => "InternalError",
         }
     }
 
@@ -157,6 +190,8 @@ pub enum ErrorDetail {
         /// Whether trying again may help.
         retryable: bool,
     },
+    /// Why a budget refused a call (`BUDGET_EXCEEDED`).
+    Budget(crate::model::budget::BudgetRefusal),
     /// How a log differs from its anchor (`LOG_TRUNCATED`, `LOG_HEAD_MISMATCH`).
     Anchor {
         /// What differs: `records`, `bytes`, `head`, `mac` or `runId`.
@@ -191,6 +226,7 @@ impl ErrorDetail {
                 status,
                 retryable,
             } => json!({"type": error_type, "status": status, "retryable": retryable}),
+            ErrorDetail::Budget(r) => serde_json::to_value(r).expect("a refusal serializes"),
             ErrorDetail::Anchor {
                 field,
                 expected,
@@ -278,6 +314,12 @@ impl Error {
                 node: node.to_owned(),
             },
         )
+    }
+
+    /// `BUDGET_EXCEEDED` for a refused call: the refusal's message and its details.
+    pub fn budget_exceeded(refusal: &crate::model::budget::BudgetRefusal) -> Error {
+        Error::new(ErrorKind::BudgetExceeded, refusal.message())
+            .with_detail(ErrorDetail::Budget(refusal.clone()))
     }
 
     pub(crate) fn invalid_argument(message: impl Into<String>) -> Error {

@@ -60,9 +60,10 @@ pub use log::{
 };
 pub use machine::RunState;
 pub use model::activation::{Activation, Completion, Outcome, RunStatus};
+pub use model::budget::{BudgetRefusal, BudgetWarning, CallDenied, RunBudget, Scope};
 pub use model::call::{
-    idempotency_key, Attempt, CallError, CallKind, CallMeta, CallOutcome, CallRequest, CallTicket,
-    TicketState, MAX_CALLS_PER_ACTIVATION,
+    idempotency_key, Attempt, CallAsk, CallError, CallKind, CallMeta, CallOutcome, CallRequest,
+    CallTicket, TicketState, MAX_CALLS_PER_ACTIVATION,
 };
 pub use model::event::{trace_id_for, Event, EventData, EventKind, Role};
 pub use model::failure::{Failure, FailureKind, RunError, Usage};

@@ -18,6 +18,7 @@ export type AgentMeshErrorCode =
   | 'UNKNOWN_AGENT'
   | 'PROVIDER_ERROR'
   | 'POLICY_DENIED'
+  | 'BUDGET_EXCEEDED'
   | 'IO'
   | 'INTERNAL'
 
@@ -202,6 +203,15 @@ export declare class PolicyDeniedError extends AgentMeshError {
   readonly code: 'POLICY_DENIED'
 }
 
+/**
+ * A budget refused a call before anything was sent, or the run failed on that refusal;
+ * `details` holds `scope`, `dimension`, `limit`, `spent`, `requested` and `left`.
+ */
+export declare class BudgetExceededError extends AgentMeshError {
+  static readonly code: 'BUDGET_EXCEEDED'
+  readonly code: 'BUDGET_EXCEEDED'
+}
+
 /** An operating-system error (a file that cannot be read or written, a locked log). */
 export declare class AgentMeshIOError extends AgentMeshError {
   static readonly code: 'IO'
@@ -247,6 +257,7 @@ export interface ErrorClasses {
   UNKNOWN_AGENT: typeof UnknownAgentError
   PROVIDER_ERROR: typeof ProviderError
   POLICY_DENIED: typeof PolicyDeniedError
+  BUDGET_EXCEEDED: typeof BudgetExceededError
   IO: typeof AgentMeshIOError
   INTERNAL: typeof InternalError
 }

@@ -185,6 +185,13 @@ class ProviderError extends AgentMeshError {
  */
 class PolicyDeniedError extends AgentMeshError {}
 
+/**
+ * A budget refused a call before anything was sent (a `callDenied` record), or the run failed
+ * on that refusal. `details` names the budget: `scope` (`run`, `node`, `agent`), `dimension`,
+ * `limit`, `spent`, `requested` and `left`.
+ */
+class BudgetExceededError extends AgentMeshError {}
+
 /** An operating-system error (a file that cannot be read or written, a locked log). */
 class AgentMeshIOError extends AgentMeshError {}
 
@@ -239,6 +246,7 @@ const TABLE = [
   [UnknownAgentError, 'UNKNOWN_AGENT'],
   [ProviderError, 'PROVIDER_ERROR'],
   [PolicyDeniedError, 'POLICY_DENIED'],
+  [BudgetExceededError, 'BUDGET_EXCEEDED'],
   [AgentMeshIOError, 'IO'],
   [InternalError, 'INTERNAL'],
 ]
@@ -407,6 +415,7 @@ module.exports = {
   UnknownAgentError,
   ProviderError,
   PolicyDeniedError,
+  BudgetExceededError,
   AgentMeshIOError,
   InternalError,
   RunInterruptedError,

@@ -133,7 +133,15 @@ impl NativeCalls {
     ) -> agentmesh_core::Result<Vec<CallTicket>> {
         let mut cell = shared::lock(&self.cell);
         cell.check_open(act)?;
-        cell.with(|r| r.call_start_many(act, reqs))
+        let tickets = cell.with(|r| r.call_start_many(act, reqs))?;
+        // A call a budget refused is recorded with the others; the batch throws its error.
+        match tickets.iter().find_map(|t| match &t.state {
+            TicketState::Denied(r) => Some(r),
+            _ => None,
+        }) {
+            Some(r) => Err(agentmesh_core::Error::budget_exceeded(r)),
+            None => Ok(tickets),
+        }
     }
 }
 
@@ -190,6 +198,7 @@ impl NativeCalls {
                 kind,
                 name,
                 request,
+                ask: None,
             });
         }
         // Every JS value is read: from here on no JavaScript runs while the run is locked.
@@ -314,6 +323,7 @@ impl NativeCalls {
         .or_throw(env)?;
         let req = CallRequest {
             kind,
+            ask: exec.ask(&request),
             name,
             request: request.clone(),
         };

@@ -114,6 +114,7 @@ impl From<core::RunError> for RunError {
             code,
             message,
             node,
+            ..
         } = e;
         RunError {
             code,

@@ -300,6 +300,7 @@ impl NativeRun {
                 tenant,
                 host: Some(HOST.to_owned()),
                 watch: watch.unwrap_or(false),
+                ..RunOptions::default()
             };
             Run::start(&workflow.inner, options)
         })
@@ -355,6 +356,7 @@ impl NativeRun {
                 run_id,
                 approvals: decided,
                 watch: watch.unwrap_or(false),
+                prices: None,
             };
             Run::resume_with(&path, options)
         })
@@ -381,6 +383,7 @@ impl NativeRun {
                 run_id,
                 approvals: BTreeMap::new(),
                 watch: watch.unwrap_or(false),
+                prices: None,
             };
             Run::retry(&path, options)
         })
@@ -455,6 +458,7 @@ impl NativeRun {
                 workflow: workflow.map(|w| w.inner.clone()),
                 host: Some(HOST.to_owned()),
                 watch: watch.unwrap_or(false),
+                prices: None,
             };
             Run::fork_with(&path, options)
         })

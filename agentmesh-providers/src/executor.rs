@@ -6,26 +6,70 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentmesh_core::{
-    Attempt as CoreAttempt, CallError as CoreError, CallExecutor, CallMeta, CallOutcome,
+    Attempt as CoreAttempt, CallAsk, CallError as CoreError, CallExecutor, CallMeta, CallOutcome,
     CallTicket, ErrorKind,
 };
 use serde_json::{json, Value};
 
 use crate::llm::{CallOptions, Chunk, LlmProvider, ProviderMeta};
 use crate::mcp::McpServer;
-use crate::{CallError, Fallback, HttpProvider, LlmRequest, ProviderConfig};
+use crate::{
+    estimate_input_tokens, CallError, Fallback, HttpProvider, LlmRequest, ProviderConfig,
+    ProviderKind,
+};
 
 /// An LLM provider as a [`CallExecutor`]: requests are validated and normalised
 /// ([`LlmRequest`]) before they are recorded, tool calls get the ticket's ids, and the
 /// ticket's idempotency key is sent.
 pub struct LlmExecutor {
     provider: Arc<dyn LlmProvider>,
+    /// The price table's provider id for this provider's models.
+    priced_as: String,
+    /// The `maxTokens` the provider's adapter sends when a request has none (Anthropic's).
+    default_max_tokens: Option<u64>,
 }
 
 impl LlmExecutor {
-    /// Wrap `provider`.
+    /// Wrap `provider`, priced under its name (see [`LlmExecutor::priced_as`]).
     pub fn new(provider: Arc<dyn LlmProvider>) -> LlmExecutor {
-        LlmExecutor { provider }
+        LlmExecutor {
+            priced_as: provider.name().to_owned(),
+            provider,
+            default_max_tokens: None,
+        }
+    }
+
+    /// Price this provider's calls under `id` in the price table (`openai`, `anthropic`, or
+    /// the name a user table gives a local server).
+    pub fn priced_as(mut self, id: &str) -> LlmExecutor {
+        self.priced_as = id.to_owned();
+        self
+    }
+
+    /// The executor for `cfg`'s provider, registered as `name`: priced as `openai` or
+    /// `anthropic` when it is that vendor's own API, else under `name`.
+    fn for_config(provider: Arc<dyn LlmProvider>, name: &str, cfg: &ProviderConfig) -> LlmExecutor {
+        let host = cfg
+            .base_url
+            .split("://")
+            .nth(1)
+            .unwrap_or_default()
+            .split(['/', ':'])
+            .next()
+            .unwrap_or_default();
+        let (vendor, default_max) = match cfg.kind {
+            ProviderKind::OpenAi => ("openai", None),
+            ProviderKind::Anthropic => (
+                "anthropic",
+                Some(crate::anthropic::DEFAULT_MAX_TOKENS as u64),
+            ),
+        };
+        let official = host == format!("api.{vendor}.com");
+        LlmExecutor {
+            provider,
+            priced_as: if official { vendor } else { name }.to_owned(),
+            default_max_tokens: default_max,
+        }
     }
 }
 
@@ -72,12 +116,35 @@ impl CallExecutor for LlmExecutor {
             .map_err(|e| core_error(&e))
     }
 
+    fn ask(&self, request: &Value) -> Option<CallAsk> {
+        let estimate = estimate_input_tokens(request).ok()?;
+        let field = |k: &str| request.get(k).and_then(Value::as_u64);
+        Some(CallAsk {
+            provider: self.priced_as.clone(),
+            model: request.get("model")?.as_str()?.to_owned(),
+            input_tokens: estimate.tokens,
+            max_tokens: field("maxTokens").or(self.default_max_tokens),
+            min_tokens: field("minTokens"),
+        })
+    }
+
     fn execute(
         &self,
         request: &Value,
         ticket: &CallTicket,
         on_chunk: Option<&mut dyn FnMut(&Value)>,
     ) -> CallOutcome {
+        // A budget that clamped the call: send its `maxTokens`.
+        let clamped;
+        let request = match ticket.max_tokens {
+            Some(n) => {
+                let mut r = request.clone();
+                r["maxTokens"] = Value::from(n);
+                clamped = r;
+                &clamped
+            }
+            None => request,
+        };
         let prefix = format!("call_{}_{}", ticket.seq, ticket.call);
         let opts = CallOptions {
             idempotency_key: Some(&ticket.idempotency_key),
@@ -150,23 +217,28 @@ pub fn executor_from_config(
     name: &str,
     config: &Value,
 ) -> Result<Arc<dyn CallExecutor>, agentmesh_core::Error> {
-    let provider: Arc<dyn LlmProvider> = match config {
+    // Priced as the first provider of a chain (what the call asks for).
+    let (provider, first): (Arc<dyn LlmProvider>, ProviderConfig) = match config {
         Value::Array(list) => {
             let mut chain: Vec<Arc<dyn LlmProvider>> = Vec::with_capacity(list.len());
+            let mut first = None;
             for (i, c) in list.iter().enumerate() {
                 let cfg = config_named(&format!("{name}-{}", i + 1), c)?;
+                first.get_or_insert_with(|| cfg.clone());
                 chain.push(Arc::new(
                     HttpProvider::new(cfg).map_err(|e| invalid(e.message))?,
                 ));
             }
-            Arc::new(Fallback::new(name, chain).map_err(|e| invalid(e.message))?)
+            let chain = Fallback::new(name, chain).map_err(|e| invalid(e.message))?;
+            (Arc::new(chain), first.expect("a chain is not empty"))
         }
         other => {
             let cfg = config_named(name, other)?;
-            Arc::new(HttpProvider::new(cfg).map_err(|e| invalid(e.message))?)
+            let provider = HttpProvider::new(cfg.clone()).map_err(|e| invalid(e.message))?;
+            (Arc::new(provider), cfg)
         }
     };
-    Ok(Arc::new(LlmExecutor::new(provider)))
+    Ok(Arc::new(LlmExecutor::for_config(provider, name, &first)))
 }
 
 /// A tool of an MCP server as a [`CallExecutor`]: its result is recorded in canonical form

@@ -23,6 +23,11 @@ pub struct LlmRequest {
     /// Most completion tokens to generate (at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// The fewest completion tokens this call accepts when a budget clamps `maxTokens` to
+    /// what is left (docs/budgets.md); without it a call with `maxTokens` is sent as asked
+    /// or refused. Not sent to the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tokens: Option<u32>,
     /// Sampling temperature, 0 to 2 (Anthropic accepts 0 to 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
@@ -287,6 +292,17 @@ impl LlmRequest {
         }
         if self.max_tokens == Some(0) {
             return Err(invalid("maxTokens", "must be at least 1"));
+        }
+        if self.min_tokens == Some(0) {
+            return Err(invalid("minTokens", "must be at least 1"));
+        }
+        if let (Some(min), Some(max)) = (self.min_tokens, self.max_tokens) {
+            if min > max {
+                return Err(invalid(
+                    "minTokens",
+                    format!("{min} is more than maxTokens ({max})"),
+                ));
+            }
         }
         if let Some(t) = self.temperature {
             if !(0.0..=2.0).contains(&t) {

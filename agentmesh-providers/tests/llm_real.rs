@@ -121,6 +121,7 @@ fn the_executor_keeps_provider_ids_and_time_to_first_chunk_out_of_the_response()
             seq: 4,
             state: TicketState::Live,
             idempotency_key: idempotency_key("run", 4, 1),
+            max_tokens: None,
         };
         let request = exec.prepare(ask(16)).unwrap();
         let whole = exec.execute(&request, &ticket, None);

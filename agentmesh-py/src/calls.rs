@@ -147,7 +147,7 @@ impl CallTicket {
     #[getter]
     fn outcome(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         match &self.inner.state {
-            TicketState::Live => Ok(None),
+            TicketState::Live | TicketState::Denied(_) => Ok(None),
             TicketState::Recorded(o) => {
                 Ok(Some(crate::pyser::to_py(py, &outcome_json(o))?.unbind()))
             }
@@ -207,6 +207,7 @@ pub fn request_of(
         kind,
         name,
         request,
+        ask: None,
     })
 }
 
@@ -250,6 +251,14 @@ pub fn start_many(
 ) -> PyResult<Vec<CallTicket>> {
     let requests: Vec<Value> = reqs.iter().map(|r| r.request.clone()).collect();
     let tickets = detached(py, || with_run(run, |r| r.call_start_many(act, reqs)))?;
+    // A refused call of the batch is recorded with the others; the batch raises its error.
+    if let Some(TicketState::Denied(r)) = tickets
+        .iter()
+        .map(|t| &t.state)
+        .find(|s| matches!(s, TicketState::Denied(_)))
+    {
+        return Err(to_py(py, &agentmesh_core::Error::budget_exceeded(r)));
+    }
     Ok(tickets
         .into_iter()
         .zip(requests)
@@ -304,6 +313,7 @@ pub fn start_native(
         req.request = exec
             .prepare(req.request)
             .map_err(|e| refused_request(req.kind, &req.name, &e))?;
+        req.ask = exec.ask(&req.request);
         let request = req.request.clone();
         let ticket = with_run(run, |r| r.call_start(act, req))?;
         Ok((ticket, request))
@@ -418,6 +428,9 @@ pub fn execute(
 ) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
     check_owner(py, act, ticket)?;
     let outcome = match &ticket.inner.state {
+        TicketState::Denied(r) => {
+            return Err(to_py(py, &agentmesh_core::Error::budget_exceeded(r)))
+        }
         TicketState::Recorded(o) => o.clone(),
         TicketState::Live => {
             let exec = executor(py, ticket)?;
@@ -521,6 +534,7 @@ pub fn stream(
 ) -> PyResult<NativeChunks> {
     check_owner(py, act, ticket)?;
     match &ticket.inner.state {
+        TicketState::Denied(r) => Err(to_py(py, &agentmesh_core::Error::budget_exceeded(r))),
         TicketState::Recorded(o) => Ok(NativeChunks::new(Chunks {
             rx: None,
             pending: o.result.as_ref().ok().map(|r| replayed_chunk(r)),

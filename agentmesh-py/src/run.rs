@@ -177,6 +177,7 @@ impl NativeRun {
                 tenant,
                 host: Some("python".to_owned()),
                 watch,
+                ..RunOptions::default()
             };
             Run::start(&wf, options)
         })?;
@@ -227,6 +228,7 @@ impl NativeRun {
                 run_id,
                 approvals: decided,
                 watch,
+                prices: None,
             };
             Run::resume_with(&path, options)
         })?;
@@ -253,6 +255,7 @@ impl NativeRun {
                 run_id,
                 approvals: BTreeMap::new(),
                 watch,
+                prices: None,
             };
             Run::retry(&path, options)
         })?;
@@ -323,6 +326,7 @@ impl NativeRun {
                 workflow,
                 host: Some("python".to_owned()),
                 watch,
+                prices: None,
             };
             Run::fork_with(&path, options)
         })?;

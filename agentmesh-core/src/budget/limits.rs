@@ -4,6 +4,9 @@
 //! dimension left out is unlimited. Anything else — a negative, a fraction, a number past
 //! 2^64-1, a boolean, NaN or an infinity a host passes — is refused, naming the field.
 
+use serde::de::{Error as _, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -153,7 +156,7 @@ impl Limits {
         };
         let mut limits = Limits::UNLIMITED;
         for (key, v) in map {
-            let Some(d) = Dimension::ALL.into_iter().find(|d| d.as_str() == key) else {
+            let Some(d) = Dimension::parse(key) else {
                 return Err(bad(
                     format!("{at}.{key}"),
                     format!(
@@ -197,6 +200,143 @@ fn limit_of(v: &Value) -> std::result::Result<Option<u64>, String> {
             "a limit is a whole number or \"unlimited\", not {}",
             kind_of(other)
         )),
+    }
+}
+
+impl Dimension {
+    /// The dimension named `name` (`inputTokens`, `microUsd`, ...).
+    pub fn parse(name: &str) -> Option<Dimension> {
+        Dimension::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+}
+
+impl Serialize for Dimension {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Dimension {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Dimension, D::Error> {
+        let name = String::deserialize(d)?;
+        Dimension::parse(&name)
+            .ok_or_else(|| D::Error::custom(format!("unknown budget dimension '{name}'")))
+    }
+}
+
+/// In the log and in workflows a budget is an object of its limited dimensions, in
+/// [`Dimension::ALL`] order (`{"microUsd": 5000000, "calls": 10}`); unlimited ones are left
+/// out, so `"unlimited"` written in a workflow is not in its canonical form.
+impl Serialize for Limits {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let limited: Vec<(Dimension, u64)> = Dimension::ALL
+            .into_iter()
+            .filter_map(|d| self.get(d).map(|l| (d, l)))
+            .collect();
+        let mut map = s.serialize_map(Some(limited.len()))?;
+        for (d, l) in limited {
+            map.serialize_entry(d.as_str(), &l)?;
+        }
+        map.end()
+    }
+}
+
+/// Read as [`Limits::from_value`] does, one key at a time, so an error names its field
+/// (`budget.calls`).
+impl<'de> Deserialize<'de> for Limits {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Limits, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Limits;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(
+                    f,
+                    "a budget: an object of limits ({})",
+                    Dimension::ALL.map(Dimension::as_str).join(", ")
+                )
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Limits, A::Error> {
+                let mut limits = Limits::UNLIMITED;
+                while let Some(key) = map.next_key::<String>()? {
+                    let Some(d) = Dimension::parse(&key) else {
+                        // Refused while reading its value, so the error's path names the key.
+                        let Unknown = map.next_value()?;
+                        unreachable!("an unknown dimension's value is refused");
+                    };
+                    let LimitValue(l) = map.next_value()?;
+                    limits = limits.with(d, l);
+                }
+                Ok(limits)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// The value of a key that is no dimension: refused whatever it is.
+struct Unknown;
+
+impl<'de> Deserialize<'de> for Unknown {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> std::result::Result<Unknown, D::Error> {
+        Err(D::Error::custom(format!(
+            "unknown budget dimension (known: {})",
+            Dimension::ALL.map(Dimension::as_str).join(", ")
+        )))
+    }
+}
+
+/// One limit as written: a whole number or `"unlimited"`.
+struct LimitValue(Option<u64>);
+
+impl<'de> Deserialize<'de> for LimitValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<LimitValue, D::Error> {
+        let v = Value::deserialize(d)?;
+        limit_of(&v).map(LimitValue).map_err(D::Error::custom)
+    }
+}
+
+/// In the log an amount is an object of its non-zero dimensions except `totalTokens` (the
+/// sum of the two token counts): `{"inputTokens": 812, "outputTokens": 96, "microUsd":
+/// 1400, "calls": 1}`.
+impl Serialize for Amounts {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let parts: Vec<(Dimension, u64)> = Dimension::ALL
+            .into_iter()
+            .filter(|&d| d != Dimension::TotalTokens && self.get(d) != 0)
+            .map(|d| (d, self.get(d)))
+            .collect();
+        let mut map = s.serialize_map(Some(parts.len()))?;
+        for (d, n) in parts {
+            map.serialize_entry(d.as_str(), &n)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Amounts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Amounts, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct Wire {
+            #[serde(default)]
+            input_tokens: u64,
+            #[serde(default)]
+            output_tokens: u64,
+            #[serde(default)]
+            micro_usd: u64,
+            #[serde(default)]
+            calls: u64,
+        }
+        let w = Wire::deserialize(d)?;
+        Ok(Amounts::of(
+            w.input_tokens,
+            w.output_tokens,
+            w.micro_usd,
+            w.calls,
+        ))
     }
 }
 

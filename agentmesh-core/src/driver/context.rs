@@ -15,7 +15,9 @@ use serde_json::Value;
 
 use super::{CancelHandle, Msg};
 use crate::error::{Error, ErrorDetail, ErrorKind, Result};
-use crate::model::call::{CallError, CallKind, CallOutcome, CallRequest, CallTicket, TicketState};
+use crate::model::call::{
+    CallAsk, CallError, CallKind, CallOutcome, CallRequest, CallTicket, TicketState,
+};
 use crate::run::Run;
 
 use super::tool_access::ToolAccess;
@@ -30,6 +32,13 @@ pub trait CallExecutor: Send + Sync {
     /// Errors: a [`CallError`] the agent gets as `INVALID_ARGUMENT`; nothing is recorded.
     fn prepare(&self, request: Value) -> std::result::Result<Value, CallError> {
         Ok(request)
+    }
+
+    /// What a prepared request may cost, for budgets to reserve before it is sent (an LLM
+    /// provider estimates its prompt and reads its `maxTokens`). The default says nothing:
+    /// the call reserves one call and is charged what it reports.
+    fn ask(&self, _request: &Value) -> Option<CallAsk> {
+        None
     }
 
     /// Make the call. `request` is the canonical request (what the log holds); the ticket
@@ -283,9 +292,11 @@ impl<'a> Context<'a> {
         req.request = exec
             .prepare(req.request)
             .map_err(|e| refused_request(req.kind, &req.name, &e))?;
+        req.ask = exec.ask(&req.request);
         let request = req.request.clone();
         let ticket = self.call_start(req)?;
         let outcome = match &ticket.state {
+            TicketState::Denied(refusal) => return Err(Error::budget_exceeded(refusal)),
             TicketState::Recorded(outcome) => {
                 if let (Some(f), Ok(r)) = (on_chunk, &outcome.result) {
                     f(&replayed_chunk(r));

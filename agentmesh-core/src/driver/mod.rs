@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::budget::PriceTable;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::FsyncMode;
 use crate::model::activation::{Activation, Completion, RunStatus};
@@ -66,6 +67,15 @@ impl AgentError {
     pub fn with_usage(mut self, usage: Usage) -> AgentError {
         self.usage = Some(usage);
         self
+    }
+}
+
+/// An AgentMesh error an agent lets through (`ctx.llm(...)?`) fails its activation as the
+/// Python and Node bindings record an uncaught AgentMesh exception: its class name
+/// ([`ErrorKind::class_name`]) and `[CODE] message`, retryable.
+impl From<Error> for AgentError {
+    fn from(e: Error) -> AgentError {
+        Failure::error(e.kind().class_name(), e.to_string()).into()
     }
 }
 
@@ -228,6 +238,7 @@ pub struct Mesh {
     on_event: Option<EventFn>,
     stop_at_missing: bool,
     executors: Arc<Executors>,
+    prices: Option<PriceTable>,
 }
 
 impl Default for Mesh {
@@ -249,7 +260,16 @@ impl Mesh {
             on_event: None,
             stop_at_missing: false,
             executors: Arc::default(),
+            prices: None,
         }
+    }
+
+    /// Price calls with `table` before the bundled one (docs/budgets.md) in the runs this
+    /// mesh starts, resumes and retries (a run that accounts for spend goes on only with the
+    /// prices it was started with). Runs then account for spend even without a budget.
+    pub fn with_prices(mut self, table: PriceTable) -> Mesh {
+        self.prices = Some(table);
+        self
     }
 
     /// Register an LLM provider under `name`, for agents' [`Context::llm`] calls.
@@ -380,6 +400,9 @@ impl Mesh {
             options.host = Some(self.host.clone());
         }
         options.watch |= self.on_event.is_some();
+        if options.prices.is_none() {
+            options.prices = self.prices.clone();
+        }
         Run::start(workflow, options)
     }
 
@@ -423,6 +446,7 @@ impl Mesh {
             run_id: None,
             approvals,
             watch: self.on_event.is_some(),
+            prices: self.prices.clone(),
         };
         let mut run = Run::resume_with(path, options)?;
         self.drive(&mut run, &CancelHandle::new())?;
@@ -438,6 +462,7 @@ impl Mesh {
         let options = ResumeOptions {
             fsync: self.fsync,
             watch: self.on_event.is_some(),
+            prices: self.prices.clone(),
             ..ResumeOptions::default()
         };
         let mut run = Run::retry(path, options)?;

@@ -71,6 +71,40 @@ pub struct ScriptedCall {
     /// Tokens the call spent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// What the call may cost, as an executor would estimate it (budgets reserve it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ask: Option<ScriptedAsk>,
+}
+
+/// A scripted call's estimate ([`crate::CallAsk`] in the log's spelling).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScriptedAsk {
+    /// The price table's provider id.
+    pub provider: String,
+    /// The model.
+    pub model: String,
+    /// Estimated prompt tokens.
+    pub input_tokens: u64,
+    /// The request's `maxTokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// The smallest `maxTokens` a budget may clamp it to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tokens: Option<u64>,
+}
+
+impl ScriptedAsk {
+    /// As the core takes it.
+    pub fn to_ask(&self) -> crate::model::call::CallAsk {
+        crate::model::call::CallAsk {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            input_tokens: self.input_tokens,
+            max_tokens: self.max_tokens,
+            min_tokens: self.min_tokens,
+        }
+    }
 }
 
 impl ScriptedCall {
@@ -80,6 +114,7 @@ impl ScriptedCall {
             kind: self.kind,
             name: self.name.clone(),
             request: self.request.clone(),
+            ask: self.ask.as_ref().map(ScriptedAsk::to_ask),
         }
     }
 

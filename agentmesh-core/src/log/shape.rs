@@ -61,6 +61,8 @@ pub(crate) struct Shape {
     last_seq: u64,
     /// Whether the file's format holds call records (version 3 on).
     calls: bool,
+    /// Whether it holds budget records (`callDenied`, `budgetWarning`: version 4 on).
+    budgets: bool,
 }
 
 impl Shape {
@@ -68,6 +70,7 @@ impl Shape {
     pub(crate) fn for_version(version: u32) -> Shape {
         Shape {
             calls: version >= 3,
+            budgets: version >= 4,
             ..Shape::default()
         }
     }
@@ -83,6 +86,12 @@ impl Shape {
         offset: u64,
     ) -> Result<()> {
         let bad = |why: String| Err(Error::corrupt(offset, format!("seq {seq}: {why}")));
+        if !self.budgets && matches!(kind, EventKind::CallDenied | EventKind::BudgetWarning) {
+            return bad(format!(
+                "{} in a log whose format holds no budget records (format 4 does)",
+                kind.name()
+            ));
+        }
         if kind.role() == Role::Call {
             return self.see_call(seq, sub, kind, offset);
         }
@@ -245,7 +254,7 @@ impl Shape {
             step.calls.resize_with(step.filled.len(), Calls::default);
         }
         let calls = &mut step.calls[slot];
-        if kind == EventKind::CallStarted {
+        if matches!(kind, EventKind::CallStarted | EventKind::CallDenied) {
             let expected = calls.next_start.max(1);
             if sub != expected {
                 return bad(format!("expected the next callStarted at sub {expected}"));
@@ -256,7 +265,10 @@ impl Shape {
                 ));
             }
             calls.next_start = sub + 2;
-            calls.awaiting.push(sub + 1);
+            // A refused call has no result.
+            if kind == EventKind::CallStarted {
+                calls.awaiting.push(sub + 1);
+            }
         } else {
             let Some(i) = calls.awaiting.iter().position(|&s| s == sub) else {
                 return bad(format!(

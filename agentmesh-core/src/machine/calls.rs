@@ -12,13 +12,17 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::ledger::{self, Ledger};
 use super::{Machine, Slot};
+use crate::budget::{reserve_llm, Amounts, Dimension, LlmAsk, Reservation};
 use crate::error::{Error, ErrorDetail, ErrorKind, Result};
+use crate::model::budget::{BudgetRefusal, CallDenied};
 use crate::model::call::{
-    idempotency_key, CallCompleted, CallFailed, CallOutcome, CallRequest, CallStarted, CallTicket,
-    TicketState, MAX_CALLS_PER_ACTIVATION,
+    idempotency_key, CallAsk, CallCompleted, CallFailed, CallKind, CallOutcome, CallRequest,
+    CallStarted, CallTicket, TicketState, MAX_CALLS_PER_ACTIVATION,
 };
 use crate::model::event::{Event, EventData};
+use crate::model::workflow::NodeKind;
 
 /// One call of an activation, as the log holds it.
 #[derive(Debug, Clone)]
@@ -26,6 +30,25 @@ pub(super) struct JournalEntry {
     started: CallStarted,
     sub: u32,
     result: Option<CallOutcome>,
+    /// What it reserved (zero when the run does not account for spend).
+    reserve: Amounts,
+    /// What its executor estimated (prices the settlement), when it said.
+    ask: Option<CallAsk>,
+    /// Refused by a budget: it has no result.
+    denied: Option<BudgetRefusal>,
+}
+
+impl JournalEntry {
+    fn new(started: CallStarted, sub: u32) -> JournalEntry {
+        JournalEntry {
+            reserve: started.reserve.unwrap_or_default(),
+            started,
+            sub,
+            result: None,
+            ask: None,
+            denied: None,
+        }
+    }
 }
 
 /// The calls of one activation.
@@ -37,6 +60,8 @@ pub(super) struct Journal {
     /// answered from the log).
     issued: u32,
     entries: Vec<JournalEntry>,
+    /// The first call a budget refused.
+    denial: Option<BudgetRefusal>,
 }
 
 impl Journal {
@@ -49,12 +74,31 @@ impl Journal {
     pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// The first call a budget refused, if one was.
+    pub(super) fn denial(&self) -> Option<&BudgetRefusal> {
+        self.denial.as_ref()
+    }
 }
+
+/// What a budget decides for a live call.
+enum Decision {
+    /// Reserve this (and send this `maxTokens`, when it says one).
+    Reserve(Amounts, Option<u64>),
+    /// Refused: nothing is sent.
+    Deny(BudgetRefusal),
+}
+
+/// The `maxTokens` a call without one may be clamped from: a budget that limits its output
+/// or cost sends the largest that fits.
+const NO_MAX_TOKENS: u64 = u32::MAX as u64;
 
 /// What [`Machine::call_event`] decided for one call.
 pub(crate) enum CallStep {
     /// Write this `callStarted`, then [`Machine::apply_call_start`], then let the call run.
     Record(Box<Event>, CallTicket),
+    /// Write this `callDenied`, then [`Machine::apply_call_start`]; the ticket is `Denied`.
+    Deny(Box<Event>, CallTicket),
     /// Nothing to write: the log answers it, or it was in flight and is re-issued.
     Reuse(CallTicket),
 }
@@ -64,6 +108,8 @@ pub(crate) struct JournalMark {
     next_sub: u32,
     issued: u32,
     len: usize,
+    denial: Option<BudgetRefusal>,
+    charged: Amounts,
 }
 
 impl Machine {
@@ -75,6 +121,8 @@ impl Machine {
             next_sub: j.next_sub,
             issued: j.issued,
             len: j.entries.len(),
+            denial: j.denial.clone(),
+            charged: self.slots[i].account.charged,
         })
     }
 
@@ -83,10 +131,12 @@ impl Machine {
         let (Ok(i), Some(m)) = (self.call_slot(act), mark) else {
             return;
         };
+        self.slots[i].account.charged = m.charged;
         let j = &mut self.slots[i].calls;
         j.next_sub = m.next_sub;
         j.issued = m.issued;
         j.entries.truncate(m.len);
+        j.denial = m.denial;
     }
 
     /// The completion seq of open activation `act`.
@@ -105,14 +155,108 @@ impl Machine {
         })
     }
 
-    fn ticket(&self, slot: &Slot, call: u32, state: TicketState) -> CallTicket {
+    fn ticket(
+        &self,
+        slot: &Slot,
+        call: u32,
+        state: TicketState,
+        max_tokens: Option<u64>,
+    ) -> CallTicket {
         CallTicket {
             activation: slot.id,
             call,
             seq: slot.completion_seq,
             state,
             idempotency_key: idempotency_key(&self.run_id, slot.completion_seq, call),
+            max_tokens,
         }
+    }
+
+    /// What the budget decides for a live call of `slot`: what it reserves against what is
+    /// left of the activation's lease, or its refusal.
+    ///
+    /// Errors: `INVALID_ARGUMENT` (an LLM call to a model the price table does not price:
+    /// never counted as free; nothing is recorded).
+    fn decide_budget(&self, slot: &Slot, ledger: &Ledger, req: &CallRequest) -> Result<Decision> {
+        let left = slot.account.lease.left(&slot.account.charged);
+        let node = &self.wf.compiled().nodes[slot.node];
+        let agent = (node.kind == NodeKind::Agent).then_some(&node.name);
+        let deny = |d: Dimension, requested: u64| {
+            Decision::Deny(ledger.refusal(&slot.account, slot.node, &node.id, agent, d, requested))
+        };
+        let (CallKind::Llm, Some(ask)) = (req.kind, &req.ask) else {
+            // A tool, or an LLM call its host makes itself: one call, charged what it reports.
+            let one = Amounts::of(0, 0, 0, 1);
+            return Ok(match left.exceeded_by(&Amounts::ZERO, &one) {
+                Some(d) => deny(d, one.get(d)),
+                None => Decision::Reserve(one, None),
+            });
+        };
+        let Some(table) = ledger.prices.as_deref() else {
+            return Err(Error::invalid_argument(
+                "this run accounts for spend but was given no price table",
+            ));
+        };
+        let Some(price) = table.find(&ask.provider, &ask.model) else {
+            return Err(Error::invalid_argument(format!(
+                "{} call '{}': the price table ({}) has no price for model '{}' of provider '{}'; a budget never counts a call as free: add the model to the run's prices (docs/budgets.md)",
+                req.kind.as_str(),
+                req.name,
+                table.hash(),
+                ask.model,
+                ask.provider
+            )));
+        };
+        let llm = LlmAsk {
+            prices: Some(&price.prices),
+            input_tokens: ask.input_tokens,
+            max_tokens: ask.max_tokens.unwrap_or(NO_MAX_TOKENS),
+            clamp_to_at_least: match ask.max_tokens {
+                Some(_) => ask.min_tokens,
+                None => Some(ask.min_tokens.unwrap_or(1)),
+            },
+        };
+        Ok(match reserve_llm(&left, &llm) {
+            // Without `maxTokens` and nothing limiting output: its output is not known
+            // before it is made, so only its prompt and the call are reserved.
+            Reservation::Fits { .. } if ask.max_tokens.is_none() => {
+                Decision::Reserve(llm.amounts(0), None)
+            }
+            Reservation::Fits { amounts } => Decision::Reserve(amounts, None),
+            Reservation::Clamped {
+                max_tokens,
+                amounts,
+            } => Decision::Reserve(amounts, Some(max_tokens)),
+            Reservation::Refused {
+                dimension,
+                requested,
+                ..
+            } => deny(dimension, requested),
+        })
+    }
+
+    /// What a finished call is charged: its reported usage priced (one call), its whole
+    /// reservation when it reported none, nothing when the cache answered.
+    fn charge_of(&self, ledger: &Ledger, entry: &JournalEntry, outcome: &CallOutcome) -> Amounts {
+        if outcome.cached {
+            return Amounts::ZERO;
+        }
+        let Some(usage) = &outcome.usage else {
+            return entry.reserve;
+        };
+        let (provider, asked) = match &entry.ask {
+            Some(a) => (a.provider.as_str(), Some(a.model.as_str())),
+            None => (&*entry.started.name, None),
+        };
+        let price = ledger.prices.as_deref().and_then(|t| {
+            usage
+                .model
+                .as_deref()
+                .and_then(|m| t.find(provider, m))
+                .or_else(|| asked.and_then(|m| t.find(provider, m)))
+        });
+        let cost = price.map_or(0, |p| p.prices.cost_micro_usd(usage));
+        ledger::amounts_of(usage, cost, 1)
     }
 
     /// Decide call `req` of activation `act` without changing the run.
@@ -128,8 +272,19 @@ impl Machine {
         let call = journal.issued + 1;
         if let Some(entry) = journal.entries.get(journal.issued as usize) {
             self.check_same_call(slot, entry, req)?;
+            let max = entry.started.max_tokens;
+            if let Some(refusal) = &entry.denied {
+                return Ok(CallStep::Reuse(self.ticket(
+                    slot,
+                    call,
+                    TicketState::Denied(refusal.clone()),
+                    None,
+                )));
+            }
             return Ok(CallStep::Reuse(match &entry.result {
-                Some(outcome) => self.ticket(slot, call, TicketState::Recorded(outcome.clone())),
+                Some(outcome) => {
+                    self.ticket(slot, call, TicketState::Recorded(outcome.clone()), max)
+                }
                 None if self.answer_only => {
                     return Err(self.divergence(
                         slot,
@@ -142,7 +297,7 @@ impl Machine {
                         ),
                     ))
                 }
-                None => self.ticket(slot, call, TicketState::Live),
+                None => self.ticket(slot, call, TicketState::Live, max),
             }));
         }
         if self.answer_only {
@@ -170,39 +325,83 @@ impl Machine {
             ));
         }
         let sub = journal.next_sub.max(1);
+        let decision = match &self.ledger {
+            Some(ledger) => Some(self.decide_budget(slot, ledger, req)?),
+            None => None,
+        };
+        let (data, state, max_tokens) = match decision {
+            Some(Decision::Deny(refusal)) => (
+                EventData::CallDenied(CallDenied {
+                    call,
+                    kind: req.kind,
+                    name: req.name.as_str().into(),
+                    request: Arc::new(req.request.clone()),
+                    budget: refusal.clone(),
+                }),
+                TicketState::Denied(refusal),
+                None,
+            ),
+            reserved => {
+                let (reserve, max_tokens) = match reserved {
+                    Some(Decision::Reserve(a, m)) => (Some(a), m),
+                    _ => (None, None),
+                };
+                (
+                    EventData::CallStarted(CallStarted {
+                        call,
+                        kind: req.kind,
+                        name: req.name.as_str().into(),
+                        request: Arc::new(req.request.clone()),
+                        reserve,
+                        max_tokens,
+                    }),
+                    TicketState::Live,
+                    max_tokens,
+                )
+            }
+        };
         let mut event = self.event(
             slot.completion_seq,
             Some(slot.id),
             Some(slot.node),
             Some(slot.attempt),
-            EventData::CallStarted(CallStarted {
-                call,
-                kind: req.kind,
-                name: req.name.as_str().into(),
-                request: Arc::new(req.request.clone()),
-            }),
+            data,
         );
         event.sub = Some(sub);
-        Ok(CallStep::Record(
-            Box::new(event),
-            self.ticket(slot, call, TicketState::Live),
-        ))
+        let ticket = self.ticket(slot, call, state, max_tokens);
+        Ok(match ticket.state {
+            TicketState::Denied(_) => CallStep::Deny(Box::new(event), ticket),
+            _ => CallStep::Record(Box::new(event), ticket),
+        })
     }
 
-    /// Record a call decided by [`Machine::call_event`] (after its `callStarted` was staged).
-    pub(crate) fn apply_call_start(&mut self, act: u64, step: &CallStep) {
+    /// Record a call decided by [`Machine::call_event`] (after its record was staged).
+    pub(crate) fn apply_call_start(&mut self, act: u64, step: &CallStep, req: &CallRequest) {
         let i = self.call_slot(act).expect("decided for an open activation");
-        let journal = &mut self.slots[i].calls;
-        if let CallStep::Record(event, _) = step {
-            let (EventData::CallStarted(started), Some(sub)) = (&event.data, event.sub) else {
-                unreachable!("call_event records callStarted events")
-            };
-            journal.entries.push(JournalEntry {
-                started: started.clone(),
-                sub,
-                result: None,
-            });
-            journal.next_sub = sub + 2;
+        let slot = &mut self.slots[i];
+        let journal = &mut slot.calls;
+        match step {
+            CallStep::Record(event, _) | CallStep::Deny(event, _) => {
+                let sub = event.sub.expect("call records have a sub");
+                let mut entry = match &event.data {
+                    EventData::CallStarted(started) => JournalEntry::new(started.clone(), sub),
+                    EventData::CallDenied(d) => denied_entry(d, sub),
+                    _ => unreachable!("call_event records callStarted or callDenied events"),
+                };
+                entry.ask = req.ask.clone();
+                slot.account.charged = slot.account.charged.plus(&entry.reserve);
+                if let (Some(r), None) = (&entry.denied, &journal.denial) {
+                    journal.denial = Some(r.clone());
+                }
+                journal.entries.push(entry);
+                journal.next_sub = sub + 2;
+            }
+            CallStep::Reuse(_) => {
+                // A call re-issued after a resume prices its settlement as it did then.
+                if let Some(e) = journal.entries.get_mut(journal.issued as usize) {
+                    e.ask = req.ask.clone();
+                }
+            }
         }
         journal.issued += 1;
     }
@@ -239,6 +438,13 @@ impl Machine {
         if entry.result.is_some() {
             return refuse("already has its result");
         }
+        if entry.denied.is_some() {
+            return refuse("was refused by its budget");
+        }
+        let charge = self
+            .ledger
+            .as_deref()
+            .map(|l| self.charge_of(l, entry, outcome));
         let data = match &outcome.result {
             Ok(response) => EventData::CallCompleted(CallCompleted {
                 call,
@@ -246,12 +452,14 @@ impl Machine {
                 usage: outcome.usage.clone(),
                 cached: outcome.cached,
                 attempts: outcome.attempts.clone(),
+                charge,
             }),
             Err(error) => EventData::CallFailed(CallFailed {
                 call,
                 error: error.clone(),
                 usage: outcome.usage.clone(),
                 attempts: outcome.attempts.clone(),
+                charge,
             }),
         };
         let mut event = self.event(
@@ -268,7 +476,15 @@ impl Machine {
     /// Record a call's result built by [`Machine::call_result_event`].
     pub(crate) fn apply_call_result(&mut self, act: u64, call: u32, outcome: CallOutcome) {
         let i = self.call_slot(act).expect("built for an open activation");
-        let entry = &mut self.slots[i].calls.entries[(call - 1) as usize];
+        let index = (call - 1) as usize;
+        if let Some(ledger) = self.ledger.as_deref() {
+            let entry = &self.slots[i].calls.entries[index];
+            let charge = self.charge_of(ledger, entry, &outcome);
+            let reserve = entry.reserve;
+            let account = &mut self.slots[i].account;
+            account.charged = account.charged.minus(&reserve).plus(&charge);
+        }
+        let entry = &mut self.slots[i].calls.entries[index];
         entry.result = Some(CallOutcome {
             duration_us: None,
             ..outcome
@@ -293,17 +509,33 @@ impl Machine {
                 ),
             ));
         };
-        let journal = &mut self.slots[i].calls;
+        let slot = &mut self.slots[i];
+        let journal = &mut slot.calls;
+        let settle = |account: &mut super::ledger::Account,
+                      journal: &Journal,
+                      charge: Option<Amounts>| {
+            if let (Some(c), Some(e)) = (charge, journal.entries.iter().find(|e| e.sub + 1 == sub))
+            {
+                account.charged = account.charged.minus(&e.reserve).plus(&c);
+            }
+        };
         match &event.data {
             EventData::CallStarted(started) => {
-                journal.entries.push(JournalEntry {
-                    started: started.clone(),
-                    sub,
-                    result: None,
-                });
+                let entry = JournalEntry::new(started.clone(), sub);
+                slot.account.charged = slot.account.charged.plus(&entry.reserve);
+                journal.entries.push(entry);
+                journal.next_sub = sub + 2;
+            }
+            EventData::CallDenied(d) => {
+                let entry = denied_entry(d, sub);
+                if journal.denial.is_none() {
+                    journal.denial = entry.denied.clone();
+                }
+                journal.entries.push(entry);
                 journal.next_sub = sub + 2;
             }
             EventData::CallCompleted(c) => {
+                settle(&mut slot.account, journal, c.charge);
                 let outcome = CallOutcome {
                     result: Ok(c.response.clone()),
                     usage: c.usage.clone(),
@@ -315,6 +547,7 @@ impl Machine {
                 set_result(journal, sub, outcome);
             }
             EventData::CallFailed(f) => {
+                settle(&mut slot.account, journal, f.charge);
                 let outcome = CallOutcome {
                     result: Err(f.error.clone()),
                     usage: f.usage.clone(),
@@ -379,6 +612,23 @@ impl Machine {
             actual,
         })
     }
+}
+
+/// The journal entry of a refused call.
+fn denied_entry(d: &CallDenied, sub: u32) -> JournalEntry {
+    let mut entry = JournalEntry::new(
+        CallStarted {
+            call: d.call,
+            kind: d.kind,
+            name: d.name.clone(),
+            request: d.request.clone(),
+            reserve: None,
+            max_tokens: None,
+        },
+        sub,
+    );
+    entry.denied = Some(d.budget.clone());
+    entry
 }
 
 fn set_result(journal: &mut Journal, sub: u32, outcome: CallOutcome) {

@@ -12,6 +12,7 @@
 //! machine built, so a forged or stale event can never change the state.
 
 mod calls;
+mod ledger;
 mod scheduler;
 mod snapshot;
 
@@ -24,8 +25,10 @@ use serde_json::{Map, Value};
 
 pub use snapshot::RunState;
 
+use crate::budget::PriceTable;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::activation::{Activation, Completion, Outcome, RunStatus};
+use crate::model::budget::{BudgetWarning, RunBudget};
 use crate::model::event::{
     Completed, Event, EventData, Failed, Overridden, Reason, RunCompleted, RunFailed, RunStarted,
 };
@@ -86,6 +89,8 @@ struct Slot {
     result: Option<SlotResult>,
     /// The calls the activation made (from the log after a resume).
     calls: calls::Journal,
+    /// Its lease and charges, when the run accounts for spend.
+    account: ledger::Account,
 }
 
 /// A completion built by [`Machine::stage`] and not yet applied: its event (to commit) and
@@ -150,6 +155,10 @@ pub(crate) struct Machine {
     outbox: Vec<Event>,
     /// Re-execute replay: every call must be answered from the log.
     answer_only: bool,
+    /// Budgets and spend, when the run accounts for them (`runStarted.budget`).
+    ledger: Option<Box<ledger::Ledger>>,
+    /// Warnings the last settled step crossed, recorded with the next decisions.
+    warnings: Vec<(Option<usize>, BudgetWarning)>,
 }
 
 impl Machine {
@@ -160,9 +169,14 @@ impl Machine {
         input: Arc<Value>,
         seed: u64,
         flags: CoreFlags,
+        budget: Option<(RunBudget, Option<Arc<PriceTable>>)>,
     ) -> Machine {
         let count = wf.compiled().nodes.len();
+        let ledger =
+            budget.map(|(record, prices)| Box::new(ledger::Ledger::new(&wf, record, prices)));
         Machine {
+            ledger,
+            warnings: Vec::new(),
             trace_id: crate::model::event::trace_id_for(run_id).into(),
             run_id: run_id.into(),
             wf,
@@ -202,6 +216,27 @@ impl Machine {
         }
     }
 
+    /// Price the run's calls with the bundled table and `user`'s over it, as it was started
+    /// (a machine rebuilt from a log has the recorded budget but no prices).
+    ///
+    /// Errors: `INVALID_ARGUMENT` when the table's hash is not the recorded one.
+    pub(crate) fn use_prices(&mut self, user: Option<&PriceTable>) -> Result<()> {
+        let Some(ledger) = self.ledger.as_mut() else {
+            return Ok(());
+        };
+        let table = crate::run::price_table(user);
+        if table.hash() != ledger.record.prices {
+            return Err(Error::invalid_argument(format!(
+                "the run was started with price table {}, not {} (the bundled table{}): pass the prices it was started with",
+                ledger.record.prices,
+                table.hash(),
+                if user.is_some() { " and the prices given" } else { " alone" }
+            )));
+        }
+        ledger.prices = Some(table);
+        Ok(())
+    }
+
     /// Answer every call from the journal the log gave, never live (re-execute replay).
     pub(crate) fn answer_calls_from_log(&mut self) {
         self.answer_only = true;
@@ -213,6 +248,7 @@ impl Machine {
             workflow: self.wf.shared_spec(),
             input: self.input.clone(),
             seed: self.seed,
+            budget: self.ledger.as_ref().map(|l| l.record.clone()),
         });
         self.emit(None, None, None, data);
         let compiled = self.wf.compiled();
@@ -391,6 +427,13 @@ impl Machine {
             )
             .permanent()),
             Ok(v) => Ok(Arc::new(v)),
+            // A budget refused one of its calls and the agent did not get past it: the one
+            // failure every host records (whatever its exception was called).
+            Err(_) if journal.denial().is_some() => Err(Failure::error(
+                "BudgetExceededError",
+                journal.denial().expect("checked").message(),
+            )
+            .permanent()),
             Err(f) => match (f.kind, node.timeout_ms) {
                 (FailureKind::Timeout, Some(ms)) => Err(Failure::timeout(ms)),
                 // The policy's verdict is recorded in the failure, so replay (which feeds
@@ -463,11 +506,20 @@ impl Machine {
             staged.generation, self.generation,
             "a staged completion was applied after another"
         );
-        let result = match &staged.event.data {
-            EventData::Completed(_, c) => SlotResult::Ok(c.output.clone()),
-            EventData::Failed(_, f) => SlotResult::Failed(f.error.clone(), staged.event.seq),
+        let (result, usage) = match &staged.event.data {
+            EventData::Completed(_, c) => (SlotResult::Ok(c.output.clone()), &c.usage),
+            EventData::Failed(_, f) => (
+                SlotResult::Failed(f.error.clone(), staged.event.seq),
+                &f.usage,
+            ),
             other => unreachable!("stage builds completions only, not {}", other.type_name()),
         };
+        // Usage a host reports on a completion is charged after the fact (tokens only: it
+        // names no price).
+        if let (Some(_), Some(u)) = (&self.ledger, usage) {
+            let account = &mut self.slots[staged.slot].account;
+            account.charged = account.charged.plus(&ledger::amounts_of(u, 0, 0));
+        }
         self.slots[staged.slot].result = Some(result);
         self.generation += 1;
         self.unresolved -= 1;
@@ -482,6 +534,12 @@ impl Machine {
         let slots = std::mem::take(&mut self.slots);
         for slot in &slots {
             let spec = &self.wf.compiled().nodes[slot.node];
+            if let Some(ledger) = self.ledger.as_mut() {
+                let agent =
+                    (spec.kind == crate::model::workflow::NodeKind::Agent).then_some(&spec.name);
+                let crossed = ledger.settle(slot.node, agent, &slot.account.charged);
+                self.warnings.extend(crossed);
+            }
             let state = &mut self.nodes[slot.node];
             match slot.result.as_ref().expect("settled slots have results") {
                 SlotResult::Ok(out) => {
@@ -490,6 +548,20 @@ impl Machine {
                     state.resolved_seq = slot.completion_seq;
                     self.dirty
                         .extend_from_slice(&self.wf.compiled().children[slot.node]);
+                }
+                SlotResult::Failed(_, seq) if slot.calls.denial().is_some() => {
+                    // A budget refusal is not retried: the run fails with it.
+                    state.status = NodeStatus::Failed;
+                    state.resolved_seq = *seq;
+                    if self.pending_failure.is_none() {
+                        let refusal = slot.calls.denial().expect("checked").clone();
+                        self.pending_failure = Some(RunError {
+                            code: ErrorKind::BudgetExceeded.code().to_owned(),
+                            message: format!("node '{}': {}", spec.id, refusal.message()),
+                            node: Some(spec.id.to_string()),
+                            budget: Some(refusal),
+                        });
+                    }
                 }
                 SlotResult::Failed(f, seq) => {
                     let policy = spec.retry.as_ref();
@@ -531,6 +603,7 @@ impl Machine {
                                     spec.id, f.error_type, f.message
                                 ),
                                 node: Some(spec.id.to_string()),
+                                budget: None,
                             });
                         }
                     }
@@ -614,6 +687,7 @@ impl Machine {
                 code: ErrorKind::Cancelled.code().to_owned(),
                 message: reason.to_owned(),
                 node: None,
+                budget: None,
             }),
         });
         true
@@ -770,6 +844,7 @@ impl Machine {
                 code: kind.code().to_owned(),
                 message,
                 node,
+                budget: None,
             }),
         );
     }
@@ -782,7 +857,14 @@ pub(crate) mod tests {
 
     pub(crate) fn machine(wf: Value) -> Machine {
         let wf = Workflow::from_value(wf).expect("valid workflow");
-        let mut m = Machine::new(wf, "r", Arc::new(Value::Null), 1, CoreFlags::current());
+        let mut m = Machine::new(
+            wf,
+            "r",
+            Arc::new(Value::Null),
+            1,
+            CoreFlags::current(),
+            None,
+        );
         m.start();
         m.advance();
         m

@@ -4,13 +4,13 @@
 
 use serde_json::{Map, Value};
 
-use super::{Machine, NodeStatus, Slot};
+use super::{ledger, Machine, NodeStatus, Slot};
 use crate::error::ErrorKind;
 use crate::model::condition::StateView;
 use crate::model::event::{BranchDecided, EventData, Scheduled, StepStarted};
 use crate::model::limits::{MAX_LOOPS_PER_DECISION, MAX_RUN_OUTPUT_BYTES};
-use crate::model::workflow::ActivationKind;
 use crate::model::workflow::Compiled;
+use crate::model::workflow::{ActivationKind, NodeKind};
 
 fn json_len(v: &Value) -> usize {
     let mut c = crate::model::encode::Count(0);
@@ -25,6 +25,14 @@ impl Machine {
             return;
         }
         self.needs_advance = false;
+        for (node, warning) in std::mem::take(&mut self.warnings) {
+            self.emit(
+                Some(self.step_seq.max(1)),
+                node,
+                None,
+                EventData::BudgetWarning(warning),
+            );
+        }
         if let Some(err) = self.pending_failure.take() {
             self.finish(crate::model::activation::RunStatus::Failed, None, Some(err));
             return;
@@ -259,6 +267,28 @@ impl Machine {
         );
         let wf = self.wf.clone();
         let compiled = wf.compiled();
+        // Leases for the activations that can make calls (agents and tools), in order.
+        let mut accounts = match &self.ledger {
+            Some(ledger) => {
+                let callers: Vec<usize> = ready
+                    .iter()
+                    .copied()
+                    .filter(|&i| compiled.nodes[i].kind != NodeKind::Human)
+                    .collect();
+                let claimants: Vec<ledger::Claimant<'_>> = callers
+                    .iter()
+                    .map(|&i| ledger::Claimant {
+                        node: i,
+                        agent: (compiled.nodes[i].kind == NodeKind::Agent)
+                            .then_some(&compiled.nodes[i].name),
+                    })
+                    .collect();
+                callers.into_iter().zip(ledger.leases(&claimants)).collect()
+            }
+            None => Vec::new(),
+        }
+        .into_iter()
+        .peekable();
         for &i in ready {
             let node = &compiled.nodes[i];
             let kind = node
@@ -285,7 +315,15 @@ impl Machine {
                 delay_ms,
                 timeout_ms: node.timeout_ms,
                 retry_of,
+                lease: None,
             };
+            let account = match accounts.peek() {
+                Some((node, _)) if *node == i => accounts.next().expect("peeked").1,
+                _ => Default::default(),
+            };
+            if !account.lease.is_unlimited() {
+                body.lease = Some(account.lease);
+            }
             match kind {
                 ActivationKind::Agent => body.agent = Some(node.name.clone()),
                 ActivationKind::Tool => body.tool = Some(node.name.clone()),
@@ -307,6 +345,7 @@ impl Machine {
                 delay_ms,
                 result: None,
                 calls: Default::default(),
+                account,
             });
         }
         // Reserve the completion seqs.

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::failure::Usage;
+use crate::budget::Amounts;
 
 /// Most calls one activation may make (a runaway agent loop ends with a typed error).
 pub const MAX_CALLS_PER_ACTIVATION: u32 = 10_000;
@@ -58,6 +59,28 @@ pub struct CallRequest {
     pub name: String,
     /// The canonical request: what is sent, without secrets (any JSON).
     pub request: Value,
+    /// What the call may cost, when its executor can say before it is sent (an LLM call):
+    /// what a budget reserves. `None`: it reserves one call and is charged what it reports.
+    pub ask: Option<CallAsk>,
+}
+
+/// What an LLM call may spend, estimated before it is sent (docs/budgets.md "Reserving a
+/// call"): a budget reserves its worst case, and may clamp `max_tokens`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallAsk {
+    /// The price table's provider id for the model (`openai`, `anthropic`, or the name a
+    /// user table prices a local server under).
+    pub provider: String,
+    /// The model asked for.
+    pub model: String,
+    /// Estimated prompt tokens.
+    pub input_tokens: u64,
+    /// The request's `maxTokens` (`None`: the provider's default, so a limited budget
+    /// clamps it to what fits).
+    pub max_tokens: Option<u64>,
+    /// The smallest `maxTokens` the call accepts when a budget clamps it (`None`: a call
+    /// with `maxTokens` is not clamped; one without takes any that fits from 1 up).
+    pub min_tokens: Option<u64>,
 }
 
 impl CallRequest {
@@ -67,6 +90,7 @@ impl CallRequest {
             kind: CallKind::Llm,
             name: provider.into(),
             request,
+            ask: None,
         }
     }
 
@@ -76,6 +100,7 @@ impl CallRequest {
             kind: CallKind::Tool,
             name: name.into(),
             request: arguments,
+            ask: None,
         }
     }
 }
@@ -236,6 +261,8 @@ pub struct CallTicket {
     /// `blake3(runId, seq, call)`: the same for a call re-issued after a crash, so providers
     /// that honour an idempotency key can drop the duplicate.
     pub idempotency_key: String,
+    /// The `maxTokens` a budget allows this call: send it instead of the request's.
+    pub max_tokens: Option<u64>,
 }
 
 /// Whether a call must be made.
@@ -245,6 +272,8 @@ pub enum TicketState {
     Live,
     /// The log holds the result: use it; do not call and do not report.
     Recorded(CallOutcome),
+    /// A budget refused it (`callDenied` is recorded): nothing may be sent.
+    Denied(crate::model::budget::BudgetRefusal),
 }
 
 impl CallTicket {
@@ -282,6 +311,13 @@ pub struct CallStarted {
     pub name: Arc<str>,
     /// The canonical request.
     pub request: Arc<Value>,
+    /// What a budget reserved for it (its worst case), when the run accounts for spend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<Amounts>,
+    /// The `maxTokens` the budget allowed, sent instead of the request's (it was clamped,
+    /// or the request had none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
 }
 
 fn is_false(v: &bool) -> bool {
@@ -305,6 +341,9 @@ pub struct CallCompleted {
     /// Failed attempts before the answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// What the budget charged for it (its usage, priced), when the run accounts for spend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge: Option<Amounts>,
 }
 
 /// Body of `callFailed`.
@@ -321,6 +360,10 @@ pub struct CallFailed {
     /// Failed attempts before the last one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// What the budget charged for it (its reported usage priced, or its whole reservation
+    /// when it reported none), when the run accounts for spend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge: Option<Amounts>,
 }
 
 #[cfg(test)]

@@ -74,6 +74,11 @@ fn push_scheduled(out: &mut Vec<u8>, s: &Scheduled) {
     );
     push_opt_u64(out, b"\"timeoutMs\":", s.timeout_ms, &mut first);
     push_opt_u64(out, b"\"retryOf\":", s.retry_of, &mut first);
+    if let Some(lease) = &s.lease {
+        out.extend_from_slice(if first { b"" } else { b"," });
+        out.extend_from_slice(b"\"lease\":");
+        push_serde(out, lease);
+    }
     out.push(b'}');
 }
 
@@ -135,6 +140,8 @@ fn push_data(out: &mut Vec<u8>, data: &EventData) {
         EventData::CallStarted(b) => push_serde(out, b),
         EventData::CallCompleted(b) => push_serde(out, b),
         EventData::CallFailed(b) => push_serde(out, b),
+        EventData::CallDenied(b) => push_serde(out, b),
+        EventData::BudgetWarning(b) => push_serde(out, b),
     }
 }
 
@@ -241,7 +248,8 @@ impl EventData {
             EventData::StepStarted(_)
             | EventData::Scheduled(..)
             | EventData::BranchDecided(_)
-            | EventData::NodeSkipped => 0,
+            | EventData::NodeSkipped
+            | EventData::BudgetWarning(_) => 0,
             // The workflow has no size limit of its own beyond its node count: measure it.
             EventData::RunStarted(_) => usize::MAX,
             EventData::Completed(_, c) => json_bound(&c.output),
@@ -253,9 +261,10 @@ impl EventData {
             EventData::RunCompleted(r) => json_bound(&r.output),
             EventData::RunFailed(r) => s(&r.error.message).saturating_add(s(&r.error.code)),
             // Requests and responses are arbitrary JSON: measure them.
-            EventData::CallStarted(_) | EventData::CallCompleted(_) | EventData::CallFailed(_) => {
-                usize::MAX
-            }
+            EventData::CallStarted(_)
+            | EventData::CallCompleted(_)
+            | EventData::CallFailed(_)
+            | EventData::CallDenied(_) => usize::MAX,
         }
     }
 }
@@ -306,6 +315,11 @@ mod tests {
                     delay_ms: n % 2,
                     timeout_ms: n.is_multiple_of(2).then_some(n),
                     retry_of: n.is_multiple_of(3).then_some(n),
+                    lease: n.is_multiple_of(4).then(|| {
+                        crate::budget::Limits::UNLIMITED
+                            .with(crate::budget::Dimension::Calls, Some(n))
+                            .with(crate::budget::Dimension::MicroUsd, Some(n.wrapping_mul(7)))
+                    }),
                 },
             ),
             EventData::Scheduled(
@@ -318,6 +332,7 @@ mod tests {
                     delay_ms: 0,
                     timeout_ms: None,
                     retry_of: None,
+                    lease: None,
                 },
             ),
             EventData::BranchDecided(BranchDecided {
@@ -345,6 +360,7 @@ mod tests {
                     code: "AGENT_FAILED".into(),
                     message: text.into(),
                     node: Some(text.into()),
+                    budget: None,
                 },
             }),
             EventData::RunCancelled(Reason {

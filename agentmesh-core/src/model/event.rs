@@ -20,11 +20,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::budget::{BudgetWarning, CallDenied, RunBudget};
 use super::call::{CallCompleted, CallFailed, CallStarted};
 use super::failure::{Failure, RunError, Usage};
 use super::header::Meta;
 use super::limits::MAX_EVENT_BYTES;
 use super::workflow::{ActivationKind, WorkflowSpec};
+use crate::budget::Limits;
 
 /// How the orchestrator and replay treat an event type: which of its fields are decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,6 +152,10 @@ event_table! {
     CallCompleted = "callCompleted", Call, ends_run: false;
     /// A call's error.
     CallFailed = "callFailed", Call, ends_run: false;
+    /// A call a budget refused before anything was sent (it has no result).
+    CallDenied = "callDenied", Call, ends_run: false;
+    /// A budget's spend reached a warning threshold (decided at a step boundary).
+    BudgetWarning = "budgetWarning", Decision, ends_run: false;
 }
 
 /// Every wire `type`, in table order.
@@ -180,6 +186,9 @@ pub struct RunStarted {
     pub input: Arc<Value>,
     /// The run seed.
     pub seed: u64,
+    /// The run's budget and price table, when it accounts for spend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<RunBudget>,
 }
 
 /// Body of `stepStarted`.
@@ -217,6 +226,10 @@ pub struct Scheduled {
     /// The failure event this attempt retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<u64>,
+    /// What this activation's calls may spend: its share of the budgets that apply, decided
+    /// when the step was scheduled (omitted when nothing limits it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Limits>,
 }
 
 /// Body of a successful completion.
@@ -327,6 +340,10 @@ pub enum EventData {
     CallCompleted(CallCompleted),
     /// `callFailed`.
     CallFailed(CallFailed),
+    /// `callDenied`.
+    CallDenied(CallDenied),
+    /// `budgetWarning`.
+    BudgetWarning(BudgetWarning),
 }
 
 impl EventData {
@@ -362,6 +379,8 @@ impl EventData {
             EventData::CallStarted(_) => EventKind::CallStarted,
             EventData::CallCompleted(_) => EventKind::CallCompleted,
             EventData::CallFailed(_) => EventKind::CallFailed,
+            EventData::CallDenied(_) => EventKind::CallDenied,
+            EventData::BudgetWarning(_) => EventKind::BudgetWarning,
         }
     }
 
@@ -393,6 +412,8 @@ impl EventData {
             EventData::CallStarted(b) => map.serialize_entry("data", b),
             EventData::CallCompleted(b) => map.serialize_entry("data", b),
             EventData::CallFailed(b) => map.serialize_entry("data", b),
+            EventData::CallDenied(b) => map.serialize_entry("data", b),
+            EventData::BudgetWarning(b) => map.serialize_entry("data", b),
         }
     }
 
@@ -428,6 +449,8 @@ impl EventData {
             EventKind::CallStarted => EventData::CallStarted(from(text)?),
             EventKind::CallCompleted => EventData::CallCompleted(from(text)?),
             EventKind::CallFailed => EventData::CallFailed(from(text)?),
+            EventKind::CallDenied => EventData::CallDenied(from(text)?),
+            EventKind::BudgetWarning => EventData::BudgetWarning(from(text)?),
         })
     }
 }
@@ -773,7 +796,7 @@ mod tests {
             assert!(seen.insert(k.name()), "duplicate {}", k.name());
             assert_eq!(EventKind::from_name(k.name().as_bytes()), Some(*k));
         }
-        assert_eq!(seen.len(), 22);
+        assert_eq!(seen.len(), 24);
         assert_eq!(EventKind::from_name(b"agentcompleted"), None);
     }
 

@@ -85,6 +85,9 @@ pub struct RunError {
     /// The node that failed the run, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The refusal that failed the run (`BUDGET_EXCEEDED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::model::budget::BudgetRefusal>,
 }
 
 #[cfg(test)]

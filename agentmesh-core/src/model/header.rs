@@ -10,12 +10,14 @@ use super::call::CallMeta;
 /// Log format name written in every header.
 pub const LOG_FORMAT: &str = "agentmesh-log";
 
-/// Format version of the files new runs write. Version 3 adds call records (`callStarted`,
+/// Format version of the files new runs write. Version 4 adds budget records (`callDenied`,
+/// `budgetWarning`, and the budget fields of `runStarted`, `agentScheduled`, call records and
+/// `runFailed`), which appear only in runs that account for spend. Version 3 adds call records (`callStarted`,
 /// `callCompleted`, `callFailed`, under their activation's seq with a `sub`), in version 2's
 /// layout. Version 2 stores each record without the fields a reader can derive (`runId`,
 /// `traceId`, `prev`). Versions 1 and 2 are still read, verified, replayed and resumed
 /// (appended in their own layout; they cannot record calls).
-pub const LOG_VERSION: u32 = 3;
+pub const LOG_VERSION: u32 = 4;
 
 /// Oldest file format version the reader accepts.
 pub const MIN_LOG_VERSION: u32 = 1;
@@ -264,12 +266,12 @@ mod tests {
     }
 
     #[test]
-    fn reads_versions_one_to_three_only() {
-        assert!(header(1).check_format().is_ok());
-        assert!(header(2).check_format().is_ok());
-        assert!(header(3).check_format().is_ok());
-        let e = header(4).check_format().unwrap_err();
-        assert!(e.contains("unsupported log format version 4"), "{e}");
+    fn reads_versions_one_to_four_only() {
+        for v in 1..=4 {
+            assert!(header(v).check_format().is_ok());
+        }
+        let e = header(5).check_format().unwrap_err();
+        assert!(e.contains("unsupported log format version 5"), "{e}");
         assert!(header(0).check_format().is_err());
     }
 

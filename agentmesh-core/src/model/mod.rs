@@ -2,6 +2,7 @@
 //! the limits every layer shares.
 
 pub mod activation;
+pub mod budget;
 pub mod call;
 pub(crate) mod condition;
 pub(crate) mod encode;

@@ -104,6 +104,7 @@ fn check_node_fields(n: &NodeSpec) -> Result<Arc<str>> {
     let host_less = matches!(n.kind, NodeKind::Human | NodeKind::Branch);
     forbid(n, "timeoutMs", host_less && n.timeout_ms.is_some())?;
     forbid(n, "retry", host_less && n.retry.is_some())?;
+    forbid(n, "budget", host_less && n.budget.is_some())?;
     if let Some(p) = &n.prompt {
         if p.len() > 64 * 1024 {
             return Err(Error::invalid_workflow(
@@ -169,6 +170,34 @@ fn check_node_fields(n: &NodeSpec) -> Result<Arc<str>> {
 }
 
 /// Stable Kahn topological sort; `Err(node)` names a node on a cycle.
+/// The workflow-level budget fields: agent names, and warning thresholds from 1 to 100 %,
+/// increasing.
+fn check_budgets(spec: &WorkflowSpec) -> Result<()> {
+    for name in spec.agent_budgets.keys() {
+        check_name(None, &format!("agentBudgets.{name}"), name)?;
+    }
+    if let Some(w) = &spec.budget_warnings {
+        for (k, &t) in w.iter().enumerate() {
+            let field = format!("budgetWarnings[{k}]");
+            if !(1..=100).contains(&t) {
+                return Err(Error::invalid_workflow(
+                    None,
+                    &field,
+                    format!("{t} is not a percentage from 1 to 100"),
+                ));
+            }
+            if k > 0 && w[k - 1] >= t {
+                return Err(Error::invalid_workflow(
+                    None,
+                    &field,
+                    "thresholds must increase",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn topo_sort(n: usize, deps: &[Vec<Dep>]) -> std::result::Result<Vec<usize>, usize> {
     let mut indegree = vec![0usize; n];
     let mut children = vec![Vec::new(); n];
@@ -580,6 +609,7 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
             }),
             max_visits: n.max_visits,
             branch,
+            budget: n.budget.unwrap_or(crate::budget::Limits::UNLIMITED),
         });
     }
     let terminal = (0..count)
@@ -588,7 +618,12 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
     let hash = blake3::hash(canonical_spec_json(&spec).as_bytes())
         .to_hex()
         .to_string();
+    check_budgets(&spec)?;
+    let has_budgets = spec.budget.is_some()
+        || !spec.agent_budgets.is_empty()
+        || spec.nodes.iter().any(|n| n.budget.is_some());
     Ok(Compiled {
+        has_budgets,
         max_steps: spec.max_steps,
         spec: Arc::new(spec),
         hash,

@@ -1,7 +1,7 @@
 //! Workflow definitions: the wire spec ([`WorkflowSpec`]), its validation, and the compiled,
 //! immutable [`Workflow`] the orchestrator runs.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::condition::Condition;
+use crate::budget::Limits;
 use crate::error::{Error, Result};
 
 /// Longest accepted node id, agent, tool or workflow name, in bytes.
@@ -197,6 +198,10 @@ pub struct NodeSpec {
     /// Branch target when no case holds; without one, no successor runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
+    /// What this node's calls may spend, over all its visits and attempts (agent and tool
+    /// nodes; docs/budgets.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Limits>,
 }
 
 impl NodeSpec {
@@ -213,6 +218,7 @@ impl NodeSpec {
             max_visits: None,
             cases: Vec::new(),
             default: None,
+            budget: None,
         }
     }
 }
@@ -228,6 +234,16 @@ pub struct WorkflowSpec {
     pub max_steps: Option<u64>,
     /// The nodes, in declaration order (which is also the order of activations in a step).
     pub nodes: Vec<NodeSpec>,
+    /// What the whole run may spend (docs/budgets.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Limits>,
+    /// What each agent name may spend, over every node it runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agent_budgets: BTreeMap<String, Limits>,
+    /// Percentages of a limit at which a `budgetWarning` is recorded (default 80 and 90;
+    /// `[]` for none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_warnings: Option<Vec<u64>>,
 }
 
 /// Retry policy after validation.
@@ -291,6 +307,8 @@ pub(crate) struct CompiledNode {
     pub retry: Option<RetryPolicy>,
     pub max_visits: Option<u64>,
     pub branch: Option<BranchDef>,
+    /// The node's budget (unlimited when it has none).
+    pub budget: Limits,
 }
 
 /// A validated, compiled workflow. Cheap to share (`Arc` inside).
@@ -314,6 +332,8 @@ pub(crate) struct Compiled {
     /// Non-branch nodes nothing depends on: their outputs form the run output.
     pub terminal: Vec<usize>,
     pub max_steps: Option<u64>,
+    /// Whether a budget is declared anywhere (the run, a node, an agent).
+    pub has_budgets: bool,
 }
 
 impl Workflow {
@@ -403,6 +423,9 @@ impl Workflow {
                 name: name.to_owned(),
                 max_steps: None,
                 nodes: Vec::new(),
+                budget: None,
+                agent_budgets: BTreeMap::new(),
+                budget_warnings: None,
             },
         }
     }

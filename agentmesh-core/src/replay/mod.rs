@@ -401,6 +401,7 @@ impl Rebuilder<'_, '_> {
             started.input.clone(),
             started.seed,
             self.flags.clone(),
+            started.budget.clone().map(|b| (b, None)),
         );
         machine.start();
         self.queue.extend(machine.take_outbox());

@@ -6,7 +6,7 @@
 use super::Run;
 use crate::error::{Error, ErrorKind, Result};
 use crate::machine::CallStep;
-use crate::model::call::{CallOutcome, CallRequest, CallTicket};
+use crate::model::call::{CallOutcome, CallRequest, CallTicket, TicketState};
 use crate::model::event::Event;
 use crate::model::header::MetaExtra;
 
@@ -29,7 +29,11 @@ impl Run {
     /// record), `LIMIT_EXCEEDED` (more calls than one activation may make), `IO`.
     pub fn call_start(&mut self, act: u64, req: CallRequest) -> Result<CallTicket> {
         let mut tickets = self.call_start_many(act, vec![req])?;
-        Ok(tickets.pop().expect("one ticket per request"))
+        let ticket = tickets.pop().expect("one ticket per request");
+        match &ticket.state {
+            TicketState::Denied(refusal) => Err(Error::budget_exceeded(refusal)),
+            _ => Ok(ticket),
+        }
     }
 
     /// Start several calls of activation `act` at once, numbered in list order, in one
@@ -60,10 +64,10 @@ impl Run {
                     return Err(e);
                 }
             };
-            if let CallStep::Record(event, _) = &step {
+            if let CallStep::Record(event, _) | CallStep::Deny(event, _) = &step {
                 staged.push((**event).clone());
             }
-            self.machine.apply_call_start(act, &step);
+            self.machine.apply_call_start(act, &step, req);
             steps.push(step);
         }
         if let Err(e) = self.stage_call_records(staged) {
@@ -74,7 +78,7 @@ impl Run {
         Ok(steps
             .into_iter()
             .map(|s| match s {
-                CallStep::Record(_, t) | CallStep::Reuse(t) => t,
+                CallStep::Record(_, t) | CallStep::Deny(_, t) | CallStep::Reuse(t) => t,
             })
             .collect())
     }

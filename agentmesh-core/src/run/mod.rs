@@ -27,12 +27,14 @@ pub(crate) use sink::RunLog;
 use sink::Sink;
 use watch::Watch;
 
+use crate::budget::{Limits, PriceTable};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::reader::{LogReader, LogScan};
 use crate::log::writer::LogWriter;
 use crate::log::FsyncMode;
 use crate::machine::Machine;
 use crate::model::activation::{Activation, Completion, Outcome, RunStatus};
+use crate::model::budget::RunBudget;
 use crate::model::event::{Event, EventData};
 use crate::model::header::{CoreFlags, HeaderMeta, LogHeader, MetaExtra, ParentRef, WorkflowRef};
 use crate::model::workflow::{ActivationKind, Workflow};
@@ -41,6 +43,17 @@ use crate::replay::{self, Stop};
 /// The reason `runReopened` records for [`Run::retry`] (one text for every host, so their
 /// logs stay byte-identical).
 pub const REOPEN_REASON: &str = "retry";
+
+/// The bundled price table with `user`'s entries looked at first.
+pub(crate) fn price_table(user: Option<&PriceTable>) -> Arc<PriceTable> {
+    static BUNDLED: std::sync::OnceLock<Arc<PriceTable>> = std::sync::OnceLock::new();
+    match user {
+        Some(t) => Arc::new(PriceTable::bundled().merged(t)),
+        None => BUNDLED
+            .get_or_init(|| Arc::new(PriceTable::bundled().clone()))
+            .clone(),
+    }
+}
 
 /// How to start a run.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +75,13 @@ pub struct RunOptions {
     pub host: Option<String>,
     /// Keep committed events for [`Run::take_committed`] from the first one on.
     pub watch: bool,
+    /// The run's limits, replacing the workflow's `budget` (recorded in `runStarted`, so
+    /// resume and replay use these). `Some(Limits::UNLIMITED)` accounts for spend without
+    /// limiting the run.
+    pub budget: Option<Limits>,
+    /// Prices looked at before the bundled table (docs/budgets.md); the merged table's hash
+    /// is recorded. Giving a table makes the run account for spend.
+    pub prices: Option<PriceTable>,
 }
 
 /// How to reopen a run from its log (see [`Run::resume_with`]).
@@ -75,6 +95,9 @@ pub struct ResumeOptions {
     pub approvals: BTreeMap<String, Value>,
     /// Keep committed events for [`Run::take_committed`], including what resume appends.
     pub watch: bool,
+    /// The user price table the run was started with, when it was given one: a run that
+    /// accounts for spend needs the same prices to go on (the recorded hash is checked).
+    pub prices: Option<PriceTable>,
 }
 
 /// How to fork a run (see [`Run::fork_with`]).
@@ -97,6 +120,8 @@ pub struct ForkOptions {
     pub host: Option<String>,
     /// Keep committed events for [`Run::take_committed`], the copied prefix included.
     pub watch: bool,
+    /// The parent's user price table, when it was given one (see [`ResumeOptions::prices`]).
+    pub prices: Option<PriceTable>,
 }
 
 /// One run of a workflow. Single writer: all calls come from one thread at a time.
@@ -178,12 +203,28 @@ impl Run {
             at: 0,
             host: Some(host),
         });
+        let budget = if workflow.compiled().has_budgets
+            || options.budget.is_some()
+            || options.prices.is_some()
+        {
+            let prices = price_table(options.prices.as_ref());
+            Some((
+                RunBudget {
+                    limits: options.budget,
+                    prices: prices.hash().to_owned(),
+                },
+                Some(prices),
+            ))
+        } else {
+            None
+        };
         let mut machine = Machine::new(
             workflow.clone(),
             &run_id,
             Arc::new(options.input),
             options.seed,
             CoreFlags::current(),
+            budget,
         );
         machine.start();
         machine.advance();
@@ -291,9 +332,11 @@ impl Run {
         }
         file.seek(SeekFrom::Start(end))
             .map_err(|e| Error::io(format!("seeking {}", path.display()), e))?;
+        let mut machine = rebuilt.machine;
+        machine.use_prices(options.prices.as_ref())?;
         let writer = LogWriter::append_to(file, path, &header, last_link, options.fsync, syncs)?;
         let mut run = Run {
-            machine: rebuilt.machine,
+            machine,
             sink: Sink::File(writer),
             header,
             path: Some(path.to_owned()),
@@ -476,6 +519,7 @@ impl Run {
             workflow,
             host,
             watch,
+            prices,
         } = options;
         let path = path.as_ref();
         let parent = crate::log::read_header(path)?;
@@ -506,6 +550,7 @@ impl Run {
         }
         let rebuilt = replay::rebuild_file(path, changed, Stop::At(seq), Some(&run_id))?;
         let mut machine = rebuilt.machine;
+        machine.use_prices(prices.as_ref())?;
         if !machine.needs_advance() {
             return Err(Error::invalid_argument(format!(
                 "seq {seq} is not a step end, so there is no consistent point to fork at; step ends near it: {}",

@@ -158,7 +158,7 @@ fn a_resumed_agent_gets_recorded_answers_and_only_new_calls_go_out() {
         TicketState::Recorded(o) => {
             assert_eq!(*o.result.as_ref().unwrap().as_ref(), json!({"text": "1"}))
         }
-        TicketState::Live => panic!("a recorded call went live"),
+        other => panic!("a recorded call is {other:?}"),
     }
     let late = run
         .call_complete(act.id, 1, CallOutcome::ok(json!(1)))

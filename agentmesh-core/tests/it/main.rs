@@ -1,9 +1,11 @@
 //! Integration tests of agentmesh-core (one test binary; one module per area).
 
+mod budgets;
 mod calls;
 mod common;
 mod compat;
 mod compat_v2;
+mod compat_v3;
 mod crash;
 mod determinism;
 mod driver;

@@ -200,6 +200,34 @@ class PolicyDeniedError(AgentMeshError):
     code = "POLICY_DENIED"
 
 
+class BudgetExceededError(AgentMeshError):
+    """A budget refused a call before anything was sent (a ``callDenied`` record), or the run
+    failed on that refusal. ``details`` names the budget: ``scope`` (``run``, ``node``,
+    ``agent``), ``dimension``, ``limit``, ``spent``, ``requested`` and ``left``."""
+
+    code = "BUDGET_EXCEEDED"
+
+    @property
+    def scope(self) -> Optional[str]:
+        return self.details.get("scope")
+
+    @property
+    def dimension(self) -> Optional[str]:
+        return self.details.get("dimension")
+
+    @property
+    def limit(self) -> Optional[int]:
+        return self.details.get("limit")
+
+    @property
+    def spent(self) -> Optional[int]:
+        return self.details.get("spent")
+
+    @property
+    def requested(self) -> Optional[int]:
+        return self.details.get("requested")
+
+
 class AgentMeshIOError(AgentMeshError):
     code = "IO"
 
@@ -234,6 +262,7 @@ _TABLE: Dict[str, Type[AgentMeshError]] = {
         UnknownAgentError,
         ProviderError,
         PolicyDeniedError,
+        BudgetExceededError,
         AgentMeshIOError,
         InternalError,
     )
