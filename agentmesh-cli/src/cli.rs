@@ -232,6 +232,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What a run's calls cost: a line per node and model (calls, tokens in, out, cached and
+    /// reasoning, micro-USD, share of the run's cost), then the run's total and any refused
+    /// calls (a fork's inherited events are not counted). Read-only.
+    #[command(after_help = EXIT_CODES)]
+    Cost {
+        /// The log file.
+        log: PathBuf,
+        /// Print the lines and totals as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the demo: parallel agents, a flaky tool, a review loop and a human approval,
     /// then resume, verify and replay it.
     #[command(after_help = EXIT_CODES)]
@@ -334,6 +345,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
             fsync: fsync.into(),
         }),
         Command::Usage { log, json } => commands::usage(&log, json),
+        Command::Cost { log, json } => commands::cost(&log, json),
         Command::Demo { log_dir } => demo::demo(&log_dir),
     }
 }

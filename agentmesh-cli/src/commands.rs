@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use agentmesh_core::{
     canonical_log, check_log, history, read_log, replay as replay_log, state_at, verify_anchor,
-    verify_log, Anchor, AnchorKey, Error, ErrorKind, FsyncMode, RunOptions, Script, Workflow,
+    verify_log, Anchor, AnchorKey, Error, ErrorKind, FsyncMode, Script, Workflow,
 };
 use serde_json::Value;
 
@@ -128,12 +128,7 @@ pub fn run(a: RunArgs) -> Result<u8, Error> {
     if let Some(id) = a.run_id {
         script.run_id = Some(id);
     }
-    let options = RunOptions {
-        input: script.input.clone(),
-        seed: script.seed,
-        run_id: script.run_id.clone(),
-        ..RunOptions::default()
-    };
+    let options = script.run_options()?;
     let (mesh, _) = hosted::mesh_for(&Host::Cli, script, &workflow, a.fsync)?;
     let result: Driven = mesh.with_log_dir(a.log_dir).run(&workflow, options)?.into();
     let resume = result
@@ -291,6 +286,87 @@ pub fn usage(log: &Path, as_json: bool) -> Result<u8, Error> {
         text.push_str(&format!(
             "\ninherited from the parent (not counted above): {} input, {} output tokens in {} attempts\n",
             i.input_tokens, i.output_tokens, i.attempts
+        ));
+    }
+    print(&text)?;
+    Ok(0)
+}
+
+/// `agentmesh cost`: what the calls cost, a line per node and model.
+pub fn cost(log: &Path, as_json: bool) -> Result<u8, Error> {
+    let report = agentmesh_core::usage_report(log)?;
+    let total_usd = report.total.micro_usd;
+    if as_json {
+        let v = serde_json::json!({
+            "runId": report.run_id,
+            "lines": report.lines,
+            "total": report.total,
+            "inherited": report.inherited,
+        });
+        print(&format!(
+            "{}
+",
+            to_json(&v)?
+        ))?;
+        return Ok(0);
+    }
+    let usd = |m: Option<u64>| m.map_or_else(|| "—".to_owned(), |m| m.to_string());
+    let share = |m: Option<u64>| match (m, total_usd) {
+        (Some(m), Some(t)) if t > 0 => format!("{:.1}%", m as f64 * 100.0 / t as f64),
+        _ => "—".to_owned(),
+    };
+    let mut text = format!("run          {}\n\n", report.run_id);
+    let head = [
+        "node",
+        "agent",
+        "model",
+        "calls",
+        "in",
+        "out",
+        "cached",
+        "reasoning",
+        "µUSD",
+        "share",
+    ];
+    text.push_str(&format!(
+        "{:<16} {:<16} {:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>12} {:>7}\n",
+        head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7], head[8], head[9]
+    ));
+    let line = |node: &str, name: &str, model: &str, t: &agentmesh_core::UsageTotals| {
+        format!(
+            "{node:<16} {name:<16} {model:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>12} {:>7}\n",
+            t.calls,
+            t.input_tokens,
+            t.output_tokens,
+            t.cached_input_tokens,
+            t.reasoning_tokens,
+            usd(t.micro_usd),
+            share(t.micro_usd)
+        )
+    };
+    for l in &report.lines {
+        text.push_str(&line(
+            &l.node,
+            &l.name,
+            l.model.as_deref().unwrap_or("(tool)"),
+            &l.spent,
+        ));
+    }
+    text.push_str(&line("total", "", "", &report.total));
+    if report.total.micro_usd.is_none() {
+        text.push_str("\nthis run does not account for spend (no budget, no prices): micro-USD are not recorded\n");
+    }
+    if report.total.denied > 0 {
+        text.push_str(&format!(
+            "\n{} call(s) refused by a budget before they were sent\n",
+            report.total.denied
+        ));
+    }
+    if let Some(i) = &report.inherited {
+        text.push_str(&format!(
+            "\ninherited from the parent (not counted above): {} calls, {} µUSD\n",
+            i.calls,
+            usd(i.micro_usd)
         ));
     }
     print(&text)?;

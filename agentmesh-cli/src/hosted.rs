@@ -161,6 +161,9 @@ pub fn mesh_for(
 ) -> Result<(Mesh, Partial), Error> {
     let allowed = allowed(host, &script, workflow)?;
     let mut mesh = Mesh::new().with_fsync(fsync).with_host(CLI_HOST);
+    if let Some(prices) = script.price_table()? {
+        mesh = mesh.with_prices(prices);
+    }
     if *host != Host::Cli {
         mesh = mesh.stop_at_missing();
     }

@@ -55,8 +55,8 @@ pub use driver::{
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use log::{
     anchor, canonical_log, check_log, fingerprint, log_in_use, read_events, read_header, read_log,
-    usage_report, verify_anchor, verify_log, Anchor, AnchorKey, FsyncMode, LogEvents, Repair,
-    UsageReport, UsageTotals, VerifyReport, ANCHOR_VERSION,
+    usage_report, verify_anchor, verify_log, Anchor, AnchorKey, CostLine, FsyncMode, LogEvents,
+    Repair, UsageReport, UsageTotals, VerifyReport, ANCHOR_VERSION,
 };
 pub use machine::RunState;
 pub use model::activation::{Activation, Completion, Outcome, RunStatus};

@@ -545,6 +545,13 @@ pub struct UsageTotals {
     pub attempts: i64,
     /// Of those, the ones that reported usage.
     pub reported: i64,
+    /// Calls made inside activations (absent when none).
+    pub calls: Option<i64>,
+    /// Calls a budget refused before they were sent (absent when none).
+    pub denied: Option<i64>,
+    /// What the calls were charged, in micro-USD (absent when the run does not account for
+    /// spend).
+    pub micro_usd: Option<i64>,
 }
 
 impl From<core::UsageTotals> for UsageTotals {
@@ -557,6 +564,9 @@ impl From<core::UsageTotals> for UsageTotals {
             reasoning_tokens,
             attempts,
             reported,
+            calls,
+            denied,
+            micro_usd,
         } = t;
         UsageTotals {
             input_tokens: num(input_tokens),
@@ -566,6 +576,9 @@ impl From<core::UsageTotals> for UsageTotals {
             reasoning_tokens: num(reasoning_tokens),
             attempts: num(attempts),
             reported: num(reported),
+            calls: (calls > 0).then(|| num(calls)),
+            denied: (denied > 0).then(|| num(denied)),
+            micro_usd: micro_usd.map(num),
         }
     }
 }
@@ -642,6 +655,21 @@ pub struct UsageReport {
     pub by_model: UsageBy,
     /// A fork: what the events copied from its parent record (the parent spent it).
     pub inherited: Option<UsageTotals>,
+    /// What the calls spent, a line per node and model (absent when the run made none).
+    pub lines: Option<Vec<CostLine>>,
+}
+
+/// What the calls of one node spent on one model or tool (`UsageReport.lines`).
+#[napi(object, object_from_js = false)]
+pub struct CostLine {
+    /// The node.
+    pub node: String,
+    /// Its agent or tool name.
+    pub name: String,
+    /// The model (absent for tool calls).
+    pub model: Option<String>,
+    /// What they spent.
+    pub spent: UsageTotals,
 }
 
 impl From<core::UsageReport> for UsageReport {
@@ -654,6 +682,7 @@ impl From<core::UsageReport> for UsageReport {
             by_tool,
             by_model,
             inherited,
+            lines,
         } = r;
         UsageReport {
             run_id,
@@ -663,6 +692,17 @@ impl From<core::UsageReport> for UsageReport {
             by_tool: UsageBy(by_tool),
             by_model: UsageBy(by_model),
             inherited: inherited.map(UsageTotals::from),
+            lines: (!lines.is_empty()).then(|| {
+                lines
+                    .into_iter()
+                    .map(|l| CostLine {
+                        node: l.node,
+                        name: l.name,
+                        model: l.model,
+                        spent: l.spent.into(),
+                    })
+                    .collect()
+            }),
         }
     }
 }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agentmesh_core::{
-    canonical_log, Error, ErrorKind, FsyncMode, Mesh, Result, RunOptions, RunResult, RunStatus,
-    Script, Workflow,
+    canonical_log, Error, ErrorKind, FsyncMode, Mesh, Result, RunResult, RunStatus, Script,
+    Workflow,
 };
 use serde_json::Value;
 
@@ -111,6 +111,12 @@ fn scripted_mesh(script: &Arc<Script>, workflow: &Workflow, log_dir: &Path) -> M
     let mut mesh = Mesh::new()
         .with_log_dir(log_dir)
         .with_fsync(FsyncMode::Never);
+    if let Some(prices) = script
+        .price_table()
+        .expect("a vector's price table is valid")
+    {
+        mesh = mesh.with_prices(prices);
+    }
     script.register(&mut mesh, workflow);
     mesh
 }
@@ -125,12 +131,7 @@ fn scripted_mesh(script: &Arc<Script>, workflow: &Workflow, log_dir: &Path) -> M
 /// Errors: those of [`Mesh::run`] and [`Mesh::resume`], and of reading the canonical log.
 pub fn run_script(workflow: &Workflow, script: &Script, log_dir: &Path) -> Result<VectorRun> {
     let script = Arc::new(script.clone());
-    let options = RunOptions {
-        input: script.input.clone(),
-        seed: script.seed,
-        run_id: script.run_id.clone(),
-        ..RunOptions::default()
-    };
+    let options = script.run_options()?;
     let mut result = scripted_mesh(&script, workflow, log_dir).run(workflow, options)?;
     let log_path = result
         .log_path

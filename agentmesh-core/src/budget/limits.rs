@@ -174,6 +174,22 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// Read a run's `budget` option (what replaces the workflow's budget), as
+    /// [`Limits::from_value`] does.
+    ///
+    /// Errors: `INVALID_ARGUMENT` naming the field (`budget.microUsd: ...`).
+    pub fn from_option(value: &Value) -> Result<Limits> {
+        Limits::from_value(value, None, "budget").map_err(|e| {
+            let message = e.message().strip_prefix("field ").unwrap_or(e.message());
+            Error::new(
+                crate::error::ErrorKind::InvalidArgument,
+                format!("run option {message}"),
+            )
+        })
+    }
+}
+
 /// The largest float every whole number up to is exact (2^53).
 const EXACT_FLOAT: f64 = 9_007_199_254_740_992.0;
 

@@ -187,11 +187,16 @@ impl<'a> Context<'a> {
     /// Errors: as [`Run::call_start`].
     pub fn call_start(&self, req: CallRequest) -> Result<CallTicket> {
         let mut t = self.call_start_many(vec![req])?;
-        Ok(t.pop().expect("one ticket per request"))
+        let ticket = t.pop().expect("one ticket per request");
+        match &ticket.state {
+            TicketState::Denied(refusal) => Err(Error::budget_exceeded(refusal)),
+            _ => Ok(ticket),
+        }
     }
 
     /// Start calls the agent makes concurrently, numbered in list order
-    /// ([`Run::call_start_many`]).
+    /// ([`Run::call_start_many`]). A call a budget refused has a `Denied` ticket (its
+    /// `callDenied` is recorded with the others).
     ///
     /// Errors: as [`Run::call_start`].
     pub fn call_start_many(&self, reqs: Vec<CallRequest>) -> Result<Vec<CallTicket>> {

@@ -16,7 +16,10 @@
 //! `response` or `error`, with `usage`), in list order, each started and then completed; with
 //! `"callsBatch": true` all are started in one batch and their results reported in reverse
 //! order. A call the log already answers (after a resume) is not completed again. A call's
-//! error does not fail the agent.
+//! error does not fail the agent. A call may carry the `ask` a budget reserves (`provider`,
+//! `model`, `inputTokens`, `maxTokens`, `minTokens`); when a budget refuses a call the
+//! behaviour stops calling and returns `refusedOutput`, or fails without one. A script's
+//! `budget` and `prices` are the run's budget option and user price table.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -160,6 +163,10 @@ pub struct Behavior {
     /// Start every call in one batch and report results in reverse order.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub calls_batch: bool,
+    /// When a budget refuses one of the calls: stop calling and return this output (without
+    /// it the refusal fails the agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_output: Option<Value>,
 }
 
 /// A script: run options plus behaviours.
@@ -185,6 +192,12 @@ pub struct Script {
     /// cancelled (conformance vectors; default 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retries: u32,
+    /// The run's budget option (replacing the workflow's `budget`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Value>,
+    /// A user price table (docs/budgets.md), looked at before the bundled one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prices: Option<Value>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -210,6 +223,33 @@ impl Script {
         Script::from_json(&text)
     }
 
+    /// The run options the script gives: input, seed, run id and budget.
+    ///
+    /// Errors: `INVALID_ARGUMENT` (a bad budget).
+    pub fn run_options(&self) -> Result<crate::run::RunOptions> {
+        Ok(crate::run::RunOptions {
+            input: self.input.clone(),
+            seed: self.seed,
+            run_id: self.run_id.clone(),
+            budget: self
+                .budget
+                .as_ref()
+                .map(crate::budget::Limits::from_option)
+                .transpose()?,
+            ..crate::run::RunOptions::default()
+        })
+    }
+
+    /// The script's price table, if it gives one.
+    ///
+    /// Errors: `INVALID_ARGUMENT` naming the field.
+    pub fn price_table(&self) -> Result<Option<crate::budget::PriceTable>> {
+        self.prices
+            .as_ref()
+            .map(|v| crate::budget::PriceTable::from_json(&v.to_string()))
+            .transpose()
+    }
+
     /// The behaviour for an activation, if the script has one.
     pub fn behavior_for(&self, act: &Activation) -> Option<&Behavior> {
         [&*act.node, &*act.name]
@@ -232,7 +272,16 @@ impl Script {
         if b.cancel {
             ctx.cancel_run("cancelled by script");
         }
-        make_calls(b, ctx).map_err(|e| Failure::error("ScriptCallRefused", e.to_string()))?;
+        match make_calls(b, ctx) {
+            Err(e) if e.kind() == crate::error::ErrorKind::BudgetExceeded => {
+                if let Some(out) = &b.refused_output {
+                    return Ok(out.clone().into());
+                }
+                return Err(Failure::error("ScriptCallRefused", e.to_string()).into());
+            }
+            Err(e) => return Err(Failure::error("ScriptCallRefused", e.to_string()).into()),
+            Ok(()) => {}
+        }
         if let Some(e) = &b.error {
             let f = Failure::error(e.error_type.clone(), e.message.clone());
             return Err(AgentError {
@@ -263,6 +312,15 @@ impl Script {
 fn make_calls(b: &Behavior, ctx: &Context) -> Result<()> {
     if b.calls_batch {
         let tickets = ctx.call_start_many(b.calls.iter().map(ScriptedCall::request).collect())?;
+        // A refused call fails the batch as the Python and Node bindings do: the others stay
+        // started, unanswered (charged their reservation).
+        if let Some(crate::model::call::TicketState::Denied(r)) = tickets
+            .iter()
+            .map(|t| &t.state)
+            .find(|s| matches!(s, crate::model::call::TicketState::Denied(_)))
+        {
+            return Err(Error::budget_exceeded(r));
+        }
         for (t, c) in tickets.iter().zip(&b.calls).rev() {
             if t.is_live() {
                 ctx.call_complete(t, c.outcome())?;

@@ -21,5 +21,5 @@ pub use read::{
     VerifyReport,
 };
 pub use repair::verify_log;
-pub use usage::{usage_report, UsageReport, UsageTotals};
+pub use usage::{usage_report, CostLine, UsageReport, UsageTotals};
 pub use writer::{log_in_use, log_path, validate_run_id, FsyncMode, BATCH_SYNC_INTERVAL};

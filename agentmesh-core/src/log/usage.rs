@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::budget::{Amounts, Dimension};
 use crate::error::{Error, Result};
 use crate::model::event::{Event, EventData};
 use crate::model::header::LogHeader;
@@ -33,6 +34,21 @@ pub struct UsageTotals {
     pub attempts: u64,
     /// Of those, the ones that reported usage.
     pub reported: u64,
+    /// Calls made inside activations (LLM and tool calls with a result, or cut off).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub calls: u64,
+    /// Calls a budget refused before they were sent.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub denied: u64,
+    /// What the calls were charged, in micro-USD (`None` when the run does not account for
+    /// spend: it has no budget and was given no prices). Usage a host reports on a
+    /// completion names no price and adds tokens only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub micro_usd: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl UsageTotals {
@@ -52,6 +68,14 @@ impl UsageTotals {
             .saturating_add(u.cached_input_tokens);
         self.cache_write_tokens = self.cache_write_tokens.saturating_add(u.cache_write_tokens);
         self.reasoning_tokens = self.reasoning_tokens.saturating_add(u.reasoning_tokens);
+    }
+
+    /// A call's charge (or, for a call cut off, its reservation), in a run that accounts.
+    fn add_charge(&mut self, charge: &Amounts) {
+        *self.micro_usd.get_or_insert(0) = self
+            .micro_usd
+            .unwrap_or(0)
+            .saturating_add(charge.get(Dimension::MicroUsd));
     }
 
     /// Input plus output tokens.
@@ -79,6 +103,25 @@ pub struct UsageReport {
     /// A fork: what the events copied from its parent record (the parent spent it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inherited: Option<UsageTotals>,
+    /// What the calls spent, a line per node and model (calls only; node order, then
+    /// model name): what `agentmesh cost` prints.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<CostLine>,
+}
+
+/// What the calls of one node spent on one model (or one tool).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CostLine {
+    /// The node.
+    pub node: String,
+    /// Its agent or tool name.
+    pub name: String,
+    /// The model the calls' usage or request named; `None` for tool calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// What they spent (`attempts` and `reported` count calls here).
+    pub spent: UsageTotals,
 }
 
 impl UsageReport {
@@ -97,6 +140,7 @@ impl UsageReport {
             ..UsageReport::default()
         };
         let mut workflow: Option<Workflow> = None;
+        let mut calls = Calls::default();
         for e in events {
             let e = e?;
             let (kind, usage) = match &e.data {
@@ -104,16 +148,45 @@ impl UsageReport {
                     workflow = Some(Workflow::from_spec((*s.workflow).clone()).map_err(|err| {
                         Error::corrupt(0, format!("the workflow in runStarted is invalid: {err}"))
                     })?);
+                    calls.priced = s.budget.is_some();
                     continue;
                 }
                 EventData::Completed(k, c) => (*k, c.usage.as_ref()),
                 EventData::Failed(k, f) => (*k, f.usage.as_ref()),
+                EventData::CallStarted(c) => {
+                    calls.started(&e, c);
+                    continue;
+                }
                 EventData::CallCompleted(c) => {
-                    report.add_call(&e, c.usage.as_ref(), workflow.as_ref(), inherited_up_to);
+                    let model = calls.finished(&e, c.usage.as_ref());
+                    report.add_call(
+                        &e,
+                        Spend::of(c.usage.as_ref(), c.charge.as_ref(), &calls),
+                        model,
+                        workflow.as_ref(),
+                        inherited_up_to,
+                    );
                     continue;
                 }
                 EventData::CallFailed(c) => {
-                    report.add_call(&e, c.usage.as_ref(), workflow.as_ref(), inherited_up_to);
+                    let model = calls.finished(&e, c.usage.as_ref());
+                    report.add_call(
+                        &e,
+                        Spend::of(c.usage.as_ref(), c.charge.as_ref(), &calls),
+                        model,
+                        workflow.as_ref(),
+                        inherited_up_to,
+                    );
+                    continue;
+                }
+                EventData::CallDenied(_) => {
+                    report.add_call(
+                        &e,
+                        Spend::denied(&calls),
+                        None,
+                        workflow.as_ref(),
+                        inherited_up_to,
+                    );
                     continue;
                 }
                 _ => continue,
@@ -151,29 +224,54 @@ impl UsageReport {
                 report.by_model.entry(model).or_default().add(usage);
             }
         }
+        // Calls cut off (a crash, a timeout) are charged their whole reservation.
+        for (e, reserve, model) in calls.unfinished() {
+            let spend = Spend {
+                usage: None,
+                charge: calls.priced.then_some(reserve),
+                denied: false,
+            };
+            report.add_call(&e, spend, model, workflow.as_ref(), inherited_up_to);
+        }
+        report.lines.sort_by(|a, b| {
+            let pos = |n: &str| {
+                workflow
+                    .as_ref()
+                    .and_then(|w| w.compiled().index.get(n).copied())
+                    .unwrap_or(usize::MAX)
+            };
+            (pos(&a.node), &a.model).cmp(&(pos(&b.node), &b.model))
+        });
+        if calls.priced {
+            for t in std::iter::once(&mut report.total)
+                .chain(report.by_node.values_mut())
+                .chain(report.by_agent.values_mut())
+                .chain(report.by_tool.values_mut())
+                .chain(report.by_model.values_mut())
+            {
+                t.micro_usd.get_or_insert(0);
+            }
+        }
         Ok(report)
     }
 
     fn add_call(
         &mut self,
         e: &Event,
-        usage: Option<&Usage>,
+        spend: Spend<'_>,
+        model: Option<String>,
         workflow: Option<&Workflow>,
         inherited_up_to: u64,
     ) {
-        let Some(u) = usage else { return };
         if e.seq <= inherited_up_to {
             if let Some(i) = self.inherited.as_mut() {
-                i.add_tokens(u);
+                spend.add_to(i);
             }
             return;
         }
-        self.total.add_tokens(u);
+        spend.add_to(&mut self.total);
         if let Some(node) = e.node.as_deref() {
-            self.by_node
-                .entry(node.to_owned())
-                .or_default()
-                .add_tokens(u);
+            spend.add_to(self.by_node.entry(node.to_owned()).or_default());
             let name = workflow.and_then(|w| {
                 let c = w.compiled();
                 c.index
@@ -185,15 +283,105 @@ impl UsageReport {
                     crate::model::workflow::NodeKind::Tool => &mut self.by_tool,
                     _ => &mut self.by_agent,
                 };
-                by.entry(name).or_default().add_tokens(u);
+                spend.add_to(by.entry(name.clone()).or_default());
+                let line = match self
+                    .lines
+                    .iter_mut()
+                    .find(|l| l.node == node && l.model == model)
+                {
+                    Some(l) => l,
+                    None => {
+                        self.lines.push(CostLine {
+                            node: node.to_owned(),
+                            name,
+                            model: model.clone(),
+                            spent: UsageTotals::default(),
+                        });
+                        self.lines.last_mut().expect("pushed")
+                    }
+                };
+                spend.add_to(&mut line.spent);
             }
         }
-        if let Some(model) = &u.model {
-            self.by_model
-                .entry(model.clone())
-                .or_default()
-                .add_tokens(u);
+        if let Some(model) = model {
+            spend.add_to(self.by_model.entry(model).or_default());
         }
+    }
+}
+
+/// One call's part of a report.
+struct Spend<'a> {
+    usage: Option<&'a Usage>,
+    charge: Option<Amounts>,
+    denied: bool,
+}
+
+impl<'a> Spend<'a> {
+    fn of(usage: Option<&'a Usage>, charge: Option<&Amounts>, calls: &Calls) -> Spend<'a> {
+        Spend {
+            usage,
+            charge: charge.copied().or(calls.priced.then_some(Amounts::ZERO)),
+            denied: false,
+        }
+    }
+
+    fn denied(calls: &Calls) -> Spend<'a> {
+        Spend {
+            usage: None,
+            charge: calls.priced.then_some(Amounts::ZERO),
+            denied: true,
+        }
+    }
+
+    fn add_to(&self, t: &mut UsageTotals) {
+        if self.denied {
+            t.denied += 1;
+            return;
+        }
+        t.calls += 1;
+        if let Some(u) = self.usage {
+            t.add_tokens(u);
+        }
+        if let Some(c) = &self.charge {
+            t.add_charge(c);
+        }
+    }
+}
+
+/// The calls started and not yet answered while a report reads a log, with the model each
+/// asked for (a call's line is its usage's model, else its request's).
+#[derive(Default)]
+struct Calls {
+    priced: bool,
+    open: BTreeMap<(u64, u32), (Event, Amounts, Option<String>)>,
+}
+
+impl Calls {
+    fn started(&mut self, e: &Event, c: &crate::model::call::CallStarted) {
+        let model = (c.kind == crate::model::call::CallKind::Llm)
+            .then(|| {
+                c.request
+                    .get("model")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_owned)
+            })
+            .flatten();
+        let key = (e.seq, e.sub.unwrap_or(0) + 1);
+        self.open
+            .insert(key, (e.clone(), c.reserve.unwrap_or_default(), model));
+    }
+
+    /// The model of the call a result answers.
+    fn finished(&mut self, e: &Event, usage: Option<&Usage>) -> Option<String> {
+        let asked = self
+            .open
+            .remove(&(e.seq, e.sub.unwrap_or(0)))
+            .and_then(|(_, _, m)| m);
+        usage.and_then(|u| u.model.clone()).or(asked)
+    }
+
+    fn unfinished(&self) -> Vec<(Event, Amounts, Option<String>)> {
+        self.open.values().cloned().collect()
     }
 }
 

@@ -153,6 +153,15 @@ fn a_hundred_agents_and_one_call_left_give_the_same_winner_every_time() {
             })
             .fold(Amounts::ZERO, |a, c| a.plus(&c));
         assert_eq!(charged, Amounts::of(10, 5, 20, 1));
+        let usage = r.usage().unwrap();
+        assert_eq!(
+            (usage.total.calls, usage.total.denied, usage.total.micro_usd),
+            (1, 99, Some(20))
+        );
+        assert_eq!(usage.by_node["a000"].micro_usd, Some(20));
+        assert_eq!(usage.by_node["a001"].micro_usd, Some(0));
+        assert_eq!(usage.lines.len(), 100);
+        assert_eq!(usage.lines[0].model.as_deref(), Some("m"));
         let bytes = r.canonical().unwrap();
         match &first {
             None => first = Some(bytes),
