@@ -249,13 +249,18 @@ def check_self(check, v):
         (branch({"path": "/input/x", "exists": "yes"}), "exists with a non-boolean"),
         (branch({"all": []}), "empty all"),
         (branch({"path": "/input/x", "frob": 1}), "unknown operator"),
+        (dict(WORKFLOW, budget={"calls": -1}), "a negative budget"),
+        (dict(WORKFLOW, budget={"dollars": 1}), "an unknown budget dimension"),
+        (dict(WORKFLOW, budget={"microUsd": 1.5}), "a fractional budget"),
+        (dict(WORKFLOW, budgetWarnings=[0]), "a warning threshold of 0"),
+        (node(id="h", type="human", budget={"calls": 1}), "a budget on a human node"),
     ]
     for doc, what in bad_workflows:
         check.invalid(v["workflow"], doc, f"self-check: workflow with {what} is rejected")
 
     bad_events = [
         (dict(HEADER, version=2), "canonical header of version 2"),
-        (dict(HEADER, version=4, meta={"at": 5}, crc="0" * 8), "header of version 4"),
+        (dict(HEADER, version=5, meta={"at": 5}, crc="0" * 8), "header of version 5"),
         (dict(HEADER, meta={"at": 5}, crc="0" * 8), "format-1 header with a crc"),
         (dict(HEADER_2, prev="0" * 64, hash="e" * 64), "crc and prev/hash together"),
         (dict(PHYSICAL_2, runId="r-1"), "format-2 event with runId"),
@@ -281,6 +286,13 @@ def check_self(check, v):
         (dict(STEP, type="agentFailed", node="a", attempt=1,
               data={"error": {"kind": "crash", "type": "E", "message": "m", "retryable": True}}),
          "failure of unknown kind"),
+        (dict(SCHEDULED, data={"agent": "x", "lease": {"calls": -1}}), "a negative lease"),
+        (dict(STEP, type="budgetWarning", data={"scope": "run", "dimension": "calls",
+                                                "threshold": 80, "limit": 5}),
+         "budgetWarning without spent"),
+        (dict(STEP, type="callDenied", sub=1, node="a", attempt=1,
+              data={"call": 1, "kind": "llm", "name": "p", "request": {}}),
+         "callDenied without its refusal"),
     ]
     for doc, what in bad_events:
         check.invalid(v["event"], doc, f"self-check: {what} is rejected")
