@@ -55,6 +55,11 @@ pub struct ProviderConfig {
     pub max_concurrency: Option<usize>,
     /// Extra request headers (e.g. `anthropic-beta`, `OpenAI-Organization`).
     pub headers: Vec<(String, String)>,
+    /// Requests and tokens per minute, per model (calls wait; the wait is in `meta` only).
+    pub rate_limits: crate::rate::RateLimits,
+    /// Share the rate limits with every provider of this group in the process (one API key
+    /// or organisation used by several meshes); `None`: this provider's own.
+    pub rate_limit_group: Option<String>,
 }
 
 impl ProviderConfig {
@@ -84,13 +89,16 @@ impl ProviderConfig {
             backoff_max: Duration::from_secs(20),
             max_concurrency: None,
             headers: Vec::new(),
+            rate_limits: crate::rate::RateLimits::default(),
+            rate_limit_group: None,
         }
     }
 
     /// Read a configuration from JSON (camelCase; durations in milliseconds):
     /// `{"name", "kind": "openai"|"anthropic", "baseUrl", "apiKeyEnv"?, "model"?,
     /// "connectTimeoutMs"?, "totalTimeoutMs"?, "chunkTimeoutMs"?, "maxRetries"?,
-    /// "backoffBaseMs"?, "backoffMaxMs"?, "maxConcurrency"?, "headers"?: {name: value}}`.
+    /// "backoffBaseMs"?, "backoffMaxMs"?, "maxConcurrency"?, "requestsPerMinute"?,
+    /// "tokensPerMinute"?, "rateLimitGroup"?, "headers"?: {name: value}}`.
     /// Absent fields take the defaults of [`ProviderConfig::openai`].
     ///
     /// Errors: `INVALID_ARGUMENT` naming the field.
@@ -108,6 +116,11 @@ impl ProviderConfig {
         c.backoff_base = w.backoff_base_ms.map_or(c.backoff_base, ms);
         c.backoff_max = w.backoff_max_ms.map_or(c.backoff_max, ms);
         c.max_concurrency = w.max_concurrency;
+        c.rate_limits = crate::rate::RateLimits {
+            requests_per_minute: w.requests_per_minute,
+            tokens_per_minute: w.tokens_per_minute,
+        };
+        c.rate_limit_group = w.rate_limit_group;
         c.headers = w.headers.into_iter().collect();
         c.check()?;
         Ok(c)
@@ -129,6 +142,15 @@ impl ProviderConfig {
         }
         if self.max_concurrency == Some(0) {
             return fail("maxConcurrency must be at least 1");
+        }
+        if self.rate_limits.requests_per_minute == Some(0) {
+            return fail("requestsPerMinute must be at least 1");
+        }
+        if self.rate_limits.tokens_per_minute == Some(0) {
+            return fail("tokensPerMinute must be at least 1");
+        }
+        if self.rate_limit_group.as_deref() == Some("") {
+            return fail("rateLimitGroup must not be empty");
         }
         if self.api_key_env.as_deref() == Some("") {
             return fail("apiKeyEnv must name a variable");
@@ -167,6 +189,8 @@ impl fmt::Debug for ProviderConfig {
             .field("backoff_base", &self.backoff_base)
             .field("backoff_max", &self.backoff_max)
             .field("max_concurrency", &self.max_concurrency)
+            .field("rate_limits", &self.rate_limits)
+            .field("rate_limit_group", &self.rate_limit_group)
             .field("headers", &header_names)
             .finish()
     }
@@ -187,6 +211,9 @@ struct Wire {
     backoff_base_ms: Option<u64>,
     backoff_max_ms: Option<u64>,
     max_concurrency: Option<usize>,
+    requests_per_minute: Option<u32>,
+    tokens_per_minute: Option<u64>,
+    rate_limit_group: Option<String>,
     #[serde(default)]
     headers: std::collections::BTreeMap<String, String>,
 }

@@ -190,6 +190,7 @@ fn call_meta(m: ProviderMeta, ttft_us: Option<u64>) -> CallMeta {
         system_fingerprint: m.system_fingerprint,
         tool_call_ids: m.tool_call_ids,
         ttft_us,
+        rate_wait_us: m.rate_wait_us,
     }
 }
 

@@ -34,6 +34,7 @@ mod http;
 mod llm;
 mod openai;
 mod provider;
+mod rate;
 mod request;
 mod response;
 mod retry;
@@ -45,6 +46,7 @@ pub use config::{ProviderConfig, ProviderKind};
 pub use fallback::Fallback;
 pub use llm::{Attempt, CallFailed, CallOptions, Chunk, LlmAnswer, LlmProvider, ProviderMeta};
 pub use provider::HttpProvider;
+pub use rate::RateLimits;
 pub use request::{LlmRequest, Message, ResponseFormat, Role, Tool, ToolCall, ToolChoice};
 pub use response::{FinishReason, LlmResponse};
 

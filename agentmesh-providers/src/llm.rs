@@ -153,4 +153,6 @@ pub struct ProviderMeta {
     pub system_fingerprint: Option<String>,
     /// The provider's id of each tool call, in canonical order.
     pub tool_call_ids: Vec<String>,
+    /// Microseconds the call waited for its provider's rate limits.
+    pub rate_wait_us: Option<u64>,
 }

@@ -28,6 +28,7 @@ pub struct HttpProvider {
     agent: Agent,
     url: String,
     slots: Option<Semaphore>,
+    limiter: std::sync::Arc<crate::rate::Limiter>,
 }
 
 impl fmt::Debug for HttpProvider {
@@ -60,11 +61,14 @@ impl HttpProvider {
             .build()
             .into();
         let slots = config.max_concurrency.map(Semaphore::new);
+        let limiter =
+            crate::rate::Limiter::new(config.rate_limits, config.rate_limit_group.as_deref());
         Ok(HttpProvider {
             config,
             agent,
             url,
             slots,
+            limiter,
         })
     }
 
@@ -261,9 +265,50 @@ impl LlmProvider for HttpProvider {
         let body = serde_json::to_vec(&wire).expect("JSON values serialize");
         let headers = self.headers(key.as_deref(), opts, stream);
 
+        // What the call spends against tokens-per-minute: its estimated prompt and the most
+        // it may answer.
+        let tokens = if self.config.rate_limits.tokens_per_minute.is_some() {
+            let prompt = crate::estimate_input_tokens(request).map_or(0, |e| e.tokens);
+            let answer = req.max_tokens.map_or(
+                match self.config.kind {
+                    ProviderKind::Anthropic => u64::from(anthropic::DEFAULT_MAX_TOKENS),
+                    ProviderKind::OpenAi => 0,
+                },
+                u64::from,
+            );
+            prompt.saturating_add(answer)
+        } else {
+            0
+        };
+        let mut rate_wait = Duration::ZERO;
         let mut attempts = Vec::new();
         let mut delivered = false;
         for n in 0.. {
+            let wait = self.limiter.wait_for(model, tokens, n == 0);
+            if !wait.is_zero() {
+                if Instant::now() + wait > deadline {
+                    let error = ctx.error(
+                        ErrorKind::Timeout,
+                        "Timeout",
+                        format!(
+                            "the rate limits (requestsPerMinute {:?}, tokensPerMinute {:?}) would hold the call {} ms, past its total timeout of {:?}",
+                            self.config.rate_limits.requests_per_minute,
+                            self.config.rate_limits.tokens_per_minute,
+                            wait.as_millis(),
+                            self.config.total_timeout
+                        ),
+                        None,
+                        false,
+                    );
+                    attempts.push(Attempt {
+                        provider: name.to_owned(),
+                        error: error.clone(),
+                    });
+                    return Err(CallFailed { error, attempts });
+                }
+                std::thread::sleep(wait);
+                rate_wait += wait;
+            }
             let result = {
                 let _slot = match &self.slots {
                     None => None,
@@ -301,13 +346,15 @@ impl LlmProvider for HttpProvider {
                 d.finish(name, opts.tool_call_prefix, model)
                     .map_err(Failure::from)
             }) {
-                Ok((response, usage, meta)) => {
+                Ok((response, usage, mut meta)) => {
+                    meta.rate_wait_us =
+                        (!rate_wait.is_zero()).then_some(rate_wait.as_micros() as u64);
                     return Ok(LlmAnswer {
                         response: response.to_value(),
                         usage,
                         attempts,
                         meta,
-                    })
+                    });
                 }
                 Err(f) => f,
             };

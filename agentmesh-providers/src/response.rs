@@ -169,6 +169,7 @@ impl Draft {
             created: self.created,
             system_fingerprint: self.system_fingerprint,
             tool_call_ids,
+            rate_wait_us: None,
         };
         Ok((response, usage, meta))
     }

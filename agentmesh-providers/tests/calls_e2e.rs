@@ -287,3 +287,73 @@ fn sigkill_mid_run_resends_no_recorded_call_and_replay_needs_no_server() {
     assert_eq!(report.calls, 8);
     assert_eq!(proxy.bodies().len(), requests, "zero requests");
 }
+
+/// The price a user gives the local model: 1 µUSD a prompt token, 2 a completion token.
+fn local_prices() -> agentmesh_core::PriceTable {
+    agentmesh_core::PriceTable::from_json(
+        r#"{"version": 1, "source": "test", "models": [{"provider": "local", "model": "smollm2",
+            "match": {"equals": "smollm2"}, "prices": {"input": 1000000, "output": 2000000}}]}"#,
+    )
+    .unwrap()
+}
+
+fn one_asker(budget: Value) -> Workflow {
+    Workflow::from_value(json!({"name": "llm-budget", "budget": budget, "nodes": [
+        {"id": "plan", "type": "agent", "agent": "asker"},
+        {"id": "write", "type": "agent", "agent": "asker", "after": ["plan"]}]}))
+    .unwrap()
+}
+
+#[test]
+fn budgets_refuse_before_the_real_server_is_asked_and_charge_what_it_reports() {
+    let Some(paths) = llm_support::llama_paths() else {
+        return;
+    };
+    let _one = llm_support::one_at_a_time();
+    let server = llm_support::LlamaServer::start(&paths);
+    let proxy = CountingProxy::start(format!("http://127.0.0.1:{}/v1", server.port));
+    let dir = tempfile::tempdir().unwrap();
+
+    // Too small for the worst case (the estimated prompt plus 8 completion tokens at 2 µUSD):
+    // refused before anything is sent, and the run fails on it.
+    let r = asker::asker_mesh(&proxy.base_url(), dir.path(), 1)
+        .with_prices(local_prices())
+        .run(&one_asker(json!({"microUsd": 20})), RunOptions::default())
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Failed);
+    let err = r.error.clone().unwrap();
+    assert_eq!(err.code, "BUDGET_EXCEEDED", "{err:?}");
+    assert_eq!(proxy.bodies().len(), 0, "nothing reached the server");
+    let refusal = err.budget.unwrap();
+    assert_eq!(refusal.left, 20);
+    assert!(refusal.requested > 20);
+
+    // Within budget: both calls are made and charged exactly what the server reported.
+    let r = asker::asker_mesh(&proxy.base_url(), dir.path(), 1)
+        .with_prices(local_prices())
+        .run(&one_asker(json!({"microUsd": 1000})), RunOptions::default())
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
+    assert_eq!(proxy.bodies().len(), 2);
+    let (_, events) = agentmesh_core::read_log(r.log_path.as_ref().unwrap()).unwrap();
+    let mut expected = 0;
+    for e in &events {
+        if let agentmesh_core::EventData::CallCompleted(c) = &e.data {
+            let u = c.usage.as_ref().expect("the server reports usage");
+            let charge = c.charge.expect("charged");
+            assert_eq!(
+                charge,
+                agentmesh_core::Amounts::of(
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.input_tokens + 2 * u.output_tokens,
+                    1
+                )
+            );
+            expected += u.input_tokens + 2 * u.output_tokens;
+        }
+    }
+    let usage = r.usage().unwrap();
+    assert_eq!(usage.total.micro_usd, Some(expected));
+    assert_eq!(usage.total.calls, 2);
+}

@@ -510,3 +510,35 @@ fn the_wire_bodies_of_a_simple_request() {
             "messages": [{"role": "user", "content": "What is the capital of France?"}]})
     );
 }
+
+#[test]
+fn tokens_per_minute_hold_a_call_and_say_so_only_in_meta() {
+    let l = Listener::start(vec![
+        Canned::json(200, &fixture("openai_tool_calls.json")),
+        Canned::json(200, &fixture("openai_tool_calls.json")),
+    ]);
+    let mut c = quick(ProviderConfig::openai("oa", &l.base_url()));
+    // 6,000 a minute is 100 a second: the first call's worst case (a minute's worth, capped)
+    // empties the bucket, so the second waits for its ~100 tokens.
+    c.rate_limits.tokens_per_minute = Some(6_000);
+    let p = HttpProvider::new(c).unwrap();
+    let mut big = request();
+    big["maxTokens"] = json!(10_000);
+    let first = p.complete(&big, &OPTS, None).unwrap();
+    assert_eq!(first.meta.rate_wait_us, None);
+    let second = p.complete(&request(), &OPTS, None).unwrap();
+    assert!(second.meta.rate_wait_us.unwrap() > 0);
+    assert_eq!(
+        second.response, first.response,
+        "the answer does not depend on the wait"
+    );
+    // Zero is not a limit.
+    let mut bad = quick(ProviderConfig::openai("oa", &l.base_url()));
+    bad.rate_limits.requests_per_minute = Some(0);
+    let e = HttpProvider::new(bad).unwrap_err();
+    assert!(
+        e.message.contains("requestsPerMinute must be at least 1"),
+        "{}",
+        e.message
+    );
+}

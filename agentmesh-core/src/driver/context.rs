@@ -309,12 +309,19 @@ impl<'a> Context<'a> {
                 return reply_of(outcome.clone(), true);
             }
             TicketState::Live => {
-                if let Some(access) = access {
-                    access.wait_for_slot();
-                }
+                let waited = access.map_or(std::time::Duration::ZERO, |a| {
+                    let wait = a.reserve();
+                    std::thread::sleep(wait);
+                    wait
+                });
                 let started = Instant::now();
                 let mut outcome = exec.execute(&request, &ticket, on_chunk);
                 outcome.duration_us = Some(started.elapsed().as_micros() as u64);
+                if !waited.is_zero() {
+                    let mut meta = outcome.meta.as_deref().cloned().unwrap_or_default();
+                    meta.rate_wait_us = Some(waited.as_micros() as u64);
+                    outcome.meta = Some(Arc::new(meta));
+                }
                 outcome
             }
         };

@@ -192,6 +192,10 @@ pub struct CallMeta {
     /// Microseconds from sending the request to the first streamed chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_us: Option<u64>,
+    /// Microseconds the call waited for rate limits (a provider's requests or tokens per
+    /// minute, a tool's calls per period) before it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_wait_us: Option<u64>,
 }
 
 impl CallMeta {

@@ -399,6 +399,7 @@ mod tests {
                 system_fingerprint: None,
                 tool_call_ids: vec![text.clone(), "}".into()],
                 ttft_us: dur,
+                rate_wait_us: dur.map(|d| d / 2),
             }));
             let num = serde_json::Number::from_f64(float).map_or(Value::Null, Value::Number);
             for e in events(&text, n, num) {
