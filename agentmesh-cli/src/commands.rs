@@ -316,26 +316,25 @@ pub fn cost(log: &Path, as_json: bool) -> Result<u8, Error> {
         _ => "—".to_owned(),
     };
     let mut text = format!("run          {}\n\n", report.run_id);
-    let head = [
+    text.push_str(&format!(
+        "{:<16} {:<16} {:<24} {:>6} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>7}\n",
         "node",
         "agent",
         "model",
         "calls",
+        "refused",
         "in",
         "out",
         "cached",
         "reasoning",
         "µUSD",
-        "share",
-    ];
-    text.push_str(&format!(
-        "{:<16} {:<16} {:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>12} {:>7}\n",
-        head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7], head[8], head[9]
+        "share"
     ));
     let line = |node: &str, name: &str, model: &str, t: &agentmesh_core::UsageTotals| {
         format!(
-            "{node:<16} {name:<16} {model:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>12} {:>7}\n",
+            "{node:<16} {name:<16} {model:<24} {:>6} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>7}\n",
             t.calls,
+            t.denied,
             t.input_tokens,
             t.output_tokens,
             t.cached_input_tokens,

@@ -1618,6 +1618,59 @@ fn retry_continues_a_failed_run_and_usage_counts_what_it_spent() {
 }
 
 #[test]
+fn cost_prints_what_the_calls_of_a_budgeted_run_cost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let vector = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../bindings-tests/vectors/budget_clamp_warn_exhaust");
+    let wf = vector.join("workflow.json");
+    let script = vector.join("script.json");
+    let r = agentmesh(
+        dir,
+        &[
+            "run",
+            wf.to_str().unwrap(),
+            "--script",
+            script.to_str().unwrap(),
+        ],
+    );
+    expect_code(&r, 1);
+    assert!(r.stdout.contains("BUDGET_EXCEEDED"), "{}", r.stdout);
+    let log = log_path_from(&r.stdout);
+    let c = agentmesh(dir, &["cost", &log]);
+    expect_code(&c, 0);
+    let total = c.stdout.lines().find(|l| l.starts_with("total")).unwrap();
+    // 3 calls, 1 refused, 90 tokens in, 105 out, 300 µUSD.
+    let cols: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(
+        cols,
+        ["total", "3", "1", "90", "105", "0", "0", "300", "100.0%"]
+    );
+    assert!(c.stdout.contains("1 call(s) refused"), "{}", c.stdout);
+    let j = agentmesh(dir, &["cost", &log, "--json"]);
+    expect_code(&j, 0);
+    let v: Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(v["total"]["microUsd"], json!(300));
+    assert_eq!(v["lines"][1]["node"], json!("draft"));
+    assert_eq!(v["lines"][1]["spent"]["microUsd"], json!(200));
+    // A run without budget or prices records no money: the column says so.
+    let plain = write_json(
+        dir,
+        "p.json",
+        json!({"name": "plain", "nodes": [{"id": "a", "type": "agent", "agent": "x"}]}),
+    );
+    let r = agentmesh(dir, &["run", plain.to_str().unwrap()]);
+    expect_code(&r, 0);
+    let c = agentmesh(dir, &["cost", &log_path_from(&r.stdout)]);
+    expect_code(&c, 0);
+    assert!(
+        c.stdout.contains("does not account for spend"),
+        "{}",
+        c.stdout
+    );
+}
+
+#[test]
 fn run_warns_about_nodes_that_receive_no_deps() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

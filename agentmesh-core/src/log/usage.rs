@@ -179,11 +179,15 @@ impl UsageReport {
                     );
                     continue;
                 }
-                EventData::CallDenied(_) => {
+                EventData::CallDenied(d) => {
+                    let model = (d.kind == crate::model::call::CallKind::Llm)
+                        .then(|| d.request.get("model").and_then(|m| m.as_str()))
+                        .flatten()
+                        .map(str::to_owned);
                     report.add_call(
                         &e,
                         Spend::denied(&calls),
-                        None,
+                        model,
                         workflow.as_ref(),
                         inherited_up_to,
                     );
@@ -336,6 +340,9 @@ impl<'a> Spend<'a> {
     fn add_to(&self, t: &mut UsageTotals) {
         if self.denied {
             t.denied += 1;
+            if let Some(c) = &self.charge {
+                t.add_charge(c);
+            }
             return;
         }
         t.calls += 1;
