@@ -171,6 +171,31 @@ impl Run {
     /// Errors: `INVALID_ARGUMENT` (run id, tenant, input too deep or too large),
     /// `RUN_EXISTS`, `IO`.
     pub fn start(workflow: &Workflow, options: RunOptions) -> Result<Run> {
+        let budget = if workflow.compiled().has_budgets
+            || options.budget.is_some()
+            || options.prices.is_some()
+        {
+            let prices = price_table(options.prices.as_ref());
+            Some((
+                RunBudget {
+                    limits: options.budget,
+                    prices: prices.hash().to_owned(),
+                },
+                Some(prices),
+            ))
+        } else {
+            None
+        };
+        Run::start_accounting(workflow, options, budget)
+    }
+
+    /// [`Run::start`] with the run's budget record given (re-execute replay takes the
+    /// recorded one).
+    pub(crate) fn start_accounting(
+        workflow: &Workflow,
+        options: RunOptions,
+        budget: Option<(RunBudget, Option<Arc<PriceTable>>)>,
+    ) -> Result<Run> {
         let run_id = match options.run_id {
             Some(id) => id,
             None => derive_run_id(workflow, &options.input, options.seed),
@@ -203,21 +228,6 @@ impl Run {
             at: 0,
             host: Some(host),
         });
-        let budget = if workflow.compiled().has_budgets
-            || options.budget.is_some()
-            || options.prices.is_some()
-        {
-            let prices = price_table(options.prices.as_ref());
-            Some((
-                RunBudget {
-                    limits: options.budget,
-                    prices: prices.hash().to_owned(),
-                },
-                Some(prices),
-            ))
-        } else {
-            None
-        };
         let mut machine = Machine::new(
             workflow.clone(),
             &run_id,

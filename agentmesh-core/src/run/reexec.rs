@@ -65,7 +65,8 @@ impl Run {
             ));
         }
         let workflow = Workflow::from_spec((*started.workflow).clone())?;
-        let mut run = Run::start(
+        // The recorded budget: every call is answered from the log, so no price is needed.
+        let mut run = Run::start_accounting(
             &workflow,
             RunOptions {
                 input: (*started.input).clone(),
@@ -73,6 +74,7 @@ impl Run {
                 run_id: Some(header.run_id.clone()),
                 ..Default::default()
             },
+            started.budget.clone().map(|b| (b, None)),
         )?;
         run.machine.answer_calls_from_log();
         run.reexec = Some(Box::new(Reexec {

@@ -249,6 +249,12 @@ fn a_run_within_budget_reports_what_it_spent_and_warns_at_its_thresholds() {
     assert_eq!(warnings, [(80, 100), (90, 100)]);
     let before_end = &events[events.len() - 2];
     assert_eq!(before_end.type_name(), "budgetWarning");
+    // Re-execute replay answers every call from the log under the recorded budget.
+    let report = mesh(&model, 1, 30, 10, false)
+        .reexecute(r.log_path.as_ref().unwrap())
+        .unwrap();
+    assert_eq!(report.calls, 2);
+    assert_eq!(model.calls.load(Ordering::SeqCst), 2, "nothing is sent again");
 }
 
 #[test]

@@ -42,6 +42,39 @@ fn raw_calls(options: agentmesh_core::RunOptions) -> Result<()> {
     run.complete(act.id, Completion::ok(json!(1)))
 }
 
+/// [`raw_calls`] under a budget: each call carries its estimate, is reserved against its
+/// lease (price lookup, clamp check) and settled to its usage; the records carry `reserve`
+/// and `charge`.
+fn raw_calls_budgeted(mut options: agentmesh_core::RunOptions) -> Result<()> {
+    use agentmesh_core::{CallAsk, Limits, PriceTable};
+    options.budget = Some(Limits::from_option(
+        &json!({"microUsd": 1_000_000_000_000u64, "calls": 1_000_000}),
+    )?);
+    options.prices = Some(PriceTable::from_json(
+        r#"{"version": 1, "models": [{"provider": "p", "model": "m", "match": {"equals": "m"},
+            "prices": {"input": 2500000, "output": 10000000}}]}"#,
+    )?);
+    let wf = chain(1);
+    let mut run = Run::start(&wf, options)?;
+    let act = run.poll()?.remove(0);
+    for i in 0..CALLS {
+        let req = json!({"model": "m", "messages": [{"role": "user", "content": "hello"}], "i": i});
+        let mut r = CallRequest::llm("p", req);
+        r.ask = Some(CallAsk {
+            provider: "p".into(),
+            model: "m".into(),
+            input_tokens: 12,
+            max_tokens: Some(64),
+            min_tokens: Some(8),
+        });
+        let t = run.call_start(act.id, r)?;
+        let out = CallOutcome::ok(json!({"text": "hi", "finishReason": "stop"}))
+            .with_usage(agentmesh_core::Usage::tokens(5, 1));
+        run.call_complete(act.id, t.call, out)?;
+    }
+    run.complete(act.id, Completion::ok(json!(1)))
+}
+
 struct Instant0;
 impl CallExecutor for Instant0 {
     fn execute(
@@ -463,6 +496,35 @@ fn figures(plan: &Plan) -> Result<()> {
             1e6,
             "µs",
             Target::AtMost(2.0),
+        );
+        // The same in place: 1000 recorded calls through the raw Run, with and without a
+        // budget (their difference is what accounting adds to a call, records included).
+        let plain = measure(plan.chain_reps, || timed(|| raw_calls(options(None, None))))?;
+        let budgeted = measure(plan.chain_reps, || {
+            timed(|| raw_calls_budgeted(options(None, None)))
+        })?;
+        t.time(
+            "1000 calls, raw Run, memory, no budget: per call",
+            plain,
+            CALLS as f64,
+            1e6,
+            "µs",
+            Target::None,
+        );
+        t.time(
+            "1000 calls, raw Run, memory, under a budget: per call",
+            budgeted,
+            CALLS as f64,
+            1e6,
+            "µs",
+            Target::None,
+        );
+        t.note(
+            "accounting added per call (median, budget − no budget)",
+            format!(
+                "{:.2} µs (target ≤ 2 µs)",
+                (budgeted.median - plain.median) / CALLS as f64 * 1e6
+            ),
         );
         let s = measure(plan.chain_reps, || timed(|| budget_leases(1000)))?;
         t.time(
