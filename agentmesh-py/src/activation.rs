@@ -155,23 +155,29 @@ impl Activation {
 
     /// Start a call: `callStarted` is durable when this returns. `CallTicket.live`: make
     /// it and report it with `call_complete`; `recorded`: the log answers it (`outcome`).
-    #[pyo3(signature = (kind, name, request=None))]
+    /// `ask` (`{"provider", "model", "inputTokens", "maxTokens"?, "minTokens"?}`) is what a
+    /// budget reserves for an LLM call; a budget that refuses the call records `callDenied`
+    /// and raises `BudgetExceededError`.
+    #[pyo3(signature = (kind, name, request=None, ask=None))]
     fn call_start(
         &self,
         py: Python<'_>,
         kind: &str,
         name: String,
         request: Option<&Bound<'_, PyAny>>,
+        ask: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<CallTicket> {
         let run = self.run(py)?;
         let none = py.None().into_bound(py);
-        let req = calls::request_of(py, kind, name, request.unwrap_or(&none))?;
+        let req = calls::request_of(py, kind, name, request.unwrap_or(&none), ask)?;
         let mut t = calls::start_many(py, run, self.inner.id, vec![req])?;
         Ok(t.pop().expect("one ticket per request"))
     }
 
     /// Start calls made concurrently, numbered in list order, in one commit: `(kind, name,
-    /// request)` tuples or dicts with those keys.
+    /// request)` or `(kind, name, request, ask)` tuples, or dicts with those keys (`ask`
+    /// optional). A call a budget refuses is recorded with the others (`callDenied`), then the
+    /// batch raises `BudgetExceededError`.
     fn call_start_many(
         &self,
         py: Python<'_>,
@@ -230,7 +236,13 @@ impl Activation {
             .check(&rules.name, agent)
             .map_err(|e| to_py(py, &e))?;
         let none = py.None().into_bound(py);
-        let req = calls::request_of(py, "tool", rules.name.clone(), arguments.unwrap_or(&none))?;
+        let req = calls::request_of(
+            py,
+            "tool",
+            rules.name.clone(),
+            arguments.unwrap_or(&none),
+            None,
+        )?;
         let checked = &rules.rules;
         detached(py, || checked.admit(agent, &req.request))?;
         let mut t = calls::start_many(py, run, self.inner.id, vec![req])?;

@@ -136,6 +136,13 @@ impl CallTicket {
         !self.inner.is_live()
     }
 
+    /// The `maxTokens` a budget allows this call: send it instead of the request's. `None`
+    /// when the budget did not clamp it.
+    #[getter]
+    fn max_tokens(&self) -> Option<u64> {
+        self.inner.max_tokens
+    }
+
     /// `blake3(runId, seq, call)`: the same when a call is re-issued after a crash.
     #[getter]
     fn idempotency_key(&self) -> &str {
@@ -186,12 +193,14 @@ fn outcome_json(o: &CallOutcome) -> Value {
     Value::Object(m)
 }
 
-/// A call's request from Python: kind, name and request (JSON data).
+/// A call's request from Python: kind, name, request (JSON data) and the `ask` a budget
+/// reserves (`None`: none).
 pub fn request_of(
     py: Python<'_>,
     kind: &str,
     name: String,
     request: &Bound<'_, PyAny>,
+    ask: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<CallRequest> {
     let kind = CallKind::parse(kind).map_err(|e| to_py(py, &e))?;
     let request = pyjson::from_py(request).map_err(|why| {
@@ -203,31 +212,38 @@ pub fn request_of(
             )),
         )
     })?;
+    let ask = crate::budget::ask_of(kind.as_str(), &name, ask).map_err(|e| to_py(py, &e))?;
     Ok(CallRequest {
         kind,
         name,
         request,
-        ask: None,
+        ask,
     })
 }
 
-/// One entry of `call_start_many`: a `(kind, name, request)` tuple or a dict with those keys.
+/// One entry of `call_start_many`: a `(kind, name, request)` or `(kind, name, request, ask)`
+/// tuple, or a dict with those keys (`ask` optional).
 pub fn request_item(py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<CallRequest> {
     let bad = || {
         to_py(
             py,
             &invalid(
-                "call_start_many takes (kind, name, request) tuples or dicts with kind, name and request",
+                "call_start_many takes (kind, name, request[, ask]) tuples or dicts with kind, name, request and ask?",
             ),
         )
     };
     if let Ok(t) = item.cast::<PyTuple>() {
-        if t.len() != 3 {
+        if t.len() != 3 && t.len() != 4 {
             return Err(bad());
         }
         let kind: String = t.get_item(0)?.extract().map_err(|_| bad())?;
         let name: String = t.get_item(1)?.extract().map_err(|_| bad())?;
-        return request_of(py, &kind, name, &t.get_item(2)?);
+        let ask = if t.len() == 4 {
+            Some(t.get_item(3)?)
+        } else {
+            None
+        };
+        return request_of(py, &kind, name, &t.get_item(2)?, ask.as_ref());
     }
     if let Ok(d) = item.cast::<PyDict>() {
         let get = |k: &str| d.get_item(k).ok().flatten();
@@ -237,7 +253,7 @@ pub fn request_item(py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<CallReq
             Some(r) => r,
             None => py.None().into_bound(py),
         };
-        return request_of(py, &kind, name, &request);
+        return request_of(py, &kind, name, &request, get("ask").as_ref());
     }
     Err(bad())
 }
@@ -307,7 +323,7 @@ pub fn start_native(
     if let Some(access) = call.access {
         access.check(call.name, agent).map_err(|e| to_py(py, &e))?;
     }
-    let mut req = request_of(py, call.kind, call.name.to_owned(), request)?;
+    let mut req = request_of(py, call.kind, call.name.to_owned(), request, None)?;
     let exec = call.exec.clone();
     let (inner, request) = detached(py, || {
         req.request = exec

@@ -7,9 +7,11 @@
 //! through serde ([`pyser`]), streamed where a log can be long ([`stream`]). Every call into
 //! the core releases the GIL and catches panics (see [`errors::detached`]). [`cli`] runs the
 //! `agentmesh` command itself, for `python -m agentmesh`. [`tools`] holds the rules of the
-//! tools agents call (allowlists, rate limits, schemas) and the MCP servers a mesh starts.
+//! tools agents call (allowlists, rate limits, schemas) and the MCP servers a mesh starts. [`budget`]
+//! checks what budgets take from Python: price tables, a run's budget option, a call's ask.
 
 mod activation;
+mod budget;
 mod calls;
 mod cli;
 mod completion;
@@ -30,6 +32,7 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<activation::Activation>()?;
     m.add_class::<completion::NativeCompletion>()?;
     m.add_class::<calls::CallTicket>()?;
+    m.add_class::<budget::NativePrices>()?;
     m.add_class::<calls::NativeProvider>()?;
     m.add_class::<calls::NativeChunks>()?;
     m.add_class::<tools::NativeToolRules>()?;

@@ -13,6 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 use serde_json::Value;
 
 use crate::activation::{wrap_all, Activation};
+use crate::budget::{budget_option, NativePrices};
 use crate::calls::SharedRun;
 use crate::completion::NativeCompletion;
 use crate::errors::{detached, to_py};
@@ -150,9 +151,11 @@ impl NativeRun {
 #[pymethods]
 impl NativeRun {
     /// Start a run with `input` (JSON data). `watch`: keep committed events for
-    /// `take_committed`, from the first one on.
+    /// `take_committed`, from the first one on. `budget`: the run's limits, replacing the
+    /// workflow's `budget` (`INVALID_ARGUMENT` naming the field); `prices`: the user price
+    /// table calls are priced with before the bundled one.
     #[staticmethod]
-    #[pyo3(signature = (workflow, input=None, seed=0, run_id=None, log_dir=None, fsync="batch", tenant=None, watch=false))]
+    #[pyo3(signature = (workflow, input=None, seed=0, run_id=None, log_dir=None, fsync="batch", tenant=None, watch=false, budget=None, prices=None))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
@@ -164,9 +167,16 @@ impl NativeRun {
         fsync: &str,
         tenant: Option<String>,
         watch: bool,
+        budget: Option<&Bound<'_, PyAny>>,
+        prices: Option<PyRef<'_, NativePrices>>,
     ) -> PyResult<NativeRun> {
         let wf = workflow.inner.clone();
         let input = json_arg(py, "input", input)?;
+        let budget = budget
+            .filter(|b| !b.is_none())
+            .map(|b| budget_option(py, b))
+            .transpose()?;
+        let prices = prices.map(|p| p.inner.clone());
         let run = detached(py, || {
             let options = RunOptions {
                 input,
@@ -177,7 +187,8 @@ impl NativeRun {
                 tenant,
                 host: Some("python".to_owned()),
                 watch,
-                ..RunOptions::default()
+                budget,
+                prices,
             };
             Run::start(&wf, options)
         })?;
@@ -187,9 +198,11 @@ impl NativeRun {
     /// Reopen a run from its log file. The core checks `run_id` (the run the log must hold)
     /// and resolves waiting human nodes with `approvals` (node id → decision, JSON data),
     /// every one checked before any is recorded. `watch`: keep committed events for
-    /// `take_committed`, what resume appends included.
+    /// `take_committed`, what resume appends included. `prices`: the user price table; a
+    /// run that accounts for spend goes on only with the prices it was started with
+    /// (`INVALID_ARGUMENT` otherwise, nothing written).
     #[staticmethod]
-    #[pyo3(signature = (path, fsync="batch", run_id=None, approvals=None, watch=false))]
+    #[pyo3(signature = (path, fsync="batch", run_id=None, approvals=None, watch=false, prices=None))]
     fn resume(
         py: Python<'_>,
         path: PathBuf,
@@ -197,7 +210,9 @@ impl NativeRun {
         run_id: Option<String>,
         approvals: Option<&Bound<'_, PyDict>>,
         watch: bool,
+        prices: Option<PyRef<'_, NativePrices>>,
     ) -> PyResult<NativeRun> {
+        let prices = prices.map(|p| p.inner.clone());
         let mut decided = BTreeMap::new();
         if let Some(approvals) = approvals {
             for (node, decision) in approvals.iter() {
@@ -228,7 +243,7 @@ impl NativeRun {
                 run_id,
                 approvals: decided,
                 watch,
-                prices: None,
+                prices,
             };
             Run::resume_with(&path, options)
         })?;
@@ -238,24 +253,26 @@ impl NativeRun {
     /// Reopen a failed or cancelled run and reschedule the nodes that failed it (and the
     /// activations a cancel closed) with a fresh allowance of attempts: `runReopened`, then
     /// the new activations. `INVALID_ARGUMENT`, nothing written, for a run that is running or
-    /// waiting (resume it), completed, or failed on a limit (fork it). `run_id` and `watch`
-    /// as for `resume`.
+    /// waiting (resume it), completed, or failed on a limit (fork it). `run_id`, `watch`
+    /// and `prices` as for `resume`.
     #[staticmethod]
-    #[pyo3(signature = (path, fsync="batch", run_id=None, watch=false))]
+    #[pyo3(signature = (path, fsync="batch", run_id=None, watch=false, prices=None))]
     fn retry(
         py: Python<'_>,
         path: PathBuf,
         fsync: &str,
         run_id: Option<String>,
         watch: bool,
+        prices: Option<PyRef<'_, NativePrices>>,
     ) -> PyResult<NativeRun> {
+        let prices = prices.map(|p| p.inner.clone());
         let run = detached(py, || {
             let options = ResumeOptions {
                 fsync: fsync_mode(fsync)?,
                 run_id,
                 approvals: BTreeMap::new(),
                 watch,
-                prices: None,
+                prices,
             };
             Run::retry(&path, options)
         })?;
@@ -286,9 +303,9 @@ impl NativeRun {
     /// Fork the run in `path` at step end `seq`; `overrides` maps node id → output.
     /// `workflow`: continue under it instead of the recorded one (the prefix must replay
     /// equal under it). `watch`: keep committed events for `take_committed`, the copied
-    /// prefix included.
+    /// prefix included. `prices`: the parent's user price table, as for `resume`.
     #[staticmethod]
-    #[pyo3(signature = (path, seq, overrides=None, run_id=None, log_dir=None, fsync="batch", workflow=None, watch=false))]
+    #[pyo3(signature = (path, seq, overrides=None, run_id=None, log_dir=None, fsync="batch", workflow=None, watch=false, prices=None))]
     #[allow(clippy::too_many_arguments)]
     fn fork(
         py: Python<'_>,
@@ -300,8 +317,10 @@ impl NativeRun {
         fsync: &str,
         workflow: Option<PyRef<'_, NativeWorkflow>>,
         watch: bool,
+        prices: Option<PyRef<'_, NativePrices>>,
     ) -> PyResult<NativeRun> {
         let seq = crate::log::seq_arg(seq)?;
+        let prices = prices.map(|p| p.inner.clone());
         let overrides: BTreeMap<String, Value> = match json_arg(py, "overrides", overrides)? {
             Value::Null => BTreeMap::new(),
             Value::Object(map) => map.into_iter().collect(),
@@ -326,7 +345,7 @@ impl NativeRun {
                 workflow,
                 host: Some("python".to_owned()),
                 watch,
-                prices: None,
+                prices,
             };
             Run::fork_with(&path, options)
         })?;

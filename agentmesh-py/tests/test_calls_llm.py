@@ -154,10 +154,12 @@ def test_a_dead_provider_is_a_provider_error(llama: str) -> None:
 
 
 class Proxy:
-    """Forwards requests to the server one by one, keeping their bodies."""
+    """Forwards requests to the server one by one, keeping their bodies and the server's
+    answers."""
 
     def __init__(self, upstream: str) -> None:
         self.bodies: List[bytes] = []
+        self.responses: List[bytes] = []
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -173,6 +175,7 @@ class Proxy:
                         status, data = r.status, r.read()
                 except urllib.error.HTTPError as e:
                     status, data = e.code, e.read()
+                proxy.responses.append(data)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

@@ -23,10 +23,13 @@ VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 NAMES = sorted(p.name for p in VECTORS.iterdir() if p.is_dir())
 PERTURB_BELOW_MS = 100
 
-_SCRIPT_KEYS = {"input", "seed", "runId", "agents", "approvals", "retries"}
-_BEHAVIOR_KEYS = {"visit", "attempt", "output", "error", "delayMs", "usage", "cancel", "calls", "callsBatch"}
+_SCRIPT_KEYS = {"input", "seed", "runId", "agents", "approvals", "retries", "budget", "prices"}
+_BEHAVIOR_KEYS = {
+    "visit", "attempt", "output", "error", "delayMs", "usage", "cancel", "calls", "callsBatch",
+    "refusedOutput",
+}
 _ERROR_KEYS = {"type", "message", "retryable"}
-_CALL_KEYS = {"kind", "name", "request", "response", "error", "usage"}
+_CALL_KEYS = {"kind", "name", "request", "response", "error", "usage", "ask"}
 _CALL_ERROR_KEYS = {"type", "message", "retryable", "status"}
 
 
@@ -85,31 +88,42 @@ def complete_call(act: agentmesh.Activation, ticket: agentmesh.CallTicket, call:
             act.call_complete(ticket, response=call.get("response"), usage=call.get("usage"))
 
 
-def make_calls(chosen: Dict[str, Any], act: agentmesh.Activation) -> None:
-    """The behaviour's calls, in list order (one call_start each), or with ``callsBatch``
-    one call_start_many whose results are reported in reverse order. A call's error does
-    not fail the agent; a refused call does (ScriptCallRefused), as in the Rust runner."""
+def make_calls(chosen: Dict[str, Any], act: agentmesh.Activation) -> bool:
+    """The behaviour's calls, in list order (one call_start each, with its ``ask``), or with
+    ``callsBatch`` one call_start_many whose results are reported in reverse order. A call's
+    error does not fail the agent; a refused call does (ScriptCallRefused), as in the Rust
+    runner, unless a budget refused it and the behaviour has a ``refusedOutput``: then the
+    calls stop and this returns ``True``."""
     calls: List[Dict[str, Any]] = chosen.get("calls", [])
     if not calls:
-        return
+        return False
     try:
         if chosen.get("callsBatch", False):
-            tickets = act.call_start_many([(c["kind"], c["name"], c.get("request")) for c in calls])
+            tickets = act.call_start_many(
+                [(c["kind"], c["name"], c.get("request"), c.get("ask")) for c in calls]
+            )
             for ticket, call in reversed(list(zip(tickets, calls))):
                 complete_call(act, ticket, call)
-            return
+            return False
         for call in calls:
-            complete_call(act, act.call_start(call["kind"], call["name"], call.get("request")), call)
+            ticket = act.call_start(call["kind"], call["name"], call.get("request"), ask=call.get("ask"))
+            complete_call(act, ticket, call)
+    except agentmesh.BudgetExceededError as e:
+        if "refusedOutput" in chosen:
+            return True
+        raise agentmesh.ActivationError("ScriptCallRefused", str(e)) from e
     except agentmesh.AgentMeshError as e:
         raise agentmesh.ActivationError("ScriptCallRefused", str(e)) from e
+    return False
 
 
 def finish(chosen: Dict[str, Any], act: agentmesh.Activation) -> Any:
-    """What a behaviour does once its delay has passed: cancel, make its calls, fail or
-    return."""
+    """What a behaviour does once its delay has passed: cancel, make its calls (a budget's
+    refusal returns ``refusedOutput``, without usage), fail or return."""
     if chosen.get("cancel", False):
         act.cancel_run("cancelled by script")
-    make_calls(chosen, act)
+    if make_calls(chosen, act):
+        return chosen["refusedOutput"]
     if "error" in chosen:
         e = chosen["error"]
         raise agentmesh.ActivationError(
@@ -134,7 +148,7 @@ def scripted(script: Dict[str, Any]) -> Callable[[agentmesh.Activation], Any]:
 
 
 def new_mesh(log_dir: str, wf: agentmesh.Workflow, script: Dict[str, Any]) -> agentmesh.Mesh:
-    mesh = agentmesh.Mesh(log_dir=log_dir, fsync="never")
+    mesh = agentmesh.Mesh(log_dir=log_dir, fsync="never", prices=script.get("prices"))
     fn = scripted(script)
     for name in wf.agent_names():
         mesh.add_agent(name, fn)
@@ -188,6 +202,7 @@ def run_vector(name: str, perturb: bool) -> None:
                 input=script.get("input"),
                 seed=script.get("seed", 0),
                 run_id=script.get("runId"),
+                budget=script.get("budget"),
             )
         )
         approvals_all = script.get("approvals", {})
@@ -248,3 +263,4 @@ def test_every_vector_is_found() -> None:
     assert len(NAMES) >= 17
     assert "unicode_and_numbers" in NAMES
     assert "calls_in_activations" in NAMES
+    assert {"budget_parallel_leases", "budget_clamp_warn_exhaust"} <= set(NAMES)

@@ -43,7 +43,7 @@ def scripted_async(script: Dict[str, Any]) -> AgentFn:
 
 
 def new_mesh(log_dir: str, wf: agentmesh.Workflow, script: Dict[str, Any], agents: str) -> agentmesh.Mesh:
-    mesh = agentmesh.Mesh(log_dir=log_dir, fsync="never")
+    mesh = agentmesh.Mesh(log_dir=log_dir, fsync="never", prices=script.get("prices"))
     fn = scripted_async(script) if agents == "async" else scripted(script)
     for name in wf.agent_names():
         mesh.add_agent(name, fn)
@@ -78,6 +78,7 @@ async def run_vector_async(name: str, perturb: bool, agents: str) -> None:
                 input=script.get("input"),
                 seed=script.get("seed", 0),
                 run_id=script.get("runId"),
+                budget=script.get("budget"),
             )
         )
         approvals_all = script.get("approvals", {})

@@ -26,6 +26,7 @@ __all__ = [
     "Activation",
     "Completion",
     "CallTicket",
+    "NativePrices",
     "NativeProvider",
     "NativeChunks",
     "NativeToolRules",
@@ -105,9 +106,18 @@ class Activation:
     def deps(self) -> Dict[str, Any]: ...
     def cancel_run(self, reason: str = "cancelled") -> None: ...
     # calls (agentmesh/_calls.py is the agent API)
-    def call_start(self, kind: str, name: str, request: Any = None) -> CallTicket: ...
+    def call_start(
+        self, kind: str, name: str, request: Any = None, ask: Optional[Mapping[str, Any]] = None
+    ) -> CallTicket: ...
     def call_start_many(
-        self, calls: Iterable[Union[Tuple[str, str, Any], Mapping[str, Any]]]
+        self,
+        calls: Iterable[
+            Union[
+                Tuple[str, str, Any],
+                Tuple[str, str, Any, Optional[Mapping[str, Any]]],
+                Mapping[str, Any],
+            ]
+        ],
     ) -> List[CallTicket]: ...
     def call_complete(
         self,
@@ -199,10 +209,18 @@ class CallTicket:
     @property
     def recorded(self) -> bool: ...
     @property
+    def max_tokens(self) -> Optional[int]: ...
+    @property
     def idempotency_key(self) -> str: ...
     @property
     def outcome(self) -> Optional[Dict[str, Any]]: ...
     def tool_call_id(self, i: int) -> str: ...
+
+@final
+class NativePrices:
+    @staticmethod
+    def from_table(table: Mapping[str, Any]) -> NativePrices: ...
+    def __len__(self) -> int: ...
 
 @final
 class NativeProvider:
@@ -315,6 +333,8 @@ class NativeRun:
         fsync: str = "batch",
         tenant: Optional[str] = None,
         watch: bool = False,
+        budget: Optional[Mapping[str, Any]] = None,
+        prices: Optional[NativePrices] = None,
     ) -> NativeRun: ...
     @staticmethod
     def resume(
@@ -323,6 +343,7 @@ class NativeRun:
         run_id: Optional[str] = None,
         approvals: Optional[Dict[str, Any]] = None,
         watch: bool = False,
+        prices: Optional[NativePrices] = None,
     ) -> NativeRun: ...
     @staticmethod
     def retry(
@@ -330,6 +351,7 @@ class NativeRun:
         fsync: str = "batch",
         run_id: Optional[str] = None,
         watch: bool = False,
+        prices: Optional[NativePrices] = None,
     ) -> NativeRun: ...
     @staticmethod
     def fork(
@@ -341,6 +363,7 @@ class NativeRun:
         fsync: str = "batch",
         workflow: Optional[NativeWorkflow] = None,
         watch: bool = False,
+        prices: Optional[NativePrices] = None,
     ) -> NativeRun: ...
     @staticmethod
     def reexecute(path: _Path) -> NativeRun: ...

@@ -171,6 +171,32 @@ class RunResult:
             report = self._native.usage()
         return report
 
+    @property
+    def cost(self) -> Dict[str, Any]:
+        """What the run's calls cost, from :attr:`usage`: ``microUsd`` (integer micro-USD;
+        ``None`` when the run does not account for spend: no budget and no prices),
+        ``calls`` (calls made) and ``denied`` (calls a budget refused), and micro-USD by
+        node, agent and model (``byNode``, ``byAgent``, ``byModel``; entries without a cost
+        are left out)."""
+        return _cost_of(self.usage)
+
+
+def _cost_of(report: Dict[str, Any]) -> Dict[str, Any]:
+    """The cost summary of a usage report (the same shape in every binding)."""
+    total = report["total"]
+
+    def priced(by: Dict[str, Dict[str, Any]]) -> Dict[str, int]:
+        return {k: t["microUsd"] for k, t in by.items() if t.get("microUsd") is not None}
+
+    return {
+        "microUsd": total.get("microUsd"),
+        "calls": total.get("calls", 0),
+        "denied": total.get("denied", 0),
+        "byNode": priced(report["byNode"]),
+        "byAgent": priced(report["byAgent"]),
+        "byModel": priced(report["byModel"]),
+    }
+
 
 @dataclass(frozen=True)
 class ReexecReport:
@@ -509,6 +535,7 @@ def _check_options(
     tenant: Optional[str],
     cancel: Optional[CancelToken],
     on_event: Optional[EventFn],
+    on_budget_warning: Optional[EventFn] = None,
 ) -> None:
     """Type checks of the options shared by every entry point, before any log is touched."""
     for name, value in (("run_id", run_id), ("tenant", tenant)):
@@ -516,8 +543,9 @@ def _check_options(
             raise InvalidArgumentError(f"{name} must be a str, not {type(value).__name__}")
     if cancel is not None and not isinstance(cancel, CancelToken):
         raise InvalidArgumentError(f"cancel must be a CancelToken, not {type(cancel).__name__}")
-    if on_event is not None and not callable(on_event):
-        raise InvalidArgumentError(f"on_event must be callable, not {type(on_event).__name__}")
+    for name, fn in (("on_event", on_event), ("on_budget_warning", on_budget_warning)):
+        if fn is not None and not callable(fn):
+            raise InvalidArgumentError(f"{name} must be callable, not {type(fn).__name__}")
 
 
 class _Workers:
@@ -546,6 +574,14 @@ class Mesh:
 
     ``log_dir=None`` keeps logs in memory (no resume); ``fsync`` is ``"always"``, ``"batch"``
     or ``"never"``.
+
+    ``prices``: a price table (docs/budgets.md: ``{"version": 1, "models": [{"provider",
+    "model", "match", "prices": {"input", "output", ...}}]}``, integer micro-USD per million
+    tokens) looked at before the bundled one, checked now (:class:`InvalidArgumentError`
+    naming the field). Every run this mesh starts, resumes, retries or forks uses it, and
+    then accounts for spend even without a budget; a run that accounts for spend goes on
+    only with the prices it was started with (resuming it under other prices is
+    :class:`InvalidArgumentError`, nothing written).
     """
 
     def __init__(
@@ -553,11 +589,20 @@ class Mesh:
         log_dir: Optional[PathLike] = None,
         fsync: str = "batch",
         max_workers: int = 32,
+        prices: Optional[Mapping[str, Any]] = None,
     ) -> None:
         if fsync not in ("always", "batch", "never"):
             raise InvalidArgumentError(f"fsync must be always, batch or never, not {fsync!r}")
         if not isinstance(max_workers, int) or max_workers < 1:
             raise InvalidArgumentError("max_workers must be a positive int")
+        if prices is not None and not isinstance(prices, Mapping):
+            raise InvalidArgumentError(
+                'prices is a price table, a dict ({"version": 1, "models": [...]}), '
+                f"not {type(prices).__name__}"
+            )
+        self._prices: Any = (
+            None if prices is None else _agentmesh.NativePrices.from_table(dict(prices))
+        )
         self.log_dir: Optional[str] = os.fspath(log_dir) if log_dir is not None else None
         self.fsync = fsync
         self.max_workers = max_workers
@@ -706,6 +751,8 @@ class Mesh:
         tenant: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
         on_event: Optional[EventFn] = None,
+        on_budget_warning: Optional[EventFn] = None,
+        budget: Optional[Mapping[str, Any]] = None,
     ) -> RunResult:
         """Start a run and drive it until it finishes or waits for a person; the agents of a
         step run in parallel on a thread pool.
@@ -713,7 +760,20 @@ class Mesh:
         ``on_event(event)`` is called with every event the run commits, in commit order, as
         the dict :func:`agentmesh.read_log` gives plus its ``meta``, on this thread right
         after the commit: the run waits while it runs. If it raises, driving stops as on
-        Ctrl-C and the exception is raised from ``run``.
+        Ctrl-C and the exception is raised from ``run``. ``on_budget_warning(event)`` is
+        called the same way with each committed ``budgetWarning`` event (after ``on_event``
+        when both are given), and treated alike if it raises.
+
+        ``budget`` replaces the workflow's ``budget`` for this run (recorded in
+        ``runStarted``): limits by dimension, ``inputTokens``, ``outputTokens``,
+        ``totalTokens``, ``microUsd`` (integer micro-USD: ``5_000_000`` is $5) and ``calls``,
+        each a non-negative ``int`` or ``"unlimited"`` (a dimension left out is unlimited;
+        ``{}`` accounts for spend and limits nothing). Anything else is
+        :class:`InvalidArgumentError` naming the field (``budget.calls``), nothing written.
+        Calls are priced with the mesh's ``prices`` before the bundled table; a call a budget
+        refuses raises :class:`BudgetExceededError` in the agent (``callDenied`` is
+        recorded), and an agent that does not get past it fails the run with
+        ``BUDGET_EXCEEDED`` (returned, not raised).
 
         Raises :class:`AgentFailedError` (the agent's exception as ``__cause__``, the
         ``RunResult`` as ``.result``) when an agent exception failed the run; other failures
@@ -721,10 +781,11 @@ class Mesh:
         (Ctrl-C) stops driving without writing anything — the run stays resumable, as after a
         crash — releases the log and is re-raised; ``cancel`` cancels the run for good.
         """
-        _check_options(run_id, tenant, cancel, on_event)
-        native = self._start(workflow, input, seed, run_id, tenant, on_event is not None)
-        drive = _Drive(self, native, cancel, on_event is not None)
-        return deliver(self._drive(drive), drive, on_event)
+        _check_options(run_id, tenant, cancel, on_event, on_budget_warning)
+        watched = on_event is not None or on_budget_warning is not None
+        native = self._start(workflow, input, seed, run_id, tenant, watched, budget)
+        drive = _Drive(self, native, cancel, watched)
+        return deliver(self._drive(drive), drive, on_event, on_budget_warning)
 
     async def run_async(
         self,
@@ -735,16 +796,20 @@ class Mesh:
         tenant: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
         on_event: Optional[EventFn] = None,
+        on_budget_warning: Optional[EventFn] = None,
+        budget: Optional[Mapping[str, Any]] = None,
     ) -> RunResult:
         """``run`` for asyncio: ``async def`` agents of a step run concurrently on the running
-        event loop, plain functions on the mesh's worker threads. ``on_event`` may also be an
-        ``async def`` function (awaited before the run goes on). Cancelling the awaiting task
+        event loop, plain functions on the mesh's worker threads. ``on_event`` and
+        ``on_budget_warning`` may also be ``async def`` functions (awaited before the run goes
+        on); ``budget`` as for :meth:`run`. Cancelling the awaiting task
         (or Ctrl-C under ``asyncio.run``) stops driving as Ctrl-C does for ``run``: nothing is
         written, the run stays resumable, and the cancellation propagates."""
-        _check_options(run_id, tenant, cancel, on_event)
-        native = self._start(workflow, input, seed, run_id, tenant, on_event is not None)
-        drive = _Drive(self, native, cancel, on_event is not None)
-        return await deliver_async(self._drive_async(drive), drive, on_event)
+        _check_options(run_id, tenant, cancel, on_event, on_budget_warning)
+        watched = on_event is not None or on_budget_warning is not None
+        native = self._start(workflow, input, seed, run_id, tenant, watched, budget)
+        drive = _Drive(self, native, cancel, watched)
+        return await deliver_async(self._drive_async(drive), drive, on_event, on_budget_warning)
 
     def stream(
         self,
@@ -754,6 +819,7 @@ class Mesh:
         run_id: Optional[str] = None,
         tenant: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
+        budget: Optional[Mapping[str, Any]] = None,
     ) -> RunStream:
         """Start a run (arguments as for :meth:`run`) and drive it as you iterate: ``for
         event in mesh.stream(...)`` yields every committed event, as ``on_event`` gets them,
@@ -762,7 +828,7 @@ class Mesh:
         early (``break``, an exception) or ``close()`` stops driving as Ctrl-C does: nothing
         is written, the run is resumable from its log."""
         _check_options(run_id, tenant, cancel, None)
-        native = self._start(workflow, input, seed, run_id, tenant, True)
+        native = self._start(workflow, input, seed, run_id, tenant, True, budget)
         drive = _Drive(self, native, cancel, True)
         return RunStream(self._drive(drive), drive)
 
@@ -774,11 +840,12 @@ class Mesh:
         run_id: Optional[str] = None,
         tenant: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
+        budget: Optional[Mapping[str, Any]] = None,
     ) -> AsyncRunStream:
         """:meth:`stream` for asyncio (agents as in :meth:`run_async`): ``async for event in
         mesh.stream_async(...)``; ``async with`` closes it for certain."""
         _check_options(run_id, tenant, cancel, None)
-        native = self._start(workflow, input, seed, run_id, tenant, True)
+        native = self._start(workflow, input, seed, run_id, tenant, True, budget)
         drive = _Drive(self, native, cancel, True)
         return AsyncRunStream(self._drive_async(drive), drive)
 
@@ -789,20 +856,25 @@ class Mesh:
         run_id: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
         on_event: Optional[EventFn] = None,
+        on_budget_warning: Optional[EventFn] = None,
     ) -> RunResult:
         """Reopen a run from its log (after a crash or a Ctrl-C, or to resolve people's
         decisions), complete waiting human nodes with ``approvals`` (node id → output) and
-        drive it on; activations that were in flight run again. ``on_event`` as for
-        :meth:`run` (it gets the events resume appends, not the ones already in the log).
+        drive it on; activations that were in flight run again. ``on_event`` and
+        ``on_budget_warning`` as for :meth:`run` (they get the events resume appends, not the
+        ones already in the log). A run that accounts for spend resumes with its recorded
+        budget and reservations (a call started but not answered keeps its reservation) and
+        only under the prices it was started with (the mesh's ``prices``).
 
         ``run_id``, when given, must be the run the log holds (``InvalidArgumentError``
         otherwise), so a mixed-up path never resumes someone else's run. A run that failed
         because of an agent raises :class:`AgentFailedError`, as :meth:`run` does, also when
         it had failed before (no ``__cause__`` then: the exception was another process's)."""
-        _check_options(run_id, None, cancel, on_event)
-        native = self._reopen(log_path, approvals, run_id, on_event is not None)
-        drive = _Drive(self, native, cancel, on_event is not None)
-        return deliver(self._drive(drive), drive, on_event)
+        _check_options(run_id, None, cancel, on_event, on_budget_warning)
+        watched = on_event is not None or on_budget_warning is not None
+        native = self._reopen(log_path, approvals, run_id, watched)
+        drive = _Drive(self, native, cancel, watched)
+        return deliver(self._drive(drive), drive, on_event, on_budget_warning)
 
     async def resume_async(
         self,
@@ -811,12 +883,14 @@ class Mesh:
         run_id: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
         on_event: Optional[EventFn] = None,
+        on_budget_warning: Optional[EventFn] = None,
     ) -> RunResult:
-        """``resume`` for asyncio (agents and ``on_event`` as in :meth:`run_async`)."""
-        _check_options(run_id, None, cancel, on_event)
-        native = self._reopen(log_path, approvals, run_id, on_event is not None)
-        drive = _Drive(self, native, cancel, on_event is not None)
-        return await deliver_async(self._drive_async(drive), drive, on_event)
+        """``resume`` for asyncio (agents and callbacks as in :meth:`run_async`)."""
+        _check_options(run_id, None, cancel, on_event, on_budget_warning)
+        watched = on_event is not None or on_budget_warning is not None
+        native = self._reopen(log_path, approvals, run_id, watched)
+        drive = _Drive(self, native, cancel, watched)
+        return await deliver_async(self._drive_async(drive), drive, on_event, on_budget_warning)
 
     def retry(
         self,
@@ -824,6 +898,7 @@ class Mesh:
         run_id: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
         on_event: Optional[EventFn] = None,
+        on_budget_warning: Optional[EventFn] = None,
     ) -> RunResult:
         """Continue a ``failed`` or ``cancelled`` run from its log: ``runReopened`` is
         appended, the nodes that failed the run (and the activations a cancel closed) run
@@ -834,13 +909,14 @@ class Mesh:
 
         Raises :class:`InvalidArgumentError`, writing nothing, for a run that is running or
         waiting (an interrupted or crashed run: :meth:`resume` it), completed (final: fork
-        it) or failed on a limit (fork it with a changed workflow). ``run_id``, ``cancel``
-        and ``on_event`` as for :meth:`resume`; :class:`AgentFailedError` when an agent
+        it) or failed on a limit (fork it with a changed workflow). ``run_id``, ``cancel``,
+        ``on_event`` and ``on_budget_warning`` as for :meth:`resume`; :class:`AgentFailedError` when an agent
         fails the run again."""
-        _check_options(run_id, None, cancel, on_event)
-        native = self._retry(log_path, run_id, on_event is not None)
-        drive = _Drive(self, native, cancel, on_event is not None)
-        return deliver(self._drive(drive), drive, on_event)
+        _check_options(run_id, None, cancel, on_event, on_budget_warning)
+        watched = on_event is not None or on_budget_warning is not None
+        native = self._retry(log_path, run_id, watched)
+        drive = _Drive(self, native, cancel, watched)
+        return deliver(self._drive(drive), drive, on_event, on_budget_warning)
 
     async def retry_async(
         self,
@@ -848,12 +924,14 @@ class Mesh:
         run_id: Optional[str] = None,
         cancel: Optional[CancelToken] = None,
         on_event: Optional[EventFn] = None,
+        on_budget_warning: Optional[EventFn] = None,
     ) -> RunResult:
-        """``retry`` for asyncio (agents and ``on_event`` as in :meth:`run_async`)."""
-        _check_options(run_id, None, cancel, on_event)
-        native = self._retry(log_path, run_id, on_event is not None)
-        drive = _Drive(self, native, cancel, on_event is not None)
-        return await deliver_async(self._drive_async(drive), drive, on_event)
+        """``retry`` for asyncio (agents and callbacks as in :meth:`run_async`)."""
+        _check_options(run_id, None, cancel, on_event, on_budget_warning)
+        watched = on_event is not None or on_budget_warning is not None
+        native = self._retry(log_path, run_id, watched)
+        drive = _Drive(self, native, cancel, watched)
+        return await deliver_async(self._drive_async(drive), drive, on_event, on_budget_warning)
 
     def reexecute(self, log_path: PathLike) -> ReexecReport:
         """Re-execute the run recorded in ``log_path``: this mesh's agents and tools run
@@ -911,17 +989,19 @@ class Mesh:
         cancel: Optional[CancelToken] = None,
         on_event: Optional[EventFn] = None,
         workflow: Optional[Workflow] = None,
+        on_budget_warning: Optional[EventFn] = None,
     ) -> RunResult:
         """Fork the run in ``log_path`` at step end ``seq`` with node outputs replaced, and
         drive the fork (a new run with its own log). ``workflow``: continue under this
         workflow instead of the recorded one — a fixed one, say — when the parent's history
         up to ``seq`` replays equal under it (``NondeterminismError`` otherwise); work done
-        before ``seq`` is kept, not redone. ``on_event`` as for :meth:`run` (it also gets
-        the events copied from the parent)."""
-        _check_options(run_id, None, cancel, on_event)
-        native = self._fork(log_path, seq, overrides, run_id, workflow, on_event is not None)
-        drive = _Drive(self, native, cancel, on_event is not None)
-        return deliver(self._drive(drive), drive, on_event)
+        before ``seq`` is kept, not redone. ``on_event`` and ``on_budget_warning`` as for
+        :meth:`run` (they also get the events copied from the parent)."""
+        _check_options(run_id, None, cancel, on_event, on_budget_warning)
+        watched = on_event is not None or on_budget_warning is not None
+        native = self._fork(log_path, seq, overrides, run_id, workflow, watched)
+        drive = _Drive(self, native, cancel, watched)
+        return deliver(self._drive(drive), drive, on_event, on_budget_warning)
 
     async def fork_async(
         self,
@@ -932,12 +1012,14 @@ class Mesh:
         cancel: Optional[CancelToken] = None,
         on_event: Optional[EventFn] = None,
         workflow: Optional[Workflow] = None,
+        on_budget_warning: Optional[EventFn] = None,
     ) -> RunResult:
-        """``fork`` for asyncio (agents and ``on_event`` as in :meth:`run_async`)."""
-        _check_options(run_id, None, cancel, on_event)
-        native = self._fork(log_path, seq, overrides, run_id, workflow, on_event is not None)
-        drive = _Drive(self, native, cancel, on_event is not None)
-        return await deliver_async(self._drive_async(drive), drive, on_event)
+        """``fork`` for asyncio (agents and callbacks as in :meth:`run_async`)."""
+        _check_options(run_id, None, cancel, on_event, on_budget_warning)
+        watched = on_event is not None or on_budget_warning is not None
+        native = self._fork(log_path, seq, overrides, run_id, workflow, watched)
+        drive = _Drive(self, native, cancel, watched)
+        return await deliver_async(self._drive_async(drive), drive, on_event, on_budget_warning)
 
     # the same as streams: events as the run is driven (see :meth:`stream`) ----------------
 
@@ -1027,6 +1109,7 @@ class Mesh:
         run_id: Optional[str],
         tenant: Optional[str],
         watch: bool,
+        budget: Optional[Mapping[str, Any]] = None,
     ) -> Any:
         if not isinstance(workflow, Workflow):
             raise InvalidArgumentError(f"workflow must be a Workflow, not {type(workflow).__name__}")
@@ -1035,8 +1118,12 @@ class Mesh:
         self._check_registered(workflow._native)
         if isinstance(input, RawJson):
             input = json.loads(_agentmesh.normalize_json(input.text))
+        if isinstance(budget, Mapping) and not isinstance(budget, dict):
+            budget = dict(budget)
+        # The core reads the budget (naming a bad field) before anything is written.
         return _agentmesh.NativeRun.start(
-            workflow._native, input, seed, run_id, self.log_dir, self.fsync, tenant, watch
+            workflow._native, input, seed, run_id, self.log_dir, self.fsync, tenant, watch,
+            budget, self._prices,
         )
 
     def _reopen(
@@ -1051,14 +1138,14 @@ class Mesh:
         self._check_registered(_agentmesh.recorded_workflow(path))
         # The core checks the run id and every approval before it records any.
         return _agentmesh.NativeRun.resume(
-            path, self.fsync, run_id, dict(approvals) if approvals else None, watch
+            path, self.fsync, run_id, dict(approvals) if approvals else None, watch, self._prices
         )
 
     def _retry(self, log_path: PathLike, run_id: Optional[str], watch: bool) -> Any:
         path = os.fspath(log_path)
         # Check registration before the log is touched: the retried nodes need their agents.
         self._check_registered(_agentmesh.recorded_workflow(path))
-        return _agentmesh.NativeRun.retry(path, self.fsync, run_id, watch)
+        return _agentmesh.NativeRun.retry(path, self.fsync, run_id, watch, self._prices)
 
     def _fork(
         self,
@@ -1075,7 +1162,8 @@ class Mesh:
         native_wf = workflow._native if workflow is not None else None
         self._check_registered(native_wf or _agentmesh.recorded_workflow(path))
         return _agentmesh.NativeRun.fork(
-            path, seq, dict(overrides or {}), run_id, self.log_dir, self.fsync, native_wf, watch
+            path, seq, dict(overrides or {}), run_id, self.log_dir, self.fsync, native_wf, watch,
+            self._prices,
         )
 
     # driving ------------------------------------------------------------------------------

@@ -2,11 +2,12 @@
 ``Mesh.stream`` and ``Mesh.stream_async`` return.
 
 The drivers (``_driver.py``) are generators of the events their run commits, taken from the
-core after each commit (``NativeRun.take_committed``) only when the run is watched. A callback
-is called between two steps of that generator and a stream hands its events out one by one,
-so delivery blocks the run — nothing is buffered and no thread is added — and stopping
-delivery (a callback that raises, a stream left early) stops driving the way Ctrl-C does:
-nothing is written and the run stays resumable from its log.
+core after each commit (``NativeRun.take_committed``) only when the run is watched (by
+``on_event``, ``on_budget_warning`` or a stream). A callback is called between two steps of
+that generator and a stream hands its events out one by one, so delivery blocks the run —
+nothing is buffered and no thread is added — and stopping delivery (a callback that raises,
+a stream left early) stops driving the way Ctrl-C does: nothing is written and the run stays
+resumable from its log.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import (
     Callable,
     Dict,
     Generator,
+    List,
     Optional,
+    Tuple,
     Type,
 )
 
@@ -36,21 +39,40 @@ Event = Dict[str, Any]
 EventFn = Callable[[Event], Any]
 
 
+def _callbacks(
+    on_event: Optional[EventFn], on_budget_warning: Optional[EventFn]
+) -> List[Tuple[str, EventFn, bool]]:
+    """The callbacks of a watched run: ``(name, fn, budget warnings only)``, in call order."""
+    out: List[Tuple[str, EventFn, bool]] = []
+    if on_event is not None:
+        out.append(("on_event", on_event, False))
+    if on_budget_warning is not None:
+        out.append(("on_budget_warning", on_budget_warning, True))
+    return out
+
+
 def deliver(
-    events: Generator[Event, None, None], drive: "_Drive", on_event: Optional[EventFn]
+    events: Generator[Event, None, None],
+    drive: "_Drive",
+    on_event: Optional[EventFn],
+    on_budget_warning: Optional[EventFn] = None,
 ) -> "RunResult":
-    """Drive a run to its end, calling ``on_event`` with each committed event."""
+    """Drive a run to its end, calling ``on_event`` with each committed event and
+    ``on_budget_warning`` with each ``budgetWarning`` among them (after ``on_event``)."""
+    callbacks = _callbacks(on_event, on_budget_warning)
     try:
         for event in events:
-            assert on_event is not None  # the run is watched only when there is a callback
-            returned = on_event(event)
-            if returned is not None and inspect.isawaitable(returned):
-                if inspect.iscoroutine(returned):
-                    returned.close()  # never awaited: close it so Python does not warn
-                raise InvalidArgumentError(
-                    f"on_event returned {type(returned).__name__}: an async callback needs "
-                    "Mesh.run_async (or resume_async, fork_async)"
-                )
+            for name, fn, warnings_only in callbacks:
+                if warnings_only and event.get("type") != "budgetWarning":
+                    continue
+                returned = fn(event)
+                if returned is not None and inspect.isawaitable(returned):
+                    if inspect.iscoroutine(returned):
+                        returned.close()  # never awaited: close it so Python does not warn
+                    raise InvalidArgumentError(
+                        f"{name} returned {type(returned).__name__}: an async callback needs "
+                        "Mesh.run_async (or resume_async, retry_async, fork_async)"
+                    )
     except BaseException:
         events.close()  # stops driving now (see _Drive.interrupt), not when garbage collected
         raise
@@ -58,15 +80,21 @@ def deliver(
 
 
 async def deliver_async(
-    events: AsyncGenerator[Event, None], drive: "_Drive", on_event: Optional[EventFn]
+    events: AsyncGenerator[Event, None],
+    drive: "_Drive",
+    on_event: Optional[EventFn],
+    on_budget_warning: Optional[EventFn] = None,
 ) -> "RunResult":
-    """:func:`deliver` for asyncio; an awaitable that ``on_event`` returns is awaited."""
+    """:func:`deliver` for asyncio; an awaitable that a callback returns is awaited."""
+    callbacks = _callbacks(on_event, on_budget_warning)
     try:
         async for event in events:
-            assert on_event is not None
-            returned = on_event(event)
-            if returned is not None and inspect.isawaitable(returned):
-                await returned
+            for _, fn, warnings_only in callbacks:
+                if warnings_only and event.get("type") != "budgetWarning":
+                    continue
+                returned = fn(event)
+                if returned is not None and inspect.isawaitable(returned):
+                    await returned
     except BaseException:
         await events.aclose()
         raise

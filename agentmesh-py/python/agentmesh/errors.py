@@ -203,7 +203,8 @@ class PolicyDeniedError(AgentMeshError):
 class BudgetExceededError(AgentMeshError):
     """A budget refused a call before anything was sent (a ``callDenied`` record), or the run
     failed on that refusal. ``details`` names the budget: ``scope`` (``run``, ``node``,
-    ``agent``), ``dimension``, ``limit``, ``spent``, ``requested`` and ``left``."""
+    ``agent``), ``dimension``, ``limit``, ``spent``, ``requested`` and ``left``, and ``node``
+    and ``agent`` when set (each also a property)."""
 
     code = "BUDGET_EXCEEDED"
 
@@ -225,7 +226,23 @@ class BudgetExceededError(AgentMeshError):
 
     @property
     def requested(self) -> Optional[int]:
+        """What the call needed in ``dimension`` (at its smallest allowed ``maxTokens``)."""
         return self.details.get("requested")
+
+    @property
+    def left(self) -> Optional[int]:
+        """What was left of the activation's lease in ``dimension``."""
+        return self.details.get("left")
+
+    @property
+    def node(self) -> Optional[str]:
+        """The node whose call was refused (also the budget's, for scope ``node``)."""
+        return self.details.get("node")
+
+    @property
+    def agent(self) -> Optional[str]:
+        """The agent name whose budget binds (scope ``agent``)."""
+        return self.details.get("agent")
 
 
 class AgentMeshIOError(AgentMeshError):
