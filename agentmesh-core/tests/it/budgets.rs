@@ -254,7 +254,11 @@ fn a_run_within_budget_reports_what_it_spent_and_warns_at_its_thresholds() {
         .reexecute(r.log_path.as_ref().unwrap())
         .unwrap();
     assert_eq!(report.calls, 2);
-    assert_eq!(model.calls.load(Ordering::SeqCst), 2, "nothing is sent again");
+    assert_eq!(
+        model.calls.load(Ordering::SeqCst),
+        2,
+        "nothing is sent again"
+    );
 }
 
 #[test]
@@ -454,4 +458,24 @@ fn bad_limits_name_their_field_and_no_budget_keeps_the_log_as_it_was() {
     let limits = Limits::UNLIMITED;
     assert!(limits.is_unlimited());
     let _ = TicketState::Live;
+}
+
+#[test]
+fn replay_rederives_the_leases_and_a_changed_budget_diverges_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::new(5);
+    let r = mesh(&model, 1, 10, 5, true)
+        .with_log_dir(dir.path())
+        .run(&parallel(3, json!({"calls": 2})), RunOptions::default())
+        .unwrap();
+    let path = r.log_path.clone().unwrap();
+    agentmesh_core::replay(&path, None).unwrap();
+    let e = agentmesh_core::replay(&path, Some(&parallel(3, json!({"calls": 3})))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Nondeterminism, "{e}");
+    match e.detail() {
+        Some(ErrorDetail::Nondeterminism { field, .. }) => {
+            assert_eq!(field, "data.lease.calls")
+        }
+        other => panic!("{other:?}"),
+    }
 }
