@@ -7,6 +7,8 @@ export * from './lib/mesh'
 export * from './lib/calls'
 export type {
   Anchor,
+  BudgetRefusal,
+  CostLine,
   EventMeta,
   HeaderMeta,
   LogEvent,

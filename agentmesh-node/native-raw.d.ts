@@ -72,7 +72,7 @@ declare module './native' {
 
 /**
  * A call's ticket as `NativeCalls.start` / `native` give it (src/calls.rs): a recorded call
- * (`live: false`) carries its `response` or `error`, and `usage`.
+ * (`live: false`) carries its `response` or `error`, and `usage`; a clamped one `maxTokens`.
  */
 export interface NativeTicket {
   activation: number
@@ -80,6 +80,8 @@ export interface NativeTicket {
   seq: number
   idempotencyKey: string
   live: boolean
+  /** The `maxTokens` a budget clamped the call to (absent: not clamped). */
+  maxTokens?: number
   response?: unknown
   error?: { type: string; message: string; retryable: boolean; status?: number }
   usage?: Record<string, unknown>

@@ -14,10 +14,12 @@ export declare class NativeCalls {
   /**
    * Start calls of activation `act`, numbered in list order, in one commit: `kinds[i]`
    * (`llm` | `tool`), `names[i]`, `requests[i]` (JSON data, or JSON text when
-   * `texts[i]`), recorded as given. Returns one ticket per call. Errors: as the core's
-   * `Run::call_start` (`INVALID_COMPLETION` also when the activation's agent returned).
+   * `texts[i]`), recorded as given, with what each may cost (`asks[i]`, for a budget to
+   * reserve). Returns one ticket per call. Errors: as the core's `Run::call_start`
+   * (`INVALID_COMPLETION` also when the activation's agent returned; `BUDGET_EXCEEDED`
+   * when a budget refused one of them: the batch, the refusal among it, is recorded).
    */
-  start(act: number, kinds: Array<string>, names: Array<string>, requests: unknown[], texts: Array<boolean>): import('./native-raw').NativeTicket[]
+  start(act: number, kinds: Array<string>, names: Array<string>, requests: unknown[], texts: Array<boolean>, asks?: Array<CallAskArg | undefined | null> | undefined | null): import('./native-raw').NativeTicket[]
   /**
    * Report the result of live call `call` of activation `act`: `response` (JSON data, or
    * JSON text when `responseJson` is given) or `error`, with `usage`. Errors: as the core's
@@ -119,6 +121,20 @@ export declare class NativeMcpServer {
   close(): Promise<boolean>
 }
 
+/** A user price table, looked at before the bundled one. */
+export declare class NativePriceTable {
+  /**
+   * The table `value` (JSON data: `{version: 1, models: [{provider, model, match,
+   * prices}]}`). Errors: `INVALID_ARGUMENT` naming the field (`price table: at
+   * models[0].prices.input: …`).
+   */
+  static fromValue(value: unknown): NativePriceTable
+  /** The table in JSON text (exact numbers). Errors: as `fromValue`. */
+  static fromJson(text: string): NativePriceTable
+  /** blake3 (hex) of the table (a run records the hash of the bundled table merged with it). */
+  get hash(): string
+}
+
 /**
  * One run. `close()` releases its log file (the writer lock) so another process can resume it;
  * every later call throws `INVALID_ARGUMENT`. After a caught panic every call throws `INTERNAL`.
@@ -126,10 +142,11 @@ export declare class NativeMcpServer {
 export declare class NativeRun {
   /**
    * Start a run with `input` (JSON data; absent is `null`): writes the header and
-   * `runStarted` and decides the first step. Errors: `INVALID_ARGUMENT` (input, seed, run
-   * id, tenant, fsync), `RUN_EXISTS`, `IO`.
+   * `runStarted` and decides the first step; `prices` are looked at before the bundled
+   * table (their hash is recorded). Errors: `INVALID_ARGUMENT` (input, seed, run id,
+   * tenant, fsync, budget naming its field), `RUN_EXISTS`, `IO`.
    */
-  static start(workflow: NativeWorkflow, input?: unknown, options?: StartOptions | undefined | null): NativeRun
+  static start(workflow: NativeWorkflow, input?: unknown, options?: StartOptions | undefined | null, prices?: NativePriceTable | undefined | null): NativeRun
   /**
    * Reopen a run from its log file (verifying it and repairing a torn tail), checking that
    * it holds run `runId` (when given) and resolving waiting human nodes with `approvals`
@@ -137,18 +154,19 @@ export declare class NativeRun {
    * recorded as the core parses it); the core checks every approval before it records
    * any. Errors: `LOG_CORRUPT`, `IO` (also when another process holds the log),
    * `INVALID_ARGUMENT` (another run's log, an approval for a node that is not waiting,
-   * approvals that are not JSON data), `INVALID_OUTPUT` (an approval too deep).
+   * approvals that are not JSON data, `prices` other than those the run was started with),
+   * `INVALID_OUTPUT` (an approval too deep).
    */
-  static resume(path: string, options?: ResumeArgs | undefined | null, approvals?: Record<string, unknown> | null): NativeRun
+  static resume(path: string, options?: ResumeArgs | undefined | null, approvals?: Record<string, unknown> | null, prices?: NativePriceTable | undefined | null): NativeRun
   /**
    * Reopen a failed or cancelled run from its log file (as `resume` does) and continue it:
    * `runReopened` is appended and the nodes that failed the run (and the activations a
    * cancel closed) are scheduled again with a fresh allowance of attempts; finished work
    * is kept. Errors: as `resume`; `INVALID_ARGUMENT` (another run's log, a run that is
    * running or waiting, completed, or failed on a limit: the message names the way out),
-   * with nothing written.
+   * with nothing written; `prices` as for `resume`.
    */
-  static retry(path: string, options?: RetryArgs | undefined | null): NativeRun
+  static retry(path: string, options?: RetryArgs | undefined | null, prices?: NativePriceTable | undefined | null): NativeRun
   /**
    * Re-execute the run recorded in `path`: a run in memory with the recorded workflow,
    * input, seed and run id, whose every call is answered from the log and whose
@@ -165,11 +183,12 @@ export declare class NativeRun {
    * Fork the run in `path` at step end `seq` into a new run; `overrides` maps node id →
    * output (JSON data); `workflow` continues under a changed workflow (the parent's events
    * up to `seq` must replay equal under it); `watch` keeps the committed events (the copied
-   * prefix included) for `takeCommitted`. Errors: `INVALID_ARGUMENT` (seq not a fork point,
-   * unknown node, overrides), `NONDETERMINISM` (the prefix under `workflow`),
+   * prefix included) for `takeCommitted`; `prices` are the parent's (as for `resume`).
+   * Errors: `INVALID_ARGUMENT` (seq not a fork point, unknown node, overrides, prices),
+   * `NONDETERMINISM` (the prefix under `workflow`),
    * `RUN_EXISTS`, `LOG_CORRUPT`, `IO`.
    */
-  static fork(path: string, seq: number, overrides?: Record<string, unknown> | null, runId?: string | undefined | null, logDir?: string | undefined | null, fsync?: 'always' | 'batch' | 'never', workflow?: NativeWorkflow | undefined | null, watch?: boolean | undefined | null): NativeRun
+  static fork(path: string, seq: number, overrides?: Record<string, unknown> | null, runId?: string | undefined | null, logDir?: string | undefined | null, fsync?: 'always' | 'batch' | 'never', workflow?: NativeWorkflow | undefined | null, watch?: boolean | undefined | null, prices?: NativePriceTable | undefined | null): NativeRun
   /**
    * The events committed since the last call, in commit order, each as the log holds it
    * (with `meta`) and otherwise the object `readLog` gives; empty unless the run was
@@ -332,6 +351,46 @@ export interface Anchor {
 /** `anchor` on the thread pool. */
 export declare function anchorAsync(path: string, key?: string | Uint8Array | null): Promise<Anchor>
 
+/**
+ * Why a budget refused a call: the first dimension it does not fit in (`callDenied`'s
+ * `budget`, a `BUDGET_EXCEEDED` run error's). Amounts are JS numbers (exact below 2^53).
+ */
+export interface BudgetRefusal {
+  /** The budget that binds. */
+  scope: 'run' | 'node' | 'agent'
+  /** Its agent name (scope `agent`). */
+  agent?: string
+  /** Its node (scope `node`; also the node whose call was refused). */
+  node?: string
+  /** The dimension. */
+  dimension: 'inputTokens' | 'outputTokens' | 'totalTokens' | 'microUsd' | 'calls'
+  /** The budget's limit there. */
+  limit: number
+  /** What the budget had spent or reserved when the call was refused. */
+  spent: number
+  /** What the call needed there (at its smallest allowed `maxTokens`). */
+  requested: number
+  /** What was left of the activation's lease there. */
+  left: number
+}
+
+/**
+ * What a host-made call may cost, estimated before it is sent (`CallRequest.ask`): what a
+ * budget reserves, and may clamp `maxTokens` of.
+ */
+export interface CallAskArg {
+  /** The price table's provider id for the model. */
+  provider: string
+  /** The model asked for. */
+  model: string
+  /** Estimated prompt tokens (an integer from 0 to 2^53-1). */
+  inputTokens: number
+  /** The request's `maxTokens` (absent: a limited budget clamps it to what fits). */
+  maxTokens?: number
+  /** The smallest `maxTokens` the call accepts when a budget clamps it. */
+  minTokens?: number
+}
+
 /** A call error as JavaScript gives it (`{type, message, retryable?, status?}`). */
 export interface CallErrorArg {
   /** Error type (`ProviderError`, an exception class name, ...). */
@@ -354,6 +413,13 @@ export declare function canonicalLog(path: string): Buffer
 export declare function canonicalLogAsync(path: string): Promise<Buffer>
 
 /**
+ * Check a run's `budget` option in JSON text without starting anything (the JS side checks
+ * the limits before a value only JavaScript can hold, to report the first bad field in the
+ * core's order). Errors: as `NativeRun.start` for its budget.
+ */
+export declare function checkBudget(text: string): void
+
+/**
  * Verify a log without ever writing to it: a damaged tail is reported (`tornAt`), not
  * repaired; works on a read-only file system and while the run's writer runs. Errors:
  * `LOG_CORRUPT` (`details.offset`), `IO`.
@@ -371,6 +437,18 @@ export declare function checkLogAsync(path: string): Promise<VerifyReport>
  * `[INTERNAL]` with exit code 70.
  */
 export declare function cliMain(argv: Array<string>): number
+
+/** What the calls of one node spent on one model or tool (`UsageReport.lines`). */
+export interface CostLine {
+  /** The node. */
+  node: string
+  /** Its agent or tool name. */
+  name: string
+  /** The model (absent for tool calls). */
+  model?: string
+  /** What they spent. */
+  spent: UsageTotals
+}
 
 /** The stable codes of every core error kind, in declaration order (`ErrorKind::ALL`). */
 export declare function errorCodes(): Array<string>
@@ -582,6 +660,8 @@ export interface RunError {
   message: string
   /** The node that failed the run, if one did. */
   node?: string
+  /** The refusal that failed the run (`BUDGET_EXCEEDED`). */
+  budget?: BudgetRefusal
 }
 
 /** The state of a run as of one seq (`stateAt`). */
@@ -624,6 +704,12 @@ export interface StartOptions {
   inputJson?: string
   /** Keep the committed events for `takeCommitted`, from the first one on. */
   watch?: boolean
+  /**
+   * The run's `budget` (replacing the workflow's) as JSON text: an object of limits
+   * (`{"microUsd": 5000000, "calls": 10}`), recorded in `runStarted`; `{}` accounts for
+   * spend without limiting anything.
+   */
+  budgetJson?: string
 }
 
 /**
@@ -661,6 +747,8 @@ export interface UsageReport {
   byModel: Record<string, UsageTotals>
   /** A fork: what the events copied from its parent record (the parent spent it). */
   inherited?: UsageTotals
+  /** What the calls spent, a line per node and model (absent when the run made none). */
+  lines?: Array<CostLine>
 }
 
 /** `usageReport` on the thread pool. */
@@ -682,6 +770,15 @@ export interface UsageTotals {
   attempts: number
   /** Of those, the ones that reported usage. */
   reported: number
+  /** Calls made inside activations (absent when none). */
+  calls?: number
+  /** Calls a budget refused before they were sent (absent when none). */
+  denied?: number
+  /**
+   * What the calls were charged, in micro-USD (absent when the run does not account for
+   * spend).
+   */
+  microUsd?: number
 }
 
 /**

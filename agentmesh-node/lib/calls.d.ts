@@ -56,6 +56,8 @@ export declare class CallTicket {
   readonly idempotencyKey: string
   /** Make the call, then report it with `act.callComplete`; otherwise the log holds it. */
   readonly live: boolean
+  /** The `maxTokens` the budget allows: send it instead of the request's (`null`: not clamped). */
+  readonly maxTokens: number | null
   /** `!live`. */
   readonly recorded: boolean
   /** The recorded outcome; `null` for a live ticket. */
@@ -105,6 +107,32 @@ export interface CallResult {
   durationUs?: number
 }
 
+/**
+ * What a host-made call may cost, estimated before it is sent: a budget reserves the prompt
+ * plus `maxTokens` of completion, priced, and may clamp `maxTokens` down to `minTokens`.
+ * Token counts are integers from 0 to 2^53-1.
+ */
+export interface CallAsk {
+  /** The price table's provider id for the model. */
+  provider: string
+  model: string
+  /** Estimated prompt tokens. */
+  inputTokens: number
+  /** The request's `maxTokens` (absent: a limited budget clamps it to what fits). */
+  maxTokens?: number | null
+  /** The smallest `maxTokens` the call accepts when a budget clamps it. */
+  minTokens?: number | null
+}
+
+/** A call to start (`act.callStartMany`). */
+export interface CallSpec {
+  kind: 'llm' | 'tool'
+  name: string
+  request: unknown
+  /** What it may cost, for a budget to reserve. */
+  ask?: CallAsk | null
+}
+
 /** The call methods an activation has (`Activation` extends this). */
 export interface ActivationCalls {
   /**
@@ -119,10 +147,17 @@ export interface ActivationCalls {
   llmStream(provider: string, request: LlmRequest): LlmStream
   /** Call the tool registered with `mesh.callTool`: its result (JSON data), recorded. */
   tool(name: string, args: unknown): Promise<any>
-  /** Start a call (low level). `request` may be `RawJson`. */
-  callStart(kind: 'llm' | 'tool', name: string, request: unknown): CallTicket
-  /** Start calls made concurrently, numbered in list order, in one commit. */
-  callStartMany(calls: Array<{ kind: 'llm' | 'tool'; name: string; request: unknown }>): CallTicket[]
+  /**
+   * Start a call (low level). `request` may be `RawJson`; `options.ask` is what it may cost,
+   * for a budget to reserve (bad: `InvalidArgumentError` naming `ask.<field>`). A call the
+   * budget refuses throws `BudgetExceededError` (its `callDenied` is recorded).
+   */
+  callStart(kind: 'llm' | 'tool', name: string, request: unknown, options?: { ask?: CallAsk | null } | null): CallTicket
+  /**
+   * Start calls made concurrently, numbered in list order, in one commit. When a budget
+   * refuses one, the batch is recorded and this throws `BudgetExceededError`.
+   */
+  callStartMany(calls: CallSpec[]): CallTicket[]
   /** Report a live ticket's result (durable when this returns). */
   callComplete(ticket: CallTicket | number, result: CallResult): void
 }

@@ -23,6 +23,7 @@ const native = require('../native.js')
 const { InvalidArgumentError, InvalidCompletionError, InvalidOutputError, UnknownAgentError, call, callAsync, fromNative } = require('./errors')
 const { Output, RawJson, describeFailure } = require('./values')
 const { sleep } = require('./tools')
+const { askArg } = require('./budgets')
 
 /** A started call: its number, whether it must be made, and the recorded outcome if not. */
 class CallTicket {
@@ -37,6 +38,11 @@ class CallTicket {
     this.idempotencyKey = raw.idempotencyKey
     /** Make the call and report it (`callComplete`); otherwise the log holds its result. */
     this.live = raw.live
+    /**
+     * The `maxTokens` the budget allows this call: send it instead of the request's (`null`
+     * when the budget did not clamp it).
+     */
+    this.maxTokens = raw.maxTokens === undefined ? null : raw.maxTokens
     /** The recorded `{response, usage, error}` (`null` for a live ticket). */
     this.outcome = raw.live
       ? null
@@ -241,23 +247,25 @@ class CallPort {
   // low level ------------------------------------------------------------------------------
 
   startMany(specs) {
-    if (!Array.isArray(specs)) throw new InvalidArgumentError('callStartMany takes an array of {kind, name, request}')
+    if (!Array.isArray(specs)) throw new InvalidArgumentError('callStartMany takes an array of {kind, name, request, ask?}')
     const kinds = []
     const names = []
     const requests = []
     const texts = []
+    const asks = []
     for (const s of specs) {
-      if (s === null || typeof s !== 'object') throw new InvalidArgumentError('a call is {kind, name, request}')
+      if (s === null || typeof s !== 'object') throw new InvalidArgumentError('a call is {kind, name, request, ask?}')
       checkName('call', s.name)
       const [request, text] = dataArg(s.request)
       kinds.push(String(s.kind))
       names.push(s.name)
       requests.push(request)
       texts.push(text)
+      asks.push(askArg(s.ask) ?? null)
     }
     this.check()
     this.used = true
-    return call(() => this.drive.calls.start(this.id, kinds, names, requests, texts)).map((t) => new CallTicket(t))
+    return call(() => this.drive.calls.start(this.id, kinds, names, requests, texts, asks)).map((t) => new CallTicket(t))
   }
 
   complete(ticket, result) {

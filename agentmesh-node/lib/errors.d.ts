@@ -44,6 +44,20 @@ export interface ErrorDetails {
   status?: number | null
   /** Whether trying again may help (`PROVIDER_ERROR`). */
   retryable?: boolean
+  /** The budget that binds (`BUDGET_EXCEEDED`). */
+  scope?: 'run' | 'node' | 'agent'
+  /** The agent whose budget binds (`BUDGET_EXCEEDED`, scope `agent`). */
+  agent?: string
+  /** The dimension the call did not fit in (`BUDGET_EXCEEDED`). */
+  dimension?: 'inputTokens' | 'outputTokens' | 'totalTokens' | 'microUsd' | 'calls'
+  /** The budget's limit there (`BUDGET_EXCEEDED`). */
+  limit?: number
+  /** What the budget had spent or reserved when the call was refused (`BUDGET_EXCEEDED`). */
+  spent?: number
+  /** What the call needed there (`BUDGET_EXCEEDED`). */
+  requested?: number
+  /** What was left of the activation's lease there (`BUDGET_EXCEEDED`). */
+  left?: number
 }
 
 /** Base class of every AgentMesh error. */
@@ -204,12 +218,29 @@ export declare class PolicyDeniedError extends AgentMeshError {
 }
 
 /**
- * A budget refused a call before anything was sent, or the run failed on that refusal;
- * `details` holds `scope`, `dimension`, `limit`, `spent`, `requested` and `left`.
+ * A budget refused a call before anything was sent (a `callDenied` record), or the run failed
+ * on that refusal; `details` holds `scope`, `dimension`, `limit`, `spent`, `requested` and
+ * `left` (and `node`, `agent` when set), which the getters read (`null` when absent).
  */
 export declare class BudgetExceededError extends AgentMeshError {
   static readonly code: 'BUDGET_EXCEEDED'
   readonly code: 'BUDGET_EXCEEDED'
+  /** The budget that binds. */
+  readonly scope: 'run' | 'node' | 'agent' | null
+  /** The dimension the call did not fit in. */
+  readonly dimension: 'inputTokens' | 'outputTokens' | 'totalTokens' | 'microUsd' | 'calls' | null
+  /** The budget's limit there. */
+  readonly limit: number | null
+  /** What the budget had spent or reserved when the call was refused. */
+  readonly spent: number | null
+  /** What the call needed there (at its smallest allowed `maxTokens`). */
+  readonly requested: number | null
+  /** What was left of the activation's lease there. */
+  readonly left: number | null
+  /** The node whose call was refused (and the budget's, for scope `node`). */
+  readonly node: string | null
+  /** The agent whose budget binds (scope `agent`). */
+  readonly agent: string | null
 }
 
 /** An operating-system error (a file that cannot be read or written, a locked log). */

@@ -188,9 +188,50 @@ class PolicyDeniedError extends AgentMeshError {}
 /**
  * A budget refused a call before anything was sent (a `callDenied` record), or the run failed
  * on that refusal. `details` names the budget: `scope` (`run`, `node`, `agent`), `dimension`,
- * `limit`, `spent`, `requested` and `left`.
+ * `limit`, `spent`, `requested` and `left`, and `node` and `agent` when set; the getters read
+ * them (`null` when absent).
  */
-class BudgetExceededError extends AgentMeshError {}
+class BudgetExceededError extends AgentMeshError {
+  /** The budget that binds: `run`, `node` or `agent`. */
+  get scope() {
+    return detail(this, 'scope')
+  }
+
+  /** The dimension the call did not fit in (`microUsd`, `calls`, `outputTokens`, ...). */
+  get dimension() {
+    return detail(this, 'dimension')
+  }
+
+  /** The budget's limit there. */
+  get limit() {
+    return detail(this, 'limit')
+  }
+
+  /** What the budget had spent or reserved when the call was refused. */
+  get spent() {
+    return detail(this, 'spent')
+  }
+
+  /** What the call needed there (at its smallest allowed `maxTokens`). */
+  get requested() {
+    return detail(this, 'requested')
+  }
+
+  /** What was left of the activation's lease there. */
+  get left() {
+    return detail(this, 'left')
+  }
+
+  /** The node whose call was refused (and the budget's, for scope `node`). */
+  get node() {
+    return detail(this, 'node')
+  }
+
+  /** The agent whose budget binds (scope `agent`). */
+  get agent() {
+    return detail(this, 'agent')
+  }
+}
 
 /** An operating-system error (a file that cannot be read or written, a locked log). */
 class AgentMeshIOError extends AgentMeshError {}

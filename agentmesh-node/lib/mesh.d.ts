@@ -122,14 +122,83 @@ export declare class RunResult {
    * the log on each read (a fork's copied events are `inherited`, never in `total`).
    */
   readonly usage: UsageReport
+  /**
+   * What the run's calls cost, computed from `usage`: `byNode`, `byAgent` and `byModel` in
+   * micro-USD (keys without a price left out).
+   */
+  readonly cost: RunCost
   /** The canonical log bytes. */
   canonical(): Buffer
+}
+
+/** What a run's calls cost (`RunResult.cost`), the same shape as Python's `result.cost`. */
+export interface RunCost {
+  /** Micro-USD charged in all; `null` when the run does not account for spend (no budget, no prices). */
+  microUsd: number | null
+  /** Calls made inside activations. */
+  calls: number
+  /** Calls a budget refused before they were sent. */
+  denied: number
+  /** Micro-USD by node id. */
+  byNode: Record<string, number>
+  /** Micro-USD by agent name. */
+  byAgent: Record<string, number>
+  /** Micro-USD by model. */
+  byModel: Record<string, number>
+}
+
+/** A price in micro-USD per million tokens: one rate, or rates by the size of the prompt. */
+export type Price = number | { base: number; tiers: Array<{ above: number; price: number }> }
+
+/** Which model names a price table entry is for. */
+export type PriceMatch =
+  | { equals: string }
+  | { startsWith: string }
+  | { endsWith: string }
+  | { contains: string }
+  | { regex: string }
+  | { or: PriceMatch[] }
+  | { and: PriceMatch[] }
+  | { not: PriceMatch }
+
+/** A user price table (docs/budgets.md, version 1), looked at before the bundled one. */
+export interface PriceTable {
+  version: 1
+  unit?: string
+  source?: string
+  asOf?: string
+  models: Array<{
+    /** The provider id a call's `ask` names (`openai`, or the name a local server is priced under). */
+    provider: string
+    model: string
+    match: PriceMatch
+    prices: { input: Price; output: Price; cachedInput?: Price; cacheWrite?: Price; reasoning?: Price }
+  }>
+}
+
+/**
+ * A run's limits (docs/budgets.md): a whole number (a bigint past 2^53) or `'unlimited'`
+ * per dimension; a dimension left out is unlimited; `{}` accounts for spend, limiting nothing.
+ */
+export interface Budget {
+  inputTokens?: number | bigint | 'unlimited'
+  outputTokens?: number | bigint | 'unlimited'
+  totalTokens?: number | bigint | 'unlimited'
+  /** Micro-USD: `5000000` is $5. */
+  microUsd?: number | bigint | 'unlimited'
+  calls?: number | bigint | 'unlimited'
 }
 
 export interface MeshOptions {
   /** Directory of the log files (`<runId>.jsonl`); absent or null: in memory. */
   logDir?: string | null
   fsync?: 'always' | 'batch' | 'never'
+  /**
+   * Prices looked at before the bundled table by every run this mesh starts, resumes,
+   * retries and forks (a run that accounts for spend resumes only with the prices it was
+   * started with). Checked here: `InvalidArgumentError` naming the field.
+   */
+  prices?: PriceTable | RawJson | null
 }
 
 /**
@@ -139,6 +208,13 @@ export interface MeshOptions {
  * rejects with what it threw.
  */
 export type EventCallback = (event: LogEvent) => void
+
+/**
+ * Called with each committed `budgetWarning` event (as `onEvent` gets it: `data` has `scope`,
+ * `dimension`, `threshold`, `limit`, `spent`), in commit order, after `onEvent` had it. A
+ * throw is treated as a throwing `onEvent`.
+ */
+export type BudgetWarningCallback = (event: LogEvent) => void
 
 /** How a run is driven: cancelled (final), interrupted (resumable), watched. */
 export interface DriveOptions {
@@ -152,6 +228,8 @@ export interface DriveOptions {
   interrupt?: AbortSignal
   /** Every committed event, in commit order (see `EventCallback`). */
   onEvent?: EventCallback | null
+  /** Every committed budget warning, in commit order (see `BudgetWarningCallback`). */
+  onBudgetWarning?: BudgetWarningCallback | null
 }
 
 export interface RunOptions extends DriveOptions {
@@ -160,6 +238,11 @@ export interface RunOptions extends DriveOptions {
   seed?: number | bigint | string
   runId?: string
   tenant?: string
+  /**
+   * The run's budget, replacing the workflow's (recorded in `runStarted`). A bad value is
+   * `InvalidArgumentError` naming the field (`budget.calls`), before anything is written.
+   */
+  budget?: Budget | null
 }
 
 export interface ResumeOptions extends DriveOptions {

@@ -42,6 +42,7 @@ const { hostTool, mcpTools, spawnMcp } = require('./tools')
 const { Workflow, toPath } = require('./workflow')
 const { ActivationError, Output, RawJson, describe, describeFailure } = require('./values')
 const { CallPort, LlmStream } = require('./calls')
+const { budgetText, costOf, priceTable } = require('./budgets')
 
 const { NativeCompletion } = native
 const FINISHED = new Set(['completed', 'failed', 'cancelled'])
@@ -192,9 +193,13 @@ class Activation {
     return this.#port().tool(name, args)
   }
 
-  /** Start a call (low level): its CallTicket; `callStarted` is durable when this returns. */
-  callStart(kind, name, request) {
-    return this.#port().startMany([{ kind, name, request }])[0]
+  /**
+   * Start a call (low level): its CallTicket; `callStarted` is durable when this returns.
+   * `options.ask` (`{provider, model, inputTokens, maxTokens?, minTokens?}`) is what the call
+   * may cost, for a budget to reserve; a refused call throws BudgetExceededError (recorded).
+   */
+  callStart(kind, name, request, options) {
+    return this.#port().startMany([{ kind, name, request, ask: callOptions(options).ask }])[0]
   }
 
   /** Start calls made concurrently, numbered in list order, in one commit. */
@@ -236,6 +241,16 @@ class Activation {
   }
 }
 
+/** `act.callStart`'s options: `{ask}`. */
+function callOptions(options) {
+  if (options === undefined || options === null) return {}
+  if (typeof options !== 'object') throw new InvalidArgumentError(`callStart options must be an object {ask}, not ${describe(options)}`)
+  for (const key of Object.keys(options)) {
+    if (key !== 'ask') throw new InvalidArgumentError(`unknown callStart option '${key}' (expected ask)`)
+  }
+  return options
+}
+
 /** The activations of a poll text. */
 function activations(text, run, drive) {
   return parsePoll(text).map((record) => new Activation(record, run, drive))
@@ -265,6 +280,15 @@ class RunResult {
    */
   get usage() {
     return this.logPath !== null ? call(native.usageReport, this.logPath) : call(() => this._run.usage())
+  }
+
+  /**
+   * What the run's calls cost, from `usage`: `{microUsd, calls, denied, byNode, byAgent,
+   * byModel}`, the `by…` values in micro-USD (keys without a price left out; `microUsd` is
+   * `null` when the run does not account for spend: no budget and no prices).
+   */
+  get cost() {
+    return costOf(this.usage)
   }
 
   /** The canonical log bytes. */
@@ -310,17 +334,19 @@ function checkOptions(opts, allowed) {
       throw new InvalidArgumentError(key === 'signal' ? 'the signal was aborted before the run started' : 'the interrupt signal was aborted before the run started')
     }
   }
-  if (opts.onEvent !== undefined && opts.onEvent !== null && typeof opts.onEvent !== 'function') {
-    throw new InvalidArgumentError(`onEvent must be a function, not ${describe(opts.onEvent)}`)
+  for (const key of ['onEvent', 'onBudgetWarning']) {
+    if (opts[key] !== undefined && opts[key] !== null && typeof opts[key] !== 'function') {
+      throw new InvalidArgumentError(`${key} must be a function, not ${describe(opts[key])}`)
+    }
   }
   return opts
 }
 
 // The option keys of each method (`…Sync` forms: no signals; streams: no onEvent).
-const RUN_KEYS = ['input', 'seed', 'runId', 'tenant', 'signal', 'interrupt', 'onEvent']
-const RESUME_KEYS = ['approvals', 'runId', 'signal', 'interrupt', 'onEvent']
-const RETRY_KEYS = ['runId', 'signal', 'interrupt', 'onEvent']
-const FORK_KEYS = ['overrides', 'runId', 'workflow', 'signal', 'interrupt', 'onEvent']
+const RUN_KEYS = ['input', 'seed', 'runId', 'tenant', 'budget', 'signal', 'interrupt', 'onEvent', 'onBudgetWarning']
+const RESUME_KEYS = ['approvals', 'runId', 'signal', 'interrupt', 'onEvent', 'onBudgetWarning']
+const RETRY_KEYS = ['runId', 'signal', 'interrupt', 'onEvent', 'onBudgetWarning']
+const FORK_KEYS = ['overrides', 'runId', 'workflow', 'signal', 'interrupt', 'onEvent', 'onBudgetWarning']
 const ASYNC_ONLY = new Set(['signal', 'interrupt'])
 const syncKeys = (keys) => keys.filter((k) => !ASYNC_ONLY.has(k))
 const streamKeys = (keys) => keys.filter((k) => k !== 'onEvent')
@@ -452,14 +478,16 @@ class Flight {
 
 /** Per-run driving state shared by the async and sync drivers. */
 class Drive {
-  constructor(mesh, run, signal, onEvent) {
+  constructor(mesh, run, signal, onEvent, onBudgetWarning) {
     this.mesh = mesh
     this.run = run
     // The run's call protocol, for the activations' calls (lib/calls.js).
     this.calls = call(() => run.calls())
     this.signal = signal || null
-    // Called with each committed event (the run was opened with `watch`).
+    // Called with each committed event, and with each committed budgetWarning (the run was
+    // opened with `watch`).
     this.onEvent = onEvent || null
+    this.onBudgetWarning = onBudgetWarning || null
     this.inFlight = new Set() // Flight
     this.timers = new Set() // retry delays not yet over
     // The RunInterruptedError once an interruption was asked for; `idle` while the driver
@@ -507,10 +535,17 @@ class Drive {
     if (this.interruption !== null) throw this.interruption
   }
 
-  /** Hand the events committed since the last call to `onEvent`, in commit order. */
+  /**
+   * Hand the events committed since the last call to `onEvent`, in commit order, and each
+   * budgetWarning among them to `onBudgetWarning` (after `onEvent` had it).
+   */
   publish() {
-    if (this.onEvent === null) return
-    for (const event of call(() => this.run.takeCommitted())) this.onEvent(event)
+    const { onEvent, onBudgetWarning } = this
+    if (onEvent === null && onBudgetWarning === null) return
+    for (const event of call(() => this.run.takeCommitted())) {
+      if (onEvent !== null) onEvent(event)
+      if (onBudgetWarning !== null && event.type === 'budgetWarning') onBudgetWarning(event)
+    }
     // onEvent may have interrupted the run (through the interrupt signal).
     this.checkInterrupted()
   }
@@ -698,9 +733,10 @@ class Drive {
   }
 }
 
-/** Whether a run is opened for watching: an `onEvent` is given. */
+/** Whether a run is opened for watching: an `onEvent` or `onBudgetWarning` is given. */
 function watching(opts) {
-  return opts.onEvent !== undefined && opts.onEvent !== null
+  const given = (f) => f !== undefined && f !== null
+  return given(opts.onEvent) || given(opts.onBudgetWarning)
 }
 
 /** Release a run the driver could not start driving (keeping the original error). */
@@ -822,10 +858,13 @@ class RunStream {
 
 class Mesh {
   /**
-   * @param {{logDir?: string | null, fsync?: 'always' | 'batch' | 'never'}} [options]
+   * @param {{logDir?: string | null, fsync?: 'always' | 'batch' | 'never', prices?: object | RawJson | null}} [options]
+   * `prices`: a price table (docs/budgets.md, `{version: 1, models: [...]}`) looked at before
+   * the bundled one by every run this mesh starts, resumes, retries and forks; checked here
+   * (InvalidArgumentError naming the field).
    */
   constructor(options = {}) {
-    const opts = checkOptions(options, ['logDir', 'fsync'])
+    const opts = checkOptions(options, ['logDir', 'fsync', 'prices'])
     const fsync = opts.fsync === undefined ? 'batch' : opts.fsync
     if (!['always', 'batch', 'never'].includes(fsync)) {
       throw new InvalidArgumentError(`fsync must be always, batch or never, not ${describe(fsync)}`)
@@ -835,6 +874,8 @@ class Mesh {
     }
     this.logDir = opts.logDir === undefined ? null : opts.logDir
     this.fsync = fsync
+    // The addon's NativePriceTable, or null.
+    Object.defineProperty(this, '_prices', { value: priceTable(opts.prices), enumerable: false })
     this._agents = new Map()
     this._tools = new Map()
     this._providers = new Map() // name → {executor} (built in) or {fn} (host)
@@ -1076,17 +1117,24 @@ class Mesh {
     this._checkRegistered(workflow._native)
     const raw = opts.input instanceof RawJson
     const input = raw || opts.input === undefined ? null : opts.input
+    const budgetJson = budgetText(opts.budget)
     return call(() =>
       // The addon's optional fields take `undefined`, not `null`.
-      native.NativeRun.start(workflow._native, input, {
-        inputJson: raw ? opts.input.text : undefined,
-        seed: opts.seed ?? undefined,
-        runId: opts.runId ?? undefined,
-        logDir: this.logDir ?? undefined,
-        fsync: this.fsync,
-        tenant: opts.tenant ?? undefined,
-        watch,
-      }),
+      native.NativeRun.start(
+        workflow._native,
+        input,
+        {
+          inputJson: raw ? opts.input.text : undefined,
+          seed: opts.seed ?? undefined,
+          runId: opts.runId ?? undefined,
+          logDir: this.logDir ?? undefined,
+          fsync: this.fsync,
+          tenant: opts.tenant ?? undefined,
+          watch,
+          budgetJson,
+        },
+        this._prices ?? undefined,
+      ),
     )
   }
 
@@ -1106,7 +1154,7 @@ class Mesh {
       else values[node] = value
     }
     return call(() =>
-      native.NativeRun.resume(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, approvalsJson: texts, watch }, values),
+      native.NativeRun.resume(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, approvalsJson: texts, watch }, values, this._prices ?? undefined),
     )
   }
 
@@ -1115,7 +1163,7 @@ class Mesh {
     // Registration first: the failed nodes run again at once. The core refuses a run that is
     // not failed or cancelled before it writes anything.
     this._checkRegistered(call(native.recordedWorkflow, logPath))
-    return call(() => native.NativeRun.retry(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, watch }))
+    return call(() => native.NativeRun.retry(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, watch }, this._prices ?? undefined))
   }
 
   _fork(logPath, seq, opts, watch) {
@@ -1136,6 +1184,7 @@ class Mesh {
         this.fsync,
         workflow !== null ? workflow._native : undefined,
         watch,
+        this._prices ?? undefined,
       ),
     )
   }
@@ -1149,7 +1198,7 @@ class Mesh {
   async _drive(run, opts, attach) {
     let drive
     try {
-      drive = new Drive(this, run, opts.signal, opts.onEvent)
+      drive = new Drive(this, run, opts.signal, opts.onEvent, opts.onBudgetWarning)
     } catch (e) {
       closeQuietly(run)
       throw e
@@ -1197,7 +1246,7 @@ class Mesh {
   _driveSync(run, opts) {
     let drive
     try {
-      drive = new Drive(this, run, null, opts.onEvent)
+      drive = new Drive(this, run, null, opts.onEvent, opts.onBudgetWarning)
     } catch (e) {
       closeQuietly(run)
       throw e

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentmesh_core::{
-    refused_request, CallError, CallExecutor, CallKind, CallOutcome, CallRequest, CallTicket,
-    Error, ErrorKind, TicketState, ToolAccess, Usage,
+    refused_request, CallAsk, CallError, CallExecutor, CallKind, CallOutcome, CallRequest,
+    CallTicket, Error, ErrorKind, TicketState, ToolAccess, Usage,
 };
 use napi::bindgen_prelude::{ToNapiValue, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -70,6 +70,38 @@ impl CallErrorArg {
             message: self.message,
             retryable: self.retryable.unwrap_or(true),
             status,
+        })
+    }
+}
+
+/// What a host-made call may cost, estimated before it is sent (`CallRequest.ask`): what a
+/// budget reserves, and may clamp `maxTokens` of.
+#[napi(object, object_to_js = false)]
+pub struct CallAskArg {
+    /// The price table's provider id for the model.
+    pub provider: String,
+    /// The model asked for.
+    pub model: String,
+    /// Estimated prompt tokens (an integer from 0 to 2^53-1).
+    pub input_tokens: f64,
+    /// The request's `maxTokens` (absent: a limited budget clamps it to what fits).
+    pub max_tokens: Option<f64>,
+    /// The smallest `maxTokens` the call accepts when a budget clamps it.
+    pub min_tokens: Option<f64>,
+}
+
+impl CallAskArg {
+    fn into_core(self) -> agentmesh_core::Result<CallAsk> {
+        let tokens = |field: &str, n: Option<f64>| {
+            n.map(|n| args::uint(&format!("ask.{field}"), n))
+                .transpose()
+        };
+        Ok(CallAsk {
+            provider: self.provider,
+            model: self.model,
+            input_tokens: args::uint("ask.inputTokens", self.input_tokens)?,
+            max_tokens: tokens("maxTokens", self.max_tokens)?,
+            min_tokens: tokens("minTokens", self.min_tokens)?,
         })
     }
 }
@@ -168,9 +200,12 @@ fn data(env: &Env, what: &str, value: &Unknown<'_>, text: bool) -> napi::Result<
 impl NativeCalls {
     /// Start calls of activation `act`, numbered in list order, in one commit: `kinds[i]`
     /// (`llm` | `tool`), `names[i]`, `requests[i]` (JSON data, or JSON text when
-    /// `texts[i]`), recorded as given. Returns one ticket per call. Errors: as the core's
-    /// `Run::call_start` (`INVALID_COMPLETION` also when the activation's agent returned).
+    /// `texts[i]`), recorded as given, with what each may cost (`asks[i]`, for a budget to
+    /// reserve). Returns one ticket per call. Errors: as the core's `Run::call_start`
+    /// (`INVALID_COMPLETION` also when the activation's agent returned; `BUDGET_EXCEEDED`
+    /// when a budget refused one of them: the batch, the refusal among it, is recorded).
     #[napi(catch_unwind, ts_return_type = "import('./native-raw').NativeTicket[]")]
+    #[allow(clippy::too_many_arguments)] // positional, as the JS driver calls it
     pub fn start(
         &self,
         env: &Env,
@@ -179,11 +214,17 @@ impl NativeCalls {
         names: Vec<String>,
         #[napi(ts_arg_type = "unknown[]")] requests: Vec<Unknown<'_>>,
         texts: Vec<bool>,
+        asks: Option<Vec<Option<CallAskArg>>>,
     ) -> napi::Result<Js> {
         let act = args::uint("activation", act).or_throw(env)?;
+        let mut asks = asks.unwrap_or_default();
+        if asks.is_empty() {
+            asks.resize_with(kinds.len(), || None);
+        }
         if kinds.len() != names.len()
             || names.len() != requests.len()
             || requests.len() != texts.len()
+            || texts.len() != asks.len()
         {
             return Err(to_js(
                 env,
@@ -191,14 +232,15 @@ impl NativeCalls {
             ));
         }
         let mut reqs = Vec::with_capacity(kinds.len());
-        for (i, (kind, name)) in kinds.into_iter().zip(names).enumerate() {
+        for (i, ((kind, name), ask)) in kinds.into_iter().zip(names).zip(asks).enumerate() {
             let kind = CallKind::parse(&kind).or_throw(env)?;
             let request = data(env, "a call's request", &requests[i], texts[i])?;
+            let ask = ask.map(CallAskArg::into_core).transpose().or_throw(env)?;
             reqs.push(CallRequest {
                 kind,
                 name,
                 request,
-                ask: None,
+                ask,
             });
         }
         // Every JS value is read: from here on no JavaScript runs while the run is locked.
@@ -418,8 +460,9 @@ fn invalid_output(call: u32, why: &str) -> Error {
     )
 }
 
-/// A ticket as JavaScript gets it: `{activation, call, seq, idempotencyKey, live}`, and for a
-/// recorded call its `response` or `error`, `usage`, `cached`.
+/// A ticket as JavaScript gets it: `{activation, call, seq, idempotencyKey, live}`, the
+/// `maxTokens` a budget clamped the call to, and for a recorded call its `response` or
+/// `error`, `usage`, `cached`.
 fn ticket_value(t: &CallTicket) -> agentmesh_core::Result<Value> {
     let mut m = Map::new();
     m.insert("activation".into(), t.activation.into());
@@ -427,6 +470,9 @@ fn ticket_value(t: &CallTicket) -> agentmesh_core::Result<Value> {
     m.insert("seq".into(), t.seq.into());
     m.insert("idempotencyKey".into(), t.idempotency_key.clone().into());
     m.insert("live".into(), t.is_live().into());
+    if let Some(n) = t.max_tokens {
+        m.insert("maxTokens".into(), n.into());
+    }
     if let TicketState::Recorded(o) = &t.state {
         outcome_fields(&mut m, o)?;
         if o.cached {

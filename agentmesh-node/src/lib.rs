@@ -5,7 +5,8 @@
 //! - [`run::NativeWorkflow`] and [`run::NativeRun`]: the core's `Workflow` and `Run`, the
 //!   activation/completion protocol (`start` → `poll` → `completeAll` → `outcome`),
 //!   `resume` (run id and approvals checked by the core), `retry` (a failed or cancelled run
-//!   reopened), `fork`, `cancel`, `usage`, `close`; a workflow's `warnings`;
+//!   reopened), `fork`, `cancel`, `usage`, `close`; a workflow's `warnings`; a run's budget
+//!   option and a mesh's price table ([`prices`]);
 //! - the per-step path in plain Node-API ([`raw`]): `poll` as one text of activation records
 //!   ([`activation`]), [`completion::NativeCompletion`] (a result converted once, when it
 //!   settles) and `completeAll` (one commit per burst);
@@ -38,6 +39,7 @@ mod errors;
 mod json;
 mod log;
 mod objects;
+mod prices;
 mod raw;
 mod run;
 mod shared;

@@ -106,6 +106,8 @@ pub struct RunError {
     pub message: String,
     /// The node that failed the run, if one did.
     pub node: Option<String>,
+    /// The refusal that failed the run (`BUDGET_EXCEEDED`).
+    pub budget: Option<BudgetRefusal>,
 }
 
 impl From<core::RunError> for RunError {
@@ -114,12 +116,62 @@ impl From<core::RunError> for RunError {
             code,
             message,
             node,
-            ..
+            budget,
         } = e;
         RunError {
             code,
             message,
             node,
+            budget: budget.map(BudgetRefusal::from),
+        }
+    }
+}
+
+/// Why a budget refused a call: the first dimension it does not fit in (`callDenied`'s
+/// `budget`, a `BUDGET_EXCEEDED` run error's). Amounts are JS numbers (exact below 2^53).
+#[napi(object, object_from_js = false)]
+pub struct BudgetRefusal {
+    /// The budget that binds.
+    #[napi(ts_type = "'run' | 'node' | 'agent'")]
+    pub scope: String,
+    /// Its agent name (scope `agent`).
+    pub agent: Option<String>,
+    /// Its node (scope `node`; also the node whose call was refused).
+    pub node: Option<String>,
+    /// The dimension.
+    #[napi(ts_type = "'inputTokens' | 'outputTokens' | 'totalTokens' | 'microUsd' | 'calls'")]
+    pub dimension: String,
+    /// The budget's limit there.
+    pub limit: f64,
+    /// What the budget had spent or reserved when the call was refused.
+    pub spent: f64,
+    /// What the call needed there (at its smallest allowed `maxTokens`).
+    pub requested: f64,
+    /// What was left of the activation's lease there.
+    pub left: f64,
+}
+
+impl From<core::BudgetRefusal> for BudgetRefusal {
+    fn from(r: core::BudgetRefusal) -> BudgetRefusal {
+        let core::BudgetRefusal {
+            scope,
+            agent,
+            node,
+            dimension,
+            limit,
+            spent,
+            requested,
+            left,
+        } = r;
+        BudgetRefusal {
+            scope: scope.as_str().to_owned(),
+            agent: agent.map(|a| a.to_string()),
+            node: node.map(|n| n.to_string()),
+            dimension: dimension.as_str().to_owned(),
+            limit: limit as f64,
+            spent: spent as f64,
+            requested: requested as f64,
+            left: left as f64,
         }
     }
 }

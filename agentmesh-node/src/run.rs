@@ -27,6 +27,7 @@ use crate::completion;
 use crate::errors::{guard, invalid_argument, to_js, OrThrow};
 use crate::json::{JsText, TextPosition};
 use crate::objects::{LogEvent, Outcome, UsageReport};
+use crate::prices::{self, NativePriceTable};
 use crate::raw::{self, RawEnv, Value as JsValue, R};
 use crate::shared::{self, SharedRun};
 
@@ -166,6 +167,10 @@ pub struct StartOptions {
     pub input_json: Option<String>,
     /// Keep the committed events for `takeCommitted`, from the first one on.
     pub watch: Option<bool>,
+    /// The run's `budget` (replacing the workflow's) as JSON text: an object of limits
+    /// (`{"microUsd": 5000000, "calls": 10}`), recorded in `runStarted`; `{}` accounts for
+    /// spend without limiting anything.
+    pub budget_json: Option<String>,
 }
 
 /// How to reopen a run (`NativeRun.resume`).
@@ -248,14 +253,16 @@ pub struct ReexecReport {
 #[napi]
 impl NativeRun {
     /// Start a run with `input` (JSON data; absent is `null`): writes the header and
-    /// `runStarted` and decides the first step. Errors: `INVALID_ARGUMENT` (input, seed, run
-    /// id, tenant, fsync), `RUN_EXISTS`, `IO`.
+    /// `runStarted` and decides the first step; `prices` are looked at before the bundled
+    /// table (their hash is recorded). Errors: `INVALID_ARGUMENT` (input, seed, run id,
+    /// tenant, fsync, budget naming its field), `RUN_EXISTS`, `IO`.
     #[napi(factory, catch_unwind)]
     pub fn start(
         env: &Env,
         workflow: &NativeWorkflow,
         #[napi(ts_arg_type = "unknown")] input: Option<Unknown<'_>>,
         options: Option<StartOptions>,
+        prices: Option<&NativePriceTable>,
     ) -> napi::Result<NativeRun> {
         let input = args::json(env, "input", input.as_ref())?;
         let StartOptions {
@@ -266,6 +273,7 @@ impl NativeRun {
             tenant,
             input_json,
             watch,
+            budget_json,
         } = options.unwrap_or(StartOptions {
             seed: None,
             run_id: None,
@@ -274,6 +282,7 @@ impl NativeRun {
             tenant: None,
             input_json: None,
             watch: None,
+            budget_json: None,
         });
         let input = match input_json {
             None => input,
@@ -300,7 +309,8 @@ impl NativeRun {
                 tenant,
                 host: Some(HOST.to_owned()),
                 watch: watch.unwrap_or(false),
-                ..RunOptions::default()
+                budget: prices::budget(budget_json)?,
+                prices: prices::table(prices),
             };
             Run::start(&workflow.inner, options)
         })
@@ -314,13 +324,15 @@ impl NativeRun {
     /// recorded as the core parses it); the core checks every approval before it records
     /// any. Errors: `LOG_CORRUPT`, `IO` (also when another process holds the log),
     /// `INVALID_ARGUMENT` (another run's log, an approval for a node that is not waiting,
-    /// approvals that are not JSON data), `INVALID_OUTPUT` (an approval too deep).
+    /// approvals that are not JSON data, `prices` other than those the run was started with),
+    /// `INVALID_OUTPUT` (an approval too deep).
     #[napi(factory, catch_unwind)]
     pub fn resume(
         env: &Env,
         path: String,
         options: Option<ResumeArgs>,
         #[napi(ts_arg_type = "Record<string, unknown> | null")] approvals: Option<Unknown<'_>>,
+        prices: Option<&NativePriceTable>,
     ) -> napi::Result<NativeRun> {
         let ResumeArgs {
             fsync,
@@ -356,7 +368,7 @@ impl NativeRun {
                 run_id,
                 approvals: decided,
                 watch: watch.unwrap_or(false),
-                prices: None,
+                prices: prices::table(prices),
             };
             Run::resume_with(&path, options)
         })
@@ -369,9 +381,14 @@ impl NativeRun {
     /// cancel closed) are scheduled again with a fresh allowance of attempts; finished work
     /// is kept. Errors: as `resume`; `INVALID_ARGUMENT` (another run's log, a run that is
     /// running or waiting, completed, or failed on a limit: the message names the way out),
-    /// with nothing written.
+    /// with nothing written; `prices` as for `resume`.
     #[napi(factory, catch_unwind)]
-    pub fn retry(env: &Env, path: String, options: Option<RetryArgs>) -> napi::Result<NativeRun> {
+    pub fn retry(
+        env: &Env,
+        path: String,
+        options: Option<RetryArgs>,
+        prices: Option<&NativePriceTable>,
+    ) -> napi::Result<NativeRun> {
         let RetryArgs {
             fsync,
             run_id,
@@ -383,7 +400,7 @@ impl NativeRun {
                 run_id,
                 approvals: BTreeMap::new(),
                 watch: watch.unwrap_or(false),
-                prices: None,
+                prices: prices::table(prices),
             };
             Run::retry(&path, options)
         })
@@ -419,8 +436,9 @@ impl NativeRun {
     /// Fork the run in `path` at step end `seq` into a new run; `overrides` maps node id →
     /// output (JSON data); `workflow` continues under a changed workflow (the parent's events
     /// up to `seq` must replay equal under it); `watch` keeps the committed events (the copied
-    /// prefix included) for `takeCommitted`. Errors: `INVALID_ARGUMENT` (seq not a fork point,
-    /// unknown node, overrides), `NONDETERMINISM` (the prefix under `workflow`),
+    /// prefix included) for `takeCommitted`; `prices` are the parent's (as for `resume`).
+    /// Errors: `INVALID_ARGUMENT` (seq not a fork point, unknown node, overrides, prices),
+    /// `NONDETERMINISM` (the prefix under `workflow`),
     /// `RUN_EXISTS`, `LOG_CORRUPT`, `IO`.
     #[napi(factory, catch_unwind)]
     #[allow(clippy::too_many_arguments)] // positional, as the JS driver calls it
@@ -434,6 +452,7 @@ impl NativeRun {
         #[napi(ts_arg_type = "'always' | 'batch' | 'never'")] fsync: Option<String>,
         workflow: Option<&NativeWorkflow>,
         watch: Option<bool>,
+        prices: Option<&NativePriceTable>,
     ) -> napi::Result<NativeRun> {
         let overrides: BTreeMap<String, Value> =
             match args::json(env, "overrides", overrides.as_ref())? {
@@ -458,7 +477,7 @@ impl NativeRun {
                 workflow: workflow.map(|w| w.inner.clone()),
                 host: Some(HOST.to_owned()),
                 watch: watch.unwrap_or(false),
-                prices: None,
+                prices: prices::table(prices),
             };
             Run::fork_with(&path, options)
         })

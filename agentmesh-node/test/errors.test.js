@@ -70,7 +70,7 @@ describe('classes', () => {
   test('ERROR_CODES is the native errorCodes() and Python _TABLE, in order', () => {
     const table = pythonTable()
     const pyCodes = table.map(([, code]) => code)
-    assert.equal(ERROR_CODES.length, 18)
+    assert.equal(ERROR_CODES.length, 19)
     assert.deepEqual([...ERROR_CODES], native.errorCodes())
     assert.deepEqual(pythonView([...ERROR_CODES], pyCodes), pyCodes)
     assert.ok(Object.isFrozen(ERROR_CODES))
@@ -99,7 +99,7 @@ describe('classes', () => {
   })
 
   test('errorClass of an unknown code is InternalError', () => {
-    assert.equal(errorClass('BUDGET_EXCEEDED'), InternalError)
+    assert.equal(errorClass('QUOTA_EXCEEDED'), InternalError)
     assert.equal(errorClass(''), InternalError)
     assert.equal(errorClass(undefined), InternalError)
     assert.equal(errorClass('toString'), InternalError)
@@ -238,9 +238,9 @@ describe('fromNative', () => {
   })
 
   test('a code of a newer core is kept visible as InternalError; GenericFailure with a core prefix is classified', () => {
-    const newer = fromNative(Object.assign(new Error('[BUDGET_EXCEEDED] over budget'), { code: 'BUDGET_EXCEEDED', details: { node: 'a' } }))
+    const newer = fromNative(Object.assign(new Error('[QUOTA_EXCEEDED] over quota'), { code: 'QUOTA_EXCEEDED', details: { node: 'a' } }))
     assert.ok(newer instanceof InternalError)
-    assert.equal(newer.message, '[INTERNAL] unknown error code BUDGET_EXCEEDED: over budget')
+    assert.equal(newer.message, '[INTERNAL] unknown error code QUOTA_EXCEEDED: over quota')
     assert.deepEqual(newer.details, { node: 'a' })
     const generic = fromNative(Object.assign(new Error('[IO] disk full'), { code: 'GenericFailure' }))
     assert.ok(generic instanceof AgentMeshIOError)

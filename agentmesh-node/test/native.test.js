@@ -97,6 +97,7 @@ describe('native loader', () => {
       'NativeExecutor',
       'NativeHistoryStream',
       'NativeMcpServer',
+      'NativePriceTable',
       'NativeRun',
       'NativeToolRules',
       'NativeWorkflow',
@@ -107,6 +108,7 @@ describe('native loader', () => {
       'anchorAsync',
       'canonicalLog',
       'canonicalLogAsync',
+      'checkBudget',
       'checkLog',
       'checkLogAsync',
       'cliMain',
@@ -138,7 +140,7 @@ describe('native loader', () => {
     const all = rust.match(/pub const ALL: &'static \[ErrorKind\] = &\[([^\]]*)\]/)[1]
     const codeOf = Object.fromEntries([...rust.matchAll(/ErrorKind::(\w+) => "([A-Z_]+)"/g)].map((m) => [m[1], m[2]]))
     const rustCodes = [...all.matchAll(/ErrorKind::(\w+)/g)].map((m) => codeOf[m[1]])
-    assert.equal(rustCodes.length, 18)
+    assert.equal(rustCodes.length, 19)
     assert.deepEqual(am.errorCodes(), rustCodes)
 
     const py = fs.readFileSync(path.join(repo, 'agentmesh-py', 'python', 'agentmesh', 'errors.py'), 'utf-8')
@@ -754,7 +756,7 @@ describe('log functions', () => {
     assert.deepEqual(intact, {
       runId: 'run-0c075115801b8feb',
       workflow: 'chain',
-      version: 3,
+      version: 4,
       events: 11,
       lastSeq: 11,
       holes: [],
@@ -799,7 +801,7 @@ describe('log functions', () => {
     delete header.meta
     assert.deepEqual(header, {
       format: 'agentmesh-log',
-      version: 3,
+      version: 4,
       flags: [],
       runId: 'run-0c075115801b8feb',
       workflow: { name: 'chain', hash: chainWorkflow().hash },
@@ -925,7 +927,7 @@ describe('panics', () => {
       assertError(e, 'INTERNAL', 'panic inside agentmesh: boom2')
       return true
     })
-    assert.equal(am.errorCodes().length, 18)
+    assert.equal(am.errorCodes().length, 19)
   })
 })
 
@@ -934,8 +936,10 @@ describe('panics', () => {
 // step's activations are completed in poll order and again in reverse order; both must give
 // expected.jsonl byte for byte. This follows the runner procedure of bindings-tests/README.md
 // with the script's timing turned into its outcome (a delay past `timeoutMs` is a timeout).
-// `unicode_and_numbers` needs the script's values as exact JSON text, which JSON.parse loses:
-// the TypeScript runner covers it.
+// A behaviour's calls are made through `run.calls()` as the Rust reference makes them (a call
+// a budget refuses stops the calls: `refusedOutput`, or a failure). `unicode_and_numbers`
+// needs the script's values as exact JSON text, which JSON.parse loses: the TypeScript runner
+// covers it.
 describe('conformance vectors by hand', () => {
   // calls_in_activations records `temperature: 0.0`, which JSON.parse turns into 0.
   const skip = new Set(['unicode_and_numbers', 'calls_in_activations'])
@@ -946,13 +950,48 @@ describe('conformance vectors by hand', () => {
     return candidates.find((b) => (b.visit === undefined || b.visit === act.visit) && (b.attempt === undefined || b.attempt === act.attempt))
   }
 
+  /** Start `list` (scripted calls) in one batch; complete the live ones in `order`. */
+  function startCalls(calls, act, list, order) {
+    const tickets = calls.start(
+      act.id,
+      list.map((c) => c.kind),
+      list.map((c) => c.name),
+      list.map((c) => c.request ?? null),
+      list.map(() => false),
+      list.map((c) => c.ask ?? null),
+    )
+    for (const i of order(tickets.map((_, i) => i))) {
+      const c = list[i]
+      if (tickets[i].live) calls.complete(act.id, tickets[i].call, c.error ? undefined : c.response ?? null, undefined, c.usage, c.error, undefined)
+    }
+  }
+
+  /** A behaviour's calls; `null`, or the BUDGET_EXCEEDED error that stopped them. */
+  function makeCalls(run, act, b) {
+    if (!b.calls) return null
+    const calls = run.calls()
+    try {
+      if (b.callsBatch) startCalls(calls, act, b.calls, (ix) => ix.reverse())
+      else for (const c of b.calls) startCalls(calls, act, [c], (ix) => ix)
+    } catch (e) {
+      if (e.code !== 'BUDGET_EXCEEDED') throw e
+      return e
+    }
+    return null
+  }
+
   /** The completion of `act` by the script, or null when the script cancels the run. */
-  function perform(script, act) {
+  function perform(run, script, act) {
     const b = behaviour(script, act)
     const fallback = { node: act.node, visit: act.visit, attempt: act.attempt }
     if (!b) return C.ok(act, fallback)
     if (act.timeoutMs !== undefined && (b.delayMs ?? 0) > act.timeoutMs) return C.timedOut(act)
     if (b.cancel) return null
+    const refused = makeCalls(run, act, b)
+    if (refused !== null) {
+      // The core records the failure as BudgetExceededError whatever it is named here.
+      return b.refusedOutput === undefined ? C.err(act, 'ScriptCallRefused', refused.message, true) : C.ok(act, b.refusedOutput)
+    }
     if (b.error) return C.err(act, b.error.type, b.error.message, b.error.retryable ?? true, b.usage)
     return C.ok(act, b.output === undefined ? fallback : b.output, b.usage)
   }
@@ -965,7 +1004,7 @@ describe('conformance vectors by hand', () => {
       if (reverse) acts.reverse()
       const batch = []
       for (const act of acts) {
-        const completion = perform(script, act)
+        const completion = perform(run, script, act)
         if (completion === null) {
           if (batch.length > 0) assert.equal(run.completeAll(batch), null)
           run.cancel('cancelled by script')
@@ -986,7 +1025,9 @@ describe('conformance vectors by hand', () => {
       const wf = am.NativeWorkflow.fromFile(path.join(dir, 'workflow.json'))
       for (const reverse of [false, true]) {
         const logDir = tmpdir()
-        let run = am.NativeRun.start(wf, script.input ?? null, { seed: script.seed ?? 0, runId: script.runId, logDir, fsync: 'never' })
+        const prices = script.prices === undefined ? undefined : am.NativePriceTable.fromValue(script.prices)
+        const budgetJson = script.budget === undefined ? undefined : JSON.stringify(script.budget)
+        let run = am.NativeRun.start(wf, script.input ?? null, { seed: script.seed ?? 0, runId: script.runId, logDir, fsync: 'never', budgetJson }, prices)
         drive(run, script, reverse)
         let retried = 0
         for (;;) {
@@ -997,10 +1038,10 @@ describe('conformance vectors by hand', () => {
             if (answers.length === 0) break
             run.close()
             const approvals = Object.fromEntries(answers.map((a) => [a.node, script.approvals[a.node]]))
-            run = am.NativeRun.resume(log, { fsync: 'never' }, approvals)
+            run = am.NativeRun.resume(log, { fsync: 'never' }, approvals, prices)
           } else if ((status === 'failed' || status === 'cancelled') && retried < (script.retries ?? 0)) {
             run.close()
-            run = am.NativeRun.retry(log, { fsync: 'never' })
+            run = am.NativeRun.retry(log, { fsync: 'never' }, prices)
             retried++
           } else {
             break

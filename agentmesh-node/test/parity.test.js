@@ -562,7 +562,7 @@ describe('docs/api-parity.md', () => {
   test('the error codes are one list in Rust, Python and Node, with one row per code', (t) => {
     const rust = rustErrorCodes()
     const codes = rust.map((k) => k.code)
-    assert.equal(codes.length, 18)
+    assert.equal(codes.length, 19)
     assert.deepEqual([...agentmesh.ERROR_CODES], codes, 'Node ERROR_CODES')
     assert.deepEqual(agentmesh.errorCodes(), codes, 'Node errorCodes() (the addon)')
 

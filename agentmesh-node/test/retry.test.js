@@ -268,7 +268,7 @@ describe('mesh.retry refuses what it cannot continue, writing nothing', () => {
     const mesh = briefMesh(dir, { down: false }, [])
     const unknown = thrown(() => mesh.retrySync(failed.logPath, { approvals: {} }))
     assertError(unknown, InvalidArgumentError, 'INVALID_ARGUMENT')
-    assert.equal(unknown.message, "[INVALID_ARGUMENT] unknown option 'approvals' (expected one of runId, onEvent)")
+    assert.equal(unknown.message, "[INVALID_ARGUMENT] unknown option 'approvals' (expected one of runId, onEvent, onBudgetWarning)")
     const signal = AbortSignal.abort()
     const aborted = await rejected(mesh.retry(failed.logPath, { interrupt: signal }))
     assertError(aborted, InvalidArgumentError, 'INVALID_ARGUMENT')

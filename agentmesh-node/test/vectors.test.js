@@ -14,13 +14,14 @@ const os = require('node:os')
 const path = require('node:path')
 
 const am = require('..')
-const { exactText, loadScript, perturbed, plain, scripted } = require('./support/script')
+const { budgetOption, exactText, loadScript, perturbed, plain, pricesOption, scripted } = require('./support/script')
 
 const VECTORS = path.resolve(__dirname, '..', '..', 'bindings-tests', 'vectors')
 const NAMES = fs.readdirSync(VECTORS).filter((n) => fs.statSync(path.join(VECTORS, n)).isDirectory()).sort()
 
 function newMesh(logDir, wf, script) {
-  const mesh = new am.Mesh({ logDir, fsync: 'never' })
+  // The script's prices go to every run of the mesh: started, resumed and retried alike.
+  const mesh = new am.Mesh({ logDir, fsync: 'never', prices: pricesOption(script.prices) })
   const fn = scripted(script)
   for (const name of wf.agentNames()) mesh.agent(name, fn)
   for (const name of wf.toolNames()) mesh.tool(name, fn)
@@ -68,6 +69,7 @@ async function runVector(name, perturb) {
         input: script.input === undefined ? null : plain(script.input),
         seed: script.seed === undefined ? 0 : script.seed.text,
         runId: script.runId,
+        budget: budgetOption(script.budget),
       }),
     )
     const approvalsAll = script.approvals || {}

@@ -111,7 +111,7 @@ function plain(v) {
 
 function loadScript(file) {
   const script = parseExact(normalizeJson(fs.readFileSync(file, 'utf8')))
-  const known = new Set(['input', 'seed', 'runId', 'agents', 'approvals', 'retries'])
+  const known = new Set(['input', 'seed', 'runId', 'agents', 'approvals', 'retries', 'budget', 'prices'])
   for (const k of Object.keys(script)) assert.ok(known.has(k), `${file}: unknown script field ${k}`)
   return script
 }
@@ -128,9 +128,28 @@ function perturbed(script) {
 
 // scripted agents -------------------------------------------------------------------------
 
-/** A scripted call's request, exact. */
+/**
+ * A script's `budget` as the run option: integers as bigints (exact at any size), anything
+ * else as the plain value (the core refuses it, naming the field).
+ */
+function budgetOption(v) {
+  if (v === undefined) return undefined
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Num) return plain(v)
+  const out = {}
+  for (const [k, x] of Object.entries(v)) out[k] = x instanceof Num && /^-?\d+$/.test(x.text) ? BigInt(x.text) : plain(x)
+  return out
+}
+
+/** A script's `prices` as the mesh option: its exact JSON text. */
+function pricesOption(v) {
+  return v === undefined ? undefined : new am.RawJson(exactText(v))
+}
+
+/** A scripted call's request (exact) and the `ask` a budget reserves. */
 function callSpec(c) {
-  return { kind: c.kind, name: c.name, request: new am.RawJson(c.request === undefined ? 'null' : exactText(c.request)) }
+  const spec = { kind: c.kind, name: c.name, request: new am.RawJson(c.request === undefined ? 'null' : exactText(c.request)) }
+  if (c.ask !== undefined) spec.ask = plain(c.ask)
+  return spec
 }
 
 /** What a scripted call reports: its response or error, with usage (exact). */
@@ -150,7 +169,8 @@ function callResult(c) {
 /**
  * A behaviour's calls, as the Rust reference makes them (agentmesh-core driver/scripted.rs):
  * in list order, each started then completed; with `callsBatch`, started in one batch and
- * completed in reverse order. A recorded ticket (after a resume) is not completed.
+ * completed in reverse order. A recorded ticket (after a resume) is not completed. A call a
+ * budget refuses throws BudgetExceededError (a refused batch throws from callStartMany).
  */
 function makeCalls(b, act) {
   if (b.callsBatch === true) {
@@ -161,7 +181,8 @@ function makeCalls(b, act) {
     return
   }
   for (const c of b.calls) {
-    const t = act.callStart(c.kind, c.name, callSpec(c).request)
+    const spec = callSpec(c)
+    const t = act.callStart(c.kind, c.name, spec.request, { ask: spec.ask })
     if (t.live) act.callComplete(t, callResult(c))
   }
 }
@@ -185,6 +206,11 @@ function scripted(script) {
       try {
         makeCalls(chosen, act)
       } catch (e) {
+        // A budget refused a call: stop calling; without refusedOutput the refusal fails the
+        // agent (the core records it as BudgetExceededError whatever it is named here).
+        if (e instanceof am.BudgetExceededError && chosen.refusedOutput !== undefined) {
+          return new am.RawJson(exactText(chosen.refusedOutput))
+        }
         throw new am.ActivationError('ScriptCallRefused', String(e.message))
       }
     }
@@ -200,4 +226,4 @@ function scripted(script) {
   }
 }
 
-module.exports = { Num, parseExact, exactText, plain, loadScript, perturbed, scripted }
+module.exports = { Num, parseExact, exactText, plain, loadScript, perturbed, scripted, budgetOption, pricesOption }
