@@ -34,6 +34,8 @@ pub struct PriceTable {
     /// The indexes of each provider's entries in `models`, in order (a lookup scans one
     /// provider's entries, not the whole table).
     by_provider: HashMap<String, Vec<usize>>,
+    /// Micro-USD per call of each priced tool.
+    tools: HashMap<String, u64>,
     hash: String,
 }
 
@@ -212,6 +214,16 @@ struct TableSpec {
     #[serde(default)]
     as_of: Option<String>,
     models: Vec<ModelSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<ToolSpec>,
+}
+
+/// A tool's price: micro-USD per call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ToolSpec {
+    name: String,
+    per_call: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -272,13 +284,23 @@ impl PriceTable {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut tools = HashMap::new();
+        for (i, t) in spec.tools.iter().enumerate() {
+            if t.name.is_empty() || tools.insert(t.name.clone(), t.per_call).is_some() {
+                return Err(invalid(format!(
+                    "at tools[{i}].name: a tool is priced once, under a non-empty name"
+                )));
+            }
+        }
         let bytes = serde_json::to_vec(&spec).expect("a table serializes");
-        Ok(PriceTable::indexed(
+        let mut table = PriceTable::indexed(
             spec.source.unwrap_or_default(),
             spec.as_of.unwrap_or_default(),
             models,
             blake3::hash(&bytes).to_hex().to_string(),
-        ))
+        );
+        table.tools = tools;
+        Ok(table)
     }
 
     fn indexed(source: String, as_of: String, models: Vec<ModelPrice>, hash: String) -> PriceTable {
@@ -291,6 +313,7 @@ impl PriceTable {
             as_of,
             models,
             by_provider,
+            tools: HashMap::new(),
             hash,
         }
     }
@@ -301,12 +324,23 @@ impl PriceTable {
         let mut models = over.models.clone();
         models.extend(self.models.iter().cloned());
         let hash = blake3::hash(format!("{}+{}", over.hash, self.hash).as_bytes());
-        PriceTable::indexed(
+        let mut table = PriceTable::indexed(
             format!("{} over {}", over.source, self.source),
             over.as_of.clone(),
             models,
             hash.to_hex().to_string(),
-        )
+        );
+        table.tools = self.tools.clone();
+        table
+            .tools
+            .extend(over.tools.iter().map(|(k, v)| (k.clone(), *v)));
+        table
+    }
+
+    /// What one call of tool `name` costs, in micro-USD (`None`: the table does not price it;
+    /// a budget counts such a call as one call at 0 µUSD).
+    pub fn tool(&self, name: &str) -> Option<u64> {
+        self.tools.get(name).copied()
     }
 
     /// The prices of `model` at `provider`: the first entry of that provider whose rule

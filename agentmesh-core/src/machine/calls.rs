@@ -185,8 +185,17 @@ impl Machine {
             Decision::Deny(ledger.refusal(&slot.account, slot.node, &node.id, agent, d, requested))
         };
         let (CallKind::Llm, Some(ask)) = (req.kind, &req.ask) else {
-            // A tool, or an LLM call its host makes itself: one call, charged what it reports.
-            let one = Amounts::of(0, 0, 0, 1);
+            // A tool (at its price per call, if the table has one), or an LLM call its host
+            // makes itself: one call, charged what it reports.
+            let price = match req.kind {
+                CallKind::Tool => ledger
+                    .prices
+                    .as_deref()
+                    .and_then(|t| t.tool(&req.name))
+                    .unwrap_or(0),
+                CallKind::Llm => 0,
+            };
+            let one = Amounts::of(0, 0, price, 1);
             return Ok(match left.exceeded_by(&Amounts::ZERO, &one) {
                 Some(d) => deny(d, one.get(d)),
                 None => Decision::Reserve(one, None),
@@ -240,6 +249,14 @@ impl Machine {
     fn charge_of(&self, ledger: &Ledger, entry: &JournalEntry, outcome: &CallOutcome) -> Amounts {
         if outcome.cached {
             return Amounts::ZERO;
+        }
+        // A tool costs its price per call (its reservation), whatever it reports.
+        if entry.started.kind == CallKind::Tool {
+            let tokens = outcome
+                .usage
+                .as_ref()
+                .map_or(Amounts::ZERO, |u| ledger::amounts_of(u, 0, 0));
+            return entry.reserve.plus(&tokens);
         }
         let Some(usage) = &outcome.usage else {
             return entry.reserve;

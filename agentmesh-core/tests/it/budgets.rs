@@ -479,3 +479,51 @@ fn replay_rederives_the_leases_and_a_changed_budget_diverges_there() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A tool that answers at once.
+struct Search;
+
+impl CallExecutor for Search {
+    fn execute(&self, _: &Value, _: &CallTicket, _: Option<&mut dyn FnMut(&Value)>) -> CallOutcome {
+        CallOutcome::ok(json!({"hits": 1}))
+    }
+}
+
+#[test]
+fn a_priced_tool_reserves_and_is_charged_its_price_per_call() {
+    let table = PriceTable::from_json(
+        r#"{"version": 1, "models": [], "tools": [{"name": "search", "perCall": 7}]}"#,
+    )
+    .unwrap();
+    assert_eq!(table.tool("search"), Some(7));
+    assert_eq!(table.tool("other"), None);
+    let e = PriceTable::from_json(
+        r#"{"version": 1, "models": [], "tools": [{"name": "s", "perCall": 1}, {"name": "s", "perCall": 2}]}"#,
+    )
+    .unwrap_err();
+    assert!(e.message().contains("tools[1].name"), "{e}");
+    let mut m = Mesh::new().with_prices(table);
+    m.call_tool("search", Arc::new(Search));
+    m.agent("worker", |_, ctx| {
+        ctx.tool("search", json!({"q": 1}))?;
+        match ctx.tool("search", json!({"q": 2})) {
+            Err(e) if e.kind() == ErrorKind::BudgetExceeded => Ok(json!("refused").into()),
+            other => panic!("{other:?}"),
+        }
+    });
+    let w = wf(json!({"name": "tools", "budget": {"microUsd": 10},
+        "nodes": [{"id": "a", "type": "agent", "agent": "worker"}]}));
+    let r = m.run(&w, RunOptions::default()).unwrap();
+    assert_eq!(r.output.as_ref().unwrap()["a"], json!("refused"));
+    let usage = r.usage().unwrap();
+    assert_eq!(
+        (usage.total.micro_usd, usage.total.calls, usage.total.denied),
+        (Some(7), 1, 1)
+    );
+    let text = String::from_utf8(r.canonical().unwrap()).unwrap();
+    assert!(
+        text.contains(r#""reserve":{"microUsd":7,"calls":1}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""requested":7,"left":3"#), "{text}");
+}
