@@ -174,6 +174,8 @@ export interface PriceTable {
     match: PriceMatch
     prices: { input: Price; output: Price; cachedInput?: Price; cacheWrite?: Price; reasoning?: Price }
   }>
+  /** Tools priced per call, in micro-USD (a tool left out costs nothing). */
+  tools?: Array<{ name: string; perCall: number }>
 }
 
 /**

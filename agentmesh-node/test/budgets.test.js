@@ -139,6 +139,27 @@ describe('a budget stops a run before the call that would pass it', () => {
     assert.deepEqual(events(r).filter((e) => e.type.startsWith('call')).map((e) => e.type), ['callStarted', 'callCompleted', 'callDenied'])
   })
 
+  test('a priced tool reserves its price per call: the second call does not fit and the tool never runs', async () => {
+    let runs = 0
+    const mesh = new Mesh({ prices: { version: 1, models: [], tools: [{ name: 'search', perCall: 7 }] } })
+    mesh.callTool('search', () => { runs += 1; return { hits: 1 } })
+    mesh.agent('worker', async (act) => {
+      await act.tool('search', { q: 1 })
+      try {
+        await act.tool('search', { q: 2 })
+      } catch (e) {
+        assertError(e, BudgetExceededError, 'BUDGET_EXCEEDED')
+        return { requested: e.requested, left: e.left }
+      }
+      return 'unreachable'
+    })
+    const r = await mesh.run(workflow({ budget: { microUsd: 10 } }, [agent('a')]))
+    assert.equal(runs, 1)
+    assert.deepEqual(r.output.a, { requested: 7, left: 3 })
+    assert.equal(r.cost.microUsd, 7)
+    assert.equal(r.cost.denied, 1)
+  })
+
   test('a refused call in a batch: the batch is recorded with the refusal among it, callStartMany throws', async () => {
     const mesh = new Mesh()
     let caught = null

@@ -631,3 +631,28 @@ def test_a_real_llm_call_is_charged_what_the_server_reports(llama: str) -> None:
         assert r.cost["microUsd"] == prompt + 2 * completion
     finally:
         proxy.close()
+
+
+def test_a_priced_tool_reserves_its_price_per_call() -> None:
+    runs: List[int] = []
+
+    def search(arguments: Any) -> Any:
+        runs.append(1)
+        return {"hits": 1}
+
+    def writer(act: agentmesh.Activation) -> Any:
+        act.tool("search", {"q": 1})
+        try:
+            act.tool("search", {"q": 2})
+        except agentmesh.BudgetExceededError as e:
+            return {"requested": e.requested, "left": e.left}
+        return "unreachable"
+
+    mesh = agentmesh.Mesh(prices={"version": 1, "models": [],
+                                  "tools": [{"name": "search", "perCall": 7}]})
+    mesh.call_tool("search", search)
+    mesh.add_agent("writer", writer)
+    r = mesh.run(agentmesh.Workflow.from_dict(ONE_NODE), budget={"microUsd": 10})
+    assert runs == [1]
+    assert r.output == {"w": {"requested": 7, "left": 3}}
+    assert (r.cost["microUsd"], r.cost["denied"]) == (7, 1)
