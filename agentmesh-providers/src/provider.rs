@@ -283,28 +283,26 @@ impl LlmProvider for HttpProvider {
         let mut rate_wait = Duration::ZERO;
         let mut attempts = Vec::new();
         let mut delivered = false;
+        // A wait the total timeout cannot hold ends the call: a final, recorded attempt.
+        let timed_out = |mut attempts: Vec<Attempt>, why: String| {
+            let error = ctx.error(ErrorKind::Timeout, "Timeout", why, None, false);
+            attempts.push(Attempt {
+                provider: name.to_owned(),
+                error: error.clone(),
+            });
+            Err(CallFailed { error, attempts })
+        };
         for n in 0.. {
             let wait = self.limiter.wait_for(model, tokens, n == 0);
             if !wait.is_zero() {
                 if Instant::now() + wait > deadline {
-                    let error = ctx.error(
-                        ErrorKind::Timeout,
-                        "Timeout",
-                        format!(
-                            "the rate limits (requestsPerMinute {:?}, tokensPerMinute {:?}) would hold the call {} ms, past its total timeout of {:?}",
-                            self.config.rate_limits.requests_per_minute,
-                            self.config.rate_limits.tokens_per_minute,
-                            wait.as_millis(),
-                            self.config.total_timeout
-                        ),
-                        None,
-                        false,
-                    );
-                    attempts.push(Attempt {
-                        provider: name.to_owned(),
-                        error: error.clone(),
-                    });
-                    return Err(CallFailed { error, attempts });
+                    return timed_out(attempts, format!(
+                        "the rate limits (requestsPerMinute {:?}, tokensPerMinute {:?}) would hold the call {} ms, past its total timeout of {:?}",
+                        self.config.rate_limits.requests_per_minute,
+                        self.config.rate_limits.tokens_per_minute,
+                        wait.as_millis(),
+                        self.config.total_timeout
+                    ));
                 }
                 std::thread::sleep(wait);
                 rate_wait += wait;
@@ -315,22 +313,14 @@ impl LlmProvider for HttpProvider {
                     Some(s) => match s.acquire(deadline) {
                         Some(p) => Some(p),
                         None => {
-                            let error = ctx.error(
-                                ErrorKind::Timeout,
-                                "Timeout",
+                            return timed_out(
+                                attempts,
                                 format!(
-                                    "no free slot (maxConcurrency {}) within the total timeout of {:?}",
-                                    self.config.max_concurrency.unwrap_or(0),
-                                    self.config.total_timeout
-                                ),
-                                None,
-                                false,
+                                "no free slot (maxConcurrency {}) within the total timeout of {:?}",
+                                self.config.max_concurrency.unwrap_or(0),
+                                self.config.total_timeout
+                            ),
                             );
-                            attempts.push(Attempt {
-                                provider: name.to_owned(),
-                                error: error.clone(),
-                            });
-                            return Err(CallFailed { error, attempts });
                         }
                     },
                 };

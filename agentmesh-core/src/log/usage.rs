@@ -157,26 +157,15 @@ impl UsageReport {
                     calls.started(&e, c);
                     continue;
                 }
-                EventData::CallCompleted(c) => {
-                    let model = calls.finished(&e, c.usage.as_ref());
-                    report.add_call(
-                        &e,
-                        Spend::of(c.usage.as_ref(), c.charge.as_ref(), &calls),
-                        model,
-                        workflow.as_ref(),
-                        inherited_up_to,
-                    );
-                    continue;
-                }
-                EventData::CallFailed(c) => {
-                    let model = calls.finished(&e, c.usage.as_ref());
-                    report.add_call(
-                        &e,
-                        Spend::of(c.usage.as_ref(), c.charge.as_ref(), &calls),
-                        model,
-                        workflow.as_ref(),
-                        inherited_up_to,
-                    );
+                EventData::CallCompleted(_) | EventData::CallFailed(_) => {
+                    let (usage, charge) = match &e.data {
+                        EventData::CallCompleted(c) => (c.usage.as_ref(), c.charge.as_ref()),
+                        EventData::CallFailed(c) => (c.usage.as_ref(), c.charge.as_ref()),
+                        _ => unreachable!("matched above"),
+                    };
+                    let model = calls.finished(&e, usage);
+                    let spend = Spend::of(usage, charge, &calls);
+                    report.add_call(&e, spend, model, workflow.as_ref(), inherited_up_to);
                     continue;
                 }
                 EventData::CallDenied(d) => {
