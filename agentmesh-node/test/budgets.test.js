@@ -9,13 +9,12 @@ const { test, describe, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 const childProcess = require('node:child_process')
 const fs = require('node:fs')
-const http = require('node:http')
-const net = require('node:net')
 const path = require('node:path')
 
 const am = require('..')
 const { BudgetExceededError, InvalidArgumentError, Mesh, RawJson, Workflow } = am
 const { tempDirs, thrown, rejected, assertError } = require('./support/helpers')
+const { skipWithoutServer, requireServerInCi, startLlamaServer, proxy } = require('./support/llama')
 const { loadScript, plain, scripted, budgetOption, pricesOption } = require('./support/script')
 
 const tmpdir = tempDirs('budgets')
@@ -616,76 +615,20 @@ describe('resume: a crash between reservation and settlement', () => {
 
 // Against the real llama-server ----------------------------------------------------------------
 
-const SERVER = process.env.AGENTMESH_LLAMA_SERVER
-const MODEL = process.env.AGENTMESH_LLM_MODEL
-const noServer = !SERVER || !MODEL
-if (noServer && process.env.CI) {
-  test('llama-server is available in CI (budgets)', () => assert.fail('CI needs AGENTMESH_LLAMA_SERVER and AGENTMESH_LLM_MODEL (eval "$(bash .ci/llama-server.sh)")'))
-}
+requireServerInCi('budgets')
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.on('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-function get(url) {
-  return new Promise((resolve) => {
-    const req = http.get(url, (res) => {
-      res.resume()
-      resolve(res.statusCode)
-    })
-    req.on('error', () => resolve(null))
-    req.setTimeout(2000, () => req.destroy())
-  })
-}
-
-/** A proxy in front of `upstreamPort` counting the requests that reach the server. */
-function countingProxy(upstreamPort) {
-  const state = { count: 0 }
-  const server = http.createServer((req, res) => {
-    state.count++
-    const up = http.request({ host: '127.0.0.1', port: upstreamPort, path: req.url, method: req.method, headers: req.headers }, (ur) => {
-      res.writeHead(ur.statusCode, ur.headers)
-      ur.pipe(res)
-    })
-    up.on('error', () => res.destroy())
-    req.pipe(up)
-  })
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, state, port: server.address().port })))
-}
-
-describe('a budget against the real llama-server', { skip: noServer && 'AGENTMESH_LLAMA_SERVER / AGENTMESH_LLM_MODEL not set' }, () => {
+describe('a budget against the real llama-server', { skip: skipWithoutServer }, () => {
   let server = null
   let px = null
 
   before(async () => {
-    const port = await freePort()
-    server = childProcess.spawn(
-      SERVER,
-      ['-m', MODEL, '--host', '127.0.0.1', '--port', String(port), '-t', '1', '-c', '2048', '-np', '1', '--no-cache-prompt', '--alias', 'smollm2', '--no-webui'],
-      { stdio: 'ignore' },
-    )
-    for (let i = 0; i < 600; i++) {
-      if ((await get(`http://127.0.0.1:${port}/health`)) === 200) {
-        px = await countingProxy(port)
-        return
-      }
-      if (server.exitCode !== null) break
-      await sleep(100)
-    }
-    server.kill('SIGKILL')
-    throw new Error('llama-server did not become healthy')
+    server = await startLlamaServer()
+    px = await proxy(server.port)
   })
 
   after(() => {
     if (px !== null) px.server.close()
-    if (server !== null) server.kill('SIGKILL')
+    if (server !== null) server.stop()
   })
 
   // The user table prices the local model under the provider's registered name.

@@ -10,11 +10,11 @@ const assert = require('node:assert/strict')
 const childProcess = require('node:child_process')
 const fs = require('node:fs')
 const http = require('node:http')
-const net = require('node:net')
 const path = require('node:path')
 
 const am = require('..')
 const { tempDirs, callRecords } = require('./support/helpers')
+const { skipWithoutServer, requireServerInCi, startLlamaServer, proxy } = require('./support/llama')
 
 const tmp = tempDirs('agentmesh-calls-')
 const CHILD = path.join(__dirname, 'support', 'calls-child.js')
@@ -384,77 +384,19 @@ describe('a crash mid-agent (SIGKILL), resumed in a new process', () => {
 
 // Built-in providers against the real llama-server ---------------------------------------------
 
-const SERVER = process.env.AGENTMESH_LLAMA_SERVER
-const MODEL = process.env.AGENTMESH_LLM_MODEL
-const noServer = !SERVER || !MODEL
-if (noServer && process.env.CI) {
-  test('llama-server is available in CI', () => assert.fail('CI needs AGENTMESH_LLAMA_SERVER and AGENTMESH_LLM_MODEL (eval "$(bash .ci/llama-server.sh)")'))
-}
+requireServerInCi('calls')
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.on('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-function get(url) {
-  return new Promise((resolve) => {
-    const req = http.get(url, (res) => {
-      res.resume()
-      resolve(res.statusCode)
-    })
-    req.on('error', () => resolve(null))
-    req.setTimeout(2000, () => req.destroy())
-  })
-}
-
-/** A tiny proxy in front of `upstream` counting requests; `hold(n)` pauses request n. */
-function proxy(upstreamPort) {
-  const state = { count: 0, onRequest: null }
-  const server = http.createServer((req, res) => {
-    state.count++
-    const n = state.count
-    const forward = () => {
-      const up = http.request({ host: '127.0.0.1', port: upstreamPort, path: req.url, method: req.method, headers: req.headers }, (ur) => {
-        res.writeHead(ur.statusCode, ur.headers)
-        ur.pipe(res)
-      })
-      up.on('error', () => res.destroy())
-      req.pipe(up)
-    }
-    if (state.onRequest !== null && state.onRequest(n, req) === 'hold') return // left hanging
-    forward()
-  })
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, state, port: server.address().port })))
-}
-
-describe('built-in providers against llama-server', { skip: noServer && 'AGENTMESH_LLAMA_SERVER / AGENTMESH_LLM_MODEL not set' }, () => {
+describe('built-in providers against llama-server', { skip: skipWithoutServer }, () => {
   let server = null
   let port = 0
 
   before(async () => {
-    port = await freePort()
-    server = childProcess.spawn(
-      SERVER,
-      ['-m', MODEL, '--host', '127.0.0.1', '--port', String(port), '-t', '1', '-c', '2048', '-np', '1', '--no-cache-prompt', '--alias', 'smollm2', '--no-webui'],
-      { stdio: 'ignore' },
-    )
-    for (let i = 0; i < 600; i++) {
-      if ((await get(`http://127.0.0.1:${port}/health`)) === 200) return
-      if (server.exitCode !== null) break
-      await new Promise((r) => setTimeout(r, 100))
-    }
-    server.kill('SIGKILL')
-    throw new Error('llama-server did not become healthy')
+    server = await startLlamaServer()
+    port = server.port
   })
 
   after(() => {
-    if (server !== null) server.kill('SIGKILL')
+    if (server !== null) server.stop()
   })
 
   const request = (content) => ({ model: 'smollm2', messages: [{ role: 'user', content }], maxTokens: 16, temperature: 0 })
