@@ -6,6 +6,7 @@ mod common;
 mod compat;
 mod compat_v2;
 mod compat_v3;
+mod compat_v4;
 mod crash;
 mod determinism;
 mod driver;
