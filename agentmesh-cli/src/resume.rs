@@ -113,6 +113,7 @@ pub fn fork(a: ForkArgs) -> Result<u8, Error> {
         host: host.for_fork(),
         watch: false,
         prices: None,
+        policy: None,
     };
     let mut run = Run::fork_with(&a.log, options)?;
     mesh.drive(&mut run, &CancelHandle::new())?;

@@ -492,6 +492,7 @@ mod tests {
             message: message.into(),
             node: Some("b".into()),
             budget: None,
+            verdict: None,
         };
         assert_eq!(
             run_error(&e("node 'b' failed")),

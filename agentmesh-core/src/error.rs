@@ -49,6 +49,9 @@ pub enum ErrorKind {
     /// A rule refused a call or an output before it happened (`POLICY_DENIED`): an agent not
     /// allowed to call a tool.
     PolicyDenied,
+    /// A policy file or value is invalid (`POLICY_INVALID`): the error names the rule, the
+    /// field and, for a file, the line and column. Nothing of it applies.
+    PolicyInvalid,
     /// A budget refused a call before anything was sent, or the run failed on that refusal
     /// (`BUDGET_EXCEEDED`); the error carries the scope, dimension, limit, spent and
     /// requested amounts.
@@ -78,6 +81,7 @@ impl ErrorKind {
         ErrorKind::UnknownAgent,
         ErrorKind::ProviderError,
         ErrorKind::PolicyDenied,
+        ErrorKind::PolicyInvalid,
         ErrorKind::BudgetExceeded,
         ErrorKind::Io,
         ErrorKind::Internal,
@@ -102,6 +106,7 @@ impl ErrorKind {
             ErrorKind::UnknownAgent => "UNKNOWN_AGENT",
             ErrorKind::ProviderError => "PROVIDER_ERROR",
             ErrorKind::PolicyDenied => "POLICY_DENIED",
+            ErrorKind::PolicyInvalid => "POLICY_INVALID",
             ErrorKind::BudgetExceeded => "BUDGET_EXCEEDED",
             ErrorKind::Io => "IO",
             ErrorKind::Internal => "INTERNAL",
@@ -129,6 +134,7 @@ impl ErrorKind {
             ErrorKind::UnknownAgent => "UnknownAgentError",
             ErrorKind::ProviderError => "ProviderError",
             ErrorKind::PolicyDenied => "PolicyDeniedError",
+            ErrorKind::PolicyInvalid => "PolicyInvalidError",
             ErrorKind::BudgetExceeded => "BudgetExceededError",
             ErrorKind::Io => "AgentMeshIOError",
             ErrorKind::Internal => "InternalError",
@@ -192,6 +198,19 @@ pub enum ErrorDetail {
     },
     /// Why a budget refused a call (`BUDGET_EXCEEDED`).
     Budget(crate::model::budget::BudgetRefusal),
+    /// Where a policy is invalid (`POLICY_INVALID`).
+    Policy {
+        /// The rule's id, when the problem is in one (`tools` for the tool allowlist).
+        rule: Option<String>,
+        /// The field, as a dotted path (`rules[2].regex`).
+        field: Option<String>,
+        /// Line in the file (from 1), when it was read from text.
+        line: Option<usize>,
+        /// Column in the file (from 1).
+        column: Option<usize>,
+    },
+    /// The policy verdict that refused a call or an output (`POLICY_DENIED`).
+    Verdict(crate::model::verdict::Verdict),
     /// How a log differs from its anchor (`LOG_TRUNCATED`, `LOG_HEAD_MISMATCH`).
     Anchor {
         /// What differs: `records`, `bytes`, `head`, `mac` or `runId`.
@@ -227,6 +246,13 @@ impl ErrorDetail {
                 retryable,
             } => json!({"type": error_type, "status": status, "retryable": retryable}),
             ErrorDetail::Budget(r) => serde_json::to_value(r).expect("a refusal serializes"),
+            ErrorDetail::Policy {
+                rule,
+                field,
+                line,
+                column,
+            } => json!({"rule": rule, "field": field, "line": line, "column": column}),
+            ErrorDetail::Verdict(v) => serde_json::to_value(v).expect("a verdict serializes"),
             ErrorDetail::Anchor {
                 field,
                 expected,
@@ -320,6 +346,13 @@ impl Error {
     pub fn budget_exceeded(refusal: &crate::model::budget::BudgetRefusal) -> Error {
         Error::new(ErrorKind::BudgetExceeded, refusal.message())
             .with_detail(ErrorDetail::Budget(refusal.clone()))
+    }
+
+    /// `POLICY_DENIED` for a verdict that blocked a call or an output: its message (never the
+    /// content) and the verdict.
+    pub fn policy_denied(verdict: &crate::model::verdict::Verdict) -> Error {
+        Error::new(ErrorKind::PolicyDenied, verdict.message())
+            .with_detail(ErrorDetail::Verdict(verdict.clone()))
     }
 
     pub(crate) fn invalid_argument(message: impl Into<String>) -> Error {

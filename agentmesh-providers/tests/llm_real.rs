@@ -122,6 +122,8 @@ fn the_executor_keeps_provider_ids_and_time_to_first_chunk_out_of_the_response()
             state: TicketState::Live,
             idempotency_key: idempotency_key("run", 4, 1),
             max_tokens: None,
+            request: None,
+            hold_response: false,
         };
         let request = exec.prepare(ask(16)).unwrap();
         let whole = exec.execute(&request, &ticket, None);

@@ -63,7 +63,7 @@ pub(crate) struct Executors {
 /// A call's request to the driver thread, which owns the run.
 pub(crate) enum CallMsg {
     Start(u64, Vec<CallRequest>, Sender<Result<Vec<CallTicket>>>),
-    Complete(u64, u32, Box<CallOutcome>, Sender<Result<()>>),
+    Complete(u64, u32, Box<CallOutcome>, Sender<Result<CallOutcome>>),
 }
 
 impl CallMsg {
@@ -190,6 +190,7 @@ impl<'a> Context<'a> {
         let ticket = t.pop().expect("one ticket per request");
         match &ticket.state {
             TicketState::Denied(refusal) => Err(Error::budget_exceeded(refusal)),
+            TicketState::PolicyDenied(verdict) => Err(Error::policy_denied(verdict)),
             _ => Ok(ticket),
         }
     }
@@ -210,10 +211,11 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// Report a live call's result ([`Run::call_complete`]).
+    /// Report a live call's result ([`Run::call_complete`]); returns the outcome as recorded
+    /// (use it: the run's policy may have redacted or blocked the response).
     ///
     /// Errors: as [`Run::call_complete`].
-    pub fn call_complete(&self, ticket: &CallTicket, outcome: CallOutcome) -> Result<()> {
+    pub fn call_complete(&self, ticket: &CallTicket, outcome: CallOutcome) -> Result<CallOutcome> {
         match &self.port {
             Port::Direct(run) => lock(run).call_complete(self.act, ticket.call, outcome),
             Port::Driver(tx) => {
@@ -300,13 +302,14 @@ impl<'a> Context<'a> {
         req.ask = exec.ask(&req.request);
         let request = req.request.clone();
         let ticket = self.call_start(req)?;
-        let outcome = match &ticket.state {
-            TicketState::Denied(refusal) => return Err(Error::budget_exceeded(refusal)),
+        match &ticket.state {
+            TicketState::Denied(refusal) => Err(Error::budget_exceeded(refusal)),
+            TicketState::PolicyDenied(verdict) => Err(Error::policy_denied(verdict)),
             TicketState::Recorded(outcome) => {
                 if let (Some(f), Ok(r)) = (on_chunk, &outcome.result) {
                     f(&replayed_chunk(r));
                 }
-                return reply_of(outcome.clone(), true);
+                reply_of(outcome.clone(), true)
             }
             TicketState::Live => {
                 let waited = access.map_or(std::time::Duration::ZERO, |a| {
@@ -314,19 +317,28 @@ impl<'a> Context<'a> {
                     std::thread::sleep(wait);
                     wait
                 });
+                // Send what the policy left of the request; a judged response streams only
+                // once it is recorded.
+                let request = ticket.request.as_deref().unwrap_or(&request);
+                let (live_chunks, held) = match on_chunk {
+                    Some(f) if ticket.hold_response => (None, Some(f)),
+                    f => (f, None),
+                };
                 let started = Instant::now();
-                let mut outcome = exec.execute(&request, &ticket, on_chunk);
+                let mut outcome = exec.execute(request, &ticket, live_chunks);
                 outcome.duration_us = Some(started.elapsed().as_micros() as u64);
                 if !waited.is_zero() {
                     let mut meta = outcome.meta.as_deref().cloned().unwrap_or_default();
                     meta.rate_wait_us = Some(waited.as_micros() as u64);
                     outcome.meta = Some(Arc::new(meta));
                 }
-                outcome
+                let recorded = self.call_complete(&ticket, outcome)?;
+                if let (Some(f), Ok(r)) = (held, &recorded.result) {
+                    f(&replayed_chunk(r));
+                }
+                reply_of(recorded, false)
             }
-        };
-        self.call_complete(&ticket, outcome.clone())?;
-        reply_of(outcome, false)
+        }
     }
 }
 
@@ -362,8 +374,12 @@ fn reply_of(outcome: CallOutcome, recorded: bool) -> Result<CallReply> {
     }
 }
 
-/// The `PROVIDER_ERROR` an agent gets for a call's recorded error.
+/// The `PROVIDER_ERROR` an agent gets for a call's recorded error (`POLICY_DENIED` for a
+/// response the run's policy blocked).
 pub fn provider_error(e: &CallError) -> Error {
+    if e.error_type == ErrorKind::PolicyDenied.class_name() {
+        return Error::new(ErrorKind::PolicyDenied, e.message.clone());
+    }
     let status = e
         .status
         .map_or_else(String::new, |s| format!(" (HTTP {s})"));

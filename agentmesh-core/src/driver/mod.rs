@@ -239,6 +239,7 @@ pub struct Mesh {
     stop_at_missing: bool,
     executors: Arc<Executors>,
     prices: Option<PriceTable>,
+    policy: Option<crate::policy::Policy>,
 }
 
 impl Default for Mesh {
@@ -261,7 +262,15 @@ impl Mesh {
             stop_at_missing: false,
             executors: Arc::default(),
             prices: None,
+            policy: None,
         }
+    }
+
+    /// Judge the runs this mesh starts, resumes, retries, forks and re-executes by `policy`
+    /// (docs/policy.md). A run goes on only under the policy it was started with.
+    pub fn with_policy(mut self, policy: crate::policy::Policy) -> Mesh {
+        self.policy = Some(policy);
+        self
     }
 
     /// Price calls with `table` before the bundled one (docs/budgets.md) in the runs this
@@ -403,6 +412,9 @@ impl Mesh {
         if options.prices.is_none() {
             options.prices = self.prices.clone();
         }
+        if options.policy.is_none() {
+            options.policy = self.policy.clone();
+        }
         Run::start(workflow, options)
     }
 
@@ -447,6 +459,7 @@ impl Mesh {
             approvals,
             watch: self.on_event.is_some(),
             prices: self.prices.clone(),
+            policy: self.policy.clone(),
         };
         let mut run = Run::resume_with(path, options)?;
         self.drive(&mut run, &CancelHandle::new())?;
@@ -463,6 +476,7 @@ impl Mesh {
             fsync: self.fsync,
             watch: self.on_event.is_some(),
             prices: self.prices.clone(),
+            policy: self.policy.clone(),
             ..ResumeOptions::default()
         };
         let mut run = Run::retry(path, options)?;
@@ -479,7 +493,7 @@ impl Mesh {
     /// `UNKNOWN_AGENT`, and the errors of [`Run::reexecute`].
     pub fn reexecute(&self, path: impl AsRef<Path>) -> Result<crate::run::ReexecReport> {
         self.check_registered(&crate::replay::recorded_workflow(path.as_ref())?)?;
-        let mut run = Run::reexecute(path)?;
+        let mut run = Run::reexecute_with(path, self.policy.clone())?;
         let driven = self.drive(&mut run, &CancelHandle::new());
         match run.reexec_report() {
             Err(e) => Err(e),
@@ -522,6 +536,9 @@ impl Mesh {
         options.fsync = self.fsync;
         options.host = Some(self.host.clone());
         options.watch = self.on_event.is_some();
+        if options.policy.is_none() {
+            options.policy = self.policy.clone();
+        }
         let mut run = Run::fork_with(path, options)?;
         self.drive(&mut run, &CancelHandle::new())?;
         result_of(run)

@@ -170,7 +170,7 @@ impl UsageReport {
                 }
                 EventData::CallDenied(d) => {
                     let model = (d.kind == crate::model::call::CallKind::Llm)
-                        .then(|| d.request.get("model").and_then(|m| m.as_str()))
+                        .then(|| d.request.as_ref()?.get("model")?.as_str())
                         .flatten()
                         .map(str::to_owned);
                     report.add_call(

@@ -18,11 +18,13 @@ use crate::budget::{reserve_llm, Amounts, Dimension, LlmAsk, Reservation};
 use crate::error::{Error, ErrorDetail, ErrorKind, Result};
 use crate::model::budget::{BudgetRefusal, CallDenied};
 use crate::model::call::{
-    idempotency_key, CallAsk, CallCompleted, CallFailed, CallKind, CallOutcome, CallRequest,
-    CallStarted, CallTicket, TicketState, MAX_CALLS_PER_ACTIVATION,
+    idempotency_key, CallAsk, CallCompleted, CallError, CallFailed, CallKind, CallOutcome,
+    CallRequest, CallStarted, CallTicket, TicketState, MAX_CALLS_PER_ACTIVATION,
 };
 use crate::model::event::{Event, EventData};
+use crate::model::verdict::Verdict;
 use crate::model::workflow::NodeKind;
+use crate::policy::{block_digest, Subject};
 
 /// One call of an activation, as the log holds it.
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ pub(super) struct JournalEntry {
     ask: Option<CallAsk>,
     /// Refused by a budget: it has no result.
     denied: Option<BudgetRefusal>,
+    /// Refused by the run's policy (its first verdict): it has no result, and its request is
+    /// not in the log.
+    blocked: Option<Verdict>,
 }
 
 impl JournalEntry {
@@ -47,6 +52,7 @@ impl JournalEntry {
             result: None,
             ask: None,
             denied: None,
+            blocked: None,
         }
     }
 }
@@ -62,6 +68,8 @@ pub(super) struct Journal {
     entries: Vec<JournalEntry>,
     /// The first call a budget refused.
     denial: Option<BudgetRefusal>,
+    /// The first call the policy refused.
+    policy_denial: Option<Verdict>,
 }
 
 impl Journal {
@@ -79,6 +87,22 @@ impl Journal {
     pub(super) fn denial(&self) -> Option<&BudgetRefusal> {
         self.denial.as_ref()
     }
+
+    /// The first call the policy refused, if one was.
+    pub(super) fn policy_denial(&self) -> Option<&Verdict> {
+        self.policy_denial.as_ref()
+    }
+}
+
+/// What the policy makes of a call's request.
+enum Judged {
+    /// Send it (the redacted request, when the policy changed it).
+    Pass {
+        request: Option<Arc<Value>>,
+        verdicts: Vec<Verdict>,
+    },
+    /// Refused: nothing is sent, the request is not recorded.
+    Deny(Vec<Verdict>),
 }
 
 /// What a budget decides for a live call.
@@ -109,6 +133,7 @@ pub(crate) struct JournalMark {
     issued: u32,
     len: usize,
     denial: Option<BudgetRefusal>,
+    policy_denial: Option<Verdict>,
     charged: Amounts,
 }
 
@@ -122,6 +147,7 @@ impl Machine {
             issued: j.issued,
             len: j.entries.len(),
             denial: j.denial.clone(),
+            policy_denial: j.policy_denial.clone(),
             charged: self.slots[i].account.charged,
         })
     }
@@ -137,6 +163,7 @@ impl Machine {
         j.issued = m.issued;
         j.entries.truncate(m.len);
         j.denial = m.denial;
+        j.policy_denial = m.policy_denial;
     }
 
     /// The completion seq of open activation `act`.
@@ -158,18 +185,129 @@ impl Machine {
     fn ticket(
         &self,
         slot: &Slot,
+        kind: CallKind,
         call: u32,
         state: TicketState,
         max_tokens: Option<u64>,
+        request: Option<Arc<Value>>,
     ) -> CallTicket {
+        let subject = match kind {
+            CallKind::Llm => Subject::LlmResponse,
+            CallKind::Tool => Subject::ToolResult,
+        };
         CallTicket {
+            hold_response: self.policy.as_ref().is_some_and(|p| p.looks_at(subject)),
             activation: slot.id,
             call,
             seq: slot.completion_seq,
             state,
             idempotency_key: idempotency_key(&self.run_id, slot.completion_seq, call),
             max_tokens,
+            request,
         }
+    }
+
+    /// What the run's policy makes of call `req` of `slot`, whose start would take `sub`:
+    /// the tool allowlist first, then the content rules.
+    fn judge_request(&self, slot: &Slot, req: &CallRequest, sub: u32) -> Judged {
+        let Some(policy) = &self.policy else {
+            return Judged::Pass {
+                request: None,
+                verdicts: Vec::new(),
+            };
+        };
+        if req.kind == CallKind::Tool {
+            let agent = &self.wf.compiled().nodes[slot.node].name;
+            if let Some(v) = policy.allowlist().check_call(agent, &req.name) {
+                return Judged::Deny(vec![v]);
+            }
+        }
+        let subject = match req.kind {
+            CallKind::Llm => Subject::LlmRequest,
+            CallKind::Tool => Subject::ToolArgs,
+        };
+        let checked = policy.check(subject, &req.request);
+        if checked.blocked {
+            let digest = block_digest(&self.digest_context(slot.completion_seq, sub), &req.request);
+            return Judged::Deny(
+                checked
+                    .verdicts
+                    .into_iter()
+                    .map(|mut v| {
+                        v.digest = Some(digest.clone());
+                        v
+                    })
+                    .collect(),
+            );
+        }
+        Judged::Pass {
+            request: checked.value.map(Arc::new),
+            verdicts: checked.verdicts,
+        }
+    }
+
+    /// What the run's policy makes of the outcome of `entry`'s call (recorded at `sub`): the
+    /// response redacted or blocked (then a `PolicyDeniedError` with the block's digest),
+    /// error messages redacted.
+    fn judge_outcome(
+        &self,
+        slot: &Slot,
+        entry: &JournalEntry,
+        outcome: &CallOutcome,
+    ) -> (CallOutcome, Vec<Verdict>) {
+        let Some(policy) = &self.policy else {
+            return (outcome.clone(), Vec::new());
+        };
+        let subject = match entry.started.kind {
+            CallKind::Llm => Subject::LlmResponse,
+            CallKind::Tool => Subject::ToolResult,
+        };
+        let mut judged = outcome.clone();
+        let mut verdicts: Vec<Verdict>;
+        match &outcome.result {
+            Ok(response) => {
+                let checked = policy.check(subject, response);
+                if checked.blocked {
+                    let digest = block_digest(
+                        &self.digest_context(slot.completion_seq, entry.sub + 1),
+                        response,
+                    );
+                    verdicts = checked
+                        .verdicts
+                        .into_iter()
+                        .map(|mut v| {
+                            v.digest = Some(digest.clone());
+                            v
+                        })
+                        .collect();
+                    judged.result = Err(CallError::new(
+                        ErrorKind::PolicyDenied.class_name(),
+                        format!("the response was {}", verdicts[0].message()),
+                    )
+                    .permanent());
+                } else {
+                    if let Some(v) = checked.value {
+                        judged.result = Ok(Arc::new(v));
+                    }
+                    verdicts = checked.verdicts;
+                }
+            }
+            Err(e) => {
+                let (message, found) = policy.check_message(subject, &e.message);
+                if let (Some(m), Err(e)) = (message, judged.result.as_mut()) {
+                    e.message = m;
+                }
+                verdicts = found;
+            }
+        }
+        for attempt in &mut judged.attempts {
+            let (message, found) = policy.check_message(subject, &attempt.error.message);
+            if let Some(m) = message {
+                attempt.error.message = m;
+            }
+            verdicts.extend(found);
+        }
+        (judged, verdicts)
     }
 
     /// What the budget decides for a live call of `slot`: what it reserves against what is
@@ -287,21 +425,46 @@ impl Machine {
         let slot = &self.slots[i];
         let journal = &slot.calls;
         let call = journal.issued + 1;
-        if let Some(entry) = journal.entries.get(journal.issued as usize) {
-            self.check_same_call(slot, entry, req)?;
+        let recorded = journal.entries.get(journal.issued as usize);
+        let sub = recorded.map_or(journal.next_sub.max(1), |e| e.sub);
+        // The policy decides the same on every execution, so a resumed call compares alike.
+        let judged = self.judge_request(slot, req, sub);
+        if let Some(entry) = recorded {
+            self.check_same_call(slot, entry, req, &judged)?;
             let max = entry.started.max_tokens;
-            if let Some(refusal) = &entry.denied {
+            if let Some(v) = &entry.blocked {
                 return Ok(CallStep::Reuse(self.ticket(
                     slot,
+                    req.kind,
                     call,
-                    TicketState::Denied(refusal.clone()),
+                    TicketState::PolicyDenied(v.clone()),
+                    None,
                     None,
                 )));
             }
+            if let Some(refusal) = &entry.denied {
+                return Ok(CallStep::Reuse(self.ticket(
+                    slot,
+                    req.kind,
+                    call,
+                    TicketState::Denied(refusal.clone()),
+                    None,
+                    None,
+                )));
+            }
+            let request = match &judged {
+                Judged::Pass { request, .. } => request.clone(),
+                Judged::Deny(_) => None,
+            };
             return Ok(CallStep::Reuse(match &entry.result {
-                Some(outcome) => {
-                    self.ticket(slot, call, TicketState::Recorded(outcome.clone()), max)
-                }
+                Some(outcome) => self.ticket(
+                    slot,
+                    req.kind,
+                    call,
+                    TicketState::Recorded(outcome.clone()),
+                    max,
+                    request,
+                ),
                 None if self.answer_only => {
                     return Err(self.divergence(
                         slot,
@@ -314,7 +477,7 @@ impl Machine {
                         ),
                     ))
                 }
-                None => self.ticket(slot, call, TicketState::Live, max),
+                None => self.ticket(slot, req.kind, call, TicketState::Live, max, request),
             }));
         }
         if self.answer_only {
@@ -341,7 +504,32 @@ impl Machine {
                 ),
             ));
         }
-        let sub = journal.next_sub.max(1);
+        let (redacted, verdicts) = match judged {
+            Judged::Deny(verdicts) => {
+                let first = verdicts[0].clone();
+                let data = EventData::CallDenied(CallDenied {
+                    call,
+                    kind: req.kind,
+                    name: req.name.as_str().into(),
+                    request: None,
+                    budget: None,
+                    verdicts,
+                });
+                let event = self.call_record(slot, sub, data);
+                let ticket = self.ticket(
+                    slot,
+                    req.kind,
+                    call,
+                    TicketState::PolicyDenied(first),
+                    None,
+                    None,
+                );
+                return Ok(CallStep::Deny(Box::new(event), ticket));
+            }
+            Judged::Pass { request, verdicts } => (request, verdicts),
+        };
+        // What is recorded, reserved for and sent: the request as the policy left it.
+        let sent: &Value = redacted.as_deref().unwrap_or(&req.request);
         let decision = match &self.ledger {
             Some(ledger) => Some(self.decide_budget(slot, ledger, req)?),
             None => None,
@@ -352,8 +540,9 @@ impl Machine {
                     call,
                     kind: req.kind,
                     name: req.name.as_str().into(),
-                    request: Arc::new(req.request.clone()),
-                    budget: refusal.clone(),
+                    request: Some(Arc::new(sent.clone())),
+                    budget: Some(refusal.clone()),
+                    verdicts,
                 }),
                 TicketState::Denied(refusal),
                 None,
@@ -368,15 +557,26 @@ impl Machine {
                         call,
                         kind: req.kind,
                         name: req.name.as_str().into(),
-                        request: Arc::new(req.request.clone()),
+                        request: Arc::new(sent.clone()),
                         reserve,
                         max_tokens,
+                        verdicts,
                     }),
                     TicketState::Live,
                     max_tokens,
                 )
             }
         };
+        let event = self.call_record(slot, sub, data);
+        let ticket = self.ticket(slot, req.kind, call, state, max_tokens, redacted);
+        Ok(match ticket.state {
+            TicketState::Denied(_) => CallStep::Deny(Box::new(event), ticket),
+            _ => CallStep::Record(Box::new(event), ticket),
+        })
+    }
+
+    /// A call record of `slot` at `sub`.
+    fn call_record(&self, slot: &Slot, sub: u32, data: EventData) -> Event {
         let mut event = self.event(
             slot.completion_seq,
             Some(slot.id),
@@ -385,11 +585,7 @@ impl Machine {
             data,
         );
         event.sub = Some(sub);
-        let ticket = self.ticket(slot, call, state, max_tokens);
-        Ok(match ticket.state {
-            TicketState::Denied(_) => CallStep::Deny(Box::new(event), ticket),
-            _ => CallStep::Record(Box::new(event), ticket),
-        })
+        event
     }
 
     /// Record a call decided by [`Machine::call_event`] (after its record was staged).
@@ -410,6 +606,9 @@ impl Machine {
                 if let (Some(r), None) = (&entry.denied, &journal.denial) {
                     journal.denial = Some(r.clone());
                 }
+                if let (Some(v), None) = (&entry.blocked, &journal.policy_denial) {
+                    journal.policy_denial = Some(v.clone());
+                }
                 journal.entries.push(entry);
                 journal.next_sub = sub + 2;
             }
@@ -423,7 +622,9 @@ impl Machine {
         journal.issued += 1;
     }
 
-    /// The result event of call `call` of activation `act`, without changing the run.
+    /// The result event of call `call` of activation `act`, without changing the run, and
+    /// the outcome as it records it (what the agent gets: the policy may have redacted or
+    /// blocked the response).
     ///
     /// Errors: `INVALID_COMPLETION` (the activation completed, the call was not started, was
     /// answered from the log, or already has its result).
@@ -432,7 +633,7 @@ impl Machine {
         act: u64,
         call: u32,
         outcome: &CallOutcome,
-    ) -> Result<Event> {
+    ) -> Result<(Event, CallOutcome)> {
         let i = self.call_slot(act)?;
         let slot = &self.slots[i];
         let refuse = |why: &str| {
@@ -458,39 +659,39 @@ impl Machine {
         if entry.denied.is_some() {
             return refuse("was refused by its budget");
         }
+        if entry.blocked.is_some() {
+            return refuse("was refused by the run's policy");
+        }
         let charge = self
             .ledger
             .as_deref()
             .map(|l| self.charge_of(l, entry, outcome));
-        let data = match &outcome.result {
+        let (judged, verdicts) = self.judge_outcome(slot, entry, outcome);
+        let data = match &judged.result {
             Ok(response) => EventData::CallCompleted(CallCompleted {
                 call,
                 response: response.clone(),
-                usage: outcome.usage.clone(),
-                cached: outcome.cached,
-                attempts: outcome.attempts.clone(),
+                usage: judged.usage.clone(),
+                cached: judged.cached,
+                attempts: judged.attempts.clone(),
                 charge,
+                verdicts,
             }),
             Err(error) => EventData::CallFailed(CallFailed {
                 call,
                 error: error.clone(),
-                usage: outcome.usage.clone(),
-                attempts: outcome.attempts.clone(),
+                usage: judged.usage.clone(),
+                attempts: judged.attempts.clone(),
                 charge,
+                verdicts,
             }),
         };
-        let mut event = self.event(
-            slot.completion_seq,
-            Some(slot.id),
-            Some(slot.node),
-            Some(slot.attempt),
-            data,
-        );
-        event.sub = Some(entry.sub + 1);
-        Ok(event)
+        let event = self.call_record(slot, entry.sub + 1, data);
+        Ok((event, judged))
     }
 
-    /// Record a call's result built by [`Machine::call_result_event`].
+    /// Record a call's result built by [`Machine::call_result_event`] (the outcome it
+    /// returned).
     pub(crate) fn apply_call_result(&mut self, act: u64, call: u32, outcome: CallOutcome) {
         let i = self.call_slot(act).expect("built for an open activation");
         let index = (call - 1) as usize;
@@ -548,6 +749,9 @@ impl Machine {
                 if journal.denial.is_none() {
                     journal.denial = entry.denied.clone();
                 }
+                if journal.policy_denial.is_none() {
+                    journal.policy_denial = entry.blocked.clone();
+                }
                 journal.entries.push(entry);
                 journal.next_sub = sub + 2;
             }
@@ -580,8 +784,20 @@ impl Machine {
         Ok(())
     }
 
-    fn check_same_call(&self, slot: &Slot, entry: &JournalEntry, req: &CallRequest) -> Result<()> {
+    fn check_same_call(
+        &self,
+        slot: &Slot,
+        entry: &JournalEntry,
+        req: &CallRequest,
+        judged: &Judged,
+    ) -> Result<()> {
         let s = &entry.started;
+        // The request as the log would hold it now (redacted), or the digest of a block.
+        let now = match judged {
+            Judged::Pass { request, .. } => Ok(request.as_deref().unwrap_or(&req.request)),
+            Judged::Deny(v) => Err(v[0].digest.as_deref()),
+        };
+        let block_digest = entry.blocked.as_ref().map(|v| v.digest.as_deref());
         let (field, expected, actual) = if s.kind != req.kind {
             (
                 "data.kind".to_owned(),
@@ -590,12 +806,25 @@ impl Machine {
             )
         } else if *s.name != *req.name {
             ("data.name".to_owned(), json(&s.name), json(&req.name))
-        } else if let Some((path, a, b)) =
-            value_difference("data.request", &s.request, &req.request)
-        {
-            (path, a.to_string(), b.to_string())
+        } else if let Some(recorded) = block_digest {
+            // Refused when recorded: the log keeps the verdict's digest, not the request.
+            match now {
+                Err(digest) if digest == recorded => return Ok(()),
+                Err(digest) => (
+                    "data.verdicts[0].digest".to_owned(),
+                    json(recorded.unwrap_or("")),
+                    json(digest.unwrap_or("")),
+                ),
+                Ok(_) => ("type".to_owned(), json("callDenied"), json("callStarted")),
+            }
         } else {
-            return Ok(());
+            match now {
+                Err(_) => ("type".to_owned(), json("callStarted"), json("callDenied")),
+                Ok(request) => match value_difference("data.request", &s.request, request) {
+                    Some((path, a, b)) => (path, a.to_string(), b.to_string()),
+                    None => return Ok(()),
+                },
+            }
         };
         let why = format!(
             "call {} differs from the one the log holds at seq {} sub {}: {field} was {expected}, now {actual}",
@@ -638,13 +867,18 @@ fn denied_entry(d: &CallDenied, sub: u32) -> JournalEntry {
             call: d.call,
             kind: d.kind,
             name: d.name.clone(),
-            request: d.request.clone(),
+            // A policy refusal keeps no request: its verdict's digest stands for it.
+            request: d.request.clone().unwrap_or_else(|| Arc::new(Value::Null)),
             reserve: None,
             max_tokens: None,
+            verdicts: Vec::new(),
         },
         sub,
     );
-    entry.denied = Some(d.budget.clone());
+    entry.denied = d.budget.clone();
+    if d.budget.is_none() {
+        entry.blocked = d.verdicts.first().cloned();
+    }
     entry
 }
 

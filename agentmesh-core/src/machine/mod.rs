@@ -34,7 +34,9 @@ use crate::model::event::{
 };
 use crate::model::failure::{Failure, FailureKind, RunError, Usage};
 use crate::model::header::CoreFlags;
+use crate::model::verdict::{Action, Verdict};
 use crate::model::workflow::{ActivationKind, Workflow};
+use crate::policy::{Policy, Subject};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NodeStatus {
@@ -91,6 +93,8 @@ struct Slot {
     calls: calls::Journal,
     /// Its lease and charges, when the run accounts for spend.
     account: ledger::Account,
+    /// The policy block its recorded failure carries (an output the policy kept out).
+    blocked: Option<Verdict>,
 }
 
 /// A completion built by [`Machine::stage`] and not yet applied: its event (to commit) and
@@ -121,6 +125,8 @@ pub(crate) struct Report {
     pub result: std::result::Result<Arc<Value>, Failure>,
     pub usage: Option<Usage>,
     pub dur_us: Option<u64>,
+    /// What the run's policy decided about it.
+    pub verdicts: Vec<Verdict>,
 }
 
 /// The orchestrator of one run. Events it decides go to an outbox the caller drains.
@@ -159,6 +165,8 @@ pub(crate) struct Machine {
     ledger: Option<Box<ledger::Ledger>>,
     /// Warnings the last settled step crossed, recorded with the next decisions.
     warnings: Vec<(Option<usize>, BudgetWarning)>,
+    /// The run's policy, when it has one (the header records its hash).
+    policy: Option<Policy>,
 }
 
 impl Machine {
@@ -213,7 +221,18 @@ impl Machine {
             finished_seq: 0,
             outbox: Vec::new(),
             answer_only: false,
+            policy: None,
         }
+    }
+
+    /// Judge what the run records, sends and passes on by `policy` (the one its header names).
+    pub(crate) fn set_policy(&mut self, policy: Option<Policy>) {
+        self.policy = policy;
+    }
+
+    /// The context a block's digest is keyed with (see [`crate::policy::block_digest`]).
+    pub(crate) fn digest_context(&self, seq: u64, sub: u32) -> String {
+        format!("{}/{seq}/{sub}", self.run_id)
     }
 
     /// Price the run's calls with the bundled table and `user`'s over it, as it was started
@@ -242,15 +261,30 @@ impl Machine {
         self.answer_only = true;
     }
 
-    /// Emit `runStarted`; the first decisions follow with [`Machine::advance`].
-    pub(crate) fn start(&mut self) {
+    /// Emit `runStarted` with what the policy decided about the input; the first decisions
+    /// follow with [`Machine::advance`]. A blocked input (a `block` verdict) fails the run
+    /// at once with `POLICY_DENIED`.
+    pub(crate) fn start(&mut self, verdicts: Vec<Verdict>) {
+        let block = verdicts.iter().find(|v| v.action == Action::Block).cloned();
         let data = EventData::RunStarted(RunStarted {
             workflow: self.wf.shared_spec(),
             input: self.input.clone(),
             seed: self.seed,
             budget: self.ledger.as_ref().map(|l| l.record.clone()),
+            verdicts,
         });
         self.emit(None, None, None, data);
+        if let Some(v) = block {
+            let error = RunError {
+                code: ErrorKind::PolicyDenied.code().to_owned(),
+                message: format!("the run input was {}", v.message()),
+                node: None,
+                budget: None,
+                verdict: Some(v),
+            };
+            self.finish(RunStatus::Failed, None, Some(error));
+            return;
+        }
         let compiled = self.wf.compiled();
         self.dirty = (0..compiled.nodes.len())
             .filter(|&i| compiled.nodes[i].deps.is_empty())
@@ -434,6 +468,12 @@ impl Machine {
                 journal.denial().expect("checked").message(),
             )
             .permanent()),
+            // Likewise for a call the policy refused.
+            Err(_) if journal.policy_denial().is_some() => Err(Failure::error(
+                ErrorKind::PolicyDenied.class_name(),
+                journal.policy_denial().expect("checked").message(),
+            )
+            .permanent()),
             Err(f) => match (f.kind, node.timeout_ms) {
                 (FailureKind::Timeout, Some(ms)) => Err(Failure::timeout(ms)),
                 // The policy's verdict is recorded in the failure, so replay (which feeds
@@ -450,14 +490,70 @@ impl Machine {
                 _ => Err(f),
             },
         };
+        let (result, verdicts) = self.judge(i, result);
         self.stage_report(
             id,
             Report {
                 result,
                 usage: completion.usage,
                 dur_us: completion.duration_us,
+                verdicts,
             },
         )
+    }
+
+    /// What the run's policy makes of slot `i`'s result: an output redacted or blocked (then
+    /// the failure every host records, with the block's digest), a failure's message
+    /// redacted.
+    fn judge(
+        &self,
+        i: usize,
+        result: std::result::Result<Arc<Value>, Failure>,
+    ) -> (std::result::Result<Arc<Value>, Failure>, Vec<Verdict>) {
+        let Some(policy) = &self.policy else {
+            return (result, Vec::new());
+        };
+        let slot = &self.slots[i];
+        let subject = match slot.kind {
+            ActivationKind::Agent => Subject::Output,
+            ActivationKind::Tool => Subject::ToolResult,
+            ActivationKind::Human => Subject::Human,
+        };
+        match result {
+            Ok(output) => {
+                let checked = policy.check(subject, &output);
+                if !checked.blocked {
+                    let output = checked.value.map(Arc::new).unwrap_or(output);
+                    return (Ok(output), checked.verdicts);
+                }
+                let context = self.digest_context(slot.completion_seq, 0);
+                let digest = crate::policy::block_digest(&context, &output);
+                let verdicts: Vec<Verdict> = checked
+                    .verdicts
+                    .into_iter()
+                    .map(|mut v| {
+                        v.digest = Some(digest.clone());
+                        v
+                    })
+                    .collect();
+                let what = match slot.kind {
+                    ActivationKind::Human => "the decision was",
+                    _ => "the output was",
+                };
+                let failure = Failure::error(
+                    ErrorKind::PolicyDenied.class_name(),
+                    format!("{what} {}", verdicts[0].message()),
+                );
+                (Err(failure), verdicts)
+            }
+            Err(mut failure) => {
+                let (message, verdicts) = policy.check_message(subject, &failure.message);
+                if let Some(m) = message {
+                    failure.message = m;
+                }
+                (Err(failure), verdicts)
+            }
+        }
     }
 
     /// [`Machine::stage`] for a report taken as it is (replay feeds recorded completions).
@@ -472,6 +568,7 @@ impl Machine {
                 Completed {
                     output,
                     usage: report.usage,
+                    verdicts: report.verdicts,
                 },
             ),
             Err(error) => EventData::Failed(
@@ -479,6 +576,7 @@ impl Machine {
                 Failed {
                     error,
                     usage: report.usage,
+                    verdicts: report.verdicts,
                 },
             ),
         };
@@ -508,10 +606,17 @@ impl Machine {
         );
         let (result, usage) = match &staged.event.data {
             EventData::Completed(_, c) => (SlotResult::Ok(c.output.clone()), &c.usage),
-            EventData::Failed(_, f) => (
-                SlotResult::Failed(f.error.clone(), staged.event.seq),
-                &f.usage,
-            ),
+            EventData::Failed(_, f) => {
+                self.slots[staged.slot].blocked = f
+                    .verdicts
+                    .iter()
+                    .find(|v| v.action == Action::Block)
+                    .cloned();
+                (
+                    SlotResult::Failed(f.error.clone(), staged.event.seq),
+                    &f.usage,
+                )
+            }
             other => unreachable!("stage builds completions only, not {}", other.type_name()),
         };
         // Usage a host reports on a completion is charged after the fact (tokens only: it
@@ -560,6 +665,22 @@ impl Machine {
                             message: format!("node '{}': {}", spec.id, refusal.message()),
                             node: Some(spec.id.to_string()),
                             budget: Some(refusal),
+                            verdict: None,
+                        });
+                    }
+                }
+                SlotResult::Failed(_, seq) if slot.calls.policy_denial().is_some() => {
+                    // A call the policy refused, let through by the agent: not retried either.
+                    state.status = NodeStatus::Failed;
+                    state.resolved_seq = *seq;
+                    if self.pending_failure.is_none() {
+                        let verdict = slot.calls.policy_denial().expect("checked").clone();
+                        self.pending_failure = Some(RunError {
+                            code: ErrorKind::PolicyDenied.code().to_owned(),
+                            message: format!("node '{}': {}", spec.id, verdict.message()),
+                            node: Some(spec.id.to_string()),
+                            budget: None,
+                            verdict: Some(verdict),
                         });
                     }
                 }
@@ -582,6 +703,7 @@ impl Machine {
                         state.resolved_seq = *seq;
                         if self.pending_failure.is_none() {
                             let code = match f.kind {
+                                _ if slot.blocked.is_some() => ErrorKind::PolicyDenied,
                                 FailureKind::Timeout => ErrorKind::Timeout,
                                 FailureKind::Error => ErrorKind::AgentFailed,
                             };
@@ -604,6 +726,7 @@ impl Machine {
                                 ),
                                 node: Some(spec.id.to_string()),
                                 budget: None,
+                                verdict: slot.blocked.clone(),
                             });
                         }
                     }
@@ -688,6 +811,7 @@ impl Machine {
                 message: reason.to_owned(),
                 node: None,
                 budget: None,
+                verdict: None,
             }),
         });
         true
@@ -845,6 +969,7 @@ impl Machine {
                 message,
                 node,
                 budget: None,
+                verdict: None,
             }),
         );
     }
@@ -865,7 +990,7 @@ pub(crate) mod tests {
             CoreFlags::current(),
             None,
         );
-        m.start();
+        m.start(Vec::new());
         m.advance();
         m
     }

@@ -346,6 +346,7 @@ impl Machine {
                 result: None,
                 calls: Default::default(),
                 account,
+                blocked: None,
             });
         }
         // Reserve the completion seqs.

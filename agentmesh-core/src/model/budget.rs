@@ -101,10 +101,16 @@ pub struct CallDenied {
     pub kind: CallKind,
     /// Provider or tool name.
     pub name: Arc<str>,
-    /// The canonical request (a resumed agent's call is compared with it).
-    pub request: Arc<Value>,
-    /// Why.
-    pub budget: BudgetRefusal,
+    /// The canonical request (a resumed agent's call is compared with it); absent when a
+    /// policy refused the call (its verdict keeps a digest instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Arc<Value>>,
+    /// Why a budget refused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetRefusal>,
+    /// Why the run's policy refused it (a block, or the tool allowlist).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::model::verdict::Verdict>,
 }
 
 /// Body of `budgetWarning`: a budget's spend reached a threshold (decided at a step

@@ -267,6 +267,13 @@ pub struct CallTicket {
     pub idempotency_key: String,
     /// The `maxTokens` a budget allows this call: send it instead of the request's.
     pub max_tokens: Option<u64>,
+    /// The request as the run's policy redacted it, when it did: send this one, never the
+    /// original.
+    pub request: Option<Arc<Value>>,
+    /// The run's policy judges the response: hand it to the agent only as
+    /// [`crate::Run::call_complete`] returns it, and stream nothing before (a streamed
+    /// response reaches the agent as one chunk of the recorded response).
+    pub hold_response: bool,
 }
 
 /// Whether a call must be made.
@@ -278,6 +285,9 @@ pub enum TicketState {
     Recorded(CallOutcome),
     /// A budget refused it (`callDenied` is recorded): nothing may be sent.
     Denied(crate::model::budget::BudgetRefusal),
+    /// The run's policy refused it (`callDenied` is recorded with the verdict): nothing may be
+    /// sent, the tool must not run.
+    PolicyDenied(crate::model::verdict::Verdict),
 }
 
 impl CallTicket {
@@ -322,6 +332,9 @@ pub struct CallStarted {
     /// or the request had none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
+    /// What the run's policy decided about the request (it is recorded and sent redacted) (docs/policy.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::model::verdict::Verdict>,
 }
 
 fn is_false(v: &bool) -> bool {
@@ -348,6 +361,9 @@ pub struct CallCompleted {
     /// What the budget charged for it (its usage, priced), when the run accounts for spend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charge: Option<Amounts>,
+    /// What the run's policy decided about the response (it is recorded and handed on redacted) (docs/policy.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::model::verdict::Verdict>,
 }
 
 /// Body of `callFailed`.
@@ -368,6 +384,9 @@ pub struct CallFailed {
     /// when it reported none), when the run accounts for spend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charge: Option<Amounts>,
+    /// What the run's policy decided about the response or error (a blocked response is this failure) (docs/policy.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::model::verdict::Verdict>,
 }
 
 #[cfg(test)]

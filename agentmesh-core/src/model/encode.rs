@@ -128,6 +128,10 @@ fn push_data(out: &mut Vec<u8>, data: &EventData) {
                 }
                 None => {}
             }
+            if !b.verdicts.is_empty() {
+                out.extend_from_slice(b",\"verdicts\":");
+                push_serde(out, &b.verdicts);
+            }
             out.push(b'}');
         }
         EventData::Failed(_, b) => push_serde(out, b),
@@ -346,6 +350,19 @@ mod tests {
                 Completed {
                     output: Arc::new(json!({text: [num.clone(), text, null, true]})),
                     usage: n.is_multiple_of(2).then_some(Usage::tokens(n, 2)),
+                    verdicts: if n.is_multiple_of(3) {
+                        vec![crate::model::verdict::Verdict {
+                            rule: text.into(),
+                            action: crate::model::verdict::Action::Redact,
+                            kind: "email".into(),
+                            path: Some(format!("/{text}")),
+                            count: (n % 4) as u32 + 1,
+                            digest: None,
+                            agent: None,
+                        }]
+                    } else {
+                        Vec::new()
+                    },
                 },
             ),
             EventData::Failed(
@@ -353,6 +370,7 @@ mod tests {
                 Failed {
                     error: Failure::error(text, text),
                     usage: None,
+                    verdicts: Vec::new(),
                 },
             ),
             EventData::RunFailed(RunFailed {
@@ -361,6 +379,7 @@ mod tests {
                     message: text.into(),
                     node: Some(text.into()),
                     budget: None,
+                    verdict: None,
                 },
             }),
             EventData::RunCancelled(Reason {

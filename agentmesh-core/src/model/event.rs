@@ -189,6 +189,9 @@ pub struct RunStarted {
     /// The run's budget and price table, when it accounts for spend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<RunBudget>,
+    /// What the run's policy decided about the input (recorded redacted; `null` when blocked) (docs/policy.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::model::verdict::Verdict>,
 }
 
 /// Body of `stepStarted`.
@@ -241,6 +244,9 @@ pub struct Completed {
     /// Token usage, when reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// What the run's policy decided about the output (recorded and passed on redacted) (docs/policy.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::model::verdict::Verdict>,
 }
 
 /// Body of a failed completion.
@@ -252,6 +258,9 @@ pub struct Failed {
     /// Tokens the failed attempt spent, when reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// What the run's policy decided about the output it blocked, or the message it redacted (docs/policy.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::model::verdict::Verdict>,
 }
 
 /// Body of `activationCancelled` and `runCancelled`.
@@ -807,6 +816,7 @@ mod tests {
             Failed {
                 error: Failure::error("E", "m"),
                 usage: None,
+                verdicts: Vec::new(),
             },
         );
         assert_eq!(failed.type_name(), "toolFailed");
@@ -823,6 +833,7 @@ mod tests {
             Completed {
                 output: Arc::new(serde_json::json!({"x": 1})),
                 usage: Some(Usage::tokens(2, 3)),
+                verdicts: Vec::new(),
             },
         ));
         let canon = e.to_canonical_json();
@@ -856,6 +867,7 @@ mod tests {
             Failed {
                 error: Failure::timeout(5),
                 usage: Some(Usage::tokens(7, 0)),
+                verdicts: Vec::new(),
             },
         ));
         let text = e.to_canonical_json();

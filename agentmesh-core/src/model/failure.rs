@@ -88,6 +88,9 @@ pub struct RunError {
     /// The refusal that failed the run (`BUDGET_EXCEEDED`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<crate::model::budget::BudgetRefusal>,
+    /// The policy verdict that failed the run (`POLICY_DENIED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::model::verdict::Verdict>,
 }
 
 #[cfg(test)]

@@ -10,14 +10,16 @@ use super::call::CallMeta;
 /// Log format name written in every header.
 pub const LOG_FORMAT: &str = "agentmesh-log";
 
-/// Format version of the files new runs write. Version 4 adds budget records (`callDenied`,
+/// Format version of the files new runs write. Version 5 adds policies: the header's `policy`
+/// and `verdicts` in the records of the values a policy judged (docs/policy.md), which appear
+/// only in runs that have a policy. Version 4 adds budget records (`callDenied`,
 /// `budgetWarning`, and the budget fields of `runStarted`, `agentScheduled`, call records and
 /// `runFailed`), which appear only in runs that account for spend. Version 3 adds call records (`callStarted`,
 /// `callCompleted`, `callFailed`, under their activation's seq with a `sub`), in version 2's
 /// layout. Version 2 stores each record without the fields a reader can derive (`runId`,
 /// `traceId`, `prev`). Versions 1 and 2 are still read, verified, replayed and resumed
 /// (appended in their own layout; they cannot record calls).
-pub const LOG_VERSION: u32 = 4;
+pub const LOG_VERSION: u32 = 5;
 
 /// Oldest file format version the reader accepts.
 pub const MIN_LOG_VERSION: u32 = 1;
@@ -93,6 +95,17 @@ pub struct WorkflowRef {
     /// Workflow name.
     pub name: String,
     /// blake3 of the canonical workflow JSON.
+    pub hash: String,
+}
+
+/// The policy a run is judged by (docs/policy.md): its name and the blake3 of its canonical
+/// form. A run resumes, retries and forks only under the same policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyRef {
+    /// The policy's name.
+    pub name: String,
+    /// blake3 (hex) of its canonical form ([`crate::policy::Policy::hash`]).
     pub hash: String,
 }
 
@@ -175,6 +188,9 @@ pub struct LogHeader {
     /// Parent of a forked run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentRef>,
+    /// The run's policy, when it has one (format 5 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRef>,
     /// Creation time and host; not canonical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<HeaderMeta>,
@@ -192,6 +208,7 @@ impl LogHeader {
             seed,
             tenant,
             parent: None,
+            policy: None,
             meta: None,
         }
     }
@@ -221,6 +238,12 @@ impl LogHeader {
                 self.version
             ));
         }
+        if self.policy.is_some() && self.version < 5 {
+            return Err(format!(
+                "a format {} header names a policy (format 5 does)",
+                self.version
+            ));
+        }
         Ok(())
     }
 }
@@ -242,6 +265,7 @@ impl Serialize for CanonicalHeader<'_> {
             seed: h.seed,
             tenant: h.tenant.clone(),
             parent: h.parent.clone(),
+            policy: h.policy.clone(),
         }
         .serialize(serializer)
     }
@@ -266,12 +290,18 @@ mod tests {
     }
 
     #[test]
-    fn reads_versions_one_to_four_only() {
-        for v in 1..=4 {
+    fn reads_versions_one_to_five_only() {
+        for v in 1..=5 {
             assert!(header(v).check_format().is_ok());
         }
-        let e = header(5).check_format().unwrap_err();
-        assert!(e.contains("unsupported log format version 5"), "{e}");
+        let e = header(6).check_format().unwrap_err();
+        assert!(e.contains("unsupported log format version 6"), "{e}");
+        let mut h = header(4);
+        h.policy = Some(PolicyRef {
+            name: "p".into(),
+            hash: "h".into(),
+        });
+        assert!(h.check_format().unwrap_err().contains("names a policy"));
         assert!(header(0).check_format().is_err());
     }
 

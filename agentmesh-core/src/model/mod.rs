@@ -13,6 +13,7 @@ pub mod limits;
 mod registration;
 pub mod usage;
 pub(crate) mod validate;
+pub mod verdict;
 pub mod workflow;
 
 pub(crate) use limits::too_deep;

@@ -83,11 +83,13 @@ fn report_of(e: &Event) -> Option<Report> {
             result: Ok(c.output.clone()),
             usage: c.usage.clone(),
             dur_us,
+            verdicts: c.verdicts.clone(),
         }),
         EventData::Failed(_, f) => Some(Report {
             result: Err(f.error.clone()),
             usage: f.usage.clone(),
             dur_us,
+            verdicts: f.verdicts.clone(),
         }),
         _ => None,
     }
@@ -199,6 +201,7 @@ impl Rebuilder<'_, '_> {
                     result: Ok(c.output),
                     usage: c.usage,
                     dur_us: None,
+                    verdicts: c.verdicts,
                 }
             }
             _ => {
@@ -209,6 +212,7 @@ impl Rebuilder<'_, '_> {
                     result: Err(f.error),
                     usage: f.usage,
                     dur_us: None,
+                    verdicts: f.verdicts,
                 }
             }
         };
@@ -403,7 +407,7 @@ impl Rebuilder<'_, '_> {
             self.flags.clone(),
             started.budget.clone().map(|b| (b, None)),
         );
-        machine.start();
+        machine.start(started.verdicts.clone());
         self.queue.extend(machine.take_outbox());
         self.machine = Some(machine);
         self.fork_points.push(1);

@@ -32,6 +32,7 @@ impl Run {
         let ticket = tickets.pop().expect("one ticket per request");
         match &ticket.state {
             TicketState::Denied(refusal) => Err(Error::budget_exceeded(refusal)),
+            TicketState::PolicyDenied(verdict) => Err(Error::policy_denied(verdict)),
             _ => Ok(ticket),
         }
     }
@@ -84,13 +85,20 @@ impl Run {
     }
 
     /// Report the result of call `call` of activation `act` (a `Live` ticket's call). It is
-    /// committed before this returns.
+    /// committed before this returns. Returns the outcome as recorded: what the agent must
+    /// use, since the run's policy may have redacted the response or blocked it (then it is
+    /// a `PolicyDeniedError` failure).
     ///
     /// Errors: `INVALID_COMPLETION` (the activation completed, or timed out, first: a late
     /// result is refused and never logged; the call was not started, was answered from the
     /// log, or already has a result), `INVALID_OUTPUT` (a response nested too deep or too
     /// large for a log record; nothing is written), `IO`.
-    pub fn call_complete(&mut self, act: u64, call: u32, outcome: CallOutcome) -> Result<()> {
+    pub fn call_complete(
+        &mut self,
+        act: u64,
+        call: u32,
+        outcome: CallOutcome,
+    ) -> Result<CallOutcome> {
         self.check_usable()?;
         if let Ok(response) = &outcome.result {
             if crate::model::too_deep(response) {
@@ -103,7 +111,7 @@ impl Run {
                 ));
             }
         }
-        let event = self.machine.call_result_event(act, call, &outcome)?;
+        let (event, recorded) = self.machine.call_result_event(act, call, &outcome)?;
         let extra = MetaExtra {
             dur_us: outcome.duration_us,
             call: outcome.meta.clone(),
@@ -112,8 +120,9 @@ impl Run {
         if let Some(w) = self.watch.as_mut() {
             w.stage([event], at, &extra);
         }
-        self.machine.apply_call_result(act, call, outcome);
-        self.commit()
+        self.machine.apply_call_result(act, call, recorded.clone());
+        self.commit()?;
+        Ok(recorded)
     }
 
     fn stage_call_records(&mut self, events: Vec<Event>) -> Result<()> {

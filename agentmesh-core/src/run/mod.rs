@@ -36,8 +36,12 @@ use crate::machine::Machine;
 use crate::model::activation::{Activation, Completion, Outcome, RunStatus};
 use crate::model::budget::RunBudget;
 use crate::model::event::{Event, EventData};
-use crate::model::header::{CoreFlags, HeaderMeta, LogHeader, MetaExtra, ParentRef, WorkflowRef};
-use crate::model::workflow::{ActivationKind, Workflow};
+use crate::model::header::{
+    CoreFlags, HeaderMeta, LogHeader, MetaExtra, ParentRef, PolicyRef, WorkflowRef,
+};
+use crate::model::verdict::Verdict;
+use crate::model::workflow::{ActivationKind, NodeKind, Workflow};
+use crate::policy::{Policy, Subject};
 use crate::replay::{self, Stop};
 
 /// The reason `runReopened` records for [`Run::retry`] (one text for every host, so their
@@ -82,6 +86,9 @@ pub struct RunOptions {
     /// Prices looked at before the bundled table (docs/budgets.md); the merged table's hash
     /// is recorded. Giving a table makes the run account for spend.
     pub prices: Option<PriceTable>,
+    /// The policy that judges what the run records, sends and passes on (docs/policy.md); its
+    /// hash is recorded in the header.
+    pub policy: Option<Policy>,
 }
 
 /// How to reopen a run from its log (see [`Run::resume_with`]).
@@ -98,6 +105,9 @@ pub struct ResumeOptions {
     /// The user price table the run was started with, when it was given one: a run that
     /// accounts for spend needs the same prices to go on (the recorded hash is checked).
     pub prices: Option<PriceTable>,
+    /// The policy the run was started with, when it had one (the recorded hash is checked;
+    /// a run goes on only under its own policy).
+    pub policy: Option<Policy>,
 }
 
 /// How to fork a run (see [`Run::fork_with`]).
@@ -122,6 +132,8 @@ pub struct ForkOptions {
     pub watch: bool,
     /// The parent's user price table, when it was given one (see [`ResumeOptions::prices`]).
     pub prices: Option<PriceTable>,
+    /// The parent's policy, when it had one (see [`ResumeOptions::policy`]).
+    pub policy: Option<Policy>,
 }
 
 /// One run of a workflow. Single writer: all calls come from one thread at a time.
@@ -186,19 +198,51 @@ impl Run {
         } else {
             None
         };
-        Run::start_accounting(workflow, options, budget)
+        Run::start_accounting(workflow, options, budget, None)
     }
 
     /// [`Run::start`] with the run's budget record given (re-execute replay takes the
-    /// recorded one).
+    /// recorded one), and the verdicts about the input when they are known (re-execute
+    /// replay takes the recorded input and its verdicts; otherwise the policy judges it).
     pub(crate) fn start_accounting(
         workflow: &Workflow,
-        options: RunOptions,
+        mut options: RunOptions,
         budget: Option<(RunBudget, Option<Arc<PriceTable>>)>,
+        input_verdicts: Option<Vec<Verdict>>,
     ) -> Result<Run> {
-        let run_id = match options.run_id {
+        let run_id = match options.run_id.take() {
             Some(id) => id,
             None => derive_run_id(workflow, &options.input, options.seed),
+        };
+        let policy = options.policy.take();
+        if let Some(p) = &policy {
+            check_tool_nodes(workflow, p)?;
+        }
+        let verdicts = match (input_verdicts, &policy) {
+            (Some(v), _) => v,
+            (None, None) => Vec::new(),
+            (None, Some(p)) => {
+                let checked = p.check(Subject::Input, &options.input);
+                if checked.blocked {
+                    // Keyed like a completion at seq 1: the input never reaches the log.
+                    let context = format!("{run_id}/1/0");
+                    let digest = crate::policy::block_digest(&context, &options.input);
+                    options.input = Value::Null;
+                    checked
+                        .verdicts
+                        .into_iter()
+                        .map(|mut v| {
+                            v.digest = Some(digest.clone());
+                            v
+                        })
+                        .collect()
+                } else {
+                    if let Some(v) = checked.value {
+                        options.input = v;
+                    }
+                    checked.verdicts
+                }
+            }
         };
         crate::log::validate_run_id(&run_id)?;
         if crate::model::too_deep(&options.input) {
@@ -228,6 +272,10 @@ impl Run {
             at: 0,
             host: Some(host),
         });
+        header.policy = policy.as_ref().map(|p| PolicyRef {
+            name: p.name().to_owned(),
+            hash: p.hash().to_owned(),
+        });
         let mut machine = Machine::new(
             workflow.clone(),
             &run_id,
@@ -236,7 +284,8 @@ impl Run {
             CoreFlags::current(),
             budget,
         );
-        machine.start();
+        machine.set_policy(policy);
+        machine.start(verdicts);
         machine.advance();
         let first = machine.take_outbox();
         let watched = options.watch.then(|| first.clone());
@@ -344,6 +393,7 @@ impl Run {
             .map_err(|e| Error::io(format!("seeking {}", path.display()), e))?;
         let mut machine = rebuilt.machine;
         machine.use_prices(options.prices.as_ref())?;
+        machine.set_policy(run_policy(&header, options.policy)?);
         let writer = LogWriter::append_to(file, path, &header, last_link, options.fsync, syncs)?;
         let mut run = Run {
             machine,
@@ -530,9 +580,14 @@ impl Run {
             host,
             watch,
             prices,
+            policy,
         } = options;
         let path = path.as_ref();
         let parent = crate::log::read_header(path)?;
+        let policy = run_policy(&parent, policy)?;
+        if let (Some(p), Some(w)) = (&policy, &workflow) {
+            check_tool_nodes(w, p)?;
+        }
         let changed = workflow
             .as_ref()
             .filter(|w| w.hash() != parent.workflow.hash);
@@ -561,6 +616,7 @@ impl Run {
         let rebuilt = replay::rebuild_file(path, changed, Stop::At(seq), Some(&run_id))?;
         let mut machine = rebuilt.machine;
         machine.use_prices(prices.as_ref())?;
+        machine.set_policy(policy);
         if !machine.needs_advance() {
             return Err(Error::invalid_argument(format!(
                 "seq {seq} is not a step end, so there is no consistent point to fork at; step ends near it: {}",
@@ -907,6 +963,67 @@ impl Run {
             Sink::Memory(events) => RunLog::Memory(Arc::new((self.header, events))),
         }
     }
+}
+
+/// The policy a run recorded in `header` goes on under: `given` must be it (same hash), and
+/// a run started without a policy takes none.
+///
+/// Errors: `INVALID_ARGUMENT` naming both policies and the way to test a new one.
+pub(crate) fn run_policy(header: &LogHeader, given: Option<Policy>) -> Result<Option<Policy>> {
+    match (&header.policy, given) {
+        (None, None) => Ok(None),
+        (Some(r), Some(p)) if r.hash == p.hash() => Ok(Some(p)),
+        (Some(r), None) => Err(Error::invalid_argument(format!(
+            "run '{}' was started under policy '{}' ({}): pass that policy to go on with it",
+            header.run_id, r.name, r.hash
+        ))),
+        (Some(r), Some(p)) => Err(Error::invalid_argument(format!(
+            "run '{}' was started under policy '{}' ({}), not '{}' ({}): a run goes on only under its own policy; test the new one against the log with `agentmesh policy check`",
+            header.run_id,
+            r.name,
+            r.hash,
+            p.name(),
+            p.hash()
+        ))),
+        (None, Some(p)) => Err(Error::invalid_argument(format!(
+            "run '{}' was started without a policy, so it cannot go on under '{}' ({}): fork or start a new run under it, or test it against the log with `agentmesh policy check`",
+            header.run_id,
+            p.name(),
+            p.hash()
+        ))),
+    }
+}
+
+/// A policy denies tool nodes whose tool its `tools.workflow` does not list: checked before
+/// a run starts, so nothing of it is recorded.
+///
+/// Errors: `POLICY_DENIED` naming the node and the tool.
+fn check_tool_nodes(workflow: &Workflow, policy: &Policy) -> Result<()> {
+    let compiled = workflow.compiled();
+    for node in &compiled.nodes {
+        if node.kind == NodeKind::Tool && !policy.allowlist().allows_node(&node.name) {
+            let verdict = Verdict {
+                rule: crate::model::verdict::TOOLS_RULE.into(),
+                action: crate::model::verdict::Action::Block,
+                kind: "tool".into(),
+                path: None,
+                count: 1,
+                digest: None,
+                agent: None,
+            };
+            return Err(Error::new(
+                ErrorKind::PolicyDenied,
+                format!(
+                    "policy '{}': node '{}' runs tool '{}', which the policy's tools.workflow does not list",
+                    policy.name(),
+                    node.id,
+                    node.name
+                ),
+            )
+            .with_detail(crate::error::ErrorDetail::Verdict(verdict)));
+        }
+    }
+    Ok(())
 }
 
 fn fsync_enabled(mode: FsyncMode) -> bool {

@@ -47,7 +47,19 @@ impl Run {
     /// Errors: `LOG_CORRUPT`, `IO`, `INVALID_ARGUMENT` (a fork's log or a retried run: not
     /// supported yet).
     pub fn reexecute(path: impl AsRef<Path>) -> Result<Run> {
+        Run::reexecute_with(path, None)
+    }
+
+    /// [`Run::reexecute`] of a run judged by `policy` (the one its header names): new
+    /// outputs are judged as they were, so they compare with the recorded ones.
+    ///
+    /// Errors: as [`Run::reexecute`]; `INVALID_ARGUMENT` when `policy` is not the run's.
+    pub fn reexecute_with(
+        path: impl AsRef<Path>,
+        policy: Option<crate::policy::Policy>,
+    ) -> Result<Run> {
         let (header, events) = crate::read_log(path.as_ref())?;
+        let policy = super::run_policy(&header, policy)?;
         if header.parent.is_some() {
             return Err(Error::invalid_argument(
                 "re-execute replay of a fork's log is not supported yet: re-execute its parent",
@@ -72,9 +84,11 @@ impl Run {
                 input: (*started.input).clone(),
                 seed: started.seed,
                 run_id: Some(header.run_id.clone()),
+                policy,
                 ..Default::default()
             },
             started.budget.clone().map(|b| (b, None)),
+            Some(started.verdicts.clone()),
         )?;
         run.machine.answer_calls_from_log();
         run.reexec = Some(Box::new(Reexec {

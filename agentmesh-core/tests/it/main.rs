@@ -14,6 +14,7 @@ mod durability;
 mod faults;
 mod integrity;
 mod orchestrator;
+mod policy;
 mod recovery;
 mod replay;
 mod smoke;
