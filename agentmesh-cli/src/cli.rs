@@ -6,7 +6,7 @@ use agentmesh_core::{Error, FsyncMode};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::exit::EXIT_CODES;
-use crate::{commands, demo, follow, resume, runs, show};
+use crate::{commands, demo, follow, policy, resume, runs, show};
 
 /// Deterministic, durable, replayable multi-agent workflows.
 #[derive(Parser, Debug)]
@@ -64,6 +64,10 @@ enum Command {
         /// When the log is fsynced.
         #[arg(long, value_enum, default_value = "batch")]
         fsync: Fsync,
+        /// Policy file (JSON or YAML) that judges the run (docs/policy.md); else the
+        /// script's `policy`. A run goes on only under the policy it was started with.
+        #[arg(long, value_name = "P")]
+        policy: Option<PathBuf>,
     },
     /// Verify a log's hash chain and structure; repair a damaged tail (unless --check or
     /// --anchor, which never write).
@@ -157,6 +161,10 @@ enum Command {
         /// Replay against this workflow instead of the one recorded in the log.
         #[arg(long, value_name = "W")]
         workflow: Option<PathBuf>,
+        /// Check that the run was recorded under this policy (refused otherwise: test a new
+        /// policy against the log with `agentmesh policy check`).
+        #[arg(long, value_name = "P")]
+        policy: Option<PathBuf>,
     },
     /// Start a new run from a step end of an existing one, with some outputs replaced. On a
     /// log a program hosts, only the nodes the script gives run (see `resume`).
@@ -186,6 +194,10 @@ enum Command {
         /// When the log is fsynced.
         #[arg(long, value_enum, default_value = "batch")]
         fsync: Fsync,
+        /// Policy file (JSON or YAML) that judges the run (docs/policy.md); else the
+        /// script's `policy`. A run goes on only under the policy it was started with.
+        #[arg(long, value_name = "P")]
+        policy: Option<PathBuf>,
     },
     /// Continue a run from its log: resolve human approvals, finish work a crash interrupted.
     ///
@@ -207,6 +219,10 @@ enum Command {
         /// When the log is fsynced.
         #[arg(long, value_enum, default_value = "batch")]
         fsync: Fsync,
+        /// Policy file (JSON or YAML) that judges the run (docs/policy.md); else the
+        /// script's `policy`. A run goes on only under the policy it was started with.
+        #[arg(long, value_name = "P")]
+        policy: Option<PathBuf>,
     },
     /// Retry a failed or cancelled run: `runReopened`, then the nodes that failed it (and the
     /// activations a cancel closed) run again with fresh attempts; finished work is kept. On
@@ -221,6 +237,10 @@ enum Command {
         /// When the log is fsynced.
         #[arg(long, value_enum, default_value = "batch")]
         fsync: Fsync,
+        /// Policy file (JSON or YAML) that judges the run (docs/policy.md); else the
+        /// script's `policy`. A run goes on only under the policy it was started with.
+        #[arg(long, value_name = "P")]
+        policy: Option<PathBuf>,
     },
     /// What a run spent: tokens per run, node, agent, tool and model (a fork's events copied
     /// from its parent are not counted). Read-only.
@@ -243,6 +263,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Redact text read on stdin with a policy's redact and block rules (default: every
+    /// built-in detector) and print it; with --json, one object {"text", "spans": [{"start",
+    /// "end", "kind", "rule"}]} with character offsets into the input.
+    #[command(after_help = EXIT_CODES)]
+    Redact {
+        /// Policy file (JSON or YAML); default: the built-in detectors, all redacting.
+        #[arg(long, value_name = "P")]
+        policy: Option<PathBuf>,
+        /// Print one JSON object instead of the text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Policies: check a new one against recorded runs, or show one.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Run the demo: parallel agents, a flaky tool, a review loop and a human approval,
     /// then resume, verify and replay it.
     #[command(after_help = EXIT_CODES)]
@@ -250,6 +285,33 @@ enum Command {
         /// Base directory; the demo writes to a fresh `<D>/demo-<n>` inside it.
         #[arg(long, value_name = "D", default_value = "agentmesh-logs")]
         log_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Judge recorded runs by a policy and list every decision that would change: what it
+    /// would now block, redact or warn about, what it would no longer, tools it would deny
+    /// or allow. Exit 0 when nothing would change, 1 when something would. Read-only.
+    #[command(after_help = EXIT_CODES)]
+    Check {
+        /// The policy file (JSON or YAML).
+        policy: PathBuf,
+        /// Logs to judge.
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a policy (all of its checks), print its hash, rules and tool allowlists.
+    #[command(after_help = EXIT_CODES)]
+    Show {
+        /// The policy file (JSON or YAML).
+        policy: PathBuf,
+        /// Print JSON: name, hash and the policy in canonical form.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -264,6 +326,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
             run_id,
             log_dir,
             fsync,
+            policy,
         } => commands::run(commands::RunArgs {
             workflow,
             script,
@@ -272,6 +335,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
             run_id,
             log_dir,
             fsync: fsync.into(),
+            policy,
         }),
         Command::Verify {
             log,
@@ -308,7 +372,11 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
         } => show::show(&log, &node, visit, json),
         Command::Runs { dir, json } => runs::runs(&dir, json),
         Command::Canonical { log } => commands::canonical(&log),
-        Command::Replay { log, workflow } => commands::replay(&log, workflow.as_deref()),
+        Command::Replay {
+            log,
+            workflow,
+            policy,
+        } => commands::replay(&log, workflow.as_deref(), policy.as_deref()),
         Command::Fork {
             log,
             at,
@@ -318,6 +386,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
             script,
             workflow,
             fsync,
+            policy,
         } => resume::fork(resume::ForkArgs {
             log,
             at,
@@ -327,25 +396,39 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
             script,
             workflow,
             fsync: fsync.into(),
+            policy,
         }),
         Command::Resume {
             log,
             approve,
             script,
             fsync,
+            policy,
         } => resume::resume(resume::ResumeArgs {
             log,
             approve,
             script,
             fsync: fsync.into(),
+            policy,
         }),
-        Command::Retry { log, script, fsync } => resume::retry(resume::RetryArgs {
+        Command::Retry {
+            log,
+            script,
+            fsync,
+            policy,
+        } => resume::retry(resume::RetryArgs {
             log,
             script,
             fsync: fsync.into(),
+            policy,
         }),
         Command::Usage { log, json } => commands::usage(&log, json),
         Command::Cost { log, json } => commands::cost(&log, json),
+        Command::Redact { policy, json } => policy::redact(policy.as_deref(), json),
+        Command::Policy(PolicyCommand::Check { policy, logs, json }) => {
+            policy::check(&policy, &logs, json)
+        }
+        Command::Policy(PolicyCommand::Show { policy, json }) => policy::show(&policy, json),
         Command::Demo { log_dir } => demo::demo(&log_dir),
     }
 }

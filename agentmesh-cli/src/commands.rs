@@ -28,6 +28,7 @@ pub struct RunArgs {
     pub run_id: Option<String>,
     pub log_dir: PathBuf,
     pub fsync: FsyncMode,
+    pub policy: Option<PathBuf>,
 }
 
 /// Write `text` to stdout.
@@ -129,7 +130,8 @@ pub fn run(a: RunArgs) -> Result<u8, Error> {
         script.run_id = Some(id);
     }
     let options = script.run_options()?;
-    let (mesh, _) = hosted::mesh_for(&Host::Cli, script, &workflow, a.fsync)?;
+    let policy = hosted::policy_for(a.policy.as_deref(), &script)?;
+    let (mesh, _) = hosted::mesh_for(&Host::Cli, script, &workflow, a.fsync, policy)?;
     let result: Driven = mesh.with_log_dir(a.log_dir).run(&workflow, options)?.into();
     let resume = result
         .log_path
@@ -382,8 +384,13 @@ pub fn canonical(log: &Path) -> Result<u8, Error> {
 }
 
 /// `agentmesh replay`.
-pub fn replay(log: &Path, workflow: Option<&Path>) -> Result<u8, Error> {
+pub fn replay(log: &Path, workflow: Option<&Path>, policy: Option<&Path>) -> Result<u8, Error> {
     let workflow = workflow.map(Workflow::from_file).transpose()?;
+    if let Some(p) = policy {
+        // Replay feeds recorded verdicts; a policy given is only checked to be the run's.
+        let p = agentmesh_core::policy::Policy::from_path(p)?;
+        agentmesh_core::policy::check_run_policy(&agentmesh_core::read_header(log)?, &p)?;
+    }
     let report = replay_log(log, workflow.as_ref())?;
     let mut text = format!(
         "replay       equal: {} events re-driven, no agent called\n",

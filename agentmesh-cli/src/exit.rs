@@ -8,10 +8,12 @@ use crate::report::Driven;
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0   success: run completed, log verified, replay equal
-  1   the run failed or was cancelled
+  1   the run failed or was cancelled (POLICY_DENIED too); `policy check`: a decision
+      would change
   2   usage error (bad or missing arguments)
   3   the run is waiting for a person (see `agentmesh resume`)
-  4   invalid input: INVALID_WORKFLOW, INVALID_ARGUMENT, INVALID_OUTPUT, UNKNOWN_AGENT, RUN_EXISTS
+  4   invalid input: INVALID_WORKFLOW, INVALID_ARGUMENT, INVALID_OUTPUT, UNKNOWN_AGENT,
+      RUN_EXISTS, POLICY_INVALID
   5   LOG_CORRUPT: the log is damaged before its tail
   6   NONDETERMINISM: the workflow disagrees with the log
   7   IO: a file could not be read or written
@@ -52,6 +54,7 @@ pub fn of_error(err: &Error) -> u8 {
         | ErrorKind::InvalidArgument
         | ErrorKind::InvalidOutput
         | ErrorKind::UnknownAgent
+        | ErrorKind::PolicyInvalid
         | ErrorKind::RunExists => 4,
         ErrorKind::LogCorrupt => 5,
         ErrorKind::LogTruncated | ErrorKind::LogHeadMismatch => 8,
@@ -60,6 +63,7 @@ pub fn of_error(err: &Error) -> u8 {
         ErrorKind::AgentFailed
         | ErrorKind::Timeout
         | ErrorKind::LimitExceeded
+        | ErrorKind::PolicyDenied
         | ErrorKind::Cancelled => 1,
         _ => 70,
     }
@@ -83,6 +87,22 @@ pub fn report_error(err: &Error) {
             eprintln!("  actual    {actual}");
         }
         Some(ErrorDetail::LogCorrupt { offset }) => eprintln!("  offset    {offset}"),
+        Some(ErrorDetail::Policy {
+            rule,
+            field,
+            line,
+            column,
+        }) => {
+            if let Some(r) = rule {
+                eprintln!("  rule      {r}");
+            }
+            if let Some(f) = field {
+                eprintln!("  field     {f}");
+            }
+            if let (Some(l), Some(c)) = (line, column) {
+                eprintln!("  at        line {l} column {c}");
+            }
+        }
         Some(ErrorDetail::Anchor {
             field,
             expected,

@@ -158,11 +158,15 @@ pub fn mesh_for(
     script: Script,
     workflow: &Workflow,
     fsync: FsyncMode,
+    policy: Option<agentmesh_core::policy::Policy>,
 ) -> Result<(Mesh, Partial), Error> {
     let allowed = allowed(host, &script, workflow)?;
     let mut mesh = Mesh::new().with_fsync(fsync).with_host(CLI_HOST);
     if let Some(prices) = script.price_table()? {
         mesh = mesh.with_prices(prices);
+    }
+    if let Some(p) = policy {
+        mesh = mesh.with_policy(p);
     }
     if *host != Host::Cli {
         mesh = mesh.stop_at_missing();
@@ -177,6 +181,19 @@ pub fn mesh_for(
         mesh.tool(name, move |act, ctx| s.perform(act, ctx));
     }
     Ok((mesh, Partial(allowed.partial)))
+}
+
+/// The policy of a CLI run: `--policy`'s file, else the script's `policy`.
+///
+/// Errors: `POLICY_INVALID`.
+pub fn policy_for(
+    arg: Option<&Path>,
+    script: &Script,
+) -> Result<Option<agentmesh_core::policy::Policy>, Error> {
+    match arg {
+        Some(p) => agentmesh_core::policy::Policy::from_path(p).map(Some),
+        None => script.policy(),
+    }
 }
 
 /// Agent and tool names the script gives only some nodes of (name → the nodes it lacks).

@@ -4,7 +4,8 @@
 //! same output and exit codes.
 //!
 //! It runs scripted workflows and works with logs (verify, anchor, inspect, show, runs,
-//! canonical, replay, fork, resume), plus the project's demo. The arguments are in `cli.rs`,
+//! canonical, replay, fork, resume), tries and checks policies (redact, policy check), plus
+//! the project's demo. The arguments are in `cli.rs`,
 //! the exit codes in `exit.rs`, the commands in `commands.rs`, `resume.rs`, `show.rs`,
 //! `runs.rs` and `follow.rs`, the text in `timeline.rs` and `report.rs`.
 
@@ -14,6 +15,7 @@ mod demo;
 mod exit;
 mod follow;
 mod hosted;
+mod policy;
 mod progress;
 mod report;
 mod resume;

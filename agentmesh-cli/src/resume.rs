@@ -25,6 +25,7 @@ pub struct ForkArgs {
     pub script: Option<PathBuf>,
     pub workflow: Option<PathBuf>,
     pub fsync: FsyncMode,
+    pub policy: Option<PathBuf>,
 }
 
 /// Arguments of `agentmesh resume`.
@@ -33,6 +34,7 @@ pub struct ResumeArgs {
     pub approve: Vec<String>,
     pub script: Option<PathBuf>,
     pub fsync: FsyncMode,
+    pub policy: Option<PathBuf>,
 }
 
 /// Arguments of `agentmesh retry`.
@@ -40,6 +42,7 @@ pub struct RetryArgs {
     pub log: PathBuf,
     pub script: Option<PathBuf>,
     pub fsync: FsyncMode,
+    pub policy: Option<PathBuf>,
 }
 
 /// Print the outcome of a continued run; the exit code of its status.
@@ -75,10 +78,12 @@ pub fn resume(a: ResumeArgs) -> Result<u8, Error> {
             }
         }
     }
-    let (mesh, partial) = hosted::mesh_for(&host, script, &workflow, a.fsync)?;
+    let policy = hosted::policy_for(a.policy.as_deref(), &script)?;
+    let (mesh, partial) = hosted::mesh_for(&host, script, &workflow, a.fsync, policy.clone())?;
     let options = ResumeOptions {
         fsync: a.fsync,
         approvals,
+        policy,
         ..ResumeOptions::default()
     };
     let mut run = Run::resume_with(&a.log, options)?;
@@ -102,7 +107,8 @@ pub fn fork(a: ForkArgs) -> Result<u8, Error> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     });
-    let (mesh, partial) = hosted::mesh_for(&host, script, &workflow, a.fsync)?;
+    let policy = hosted::policy_for(a.policy.as_deref(), &script)?;
+    let (mesh, partial) = hosted::mesh_for(&host, script, &workflow, a.fsync, policy.clone())?;
     let options = ForkOptions {
         seq: a.at,
         overrides,
@@ -113,7 +119,7 @@ pub fn fork(a: ForkArgs) -> Result<u8, Error> {
         host: host.for_fork(),
         watch: false,
         prices: None,
-        policy: None,
+        policy,
     };
     let mut run = Run::fork_with(&a.log, options)?;
     mesh.drive(&mut run, &CancelHandle::new())?;
@@ -126,9 +132,11 @@ pub fn retry(a: RetryArgs) -> Result<u8, Error> {
     let script = load_script(a.script.as_deref())?;
     let host = Host::of(&read_header(&a.log)?);
     let workflow = recorded_workflow(&a.log)?;
-    let (mesh, partial) = hosted::mesh_for(&host, script, &workflow, a.fsync)?;
+    let policy = hosted::policy_for(a.policy.as_deref(), &script)?;
+    let (mesh, partial) = hosted::mesh_for(&host, script, &workflow, a.fsync, policy.clone())?;
     let options = ResumeOptions {
         fsync: a.fsync,
+        policy,
         ..ResumeOptions::default()
     };
     let mut run = Run::retry(&a.log, options)?;

@@ -17,9 +17,10 @@
 //! `"callsBatch": true` all are started in one batch and their results reported in reverse
 //! order. A call the log already answers (after a resume) is not completed again. A call's
 //! error does not fail the agent. A call may carry the `ask` a budget reserves (`provider`,
-//! `model`, `inputTokens`, `maxTokens`, `minTokens`); when a budget refuses a call the
-//! behaviour stops calling and returns `refusedOutput`, or fails without one. A script's
-//! `budget` and `prices` are the run's budget option and user price table.
+//! `model`, `inputTokens`, `maxTokens`, `minTokens`); when a budget or the run's policy
+//! refuses a call the behaviour stops calling and returns `refusedOutput`, or fails without
+//! one. A script's `budget` and `prices` are the run's budget option and user price table, its
+//! `policy` the run's policy (docs/policy.md).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -198,6 +199,9 @@ pub struct Script {
     /// A user price table (docs/budgets.md), looked at before the bundled one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prices: Option<Value>,
+    /// The run's policy (docs/policy.md), as the policy file's JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Value>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -250,6 +254,16 @@ impl Script {
             .transpose()
     }
 
+    /// The script's policy, if it gives one.
+    ///
+    /// Errors: `POLICY_INVALID` naming the rule and field.
+    pub fn policy(&self) -> Result<Option<crate::policy::Policy>> {
+        self.policy
+            .clone()
+            .map(crate::policy::Policy::from_value)
+            .transpose()
+    }
+
     /// The behaviour for an activation, if the script has one.
     pub fn behavior_for(&self, act: &Activation) -> Option<&Behavior> {
         [&*act.node, &*act.name]
@@ -273,7 +287,12 @@ impl Script {
             ctx.cancel_run("cancelled by script");
         }
         match make_calls(b, ctx) {
-            Err(e) if e.kind() == crate::error::ErrorKind::BudgetExceeded => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    crate::error::ErrorKind::BudgetExceeded | crate::error::ErrorKind::PolicyDenied
+                ) =>
+            {
                 if let Some(out) = &b.refused_output {
                     return Ok(out.clone().into());
                 }
@@ -314,12 +333,13 @@ fn make_calls(b: &Behavior, ctx: &Context) -> Result<()> {
         let tickets = ctx.call_start_many(b.calls.iter().map(ScriptedCall::request).collect())?;
         // A refused call fails the batch as the Python and Node bindings do: the others stay
         // started, unanswered (charged their reservation).
-        if let Some(crate::model::call::TicketState::Denied(r)) = tickets
-            .iter()
-            .map(|t| &t.state)
-            .find(|s| matches!(s, crate::model::call::TicketState::Denied(_)))
-        {
-            return Err(Error::budget_exceeded(r));
+        use crate::model::call::TicketState;
+        for t in &tickets {
+            match &t.state {
+                TicketState::Denied(r) => return Err(Error::budget_exceeded(r)),
+                TicketState::PolicyDenied(v) => return Err(Error::policy_denied(v)),
+                _ => {}
+            }
         }
         for (t, c) in tickets.iter().zip(&b.calls).rev() {
             if t.is_live() {

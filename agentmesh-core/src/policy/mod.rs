@@ -8,11 +8,12 @@
 //! everything else. The run records the policy's hash in its log header and every verdict in
 //! the record of the value it judged ([`crate::model::verdict`]), so a run resumes and replays
 //! only under the policy it was written with, and a new policy can be checked against old runs
-//! (`agentmesh policy check`).
+//! ([`regress`], `agentmesh policy check`).
 
 pub mod detect;
 mod normalize;
 mod redact;
+pub mod regress;
 mod rules;
 mod source;
 pub mod spec;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use redact::{block_digest, Checked, RedactedSpan, Redaction, PLACEHOLDER_PREFIX};
+pub use regress::{check_policy, Change, ChangeKind, LogCheck, PolicyReport};
 pub use source::{Syntax, MAX_POLICY_BYTES};
 pub use spec::{is_canonical_name, Subject, POLICY_VERSION};
 
@@ -281,14 +283,12 @@ impl Policy {
                 Matcher::Detector(d) => d.name().into(),
                 _ => r.id.as_str().into(),
             };
-            let canonical = serde_json::to_string(r).expect("a rule serializes");
             rules.push(Rule {
                 id: r.id.as_str().into(),
                 action: r.action,
                 kind,
                 matcher,
                 on,
-                hash: blake3::hash(canonical.as_bytes()).to_hex().to_string(),
             });
         }
         let tools = Allowlist::new(spec.tools.as_ref())
@@ -306,6 +306,21 @@ impl Policy {
                 subjects,
             }),
         })
+    }
+
+    /// The built-in policy `agentmesh-detectors`: every built-in detector redacts, everywhere,
+    /// and no tool is allowed (what `agentmesh redact` uses without `--policy`).
+    pub fn builtin() -> Policy {
+        let rules: Vec<Value> = Detector::ALL
+            .iter()
+            .map(|d| serde_json::json!({"id": d.name(), "detect": d.name(), "action": "redact"}))
+            .collect();
+        Policy::from_value(serde_json::json!({
+            "version": POLICY_VERSION,
+            "name": "agentmesh-detectors",
+            "rules": rules,
+        }))
+        .expect("the built-in policy is valid")
     }
 
     /// blake3 (hex) of the policy's canonical form: what the log header records.
@@ -349,6 +364,14 @@ impl Policy {
     pub(crate) fn allowlist(&self) -> &Allowlist {
         &self.inner.tools
     }
+}
+
+/// Whether `policy` is the one the run in `header` was recorded under (what replay with a
+/// policy checks).
+///
+/// Errors: `INVALID_ARGUMENT` naming both policies and the way to test a new one.
+pub fn check_run_policy(header: &crate::model::header::LogHeader, policy: &Policy) -> Result<()> {
+    crate::run::run_policy(header, Some(policy.clone())).map(|_| ())
 }
 
 fn compile_matcher(r: &RuleSpec) -> std::result::Result<Matcher, (&'static str, String)> {
