@@ -117,6 +117,9 @@ fn scripted_mesh(script: &Arc<Script>, workflow: &Workflow, log_dir: &Path) -> M
     {
         mesh = mesh.with_prices(prices);
     }
+    if let Some(policy) = script.policy().expect("a vector's policy is valid") {
+        mesh = mesh.with_policy(policy);
+    }
     script.register(&mut mesh, workflow);
     mesh
 }
