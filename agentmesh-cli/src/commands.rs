@@ -136,7 +136,7 @@ pub fn run(a: RunArgs) -> Result<u8, Error> {
     let resume = result
         .log_path
         .as_deref()
-        .map(|p| hosted::resume_command(p, a.script.as_deref()));
+        .map(|p| hosted::resume_command(p, a.script.as_deref(), a.policy.as_deref()));
     print(&result_text(&result, resume.as_deref())?)?;
     Ok(exit::of_driven(&result))
 }

@@ -250,7 +250,7 @@ pub fn needs_advice(host: &Host, log: &Path, needs: &[Activation], partial: &Par
 }
 
 /// `agentmesh resume LOG [--script S]`: the start of the command that continues a run.
-pub fn resume_command(log: &Path, script: Option<&Path>) -> String {
+pub fn resume_command(log: &Path, script: Option<&Path>, policy: Option<&Path>) -> String {
     let mut cmd = format!(
         "agentmesh resume {}",
         shell_quote(&log.display().to_string())
@@ -258,6 +258,10 @@ pub fn resume_command(log: &Path, script: Option<&Path>) -> String {
     if let Some(s) = script {
         cmd.push_str(" --script ");
         cmd.push_str(&shell_quote(&s.display().to_string()));
+    }
+    if let Some(p) = policy {
+        cmd.push_str(" --policy ");
+        cmd.push_str(&shell_quote(&p.display().to_string()));
     }
     cmd
 }
@@ -340,7 +344,11 @@ mod tests {
     #[test]
     fn resume_command_quotes_paths_and_names_the_script() {
         assert_eq!(
-            resume_command(Path::new("logs/r.jsonl"), Some(Path::new("my script.json"))),
+            resume_command(
+                Path::new("logs/r.jsonl"),
+                Some(Path::new("my script.json")),
+                None
+            ),
             "agentmesh resume logs/r.jsonl --script 'my script.json'"
         );
     }

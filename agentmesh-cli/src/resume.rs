@@ -46,11 +46,17 @@ pub struct RetryArgs {
 }
 
 /// Print the outcome of a continued run; the exit code of its status.
-fn show(r: &Driven, host: &Host, partial: &Partial, script: Option<&Path>) -> Result<u8, Error> {
+fn show(
+    r: &Driven,
+    host: &Host,
+    partial: &Partial,
+    script: Option<&Path>,
+    policy: Option<&Path>,
+) -> Result<u8, Error> {
     let resume = r
         .log_path
         .as_deref()
-        .map(|p| hosted::resume_command(p, script));
+        .map(|p| hosted::resume_command(p, script, policy));
     let mut text = result_text(r, resume.as_deref())?;
     if let (true, Some(log)) = (r.needs_host(), r.log_path.as_deref()) {
         text.push_str(&hosted::needs_advice(host, log, &r.needs, partial));
@@ -89,7 +95,13 @@ pub fn resume(a: ResumeArgs) -> Result<u8, Error> {
     let mut run = Run::resume_with(&a.log, options)?;
     mesh.drive(&mut run, &CancelHandle::new())?;
     let driven = Driven::of_run(run)?;
-    show(&driven, &host, &partial, a.script.as_deref())
+    show(
+        &driven,
+        &host,
+        &partial,
+        a.script.as_deref(),
+        a.policy.as_deref(),
+    )
 }
 
 /// `agentmesh fork`.
@@ -124,7 +136,13 @@ pub fn fork(a: ForkArgs) -> Result<u8, Error> {
     let mut run = Run::fork_with(&a.log, options)?;
     mesh.drive(&mut run, &CancelHandle::new())?;
     let driven = Driven::of_run(run)?;
-    show(&driven, &host, &partial, a.script.as_deref())
+    show(
+        &driven,
+        &host,
+        &partial,
+        a.script.as_deref(),
+        a.policy.as_deref(),
+    )
 }
 
 /// `agentmesh retry`.
@@ -142,5 +160,11 @@ pub fn retry(a: RetryArgs) -> Result<u8, Error> {
     let mut run = Run::retry(&a.log, options)?;
     mesh.drive(&mut run, &CancelHandle::new())?;
     let driven = Driven::of_run(run)?;
-    show(&driven, &host, &partial, a.script.as_deref())
+    show(
+        &driven,
+        &host,
+        &partial,
+        a.script.as_deref(),
+        a.policy.as_deref(),
+    )
 }

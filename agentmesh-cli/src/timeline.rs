@@ -119,6 +119,39 @@ fn tokens(text: &mut String, usage: Option<&Usage>) {
 }
 
 fn detail(data: &EventData, max: usize) -> String {
+    let verdicts = match data {
+        EventData::RunStarted(b) => &b.verdicts[..],
+        EventData::Completed(_, c) => &c.verdicts,
+        EventData::Failed(_, f) => &f.verdicts,
+        EventData::CallStarted(c) => &c.verdicts,
+        EventData::CallCompleted(c) => &c.verdicts,
+        EventData::CallFailed(c) => &c.verdicts,
+        _ => &[],
+    };
+    let text = body(data, max);
+    if verdicts.is_empty() {
+        return text;
+    }
+    // The policy's decisions first, so a long preview cannot hide them.
+    format!("{} {text}", policy_note(verdicts))
+}
+
+/// `[policy: redact email at /to, warn codename]`: what a record's verdicts decided.
+fn policy_note(verdicts: &[agentmesh_core::model::verdict::Verdict]) -> String {
+    let parts: Vec<String> = verdicts
+        .iter()
+        .map(|v| {
+            let at = match v.path.as_deref() {
+                None | Some("") => String::new(),
+                Some(p) => format!(" at {p}"),
+            };
+            format!("{} {}{at}", v.action, v.kind)
+        })
+        .collect();
+    format!("[policy: {}]", parts.join(", "))
+}
+
+fn body(data: &EventData, max: usize) -> String {
     match data {
         EventData::RunStarted(b) => format!(
             "workflow {}, seed {}, input {}",
@@ -247,6 +280,19 @@ fn detail(data: &EventData, max: usize) -> String {
             );
             tokens(&mut text, c.usage.as_ref());
             text
+        }
+        EventData::CallDenied(d) => {
+            let why = match (&d.budget, d.verdicts.first()) {
+                (Some(b), _) => b.message(),
+                (None, Some(v)) => v.message(),
+                (None, None) => "refused".to_owned(),
+            };
+            format!(
+                "call {} {} '{}' refused: {why}",
+                d.call,
+                d.kind.as_str(),
+                d.name
+            )
         }
         // A family newer than this renderer: its type name says what it is.
         other => other.type_name().to_owned(),

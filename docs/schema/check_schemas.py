@@ -5,6 +5,8 @@ Validates
   - every bindings-tests/vectors/*/workflow.json and docs/examples/*/workflow.json
     (docs/examples/demo/ included) against workflow.schema.json;
   - every script.json beside them against script.schema.json;
+  - every policy-examples/*/policy.json against policy.schema.json (the YAML ones through
+    `agentmesh policy show --json` when AGENTMESH_CLI names the binary);
   - every line of every bindings-tests/vectors/*/expected.jsonl against event.schema.json,
     and that those lines are canonical (no meta or chain fields);
   - every line of the physical format-1 logs in agentmesh-core/tests/data/format-v1/, and of
@@ -36,7 +38,7 @@ ROOT = SCHEMA_DIR.parent.parent
 def load_schemas():
     schemas = {
         name: json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
-        for name in ("workflow", "event", "script")
+        for name in ("workflow", "event", "script", "policy")
     }
     for schema in schemas.values():
         Draft202012Validator.check_schema(schema)
@@ -134,6 +136,29 @@ def check_files(check, v):
                     check.fail(what, "the first line must be the header")
 
 
+def check_policies(check, v):
+    """The example policies: JSON files as they are, YAML ones in the canonical form the CLI
+    prints (their loading is checked by the Rust tests either way)."""
+    import os
+    import subprocess
+
+    cli = os.environ.get("AGENTMESH_CLI")
+    for path in sorted((ROOT / "policy-examples").glob("*/policy.*")):
+        if path.suffix == ".json":
+            doc = read_json(check, path)
+        elif cli:
+            out = subprocess.run([cli, "policy", "show", "--json", str(path)],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                check.fail(rel(path), out.stderr.strip())
+                continue
+            doc = json.loads(out.stdout)["policy"]
+        else:
+            continue
+        if doc is not None:
+            check.valid(v["policy"], doc, rel(path))
+
+
 def check_physical_logs(check, v, extra):
     """Log files as written — the committed logs AgentMesh 0.1 wrote (file format 1) and
     any given — are physical records the schema must accept as they are."""
@@ -192,6 +217,19 @@ SCHEDULED = {
 WORKFLOW = {"name": "w", "nodes": [{"id": "a", "type": "agent", "agent": "x"}]}
 
 
+POLICY = {
+    "version": 1,
+    "name": "p",
+    "rules": [
+        {"id": "mail", "detect": "email", "action": "redact"},
+        {"id": "zeus", "keywords": ["project zeus"], "action": "block", "on": ["llmRequest"]},
+        {"id": "ticket", "regex": "TCK-[0-9]+", "action": "warn"},
+    ],
+    "tools": {"roles": {"reader": ["read_file"]}, "agents": {"coder": ["reader"]},
+              "workflow": ["notify"]},
+}
+
+
 def branch(when):
     return {"name": "w", "nodes": [
         {"id": "a", "type": "agent", "agent": "x"},
@@ -220,6 +258,24 @@ def check_self(check, v):
     ]:
         check.valid(v["event"], doc, f"self-check: {what} is valid")
     check.valid(v["workflow"], WORKFLOW, "self-check: minimal workflow is valid")
+    check.valid(v["policy"], POLICY, "self-check: a policy with every section is valid")
+    for doc, what in [
+        ({"name": "p"}, "policy without version"),
+        (dict(POLICY, version=2), "policy version 2"),
+        (dict(POLICY, colour=1), "unknown policy field"),
+        (dict(POLICY, rules=[{"id": "r", "action": "redact"}]), "rule without a matcher"),
+        (dict(POLICY, rules=[{"id": "r", "action": "redact", "detect": "email", "regex": "a"}]),
+         "rule with two matchers"),
+        (dict(POLICY, rules=[{"id": "r", "action": "erase", "detect": "email"}]), "unknown action"),
+        (dict(POLICY, rules=[{"id": "r", "action": "warn", "detect": "emial"}]), "unknown detector"),
+        (dict(POLICY, rules=[{"id": "tools", "action": "warn", "detect": "email"}]),
+         "reserved rule id"),
+        (dict(POLICY, rules=[{"id": "r", "action": "warn", "detect": "email", "on": ["prompt"]}]),
+         "unknown subject"),
+        (dict(POLICY, tools={"roles": {"r": ["read file"]}}), "tool name with a space"),
+        (dict(POLICY, tools={"roles": {"r": ["rеad"]}}), "tool name with a look-alike"),
+    ]:
+        check.invalid(v["policy"], doc, f"self-check: {what} is rejected")
     check.valid(v["workflow"], branch({"not": {"any": [
         {"path": "/input/x", "eq": 1}, {"path": "/visits/a", "lt": 3},
     ]}}), "self-check: nested condition is valid")
@@ -260,7 +316,9 @@ def check_self(check, v):
 
     bad_events = [
         (dict(HEADER, version=2), "canonical header of version 2"),
-        (dict(HEADER, version=5, meta={"at": 5}, crc="0" * 8), "header of version 5"),
+        (dict(HEADER, version=6, meta={"at": 5}, crc="0" * 8), "header of version 6"),
+        (dict(HEADER, version=5, meta={"at": 5}, crc="0" * 8, policy={"name": "p"}),
+         "header policy without a hash"),
         (dict(HEADER, meta={"at": 5}, crc="0" * 8), "format-1 header with a crc"),
         (dict(HEADER_2, prev="0" * 64, hash="e" * 64), "crc and prev/hash together"),
         (dict(PHYSICAL_2, runId="r-1"), "format-2 event with runId"),
@@ -313,6 +371,7 @@ def main():
     check = Checker()
     v = load_schemas()
     check_files(check, v)
+    check_policies(check, v)
     check_physical_logs(check, v, sys.argv[1:])
     check_event_types(check, v["event"].schema)
     check_self(check, v)

@@ -350,72 +350,57 @@ impl Checker<'_> {
             Some(v) => self.policy.check(subject, v),
             None => Default::default(),
         };
-        // Recorded verdicts whose content is gone: judged by their rule.
+        // Recorded verdicts whose content is gone (redacted or blocked): judged by the rules
+        // of the new policy that find the same kind in this subject.
         for old in recorded {
-            let gone = old.action == Action::Block || old.action == Action::Redact;
-            let same_now = now.verdicts.iter().any(|n| same_place(n, old));
-            if same_now {
+            if now.verdicts.iter().any(|n| same_decision(n, old)) {
                 continue;
             }
-            if !gone {
-                // A warning: the content is there, and no rule warns about it now.
-                self.push_verdict(
-                    e,
-                    subject,
-                    ChangeKind::NoLongerWarn,
-                    old,
-                    "no rule warns about it now",
-                );
+            let no_longer = match old.action {
+                Action::Block => ChangeKind::NoLongerBlock,
+                Action::Redact => ChangeKind::NoLongerRedact,
+                Action::Warn => ChangeKind::NoLongerWarn,
+            };
+            if old.action == Action::Warn {
+                // The content is there, and no rule warns about it now.
+                self.push_verdict(e, subject, no_longer, old, "no rule warns about it now");
                 continue;
             }
-            match self.policy.rule(&old.rule) {
-                None => self.push_verdict(
-                    e,
-                    subject,
-                    if old.action == Action::Block {
-                        ChangeKind::NoLongerBlock
-                    } else {
-                        ChangeKind::NoLongerRedact
-                    },
-                    old,
-                    "the rule is not in this policy",
-                ),
-                Some(r) if r.action == old.action && r.kind == old.kind && r.applies(subject) => {}
-                Some(r) if !r.applies(subject) => self.push_verdict(
-                    e,
-                    subject,
-                    if old.action == Action::Block {
-                        ChangeKind::NoLongerBlock
-                    } else {
-                        ChangeKind::NoLongerRedact
-                    },
-                    old,
-                    &format!("the rule no longer applies to {}", subject.as_str()),
-                ),
-                Some(r) => {
-                    let why = format!(
-                        "it is now '{}' {} (the content is not in the log to check again)",
-                        r.kind, r.action
-                    );
-                    let change = match (old.action, r.action) {
-                        (Action::Redact, Action::Block) => ChangeKind::NowBlock,
-                        (_, Action::Warn) | (Action::Block, Action::Redact)
-                            if r.kind == old.kind =>
-                        {
-                            if old.action == Action::Block {
-                                ChangeKind::NoLongerBlock
-                            } else {
-                                ChangeKind::NoLongerRedact
-                            }
-                        }
-                        _ => ChangeKind::RuleChanged,
-                    };
-                    self.push_verdict(e, subject, change, old, &why);
-                }
+            let finders: Vec<&super::rules::Rule> = self
+                .policy
+                .rules()
+                .iter()
+                .filter(|r| r.kind == old.kind && r.applies(subject))
+                .collect();
+            if finders.iter().any(|r| r.action == old.action) {
+                continue;
             }
+            let why = match (finders.first(), self.policy.rule(&old.rule)) {
+                (Some(r), _) => format!(
+                    "rule '{}' now does {} with {} (the content is not in the log to check again)",
+                    r.id, r.action, r.kind
+                ),
+                (None, Some(r)) => format!(
+                    "the rule now finds {} {} (the content is not in the log to check again)",
+                    r.kind,
+                    if r.applies(subject) { "" } else { "elsewhere" }
+                ),
+                (None, None) => format!(
+                    "no rule of this policy finds {} in {}",
+                    old.kind,
+                    subject.as_str()
+                ),
+            };
+            let change = match finders.first().map(|r| r.action) {
+                Some(Action::Block) => ChangeKind::NowBlock,
+                Some(_) => no_longer,
+                None if self.policy.rule(&old.rule).is_some() => ChangeKind::RuleChanged,
+                None => no_longer,
+            };
+            self.push_verdict(e, subject, change, old, why.trim_end());
         }
         for new in &now.verdicts {
-            if recorded.iter().any(|o| same_place(new, o)) {
+            if recorded.iter().any(|o| same_decision(new, o)) {
                 continue;
             }
             let change = match new.action {
@@ -494,9 +479,10 @@ impl Checker<'_> {
     }
 }
 
-/// Two verdicts about the same thing: rule, action and place.
-fn same_place(a: &Verdict, b: &Verdict) -> bool {
-    a.rule == b.rule && a.action == b.action && a.path == b.path
+/// Two verdicts that decide the same: the same action on the same kind at the same place
+/// (whatever the rules are called).
+fn same_decision(a: &Verdict, b: &Verdict) -> bool {
+    a.kind == b.kind && a.action == b.action && a.path == b.path
 }
 
 fn subject_of(kind: ActivationKind) -> Subject {
