@@ -186,6 +186,65 @@ fn budget_leases(steps: usize) -> Result<()> {
     Ok(())
 }
 
+/// The ten-rule policy of the policy figures: detectors, a regex and keywords, as a real
+/// deployment would combine them.
+fn ten_rule_policy() -> agentmesh_core::policy::Policy {
+    agentmesh_core::policy::Policy::from_value(json!({
+        "version": 1, "name": "bench",
+        "rules": [
+            {"id": "email", "detect": "email", "action": "redact"},
+            {"id": "phone", "detect": "phone", "action": "redact"},
+            {"id": "ssn", "detect": "ssn", "action": "block"},
+            {"id": "card", "detect": "card", "action": "block"},
+            {"id": "ip", "detect": "ipv4", "action": "redact"},
+            {"id": "jwt", "detect": "jwt", "action": "redact"},
+            {"id": "keys", "detect": "api_key", "action": "redact"},
+            {"id": "secrets", "detect": "secret_value", "action": "redact"},
+            {"id": "ticket", "regex": "TCK-[0-9]{6}", "action": "warn"},
+            {"id": "codename", "keywords": ["project zeus", "blue harbor"], "action": "warn"}
+        ]
+    }))
+    .expect("a valid policy")
+}
+
+/// A 1 KB agent output without PII: what a policy looks at on most steps.
+fn kilobyte_output(visit: u64) -> serde_json::Value {
+    let para = "The release notes summarise the changes since version 2.4: faster startup, \
+                a smaller memory footprint, and retries that back off exponentially. ";
+    json!({
+        "visit": visit,
+        "summary": para.repeat(4),
+        "items": ["startup time down 18 percent", "memory down 11 percent", "retry jitter"],
+        "status": "ok",
+        "notes": para.repeat(3),
+    })
+}
+
+/// A mesh whose chain agent returns [`kilobyte_output`], with or without the policy.
+fn policy_mesh(policy: Option<agentmesh_core::policy::Policy>) -> Mesh {
+    let mut m = Mesh::new().with_fsync(FsyncMode::Batch);
+    if let Some(p) = policy {
+        m = m.with_policy(p);
+    }
+    m.agent(agentmesh_benches::AGENT, |act, _| {
+        Ok(kilobyte_output(act.visit).into())
+    });
+    m
+}
+
+/// `reps` copies of clean prose, JSON and code, about `bytes` long.
+fn clean_text(bytes: usize) -> String {
+    let block = "Deploys roll out region by region; each waits for the health checks of the last. \
+                 {\"service\": \"billing\", \"replicas\": 3, \"version\": \"2.14.1\"}\n\
+                 fn retry(attempt: u32) -> Duration { Duration::from_millis(100 << attempt) }\n\
+                 The on-call engineer reviews the dashboards at 09:00 and files a summary.\n";
+    let mut out = String::with_capacity(bytes + block.len());
+    while out.len() < bytes {
+        out.push_str(block);
+    }
+    out
+}
+
 fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
     let t = Instant::now();
     f()?;
@@ -317,9 +376,10 @@ const SECTIONS: &[&str] = &[
     "breakdown",
     "calls",
     "budget",
+    "policy",
 ];
 const USAGE: &str =
-    "usage: figures [--quick] [--only chain|fanout|small|size|fsync|log|memory|breakdown|calls|budget]";
+    "usage: figures [--quick] [--only chain|fanout|small|size|fsync|log|memory|breakdown|calls|budget|policy]";
 
 impl Plan {
     fn runs(&self, section: &str) -> bool {
@@ -535,6 +595,112 @@ fn figures(plan: &Plan) -> Result<()> {
             "µs",
             Target::None,
         );
+    }
+
+    if plan.runs("policy") {
+        // What a ten-rule policy adds to a step whose agent returns 1 KB of clean text.
+        let wf = chain(1000);
+        let plain = policy_mesh(None);
+        let judged = policy_mesh(Some(ten_rule_policy()));
+        let a = measure(plan.chain_reps, || {
+            timed(|| run_mesh(&plain, &wf, options(None, None)))
+        })?;
+        let b = measure(plan.chain_reps, || {
+            timed(|| run_mesh(&judged, &wf, options(None, None)))
+        })?;
+        t.time(
+            "chain 1000, 1 KB outputs, no policy: per step",
+            a,
+            1000.0,
+            1e6,
+            "µs",
+            Target::None,
+        );
+        t.time(
+            "chain 1000, 1 KB outputs, 10-rule policy: per step",
+            b,
+            1000.0,
+            1e6,
+            "µs",
+            Target::None,
+        );
+        t.note(
+            "policy added per step (median, policy − none)",
+            format!(
+                "{:.2} µs (target ≤ 5 µs)",
+                (b.median - a.median) / 1000.0 * 1e6
+            ),
+        );
+        let policy = ten_rule_policy();
+        let value = kilobyte_output(1);
+        let s = measure(plan.chain_reps, || {
+            timed(|| {
+                for _ in 0..1000 {
+                    std::hint::black_box(
+                        policy.check(agentmesh_core::policy::Subject::Output, &value),
+                    );
+                }
+                Ok(())
+            })
+        })?;
+        t.time(
+            "Policy::check of a 1 KB output, 10 rules",
+            s,
+            1000.0,
+            1e6,
+            "µs",
+            Target::AtMost(5.0),
+        );
+        // Every built-in detector over clean text.
+        let builtin = agentmesh_core::policy::Policy::builtin();
+        let text = clean_text(8 << 20);
+        let s = measure(plan.chain_reps.min(5), || {
+            timed(|| {
+                std::hint::black_box(builtin.redact(&text));
+                Ok(())
+            })
+        })?;
+        let mb = text.len() as f64 / 1e6;
+        t.note(
+            "redact 8 MB of clean text, every built-in detector",
+            format!(
+                "{:.0} MB/s median, {:.0} MB/s best (target ≥ 100 MB/s)",
+                mb / s.median,
+                mb / s.best
+            ),
+        );
+        // `(a+)+$` and `(a|aa)+b` (exponential in a backtracking engine) over runs of `a`,
+        // with every built-in detector: linear here (ten times the text, ten times the time).
+        let mut rules: Vec<serde_json::Value> = vec![
+            json!({"id": "nested", "regex": "(a+)+$", "action": "redact"}),
+            json!({"id": "alternation", "regex": "(a|aa)+b", "action": "redact"}),
+        ];
+        for d in agentmesh_core::policy::detect::Detector::ALL {
+            rules.push(json!({"id": d.name(), "detect": d.name(), "action": "redact"}));
+        }
+        let adversarial = agentmesh_core::policy::Policy::from_value(json!({
+            "version": 1, "name": "adversarial", "rules": rules
+        }))?;
+        for n in [50_000usize, 500_000] {
+            let text = "a".repeat(n) + "!";
+            let s = measure(plan.chain_reps.min(5), || {
+                timed(|| {
+                    std::hint::black_box(adversarial.redact(&text));
+                    Ok(())
+                })
+            })?;
+            t.time(
+                &format!(
+                    "`(a+)+$`, `(a|aa)+b` and the detectors over {} KB of `a` + `!`",
+                    n / 1000
+                ),
+                s,
+                1.0,
+                1e6,
+                "µs",
+                Target::None,
+            );
+        }
     }
 
     if plan.runs("fanout") {
