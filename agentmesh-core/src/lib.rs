@@ -102,3 +102,6 @@ mod usage_guide {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/calls.md")]
 mod calls_guide {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/policy.md")]
+mod policy_guide {}
