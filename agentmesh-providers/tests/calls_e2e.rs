@@ -357,3 +357,76 @@ fn budgets_refuse_before_the_real_server_is_asked_and_charge_what_it_reports() {
     assert_eq!(usage.total.micro_usd, Some(expected));
     assert_eq!(usage.total.calls, 2);
 }
+
+#[test]
+fn a_policy_keeps_blocked_requests_from_the_real_server_and_redacts_what_it_sends_and_returns() {
+    let Some(paths) = llm_support::llama_paths() else {
+        return;
+    };
+    let _one = llm_support::one_at_a_time();
+    let server = llm_support::LlamaServer::start(&paths);
+    let proxy = CountingProxy::start(format!("http://127.0.0.1:{}/v1", server.port));
+    let dir = tempfile::tempdir().unwrap();
+    let policy = agentmesh_core::policy::Policy::from_value(json!({
+        "version": 1, "name": "e2e",
+        "rules": [
+            {"id": "no-ssn", "detect": "ssn", "action": "block", "on": ["llmRequest"]},
+            {"id": "pii-email", "detect": "email", "action": "redact"},
+            {"id": "words", "regex": "[A-Za-z]{2,}", "action": "redact", "on": ["llmResponse"]}
+        ]
+    }))
+    .unwrap();
+    let mut mesh = Mesh::new().with_log_dir(dir.path()).with_policy(policy);
+    let provider = agentmesh_providers::executor_from_config(
+        "local",
+        &json!({"kind": "openai", "baseUrl": proxy.base_url(), "maxRetries": 0}),
+    )
+    .unwrap();
+    mesh.provider("local", provider);
+    mesh.agent("asker", |_, ctx| {
+        let ask = |content: &str| {
+            json!({"model": "smollm2", "messages": [{"role": "user", "content": content}],
+                   "maxTokens": 8, "temperature": 0, "seed": 1})
+        };
+        let e = ctx
+            .llm("local", ask("My SSN is 219-09-9999, remember it."))
+            .unwrap_err();
+        assert_eq!(e.kind(), agentmesh_core::ErrorKind::PolicyDenied);
+        let mut chunks = Vec::new();
+        let reply = ctx
+            .llm_stream("local", ask("Say hello to ann@example.com."), &mut |c| {
+                chunks.push(c.clone())
+            })
+            .map_err(|e| agentmesh_core::Failure::error("LlmError", e.to_string()))?;
+        // The response rule redacts every word (keys are judged too) before the agent sees
+        // it, streamed or not.
+        let shown = reply.response.to_string();
+        let rest = shown.replace("[REDACTED:words]", "");
+        assert!(
+            !rest
+                .as_bytes()
+                .windows(2)
+                .any(|w| w.iter().all(u8::is_ascii_alphabetic)),
+            "{shown}"
+        );
+        assert!(shown.contains("[REDACTED:words]"), "{shown}");
+        assert_eq!(chunks.len(), 1, "a judged response streams once, recorded");
+        let text = shown;
+        Ok(json!({"reply": text}).into())
+    });
+    let wf = Workflow::from_value(json!({"name": "llm-policy", "nodes": [
+        {"id": "ask", "type": "agent", "agent": "asker"}]}))
+    .unwrap();
+    let r = mesh.run(&wf, RunOptions::default()).unwrap();
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
+    let bodies = proxy.bodies();
+    assert_eq!(
+        bodies.len(),
+        1,
+        "the blocked request reached the server: {bodies:?}"
+    );
+    assert!(!bodies[0].contains("219-09-9999") && !bodies[0].contains("ann@example.com"));
+    assert!(bodies[0].contains("[REDACTED:email]"), "{}", bodies[0]);
+    let log = std::fs::read_to_string(r.log_path.as_ref().unwrap()).unwrap();
+    assert!(!log.contains("219-09-9999") && !log.contains("ann@example.com"));
+}
