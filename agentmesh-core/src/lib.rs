@@ -40,6 +40,7 @@ pub mod error;
 pub mod log;
 mod machine;
 pub mod model;
+pub mod policy;
 pub mod replay;
 pub mod run;
 

@@ -1,0 +1,2 @@
+//! The policy engine: rules that redact or block what flows through a run.
+pub mod detect;
