@@ -1,21 +1,54 @@
-//! TEMPORARY local stand-in (never committed): the detect branch replaces this file.
-#![allow(missing_docs)]
+//! Built-in PII and secret detectors: the rule kinds a policy file names (`email`, `card`, …).
+//!
+//! Every detector is a cheap prefilter (memchr for a byte, a digit scan, or one `regex` whose
+//! literal prefixes it searches for) followed by structural checks on each candidate (checksums,
+//! length tables, JSON decoding). Each candidate is examined once and the scan resumes after it,
+//! so every detector is linear in the text. Spans are byte offsets on char boundaries: all the
+//! detectors anchor on ASCII bytes and never end inside a multi-byte char.
+
+mod contact;
+mod network;
+mod numbers;
+mod pem;
+mod scan;
+mod secret_value;
+mod secrets;
+#[cfg(test)]
+mod tests;
+
+pub use secret_value::secret_field;
+
+/// A built-in detector: each is a documented rule kind of the policy file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Detector {
+    /// An e-mail address.
     Email,
+    /// A phone number.
     Phone,
+    /// A US social security number.
     Ssn,
+    /// A payment card number.
     Card,
+    /// An international bank account number.
     Iban,
+    /// An AWS access key id.
     AwsAccessKey,
+    /// An AWS secret access key.
     AwsSecretKey,
+    /// A PEM private key block.
     PrivateKey,
+    /// A JSON Web Token.
     Jwt,
+    /// An IPv4 address.
     Ipv4,
+    /// A provider-prefixed API key.
     ApiKey,
+    /// The value of a secret-ish field (`password=…`, `"token": "…"`).
     SecretValue,
 }
+
 impl Detector {
+    /// Every detector, in declaration order.
     pub const ALL: &'static [Detector] = &[
         Detector::Email,
         Detector::Phone,
@@ -30,6 +63,9 @@ impl Detector {
         Detector::ApiKey,
         Detector::SecretValue,
     ];
+
+    /// Wire name: "email", "phone", "ssn", "card", "iban", "aws_access_key", "aws_secret_key",
+    /// "private_key", "jwt", "ipv4", "api_key", "secret_value".
     pub fn name(self) -> &'static str {
         match self {
             Detector::Email => "email",
@@ -46,35 +82,95 @@ impl Detector {
             Detector::SecretValue => "secret_value",
         }
     }
+
+    /// The detector with this wire name.
     pub fn from_name(name: &str) -> Option<Detector> {
         Detector::ALL.iter().copied().find(|d| d.name() == name)
     }
+
+    /// One sentence for docs and `--help`: what it finds and what it deliberately does not.
     pub fn describe(self) -> &'static str {
-        ""
+        match self {
+            Detector::Email => {
+                "E-mail addresses local@domain.tld (sub-domains, +tags); not dotless hosts such as \
+                 user@localhost, @handles, npm pins such as pkg@1.2.3 or asset names such as icon@2x.png."
+            }
+            Detector::Phone => {
+                "Phone numbers: +country-code numbers (E.164, spaced, dashed, with (0)), NANP \
+                 (415) 555-2671 / 415-555-2671 and 0-prefixed national numbers in groups; not bare \
+                 digit runs without a +, dates, times, versions, IP addresses or card numbers."
+            }
+            Detector::Ssn => {
+                "US social security numbers AAA-GG-SSSS (dashes or spaces) with valid area, group and \
+                 serial; 9 bare digits only right after the words SSN or social security."
+            }
+            Detector::Card => {
+                "Payment card numbers: 13-19 digits (plain or in groups of spaces or dashes), \
+                 Luhn-valid, with a known IIN and a length that fits the brand (Visa, Mastercard, \
+                 Amex, Discover, Diners, JCB, UnionPay, Maestro); not Luhn-invalid or unbranded numbers."
+            }
+            Detector::Iban => {
+                "IBANs (ISO 13616): country code, check digits and BBAN of the country's length, \
+                 mod-97 valid, compact or in groups of 4; upper case only."
+            }
+            Detector::AwsAccessKey => {
+                "AWS access key ids (AKIA, ASIA, AGPA, AIDA, AROA, ANPA, ANVA, AIPA + 16 base32 \
+                 chars); not AWS's documented example keys ending in EXAMPLE."
+            }
+            Detector::AwsSecretKey => {
+                "AWS secret access keys: 40 base64 chars after an aws_secret/SecretAccessKey-style \
+                 name or right after an access key id; not a bare 40-char string such as a git SHA."
+            }
+            Detector::PrivateKey => {
+                "PEM private key blocks (RSA, EC, DSA, OPENSSH, ENCRYPTED, PGP), BEGIN to END as one \
+                 span, also with JSON-escaped newlines, and truncated blocks up to the end of their \
+                 base64; not public keys or certificates."
+            }
+            Detector::Jwt => {
+                "JSON Web Tokens: three base64url segments whose header (with \"alg\") and payload \
+                 decode to JSON objects; an empty signature only with alg \"none\"."
+            }
+            Detector::Ipv4 => {
+                "IPv4 addresses (octets 0-255, no leading zeros); not loopback 127.x, 0.0.0.0, \
+                 255.x masks, parts of longer dotted numbers, or versions and OIDs named as such."
+            }
+            Detector::ApiKey => {
+                "Provider-prefixed API keys (OpenAI, Anthropic, GitHub, Slack, Stripe live and test \
+                 secret keys, Google, GitLab, Hugging Face, npm, SendGrid, Twilio near the word \
+                 twilio) of the provider's length; not placeholders such as sk-xxxx or short words."
+            }
+            Detector::SecretValue => {
+                "The value of a secret-ish field (password, secret, token, api_key, private_key, \
+                 credential, auth...) written key=value, key: value or \"key\": \"value\", when it \
+                 looks like a real secret; not placeholders, ${VARS}, code expressions, numbers or words."
+            }
+        }
     }
 }
+
+/// A match: byte offsets into the text, both on char boundaries, start < end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Span {
+    /// Offset of the first byte of the match.
     pub start: usize,
+    /// Offset one past the last byte of the match.
     pub end: usize,
 }
+
+/// Append every match of `detector` in `text` to `out` (any order, may overlap).
 pub fn find(detector: Detector, text: &str, out: &mut Vec<Span>) {
-    use std::sync::OnceLock;
-    static E: OnceLock<regex::Regex> = OnceLock::new();
-    static S: OnceLock<regex::Regex> = OnceLock::new();
-    let re = match detector {
-        Detector::Email => E.get_or_init(|| {
-            regex::Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-                .unwrap()
-        }),
-        Detector::Ssn => S.get_or_init(|| regex::Regex::new(r"\b\d{3}-\d{2}-\d{4}\b").unwrap()),
-        _ => return,
-    };
-    out.extend(re.find_iter(text).map(|m| Span {
-        start: m.start(),
-        end: m.end(),
-    }));
-}
-pub fn secret_field(key: &str, value: &str) -> bool {
-    key.to_ascii_lowercase().contains("password") && value.len() >= 8
+    match detector {
+        Detector::Email => contact::find_emails(text, out),
+        Detector::Phone => contact::find_phones(text, out),
+        Detector::Ssn => numbers::find_ssns(text, out),
+        Detector::Card => numbers::find_cards(text, out),
+        Detector::Iban => numbers::find_ibans(text, out),
+        Detector::AwsAccessKey => secrets::find_aws_access_keys(text, out),
+        Detector::AwsSecretKey => secrets::find_aws_secret_keys(text, out),
+        Detector::PrivateKey => pem::find_private_keys(text, out),
+        Detector::Jwt => secrets::find_jwts(text, out),
+        Detector::Ipv4 => network::find_ipv4s(text, out),
+        Detector::ApiKey => secrets::find_api_keys(text, out),
+        Detector::SecretValue => secret_value::find_secret_values(text, out),
+    }
 }
