@@ -52,6 +52,8 @@ struct Inner {
     tools: Allowlist,
     /// Bit set of the subjects some rule applies to.
     subjects: u8,
+    /// For each subject (by [`Subject::bit`] position), the indexes of the rules on it.
+    by_subject: Vec<Vec<usize>>,
 }
 
 /// Why a policy could not be loaded; becomes `POLICY_INVALID`.
@@ -297,6 +299,10 @@ impl Policy {
         // policy reformatted, hash alike.
         let canonical = serde_json::to_string(&spec).expect("a policy serializes");
         let hash = blake3::hash(canonical.as_bytes()).to_hex().to_string();
+        let by_subject = Subject::ALL
+            .iter()
+            .map(|s| (0..rules.len()).filter(|&i| rules[i].applies(*s)).collect())
+            .collect();
         Ok(Policy {
             inner: Arc::new(Inner {
                 spec,
@@ -304,6 +310,7 @@ impl Policy {
                 rules,
                 tools,
                 subjects,
+                by_subject,
             }),
         })
     }
@@ -355,6 +362,11 @@ impl Policy {
 
     pub(crate) fn rules(&self) -> &[Rule] {
         &self.inner.rules
+    }
+
+    /// The indexes of the rules that apply to `subject`, in order.
+    pub(crate) fn rules_on(&self, subject: Subject) -> &[usize] {
+        &self.inner.by_subject[subject as usize]
     }
 
     pub(crate) fn rule(&self, id: &str) -> Option<&Rule> {

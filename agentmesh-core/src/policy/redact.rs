@@ -15,7 +15,6 @@ use serde_json::{Map, Value};
 use super::detect::{self, Span};
 use super::normalize::Folded;
 use super::rules::Rule;
-use super::source::escape;
 use super::{Policy, Subject};
 use crate::model::verdict::{Action, Verdict};
 
@@ -88,12 +87,9 @@ impl Policy {
         if !self.looks_at(subject) {
             return Checked::default();
         }
-        let rules: Vec<usize> = (0..self.rules().len())
-            .filter(|&i| self.rules()[i].applies(subject))
-            .collect();
         let mut walk = Walk {
             rules: self.rules(),
-            active: &rules,
+            active: self.rules_on(subject),
             verdicts: BTreeMap::new(),
             order: 0,
             blocked: false,
@@ -125,10 +121,7 @@ impl Policy {
             return (text, checked.verdicts);
         }
         // Redact with every matching rule, blocks included.
-        let rules: Vec<usize> = (0..self.rules().len())
-            .filter(|&i| self.rules()[i].applies(subject))
-            .collect();
-        let hits = find_hits(self.rules(), &rules, text, None);
+        let hits = find_hits(self.rules(), self.rules_on(subject), text, None);
         let (redacted, _) = replace(self.rules(), text, &hits, |r| r.action != Action::Warn);
         let verdicts = checked
             .verdicts
@@ -208,31 +201,38 @@ impl Walk<'_> {
                 out.map(Value::Array)
             }
             Value::Object(map) => {
-                let mut changed = false;
-                let mut entries: Vec<(String, Option<Value>)> = Vec::with_capacity(map.len());
-                for (k, item) in map {
+                // Replacements (new key, new value) by member, allocated at the first change.
+                let mut changes: Option<Vec<(Option<String>, Option<Value>)>> = None;
+                for (i, (k, item)) in map.iter().enumerate() {
                     let len = pointer.len();
                     pointer.push('/');
-                    pointer.push_str(&escape(k));
+                    push_escaped(pointer, k);
                     let new_key = self.text(k, pointer, None);
                     let new_value = self.value(item, pointer, Some(k));
                     pointer.truncate(len);
-                    changed |= new_key.is_some() || new_value.is_some();
-                    entries.push((new_key.unwrap_or_else(|| k.clone()), new_value));
+                    if new_key.is_some() || new_value.is_some() {
+                        let c = changes.get_or_insert_with(|| {
+                            let mut v = Vec::with_capacity(map.len());
+                            v.resize_with(i, || (None, None));
+                            v
+                        });
+                        c.push((new_key, new_value));
+                    } else if let Some(c) = changes.as_mut() {
+                        c.push((None, None));
+                    }
                 }
-                if !changed {
-                    return None;
-                }
+                let changes = changes?;
                 let mut out = Map::new();
-                for ((key, new), (_, old)) in entries.into_iter().zip(map) {
+                for ((new_key, new_value), (key, old)) in changes.into_iter().zip(map) {
                     // Two keys redacted alike stay two members.
+                    let key = new_key.unwrap_or_else(|| key.clone());
                     let mut unique = key.clone();
                     let mut n = 2;
                     while out.contains_key(&unique) {
                         unique = format!("{key}#{n}");
                         n += 1;
                     }
-                    out.insert(unique, new.unwrap_or_else(|| old.clone()));
+                    out.insert(unique, new_value.unwrap_or_else(|| old.clone()));
                 }
                 Some(Value::Object(out))
             }
@@ -274,6 +274,21 @@ impl Walk<'_> {
         }
         let (out, spans) = replace(self.rules, s, &hits, |r| r.action == Action::Redact);
         (!spans.is_empty()).then_some(out)
+    }
+}
+
+/// Append `token` to a JSON Pointer, escaped (RFC 6901), without allocating in the usual case.
+fn push_escaped(pointer: &mut String, token: &str) {
+    if !token.contains(['~', '/']) {
+        pointer.push_str(token);
+        return;
+    }
+    for c in token.chars() {
+        match c {
+            '~' => pointer.push_str("~0"),
+            '/' => pointer.push_str("~1"),
+            c => pointer.push(c),
+        }
     }
 }
 
