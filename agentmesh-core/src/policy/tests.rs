@@ -304,3 +304,15 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn the_guide_lists_every_detector() {
+    let guide = include_str!("../../../docs/policy.md");
+    for d in detect::Detector::ALL {
+        assert!(
+            guide.contains(&format!("| `{}` |", d.name())),
+            "docs/policy.md has no row for detector '{}'",
+            d.name()
+        );
+    }
+}
