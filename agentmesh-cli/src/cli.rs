@@ -161,10 +161,15 @@ enum Command {
         /// Replay against this workflow instead of the one recorded in the log.
         #[arg(long, value_name = "W")]
         workflow: Option<PathBuf>,
-        /// Check that the run was recorded under this policy (refused otherwise: test a new
-        /// policy against the log with `agentmesh policy check`).
+        /// Check that the run was recorded under this policy (refused otherwise, unless
+        /// --reevaluate).
         #[arg(long, value_name = "P")]
         policy: Option<PathBuf>,
+        /// With --policy: judge the log by that policy instead of refusing another one, and
+        /// print what it would decide differently (as `agentmesh policy check`; exit 1 when
+        /// something would change).
+        #[arg(long, requires = "policy")]
+        reevaluate: bool,
     },
     /// Start a new run from a step end of an existing one, with some outputs replaced. On a
     /// log a program hosts, only the nodes the script gives run (see `resume`).
@@ -376,7 +381,8 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
             log,
             workflow,
             policy,
-        } => commands::replay(&log, workflow.as_deref(), policy.as_deref()),
+            reevaluate,
+        } => commands::replay(&log, workflow.as_deref(), policy.as_deref(), reevaluate),
         Command::Fork {
             log,
             at,

@@ -384,12 +384,20 @@ pub fn canonical(log: &Path) -> Result<u8, Error> {
 }
 
 /// `agentmesh replay`.
-pub fn replay(log: &Path, workflow: Option<&Path>, policy: Option<&Path>) -> Result<u8, Error> {
+pub fn replay(
+    log: &Path,
+    workflow: Option<&Path>,
+    policy: Option<&Path>,
+    reevaluate: bool,
+) -> Result<u8, Error> {
     let workflow = workflow.map(Workflow::from_file).transpose()?;
-    if let Some(p) = policy {
-        // Replay feeds recorded verdicts; a policy given is only checked to be the run's.
-        let p = agentmesh_core::policy::Policy::from_path(p)?;
-        agentmesh_core::policy::check_run_policy(&agentmesh_core::read_header(log)?, &p)?;
+    let policy = policy
+        .map(agentmesh_core::policy::Policy::from_path)
+        .transpose()?;
+    // Replay feeds recorded verdicts; a policy given is checked to be the run's, or (asked to
+    // re-evaluate) judges the log afterwards.
+    if let (Some(p), false) = (&policy, reevaluate) {
+        agentmesh_core::policy::check_run_policy(&agentmesh_core::read_header(log)?, p)?;
     }
     let report = replay_log(log, workflow.as_ref())?;
     let mut text = format!(
@@ -412,6 +420,13 @@ pub fn replay(log: &Path, workflow: Option<&Path>, policy: Option<&Path>) -> Res
     }
     if let Some(e) = &o.error {
         text.push_str(&format!("error        {}\n", timeline::run_error(e)));
+    }
+    if let (Some(p), true) = (&policy, reevaluate) {
+        let report = agentmesh_core::policy::check_policy(p, &[log])?;
+        text.push('\n');
+        text.push_str(&report.render());
+        print(&text)?;
+        return Ok(u8::from(report.changes() > 0));
     }
     print(&text)?;
     Ok(0)

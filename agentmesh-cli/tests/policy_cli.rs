@@ -292,7 +292,7 @@ fn runs_go_on_only_under_their_policy_and_check_reports_changes() {
     );
     assert!(
         r.stdout
-            .contains("input       would now REDACT: rule 'pii-email' (email at /to)"),
+            .contains("input       would now REDACT: email at /to (rule 'pii-email')"),
         "{}",
         r.stdout
     );

@@ -363,7 +363,11 @@ impl Checker<'_> {
             };
             if old.action == Action::Warn {
                 // The content is there, and no rule warns about it now.
-                self.push_verdict(e, subject, no_longer, old, "no rule warns about it now");
+                let why = format!(
+                    "recorded: warned about by '{}'; no rule warns now",
+                    old.rule
+                );
+                self.push_verdict(e, subject, no_longer, old, &why);
                 continue;
             }
             let finders: Vec<&super::rules::Rule> = self
@@ -375,18 +379,15 @@ impl Checker<'_> {
             if finders.iter().any(|r| r.action == old.action) {
                 continue;
             }
+            let recorded = format!("recorded: {} by '{}'", past(old.action), old.rule);
             let why = match (finders.first(), self.policy.rule(&old.rule)) {
-                (Some(r), _) => format!(
-                    "rule '{}' now does {} with {} (the content is not in the log to check again)",
-                    r.id, r.action, r.kind
-                ),
+                (Some(r), _) => format!("{recorded}; now rule '{}' {} it", r.id, verb(r.action)),
                 (None, Some(r)) => format!(
-                    "the rule now finds {} {} (the content is not in the log to check again)",
-                    r.kind,
-                    if r.applies(subject) { "" } else { "elsewhere" }
+                    "{recorded}; that rule now finds {} (the content is not in the log to check again)",
+                    r.kind
                 ),
                 (None, None) => format!(
-                    "no rule of this policy finds {} in {}",
+                    "{recorded}; no rule of this policy finds {} in {}",
                     old.kind,
                     subject.as_str()
                 ),
@@ -408,7 +409,8 @@ impl Checker<'_> {
                 Action::Redact => ChangeKind::NowRedact,
                 Action::Warn => ChangeKind::NowWarn,
             };
-            self.push_verdict(e, subject, change, new, "");
+            let why = format!("rule '{}'", new.rule);
+            self.push_verdict(e, subject, change, new, &why);
         }
     }
 
@@ -429,17 +431,7 @@ impl Checker<'_> {
         } else {
             String::new()
         };
-        let why = if why.is_empty() {
-            String::new()
-        } else {
-            format!(": {why}")
-        };
-        let detail = format!(
-            "{}: rule '{}' ({}{at}{times}){why}",
-            change.text(),
-            v.rule,
-            v.kind
-        );
+        let detail = format!("{}: {}{at}{times} ({why})", change.text(), v.kind);
         self.push(
             e,
             subject.as_str(),
@@ -476,6 +468,24 @@ impl Checker<'_> {
             count,
             detail,
         });
+    }
+}
+
+/// `blocked`, `redacted`, `warned about`.
+fn past(action: Action) -> &'static str {
+    match action {
+        Action::Block => "blocked",
+        Action::Redact => "redacted",
+        Action::Warn => "warned about",
+    }
+}
+
+/// `blocks`, `redacts`, `warns about`.
+fn verb(action: Action) -> &'static str {
+    match action {
+        Action::Block => "blocks",
+        Action::Redact => "redacts",
+        Action::Warn => "warns about",
     }
 }
 

@@ -15,6 +15,7 @@ mod faults;
 mod integrity;
 mod orchestrator;
 mod policy;
+mod policy_examples;
 mod recovery;
 mod replay;
 mod smoke;
