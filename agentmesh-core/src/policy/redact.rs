@@ -121,8 +121,9 @@ impl Policy {
             return (text, checked.verdicts);
         }
         // Redact with every matching rule, blocks included.
-        let hits = find_hits(self.rules(), self.rules_on(subject), text, None);
-        let (redacted, _) = replace(self.rules(), text, &hits, |r| r.action != Action::Warn);
+        let not_warn = |r: &Rule| r.action != Action::Warn;
+        let hits = stable_hits(self.rules(), self.rules_on(subject), text, None, &not_warn);
+        let (redacted, _) = replace(self.rules(), text, &hits, not_warn);
         let verdicts = checked
             .verdicts
             .into_iter()
@@ -138,8 +139,9 @@ impl Policy {
     /// `block`, whatever its subjects (what `agentmesh redact` prints).
     pub fn redact(&self, text: &str) -> Redaction {
         let all: Vec<usize> = (0..self.rules().len()).collect();
-        let hits = find_hits(self.rules(), &all, text, None);
-        let (out, spans) = replace(self.rules(), text, &hits, |r| r.action != Action::Warn);
+        let not_warn = |r: &Rule| r.action != Action::Warn;
+        let hits = stable_hits(self.rules(), &all, text, None, &not_warn);
+        let (out, spans) = replace(self.rules(), text, &hits, not_warn);
         // Byte offsets to character offsets, in one pass.
         let mut chars = text.char_indices().map(|(i, _)| i).enumerate().peekable();
         let mut char_at = |byte: usize| -> usize {
@@ -244,7 +246,8 @@ impl Walk<'_> {
         if s.is_empty() {
             return None;
         }
-        let hits = find_hits(self.rules, self.active, s, key);
+        let redacts = |r: &Rule| r.action == Action::Redact;
+        let hits = stable_hits(self.rules, self.active, s, key, &redacts);
         if hits.is_empty() {
             return None;
         }
@@ -272,7 +275,7 @@ impl Walk<'_> {
             entry.1.count = entry.1.count.saturating_add(1);
             self.order += 1;
         }
-        let (out, spans) = replace(self.rules, s, &hits, |r| r.action == Action::Redact);
+        let (out, spans) = replace(self.rules, s, &hits, redacts);
         (!spans.is_empty()).then_some(out)
     }
 }
@@ -289,6 +292,88 @@ fn push_escaped(pointer: &mut String, token: &str) {
             '/' => pointer.push_str("~1"),
             c => pointer.push(c),
         }
+    }
+}
+
+/// Most passes [`stable_hits`] makes before it redacts the whole text.
+const MAX_PASSES: usize = 8;
+
+/// The hits of [`find_hits`], and those the replacement itself brings out, in `s`'s own
+/// offsets: a placeholder changes what its neighbours look like (`x@example.com` followed by
+/// `-----BEGIN …` is no address until the key is replaced), so the text is matched again until
+/// nothing new appears. That makes redacting idempotent: the result holds no match of its own.
+/// Text that is still changing after [`MAX_PASSES`] is redacted whole (fail closed).
+fn stable_hits(
+    rules: &[Rule],
+    active: &[usize],
+    s: &str,
+    key: Option<&str>,
+    replaces: &dyn Fn(&Rule) -> bool,
+) -> Vec<Hit> {
+    let mut hits = find_hits(rules, active, s, key);
+    for _ in 0..MAX_PASSES {
+        let (text, merged) = replace(rules, s, &hits, replaces);
+        if merged.is_empty() {
+            return hits;
+        }
+        let again = find_hits(rules, active, &text, key);
+        let new: Vec<Hit> = again
+            .into_iter()
+            .filter(|h| replaces(&rules[h.rule]))
+            .map(|h| Hit {
+                span: to_original(rules, &merged, h.span, s.len()),
+                rule: h.rule,
+            })
+            // A match that lies inside what is replaced already brings nothing new.
+            .filter(|h| {
+                !merged
+                    .iter()
+                    .any(|(m, _)| m.start <= h.span.start && h.span.end <= m.end)
+            })
+            .collect();
+        if new.is_empty() {
+            return hits;
+        }
+        hits.extend(new);
+    }
+    // Still changing: nothing of it is kept.
+    let rule = hits
+        .iter()
+        .find(|h| replaces(&rules[h.rule]))
+        .map_or(active[0], |h| h.rule);
+    vec![Hit {
+        span: Span {
+            start: 0,
+            end: s.len(),
+        },
+        rule,
+    }]
+}
+
+/// The span of the original text that a span of its redaction (by `merged`) came from: a
+/// placeholder stands for the whole span it replaced.
+fn to_original(rules: &[Rule], merged: &[(Span, usize)], span: Span, len: usize) -> Span {
+    // Walk the redacted text: original pieces between the merged spans, a placeholder for each.
+    let map = |at: usize, end_side: bool| -> usize {
+        let (mut out, mut orig) = (0usize, 0usize);
+        for (m, rule) in merged {
+            let piece = m.start - orig;
+            if at < out + piece || (end_side && at == out + piece) {
+                return orig + (at - out);
+            }
+            out += piece;
+            let placeholder = PLACEHOLDER_PREFIX.len() + rules[*rule].kind.len() + 1;
+            if at < out + placeholder || (end_side && at == out + placeholder) {
+                return if end_side && at > out { m.end } else { m.start };
+            }
+            out += placeholder;
+            orig = m.end;
+        }
+        (orig + (at - out)).min(len)
+    };
+    Span {
+        start: map(span.start, false),
+        end: map(span.end, true),
     }
 }
 
