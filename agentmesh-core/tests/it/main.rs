@@ -13,6 +13,7 @@ mod durability;
 mod faults;
 mod integrity;
 mod orchestrator;
+mod pii_corpus;
 mod recovery;
 mod replay;
 mod smoke;

@@ -4,10 +4,34 @@ use super::numbers::skip_digits;
 use super::scan::{at, before, is_alnum, next_digit, preceded_by_word};
 use super::Span;
 
-/// Words that make a dotted quad a version or an object id rather than an address.
+/// Words that make a dotted quad a version, an object id or a section number, not an address.
 const NOT_ADDRESS_WORDS: &[&str] = &[
-    "v", "ver", "version", "build", "release", "oid", "firmware", "kernel", "chrome", "firefox",
-    "windows", "macos", "ios", "android", "python", "node", "java", "rustc",
+    "v",
+    "ver",
+    "version",
+    "build",
+    "release",
+    "oid",
+    "firmware",
+    "kernel",
+    "chrome",
+    "firefox",
+    "windows",
+    "macos",
+    "ios",
+    "android",
+    "python",
+    "node",
+    "java",
+    "rustc",
+    "chapter",
+    "section",
+    "clause",
+    "paragraph",
+    "step",
+    "rule",
+    "figure",
+    "table",
 ];
 
 /// Finds IPv4 addresses: four octets 0-255 without leading zeros, not part of a longer dotted
@@ -19,7 +43,7 @@ pub(super) fn find_ipv4s(text: &str, out: &mut Vec<Span>) {
     let mut i = 0;
     while let Some(d) = next_digit(b, i) {
         let p = before(b, d);
-        let glued = is_alnum(p) || b"._-/+$".contains(&p);
+        let glued = is_alnum(p) || b"._-+$".contains(&p);
         if glued {
             i = skip_digits(b, d);
             continue;

@@ -381,6 +381,15 @@ fn key_before(b: &[u8], sep: usize) -> Option<(usize, usize)> {
     (s < e && e - s <= MAX_KEY).then_some((s, e))
 }
 
+/// Whether a URL query field `name=` starts at `i` (so a `&` before it ends a bare value).
+fn next_query_field(b: &[u8], i: usize) -> bool {
+    let mut k = i;
+    while k - i < MAX_KEY && key_byte(at(b, k)) {
+        k += 1;
+    }
+    k > i && at(b, k) == b'='
+}
+
 /// The value starting at `v`: quoted (to its closing quote on the same line) or bare (to
 /// whitespace or punctuation). Returns its span and where scanning may resume.
 fn value_at(b: &[u8], mut v: usize) -> Option<(usize, usize, usize)> {
@@ -430,7 +439,6 @@ fn value_at(b: &[u8], mut v: usize) -> Option<(usize, usize, usize)> {
                     | b'`'
                     | b','
                     | b';'
-                    | b'&'
                     | b'<'
                     | b'>'
                     | b')'
@@ -438,6 +446,7 @@ fn value_at(b: &[u8], mut v: usize) -> Option<(usize, usize, usize)> {
                     | b'}'
                     | b'\\'
             )
+            && !(at(b, j) == b'&' && next_query_field(b, j + 1))
         {
             j += 1;
         }
