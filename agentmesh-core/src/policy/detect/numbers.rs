@@ -7,8 +7,9 @@ use super::Span;
 /// thousands comma, a range, a path, a sign or a currency (a CSV comma is fine).
 pub(super) fn starts_clean(b: &[u8], i: usize) -> bool {
     let p = before(b, i);
-    !(is_alnum(p) || thousands_group(b, i) || b"._-/+$:#".contains(&p))
-        && !(p >= 0x80 && currency_before(b, i))
+    let glued = is_alnum(p) || thousands_group(b, i) || b"._-/+$:#".contains(&p);
+    let currency = p >= 0x80 && currency_before(b, i);
+    !glued && !currency
 }
 
 /// Whether the digits at `i` are a thousands group (`1,234`): a comma after a digit, then
