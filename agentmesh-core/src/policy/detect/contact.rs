@@ -38,8 +38,8 @@ pub(super) fn find_emails(text: &str, out: &mut Vec<Span>) {
         while s < at_sign && !is_alnum(b[s]) {
             s += 1;
         }
-        if b[..s].ends_with(b"://") {
-            continue; // URL userinfo (`https://token@host`), not an address
+        if url_userinfo(b, s) {
+            continue;
         }
         let local = &b[s..at_sign];
         if local.is_empty() || local.ends_with(b".") || local.windows(2).any(|w| w == b"..") {
@@ -62,6 +62,22 @@ pub(super) fn find_emails(text: &str, out: &mut Vec<Span>) {
         out.push(Span { start: s, end });
         resume = end;
     }
+}
+
+/// Whether the local part starting at `s` is URL userinfo (`https://token@host`,
+/// `postgres://user:pa#ss@host`): only userinfo bytes between a `://` and it.
+fn url_userinfo(b: &[u8], s: usize) -> bool {
+    let mut i = s;
+    let floor = s.saturating_sub(128);
+    while i > floor
+        && !matches!(
+            b[i - 1],
+            b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'@' | b'"' | b'\'' | b'<'
+        )
+    {
+        i -= 1;
+    }
+    b[..i].ends_with(b"://")
 }
 
 /// Lexes a domain of at least two dot-separated labels starting at `i`; returns its end, the

@@ -93,7 +93,8 @@ impl Detector {
         match self {
             Detector::Email => {
                 "E-mail addresses local@domain.tld (sub-domains, +tags); not dotless hosts such as \
-                 user@localhost, @handles, npm pins such as pkg@1.2.3 or asset names such as icon@2x.png."
+                 user@localhost, @handles, URL userinfo, npm pins such as pkg@1.2.3 or asset names such as \
+                 icon@2x.png."
             }
             Detector::Phone => {
                 "Phone numbers: +country-code numbers (E.164, spaced, dashed, with (0)), NANP \
@@ -142,7 +143,8 @@ impl Detector {
             Detector::SecretValue => {
                 "The value of a secret-ish field (password, secret, token, api_key, private_key, \
                  credential, auth...) written key=value, key: value or \"key\": \"value\", when it \
-                 looks like a real secret; not placeholders, ${VARS}, code expressions, numbers or words."
+                 looks like a real secret, and URL passwords (scheme://user:pass@host); not \
+                 placeholders, ${VARS}, code expressions, numbers, words or values with spaces."
             }
         }
     }

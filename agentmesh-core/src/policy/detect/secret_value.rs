@@ -302,9 +302,11 @@ fn key_byte(c: u8) -> bool {
 
 /// Finds the values of secret-ish fields in free text: `key=value`, `key: value`,
 /// `"key": "value"`, `KEY="value"`, `key := "value"`, `'key' => 'value'` (also with
-/// JSON-escaped quotes). The span is the value only, without quotes or an auth scheme.
+/// JSON-escaped quotes), and the password of URL userinfo (`postgres://user:pass@host`).
+/// The span is the value only, without quotes or an auth scheme.
 pub(super) fn find_secret_values(text: &str, out: &mut Vec<Span>) {
     let b = text.as_bytes();
+    find_url_passwords(b, out);
     let mut resume = 0;
     for sep in memchr2_iter(b'=', b':', b) {
         if sep < resume {
@@ -324,6 +326,48 @@ pub(super) fn find_secret_values(text: &str, out: &mut Vec<Span>) {
                 out.push(Span { start: s, end: e });
                 resume = after;
             }
+        }
+    }
+}
+
+/// Finds the password of URL userinfo, `scheme://user:password@host`: the span is the
+/// password only; it must be 4+ bytes and not a placeholder (`${DB_PASS}`, `<password>`, `***`).
+fn find_url_passwords(b: &[u8], out: &mut Vec<Span>) {
+    for p in memchr::memmem::find_iter(b, b"://") {
+        let user = p + 3;
+        let mut i = user;
+        while i - user < MAX_KEY
+            && !matches!(
+                at(b, i),
+                0 | b':' | b'/' | b'@' | b' ' | b'\n' | b'"' | b'\''
+            )
+        {
+            i += 1;
+        }
+        if at(b, i) != b':' || i == user {
+            continue;
+        }
+        let pass = i + 1;
+        let mut j = pass;
+        while j - pass < MAX_VALUE
+            && !matches!(
+                at(b, j),
+                0 | b'@' | b'/' | b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'<' | b'>'
+            )
+        {
+            j += 1;
+        }
+        let value = &b[pass..j];
+        let lower = value.to_ascii_lowercase();
+        let placeholder = PLACEHOLDER_PARTS
+            .iter()
+            .any(|p| memchr::memmem::find(&lower, p.as_bytes()).is_some())
+            || matches!(value.first(), Some(b'$' | b'%' | b'{' | b'*'));
+        if at(b, j) == b'@' && value.len() >= 4 && !placeholder {
+            out.push(Span {
+                start: pass,
+                end: j,
+            });
         }
     }
 }

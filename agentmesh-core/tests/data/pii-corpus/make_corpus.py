@@ -367,6 +367,13 @@ SV_T = [
 for i in range(51):
     v = password()
     rec(SV_T[i % len(SV_T)].format(v=v), ("secret_value", v))
+URL_T = ["DATABASE_URL=postgres://app:{v}@db.example.com:5432/app", "mongodb://admin:{v}@mongo.internal:27017/?authSource=admin",
+         "2026-04-04 04:04:04 INFO connecting to amqp://worker:{v}@queue.example.net:5672/", "proxy: http://ci:{v}@proxy.example.org:3128"]
+for i in range(8):
+    v = password()
+    if "@" in v or "/" in v:
+        v = rand(AN, 14)
+    rec(URL_T[i % len(URL_T)].format(v=v), ("secret_value", v))
 
 # ---------------------------------------------------------------- mixed records
 for i in range(12):
@@ -437,7 +444,8 @@ NEG += [
     "-----BEGIN PGP PUBLIC KEY BLOCK-----\nmQENBFzN8NUBCAC9\n-----END PGP PUBLIC KEY BLOCK-----",
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@bastion",
     "sha1 da39a3ee5e6b4b0d3255bfef95601890afd80709",
-    "build 2026.12.02.1845", "serial no. 5551234567890", "(see page 415) and (555) entries",
+    "build 2026.12.02.1845", "redis://:${REDIS_PASS}@cache:6379/0", "open http://bob@example.com/profile and https://example.com:8443/a",
+    "amqp://guest:<password>@localhost:5672", "serial no. 5551234567890", "(see page 415) and (555) entries",
 ]
 for t in NEG:
     rec(t)
