@@ -5,6 +5,20 @@
 //! length tables, JSON decoding). Each candidate is examined once and the scan resumes after it,
 //! so every detector is linear in the text. Spans are byte offsets on char boundaries: all the
 //! detectors anchor on ASCII bytes and never end inside a multi-byte char.
+//!
+//! Decisions the issue left open (each also in [`Detector::describe`]):
+//! - email: a dotless domain (`user@localhost`) is not an address; URL userinfo is not either
+//!   (its password is a `secret_value`).
+//! - ssn: 9 bare digits count only within 40 bytes after "SSN" or "social security".
+//! - card: Maestro is 50 and 56-69 not taken by another brand, 13-19 digits; well-known test
+//!   numbers (4111 1111 1111 1111) are cards: the shape is what leaks.
+//! - aws_access_key / aws_secret_key: AWS's documented example keys (`…EXAMPLE`,
+//!   `…EXAMPLEKEY`) are test data and never match.
+//! - jwt: an empty signature only with `alg: none`.
+//! - ipv4: loopback 127/8, 0.0.0.0 and 255.x are not personal data; private ranges match.
+//! - api_key: Stripe `sk_test_`/`rk_test_` keys match (they open the account's test data);
+//!   publishable `pk_` keys do not; Twilio `SK` + 32 hex only after the word "twilio".
+//! - secret_value: values with spaces, single-case words and plain numbers are not secrets.
 
 mod contact;
 mod network;

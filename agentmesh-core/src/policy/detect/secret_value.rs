@@ -13,7 +13,7 @@ const MAX_VALUE: usize = 512;
 /// Whether a JSON object field `key: value` holds a secret by the `secret_value` rule
 /// (secret-ish key such as password/secret/token/api_key/private_key/credential/auth, and a
 /// value that looks like a real secret: length and entropy checks, not a placeholder such as
-/// "changeme", "xxxx", "<your-key>", "${VAR}", "***", "null", "true").
+/// `"changeme"`, `"xxxx"`, `"<your-key>"`, `"${VAR}"`, `"***"`, `"null"`, `"true"`).
 pub fn secret_field(key: &str, value: &str) -> bool {
     secret_key(key.as_bytes()) && secret_like(strip_auth_scheme(value.as_bytes()))
 }
