@@ -14,6 +14,7 @@ mod durability;
 mod faults;
 mod integrity;
 mod orchestrator;
+mod pii_corpus;
 mod policy;
 mod policy_examples;
 mod recovery;

@@ -2,7 +2,7 @@
 
 use memchr::memchr_iter;
 
-use super::numbers::{ends_clean, skip_digits};
+use super::numbers::{ends_clean, skip_digits, thousands_group};
 use super::scan::{at, before, is_alnum, next_digit};
 use super::Span;
 
@@ -19,7 +19,8 @@ const ASSET_EXTENSIONS: &[&str] = &[
 
 /// Finds e-mail addresses `local@domain.tld`. The domain needs a dot and an alphabetic TLD of
 /// at least two letters, so `user@localhost`, `pkg@1.2.3` and `image@sha256:…` are not
-/// addresses; `@handle` has no local part; `name@2x.png` style asset names are skipped.
+/// addresses; `@handle` has no local part; `name@2x.png` style asset names and URL userinfo
+/// (`https://user@host`) are skipped.
 pub(super) fn find_emails(text: &str, out: &mut Vec<Span>) {
     let b = text.as_bytes();
     let mut resume = 0;
@@ -36,6 +37,9 @@ pub(super) fn find_emails(text: &str, out: &mut Vec<Span>) {
         }
         while s < at_sign && !is_alnum(b[s]) {
             s += 1;
+        }
+        if url_userinfo(b, s) {
+            continue;
         }
         let local = &b[s..at_sign];
         if local.is_empty() || local.ends_with(b".") || local.windows(2).any(|w| w == b"..") {
@@ -58,6 +62,22 @@ pub(super) fn find_emails(text: &str, out: &mut Vec<Span>) {
         out.push(Span { start: s, end });
         resume = end;
     }
+}
+
+/// Whether the local part starting at `s` is URL userinfo (`https://token@host`,
+/// `postgres://user:pa#ss@host`): only userinfo bytes between a `://` and it.
+fn url_userinfo(b: &[u8], s: usize) -> bool {
+    let mut i = s;
+    let floor = s.saturating_sub(128);
+    while i > floor
+        && !matches!(
+            b[i - 1],
+            b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'@' | b'"' | b'\'' | b'<'
+        )
+    {
+        i -= 1;
+    }
+    b[..i].ends_with(b"://")
 }
 
 /// Lexes a domain of at least two dot-separated labels starting at `i`; returns its end, the
@@ -126,7 +146,7 @@ pub(super) fn find_phones(text: &str, out: &mut Vec<Span>) {
             _ => (d, false),
         };
         let p = before(b, start);
-        let glued = is_alnum(p) || b"._-/+$#,=&".contains(&p);
+        let glued = is_alnum(p) || (!plus && thousands_group(b, d)) || b"._-/+$#=&".contains(&p);
         let clock = p == b':' && before(b, start - usize::from(start > 0)).is_ascii_digit();
         if glued || clock {
             i = skip_digits(b, d);
@@ -285,6 +305,10 @@ fn national(b: &[u8], g: &[PhoneGroup]) -> bool {
         return false;
     }
     let digits: usize = g.iter().map(PhoneGroup::width).sum();
+    let widths: Vec<usize> = g.iter().map(PhoneGroup::width).collect();
+    if widths == [3, 2, 4] {
+        return false; // the shape of an SSN
+    }
     let seps_ok = g[1..]
         .iter()
         .all(|x| matches!(x.sep, b' ' | b'-') && x.sep == g[1].sep)

@@ -5,6 +5,20 @@
 //! length tables, JSON decoding). Each candidate is examined once and the scan resumes after it,
 //! so every detector is linear in the text. Spans are byte offsets on char boundaries: all the
 //! detectors anchor on ASCII bytes and never end inside a multi-byte char.
+//!
+//! Decisions the issue left open (each also in [`Detector::describe`]):
+//! - email: a dotless domain (`user@localhost`) is not an address; URL userinfo is not either
+//!   (its password is a `secret_value`).
+//! - ssn: 9 bare digits count only within 40 bytes after "SSN" or "social security".
+//! - card: Maestro is 50 and 56-69 not taken by another brand, 13-19 digits; well-known test
+//!   numbers (4111 1111 1111 1111) are cards: the shape is what leaks.
+//! - aws_access_key / aws_secret_key: AWS's documented example keys (`…EXAMPLE`,
+//!   `…EXAMPLEKEY`) are test data and never match.
+//! - jwt: an empty signature only with `alg: none`.
+//! - ipv4: loopback 127/8, 0.0.0.0 and 255.x are not personal data; private ranges match.
+//! - api_key: Stripe `sk_test_`/`rk_test_` keys match (they open the account's test data);
+//!   publishable `pk_` keys do not; Twilio `SK` + 32 hex only after the word "twilio".
+//! - secret_value: values with spaces, single-case words and plain numbers are not secrets.
 
 mod contact;
 mod network;
@@ -93,7 +107,8 @@ impl Detector {
         match self {
             Detector::Email => {
                 "E-mail addresses local@domain.tld (sub-domains, +tags); not dotless hosts such as \
-                 user@localhost, @handles, npm pins such as pkg@1.2.3 or asset names such as icon@2x.png."
+                 user@localhost, @handles, URL userinfo, npm pins such as pkg@1.2.3 or asset names such as \
+                 icon@2x.png."
             }
             Detector::Phone => {
                 "Phone numbers: +country-code numbers (E.164, spaced, dashed, with (0)), NANP \
@@ -142,7 +157,8 @@ impl Detector {
             Detector::SecretValue => {
                 "The value of a secret-ish field (password, secret, token, api_key, private_key, \
                  credential, auth...) written key=value, key: value or \"key\": \"value\", when it \
-                 looks like a real secret; not placeholders, ${VARS}, code expressions, numbers or words."
+                 looks like a real secret, and URL passwords (scheme://user:pass@host); not \
+                 placeholders, ${VARS}, code expressions, numbers, words or values with spaces."
             }
         }
     }

@@ -4,14 +4,38 @@ use super::numbers::skip_digits;
 use super::scan::{at, before, is_alnum, next_digit, preceded_by_word};
 use super::Span;
 
-/// Words that make a dotted quad a version or an object id rather than an address.
+/// Words that make a dotted quad a version, an object id or a section number, not an address.
 const NOT_ADDRESS_WORDS: &[&str] = &[
-    "v", "ver", "version", "build", "release", "oid", "firmware", "kernel", "chrome", "firefox",
-    "windows", "macos", "ios", "android", "python", "node", "java", "rustc",
+    "v",
+    "ver",
+    "version",
+    "build",
+    "release",
+    "oid",
+    "firmware",
+    "kernel",
+    "chrome",
+    "firefox",
+    "windows",
+    "macos",
+    "ios",
+    "android",
+    "python",
+    "node",
+    "java",
+    "rustc",
+    "chapter",
+    "section",
+    "clause",
+    "paragraph",
+    "step",
+    "rule",
+    "figure",
+    "table",
 ];
 
 /// Finds IPv4 addresses: four octets 0-255 without leading zeros, not part of a longer dotted
-/// number (`1.2.3.4.5`, OIDs), not glued to letters (`v1.2.3.4`), not after a version word
+/// number (`1.2.3.4.5`, OIDs), not glued to letters (`v1.2.3.4`, `1.2.3.4-beta`), not after a version word
 /// (`version 10.0.19041.1`). Loopback (127/8), 0.0.0.0 and 255.x (masks, broadcast) are not
 /// personal data and are skipped; private ranges are kept (they map a network).
 pub(super) fn find_ipv4s(text: &str, out: &mut Vec<Span>) {
@@ -19,7 +43,7 @@ pub(super) fn find_ipv4s(text: &str, out: &mut Vec<Span>) {
     let mut i = 0;
     while let Some(d) = next_digit(b, i) {
         let p = before(b, d);
-        let glued = is_alnum(p) || b"._-/+$".contains(&p);
+        let glued = is_alnum(p) || b"._-+$".contains(&p);
         if glued {
             i = skip_digits(b, d);
             continue;
@@ -54,8 +78,9 @@ pub(super) fn find_ipv4s(text: &str, out: &mut Vec<Span>) {
         }
         i = j;
         let n = at(b, j);
-        let longer = (n == b'.' || n == b'-') && at(b, j + 1).is_ascii_digit();
-        if is_alnum(n) || longer || preceded_by_word(b, d, NOT_ADDRESS_WORDS) {
+        let longer = n == b'.' && at(b, j + 1).is_ascii_digit();
+        let suffix = n == b'-' && at(b, j + 1).is_ascii_alphabetic();
+        if is_alnum(n) || longer || suffix || preceded_by_word(b, d, NOT_ADDRESS_WORDS) {
             i = skip_dotted(b, d);
             continue;
         }

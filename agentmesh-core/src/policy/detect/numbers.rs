@@ -4,10 +4,22 @@ use super::scan::{at, before, digit_groups, is_alnum, luhn, next_digit, MAX_GROU
 use super::Span;
 
 /// Whether a number starting at `i` may begin there: not glued to a word, a decimal point, a
-/// range, a path, a sign or a currency.
+/// thousands comma, a range, a path, a sign or a currency (a CSV comma is fine).
 pub(super) fn starts_clean(b: &[u8], i: usize) -> bool {
     let p = before(b, i);
-    !(is_alnum(p) || b"._-/+$,:#".contains(&p)) && !(p >= 0x80 && currency_before(b, i))
+    let glued = is_alnum(p) || thousands_group(b, i) || b"._-/+$:#".contains(&p);
+    let currency = p >= 0x80 && currency_before(b, i);
+    !glued && !currency
+}
+
+/// Whether the digits at `i` are a thousands group (`1,234`): a comma after a digit, then
+/// exactly three digits not followed by another digit group. A CSV field after a number
+/// (`10442,4111…`, `1984-03-12,219-09-9999`) is not.
+pub(super) fn thousands_group(b: &[u8], i: usize) -> bool {
+    let e = skip_digits(b, i);
+    let grouped = (matches!(at(b, e), b' ' | b'-') && at(b, e + 1).is_ascii_digit())
+        || (at(b, e) == b'.' && skip_digits(b, e + 1) == e + 4 && at(b, e + 4) == b'.');
+    i >= 2 && b[i - 1] == b',' && b[i - 2].is_ascii_digit() && e - i == 3 && !grouped
 }
 
 /// Whether a multi-byte currency sign (€, £, ¥, ₹) ends right before `i`.
@@ -21,7 +33,8 @@ fn currency_before(b: &[u8], i: usize) -> bool {
 /// or thousands part.
 pub(super) fn ends_clean(b: &[u8], i: usize) -> bool {
     let n = at(b, i);
-    !(is_alnum(n) || (b".,-/:".contains(&n) && at(b, i + 1).is_ascii_digit()))
+    let thousands = n == b',' && skip_digits(b, i + 1) == i + 4;
+    !(is_alnum(n) || thousands || (b".-/:".contains(&n) && at(b, i + 1).is_ascii_digit()))
 }
 
 /// Skips the digits at `i`.

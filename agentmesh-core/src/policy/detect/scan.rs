@@ -123,7 +123,7 @@ pub(super) fn luhn(b: &[u8], start: usize, end: usize) -> bool {
         sum += d;
         double = !double;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether the ASCII word ending right before `end` (skipping spaces, `:`, `=` and `#`) is, in

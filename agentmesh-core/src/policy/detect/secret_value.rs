@@ -13,7 +13,7 @@ const MAX_VALUE: usize = 512;
 /// Whether a JSON object field `key: value` holds a secret by the `secret_value` rule
 /// (secret-ish key such as password/secret/token/api_key/private_key/credential/auth, and a
 /// value that looks like a real secret: length and entropy checks, not a placeholder such as
-/// "changeme", "xxxx", "<your-key>", "${VAR}", "***", "null", "true").
+/// `"changeme"`, `"xxxx"`, `"<your-key>"`, `"${VAR}"`, `"***"`, `"null"`, `"true"`).
 pub fn secret_field(key: &str, value: &str) -> bool {
     secret_key(key.as_bytes()) && secret_like(strip_auth_scheme(value.as_bytes()))
 }
@@ -302,9 +302,11 @@ fn key_byte(c: u8) -> bool {
 
 /// Finds the values of secret-ish fields in free text: `key=value`, `key: value`,
 /// `"key": "value"`, `KEY="value"`, `key := "value"`, `'key' => 'value'` (also with
-/// JSON-escaped quotes). The span is the value only, without quotes or an auth scheme.
+/// JSON-escaped quotes), and the password of URL userinfo (`postgres://user:pass@host`).
+/// The span is the value only, without quotes or an auth scheme.
 pub(super) fn find_secret_values(text: &str, out: &mut Vec<Span>) {
     let b = text.as_bytes();
+    find_url_passwords(b, out);
     let mut resume = 0;
     for sep in memchr2_iter(b'=', b':', b) {
         if sep < resume {
@@ -324,6 +326,48 @@ pub(super) fn find_secret_values(text: &str, out: &mut Vec<Span>) {
                 out.push(Span { start: s, end: e });
                 resume = after;
             }
+        }
+    }
+}
+
+/// Finds the password of URL userinfo, `scheme://user:password@host`: the span is the
+/// password only; it must be 4+ bytes and not a placeholder (`${DB_PASS}`, `<password>`, `***`).
+fn find_url_passwords(b: &[u8], out: &mut Vec<Span>) {
+    for p in memchr::memmem::find_iter(b, b"://") {
+        let user = p + 3;
+        let mut i = user;
+        while i - user < MAX_KEY
+            && !matches!(
+                at(b, i),
+                0 | b':' | b'/' | b'@' | b' ' | b'\n' | b'"' | b'\''
+            )
+        {
+            i += 1;
+        }
+        if at(b, i) != b':' || i == user {
+            continue;
+        }
+        let pass = i + 1;
+        let mut j = pass;
+        while j - pass < MAX_VALUE
+            && !matches!(
+                at(b, j),
+                0 | b'@' | b'/' | b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'<' | b'>'
+            )
+        {
+            j += 1;
+        }
+        let value = &b[pass..j];
+        let lower = value.to_ascii_lowercase();
+        let placeholder = PLACEHOLDER_PARTS
+            .iter()
+            .any(|p| memchr::memmem::find(&lower, p.as_bytes()).is_some())
+            || matches!(value.first(), Some(b'$' | b'%' | b'{' | b'*'));
+        if at(b, j) == b'@' && value.len() >= 4 && !placeholder {
+            out.push(Span {
+                start: pass,
+                end: j,
+            });
         }
     }
 }
@@ -381,6 +425,15 @@ fn key_before(b: &[u8], sep: usize) -> Option<(usize, usize)> {
     (s < e && e - s <= MAX_KEY).then_some((s, e))
 }
 
+/// Whether a URL query field `name=` starts at `i` (so a `&` before it ends a bare value).
+fn next_query_field(b: &[u8], i: usize) -> bool {
+    let mut k = i;
+    while k - i < MAX_KEY && key_byte(at(b, k)) {
+        k += 1;
+    }
+    k > i && at(b, k) == b'='
+}
+
 /// The value starting at `v`: quoted (to its closing quote on the same line) or bare (to
 /// whitespace or punctuation). Returns its span and where scanning may resume.
 fn value_at(b: &[u8], mut v: usize) -> Option<(usize, usize, usize)> {
@@ -430,7 +483,6 @@ fn value_at(b: &[u8], mut v: usize) -> Option<(usize, usize, usize)> {
                     | b'`'
                     | b','
                     | b';'
-                    | b'&'
                     | b'<'
                     | b'>'
                     | b')'
@@ -438,6 +490,7 @@ fn value_at(b: &[u8], mut v: usize) -> Option<(usize, usize, usize)> {
                     | b'}'
                     | b'\\'
             )
+            && !(at(b, j) == b'&' && next_query_field(b, j + 1))
         {
             j += 1;
         }

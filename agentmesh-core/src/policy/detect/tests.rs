@@ -31,6 +31,11 @@ fn email() {
         ["jane.doe+news@mail.example.org"]
     );
     assert!(hits(d, "user@localhost, @alice, logo@2x.png, lodash@4.17.21").is_empty());
+    assert!(hits(
+        d,
+        "https://ghp_tok@github.com/x and redis://app:s3cret@cache.example.com"
+    )
+    .is_empty());
 }
 
 #[test]
@@ -178,6 +183,7 @@ fn ipv4() {
         "version 10.0.19041.1",
         "1.2.3.4.5",
         "256.1.1.1",
+        "1.2.3.4-beta",
         "01.2.3.4",
         "OID 2.5.4.3",
     ] {
@@ -233,6 +239,18 @@ fn secret_value() {
     ] {
         assert!(hits(d, n).is_empty(), "{n}");
     }
+    assert_eq!(
+        hits(
+            d,
+            "DATABASE_URL=postgres://app:S3cr3t!x@db.example.com:5432/app"
+        ),
+        ["S3cr3t!x"]
+    );
+    assert!(hits(
+        d,
+        "redis://:${REDIS_PASS}@cache:6379 https://example.com:8080/x http://bob@example.com"
+    )
+    .is_empty());
     assert!(secret_field("apiKey", "q8Zr2LmN5vX0"));
     assert!(secret_field("Authorization", "Bearer Zm9vYmFyYmF6cXV4MTIz"));
     for v in [
