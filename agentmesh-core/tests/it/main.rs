@@ -17,6 +17,7 @@ mod orchestrator;
 mod pii_corpus;
 mod policy;
 mod policy_examples;
+mod policy_leaks;
 mod recovery;
 mod replay;
 mod smoke;
