@@ -126,6 +126,7 @@ fn detail(data: &EventData, max: usize) -> String {
         EventData::CallStarted(c) => &c.verdicts,
         EventData::CallCompleted(c) => &c.verdicts,
         EventData::CallFailed(c) => &c.verdicts,
+        EventData::OutputOverridden(o) => &o.verdicts,
         _ => &[],
     };
     let text = body(data, max);

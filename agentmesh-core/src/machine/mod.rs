@@ -740,10 +740,18 @@ impl Machine {
         self.needs_advance = true;
     }
 
-    /// Replace the output of a completed node (fork overrides). Only between steps.
+    /// Replace the output of a completed node (fork overrides). Only between steps. A new
+    /// override is judged by the run's policy like an output; one read from a log comes with
+    /// its recorded `verdicts`.
     ///
-    /// Errors: `INVALID_ARGUMENT` when the node is unknown, has no output, or a step is open.
-    pub(crate) fn override_output(&mut self, node: &str, output: Value) -> Result<()> {
+    /// Errors: `INVALID_ARGUMENT` when the node is unknown, has no output, or a step is open;
+    /// `POLICY_DENIED` when the policy blocks it.
+    pub(crate) fn override_output(
+        &mut self,
+        node: &str,
+        output: Value,
+        recorded: Option<Vec<Verdict>>,
+    ) -> Result<()> {
         let Some(&i) = self.wf.compiled().index.get(node) else {
             return Err(Error::invalid_argument(format!(
                 "override: unknown node '{node}'"
@@ -759,6 +767,17 @@ impl Machine {
                 "override: node '{node}' has no output at this point"
             )));
         }
+        let (output, verdicts) = match (recorded, &self.policy) {
+            (Some(v), _) => (output, v),
+            (None, None) => (output, Vec::new()),
+            (None, Some(p)) => {
+                let checked = p.check(Subject::Output, &output);
+                if checked.blocked {
+                    return Err(Error::policy_denied(&checked.verdicts[0]));
+                }
+                (checked.value.unwrap_or(output), checked.verdicts)
+            }
+        };
         let output = Arc::new(output);
         let parent = self.nodes[i].resolved_seq;
         self.nodes[i].output = Some(output.clone());
@@ -766,7 +785,7 @@ impl Machine {
             Some(parent),
             Some(i),
             None,
-            EventData::OutputOverridden(Overridden { output }),
+            EventData::OutputOverridden(Overridden { output, verdicts }),
         );
         Ok(())
     }
@@ -1107,15 +1126,15 @@ pub(crate) mod tests {
     fn overrides_apply_only_between_steps() {
         let mut m = machine(chain(2));
         let id = m.poll()[0].id;
-        let e = m.override_output("n0", json!(1)).unwrap_err();
+        let e = m.override_output("n0", json!(1), None).unwrap_err();
         assert!(e.message().contains("between steps"), "{e}");
         let staged = m.stage(id, Completion::ok(json!(1))).unwrap();
         m.apply(staged);
         assert!(m.needs_advance());
-        m.override_output("n0", json!(2)).unwrap();
-        assert!(m.override_output("nope", json!(2)).is_err());
+        m.override_output("n0", json!(2), None).unwrap();
+        assert!(m.override_output("nope", json!(2), None).is_err());
         assert!(
-            m.override_output("n1", json!(2)).is_err(),
+            m.override_output("n1", json!(2), None).is_err(),
             "n1 has no output"
         );
     }

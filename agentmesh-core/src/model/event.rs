@@ -290,6 +290,9 @@ pub struct BranchDecided {
 pub struct Overridden {
     /// The replacement output.
     pub output: Arc<Value>,
+    /// What the run's policy decided about it (recorded redacted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::model::verdict::Verdict>,
 }
 
 /// Body of `runCompleted`.

@@ -251,6 +251,9 @@ impl Checker<'_> {
                     &f.verdicts,
                 );
             }
+            EventData::OutputOverridden(o) => {
+                self.value(e, Subject::Output, Some(&o.output), &o.verdicts)
+            }
             EventData::CallStarted(c) => {
                 self.tool(e, c.kind, &c.name, None);
                 self.value(e, request_subject(c.kind), Some(&c.request), &c.verdicts);

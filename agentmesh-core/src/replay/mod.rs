@@ -330,7 +330,10 @@ impl Rebuilder<'_, '_> {
                 }
                 EventData::OutputOverridden(o) => {
                     let node = r.node.as_deref().unwrap_or_default();
-                    if machine.override_output(node, (*o.output).clone()).is_err() {
+                    if machine
+                        .override_output(node, (*o.output).clone(), Some(o.verdicts.clone()))
+                        .is_err()
+                    {
                         return Err(divergence(r.seq, Some(&r), None));
                     }
                     self.queue.extend(machine.take_outbox());

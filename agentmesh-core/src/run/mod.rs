@@ -625,7 +625,7 @@ impl Run {
         }
         // Apply the overrides before creating the file, so a bad override leaves nothing behind.
         for (node, output) in overrides {
-            machine.override_output(&node, output)?;
+            machine.override_output(&node, output, None)?;
         }
         machine.advance();
         let mut first = rebuilt.prefix;
@@ -772,6 +772,12 @@ impl Run {
             }
         }
         let staged = self.machine.stage(id, completion)?;
+        self.record_staged(id, staged)
+    }
+
+    /// Record a completion the machine staged: checked against a re-executed log, staged in
+    /// the sink (refused there when too large), applied, and the next step decided.
+    fn record_staged(&mut self, id: u64, staged: crate::machine::Staged) -> Result<()> {
         self.reexec_check(staged.event())?;
         // Staged, not yet written: the completion and the decisions it triggers reach the
         // file in one write. A record over the size limit is refused here, naming the node.

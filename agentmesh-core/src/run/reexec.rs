@@ -10,7 +10,8 @@ use std::path::Path;
 
 use super::{Run, RunOptions};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::activation::{Activation, Completion};
+use crate::machine::Report;
+use crate::model::activation::Activation;
 use crate::model::event::{Event, EventData};
 use crate::model::workflow::{ActivationKind, Workflow};
 
@@ -170,22 +171,29 @@ impl Run {
                     self.machine.record_call(c)?;
                 }
                 if act.kind == ActivationKind::Human {
+                    // A person's decision is taken as the log holds it, with the verdicts
+                    // the run's policy gave it then (its redacted form is not judged again).
                     let recorded = re.recorded.get(&(seq, u32::MAX)).cloned();
-                    let completion = match recorded.map(|e| e.data) {
-                        Some(EventData::Completed(_, c)) => {
-                            let mut k = Completion::ok((*c.output).clone());
-                            k.usage = c.usage;
-                            k
-                        }
-                        Some(EventData::Failed(_, f)) => {
-                            let mut k = Completion::err(f.error);
-                            k.usage = f.usage;
-                            k
-                        }
+                    let report = match recorded.map(|e| e.data) {
+                        Some(EventData::Completed(_, c)) => Report {
+                            result: Ok(c.output),
+                            usage: c.usage,
+                            dur_us: None,
+                            verdicts: c.verdicts,
+                        },
+                        Some(EventData::Failed(_, f)) => Report {
+                            result: Err(f.error),
+                            usage: f.usage,
+                            dur_us: None,
+                            verdicts: f.verdicts,
+                        },
                         // Still waiting in the log: it waits here too.
                         _ => continue,
                     };
-                    self.complete(act.id, completion)?;
+                    self.check_usable()?;
+                    let staged = self.machine.stage_report(act.id, report)?;
+                    self.record_staged(act.id, staged)?;
+                    self.commit()?;
                 } else {
                     if let Some(re) = self.reexec.as_mut() {
                         re.activations += 1;

@@ -522,3 +522,59 @@ fn a_crash_mid_activation_resumes_to_the_same_log_under_the_policy() {
         canonical(&fresh.path().join("crash.jsonl"))
     );
 }
+
+#[test]
+fn re_execution_takes_a_redacted_decision_as_recorded_and_fork_overrides_are_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = wf(json!({"name": "p", "nodes": [
+        {"id": "draft", "type": "agent", "agent": "echo"},
+        {"id": "ask", "type": "human", "after": ["draft"]},
+        {"id": "b", "type": "agent", "agent": "echo", "after": ["ask"]}]}));
+    let mut m = mesh(dir.path());
+    m.agent("echo", |act, _| {
+        Ok(json!({"node": act.node.as_ref()}).into())
+    });
+    let run = |m: &Mesh| {
+        m.run(
+            &w,
+            RunOptions {
+                run_id: Some("reexec".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    assert_eq!(run(&m).status, RunStatus::Waiting);
+    let path = dir.path().join("reexec.jsonl");
+    let approve = BTreeMap::from([("ask".to_owned(), json!({"by": EMAIL}))]);
+    assert_eq!(
+        m.resume(&path, approve).unwrap().status,
+        RunStatus::Completed
+    );
+    // Re-executing replays the person's (redacted) decision with its verdicts: equal.
+    let report = m.reexecute(&path).unwrap();
+    assert_eq!(report.activations, 2);
+    // A fork's override is judged like an output: redacted, or refused when blocked.
+    let fork = |seq, value: Value| {
+        m.fork(
+            &path,
+            seq,
+            BTreeMap::from([("draft".to_owned(), value)]),
+            Some(format!("fork-{seq}")),
+        )
+    };
+    let (_, events) = read_log(&path).unwrap();
+    let step_end = events
+        .iter()
+        .find(|e| matches!(e.data, EventData::Completed(..)) && e.node.as_deref() == Some("draft"))
+        .unwrap()
+        .seq;
+    let forked = fork(step_end, json!({"note": format!("to {EMAIL}")})).unwrap();
+    assert_eq!(forked.status, RunStatus::Waiting);
+    let fork_log = std::fs::read_to_string(forked.log_path.as_ref().unwrap()).unwrap();
+    assert!(!fork_log.contains(EMAIL) && fork_log.contains("[REDACTED:email]"));
+    assert!(replay(forked.log_path.as_ref().unwrap(), None).is_ok());
+    let e = fork(step_end, json!({"ssn": SSN})).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PolicyDenied);
+    assert!(!e.message().contains(SSN));
+}
