@@ -16,9 +16,11 @@ struct Record {
     labels: Vec<(Detector, Span)>,
 }
 
-/// Reads the corpus; a label's offsets are those of its text's next unused occurrence.
-fn corpus() -> Vec<Record> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pii-corpus/corpus.jsonl");
+/// Reads a corpus file; a label's offsets are those of its text's next unused occurrence.
+fn corpus(file: &str) -> Vec<Record> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/pii-corpus")
+        .join(file);
     let data = std::fs::read_to_string(&path).expect("the corpus is readable");
     data.lines()
         .enumerate()
@@ -75,13 +77,36 @@ struct Score {
 
 #[test]
 fn every_detector_meets_its_targets_on_the_corpus() {
-    let records = corpus();
+    let records = corpus("corpus.jsonl");
     assert!(records.len() >= 700, "corpus too small: {}", records.len());
     let negatives = records.iter().filter(|r| r.labels.is_empty()).count();
     assert!(negatives >= 300, "hard negatives: {negatives}");
+    let failed = score(&records, 40);
+    assert!(
+        failed.is_empty(),
+        "below target (or < 40 labelled): {failed:?}"
+    );
+}
+
+/// `heldout.jsonl` was written apart from the detectors (by another session, never used to
+/// tune them): its scores are the out-of-sample figures. Few labels per kind, so one miss
+/// moves recall by 0.1; the targets are checked on it all the same.
+#[test]
+fn the_detectors_meet_their_targets_on_the_held_out_records() {
+    let records = corpus("heldout.jsonl");
+    let failed = score(&records, 9);
+    assert!(
+        failed.is_empty(),
+        "below target on held-out records: {failed:?}"
+    );
+}
+
+/// Score every detector on `records`, print the table and the misses; the kinds below
+/// recall 0.98 or precision 0.95, or with fewer than `min_labels` labels.
+fn score(records: &[Record], min_labels: usize) -> Vec<&'static str> {
     let mut scores: BTreeMap<Detector, Score> = BTreeMap::new();
     let mut misses = Vec::new();
-    for r in &records {
+    for r in records {
         for &d in Detector::ALL {
             let mut predicted = Vec::new();
             find(d, &r.text, &mut predicted);
@@ -149,15 +174,12 @@ fn every_detector_meets_its_targets_on_the_corpus() {
             precision,
             recall
         );
-        if s.labelled < 40 || recall < 0.98 || precision < 0.95 {
+        if s.labelled < min_labels || recall < 0.98 || precision < 0.95 {
             failed.push(d.name());
         }
     }
     for m in &misses {
         println!("{m}");
     }
-    assert!(
-        failed.is_empty(),
-        "below target (or < 40 labelled): {failed:?}"
-    );
+    failed
 }

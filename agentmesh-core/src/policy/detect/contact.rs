@@ -146,7 +146,10 @@ pub(super) fn find_phones(text: &str, out: &mut Vec<Span>) {
             _ => (d, false),
         };
         let p = before(b, start);
-        let glued = is_alnum(p) || (!plus && thousands_group(b, d)) || b"._-/+$#=&".contains(&p);
+        let glued = is_alnum(p)
+            || (!plus && thousands_group(b, d))
+            || (!plus && after_code_group(b, start))
+            || b"._-/+$#=&".contains(&p);
         let clock = p == b':' && before(b, start - usize::from(start > 0)).is_ascii_digit();
         if glued || clock {
             i = skip_digits(b, d);
@@ -168,6 +171,22 @@ pub(super) fn find_phones(text: &str, out: &mut Vec<Span>) {
             out.push(Span { start, end });
         }
     }
+}
+
+/// Whether the digits at `start` continue a code written in spaced groups of four, such as a
+/// spaced IBAN (`NL91 ABNA 0417 1643 00`): the block before them is four of `A-Z 0-9` with a
+/// letter, after a space.
+fn after_code_group(b: &[u8], start: usize) -> bool {
+    if start < 5 || b[start - 1] != b' ' {
+        return false;
+    }
+    let block = &b[start - 5..start - 1];
+    let opens = start == 5 || b[start - 6] == b' ';
+    opens
+        && block
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && block.iter().any(u8::is_ascii_uppercase)
 }
 
 /// Lexes digit groups (plain or parenthesised) joined by one of ` -.` (or nothing around a
