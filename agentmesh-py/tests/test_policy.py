@@ -13,6 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -441,6 +445,104 @@ def test_a_run_goes_on_only_under_its_own_policy(tmp_path: Path) -> None:
         echo_mesh(tmp_path, None).fork(path, 1, run_id="f")
     with pytest.raises(agentmesh.InvalidArgumentError, match="was started under policy"):
         echo_mesh(tmp_path, None).reexecute(path)
+
+
+# The agent of the crash test, run in a child that SIGKILLs itself after its calls (``CRASH``
+# set) and again in this process on resume: every call is then answered from the log.
+AGENT = textwrap.dedent(
+    """
+    import os, signal, agentmesh
+
+    def build(log_dir, policy, crash, sent):
+        mesh = agentmesh.Mesh(log_dir=log_dir, fsync="always", policy=policy)
+
+        def provider(request, ticket):
+            sent.append(request)
+            content = request["messages"][0]["content"]
+            return {"text": "ssn 219-09-9999" if content == "leak" else "cc ann.smith@example.com"}
+
+        mesh.provider("p", provider)
+        mesh.call_tool("shell", lambda args: sent.append(args) or "ran")
+
+        @mesh.agent("researcher")
+        def researcher(act):
+            seen = [act.llm("p", messages=[{"role": "user", "content": "mail ann.smith@example.com"}]).text]
+            for call in (
+                lambda: act.llm("p", messages=[{"role": "user", "content": "219-09-9999"}]),
+                lambda: act.llm("p", messages=[{"role": "user", "content": "leak"}]),
+                lambda: act.tool("shell", {"cmd": "ls"}),
+            ):
+                try:
+                    call()
+                    seen.append("allowed")
+                except agentmesh.PolicyDeniedError as e:
+                    seen.append(e.rule or e.message)
+            if crash:
+                os.kill(os.getpid(), signal.SIGKILL)  # dies with every call recorded
+            return seen
+
+        return mesh
+    """
+)
+CRASH = AGENT + textwrap.dedent(
+    """
+    import json, sys
+    mesh = build(sys.argv[1], json.loads(sys.argv[2]), True, [])
+    mesh.run(agentmesh.Workflow.from_dict(json.loads(sys.argv[3])), run_id="crash")
+    """
+)
+RESEARCH = {"name": "c", "nodes": [{"id": "a", "type": "agent", "agent": "researcher"}]}
+
+
+def test_a_run_killed_mid_activation_resumes_under_its_policy_to_the_same_log(tmp_path: Path) -> None:
+    crashed_dir, clean_dir = tmp_path / "crashed", tmp_path / "clean"
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH, str(crashed_dir), json.dumps(POLICY), json.dumps(RESEARCH)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    path = crashed_dir / "crash.jsonl"
+    assert [e["type"] for e in agentmesh.read_log(path)].count("callDenied") == 2
+    namespace: Dict[str, Any] = {}
+    exec(AGENT, namespace)
+    build = namespace["build"]
+    sent: List[Any] = []
+    with pytest.raises(agentmesh.InvalidArgumentError, match="was started under policy"):
+        build(crashed_dir, None, False, sent).resume(path)
+    resumed = build(crashed_dir, POLICY, False, sent).resume(path)
+    assert resumed.status == "completed", resumed.error
+    assert sent == []  # every call was answered from the log: nothing sent, no tool ran
+    # A blocked response's error carries no verdict (its record has it): the message names it.
+    assert resumed.output["a"] == [
+        "cc [REDACTED:email]",
+        "no-ssn",
+        "the response was blocked by policy rule 'no-ssn' (ssn found at /text)",
+        "tools",
+    ]
+    clean = build(clean_dir, POLICY, False, sent).run(wf(RESEARCH), run_id="crash")
+    assert clean.output == resumed.output
+    assert agentmesh.canonical_log(clean.log_path or "") == agentmesh.canonical_log(path)
+    assert len(sent) == 2  # the clean run sent the two requests the policy let through
+    assert SSN.encode() not in path.read_bytes() and EMAIL.encode() not in path.read_bytes()
+
+
+def test_retry_goes_on_only_under_the_runs_policy(tmp_path: Path) -> None:
+    leak = [True]
+
+    def make(policy: Any) -> agentmesh.Mesh:
+        mesh = agentmesh.Mesh(log_dir=tmp_path, fsync="never", policy=policy)
+        mesh.add_agent("asker", lambda act: {"note": f"ssn {SSN}" if leak[0] else f"mail {EMAIL}"})
+        return mesh
+
+    failed = make(POLICY).run(wf(ONE), run_id="retry")
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error["code"] == "POLICY_DENIED"
+    leak[0] = False
+    path = failed.log_path or ""
+    with pytest.raises(agentmesh.InvalidArgumentError, match="was started under policy"):
+        make(None).retry(path)
+    done = make(POLICY).retry(path)
+    assert done.status == "completed" and done.output == {"a": {"note": "mail [REDACTED:email]"}}
 
 
 def test_a_reexecution_judges_new_outputs_as_they_were_judged(tmp_path: Path) -> None:
