@@ -60,7 +60,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 __version__ = "0.2.0"
 
 # What act.call_start hands back (agentmesh-py/src/calls.rs): activation, call, seq, live,
-# recorded, idempotency_key, outcome, tool_call_id(i).
+# recorded, max_tokens, request (the run policy's redaction of the request: send it instead,
+# when set), hold_response (stream nothing before call_complete), idempotency_key, outcome,
+# tool_call_id(i).
 CallTicket = _agentmesh.CallTicket
 
 # A loaded policy (agentmesh-py/src/policy.rs, docs/policy.md): ``Policy(source)`` with a path
