@@ -37,11 +37,20 @@ fn not_json(why: String) -> Error {
     })
 }
 
-/// Load `source`: a dict (the policy's JSON form) or a path (str or `os.PathLike`) to a
+/// Load `source`: a dict or other mapping (the policy's JSON form) or a path (str or `os.PathLike`) to a
 /// JSON or YAML file. A policy file is at most 1 MiB, read with the GIL released.
 fn load(py: Python<'_>, source: &Bound<'_, PyAny>) -> PyResult<CorePolicy> {
-    if let Ok(dict) = source.cast::<PyDict>() {
-        let value = pyjson::from_py(dict.as_any()).map_err(|why| to_py(py, &not_json(why)))?;
+    // Any other mapping is read as the dict of its items.
+    let mapping = py.import("collections.abc")?.getattr("Mapping")?;
+    let as_dict = if source.is_instance_of::<PyDict>() {
+        Some(source.clone())
+    } else if source.is_instance(&mapping)? {
+        Some(py.import("builtins")?.getattr("dict")?.call1((source,))?)
+    } else {
+        None
+    };
+    if let Some(dict) = as_dict {
+        let value = pyjson::from_py(&dict).map_err(|why| to_py(py, &not_json(why)))?;
         return detached(py, || CorePolicy::from_value(value));
     }
     let is_path =

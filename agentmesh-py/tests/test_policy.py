@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Dict, List
 
 import pytest
@@ -91,6 +92,7 @@ def test_yaml_json_and_dict_forms_of_a_policy_hash_alike(tmp_path: Path) -> None
     from_yaml = agentmesh.Policy(str(tmp_path / "p.yaml"))  # str
     reordered = dict(reversed(list(POLICY.items())))
     from_dict = agentmesh.Policy(reordered)
+    assert agentmesh.Policy(MappingProxyType(POLICY)) == from_dict  # any mapping
     assert len(from_json.hash) == 64
     assert from_json.hash == from_yaml.hash == from_dict.hash
     assert from_json == from_yaml and hash(from_json) == hash(from_dict)
