@@ -157,7 +157,9 @@ impl Activation {
     /// it and report it with `call_complete`; `recorded`: the log answers it (`outcome`).
     /// `ask` (`{"provider", "model", "inputTokens", "maxTokens"?, "minTokens"?}`) is what a
     /// budget reserves for an LLM call; a budget that refuses the call records `callDenied`
-    /// and raises `BudgetExceededError`.
+    /// and raises `BudgetExceededError`, the run's policy `PolicyDeniedError` (`rule`,
+    /// `verdict`). A live ticket's `request`, when set, is the policy's redaction of the
+    /// request: send it instead; `hold_response`: stream nothing before `call_complete`.
     #[pyo3(signature = (kind, name, request=None, ask=None))]
     fn call_start(
         &self,
@@ -176,8 +178,8 @@ impl Activation {
 
     /// Start calls made concurrently, numbered in list order, in one commit: `(kind, name,
     /// request)` or `(kind, name, request, ask)` tuples, or dicts with those keys (`ask`
-    /// optional). A call a budget refuses is recorded with the others (`callDenied`), then the
-    /// batch raises `BudgetExceededError`.
+    /// optional). A call a budget or the run's policy refuses is recorded with the others
+    /// (`callDenied`), then the batch raises `BudgetExceededError` or `PolicyDeniedError`.
     fn call_start_many(
         &self,
         py: Python<'_>,
@@ -192,7 +194,10 @@ impl Activation {
     }
 
     /// Report a live call's result: `response` (JSON data) or `error` (`{"type",
-    /// "message", "retryable"?, "status"?}`), and the tokens it spent (`usage`).
+    /// "message", "retryable"?, "status"?}`), and the tokens it spent (`usage`). Returns
+    /// the response as recorded — what the agent must use: the run's policy may have
+    /// redacted it — or raises `PolicyDeniedError` when the policy blocked it (the block is
+    /// recorded as the call's error first). `None` when an error was reported.
     #[pyo3(signature = (ticket, response=None, usage=None, error=None))]
     fn call_complete(
         &self,
@@ -201,10 +206,32 @@ impl Activation {
         response: Option<&Bound<'_, PyAny>>,
         usage: Option<&Bound<'_, PyAny>>,
         error: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let run = self.run(py)?;
+        let reported_error = error.is_some_and(|e| !e.is_none());
+        let outcome = calls::outcome_of(py, response, usage, error)?;
+        let recorded = calls::complete(py, run, self.inner.id, &ticket, outcome)?;
+        if reported_error {
+            return Ok(None);
+        }
+        Ok(Some(calls::reply(py, &recorded)?.0))
+    }
+
+    /// `call_complete`, for the agent API: `(response, usage)` as recorded, or the recorded
+    /// error raised as the agent gets it (`ProviderError`, `PolicyDeniedError`).
+    #[pyo3(signature = (ticket, response=None, usage=None, error=None))]
+    fn _call_record(
+        &self,
+        py: Python<'_>,
+        ticket: PyRef<'_, CallTicket>,
+        response: Option<&Bound<'_, PyAny>>,
+        usage: Option<&Bound<'_, PyAny>>,
+        error: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
         let run = self.run(py)?;
         let outcome = calls::outcome_of(py, response, usage, error)?;
-        calls::complete(py, run, self.inner.id, &ticket, outcome)
+        let recorded = calls::complete(py, run, self.inner.id, &ticket, outcome)?;
+        calls::reply(py, &recorded)
     }
 
     fn _call_start_native(

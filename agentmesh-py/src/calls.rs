@@ -96,8 +96,9 @@ impl NativeProvider {
 #[pyclass(frozen, module = "agentmesh", name = "CallTicket")]
 pub struct CallTicket {
     pub(crate) inner: CoreTicket,
-    /// The request as recorded (a native provider's prepared form), for its execution.
-    request: Value,
+    /// The request as the executor prepared it (a native provider's or tool's), for its
+    /// execution; the policy's redaction of it (`inner.request`) is sent instead when set.
+    prepared: Value,
     /// The native executor that makes the call, when it is a native provider's or tool's.
     exec: Option<Arc<dyn CallExecutor>>,
     /// A native tool's access: its rate limit delays the live call.
@@ -143,6 +144,23 @@ impl CallTicket {
         self.inner.max_tokens
     }
 
+    /// The request as the run's policy redacted it: send this one, never the original.
+    /// `None` when the policy left the request as it was (or there is no policy).
+    #[getter]
+    fn request(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match &self.inner.request {
+            Some(r) => Ok(Some(pyjson::to_py(py, r)?.unbind())),
+            None => Ok(None),
+        }
+    }
+
+    /// The run's policy judges the response: give the agent nothing of it before
+    /// `call_complete` returns, then only what it returns (a stream: one chunk of it).
+    #[getter]
+    fn hold_response(&self) -> bool {
+        self.inner.hold_response
+    }
+
     /// `blake3(runId, seq, call)`: the same when a call is re-issued after a crash.
     #[getter]
     fn idempotency_key(&self) -> &str {
@@ -154,7 +172,7 @@ impl CallTicket {
     #[getter]
     fn outcome(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         match &self.inner.state {
-            TicketState::Live | TicketState::Denied(_) => Ok(None),
+            TicketState::Live | TicketState::Denied(_) | TicketState::PolicyDenied(_) => Ok(None),
             TicketState::Recorded(o) => {
                 Ok(Some(crate::pyser::to_py(py, &outcome_json(o))?.unbind()))
             }
@@ -267,24 +285,31 @@ pub fn start_many(
 ) -> PyResult<Vec<CallTicket>> {
     let requests: Vec<Value> = reqs.iter().map(|r| r.request.clone()).collect();
     let tickets = detached(py, || with_run(run, |r| r.call_start_many(act, reqs)))?;
-    // A refused call of the batch is recorded with the others; the batch raises its error.
-    if let Some(TicketState::Denied(r)) = tickets
-        .iter()
-        .map(|t| &t.state)
-        .find(|s| matches!(s, TicketState::Denied(_)))
-    {
-        return Err(to_py(py, &agentmesh_core::Error::budget_exceeded(r)));
+    // A call of the batch a budget or the policy refused is recorded with the others; the
+    // batch raises its error.
+    for t in &tickets {
+        refusal(&t.state).map_err(|e| to_py(py, &e))?;
     }
     Ok(tickets
         .into_iter()
         .zip(requests)
-        .map(|(inner, request)| CallTicket {
+        .map(|(inner, prepared)| CallTicket {
             inner,
-            request,
+            prepared,
             exec: None,
             access: None,
         })
         .collect())
+}
+
+/// The error of a ticket a budget (`BUDGET_EXCEEDED`) or the run's policy (`POLICY_DENIED`)
+/// refused: nothing may be sent.
+fn refusal(state: &TicketState) -> agentmesh_core::Result<()> {
+    match state {
+        TicketState::Denied(r) => Err(Error::budget_exceeded(r)),
+        TicketState::PolicyDenied(v) => Err(Error::policy_denied(v)),
+        _ => Ok(()),
+    }
 }
 
 /// A call executed natively: a native provider's, or a native (MCP) tool's with its access.
@@ -325,18 +350,18 @@ pub fn start_native(
     }
     let mut req = request_of(py, call.kind, call.name.to_owned(), request, None)?;
     let exec = call.exec.clone();
-    let (inner, request) = detached(py, || {
+    let (inner, prepared) = detached(py, || {
         req.request = exec
             .prepare(req.request)
             .map_err(|e| refused_request(req.kind, &req.name, &e))?;
         req.ask = exec.ask(&req.request);
-        let request = req.request.clone();
+        let prepared = req.request.clone();
         let ticket = with_run(run, |r| r.call_start(act, req))?;
-        Ok((ticket, request))
+        Ok((ticket, prepared))
     })?;
     Ok(CallTicket {
         inner,
-        request,
+        prepared,
         exec: Some(exec),
         access: call.access.cloned(),
     })
@@ -396,14 +421,15 @@ pub fn outcome_of(
     Ok(outcome)
 }
 
-/// Report a live call's result.
+/// Report a live call's result: the outcome as recorded (the run's policy may have redacted
+/// the response, or blocked it: then a `PolicyDeniedError` failure).
 pub fn complete(
     py: Python<'_>,
     run: &SharedRun,
     act: u64,
     ticket: &CallTicket,
     outcome: CallOutcome,
-) -> PyResult<()> {
+) -> PyResult<CallOutcome> {
     check_owner(py, act, ticket)?;
     let call = ticket.inner.call;
     detached(py, || {
@@ -443,22 +469,18 @@ pub fn execute(
     ticket: &CallTicket,
 ) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
     check_owner(py, act, ticket)?;
+    refusal(&ticket.inner.state).map_err(|e| to_py(py, &e))?;
     let outcome = match &ticket.inner.state {
-        TicketState::Denied(r) => {
-            return Err(to_py(py, &agentmesh_core::Error::budget_exceeded(r)))
-        }
         TicketState::Recorded(o) => o.clone(),
-        TicketState::Live => {
+        _ => {
             let exec = executor(py, ticket)?;
             if let Some(access) = &ticket.access {
                 sleep_interruptibly(py, access.reserve())?;
             }
             detached(py, || {
-                let outcome = run_call(&*exec, &ticket.request, &ticket.inner, None);
-                with_run(run, |r| {
-                    r.call_complete(act, ticket.inner.call, outcome.clone())
-                })?;
-                Ok(outcome)
+                let outcome = run_call(&*exec, ticket.to_send(), &ticket.inner, None);
+                // The agent gets what was recorded (redacted, or blocked into an error).
+                with_run(run, |r| r.call_complete(act, ticket.inner.call, outcome))
             })?
         }
     };
@@ -477,7 +499,16 @@ fn run_call(
     outcome
 }
 
-fn reply(py: Python<'_>, o: &CallOutcome) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
+impl CallTicket {
+    /// What a live call sends: the policy's redaction of the request when it made one.
+    fn to_send(&self) -> &Value {
+        self.inner.request.as_deref().unwrap_or(&self.prepared)
+    }
+}
+
+/// A recorded outcome as the agent gets it: `(response, usage)`, or its error raised
+/// (`ProviderError`; `PolicyDeniedError` for a response the run's policy blocked).
+pub fn reply(py: Python<'_>, o: &CallOutcome) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
     match &o.result {
         Ok(r) => {
             let usage = match &o.usage {
@@ -549,21 +580,21 @@ pub fn stream(
     ticket: &CallTicket,
 ) -> PyResult<NativeChunks> {
     check_owner(py, act, ticket)?;
+    refusal(&ticket.inner.state).map_err(|e| to_py(py, &e))?;
     match &ticket.inner.state {
-        TicketState::Denied(r) => Err(to_py(py, &agentmesh_core::Error::budget_exceeded(r))),
         TicketState::Recorded(o) => Ok(NativeChunks::new(Chunks {
             rx: None,
             pending: o.result.as_ref().ok().map(|r| replayed_chunk(r)),
             done: Some(Ok(o.clone())),
         })),
-        TicketState::Live => {
+        _ => {
             let exec = executor(py, ticket)?;
             if let Some(access) = &ticket.access {
                 sleep_interruptibly(py, access.reserve())?;
             }
             let (tx, rx) = channel();
             let run = run.clone();
-            let request = ticket.request.clone();
+            let request = ticket.to_send().clone();
             let core = ticket.inner.clone();
             std::thread::Builder::new()
                 .name("agentmesh-llm-stream".into())
@@ -572,9 +603,20 @@ pub fn stream(
                     let mut on_chunk = |c: &Value| {
                         let _ = chunks.send(StreamMsg::Chunk(c.clone()));
                     };
-                    let outcome = run_call(&*exec, &request, &core, Some(&mut on_chunk));
-                    let done = with_run(&run, |r| r.call_complete(act, core.call, outcome.clone()))
-                        .map(|()| outcome);
+                    // A response the policy judges streams nothing live: one chunk of what
+                    // is recorded, once it is, as a replayed response streams.
+                    let live: Option<&mut dyn FnMut(&Value)> = if core.hold_response {
+                        None
+                    } else {
+                        Some(&mut on_chunk)
+                    };
+                    let outcome = run_call(&*exec, &request, &core, live);
+                    let done = with_run(&run, |r| r.call_complete(act, core.call, outcome));
+                    if let (true, Ok(Ok(response))) =
+                        (core.hold_response, done.as_ref().map(|o| &o.result))
+                    {
+                        let _ = tx.send(StreamMsg::Chunk(replayed_chunk(response)));
+                    }
                     let _ = tx.send(StreamMsg::Done(done));
                 })
                 .map_err(|e| {

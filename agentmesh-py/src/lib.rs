@@ -9,6 +9,7 @@
 //! `agentmesh` command itself, for `python -m agentmesh`. [`tools`] holds the rules of the
 //! tools agents call (allowlists, rate limits, schemas) and the MCP servers a mesh starts. [`budget`]
 //! checks what budgets take from Python: price tables, a run's budget option, a call's ask.
+//! [`policy`] loads policies (`agentmesh.Policy`) and offers `redact` and `check_policy`.
 
 mod activation;
 mod budget;
@@ -17,6 +18,7 @@ mod cli;
 mod completion;
 mod errors;
 mod log;
+mod policy;
 mod pyjson;
 mod pyser;
 mod run;
@@ -33,6 +35,9 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<completion::NativeCompletion>()?;
     m.add_class::<calls::CallTicket>()?;
     m.add_class::<budget::NativePrices>()?;
+    m.add_class::<policy::Policy>()?;
+    m.add_function(wrap_pyfunction!(policy::redact, m)?)?;
+    m.add_function(wrap_pyfunction!(policy::check_policy, m)?)?;
     m.add_class::<calls::NativeProvider>()?;
     m.add_class::<calls::NativeChunks>()?;
     m.add_class::<tools::NativeToolRules>()?;

@@ -17,6 +17,7 @@ use crate::budget::{budget_option, NativePrices};
 use crate::calls::SharedRun;
 use crate::completion::NativeCompletion;
 use crate::errors::{detached, to_py};
+use crate::policy::policy_option;
 use crate::pyjson;
 use crate::pyser::Strings;
 use crate::stream::event_to_py;
@@ -153,9 +154,10 @@ impl NativeRun {
     /// Start a run with `input` (JSON data). `watch`: keep committed events for
     /// `take_committed`, from the first one on. `budget`: the run's limits, replacing the
     /// workflow's `budget` (`INVALID_ARGUMENT` naming the field); `prices`: the user price
-    /// table calls are priced with before the bundled one.
+    /// table calls are priced with before the bundled one. `policy` (a `Policy`, path or
+    /// dict): the run's policy, recorded by hash in the header.
     #[staticmethod]
-    #[pyo3(signature = (workflow, input=None, seed=0, run_id=None, log_dir=None, fsync="batch", tenant=None, watch=false, budget=None, prices=None))]
+    #[pyo3(signature = (workflow, input=None, seed=0, run_id=None, log_dir=None, fsync="batch", tenant=None, watch=false, budget=None, prices=None, policy=None))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
@@ -169,8 +171,10 @@ impl NativeRun {
         watch: bool,
         budget: Option<&Bound<'_, PyAny>>,
         prices: Option<PyRef<'_, NativePrices>>,
+        policy: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<NativeRun> {
         let wf = workflow.inner.clone();
+        let policy = policy_option(py, policy)?;
         let input = json_arg(py, "input", input)?;
         let budget = budget
             .filter(|b| !b.is_none())
@@ -189,6 +193,7 @@ impl NativeRun {
                 watch,
                 budget,
                 prices,
+                policy,
             };
             Run::start(&wf, options)
         })?;
@@ -200,9 +205,12 @@ impl NativeRun {
     /// every one checked before any is recorded. `watch`: keep committed events for
     /// `take_committed`, what resume appends included. `prices`: the user price table; a
     /// run that accounts for spend goes on only with the prices it was started with
-    /// (`INVALID_ARGUMENT` otherwise, nothing written).
+    /// (`INVALID_ARGUMENT` otherwise, nothing written). `policy`: a run goes on only under
+    /// the policy its header names, and one started without a policy only without one
+    /// (`INVALID_ARGUMENT` naming the policy otherwise, nothing written).
     #[staticmethod]
-    #[pyo3(signature = (path, fsync="batch", run_id=None, approvals=None, watch=false, prices=None))]
+    #[pyo3(signature = (path, fsync="batch", run_id=None, approvals=None, watch=false, prices=None, policy=None))]
+    #[allow(clippy::too_many_arguments)]
     fn resume(
         py: Python<'_>,
         path: PathBuf,
@@ -211,8 +219,10 @@ impl NativeRun {
         approvals: Option<&Bound<'_, PyDict>>,
         watch: bool,
         prices: Option<PyRef<'_, NativePrices>>,
+        policy: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<NativeRun> {
         let prices = prices.map(|p| p.inner.clone());
+        let policy = policy_option(py, policy)?;
         let mut decided = BTreeMap::new();
         if let Some(approvals) = approvals {
             for (node, decision) in approvals.iter() {
@@ -244,6 +254,7 @@ impl NativeRun {
                 approvals: decided,
                 watch,
                 prices,
+                policy,
             };
             Run::resume_with(&path, options)
         })?;
@@ -254,9 +265,9 @@ impl NativeRun {
     /// activations a cancel closed) with a fresh allowance of attempts: `runReopened`, then
     /// the new activations. `INVALID_ARGUMENT`, nothing written, for a run that is running or
     /// waiting (resume it), completed, or failed on a limit (fork it). `run_id`, `watch`
-    /// and `prices` as for `resume`.
+    /// `prices` and `policy` as for `resume`.
     #[staticmethod]
-    #[pyo3(signature = (path, fsync="batch", run_id=None, watch=false, prices=None))]
+    #[pyo3(signature = (path, fsync="batch", run_id=None, watch=false, prices=None, policy=None))]
     fn retry(
         py: Python<'_>,
         path: PathBuf,
@@ -264,8 +275,10 @@ impl NativeRun {
         run_id: Option<String>,
         watch: bool,
         prices: Option<PyRef<'_, NativePrices>>,
+        policy: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<NativeRun> {
         let prices = prices.map(|p| p.inner.clone());
+        let policy = policy_option(py, policy)?;
         let run = detached(py, || {
             let options = ResumeOptions {
                 fsync: fsync_mode(fsync)?,
@@ -273,6 +286,7 @@ impl NativeRun {
                 approvals: BTreeMap::new(),
                 watch,
                 prices,
+                policy,
             };
             Run::retry(&path, options)
         })?;
@@ -284,9 +298,16 @@ impl NativeRun {
     /// and whose completions are compared with the recorded ones. Drive it as usual, then
     /// `reexec_report`. Errors: `LOG_CORRUPT`, `IO`, `INVALID_ARGUMENT` (a fork's log, a
     /// retried run: not supported yet).
+    /// `policy`: the one the run was recorded under (`INVALID_ARGUMENT` otherwise).
     #[staticmethod]
-    fn reexecute(py: Python<'_>, path: PathBuf) -> PyResult<NativeRun> {
-        let run = detached(py, || Run::reexecute(&path))?;
+    #[pyo3(signature = (path, policy=None))]
+    fn reexecute(
+        py: Python<'_>,
+        path: PathBuf,
+        policy: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<NativeRun> {
+        let policy = policy_option(py, policy)?;
+        let run = detached(py, || Run::reexecute_with(&path, policy))?;
         Ok(NativeRun::new(run))
     }
 
@@ -303,9 +324,9 @@ impl NativeRun {
     /// Fork the run in `path` at step end `seq`; `overrides` maps node id → output.
     /// `workflow`: continue under it instead of the recorded one (the prefix must replay
     /// equal under it). `watch`: keep committed events for `take_committed`, the copied
-    /// prefix included. `prices`: the parent's user price table, as for `resume`.
+    /// prefix included. `prices` and `policy`: the parent's, as for `resume`.
     #[staticmethod]
-    #[pyo3(signature = (path, seq, overrides=None, run_id=None, log_dir=None, fsync="batch", workflow=None, watch=false, prices=None))]
+    #[pyo3(signature = (path, seq, overrides=None, run_id=None, log_dir=None, fsync="batch", workflow=None, watch=false, prices=None, policy=None))]
     #[allow(clippy::too_many_arguments)]
     fn fork(
         py: Python<'_>,
@@ -318,8 +339,10 @@ impl NativeRun {
         workflow: Option<PyRef<'_, NativeWorkflow>>,
         watch: bool,
         prices: Option<PyRef<'_, NativePrices>>,
+        policy: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<NativeRun> {
         let seq = crate::log::seq_arg(seq)?;
+        let policy = policy_option(py, policy)?;
         let prices = prices.map(|p| p.inner.clone());
         let overrides: BTreeMap<String, Value> = match json_arg(py, "overrides", overrides)? {
             Value::Null => BTreeMap::new(),
@@ -346,6 +369,7 @@ impl NativeRun {
                 host: Some("python".to_owned()),
                 watch,
                 prices,
+                policy,
             };
             Run::fork_with(&path, options)
         })?;

@@ -23,7 +23,9 @@ VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 NAMES = sorted(p.name for p in VECTORS.iterdir() if p.is_dir())
 PERTURB_BELOW_MS = 100
 
-_SCRIPT_KEYS = {"input", "seed", "runId", "agents", "approvals", "retries", "budget", "prices"}
+_SCRIPT_KEYS = {
+    "input", "seed", "runId", "agents", "approvals", "retries", "budget", "prices", "policy",
+}
 _BEHAVIOR_KEYS = {
     "visit", "attempt", "output", "error", "delayMs", "usage", "cancel", "calls", "callsBatch",
     "refusedOutput",
@@ -80,20 +82,24 @@ def default_output(act: agentmesh.Activation) -> Dict[str, Any]:
 
 
 def complete_call(act: agentmesh.Activation, ticket: agentmesh.CallTicket, call: Dict[str, Any]) -> None:
-    """Report a live call's scripted result (a recorded one is the log's already)."""
+    """Report a live call's scripted result (a recorded one is the log's already). A response
+    the run's policy blocks is recorded as the call's error, which does not fail the agent."""
     if ticket.live:
         if "error" in call:
             act.call_complete(ticket, error=call["error"], usage=call.get("usage"))
         else:
-            act.call_complete(ticket, response=call.get("response"), usage=call.get("usage"))
+            try:
+                act.call_complete(ticket, response=call.get("response"), usage=call.get("usage"))
+            except agentmesh.PolicyDeniedError:
+                pass
 
 
 def make_calls(chosen: Dict[str, Any], act: agentmesh.Activation) -> bool:
     """The behaviour's calls, in list order (one call_start each, with its ``ask``), or with
     ``callsBatch`` one call_start_many whose results are reported in reverse order. A call's
     error does not fail the agent; a refused call does (ScriptCallRefused), as in the Rust
-    runner, unless a budget refused it and the behaviour has a ``refusedOutput``: then the
-    calls stop and this returns ``True``."""
+    runner, unless a budget or the run's policy refused it and the behaviour has a
+    ``refusedOutput``: then the calls stop and this returns ``True``."""
     calls: List[Dict[str, Any]] = chosen.get("calls", [])
     if not calls:
         return False
@@ -108,7 +114,7 @@ def make_calls(chosen: Dict[str, Any], act: agentmesh.Activation) -> bool:
         for call in calls:
             ticket = act.call_start(call["kind"], call["name"], call.get("request"), ask=call.get("ask"))
             complete_call(act, ticket, call)
-    except agentmesh.BudgetExceededError as e:
+    except (agentmesh.BudgetExceededError, agentmesh.PolicyDeniedError) as e:
         if "refusedOutput" in chosen:
             return True
         raise agentmesh.ActivationError("ScriptCallRefused", str(e)) from e
@@ -118,8 +124,8 @@ def make_calls(chosen: Dict[str, Any], act: agentmesh.Activation) -> bool:
 
 
 def finish(chosen: Dict[str, Any], act: agentmesh.Activation) -> Any:
-    """What a behaviour does once its delay has passed: cancel, make its calls (a budget's
-    refusal returns ``refusedOutput``, without usage), fail or return."""
+    """What a behaviour does once its delay has passed: cancel, make its calls (a budget's or
+    the policy's refusal returns ``refusedOutput``, without usage), fail or return."""
     if chosen.get("cancel", False):
         act.cancel_run("cancelled by script")
     if make_calls(chosen, act):
@@ -148,7 +154,9 @@ def scripted(script: Dict[str, Any]) -> Callable[[agentmesh.Activation], Any]:
 
 
 def new_mesh(log_dir: str, wf: agentmesh.Workflow, script: Dict[str, Any]) -> agentmesh.Mesh:
-    mesh = agentmesh.Mesh(log_dir=log_dir, fsync="never", prices=script.get("prices"))
+    mesh = agentmesh.Mesh(
+        log_dir=log_dir, fsync="never", prices=script.get("prices"), policy=script.get("policy")
+    )
     fn = scripted(script)
     for name in wf.agent_names():
         mesh.add_agent(name, fn)
@@ -264,3 +272,4 @@ def test_every_vector_is_found() -> None:
     assert "unicode_and_numbers" in NAMES
     assert "calls_in_activations" in NAMES
     assert {"budget_parallel_leases", "budget_clamp_warn_exhaust"} <= set(NAMES)
+    assert "policy_block_redact_warn" in NAMES

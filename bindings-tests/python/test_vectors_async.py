@@ -43,7 +43,9 @@ def scripted_async(script: Dict[str, Any]) -> AgentFn:
 
 
 def new_mesh(log_dir: str, wf: agentmesh.Workflow, script: Dict[str, Any], agents: str) -> agentmesh.Mesh:
-    mesh = agentmesh.Mesh(log_dir=log_dir, fsync="never", prices=script.get("prices"))
+    mesh = agentmesh.Mesh(
+        log_dir=log_dir, fsync="never", prices=script.get("prices"), policy=script.get("policy")
+    )
     fn = scripted_async(script) if agents == "async" else scripted(script)
     for name in wf.agent_names():
         mesh.add_agent(name, fn)

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Union
 
 from . import _agentmesh
 from ._driver import (
@@ -47,6 +47,7 @@ from .errors import (
     LogTruncatedError,
     NondeterminismError,
     PolicyDeniedError,
+    PolicyInvalidError,
     BudgetExceededError,
     ProviderError,
     RunCancelledError,
@@ -59,8 +60,57 @@ PathLike = Union[str, "os.PathLike[str]"]
 __version__ = "0.2.0"
 
 # What act.call_start hands back (agentmesh-py/src/calls.rs): activation, call, seq, live,
-# recorded, idempotency_key, outcome, tool_call_id(i).
+# recorded, max_tokens, request (the run policy's redaction of the request: send it instead,
+# when set), hold_response (stream nothing before call_complete), idempotency_key, outcome,
+# tool_call_id(i).
 CallTicket = _agentmesh.CallTicket
+
+# A loaded policy (agentmesh-py/src/policy.rs, docs/policy.md): ``Policy(source)`` with a path
+# to a JSON or YAML policy file (str or os.PathLike; at most 1 MiB, read synchronously with
+# the GIL released) or a dict; ``name``, ``hash``, ``version``, ``rule_ids``, ``to_dict()``.
+# Bad input raises PolicyInvalidError (``rule``, ``field``, ``line``, ``column``).
+Policy = _agentmesh.Policy
+
+PolicySource = Union[Policy, PathLike, Mapping[str, Any]]
+
+
+def _policy_arg(policy: PolicySource) -> Any:
+    if isinstance(policy, Mapping) and not isinstance(policy, dict):
+        return dict(policy)
+    return policy
+
+
+def redact(text: str, policy: Optional[PolicySource] = None) -> Dict[str, Any]:
+    """``text`` redacted by ``policy`` (a :class:`Policy`, a policy file's path or a dict;
+    ``None``: the built-in detectors, every one redacting): ``{"text": str, "spans":
+    [{"start", "end", "kind", "rule"}]}``. ``start`` and ``end`` are offsets in code points
+    of ``text`` (Python ``str`` indices); block rules redact here too. A ``text`` that is
+    not a ``str`` raises :class:`InvalidArgumentError`."""
+    result: Dict[str, Any] = _agentmesh.redact(
+        text, None if policy is None else _policy_arg(policy)
+    )
+    return result
+
+
+def check_policy(
+    policy: PolicySource, logs: Union[PathLike, Iterable[PathLike]]
+) -> Dict[str, Any]:
+    """What ``policy`` would decide differently in recorded runs (``logs``: a log's path or
+    a list of them), without changing them: ``{"policy": {"name", "hash"}, "logs": [{"path",
+    "runId", "recordedPolicy"?, "values", "changes": [{"seq", "sub"?, "node"?, "subject",
+    "change", "rule", "kind", "path"?, "count", "detail"}]}]}`` (``change``: ``nowBlock``,
+    ``nowRedact``, ``nowWarn``, ...). The logs are read with the GIL released. What
+    ``agentmesh policy check --json`` prints."""
+    if isinstance(logs, (str, os.PathLike)):
+        paths = [os.fspath(logs)]
+    elif isinstance(logs, Iterable) and not isinstance(logs, (bytes, Mapping)):
+        paths = [p if isinstance(p, str) else os.fspath(p) for p in logs]
+    else:
+        raise InvalidArgumentError(
+            f"logs is a log's path or a list of them, not {type(logs).__name__}"
+        )
+    report: Dict[str, Any] = _agentmesh.check_policy(_policy_arg(policy), paths)
+    return report
 
 
 def verify_log(path: PathLike) -> Dict[str, Any]:
@@ -194,7 +244,9 @@ __all__ = [
     "Mesh",
     "NondeterminismError",
     "Output",
+    "Policy",
     "PolicyDeniedError",
+    "PolicyInvalidError",
     "BudgetExceededError",
     "ProviderError",
     "RawJson",
@@ -210,12 +262,14 @@ __all__ = [
     "anchor",
     "canonical_log",
     "check_log",
+    "check_policy",
     "error_codes",
     "fingerprint",
     "history",
     "read_header",
     "read_log",
     "recorded_workflow",
+    "redact",
     "replay",
     "state_at",
     "usage_report",

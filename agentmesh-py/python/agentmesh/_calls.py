@@ -8,6 +8,10 @@ start the call (``callStarted`` is durable), then — if the log does not alread
 make it and record its result before the agent sees it. Native providers run in Rust with
 the GIL released (``act._call_execute``); host functions run here.
 
+Under a run policy (docs/policy.md) a host function gets the request as the policy redacted
+it (``ticket.request``), never the original, and the agent gets the response as recorded:
+redacted, or a block raised as ``PolicyDeniedError``.
+
 A call is started, so numbered, when the method is called, also for the ``_async`` forms
 (before their first ``await``): calls an agent issues concurrently (``asyncio.gather``) are
 numbered in the order it issued them.
@@ -36,7 +40,13 @@ from typing import (
 )
 
 from . import _agentmesh
-from .errors import InvalidArgumentError, UnknownAgentError
+from .errors import (
+    InternalError,
+    InvalidArgumentError,
+    PolicyDeniedError,
+    ProviderError,
+    UnknownAgentError,
+)
 
 #: A host provider: ``fn(request, ticket)`` returns the response dict (``{"text",
 #: "toolCalls"?, "finishReason"?}``) or ``(response, usage)``; it may be ``async def``.
@@ -217,26 +227,34 @@ def _message(e: BaseException) -> str:
 
 def _failed(act: Any, ticket: Any, e: Exception) -> BaseException:
     """Record a host function's exception as the call's error: the ``ProviderError`` the
-    agent gets (``type`` is the exception's class name; retryable)."""
+    agent gets (``type`` is the exception's class name; retryable), as recorded (the run's
+    policy may have redacted its message)."""
     error = {"type": type(e).__name__, "message": _message(e), "retryable": True}
-    act.call_complete(ticket, error=error)
-    err: BaseException = _agentmesh.provider_error_of(error)
-    return err
+    try:
+        act._call_record(ticket, error=error)
+    except (ProviderError, PolicyDeniedError) as recorded:
+        return recorded
+    return InternalError("a call's error was recorded as a response")
 
 
 def _finish(act: Any, kind: str, ticket: Any, result: Any) -> Tuple[Any, Any]:
+    """Record a host function's result: ``(response, usage)`` as recorded — the usage with
+    the log's keys, the response as the run's policy left it (a block raises
+    ``PolicyDeniedError``)."""
     response, usage = _split(kind, result)
-    response = _json(response)
-    act.call_complete(ticket, response=response, usage=usage)
-    # The usage as recorded (the log's keys), as a replay gives it.
-    recorded: Optional[Dict[str, Any]] = (
-        None if usage is None else _agentmesh.normalize_usage(usage)
-    )
-    return response, recorded
+    recorded: Tuple[Any, Any] = act._call_record(ticket, response=_json(response), usage=usage)
+    return recorded
+
+
+def _sent(ticket: Any, arg: Any) -> Any:
+    """What a live call sends: the run's policy's redaction of the request when it made one."""
+    redacted = ticket.request
+    return arg if redacted is None else redacted
 
 
 def _host_call(act: Any, kind: str, entry: _Host, ticket: Any, arg: Any) -> Tuple[Any, Any]:
     """A host function's live call, recorded: ``(response, usage)``."""
+    arg = _sent(ticket, arg)
     try:
         result = entry.fn(arg, ticket) if kind == "llm" else entry.fn(arg)
     except Exception as e:  # noqa: BLE001 - recorded as the call's error
@@ -247,6 +265,7 @@ def _host_call(act: Any, kind: str, entry: _Host, ticket: Any, arg: Any) -> Tupl
 async def _host_call_async(
     act: Any, kind: str, entry: _Host, ticket: Any, arg: Any
 ) -> Tuple[Any, Any]:
+    arg = _sent(ticket, arg)
     try:
         if entry.is_async:
             result = await (entry.fn(arg, ticket) if kind == "llm" else entry.fn(arg))
@@ -319,7 +338,9 @@ class LlmStream:
     """The chunks of a streamed LLM call (``{"text": ...}`` deltas, as the provider sends
     them; one chunk for a response the log answers or a host provider gives whole), then
     ``reply``: the :class:`LlmReply` once the stream ended (reading ``reply`` earlier reads
-    the rest). A failed call raises ``ProviderError`` from the iteration."""
+    the rest). A failed call raises ``ProviderError`` from the iteration. When the run's
+    policy judges responses (``ticket.hold_response``) nothing streams live: one chunk of
+    the response as recorded (redacted), or ``PolicyDeniedError`` for a blocked one."""
 
     def __init__(self, act: Any, name: str, entry: Any, request: Dict[str, Any]) -> None:
         self._act = act

@@ -582,6 +582,13 @@ class Mesh:
     then accounts for spend even without a budget; a run that accounts for spend goes on
     only with the prices it was started with (resuming it under other prices is
     :class:`InvalidArgumentError`, nothing written).
+
+    ``policy``: the policy that judges what runs record, send and pass on (docs/policy.md):
+    a :class:`Policy`, a path to a policy file (JSON or YAML; read now, synchronously) or a
+    dict, loaded now (:class:`PolicyInvalidError` naming the rule, field, line and column).
+    Every run this mesh starts, resumes, retries, forks or re-executes uses it; a run goes on
+    only under the policy it was started with, and one started without a policy only without
+    one (:class:`InvalidArgumentError` naming the policy, nothing written).
     """
 
     def __init__(
@@ -590,6 +597,7 @@ class Mesh:
         fsync: str = "batch",
         max_workers: int = 32,
         prices: Optional[Mapping[str, Any]] = None,
+        policy: Optional[Union[_agentmesh.Policy, PathLike, Mapping[str, Any]]] = None,
     ) -> None:
         if fsync not in ("always", "batch", "never"):
             raise InvalidArgumentError(f"fsync must be always, batch or never, not {fsync!r}")
@@ -602,6 +610,11 @@ class Mesh:
             )
         self._prices: Any = (
             None if prices is None else _agentmesh.NativePrices.from_table(dict(prices))
+        )
+        if isinstance(policy, Mapping) and not isinstance(policy, dict):
+            policy = dict(policy)
+        self._policy: Optional[_agentmesh.Policy] = (
+            None if policy is None else _agentmesh.Policy(policy)
         )
         self.log_dir: Optional[str] = os.fspath(log_dir) if log_dir is not None else None
         self.fsync = fsync
@@ -947,8 +960,9 @@ class Mesh:
         (``data.request.messages[0].content``), the message its ``sub`` too; a call the log
         does not have, or a changed output, names its seq and node. :class:`InvalidArgumentError` for a fork's
         log or a retried run (not supported yet); :class:`UnknownAgentError` when an agent
-        or tool of the workflow is not registered. Agents run as for :meth:`run` (async
-        ones need :meth:`reexecute_async`)."""
+        or tool of the workflow is not registered; :class:`InvalidArgumentError` when this
+        mesh's ``policy`` is not the one the run was recorded under. Agents run as for
+        :meth:`run` (async ones need :meth:`reexecute_async`)."""
         native = self._reexecute(log_path)
         drive = _Drive(self, native, None, False)
         try:
@@ -970,7 +984,7 @@ class Mesh:
     def _reexecute(self, log_path: PathLike) -> Any:
         path = os.fspath(log_path)
         self._check_registered(_agentmesh.recorded_workflow(path))
-        return _agentmesh.NativeRun.reexecute(path)
+        return _agentmesh.NativeRun.reexecute(path, self._policy)
 
     @staticmethod
     def _reexec_report(native: Any) -> ReexecReport:
@@ -1123,7 +1137,7 @@ class Mesh:
         # The core reads the budget (naming a bad field) before anything is written.
         return _agentmesh.NativeRun.start(
             workflow._native, input, seed, run_id, self.log_dir, self.fsync, tenant, watch,
-            budget, self._prices,
+            budget, self._prices, self._policy,
         )
 
     def _reopen(
@@ -1138,14 +1152,17 @@ class Mesh:
         self._check_registered(_agentmesh.recorded_workflow(path))
         # The core checks the run id and every approval before it records any.
         return _agentmesh.NativeRun.resume(
-            path, self.fsync, run_id, dict(approvals) if approvals else None, watch, self._prices
+            path, self.fsync, run_id, dict(approvals) if approvals else None, watch, self._prices,
+            self._policy,
         )
 
     def _retry(self, log_path: PathLike, run_id: Optional[str], watch: bool) -> Any:
         path = os.fspath(log_path)
         # Check registration before the log is touched: the retried nodes need their agents.
         self._check_registered(_agentmesh.recorded_workflow(path))
-        return _agentmesh.NativeRun.retry(path, self.fsync, run_id, watch, self._prices)
+        return _agentmesh.NativeRun.retry(
+            path, self.fsync, run_id, watch, self._prices, self._policy
+        )
 
     def _fork(
         self,
@@ -1163,7 +1180,7 @@ class Mesh:
         self._check_registered(native_wf or _agentmesh.recorded_workflow(path))
         return _agentmesh.NativeRun.fork(
             path, seq, dict(overrides or {}), run_id, self.log_dir, self.fsync, native_wf, watch,
-            self._prices,
+            self._prices, self._policy,
         )
 
     # driving ------------------------------------------------------------------------------

@@ -192,12 +192,51 @@ class ProviderError(AgentMeshError):
 
 
 class PolicyDeniedError(AgentMeshError):
-    """A tool call the tool's rules refuse: the agent is not on the tool's allowlist
-    (``Mesh.call_tool(..., agents=[...])``, ``Mesh.mcp(..., agents=[...])``). Raised in the
-    agent by ``act.tool`` before anything is recorded or run, so the refusal repeats
-    identically after a resume or in a re-execution."""
+    """A refusal by a policy. Either a tool call the tool's rules refuse (the agent is not on
+    the tool's allowlist: ``Mesh.call_tool(..., agents=[...])``, ``Mesh.mcp(...,
+    agents=[...])``), raised by ``act.tool`` before anything is recorded or run; or a block
+    by the run's policy (``Mesh(policy=...)``, docs/policy.md): a call whose request, or
+    whose tool, the policy refuses (``callDenied`` is recorded, nothing is sent), a response
+    it blocks (recorded as the call's error), an output it blocks (the run fails).
+
+    ``verdict`` is the policy's verdict when the error carries it (``rule``, ``action``,
+    ``kind``, ``path``, ``count``, ``digest``, ``agent``), ``rule`` its rule id (``tools``
+    for the tool allowlist). The message names the rule and what was found, never the
+    content."""
 
     code = "POLICY_DENIED"
+
+    @property
+    def verdict(self) -> Optional[Dict[str, Any]]:
+        return dict(self.details) if "rule" in self.details else None
+
+    @property
+    def rule(self) -> Optional[str]:
+        return self.details.get("rule")
+
+
+class PolicyInvalidError(AgentMeshError):
+    """A policy file or dict that cannot be loaded (docs/policy.md): ``rule`` (the rule's
+    id), ``field`` (``rules[2].regex``), ``line`` and ``column`` (in the file) say where,
+    each ``None`` when it does not apply. Nothing is loaded."""
+
+    code = "POLICY_INVALID"
+
+    @property
+    def rule(self) -> Optional[str]:
+        return self.details.get("rule")
+
+    @property
+    def field(self) -> Optional[str]:
+        return self.details.get("field")
+
+    @property
+    def line(self) -> Optional[int]:
+        return self.details.get("line")
+
+    @property
+    def column(self) -> Optional[int]:
+        return self.details.get("column")
 
 
 class BudgetExceededError(AgentMeshError):
@@ -279,6 +318,7 @@ _TABLE: Dict[str, Type[AgentMeshError]] = {
         UnknownAgentError,
         ProviderError,
         PolicyDeniedError,
+        PolicyInvalidError,
         BudgetExceededError,
         AgentMeshIOError,
         InternalError,
