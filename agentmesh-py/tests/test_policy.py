@@ -547,12 +547,6 @@ def test_retry_goes_on_only_under_the_runs_policy(tmp_path: Path) -> None:
     assert done.status == "completed" and done.output == {"a": {"note": "mail [REDACTED:email]"}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=agentmesh.NondeterminismError,
-    reason="core: Run::reexecute_with compares a humanResolved the policy redacted with an "
-    "unjudged one (data.verdicts expected [...], actual null)",
-)
 def test_a_reexecution_takes_a_redacted_human_decision_from_the_log(tmp_path: Path) -> None:
     mesh = echo_mesh(tmp_path, POLICY)
     first = mesh.run(wf(HUMAN), run_id="human-rx")
