@@ -68,11 +68,16 @@ pub use model::call::{
 };
 pub use model::event::{trace_id_for, Event, EventData, EventKind, Role};
 pub use model::failure::{Failure, FailureKind, RunError, Usage};
-pub use model::header::{HeaderMeta, LogHeader, CANONICAL_VERSION, LOG_VERSION};
+pub use model::header::{HeaderMeta, LogHeader, PolicyRef, CANONICAL_VERSION, LOG_VERSION};
+pub use model::verdict::{Action, Verdict, TOOLS_RULE};
 pub use model::workflow::{
     ActivationKind, NodeKind, NodeOptions, RetrySpec, Workflow, WorkflowBuilder, WorkflowSpec,
 };
 pub use model::MAX_VALUE_DEPTH;
+pub use policy::{
+    block_digest, check_policy, check_run_policy, Checked, Policy, PolicyReport, RedactedSpan,
+    Redaction, Subject, Syntax,
+};
 pub use replay::{for_each_state, history, recorded_workflow, replay, state_at, ReplayReport};
 pub use run::{
     derive_run_id, ForkOptions, Recorded, ReexecReport, ResumeOptions, Run, RunOptions,
