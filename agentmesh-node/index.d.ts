@@ -5,6 +5,7 @@ export * from './lib/workflow'
 export * from './lib/log'
 export * from './lib/mesh'
 export * from './lib/calls'
+export * from './lib/policy'
 export type {
   Anchor,
   BudgetRefusal,
@@ -14,10 +15,12 @@ export type {
   LogEvent,
   LogHeader,
   Outcome,
+  PolicyRef,
   ReplayReport,
   RunError,
   RunState,
   UsageReport,
   UsageTotals,
+  Verdict,
   VerifyReport,
 } from './native'

@@ -26,6 +26,7 @@ const {
   UnknownAgentError,
   ProviderError,
   PolicyDeniedError,
+  PolicyInvalidError,
   BudgetExceededError,
   AgentMeshIOError,
   InternalError,
@@ -62,6 +63,7 @@ const {
 } = require('./lib/log')
 const { ActivationError, Mesh, Output, RawJson, RunResult, RunStream } = require('./lib/mesh')
 const { CallTicket, LlmReply, LlmStream } = require('./lib/calls')
+const { Policy, redact, checkPolicy, checkPolicySync } = require('./lib/policy')
 
 // Shorthand properties only: Node's CommonJS lexer (what ESM named imports see) stops at the
 // first `name: expression`.
@@ -77,6 +79,10 @@ module.exports = {
   CallTicket,
   LlmReply,
   LlmStream,
+  Policy,
+  redact,
+  checkPolicy,
+  checkPolicySync,
   verifyLog,
   verifyLogSync,
   canonicalLog,
@@ -122,6 +128,7 @@ module.exports = {
   UnknownAgentError,
   ProviderError,
   PolicyDeniedError,
+  PolicyInvalidError,
   BudgetExceededError,
   AgentMeshIOError,
   InternalError,

@@ -22,11 +22,13 @@ export declare class NativeCalls {
   start(act: number, kinds: Array<string>, names: Array<string>, requests: unknown[], texts: Array<boolean>, asks?: Array<CallAskArg | undefined | null> | undefined | null): import('./native-raw').NativeTicket[]
   /**
    * Report the result of live call `call` of activation `act`: `response` (JSON data, or
-   * JSON text when `responseJson` is given) or `error`, with `usage`. Errors: as the core's
+   * JSON text when `responseJson` is given) or `error`, with `usage`. Returns the outcome
+   * as recorded (`{response | error, usage?}`): the run's policy may have redacted the
+   * response, or blocked it (an error of type `PolicyDeniedError`). Errors: as the core's
    * `Run::call_complete`; `INVALID_OUTPUT` for a response that is not JSON data (nothing
    * is written); `INVALID_COMPLETION` also when the activation's agent returned.
    */
-  complete(act: number, call: number, response?: unknown, responseJson?: string | undefined | null, usage?: unknown, error?: CallErrorArg | undefined | null, durationUs?: number | undefined | null): void
+  complete(act: number, call: number, response?: unknown, responseJson?: string | undefined | null, usage?: unknown, error?: CallErrorArg | undefined | null, durationUs?: number | undefined | null): import('./native-raw').NativeOutcome
   /**
    * Close the calls of activation `act`: its agent returned. Later `start`s and
    * `complete`s (an unawaited Promise, a native call still in flight) are refused with
@@ -121,6 +123,28 @@ export declare class NativeMcpServer {
   close(): Promise<boolean>
 }
 
+/** A loaded policy. */
+export declare class NativePolicy {
+  /**
+   * The policy in file `path` (JSON or YAML, a regular file of at most 1 MiB, read
+   * synchronously). Errors: `POLICY_INVALID` naming the file, the rule, the field, the line
+   * and the column.
+   */
+  static fromPath(path: string): NativePolicy
+  /** The policy `value` (JSON data). Errors: `POLICY_INVALID` naming the rule and field. */
+  static fromValue(value: unknown): NativePolicy
+  /** The policy's name. */
+  get name(): string
+  /** blake3 (hex) of the policy's canonical form (what a run's log header records). */
+  get hash(): string
+  /** The policy file format version. */
+  get version(): number
+  /** The rule ids, in order. */
+  get ruleIds(): Array<string>
+  /** The policy in canonical form, as JSON text. */
+  toJsonText(): string
+}
+
 /** A user price table, looked at before the bundled one. */
 export declare class NativePriceTable {
   /**
@@ -146,7 +170,7 @@ export declare class NativeRun {
    * table (their hash is recorded). Errors: `INVALID_ARGUMENT` (input, seed, run id,
    * tenant, fsync, budget naming its field), `RUN_EXISTS`, `IO`.
    */
-  static start(workflow: NativeWorkflow, input?: unknown, options?: StartOptions | undefined | null, prices?: NativePriceTable | undefined | null): NativeRun
+  static start(workflow: NativeWorkflow, input?: unknown, options?: StartOptions | undefined | null, prices?: NativePriceTable | undefined | null, policy?: NativePolicy | undefined | null): NativeRun
   /**
    * Reopen a run from its log file (verifying it and repairing a torn tail), checking that
    * it holds run `runId` (when given) and resolving waiting human nodes with `approvals`
@@ -157,7 +181,7 @@ export declare class NativeRun {
    * approvals that are not JSON data, `prices` other than those the run was started with),
    * `INVALID_OUTPUT` (an approval too deep).
    */
-  static resume(path: string, options?: ResumeArgs | undefined | null, approvals?: Record<string, unknown> | null, prices?: NativePriceTable | undefined | null): NativeRun
+  static resume(path: string, options?: ResumeArgs | undefined | null, approvals?: Record<string, unknown> | null, prices?: NativePriceTable | undefined | null, policy?: NativePolicy | undefined | null): NativeRun
   /**
    * Reopen a failed or cancelled run from its log file (as `resume` does) and continue it:
    * `runReopened` is appended and the nodes that failed the run (and the activations a
@@ -166,14 +190,14 @@ export declare class NativeRun {
    * running or waiting, completed, or failed on a limit: the message names the way out),
    * with nothing written; `prices` as for `resume`.
    */
-  static retry(path: string, options?: RetryArgs | undefined | null, prices?: NativePriceTable | undefined | null): NativeRun
+  static retry(path: string, options?: RetryArgs | undefined | null, prices?: NativePriceTable | undefined | null, policy?: NativePolicy | undefined | null): NativeRun
   /**
    * Re-execute the run recorded in `path`: a run in memory with the recorded workflow,
    * input, seed and run id, whose every call is answered from the log and whose
    * completions are compared with the recorded ones (drive it, then `reexecReport`).
    * Errors: `LOG_CORRUPT`, `IO`, `INVALID_ARGUMENT` (a fork's log, a retried run).
    */
-  static reexecute(path: string): NativeRun
+  static reexecute(path: string, policy?: NativePolicy | undefined | null): NativeRun
   /**
    * After driving a re-executed run: what was checked, or `NONDETERMINISM` at the first
    * difference from the log.
@@ -188,7 +212,7 @@ export declare class NativeRun {
    * `NONDETERMINISM` (the prefix under `workflow`),
    * `RUN_EXISTS`, `LOG_CORRUPT`, `IO`.
    */
-  static fork(path: string, seq: number, overrides?: Record<string, unknown> | null, runId?: string | undefined | null, logDir?: string | undefined | null, fsync?: 'always' | 'batch' | 'never', workflow?: NativeWorkflow | undefined | null, watch?: boolean | undefined | null, prices?: NativePriceTable | undefined | null): NativeRun
+  static fork(path: string, seq: number, overrides?: Record<string, unknown> | null, runId?: string | undefined | null, logDir?: string | undefined | null, fsync?: 'always' | 'batch' | 'never', workflow?: NativeWorkflow | undefined | null, watch?: boolean | undefined | null, prices?: NativePriceTable | undefined | null, policy?: NativePolicy | undefined | null): NativeRun
   /**
    * The events committed since the last call, in commit order, each as the log holds it
    * (with `meta`) and otherwise the object `readLog` gives; empty unless the run was
@@ -430,6 +454,16 @@ export declare function checkLog(path: string): VerifyReport
 export declare function checkLogAsync(path: string): Promise<VerifyReport>
 
 /**
+ * What `policy` would decide differently on the runs recorded in `logs`, as the JSON text of
+ * the report (`agentmesh policy check --json`). Errors: `IO`, `LOG_CORRUPT`,
+ * `INVALID_ARGUMENT` (no log).
+ */
+export declare function checkPolicyJson(policy: NativePolicy, logs: Array<string>): string
+
+/** `checkPolicyJson` on the thread pool. */
+export declare function checkPolicyJsonAsync(policy: NativePolicy, logs: Array<string>): Promise<string>
+
+/**
  * Run the `agentmesh` command with `argv` (the arguments after the program name) and return
  * its exit code. It writes to the process's stdout and stderr itself (flushed before it
  * returns) and blocks the JavaScript thread until the command is done: it is meant to be the
@@ -540,6 +574,8 @@ export interface LogHeader {
   tenant?: string
   /** Parent of a forked run. */
   parent?: ParentRef
+  /** The policy the run is judged by. */
+  policy?: PolicyRef
   /** Creation time and host (not canonical). */
   meta?: HeaderMeta
 }
@@ -566,6 +602,14 @@ export interface ParentRef {
   seq: number
 }
 
+/** The policy a run is judged by (its log header's `policy`). */
+export interface PolicyRef {
+  /** The policy's name. */
+  name: string
+  /** blake3 (hex) of its canonical form. */
+  hash: string
+}
+
 /**
  * The `PROVIDER_ERROR` an agent gets for a call's error, as an `Error` object (not thrown):
  * the core's one wording (`provider_error`), details `{type, status, retryable}`.
@@ -583,6 +627,13 @@ export declare function readLog(path: string): LogContents
 
 /** The workflow recorded in a log's `runStarted` event. Errors: `LOG_CORRUPT`, `IO`. */
 export declare function recordedWorkflow(path: string): NativeWorkflow
+
+/**
+ * `text` with every match of `policy`'s redact and block rules replaced (every built-in
+ * detector without a policy), as JSON text `{text, spans: [{start, end, kind, rule}]}`
+ * (offsets in Unicode code points).
+ */
+export declare function redactJson(text: string, policy?: NativePolicy | undefined | null): string
 
 /** What a re-execution checked. */
 export interface ReexecReport {
@@ -662,6 +713,8 @@ export interface RunError {
   node?: string
   /** The refusal that failed the run (`BUDGET_EXCEEDED`). */
   budget?: BudgetRefusal
+  /** The policy verdict that failed the run (`POLICY_DENIED`). */
+  verdict?: Verdict
 }
 
 /** The state of a run as of one seq (`stateAt`). */
@@ -779,6 +832,24 @@ export interface UsageTotals {
    * spend).
    */
   microUsd?: number
+}
+
+/** What a rule of the run's policy decided (docs/policy.md): never the content. */
+export interface Verdict {
+  /** The rule's id (`tools` for the tool allowlist). */
+  rule: string
+  /** `block`, `redact` or `warn`. */
+  action: 'block' | 'redact' | 'warn'
+  /** What it found: a detector name, a custom rule's id, `tool`. */
+  kind: string
+  /** Where in the value (a JSON Pointer). */
+  path?: string
+  /** How many matches there. */
+  count: number
+  /** A block's keyed digest of the value it kept out of the log. */
+  digest?: string
+  /** The agent a tool call was refused to. */
+  agent?: string
 }
 
 /**

@@ -58,6 +58,13 @@ export declare class CallTicket {
   readonly live: boolean
   /** The `maxTokens` the budget allows: send it instead of the request's (`null`: not clamped). */
   readonly maxTokens: number | null
+  /**
+   * The request as the run's policy redacted it (docs/policy.md): send this one, never the
+   * original (`null`: the policy left it as it was).
+   */
+  readonly request: unknown
+  /** The policy judges the response: stream nothing before `callComplete` returns it. */
+  readonly holdResponse: boolean
   /** `!live`. */
   readonly recorded: boolean
   /** The recorded outcome; `null` for a live ticket. */
@@ -158,8 +165,11 @@ export interface ActivationCalls {
    * refuses one, the batch is recorded and this throws `BudgetExceededError`.
    */
   callStartMany(calls: CallSpec[]): CallTicket[]
-  /** Report a live ticket's result (durable when this returns). */
-  callComplete(ticket: CallTicket | number, result: CallResult): void
+  /**
+   * Report a live ticket's result (durable when this returns). Returns the response as recorded (a policy may have redacted it; `null` for an error);
+   * throws `PolicyDeniedError` when the policy blocked the response.
+   */
+  callComplete(ticket: CallTicket | number, result: CallResult): unknown
 }
 
 /** A built-in provider's configuration (docs/providers.md, `ProviderConfig`). */

@@ -43,6 +43,16 @@ class CallTicket {
      * when the budget did not clamp it).
      */
     this.maxTokens = raw.maxTokens === undefined ? null : raw.maxTokens
+    /**
+     * The request as the run's policy redacted it (docs/policy.md): send this one, never the
+     * original (`null` when the policy left the request as it was).
+     */
+    this.request = raw.request === undefined ? null : raw.request
+    /**
+     * The run's policy judges the response: stream nothing to the agent before
+     * `callComplete` returns the recorded response.
+     */
+    this.holdResponse = raw.holdResponse === true
     /** The recorded `{response, usage, error}` (`null` for a live ticket). */
     this.outcome = raw.live
       ? null
@@ -284,7 +294,8 @@ class CallPort {
     if (usage instanceof RawJson) usage = JSON.parse(usage.text)
     const durationUs = r.durationUs === null ? undefined : r.durationUs
     this.check()
-    call(() =>
+    // The outcome as recorded: the policy may have redacted the response or blocked it.
+    return call(() =>
       this.drive.calls.complete(this.id, number, text ? undefined : response, text ? response : undefined, usage, error, durationUs),
     )
   }
@@ -342,7 +353,8 @@ class CallPort {
     let usage = null
     let error = null
     try {
-      let v = await fn(request, ticket)
+      // What the policy left of the request: the function never sees what it redacted.
+      let v = await fn(ticket.request ?? request, ticket)
       if (v instanceof Output) {
         usage = v.usage
         v = v.value
@@ -354,21 +366,23 @@ class CallPort {
       usage = f.usage
     }
     const durationUs = micros(started)
+    let recorded
     if (error === null) {
       try {
-        this.complete(ticket, { response, usage, durationUs })
+        recorded = this.complete(ticket, { response, usage, durationUs })
       } catch (e) {
         // Not JSON data: recorded as the call's failure, never left in flight.
         if (!(e instanceof InvalidOutputError)) throw e
         error = { type: 'InvalidOutput', message: e.message.replace(/^\[INVALID_OUTPUT\] /, ''), retryable: false }
-        this.complete(ticket, { error, usage, durationUs })
+        recorded = this.complete(ticket, { error, usage, durationUs })
       }
     } else {
-      this.complete(ticket, { error, usage, durationUs })
+      recorded = this.complete(ticket, { error, usage, durationUs })
     }
-    if (error !== null) throw providerError(error)
-    if (sink !== null) sink.push(replayedChunk(response instanceof RawJson ? JSON.parse(response.text) : response))
-    return [response, usage, false]
+    // What the agent gets is what the log holds (a policy may have redacted or blocked it).
+    if (recorded.error !== undefined) throw providerError(recorded.error)
+    if (sink !== null) sink.push(replayedChunk(recorded.response))
+    return [recorded.response, usage, false]
   }
 
   /** A call a built-in executor makes, on its own thread (src/calls.rs): `[response, usage, recorded]`. */
@@ -393,6 +407,8 @@ class CallPort {
     const outcome = await callAsync(() => raw.done)
     if (sink !== null) await sink.all(outcome.chunks)
     if (outcome.error !== undefined) throw providerError(outcome.error)
+    // A judged response streamed nothing: the agent gets it once, as recorded.
+    if (sink !== null && ticket.holdResponse) sink.push(replayedChunk(outcome.response))
     return [outcome.response, outcome.usage === undefined ? null : outcome.usage, false]
   }
 }
@@ -405,4 +421,4 @@ function answered(ticket, sink) {
   return [o.response, o.usage, true]
 }
 
-module.exports = { CallPort, CallTicket, LlmReply, LlmStream, replayedChunk }
+module.exports = { CallPort, CallTicket, LlmReply, LlmStream, providerError, replayedChunk }

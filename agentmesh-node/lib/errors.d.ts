@@ -1,4 +1,5 @@
 import type { RunResult } from './mesh'
+import type { Verdict } from '../native'
 
 /** The stable code of every core error kind, in the core's order. */
 export type AgentMeshErrorCode =
@@ -18,6 +19,7 @@ export type AgentMeshErrorCode =
   | 'UNKNOWN_AGENT'
   | 'PROVIDER_ERROR'
   | 'POLICY_DENIED'
+  | 'POLICY_INVALID'
   | 'BUDGET_EXCEEDED'
   | 'IO'
   | 'INTERNAL'
@@ -215,6 +217,23 @@ export declare class ProviderError extends AgentMeshError {
 export declare class PolicyDeniedError extends AgentMeshError {
   static readonly code: 'POLICY_DENIED'
   readonly code: 'POLICY_DENIED'
+  /** The id of the policy rule that refused (`tools` for the allowlist), or `null`. */
+  readonly rule: string | null
+  /** The policy's verdict, or `null` (a tool's registration allowlist, a blocked response). */
+  readonly verdict: Verdict | null
+}
+
+/**
+ * A policy could not be loaded: nothing of it applies. `rule`, `field`, `line` and `column`
+ * say where (`null` when not known).
+ */
+export declare class PolicyInvalidError extends AgentMeshError {
+  static readonly code: 'POLICY_INVALID'
+  readonly code: 'POLICY_INVALID'
+  readonly rule: string | null
+  readonly field: string | null
+  readonly line: number | null
+  readonly column: number | null
 }
 
 /**
@@ -288,6 +307,7 @@ export interface ErrorClasses {
   UNKNOWN_AGENT: typeof UnknownAgentError
   PROVIDER_ERROR: typeof ProviderError
   POLICY_DENIED: typeof PolicyDeniedError
+  POLICY_INVALID: typeof PolicyInvalidError
   BUDGET_EXCEEDED: typeof BudgetExceededError
   IO: typeof AgentMeshIOError
   INTERNAL: typeof InternalError

@@ -179,11 +179,51 @@ class ProviderError extends AgentMeshError {
 }
 
 /**
- * A call the mesh's rules do not allow: the agent is not on the tool's allowlist
- * (`mesh.callTool(name, fn, {agents})`, `mesh.mcp({agents})`). Nothing was recorded and the
- * tool was not called, so the refusal repeats identically on a resume or a replay.
+ * A rule refused something before it happened. The run's policy (docs/policy.md): a call whose
+ * request a `block` rule matched, or a tool the allowlist does not give the agent (recorded as
+ * `callDenied`, never sent or run), a response it blocked, or (for a run) an output, decision
+ * or input it blocked. Or a tool's registration allowlist (`mesh.callTool(name, fn, {agents})`,
+ * `mesh.mcp({agents})`): nothing was recorded and the tool was not called. `rule` and
+ * `verdict` come from the policy's verdict (`null` otherwise); never the content.
  */
-class PolicyDeniedError extends AgentMeshError {}
+class PolicyDeniedError extends AgentMeshError {
+  /** The id of the rule that refused (`tools` for the allowlist), or `null`. */
+  get rule() {
+    return detail(this, 'rule')
+  }
+
+  /** The verdict (`{rule, action, kind, path?, count, digest?, agent?}`), or `null`. */
+  get verdict() {
+    const d = this.details
+    return d !== null && d !== undefined && typeof d === 'object' && 'action' in d ? d : null
+  }
+}
+
+/**
+ * A policy could not be loaded (`new Policy(...)`, `new Mesh({policy})`): nothing of it
+ * applies. `rule`, `field`, `line` and `column` say where (`null` when not known).
+ */
+class PolicyInvalidError extends AgentMeshError {
+  /** The rule's id, when the problem is in one (`tools` for the allowlist). */
+  get rule() {
+    return detail(this, 'rule')
+  }
+
+  /** The field, as a dotted path (`rules[2].regex`). */
+  get field() {
+    return detail(this, 'field')
+  }
+
+  /** The line in the file, from 1. */
+  get line() {
+    return detail(this, 'line')
+  }
+
+  /** The column in the file, from 1. */
+  get column() {
+    return detail(this, 'column')
+  }
+}
 
 /**
  * A budget refused a call before anything was sent (a `callDenied` record), or the run failed
@@ -287,6 +327,7 @@ const TABLE = [
   [UnknownAgentError, 'UNKNOWN_AGENT'],
   [ProviderError, 'PROVIDER_ERROR'],
   [PolicyDeniedError, 'POLICY_DENIED'],
+  [PolicyInvalidError, 'POLICY_INVALID'],
   [BudgetExceededError, 'BUDGET_EXCEEDED'],
   [AgentMeshIOError, 'IO'],
   [InternalError, 'INTERNAL'],
@@ -456,6 +497,7 @@ module.exports = {
   UnknownAgentError,
   ProviderError,
   PolicyDeniedError,
+  PolicyInvalidError,
   BudgetExceededError,
   AgentMeshIOError,
   InternalError,

@@ -1,4 +1,5 @@
 import type { PathLike, Workflow } from './workflow'
+import type { PolicySource } from './policy'
 import type { LogEvent, RunError, UsageReport } from '../native'
 import type { ActivationCalls, CallToolFn, CallToolInfo, CallToolOptions, HostProvider, McpServerOptions, ProviderConfig } from './calls'
 
@@ -201,6 +202,12 @@ export interface MeshOptions {
    * started with). Checked here: `InvalidArgumentError` naming the field.
    */
   prices?: PriceTable | RawJson | null
+  /**
+   * The policy that judges every run this mesh starts, resumes, retries, forks and re-executes
+   * (docs/policy.md): a `Policy`, a policy file's path, or a policy object. Checked here:
+   * `PolicyInvalidError`. A run goes on only under the policy it was started with.
+   */
+  policy?: PolicySource | null
 }
 
 /**

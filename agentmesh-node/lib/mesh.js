@@ -41,8 +41,9 @@ const {
 const { hostTool, mcpTools, spawnMcp } = require('./tools')
 const { Workflow, toPath } = require('./workflow')
 const { ActivationError, Output, RawJson, describe, describeFailure } = require('./values')
-const { CallPort, LlmStream } = require('./calls')
+const { CallPort, LlmStream, providerError } = require('./calls')
 const { budgetText, costOf, priceTable } = require('./budgets')
+const { nativePolicy } = require('./policy')
 
 const { NativeCompletion } = native
 const FINISHED = new Set(['completed', 'failed', 'cancelled'])
@@ -207,9 +208,17 @@ class Activation {
     return this.#port().startMany(calls)
   }
 
-  /** Report a live ticket's result: `{response}` or `{error: {type, message, retryable, status}}`, with `usage`. */
+  /**
+   * Report a live ticket's result: `{response}` or `{error: {type, message, retryable, status}}`,
+   * with `usage`. Returns the response as recorded (the run's policy may have redacted it;
+   * `null` for an error), and throws PolicyDeniedError when the policy blocked it (recorded
+   * as the call's failure first).
+   */
   callComplete(ticket, result) {
-    this.#port().complete(ticket, result)
+    const recorded = this.#port().complete(ticket, result)
+    const e = recorded.error
+    if (e !== undefined && e.type === 'PolicyDeniedError' && !(result && result.error)) throw providerError(e)
+    return e === undefined ? recorded.response : null
   }
 
   /** The agent returned: its calls are closed (the driver calls this as its result settles). */
@@ -858,13 +867,15 @@ class RunStream {
 
 class Mesh {
   /**
-   * @param {{logDir?: string | null, fsync?: 'always' | 'batch' | 'never', prices?: object | RawJson | null}} [options]
+   * @param {{logDir?: string | null, fsync?: 'always' | 'batch' | 'never', prices?: object | RawJson | null, policy?: string | object | Policy | null}} [options]
    * `prices`: a price table (docs/budgets.md, `{version: 1, models: [...]}`) looked at before
    * the bundled one by every run this mesh starts, resumes, retries and forks; checked here
-   * (InvalidArgumentError naming the field).
+   * (InvalidArgumentError naming the field). `policy` (docs/policy.md): a Policy, a path or an
+   * object that judges every run this mesh starts, resumes, retries, forks and re-executes
+   * (PolicyInvalidError when it is not valid).
    */
   constructor(options = {}) {
-    const opts = checkOptions(options, ['logDir', 'fsync', 'prices'])
+    const opts = checkOptions(options, ['logDir', 'fsync', 'prices', 'policy'])
     const fsync = opts.fsync === undefined ? 'batch' : opts.fsync
     if (!['always', 'batch', 'never'].includes(fsync)) {
       throw new InvalidArgumentError(`fsync must be always, batch or never, not ${describe(fsync)}`)
@@ -876,6 +887,8 @@ class Mesh {
     this.fsync = fsync
     // The addon's NativePriceTable, or null.
     Object.defineProperty(this, '_prices', { value: priceTable(opts.prices), enumerable: false })
+    // The addon's NativePolicy, or null.
+    Object.defineProperty(this, '_policy', { value: nativePolicy(opts.policy), enumerable: false })
     this._agents = new Map()
     this._tools = new Map()
     this._providers = new Map() // name → {executor} (built in) or {fn} (host)
@@ -1058,7 +1071,7 @@ class Mesh {
   _reexecute(logPath) {
     logPath = toPath(logPath, 'logPath')
     this._checkRegistered(call(native.recordedWorkflow, logPath))
-    return call(() => native.NativeRun.reexecute(logPath))
+    return call(() => native.NativeRun.reexecute(logPath, this._policy ?? undefined))
   }
 
   /**
@@ -1134,6 +1147,7 @@ class Mesh {
           budgetJson,
         },
         this._prices ?? undefined,
+        this._policy ?? undefined,
       ),
     )
   }
@@ -1154,7 +1168,7 @@ class Mesh {
       else values[node] = value
     }
     return call(() =>
-      native.NativeRun.resume(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, approvalsJson: texts, watch }, values, this._prices ?? undefined),
+      native.NativeRun.resume(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, approvalsJson: texts, watch }, values, this._prices ?? undefined, this._policy ?? undefined),
     )
   }
 
@@ -1163,7 +1177,7 @@ class Mesh {
     // Registration first: the failed nodes run again at once. The core refuses a run that is
     // not failed or cancelled before it writes anything.
     this._checkRegistered(call(native.recordedWorkflow, logPath))
-    return call(() => native.NativeRun.retry(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, watch }, this._prices ?? undefined))
+    return call(() => native.NativeRun.retry(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, watch }, this._prices ?? undefined, this._policy ?? undefined))
   }
 
   _fork(logPath, seq, opts, watch) {
@@ -1185,6 +1199,7 @@ class Mesh {
         workflow !== null ? workflow._native : undefined,
         watch,
         this._prices ?? undefined,
+        this._policy ?? undefined,
       ),
     )
   }

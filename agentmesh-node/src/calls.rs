@@ -166,14 +166,18 @@ impl NativeCalls {
         let mut cell = shared::lock(&self.cell);
         cell.check_open(act)?;
         let tickets = cell.with(|r| r.call_start_many(act, reqs))?;
-        // A call a budget refused is recorded with the others; the batch throws its error.
-        match tickets.iter().find_map(|t| match &t.state {
-            TicketState::Denied(r) => Some(r),
-            _ => None,
-        }) {
-            Some(r) => Err(agentmesh_core::Error::budget_exceeded(r)),
-            None => Ok(tickets),
+        // A call a budget or the policy refused is recorded with the others; the batch
+        // throws its error.
+        for t in &tickets {
+            match &t.state {
+                TicketState::Denied(r) => return Err(agentmesh_core::Error::budget_exceeded(r)),
+                TicketState::PolicyDenied(v) => {
+                    return Err(agentmesh_core::Error::policy_denied(v))
+                }
+                _ => {}
+            }
         }
+        Ok(tickets)
     }
 }
 
@@ -255,10 +259,12 @@ impl NativeCalls {
     }
 
     /// Report the result of live call `call` of activation `act`: `response` (JSON data, or
-    /// JSON text when `responseJson` is given) or `error`, with `usage`. Errors: as the core's
+    /// JSON text when `responseJson` is given) or `error`, with `usage`. Returns the outcome
+    /// as recorded (`{response | error, usage?}`): the run's policy may have redacted the
+    /// response, or blocked it (an error of type `PolicyDeniedError`). Errors: as the core's
     /// `Run::call_complete`; `INVALID_OUTPUT` for a response that is not JSON data (nothing
     /// is written); `INVALID_COMPLETION` also when the activation's agent returned.
-    #[napi(catch_unwind)]
+    #[napi(catch_unwind, ts_return_type = "import('./native-raw').NativeOutcome")]
     #[allow(clippy::too_many_arguments)] // positional, as the JS driver calls it
     pub fn complete(
         &self,
@@ -270,7 +276,7 @@ impl NativeCalls {
         #[napi(ts_arg_type = "unknown")] usage: Option<Unknown<'_>>,
         error: Option<CallErrorArg>,
         duration_us: Option<f64>,
-    ) -> napi::Result<()> {
+    ) -> napi::Result<Js> {
         let act = args::uint("activation", act).or_throw(env)?;
         let result = match (error, response_json) {
             (Some(e), _) => Err(e.into_core().or_throw(env)?),
@@ -307,10 +313,15 @@ impl NativeCalls {
             None => None,
             Some(us) => Some(args::uint("durationUs", us.round().max(0.0)).or_throw(env)?),
         };
-        let mut cell = shared::lock(&self.cell);
-        cell.check_open(act)
-            .and_then(|_| cell.with(|r| r.call_complete(act, call, outcome)))
-            .or_throw(env)
+        let recorded = {
+            let mut cell = shared::lock(&self.cell);
+            cell.check_open(act)
+                .and_then(|_| cell.with(|r| r.call_complete(act, call, outcome)))
+                .or_throw(env)?
+        };
+        let value = outcome_value(&recorded, 0).or_throw(env)?;
+        // SAFETY: the current call's environment, on its thread.
+        Ok(Js(unsafe { json::write(env.raw(), &value) }?))
     }
 
     /// Close the calls of activation `act`: its agent returned. Later `start`s and
@@ -385,18 +396,21 @@ impl NativeCalls {
                 if let Some(access) = &access {
                     access.wait_for_slot();
                 }
-                let (outcome, chunks) = execute(exec.as_ref(), &request, &ticket, on_chunk);
+                // Send what the policy left of the request; a judged response streams only
+                // once it is recorded (the JS side gives the agent its one chunk then).
+                let sent = ticket.request.as_deref().unwrap_or(&request);
+                let chunks_to = if ticket.hold_response { None } else { on_chunk };
+                let (outcome, chunks) = execute(exec.as_ref(), sent, &ticket, chunks_to);
                 let recorded = {
                     let mut c = shared::lock(&cell);
-                    c.check_open(act).and_then(|_| {
-                        c.with(|r| r.call_complete(act, ticket.call, outcome.clone()))
-                    })
+                    c.check_open(act)
+                        .and_then(|_| c.with(|r| r.call_complete(act, ticket.call, outcome)))
                 };
-                let reply = outcome_value(&outcome, chunks);
-                deferred.resolve(Box::new(move |env: Env| match (recorded, reply) {
+                let reply = recorded.and_then(|o| outcome_value(&o, chunks));
+                deferred.resolve(Box::new(move |env: Env| match reply {
                     // SAFETY: the resolver runs on the JS thread with its environment.
-                    (Ok(()), Ok(v)) => Ok(Js(unsafe { json::write(env.raw(), &v) }?)),
-                    (Err(e), _) | (Ok(()), Err(e)) => Err(to_js(&env, &e)),
+                    Ok(v) => Ok(Js(unsafe { json::write(env.raw(), &v) }?)),
+                    Err(e) => Err(to_js(&env, &e)),
                 }));
             })
             .map_err(|e| {
@@ -472,6 +486,12 @@ fn ticket_value(t: &CallTicket) -> agentmesh_core::Result<Value> {
     m.insert("live".into(), t.is_live().into());
     if let Some(n) = t.max_tokens {
         m.insert("maxTokens".into(), n.into());
+    }
+    if let Some(r) = &t.request {
+        m.insert("request".into(), (**r).clone());
+    }
+    if t.hold_response {
+        m.insert("holdResponse".into(), true.into());
     }
     if let TicketState::Recorded(o) = &t.state {
         outcome_fields(&mut m, o)?;

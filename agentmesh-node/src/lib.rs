@@ -39,6 +39,7 @@ mod errors;
 mod json;
 mod log;
 mod objects;
+mod policy;
 mod prices;
 mod raw;
 mod run;

@@ -108,6 +108,8 @@ pub struct RunError {
     pub node: Option<String>,
     /// The refusal that failed the run (`BUDGET_EXCEEDED`).
     pub budget: Option<BudgetRefusal>,
+    /// The policy verdict that failed the run (`POLICY_DENIED`).
+    pub verdict: Option<Verdict>,
 }
 
 impl From<core::RunError> for RunError {
@@ -117,14 +119,59 @@ impl From<core::RunError> for RunError {
             message,
             node,
             budget,
+            verdict,
         } = e;
         RunError {
             code,
             message,
             node,
             budget: budget.map(BudgetRefusal::from),
+            verdict: verdict.map(Verdict::from),
         }
     }
+}
+
+/// What a rule of the run's policy decided (docs/policy.md): never the content.
+#[napi(object, object_from_js = false)]
+pub struct Verdict {
+    /// The rule's id (`tools` for the tool allowlist).
+    pub rule: String,
+    /// `block`, `redact` or `warn`.
+    #[napi(ts_type = "'block' | 'redact' | 'warn'")]
+    pub action: String,
+    /// What it found: a detector name, a custom rule's id, `tool`.
+    pub kind: String,
+    /// Where in the value (a JSON Pointer).
+    pub path: Option<String>,
+    /// How many matches there.
+    pub count: u32,
+    /// A block's keyed digest of the value it kept out of the log.
+    pub digest: Option<String>,
+    /// The agent a tool call was refused to.
+    pub agent: Option<String>,
+}
+
+impl From<core::Verdict> for Verdict {
+    fn from(v: core::Verdict) -> Verdict {
+        Verdict {
+            rule: v.rule.to_string(),
+            action: v.action.as_str().to_owned(),
+            kind: v.kind.to_string(),
+            path: v.path,
+            count: v.count,
+            digest: v.digest,
+            agent: v.agent.map(|a| a.to_string()),
+        }
+    }
+}
+
+/// The policy a run is judged by (its log header's `policy`).
+#[napi(object, object_from_js = false)]
+pub struct PolicyRef {
+    /// The policy's name.
+    pub name: String,
+    /// blake3 (hex) of its canonical form.
+    pub hash: String,
 }
 
 /// Why a budget refused a call: the first dimension it does not fit in (`callDenied`'s
@@ -243,6 +290,8 @@ pub struct LogHeader {
     pub tenant: Option<String>,
     /// Parent of a forked run.
     pub parent: Option<ParentRef>,
+    /// The policy the run is judged by.
+    pub policy: Option<PolicyRef>,
     /// Creation time and host (not canonical).
     pub meta: Option<HeaderMeta>,
 }
@@ -258,6 +307,7 @@ impl From<core::LogHeader> for LogHeader {
             seed,
             tenant,
             parent,
+            policy,
             meta,
         } = h;
         LogHeader {
@@ -274,6 +324,10 @@ impl From<core::LogHeader> for LogHeader {
             parent: parent.map(|p| ParentRef {
                 run_id: p.run_id,
                 seq: num(p.seq),
+            }),
+            policy: policy.map(|p| PolicyRef {
+                name: p.name,
+                hash: p.hash,
             }),
             meta: meta.map(|m| HeaderMeta {
                 at: num(m.at),

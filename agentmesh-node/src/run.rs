@@ -27,6 +27,7 @@ use crate::completion;
 use crate::errors::{guard, invalid_argument, to_js, OrThrow};
 use crate::json::{JsText, TextPosition};
 use crate::objects::{LogEvent, Outcome, UsageReport};
+use crate::policy::{self, NativePolicy};
 use crate::prices::{self, NativePriceTable};
 use crate::raw::{self, RawEnv, Value as JsValue, R};
 use crate::shared::{self, SharedRun};
@@ -263,6 +264,7 @@ impl NativeRun {
         #[napi(ts_arg_type = "unknown")] input: Option<Unknown<'_>>,
         options: Option<StartOptions>,
         prices: Option<&NativePriceTable>,
+        policy: Option<&NativePolicy>,
     ) -> napi::Result<NativeRun> {
         let input = args::json(env, "input", input.as_ref())?;
         let StartOptions {
@@ -311,6 +313,7 @@ impl NativeRun {
                 watch: watch.unwrap_or(false),
                 budget: prices::budget(budget_json)?,
                 prices: prices::table(prices),
+                policy: policy::of(policy),
             };
             Run::start(&workflow.inner, options)
         })
@@ -333,6 +336,7 @@ impl NativeRun {
         options: Option<ResumeArgs>,
         #[napi(ts_arg_type = "Record<string, unknown> | null")] approvals: Option<Unknown<'_>>,
         prices: Option<&NativePriceTable>,
+        policy: Option<&NativePolicy>,
     ) -> napi::Result<NativeRun> {
         let ResumeArgs {
             fsync,
@@ -369,6 +373,7 @@ impl NativeRun {
                 approvals: decided,
                 watch: watch.unwrap_or(false),
                 prices: prices::table(prices),
+                policy: policy::of(policy),
             };
             Run::resume_with(&path, options)
         })
@@ -388,6 +393,7 @@ impl NativeRun {
         path: String,
         options: Option<RetryArgs>,
         prices: Option<&NativePriceTable>,
+        policy: Option<&NativePolicy>,
     ) -> napi::Result<NativeRun> {
         let RetryArgs {
             fsync,
@@ -401,6 +407,7 @@ impl NativeRun {
                 approvals: BTreeMap::new(),
                 watch: watch.unwrap_or(false),
                 prices: prices::table(prices),
+                policy: policy::of(policy),
             };
             Run::retry(&path, options)
         })
@@ -413,8 +420,12 @@ impl NativeRun {
     /// completions are compared with the recorded ones (drive it, then `reexecReport`).
     /// Errors: `LOG_CORRUPT`, `IO`, `INVALID_ARGUMENT` (a fork's log, a retried run).
     #[napi(factory, catch_unwind)]
-    pub fn reexecute(env: &Env, path: String) -> napi::Result<NativeRun> {
-        let run = guard(|| Run::reexecute(&path)).or_throw(env)?;
+    pub fn reexecute(
+        env: &Env,
+        path: String,
+        policy: Option<&NativePolicy>,
+    ) -> napi::Result<NativeRun> {
+        let run = guard(|| Run::reexecute_with(&path, policy::of(policy))).or_throw(env)?;
         Ok(NativeRun::new(run))
     }
 
@@ -453,6 +464,7 @@ impl NativeRun {
         workflow: Option<&NativeWorkflow>,
         watch: Option<bool>,
         prices: Option<&NativePriceTable>,
+        policy: Option<&NativePolicy>,
     ) -> napi::Result<NativeRun> {
         let overrides: BTreeMap<String, Value> =
             match args::json(env, "overrides", overrides.as_ref())? {
@@ -478,6 +490,7 @@ impl NativeRun {
                 host: Some(HOST.to_owned()),
                 watch: watch.unwrap_or(false),
                 prices: prices::table(prices),
+                policy: policy::of(policy),
             };
             Run::fork_with(&path, options)
         })

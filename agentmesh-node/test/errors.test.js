@@ -70,7 +70,7 @@ describe('classes', () => {
   test('ERROR_CODES is the native errorCodes() and Python _TABLE, in order', () => {
     const table = pythonTable()
     const pyCodes = table.map(([, code]) => code)
-    assert.equal(ERROR_CODES.length, 19)
+    assert.equal(ERROR_CODES.length, 20)
     assert.deepEqual([...ERROR_CODES], native.errorCodes())
     assert.deepEqual(pythonView([...ERROR_CODES], pyCodes), pyCodes)
     assert.ok(Object.isFrozen(ERROR_CODES))

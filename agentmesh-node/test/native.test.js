@@ -97,6 +97,7 @@ describe('native loader', () => {
       'NativeExecutor',
       'NativeHistoryStream',
       'NativeMcpServer',
+      'NativePolicy',
       'NativePriceTable',
       'NativeRun',
       'NativeToolRules',
@@ -111,6 +112,8 @@ describe('native loader', () => {
       'checkBudget',
       'checkLog',
       'checkLogAsync',
+      'checkPolicyJson',
+      'checkPolicyJsonAsync',
       'cliMain',
       'errorCodes',
       'fingerprint',
@@ -121,6 +124,7 @@ describe('native loader', () => {
       'readHeader',
       'readLog',
       'recordedWorkflow',
+      'redactJson',
       'replay',
       'replayAsync',
       'stateAt',
@@ -140,7 +144,7 @@ describe('native loader', () => {
     const all = rust.match(/pub const ALL: &'static \[ErrorKind\] = &\[([^\]]*)\]/)[1]
     const codeOf = Object.fromEntries([...rust.matchAll(/ErrorKind::(\w+) => "([A-Z_]+)"/g)].map((m) => [m[1], m[2]]))
     const rustCodes = [...all.matchAll(/ErrorKind::(\w+)/g)].map((m) => codeOf[m[1]])
-    assert.equal(rustCodes.length, 19)
+    assert.equal(rustCodes.length, 20)
     assert.deepEqual(am.errorCodes(), rustCodes)
 
     const py = fs.readFileSync(path.join(repo, 'agentmesh-py', 'python', 'agentmesh', 'errors.py'), 'utf-8')
@@ -756,7 +760,7 @@ describe('log functions', () => {
     assert.deepEqual(intact, {
       runId: 'run-0c075115801b8feb',
       workflow: 'chain',
-      version: 4,
+      version: 5,
       events: 11,
       lastSeq: 11,
       holes: [],
@@ -801,7 +805,7 @@ describe('log functions', () => {
     delete header.meta
     assert.deepEqual(header, {
       format: 'agentmesh-log',
-      version: 4,
+      version: 5,
       flags: [],
       runId: 'run-0c075115801b8feb',
       workflow: { name: 'chain', hash: chainWorkflow().hash },
@@ -927,7 +931,7 @@ describe('panics', () => {
       assertError(e, 'INTERNAL', 'panic inside agentmesh: boom2')
       return true
     })
-    assert.equal(am.errorCodes().length, 19)
+    assert.equal(am.errorCodes().length, 20)
   })
 })
 
@@ -966,7 +970,7 @@ describe('conformance vectors by hand', () => {
     }
   }
 
-  /** A behaviour's calls; `null`, or the BUDGET_EXCEEDED error that stopped them. */
+  /** A behaviour's calls; `null`, or the BUDGET_EXCEEDED / POLICY_DENIED error that stopped them. */
   function makeCalls(run, act, b) {
     if (!b.calls) return null
     const calls = run.calls()
@@ -974,7 +978,7 @@ describe('conformance vectors by hand', () => {
       if (b.callsBatch) startCalls(calls, act, b.calls, (ix) => ix.reverse())
       else for (const c of b.calls) startCalls(calls, act, [c], (ix) => ix)
     } catch (e) {
-      if (e.code !== 'BUDGET_EXCEEDED') throw e
+      if (e.code !== 'BUDGET_EXCEEDED' && e.code !== 'POLICY_DENIED') throw e
       return e
     }
     return null
@@ -1026,8 +1030,9 @@ describe('conformance vectors by hand', () => {
       for (const reverse of [false, true]) {
         const logDir = tmpdir()
         const prices = script.prices === undefined ? undefined : am.NativePriceTable.fromValue(script.prices)
+        const policy = script.policy === undefined ? undefined : am.NativePolicy.fromValue(script.policy)
         const budgetJson = script.budget === undefined ? undefined : JSON.stringify(script.budget)
-        let run = am.NativeRun.start(wf, script.input ?? null, { seed: script.seed ?? 0, runId: script.runId, logDir, fsync: 'never', budgetJson }, prices)
+        let run = am.NativeRun.start(wf, script.input ?? null, { seed: script.seed ?? 0, runId: script.runId, logDir, fsync: 'never', budgetJson }, prices, policy)
         drive(run, script, reverse)
         let retried = 0
         for (;;) {
@@ -1038,10 +1043,10 @@ describe('conformance vectors by hand', () => {
             if (answers.length === 0) break
             run.close()
             const approvals = Object.fromEntries(answers.map((a) => [a.node, script.approvals[a.node]]))
-            run = am.NativeRun.resume(log, { fsync: 'never' }, approvals, prices)
+            run = am.NativeRun.resume(log, { fsync: 'never' }, approvals, prices, policy)
           } else if ((status === 'failed' || status === 'cancelled') && retried < (script.retries ?? 0)) {
             run.close()
-            run = am.NativeRun.retry(log, { fsync: 'never' }, prices)
+            run = am.NativeRun.retry(log, { fsync: 'never' }, prices, policy)
             retried++
           } else {
             break

@@ -175,6 +175,7 @@ function nodeSamples() {
   samples.LlmReply = new agentmesh.LlmReply({ text: 't', finishReason: 'stop' }, null, false)
   samples.LlmStream = new agentmesh.LlmStream(() => Promise.resolve(samples.LlmReply))
   samples.RunStream = mesh.stream(wf) // driven to its end in memory
+  samples.Policy = new agentmesh.Policy({ version: 1, name: 'parity' })
   for (const code of ERROR_CODES) {
     const cls = errorClass(code)
     samples[cls.name] = new cls('m', null, { cause: null }) // `cause` is an own property only when given
@@ -562,7 +563,7 @@ describe('docs/api-parity.md', () => {
   test('the error codes are one list in Rust, Python and Node, with one row per code', (t) => {
     const rust = rustErrorCodes()
     const codes = rust.map((k) => k.code)
-    assert.equal(codes.length, 19)
+    assert.equal(codes.length, 20)
     assert.deepEqual([...agentmesh.ERROR_CODES], codes, 'Node ERROR_CODES')
     assert.deepEqual(agentmesh.errorCodes(), codes, 'Node errorCodes() (the addon)')
 

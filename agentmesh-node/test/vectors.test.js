@@ -14,14 +14,14 @@ const os = require('node:os')
 const path = require('node:path')
 
 const am = require('..')
-const { budgetOption, exactText, loadScript, perturbed, plain, pricesOption, scripted } = require('./support/script')
+const { budgetOption, exactText, loadScript, perturbed, plain, policyOption, pricesOption, scripted } = require('./support/script')
 
 const VECTORS = path.resolve(__dirname, '..', '..', 'bindings-tests', 'vectors')
 const NAMES = fs.readdirSync(VECTORS).filter((n) => fs.statSync(path.join(VECTORS, n)).isDirectory()).sort()
 
 function newMesh(logDir, wf, script) {
   // The script's prices go to every run of the mesh: started, resumed and retried alike.
-  const mesh = new am.Mesh({ logDir, fsync: 'never', prices: pricesOption(script.prices) })
+  const mesh = new am.Mesh({ logDir, fsync: 'never', prices: pricesOption(script.prices), policy: policyOption(script.policy) })
   const fn = scripted(script)
   for (const name of wf.agentNames()) mesh.agent(name, fn)
   for (const name of wf.toolNames()) mesh.tool(name, fn)

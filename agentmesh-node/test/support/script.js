@@ -111,7 +111,7 @@ function plain(v) {
 
 function loadScript(file) {
   const script = parseExact(normalizeJson(fs.readFileSync(file, 'utf8')))
-  const known = new Set(['input', 'seed', 'runId', 'agents', 'approvals', 'retries', 'budget', 'prices'])
+  const known = new Set(['input', 'seed', 'runId', 'agents', 'approvals', 'retries', 'budget', 'prices', 'policy'])
   for (const k of Object.keys(script)) assert.ok(known.has(k), `${file}: unknown script field ${k}`)
   return script
 }
@@ -145,6 +145,24 @@ function pricesOption(v) {
   return v === undefined ? undefined : new am.RawJson(exactText(v))
 }
 
+/** A script's `policy` as the mesh option: the policy file's JSON as an object. */
+function policyOption(v) {
+  return v === undefined ? undefined : plain(v)
+}
+
+/**
+ * Report a scripted call's result. A response the policy blocked comes back as the call's
+ * error (recorded as a `PolicyDeniedError` failure): like any call error, it does not fail
+ * the agent.
+ */
+function complete(act, ticket, c) {
+  try {
+    act.callComplete(ticket, callResult(c))
+  } catch (e) {
+    if (!(e instanceof am.PolicyDeniedError)) throw e
+  }
+}
+
 /** A scripted call's request (exact) and the `ask` a budget reserves. */
 function callSpec(c) {
   const spec = { kind: c.kind, name: c.name, request: new am.RawJson(c.request === undefined ? 'null' : exactText(c.request)) }
@@ -176,14 +194,14 @@ function makeCalls(b, act) {
   if (b.callsBatch === true) {
     const tickets = act.callStartMany(b.calls.map(callSpec))
     for (let i = tickets.length - 1; i >= 0; i--) {
-      if (tickets[i].live) act.callComplete(tickets[i], callResult(b.calls[i]))
+      if (tickets[i].live) complete(act, tickets[i], b.calls[i])
     }
     return
   }
   for (const c of b.calls) {
     const spec = callSpec(c)
     const t = act.callStart(c.kind, c.name, spec.request, { ask: spec.ask })
-    if (t.live) act.callComplete(t, callResult(c))
+    if (t.live) complete(act, t, c)
   }
 }
 
@@ -208,7 +226,7 @@ function scripted(script) {
       } catch (e) {
         // A budget refused a call: stop calling; without refusedOutput the refusal fails the
         // agent (the core records it as BudgetExceededError whatever it is named here).
-        if (e instanceof am.BudgetExceededError && chosen.refusedOutput !== undefined) {
+        if ((e instanceof am.BudgetExceededError || e instanceof am.PolicyDeniedError) && chosen.refusedOutput !== undefined) {
           return new am.RawJson(exactText(chosen.refusedOutput))
         }
         throw new am.ActivationError('ScriptCallRefused', String(e.message))
@@ -226,4 +244,4 @@ function scripted(script) {
   }
 }
 
-module.exports = { Num, parseExact, exactText, plain, loadScript, perturbed, scripted, budgetOption, pricesOption }
+module.exports = { Num, parseExact, exactText, plain, loadScript, perturbed, scripted, budgetOption, pricesOption, policyOption }
