@@ -6,7 +6,7 @@ use agentmesh_core::{Error, FsyncMode};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::exit::EXIT_CODES;
-use crate::{commands, demo, follow, policy, resume, runs, show};
+use crate::{commands, demo, export, follow, policy, resume, runs, show};
 
 /// Deterministic, durable, replayable multi-agent workflows.
 #[derive(Parser, Debug)]
@@ -14,6 +14,30 @@ use crate::{commands, demo, follow, policy, resume, runs, show};
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// A file format of `agentmesh export`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum ExportFormat {
+    /// Chrome/Perfetto trace JSON (chrome://tracing, ui.perfetto.dev)
+    Chrome,
+    /// one self-contained HTML timeline
+    Html,
+    /// the workflow DAG as a Mermaid flowchart, with the run's statuses
+    Mermaid,
+    /// the derived OpenTelemetry spans, one JSON object per line
+    Spans,
+}
+
+impl From<ExportFormat> for agentmesh_telemetry::Format {
+    fn from(f: ExportFormat) -> Self {
+        match f {
+            ExportFormat::Chrome => agentmesh_telemetry::Format::Chrome,
+            ExportFormat::Html => agentmesh_telemetry::Format::Html,
+            ExportFormat::Mermaid => agentmesh_telemetry::Format::Mermaid,
+            ExportFormat::Spans => agentmesh_telemetry::Format::Spans,
+        }
+    }
 }
 
 /// Durability mode of the log file.
@@ -280,6 +304,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Turn a log (finished or still running) into a file a person can open, or send its
+    /// spans to an OpenTelemetry collector with their original times (docs/telemetry.md):
+    /// `--format chrome` (Chrome/Perfetto trace JSON), `html` (a self-contained timeline),
+    /// `mermaid` (the workflow with the run's statuses), `spans` (the derived spans, one
+    /// JSON object per line). Read-only.
+    #[command(after_help = EXIT_CODES)]
+    Export {
+        /// The log file.
+        log: PathBuf,
+        /// What to write.
+        #[arg(long, value_enum, required_unless_present = "otlp")]
+        format: Option<ExportFormat>,
+        /// Write to this file instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE", requires = "format")]
+        output: Option<PathBuf>,
+        /// Send the run's finished spans over OTLP/HTTP (protobuf) to this collector: a base
+        /// URL (`http://127.0.0.1:4318`, `/v1/traces` is added) or a full traces URL. Headers
+        /// and the service name come from the standard OTEL_* variables.
+        #[arg(long, value_name = "URL")]
+        otlp: Option<String>,
+    },
     /// Policies: check a new one against recorded runs, or show one.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -436,5 +481,16 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::Policy(PolicyCommand::Show { policy, json }) => policy::show(&policy, json),
         Command::Demo { log_dir } => demo::demo(&log_dir),
+        Command::Export {
+            log,
+            format,
+            output,
+            otlp,
+        } => export::export(
+            &log,
+            format.map(Into::into),
+            output.as_deref(),
+            otlp.as_deref(),
+        ),
     }
 }

@@ -13,6 +13,7 @@ mod cli;
 mod commands;
 mod demo;
 mod exit;
+mod export;
 mod follow;
 mod hosted;
 mod policy;

@@ -130,6 +130,7 @@ pub fn fork(a: ForkArgs) -> Result<u8, Error> {
         workflow: given,
         host: host.for_fork(),
         watch: false,
+        observer: None,
         prices: None,
         policy,
     };

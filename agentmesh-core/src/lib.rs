@@ -80,7 +80,7 @@ pub use policy::{
 };
 pub use replay::{for_each_state, history, recorded_workflow, replay, state_at, ReplayReport};
 pub use run::{
-    derive_run_id, ForkOptions, Recorded, ReexecReport, ResumeOptions, Run, RunOptions,
+    derive_run_id, ForkOptions, Observer, Recorded, ReexecReport, ResumeOptions, Run, RunOptions,
     REOPEN_REASON,
 };
 

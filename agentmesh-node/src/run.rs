@@ -311,6 +311,7 @@ impl NativeRun {
                 tenant,
                 host: Some(HOST.to_owned()),
                 watch: watch.unwrap_or(false),
+                observer: None,
                 budget: prices::budget(budget_json)?,
                 prices: prices::table(prices),
                 policy: policy::of(policy),
@@ -372,6 +373,7 @@ impl NativeRun {
                 run_id,
                 approvals: decided,
                 watch: watch.unwrap_or(false),
+                observer: None,
                 prices: prices::table(prices),
                 policy: policy::of(policy),
             };
@@ -406,6 +408,7 @@ impl NativeRun {
                 run_id,
                 approvals: BTreeMap::new(),
                 watch: watch.unwrap_or(false),
+                observer: None,
                 prices: prices::table(prices),
                 policy: policy::of(policy),
             };
@@ -489,6 +492,7 @@ impl NativeRun {
                 workflow: workflow.map(|w| w.inner.clone()),
                 host: Some(HOST.to_owned()),
                 watch: watch.unwrap_or(false),
+                observer: None,
                 prices: prices::table(prices),
                 policy: policy::of(policy),
             };

@@ -191,6 +191,7 @@ impl NativeRun {
                 tenant,
                 host: Some("python".to_owned()),
                 watch,
+                observer: None,
                 budget,
                 prices,
                 policy,
@@ -253,6 +254,7 @@ impl NativeRun {
                 run_id,
                 approvals: decided,
                 watch,
+                observer: None,
                 prices,
                 policy,
             };
@@ -285,6 +287,7 @@ impl NativeRun {
                 run_id,
                 approvals: BTreeMap::new(),
                 watch,
+                observer: None,
                 prices,
                 policy,
             };
@@ -368,6 +371,7 @@ impl NativeRun {
                 workflow,
                 host: Some("python".to_owned()),
                 watch,
+                observer: None,
                 prices,
                 policy,
             };

@@ -240,6 +240,7 @@ pub struct Mesh {
     executors: Arc<Executors>,
     prices: Option<PriceTable>,
     policy: Option<crate::policy::Policy>,
+    observer: Option<Arc<dyn crate::run::Observer>>,
 }
 
 impl Default for Mesh {
@@ -263,7 +264,16 @@ impl Mesh {
             executors: Arc::default(),
             prices: None,
             policy: None,
+            observer: None,
         }
+    }
+
+    /// Let `observer` see every event of the runs this mesh starts, resumes, retries and
+    /// forks, as each is committed: how telemetry is attached (`agentmesh-telemetry`,
+    /// docs/telemetry.md). It runs on the committing thread and never changes the run.
+    pub fn with_observer(mut self, observer: Arc<dyn crate::run::Observer>) -> Mesh {
+        self.observer = Some(observer);
+        self
     }
 
     /// Judge the runs this mesh starts, resumes, retries, forks and re-executes by `policy`
@@ -409,6 +419,9 @@ impl Mesh {
             options.host = Some(self.host.clone());
         }
         options.watch |= self.on_event.is_some();
+        if options.observer.is_none() {
+            options.observer = self.observer.clone();
+        }
         if options.prices.is_none() {
             options.prices = self.prices.clone();
         }
@@ -458,6 +471,7 @@ impl Mesh {
             run_id: None,
             approvals,
             watch: self.on_event.is_some(),
+            observer: self.observer.clone(),
             prices: self.prices.clone(),
             policy: self.policy.clone(),
         };
@@ -475,6 +489,7 @@ impl Mesh {
         let options = ResumeOptions {
             fsync: self.fsync,
             watch: self.on_event.is_some(),
+            observer: self.observer.clone(),
             prices: self.prices.clone(),
             policy: self.policy.clone(),
             ..ResumeOptions::default()
@@ -536,6 +551,9 @@ impl Mesh {
         options.fsync = self.fsync;
         options.host = Some(self.host.clone());
         options.watch = self.on_event.is_some();
+        if options.observer.is_none() {
+            options.observer = self.observer.clone();
+        }
         if options.policy.is_none() {
             options.policy = self.policy.clone();
         }

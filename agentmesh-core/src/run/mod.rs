@@ -10,6 +10,7 @@
 //! later call returns that error, so the in-memory run never runs ahead of its log.
 
 mod calls;
+mod observe;
 mod reexec;
 mod sink;
 mod watch;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use observe::Observer;
 pub use reexec::ReexecReport;
 pub(crate) use sink::RunLog;
 use sink::Sink;
@@ -79,6 +81,8 @@ pub struct RunOptions {
     pub host: Option<String>,
     /// Keep committed events for [`Run::take_committed`] from the first one on.
     pub watch: bool,
+    /// Sees every event the run commits (telemetry: docs/telemetry.md).
+    pub observer: Option<Arc<dyn Observer>>,
     /// The run's limits, replacing the workflow's `budget` (recorded in `runStarted`, so
     /// resume and replay use these). `Some(Limits::UNLIMITED)` accounts for spend without
     /// limiting the run.
@@ -102,6 +106,8 @@ pub struct ResumeOptions {
     pub approvals: BTreeMap<String, Value>,
     /// Keep committed events for [`Run::take_committed`], including what resume appends.
     pub watch: bool,
+    /// Sees every event the run commits (telemetry: docs/telemetry.md).
+    pub observer: Option<Arc<dyn Observer>>,
     /// The user price table the run was started with, when it was given one: a run that
     /// accounts for spend needs the same prices to go on (the recorded hash is checked).
     pub prices: Option<PriceTable>,
@@ -130,6 +136,8 @@ pub struct ForkOptions {
     pub host: Option<String>,
     /// Keep committed events for [`Run::take_committed`], the copied prefix included.
     pub watch: bool,
+    /// Sees every event the run commits (telemetry: docs/telemetry.md).
+    pub observer: Option<Arc<dyn Observer>>,
     /// The parent's user price table, when it was given one (see [`ResumeOptions::prices`]).
     pub prices: Option<PriceTable>,
     /// The parent's policy, when it had one (see [`ResumeOptions::policy`]).
@@ -288,7 +296,8 @@ impl Run {
         machine.start(verdicts);
         machine.advance();
         let first = machine.take_outbox();
-        let watched = options.watch.then(|| first.clone());
+        let mut watch = Watch::new(options.watch, options.observer.clone());
+        let watched = watch.is_some().then(|| first.clone());
         let (sink, path, at) =
             Sink::create(&header, first, options.log_dir.as_deref(), options.fsync).map_err(
                 |e| match e.kind() {
@@ -306,13 +315,16 @@ impl Run {
                     _ => e,
                 },
             )?;
+        if let (Some(w), Some(events)) = (watch.as_mut(), watched) {
+            w.stage(events, at, &MetaExtra::NONE);
+        }
         let mut run = Run {
             machine,
             sink,
             header,
             path,
             poisoned: None,
-            watch: watched.map(|events| Watch::committed(events, at)),
+            watch,
             reexec: None,
         };
         run.commit()?;
@@ -401,9 +413,12 @@ impl Run {
             header,
             path: Some(path.to_owned()),
             poisoned: None,
-            watch: options.watch.then(Watch::default),
+            watch: Watch::new(options.watch, options.observer.clone()),
             reexec: None,
         };
+        if let (Some(w), Some(p)) = (run.watch.as_mut(), run.path.as_deref()) {
+            w.resumed(&run.header, p);
+        }
         // Check the approvals (and that a retry can reopen the run) before appending anything.
         let approvals = run.approvals(options.approvals)?;
         if retry {
@@ -579,6 +594,7 @@ impl Run {
             workflow,
             host,
             watch,
+            observer,
             prices,
             policy,
         } = options;
@@ -657,15 +673,19 @@ impl Run {
             ..parent
         };
         first.extend(machine.take_outbox());
-        let watched = watch.then(|| first.clone());
+        let mut watch = Watch::new(watch, observer);
+        let watched = watch.is_some().then(|| first.clone());
         let (sink, path, at) = Sink::create(&header, first, log_dir.as_deref(), fsync)?;
+        if let (Some(w), Some(events)) = (watch.as_mut(), watched) {
+            w.stage(events, at, &MetaExtra::NONE);
+        }
         let mut run = Run {
             machine,
             sink,
             header,
             path,
             poisoned: None,
-            watch: watched.map(|events| Watch::committed(events, at)),
+            watch,
             reexec: None,
         };
         run.commit()?;
@@ -675,7 +695,7 @@ impl Run {
     /// Keep committed events from now on for [`Run::take_committed`] (hosts that report
     /// events as they happen).
     pub fn watch(&mut self) {
-        self.watch.get_or_insert_with(Watch::default);
+        self.watch.get_or_insert_with(Watch::default).keep();
     }
 
     /// Events committed since the last call, in commit order, each as the log holds it
@@ -697,7 +717,7 @@ impl Run {
         let result = self.try_commit();
         if let Some(w) = self.watch.as_mut() {
             match result {
-                Ok(()) => w.commit(),
+                Ok(()) => w.commit(&self.header),
                 Err(_) => w.drop_staged(),
             }
         }

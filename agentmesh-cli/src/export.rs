@@ -1,0 +1,46 @@
+//! `agentmesh export LOG`: pictures of a run, and its spans sent to a collector after the fact
+//! (docs/telemetry.md).
+
+use std::path::Path;
+
+use agentmesh_core::{read_log, Error, ErrorKind};
+use agentmesh_telemetry::{otlp, render, spans, Format, Status};
+
+use crate::commands::print;
+
+/// `agentmesh export`: exit 0 when everything asked for was written or sent.
+pub fn export(
+    log: &Path,
+    format: Option<Format>,
+    output: Option<&Path>,
+    otlp_url: Option<&str>,
+) -> Result<u8, Error> {
+    let (header, events) = read_log(log)?;
+    if let Some(format) = format {
+        let text = render(&header, &events, format)?;
+        match output {
+            Some(path) => std::fs::write(path, text.as_bytes()).map_err(|e| {
+                Error::new(ErrorKind::Io, format!("writing {}: {e}", path.display()))
+            })?,
+            None => print(&text)?,
+        }
+    }
+    if let Some(url) = otlp_url {
+        // Spans still open (a running log) are not sent: sent later, the same span would
+        // arrive twice with two ends.
+        let (all, _) = spans(&header, &events);
+        let finished: Vec<_> = all
+            .into_iter()
+            .filter(|s| s.status != Status::Open)
+            .collect();
+        let config = otlp::OtlpConfig::to(url);
+        let sent = otlp::export_now(&finished, &config)?;
+        eprintln!(
+            "sent {sent} spans of run {} (trace {}) to {}",
+            header.run_id,
+            agentmesh_core::trace_id_for(&header.run_id),
+            otlp::traces_url(url)
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,141 @@
+//! A run as one self-contained HTML file (no network, no external script): a lane per agent on
+//! a time axis, steps, activations with their calls nested inside, retries, human waits,
+//! policy verdicts, cost and tokens; clicking an item shows its recorded (redacted) input and
+//! output. A running log renders too: what has not ended is drawn open.
+//!
+//! The page's data is JSON inside a `<script type="application/json">` element with `<`
+//! escaped, and the page's script only ever sets `textContent`: a node name or an output
+//! holding markup is shown as text, never run.
+
+use serde_json::{json, Map, Value};
+
+use crate::chrome::attr_json;
+use crate::lanes::layout;
+use crate::spans::{Category, Span, Status, StepMark};
+
+/// The HTML page of a run's spans and steps.
+pub fn html_timeline(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -> String {
+    let data = page_data(run_id, workflow, spans, steps);
+    let text = serde_json::to_string(&data).expect("JSON values serialize");
+    // Inside <script>, only `</` could end the element; `<` escaped covers it and `<!--`.
+    let text = text.replace('<', "\\u003c");
+    TEMPLATE
+        .replace("__TITLE__", &escape_html(&format!("{workflow} · {run_id}")))
+        .replace("__DATA__", &text)
+}
+
+fn page_data(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -> Value {
+    let origin = spans
+        .iter()
+        .map(|s| s.start_us)
+        .chain(steps.iter().map(|s| s.time_us))
+        .min()
+        .unwrap_or(0);
+    let ms = |t: u64| t.saturating_sub(origin) as f64 / 1000.0;
+    let lay = layout(spans);
+    let mut items = Vec::new();
+    let (mut tin, mut tout, mut cost) = (0i64, 0i64, 0i64);
+    let mut status = "running";
+    for s in spans {
+        let (lane, row) = lay.place.get(&s.span_id).copied().unwrap_or((0, 0));
+        let mut attrs = Map::new();
+        for (k, v) in &s.attrs {
+            attrs.insert((*k).into(), attr_json(v));
+        }
+        let (state, error) = match &s.status {
+            Status::Ok => ("ok", Value::Null),
+            Status::Error(m) => ("error", json!(m)),
+            Status::Open => ("open", Value::Null),
+        };
+        if s.category == Category::Workflow && s.status != Status::Open {
+            status = match s.attr("agentmesh.run.status") {
+                Some(crate::AttrValue::Str(v)) => match v.as_str() {
+                    "completed" => "completed",
+                    "failed" => "failed",
+                    _ => "cancelled",
+                },
+                _ => "ended",
+            };
+        }
+        if s.category.is_client() {
+            let int = |k: &str| match s.attr(k) {
+                Some(crate::AttrValue::Int(v)) => *v,
+                _ => 0,
+            };
+            tin += int("gen_ai.usage.input_tokens");
+            tout += int("gen_ai.usage.output_tokens");
+            cost += int("agentmesh.cost.micro_usd");
+        }
+        let events: Vec<Value> = s
+            .events
+            .iter()
+            .map(|e| {
+                let mut a = Map::new();
+                for (k, v) in &e.attrs {
+                    a.insert((*k).into(), attr_json(v));
+                }
+                json!({"name": e.name, "t": ms(e.time_us), "attrs": a})
+            })
+            .collect();
+        items.push(json!({
+            "id": s.span_id.hex(),
+            "parent": s.parent.map(|p| p.hex()),
+            "links": s.links.iter().map(|l| l.hex()).collect::<Vec<_>>(),
+            "name": s.name,
+            "cat": category(s.category),
+            "node": s.node.as_deref(),
+            "seq": s.seq,
+            "lane": lane,
+            "row": row,
+            "start": ms(s.start_us),
+            "end": ms(s.end_us),
+            "state": state,
+            "error": error,
+            "attrs": attrs,
+            "events": events,
+            "input": s.input.as_deref(),
+            "output": s.output.as_deref(),
+        }));
+    }
+    let lanes: Vec<Value> = lay
+        .lanes
+        .iter()
+        .map(|l| json!({"name": l.name, "rows": l.rows.max(1)}))
+        .collect();
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|s| json!({"step": s.step, "t": ms(s.time_us), "activations": s.activations}))
+        .collect();
+    json!({
+        "runId": run_id,
+        "workflow": workflow,
+        "status": status,
+        "startedUnixMs": origin / 1000,
+        "tokens": {"input": tin, "output": tout},
+        "microUsd": cost,
+        "lanes": lanes,
+        "steps": steps,
+        "spans": items,
+    })
+}
+
+fn category(c: Category) -> &'static str {
+    match c {
+        Category::Workflow => "run",
+        Category::Agent => "agent",
+        Category::ToolNode => "tool",
+        Category::Human => "human",
+        Category::Chat => "llm",
+        Category::ToolCall => "toolCall",
+        Category::Guardrail => "policy",
+    }
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const TEMPLATE: &str = include_str!("timeline.html");
