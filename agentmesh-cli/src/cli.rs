@@ -324,6 +324,11 @@ enum Command {
         /// and the service name come from the standard OTEL_* variables.
         #[arg(long, value_name = "URL")]
         otlp: Option<String>,
+        /// With --otlp: put the recorded inputs and outputs on the spans
+        /// (`gen_ai.input.messages`, `gen_ai.output.messages`, tool arguments and results), as
+        /// the log holds them (redacted by the run's policy). Off by default.
+        #[arg(long, requires = "otlp")]
+        content: bool,
     },
     /// Policies: check a new one against recorded runs, or show one.
     #[command(subcommand)]
@@ -486,11 +491,13 @@ pub(crate) fn dispatch(cli: Cli) -> Result<u8, Error> {
             format,
             output,
             otlp,
+            content,
         } => export::export(
             &log,
             format.map(Into::into),
             output.as_deref(),
             otlp.as_deref(),
+            content,
         ),
     }
 }

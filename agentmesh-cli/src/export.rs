@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use agentmesh_core::{read_log, Error, ErrorKind};
-use agentmesh_telemetry::{otlp, render, spans, Format, Status};
+use agentmesh_telemetry::{otlp, render, send_log, Format};
 
 use crate::commands::print;
 
@@ -14,6 +14,7 @@ pub fn export(
     format: Option<Format>,
     output: Option<&Path>,
     otlp_url: Option<&str>,
+    content: bool,
 ) -> Result<u8, Error> {
     let (header, events) = read_log(log)?;
     if let Some(format) = format {
@@ -26,15 +27,8 @@ pub fn export(
         }
     }
     if let Some(url) = otlp_url {
-        // Spans still open (a running log) are not sent: sent later, the same span would
-        // arrive twice with two ends.
-        let (all, _) = spans(&header, &events);
-        let finished: Vec<_> = all
-            .into_iter()
-            .filter(|s| s.status != Status::Open)
-            .collect();
-        let config = otlp::OtlpConfig::to(url);
-        let sent = otlp::export_now(&finished, &config)?;
+        // Open spans (a running log) are not sent: see send_log.
+        let sent = send_log(log, &otlp::OtlpConfig::to(url), content)?;
         eprintln!(
             "sent {sent} spans of run {} (trace {}) to {}",
             header.run_id,

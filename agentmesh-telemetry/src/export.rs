@@ -121,3 +121,27 @@ pub fn span_json(s: &Span) -> Value {
         "open": s.status == Status::Open,
     })
 }
+
+/// Send the finished spans of the log at `path` to a collector with their original times (a
+/// running log's open spans are left out: sent later, the same span would arrive twice with
+/// two ends). With `capture_content`, spans carry the recorded inputs and outputs
+/// ([`crate::content`]). The number of spans sent.
+///
+/// Errors: those of [`read_log`], and of [`crate::otlp::export_now`] (`INVALID_ARGUMENT`,
+/// `IO`).
+pub fn send_log(
+    path: impl AsRef<Path>,
+    config: &crate::otlp::OtlpConfig,
+    capture_content: bool,
+) -> agentmesh_core::Result<u64> {
+    let (header, events) = read_log(path)?;
+    let (all, _) = spans(&header, &events);
+    let mut finished: Vec<Span> = all
+        .into_iter()
+        .filter(|s| s.status != Status::Open)
+        .collect();
+    if capture_content {
+        finished.iter_mut().for_each(crate::content::attach);
+    }
+    crate::otlp::export_now(&finished, config)
+}

@@ -23,7 +23,7 @@ pub mod sampling;
 pub mod spans;
 
 pub use chrome::chrome_trace;
-pub use export::{render, render_log, span_json, Format};
+pub use export::{render, render_log, send_log, span_json, Format};
 pub use html::html_timeline;
 pub use live::{Telemetry, TelemetryConfig};
 pub use mermaid::mermaid;
