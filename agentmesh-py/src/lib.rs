@@ -23,6 +23,7 @@ mod pyjson;
 mod pyser;
 mod run;
 mod stream;
+mod telemetry;
 mod tools;
 
 use pyo3::prelude::*;
@@ -36,6 +37,9 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<calls::CallTicket>()?;
     m.add_class::<budget::NativePrices>()?;
     m.add_class::<policy::Policy>()?;
+    m.add_class::<telemetry::Telemetry>()?;
+    m.add_function(wrap_pyfunction!(telemetry::export_log, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::export_otlp, m)?)?;
     m.add_function(wrap_pyfunction!(policy::redact, m)?)?;
     m.add_function(wrap_pyfunction!(policy::check_policy, m)?)?;
     m.add_class::<calls::NativeProvider>()?;

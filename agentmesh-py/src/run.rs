@@ -157,7 +157,7 @@ impl NativeRun {
     /// table calls are priced with before the bundled one. `policy` (a `Policy`, path or
     /// dict): the run's policy, recorded by hash in the header.
     #[staticmethod]
-    #[pyo3(signature = (workflow, input=None, seed=0, run_id=None, log_dir=None, fsync="batch", tenant=None, watch=false, budget=None, prices=None, policy=None))]
+    #[pyo3(signature = (workflow, input=None, seed=0, run_id=None, log_dir=None, fsync="batch", tenant=None, watch=false, budget=None, prices=None, policy=None, telemetry=None))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
@@ -172,7 +172,9 @@ impl NativeRun {
         budget: Option<&Bound<'_, PyAny>>,
         prices: Option<PyRef<'_, NativePrices>>,
         policy: Option<&Bound<'_, PyAny>>,
+        telemetry: Option<PyRef<'_, crate::telemetry::Telemetry>>,
     ) -> PyResult<NativeRun> {
+        let observer = telemetry.map(|t| t.inner.observer());
         let wf = workflow.inner.clone();
         let policy = policy_option(py, policy)?;
         let input = json_arg(py, "input", input)?;
@@ -191,7 +193,7 @@ impl NativeRun {
                 tenant,
                 host: Some("python".to_owned()),
                 watch,
-                observer: None,
+                observer: observer.clone(),
                 budget,
                 prices,
                 policy,
@@ -210,7 +212,7 @@ impl NativeRun {
     /// the policy its header names, and one started without a policy only without one
     /// (`INVALID_ARGUMENT` naming the policy otherwise, nothing written).
     #[staticmethod]
-    #[pyo3(signature = (path, fsync="batch", run_id=None, approvals=None, watch=false, prices=None, policy=None))]
+    #[pyo3(signature = (path, fsync="batch", run_id=None, approvals=None, watch=false, prices=None, policy=None, telemetry=None))]
     #[allow(clippy::too_many_arguments)]
     fn resume(
         py: Python<'_>,
@@ -221,7 +223,9 @@ impl NativeRun {
         watch: bool,
         prices: Option<PyRef<'_, NativePrices>>,
         policy: Option<&Bound<'_, PyAny>>,
+        telemetry: Option<PyRef<'_, crate::telemetry::Telemetry>>,
     ) -> PyResult<NativeRun> {
+        let observer = telemetry.map(|t| t.inner.observer());
         let prices = prices.map(|p| p.inner.clone());
         let policy = policy_option(py, policy)?;
         let mut decided = BTreeMap::new();
@@ -254,7 +258,7 @@ impl NativeRun {
                 run_id,
                 approvals: decided,
                 watch,
-                observer: None,
+                observer: observer.clone(),
                 prices,
                 policy,
             };
@@ -269,7 +273,7 @@ impl NativeRun {
     /// waiting (resume it), completed, or failed on a limit (fork it). `run_id`, `watch`
     /// `prices` and `policy` as for `resume`.
     #[staticmethod]
-    #[pyo3(signature = (path, fsync="batch", run_id=None, watch=false, prices=None, policy=None))]
+    #[pyo3(signature = (path, fsync="batch", run_id=None, watch=false, prices=None, policy=None, telemetry=None))]
     fn retry(
         py: Python<'_>,
         path: PathBuf,
@@ -278,7 +282,9 @@ impl NativeRun {
         watch: bool,
         prices: Option<PyRef<'_, NativePrices>>,
         policy: Option<&Bound<'_, PyAny>>,
+        telemetry: Option<PyRef<'_, crate::telemetry::Telemetry>>,
     ) -> PyResult<NativeRun> {
+        let observer = telemetry.map(|t| t.inner.observer());
         let prices = prices.map(|p| p.inner.clone());
         let policy = policy_option(py, policy)?;
         let run = detached(py, || {
@@ -287,7 +293,7 @@ impl NativeRun {
                 run_id,
                 approvals: BTreeMap::new(),
                 watch,
-                observer: None,
+                observer: observer.clone(),
                 prices,
                 policy,
             };
@@ -329,7 +335,7 @@ impl NativeRun {
     /// equal under it). `watch`: keep committed events for `take_committed`, the copied
     /// prefix included. `prices` and `policy`: the parent's, as for `resume`.
     #[staticmethod]
-    #[pyo3(signature = (path, seq, overrides=None, run_id=None, log_dir=None, fsync="batch", workflow=None, watch=false, prices=None, policy=None))]
+    #[pyo3(signature = (path, seq, overrides=None, run_id=None, log_dir=None, fsync="batch", workflow=None, watch=false, prices=None, policy=None, telemetry=None))]
     #[allow(clippy::too_many_arguments)]
     fn fork(
         py: Python<'_>,
@@ -343,7 +349,9 @@ impl NativeRun {
         watch: bool,
         prices: Option<PyRef<'_, NativePrices>>,
         policy: Option<&Bound<'_, PyAny>>,
+        telemetry: Option<PyRef<'_, crate::telemetry::Telemetry>>,
     ) -> PyResult<NativeRun> {
+        let observer = telemetry.map(|t| t.inner.observer());
         let seq = crate::log::seq_arg(seq)?;
         let policy = policy_option(py, policy)?;
         let prices = prices.map(|p| p.inner.clone());
@@ -371,7 +379,7 @@ impl NativeRun {
                 workflow,
                 host: Some("python".to_owned()),
                 watch,
-                observer: None,
+                observer: observer.clone(),
                 prices,
                 policy,
             };

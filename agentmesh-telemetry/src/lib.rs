@@ -19,6 +19,7 @@ pub mod live;
 pub mod mermaid;
 pub mod metrics;
 pub mod otlp;
+pub mod otlp_metrics;
 pub mod sampling;
 pub mod spans;
 

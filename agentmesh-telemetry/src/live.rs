@@ -24,6 +24,7 @@ use agentmesh_core::{read_log, Error, ErrorKind, Event, LogHeader, Observer};
 
 use crate::metrics::Metrics;
 use crate::otlp::{ExportStats, OtlpConfig, OtlpExporter};
+use crate::otlp_metrics::OtelMetrics;
 use crate::sampling::Sampler;
 use crate::spans::{Category, Span, SpanBuilder};
 
@@ -42,6 +43,9 @@ pub struct TelemetryConfig {
     pub flush_timeout: Duration,
     /// Attributes that may become metric labels ([`crate::metrics::DEFAULT_LABELS`]).
     pub metric_labels: Vec<String>,
+    /// With `otlp`: also send the metrics to the collector (`…/v1/metrics`) this often;
+    /// `None` keeps them in the process (Prometheus text only).
+    pub metrics_interval: Option<Duration>,
 }
 
 impl Default for TelemetryConfig {
@@ -55,6 +59,7 @@ impl Default for TelemetryConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            metrics_interval: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -92,6 +97,7 @@ pub struct Telemetry {
 struct Inner {
     config: TelemetryConfig,
     exporter: Option<OtlpExporter>,
+    otel_metrics: Option<Arc<OtelMetrics>>,
     runs: Mutex<HashMap<String, RunSpans>>,
     metrics: Mutex<Metrics>,
 }
@@ -110,11 +116,19 @@ impl Telemetry {
     /// Errors: `INVALID_ARGUMENT` (endpoint, headers), `IO` (the thread could not start).
     pub fn new(config: TelemetryConfig) -> agentmesh_core::Result<Telemetry> {
         let exporter = config.otlp.as_ref().map(OtlpExporter::start).transpose()?;
-        let metrics = Metrics::new(config.metric_labels.iter().cloned());
+        let otel_metrics = match (&config.otlp, config.metrics_interval) {
+            (Some(otlp), Some(every)) => Some(Arc::new(OtelMetrics::start(otlp, every)?)),
+            _ => None,
+        };
+        let mut metrics = Metrics::new(config.metric_labels.iter().cloned());
+        if let Some(m) = &otel_metrics {
+            metrics = metrics.with_otel(m.clone());
+        }
         Ok(Telemetry {
             inner: Arc::new(Inner {
                 config,
                 exporter,
+                otel_metrics,
                 runs: Mutex::new(HashMap::new()),
                 metrics: Mutex::new(metrics),
             }),
@@ -134,7 +148,7 @@ impl Telemetry {
 
     /// A copy of the metrics so far.
     pub fn metrics(&self) -> Metrics {
-        lock(&self.inner.metrics).clone()
+        lock(&self.inner.metrics).snapshot()
     }
 
     /// What the exporter did (`None` without OTLP export).
@@ -144,18 +158,29 @@ impl Telemetry {
 
     /// Send what is queued and wait for it, at most `timeout`; whether it was all handled.
     pub fn flush(&self, timeout: Duration) -> bool {
-        self.inner
+        let spans = self
+            .inner
             .exporter
             .as_ref()
-            .is_none_or(|e| e.flush(timeout))
+            .is_none_or(|e| e.flush(timeout));
+        // Metrics go within the metrics exporter's own timeout.
+        let metrics = self.inner.otel_metrics.as_ref().is_none_or(|m| m.flush());
+        spans && metrics
     }
 
     /// Flush (at most `timeout`) and stop the exporter's thread.
     pub fn shutdown(&self, timeout: Duration) -> bool {
-        self.inner
+        let spans = self
+            .inner
             .exporter
             .as_ref()
-            .is_none_or(|e| e.shutdown(timeout))
+            .is_none_or(|e| e.shutdown(timeout));
+        let metrics = self
+            .inner
+            .otel_metrics
+            .as_ref()
+            .is_none_or(|m| m.shutdown());
+        spans && metrics
     }
 
     /// Serve `GET /metrics` (Prometheus text) on `addr`, a loopback address (port 0 picks

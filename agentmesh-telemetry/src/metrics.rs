@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
+use std::sync::Arc;
 
 use agentmesh_core::{Event, EventData};
 
@@ -140,6 +141,8 @@ pub struct Metrics {
     histograms: BTreeMap<(&'static str, Labels), Histogram>,
     /// Per run: when its current step started (unix µs).
     step_start: HashMap<String, u64>,
+    /// Where observations also go (OTLP metrics export).
+    otel: Option<Arc<crate::otlp_metrics::OtelMetrics>>,
 }
 
 impl Default for Metrics {
@@ -156,6 +159,21 @@ impl Metrics {
             counters: BTreeMap::new(),
             histograms: BTreeMap::new(),
             step_start: HashMap::new(),
+            otel: None,
+        }
+    }
+
+    /// Also record every observation on `otel`'s instruments (OTLP export).
+    pub fn with_otel(mut self, otel: Arc<crate::otlp_metrics::OtelMetrics>) -> Metrics {
+        self.otel = Some(otel);
+        self
+    }
+
+    /// A copy of the values, detached from any export.
+    pub fn snapshot(&self) -> Metrics {
+        Metrics {
+            otel: None,
+            ..self.clone()
         }
     }
 
@@ -276,14 +294,21 @@ impl Metrics {
     }
 
     fn add(&mut self, name: &'static str, labels: Labels, by: f64) {
+        if let Some(otel) = &self.otel {
+            otel.add(name, family(name).2, &key_values(&labels), by);
+        }
         *self.counters.entry((name, labels)).or_default() += by;
     }
 
     fn observe(&mut self, name: &'static str, labels: Labels, value: f64) {
-        let buckets = match family(name).1 {
+        let (_, kind, unit) = family(name);
+        let buckets = match kind {
             Kind::Tokens => TOKEN_BUCKETS,
             _ => SECONDS_BUCKETS,
         };
+        if let Some(otel) = &self.otel {
+            otel.record(name, unit, buckets, &key_values(&labels), value);
+        }
         let h = self
             .histograms
             .entry((name, labels))
@@ -395,12 +420,19 @@ impl Metrics {
     }
 }
 
-fn family(name: &str) -> (&'static str, Kind) {
+fn family(name: &str) -> (&'static str, Kind, &'static str) {
     FAMILIES
         .iter()
         .find(|f| f.0 == name)
-        .map(|f| (f.0, f.1))
+        .map(|f| (f.0, f.1, f.2))
         .expect("every metric name is in FAMILIES")
+}
+
+fn key_values(labels: &Labels) -> Vec<opentelemetry::KeyValue> {
+    labels
+        .iter()
+        .map(|(k, v)| opentelemetry::KeyValue::new(*k, v.clone()))
+        .collect()
 }
 
 /// Prometheus names: dots become underscores, the unit is a suffix.

@@ -413,7 +413,7 @@ fn endpoint_from_env() -> String {
     }
 }
 
-fn resource(config: &OtlpConfig) -> Resource {
+pub(crate) fn resource(config: &OtlpConfig) -> Resource {
     let mut b = Resource::builder();
     if let Some(name) = &config.service_name {
         b = b.with_service_name(name.clone());
@@ -517,12 +517,12 @@ fn kv((k, v): &(&'static str, AttrValue)) -> KeyValue {
 /// `HttpClient` over `ureq`: blocking, so the exporter's future completes in one poll and
 /// `futures_executor::block_on` drives it without a runtime.
 #[derive(Debug)]
-struct UreqClient {
+pub(crate) struct UreqClient {
     agent: ureq::Agent,
 }
 
 impl UreqClient {
-    fn new(timeout: Duration) -> UreqClient {
+    pub(crate) fn new(timeout: Duration) -> UreqClient {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)

@@ -153,6 +153,23 @@ impl Receiver {
     }
 }
 
+impl Receiver {
+    /// Received lines that are not spans, until every one of `names` appeared (or 20 s).
+    fn metrics(&self, names: &[&str]) -> String {
+        let mut text = String::new();
+        let until = Instant::now() + Duration::from_secs(20);
+        while !names.iter().all(|n| text.contains(n)) && Instant::now() < until {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                if !line.contains("\"spanId\"") {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+        }
+        text
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -390,6 +407,11 @@ fn a_run_gives_one_trace_with_parentage_retries_timeouts_calls_and_verdicts() {
         let stats = telemetry.export_stats().unwrap();
         assert_eq!(stats.exported(), all.len() as u64);
         assert_eq!(stats.dropped(), 0);
+        // Metrics over OTLP too, on flush.
+        assert!(telemetry.flush(Duration::from_secs(10)));
+        let metrics = receiver.metrics(&["gen_ai.client.token.usage", "agentmesh.runs"]);
+        assert!(metrics.contains("gen_ai.client.token.usage"), "{metrics}");
+        assert!(metrics.contains("agentmesh.runs"), "{metrics}");
     }
     let _ = shape(&all);
 }

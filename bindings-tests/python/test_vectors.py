@@ -153,9 +153,18 @@ def scripted(script: Dict[str, Any]) -> Callable[[agentmesh.Activation], Any]:
     return perform
 
 
-def new_mesh(log_dir: str, wf: agentmesh.Workflow, script: Dict[str, Any]) -> agentmesh.Mesh:
+def new_mesh(
+    log_dir: str,
+    wf: agentmesh.Workflow,
+    script: Dict[str, Any],
+    telemetry: Optional[agentmesh.Telemetry] = None,
+) -> agentmesh.Mesh:
     mesh = agentmesh.Mesh(
-        log_dir=log_dir, fsync="never", prices=script.get("prices"), policy=script.get("policy")
+        log_dir=log_dir,
+        fsync="never",
+        prices=script.get("prices"),
+        policy=script.get("policy"),
+        telemetry=telemetry,
     )
     fn = scripted(script)
     for name in wf.agent_names():

@@ -73,6 +73,12 @@ Policy = _agentmesh.Policy
 
 PolicySource = Union[Policy, PathLike, Mapping[str, Any]]
 
+# Live telemetry (agentmesh-py/src/telemetry.rs, docs/telemetry.md): ``Telemetry(otlp=URL,
+# ...)`` given to ``Mesh(telemetry=...)`` exports OpenTelemetry GenAI spans as each one ends
+# and keeps metrics (``metrics_text()``, ``serve_metrics(addr)``), all derived in Rust from
+# the committed events; ``Telemetry.from_env()`` reads the OTEL_* variables.
+Telemetry = _agentmesh.Telemetry
+
 
 def _policy_arg(policy: PolicySource) -> Any:
     if isinstance(policy, Mapping) and not isinstance(policy, dict):
@@ -90,6 +96,40 @@ def redact(text: str, policy: Optional[PolicySource] = None) -> Dict[str, Any]:
         text, None if policy is None else _policy_arg(policy)
     )
     return result
+
+
+def export_log(path: PathLike, format: str) -> str:
+    """The log at ``path`` (finished or still running) as ``format``: ``"chrome"``
+    (Chrome/Perfetto trace JSON), ``"html"`` (one self-contained timeline page),
+    ``"mermaid"`` (the workflow with the run's statuses) or ``"spans"`` (the derived
+    OpenTelemetry spans, one JSON object per line). Read with the GIL released. What
+    ``agentmesh export LOG --format F`` prints."""
+    text: str = _agentmesh.export_log(os.fspath(path), format)
+    return text
+
+
+def export_otlp(
+    path: PathLike,
+    endpoint: str,
+    *,
+    headers: Optional[Mapping[str, str]] = None,
+    service_name: Optional[str] = None,
+    content: bool = False,
+) -> int:
+    """Send the finished spans of the log at ``path`` to the OpenTelemetry collector at
+    ``endpoint`` (``http://host:4318``, or a full traces URL) over OTLP/HTTP, with their
+    original times; the number sent. ``content``: put the recorded inputs and outputs on
+    the spans (as the log holds them: redacted). Blocks, with the GIL released, until the
+    collector answered; :class:`InvalidArgumentError` for a bad endpoint, ``AgentMeshIOError`` when
+    the collector refused or could not be reached."""
+    sent: int = _agentmesh.export_otlp(
+        os.fspath(path),
+        endpoint,
+        headers=None if headers is None else dict(headers),
+        service_name=service_name,
+        content=content,
+    )
+    return sent
 
 
 def check_policy(
@@ -219,6 +259,9 @@ def error_codes() -> List[str]:
 
 
 __all__ = [
+    "Telemetry",
+    "export_log",
+    "export_otlp",
     "Activation",
     "ActivationError",
     "AsyncLlmStream",

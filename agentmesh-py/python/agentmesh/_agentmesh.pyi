@@ -28,6 +28,9 @@ __all__ = [
     "CallTicket",
     "NativePrices",
     "Policy",
+    "Telemetry",
+    "export_log",
+    "export_otlp",
     "redact",
     "check_policy",
     "NativeProvider",
@@ -257,6 +260,39 @@ def redact(text: str, policy: Optional[_PolicyArg] = None) -> Dict[str, Any]: ..
 def check_policy(policy: _PolicyArg, logs: Sequence[_Path]) -> Dict[str, Any]: ...
 
 @final
+class Telemetry:
+    def __new__(
+        cls,
+        otlp: Optional[str] = None,
+        *,
+        headers: Optional[Dict[str, str]] = None,
+        service_name: Optional[str] = None,
+        sample_ratio: float = 1.0,
+        always_trace: Sequence[str] = ...,
+        capture_content: bool = False,
+        flush_timeout: float = 2.0,
+        metric_labels: Optional[Sequence[str]] = None,
+    ) -> Telemetry: ...
+    @staticmethod
+    def from_env() -> Telemetry: ...
+    def metrics_text(self) -> str: ...
+    def flush(self, timeout: float = 2.0) -> bool: ...
+    def shutdown(self, timeout: float = 2.0) -> bool: ...
+    def serve_metrics(self, addr: str = "127.0.0.1:9464") -> str: ...
+    @property
+    def export_stats(self) -> Optional[Dict[str, int]]: ...
+
+def export_log(path: _Path, format: str) -> str: ...
+def export_otlp(
+    path: _Path,
+    endpoint: str,
+    *,
+    headers: Optional[Dict[str, str]] = None,
+    service_name: Optional[str] = None,
+    content: bool = False,
+) -> int: ...
+
+@final
 class NativeProvider:
     @staticmethod
     def from_config(name: str, config: Any) -> NativeProvider: ...
@@ -370,6 +406,7 @@ class NativeRun:
         budget: Optional[Mapping[str, Any]] = None,
         prices: Optional[NativePrices] = None,
         policy: Optional[_PolicyArg] = None,
+        telemetry: Optional[Telemetry] = None,
     ) -> NativeRun: ...
     @staticmethod
     def resume(
@@ -380,6 +417,7 @@ class NativeRun:
         watch: bool = False,
         prices: Optional[NativePrices] = None,
         policy: Optional[_PolicyArg] = None,
+        telemetry: Optional[Telemetry] = None,
     ) -> NativeRun: ...
     @staticmethod
     def retry(
@@ -389,6 +427,7 @@ class NativeRun:
         watch: bool = False,
         prices: Optional[NativePrices] = None,
         policy: Optional[_PolicyArg] = None,
+        telemetry: Optional[Telemetry] = None,
     ) -> NativeRun: ...
     @staticmethod
     def fork(
@@ -402,6 +441,7 @@ class NativeRun:
         watch: bool = False,
         prices: Optional[NativePrices] = None,
         policy: Optional[_PolicyArg] = None,
+        telemetry: Optional[Telemetry] = None,
     ) -> NativeRun: ...
     @staticmethod
     def reexecute(path: _Path, policy: Optional[_PolicyArg] = None) -> NativeRun: ...

@@ -589,6 +589,10 @@ class Mesh:
     Every run this mesh starts, resumes, retries, forks or re-executes uses it; a run goes on
     only under the policy it was started with, and one started without a policy only without
     one (:class:`InvalidArgumentError` naming the policy, nothing written).
+
+    ``telemetry``: a :class:`Telemetry` that sees every event of the runs this mesh starts,
+    resumes, retries and forks as it is committed, and derives OpenTelemetry spans (exported
+    as each ends) and metrics from them (docs/telemetry.md). It never changes a run.
     """
 
     def __init__(
@@ -598,7 +602,13 @@ class Mesh:
         max_workers: int = 32,
         prices: Optional[Mapping[str, Any]] = None,
         policy: Optional[Union[_agentmesh.Policy, PathLike, Mapping[str, Any]]] = None,
+        telemetry: Optional[_agentmesh.Telemetry] = None,
     ) -> None:
+        if telemetry is not None and not isinstance(telemetry, _agentmesh.Telemetry):
+            raise InvalidArgumentError(
+                f"telemetry is an agentmesh.Telemetry, not {type(telemetry).__name__}"
+            )
+        self._telemetry = telemetry
         if fsync not in ("always", "batch", "never"):
             raise InvalidArgumentError(f"fsync must be always, batch or never, not {fsync!r}")
         if not isinstance(max_workers, int) or max_workers < 1:
@@ -1137,7 +1147,7 @@ class Mesh:
         # The core reads the budget (naming a bad field) before anything is written.
         return _agentmesh.NativeRun.start(
             workflow._native, input, seed, run_id, self.log_dir, self.fsync, tenant, watch,
-            budget, self._prices, self._policy,
+            budget, self._prices, self._policy, self._telemetry,
         )
 
     def _reopen(
@@ -1153,7 +1163,7 @@ class Mesh:
         # The core checks the run id and every approval before it records any.
         return _agentmesh.NativeRun.resume(
             path, self.fsync, run_id, dict(approvals) if approvals else None, watch, self._prices,
-            self._policy,
+            self._policy, self._telemetry,
         )
 
     def _retry(self, log_path: PathLike, run_id: Optional[str], watch: bool) -> Any:
@@ -1161,7 +1171,7 @@ class Mesh:
         # Check registration before the log is touched: the retried nodes need their agents.
         self._check_registered(_agentmesh.recorded_workflow(path))
         return _agentmesh.NativeRun.retry(
-            path, self.fsync, run_id, watch, self._prices, self._policy
+            path, self.fsync, run_id, watch, self._prices, self._policy, self._telemetry
         )
 
     def _fork(
@@ -1180,7 +1190,7 @@ class Mesh:
         self._check_registered(native_wf or _agentmesh.recorded_workflow(path))
         return _agentmesh.NativeRun.fork(
             path, seq, dict(overrides or {}), run_id, self.log_dir, self.fsync, native_wf, watch,
-            self._prices, self._policy,
+            self._prices, self._policy, self._telemetry,
         )
 
     # driving ------------------------------------------------------------------------------
