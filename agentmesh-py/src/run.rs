@@ -274,6 +274,7 @@ impl NativeRun {
     /// `prices` and `policy` as for `resume`.
     #[staticmethod]
     #[pyo3(signature = (path, fsync="batch", run_id=None, watch=false, prices=None, policy=None, telemetry=None))]
+    #[allow(clippy::too_many_arguments)]
     fn retry(
         py: Python<'_>,
         path: PathBuf,

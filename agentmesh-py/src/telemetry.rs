@@ -29,7 +29,7 @@ fn invalid(message: String) -> Error {
 }
 
 fn seconds(py: Python<'_>, name: &str, value: f64) -> PyResult<Duration> {
-    if !value.is_finite() || value < 0.0 || value > 3600.0 {
+    if !(0.0..=3600.0).contains(&value) {
         return Err(to_py(
             py,
             &invalid(format!("{name} is seconds between 0 and 3600, not {value}")),
