@@ -40,6 +40,8 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<telemetry::Telemetry>()?;
     m.add_function(wrap_pyfunction!(telemetry::export_log, m)?)?;
     m.add_function(wrap_pyfunction!(telemetry::export_otlp, m)?)?;
+    m.add_class::<telemetry::NativeLogBuffer>()?;
+    m.add_function(wrap_pyfunction!(telemetry::capture_logs, m)?)?;
     m.add_function(wrap_pyfunction!(policy::redact, m)?)?;
     m.add_function(wrap_pyfunction!(policy::check_policy, m)?)?;
     m.add_class::<calls::NativeProvider>()?;

@@ -196,3 +196,33 @@ pub fn export_otlp(
     let config = otlp_config(py, endpoint, headers, service_name)?;
     detached(py, || send_log(&path, &config, content))
 }
+
+/// The process's AgentMesh logs as JSON lines, kept for Python to drain (`route_logs`).
+#[pyclass(frozen, module = "agentmesh", name = "NativeLogBuffer")]
+pub struct NativeLogBuffer {
+    inner: std::sync::Arc<agentmesh_telemetry::logs::LogBuffer>,
+}
+
+#[pymethods]
+impl NativeLogBuffer {
+    /// Up to `max` JSON lines, waiting at most `wait` seconds (GIL released) for the first.
+    fn drain(&self, py: Python<'_>, max: usize, wait: f64) -> PyResult<Vec<String>> {
+        let wait = seconds(py, "wait", wait)?;
+        let inner = self.inner.clone();
+        Ok(py.detach(move || inner.drain(max, wait)))
+    }
+
+    /// Lines dropped because nobody drained them in time.
+    #[getter]
+    fn dropped(&self) -> u64 {
+        self.inner.dropped()
+    }
+}
+
+/// Start keeping the process's `tracing` events from `level` up (the first call decides) in a
+/// buffer of `cap` lines; the buffer.
+#[pyfunction]
+pub fn capture_logs(py: Python<'_>, level: &str, cap: usize) -> PyResult<NativeLogBuffer> {
+    let inner = agentmesh_telemetry::logs::capture(level, cap).map_err(|e| to_py(py, &e))?;
+    Ok(NativeLogBuffer { inner })
+}

@@ -3,6 +3,7 @@ OTLP receiver (oteltap, when AGENTMESH_OTELTAP names it; CI sets it), the same s
 log gives after the fact and the CLI gives for the same log, metrics, pictures, and typed
 errors for bad input."""
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -325,3 +326,34 @@ def test_sampling_is_per_run_and_always_trace_keeps_an_agent(tmp_path: Path, rec
                      "invoke_workflow telemetry-e2e"]
     # Metrics count every run whatever the sampler says.
     assert "agentmesh_runs_total" in telemetry.metrics_text()
+
+
+def test_structured_logs_reach_python_logging_with_run_trace_node_and_seq(tmp_path: Path) -> None:
+    """The first route_logs installs the process's subscriber (this test runs the logs of
+    every later test in this process through it, which is harmless)."""
+    records: List[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("agentmesh.test")
+    logger.addHandler(Keep())
+    logger.setLevel(logging.DEBUG)
+    agentmesh.route_logs("agentmesh.test", level="debug")
+    telemetry = agentmesh.Telemetry()
+    result = make_mesh(tmp_path, telemetry).run(WORKFLOW)
+    until = time.monotonic() + 10
+    while time.monotonic() < until and not any(getattr(r, "event", None) == "runCompleted" and getattr(r, "run_id", None) == result.run_id for r in records):
+        time.sleep(0.05)
+    mine = [r for r in records if getattr(r, "run_id", None) == result.run_id]
+    assert any(getattr(r, "event", None) == "runCompleted" for r in mine)
+    failed = next(r for r in mine if getattr(r, "event", None) == "agentFailed")
+    assert failed.levelno == logging.WARNING
+    assert getattr(failed, "node") == "flaky"
+    assert failed.getMessage() == "flaky failed: ConnectionError: connection reset"
+    for r in mine:
+        assert getattr(r, "trace_id") == mine[0].__dict__["trace_id"]
+        assert isinstance(getattr(r, "seq"), int)
+    with pytest.raises(agentmesh.InvalidArgumentError, match="log level"):
+        agentmesh.route_logs(level="loud")

@@ -16,6 +16,7 @@ pub mod export;
 pub mod html;
 pub mod lanes;
 pub mod live;
+pub mod logs;
 pub mod mermaid;
 pub mod metrics;
 pub mod otlp;

@@ -293,6 +293,7 @@ impl Inner {
 
 impl Observer for Inner {
     fn committed(&self, header: &LogHeader, events: &[Event]) {
+        crate::logs::emit(header, events);
         let mut ended = Vec::new();
         let mut finished = false;
         let kept = {

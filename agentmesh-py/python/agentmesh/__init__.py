@@ -27,6 +27,7 @@ from ._driver import (
     RunResult,
 )
 from ._calls import AsyncLlmStream, LlmReply, LlmStream
+from ._logs import route_logs
 from ._watch import AsyncRunStream, RunStream
 from ._json import RawJson
 from ._workflow import Retry, Workflow, WorkflowBuilder
@@ -260,6 +261,7 @@ def error_codes() -> List[str]:
 
 __all__ = [
     "Telemetry",
+    "route_logs",
     "export_log",
     "export_otlp",
     "Activation",

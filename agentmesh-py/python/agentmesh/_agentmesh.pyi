@@ -31,6 +31,8 @@ __all__ = [
     "Telemetry",
     "export_log",
     "export_otlp",
+    "NativeLogBuffer",
+    "capture_logs",
     "redact",
     "check_policy",
     "NativeProvider",
@@ -282,6 +284,13 @@ class Telemetry:
     @property
     def export_stats(self) -> Optional[Dict[str, int]]: ...
 
+@final
+class NativeLogBuffer:
+    def drain(self, max: int, wait: float) -> List[str]: ...
+    @property
+    def dropped(self) -> int: ...
+
+def capture_logs(level: str, cap: int) -> NativeLogBuffer: ...
 def export_log(path: _Path, format: str) -> str: ...
 def export_otlp(
     path: _Path,
