@@ -43,11 +43,16 @@ function needsOteltap(t) {
   return false
 }
 
-function needsCli() {
+/** Whether the CLI is there (fail when CI is set: CI builds it; else say what is not checked). */
+function haveCli(t) {
   try {
     fs.accessSync(CLI, fs.constants.X_OK)
+    return true
   } catch {
-    assert.fail(`the agentmesh CLI is not at ${CLI}: run \`cargo build -p agentmesh-cli\` (or set AGENTMESH_CLI)`)
+    const why = `the agentmesh CLI is not at ${CLI}: run \`cargo build -p agentmesh-cli\` (or set AGENTMESH_CLI)`
+    if (process.env.CI) assert.fail(why)
+    t.diagnostic(`${why}; the comparison with it is left out`)
+    return false
   }
 }
 
@@ -192,7 +197,6 @@ function cli(args) {
 describe('a run observed live, exported to a real OTLP receiver', () => {
   test('one trace: the workflow root, activations, calls, the retry link, the timeout, the verdict; times as the log says', async (t) => {
     if (!needsOteltap(t)) return
-    needsCli()
     const receiver = await startReceiver()
     const telemetry = new am.Telemetry({ otlp: receiver.url, serviceName: 'node-e2e' })
     const result = await e2eMesh({ telemetry }).run(E2E, { input: { topic: 'otel' }, runId: 'tel-live' })
@@ -264,9 +268,11 @@ describe('a run observed live, exported to a real OTLP receiver', () => {
 
     // The received tree is the one the log gives here, and the one the CLI gives.
     assert.deepEqual(tree(got), tree(derived))
-    const exported = cli(['export', result.logPath, '--format', 'spans'])
-    assert.equal(exported.status, 0, exported.stderr)
-    assert.equal(exported.stdout, am.exportLog(result.logPath, 'spans'))
+    if (haveCli(t)) {
+      const exported = cli(['export', result.logPath, '--format', 'spans'])
+      assert.equal(exported.status, 0, exported.stderr)
+      assert.equal(exported.stdout, am.exportLog(result.logPath, 'spans'))
+    }
 
     assert.deepEqual(telemetry.exportStats, { exported: derived.length, dropped: 0, failedRequests: 0 })
     assert.equal(telemetry.flush(), true)
@@ -308,7 +314,7 @@ describe('a run observed live, exported to a real OTLP receiver', () => {
 
 describe('the same log, the same spans in every host', () => {
   test('a conformance vector run by this driver and by the CLI gives one span tree', async (t) => {
-    needsCli()
+    if (!haveCli(t)) return t.skip('the agentmesh CLI is missing')
     const wf = am.Workflow.fromFile(path.join(VECTOR, 'workflow.json'))
     const script = loadScript(path.join(VECTOR, 'script.json'))
     // Observed live too, when the receiver is there: the run waits for a person, and a second
