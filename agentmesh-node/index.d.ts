@@ -6,6 +6,7 @@ export * from './lib/log'
 export * from './lib/mesh'
 export * from './lib/calls'
 export * from './lib/policy'
+export * from './lib/telemetry'
 export type {
   Anchor,
   BudgetRefusal,

@@ -64,6 +64,7 @@ const {
 const { ActivationError, Mesh, Output, RawJson, RunResult, RunStream } = require('./lib/mesh')
 const { CallTicket, LlmReply, LlmStream } = require('./lib/calls')
 const { Policy, redact, checkPolicy, checkPolicySync } = require('./lib/policy')
+const { Telemetry, exportLog, exportOtlp, exportOtlpSync } = require('./lib/telemetry')
 
 // Shorthand properties only: Node's CommonJS lexer (what ESM named imports see) stops at the
 // first `name: expression`.
@@ -83,6 +84,10 @@ module.exports = {
   redact,
   checkPolicy,
   checkPolicySync,
+  Telemetry,
+  exportLog,
+  exportOtlp,
+  exportOtlpSync,
   verifyLog,
   verifyLogSync,
   canonicalLog,

@@ -167,10 +167,11 @@ export declare class NativeRun {
   /**
    * Start a run with `input` (JSON data; absent is `null`): writes the header and
    * `runStarted` and decides the first step; `prices` are looked at before the bundled
-   * table (their hash is recorded). Errors: `INVALID_ARGUMENT` (input, seed, run id,
+   * table (their hash is recorded); `telemetry` observes the run (as it does every run
+   * resumed, retried or forked with it). Errors: `INVALID_ARGUMENT` (input, seed, run id,
    * tenant, fsync, budget naming its field), `RUN_EXISTS`, `IO`.
    */
-  static start(workflow: NativeWorkflow, input?: unknown, options?: StartOptions | undefined | null, prices?: NativePriceTable | undefined | null, policy?: NativePolicy | undefined | null): NativeRun
+  static start(workflow: NativeWorkflow, input?: unknown, options?: StartOptions | undefined | null, prices?: NativePriceTable | undefined | null, policy?: NativePolicy | undefined | null, telemetry?: NativeTelemetry | undefined | null): NativeRun
   /**
    * Reopen a run from its log file (verifying it and repairing a torn tail), checking that
    * it holds run `runId` (when given) and resolving waiting human nodes with `approvals`
@@ -181,7 +182,7 @@ export declare class NativeRun {
    * approvals that are not JSON data, `prices` other than those the run was started with),
    * `INVALID_OUTPUT` (an approval too deep).
    */
-  static resume(path: string, options?: ResumeArgs | undefined | null, approvals?: Record<string, unknown> | null, prices?: NativePriceTable | undefined | null, policy?: NativePolicy | undefined | null): NativeRun
+  static resume(path: string, options?: ResumeArgs | undefined | null, approvals?: Record<string, unknown> | null, prices?: NativePriceTable | undefined | null, policy?: NativePolicy | undefined | null, telemetry?: NativeTelemetry | undefined | null): NativeRun
   /**
    * Reopen a failed or cancelled run from its log file (as `resume` does) and continue it:
    * `runReopened` is appended and the nodes that failed the run (and the activations a
@@ -190,7 +191,7 @@ export declare class NativeRun {
    * running or waiting, completed, or failed on a limit: the message names the way out),
    * with nothing written; `prices` as for `resume`.
    */
-  static retry(path: string, options?: RetryArgs | undefined | null, prices?: NativePriceTable | undefined | null, policy?: NativePolicy | undefined | null): NativeRun
+  static retry(path: string, options?: RetryArgs | undefined | null, prices?: NativePriceTable | undefined | null, policy?: NativePolicy | undefined | null, telemetry?: NativeTelemetry | undefined | null): NativeRun
   /**
    * Re-execute the run recorded in `path`: a run in memory with the recorded workflow,
    * input, seed and run id, whose every call is answered from the log and whose
@@ -212,7 +213,7 @@ export declare class NativeRun {
    * `NONDETERMINISM` (the prefix under `workflow`),
    * `RUN_EXISTS`, `LOG_CORRUPT`, `IO`.
    */
-  static fork(path: string, seq: number, overrides?: Record<string, unknown> | null, runId?: string | undefined | null, logDir?: string | undefined | null, fsync?: 'always' | 'batch' | 'never', workflow?: NativeWorkflow | undefined | null, watch?: boolean | undefined | null, prices?: NativePriceTable | undefined | null, policy?: NativePolicy | undefined | null): NativeRun
+  static fork(path: string, seq: number, overrides?: Record<string, unknown> | null, runId?: string | undefined | null, logDir?: string | undefined | null, fsync?: 'always' | 'batch' | 'never', workflow?: NativeWorkflow | undefined | null, watch?: boolean | undefined | null, prices?: NativePriceTable | undefined | null, policy?: NativePolicy | undefined | null, telemetry?: NativeTelemetry | undefined | null): NativeRun
   /**
    * The events committed since the last call, in commit order, each as the log holds it
    * (with `meta`) and otherwise the object `readLog` gives; empty unless the run was
@@ -257,6 +258,46 @@ export declare class NativeRun {
   calls(): NativeCalls
   /** The workflow being run. */
   workflow(): NativeWorkflow
+}
+
+/**
+ * Live telemetry: spans exported over OTLP as they end (when an endpoint is given), metrics
+ * as Prometheus text.
+ */
+export declare class NativeTelemetry {
+  /**
+   * Telemetry from the options' JSON text (`otlp`, `headers`, `serviceName`,
+   * `sampleRatio`, `alwaysTrace`, `captureContent`, `flushTimeoutMs`, `metricLabels`);
+   * starts the exporter's thread when `otlp` is given. Errors: `INVALID_ARGUMENT` (an
+   * unknown option, a wrong type, a ratio outside 0..1, an endpoint that is not an http(s)
+   * URL, a malformed header), `IO` (the thread could not start).
+   */
+  static fromOptionsJson(options?: string | undefined | null): NativeTelemetry
+  /**
+   * Telemetry from the standard `OTEL_*` variables (`TelemetryConfig::from_env`). Errors:
+   * `INVALID_ARGUMENT` (a sampler the variables name wrongly, the endpoint), `IO`.
+   */
+  static fromEnv(): NativeTelemetry
+  /** The metrics so far, as Prometheus text. */
+  metricsText(): string
+  /**
+   * Send what is queued and wait for it, at most `timeoutMs` (default 2000); whether it was
+   * all handled. Blocks the calling thread. Errors: `INVALID_ARGUMENT` (the timeout).
+   */
+  flush(timeoutMs?: number | undefined | null): boolean
+  /**
+   * Flush (at most `timeoutMs`, default 2000) and stop the exporter's thread; whether the
+   * flush finished. Errors: `INVALID_ARGUMENT` (the timeout).
+   */
+  shutdown(timeoutMs?: number | undefined | null): boolean
+  /**
+   * Serve `GET /metrics` on `addr` (a loopback address; port 0 picks one) from a
+   * background thread; the address it listens on (`127.0.0.1:PORT`). Errors:
+   * `INVALID_ARGUMENT` (not a loopback address), `IO` (it cannot be bound).
+   */
+  serveMetrics(addr: string): string
+  /** What the exporter did so far; `null` without OTLP export. */
+  get exportStats(): ExportStats | null
 }
 
 /** The rules of a JavaScript call tool (see the module docs). */
@@ -506,6 +547,35 @@ export interface EventMeta {
   at: number
   /** How long the activation ran (completion events), in microseconds. */
   durUs?: number
+}
+
+/**
+ * The log at `path` rendered as `format`: `chrome` (Chrome/Perfetto trace JSON), `html` (a
+ * self-contained timeline), `mermaid` (a flowchart) or `spans` (the derived spans, one JSON
+ * object a line). Errors: `INVALID_ARGUMENT` (the format), `IO`, `LOG_CORRUPT`.
+ */
+export declare function exportLog(path: string, format: string): string
+
+/** `exportOtlpSync` on the thread pool. */
+export declare function exportOtlp(path: string, endpoint: string, options?: string | undefined | null): Promise<number>
+
+/**
+ * Send the finished spans of the log at `path` to the collector at `endpoint` (a base URL
+ * or a full traces URL) with their recorded times; `options` is JSON text of `headers`,
+ * `serviceName`, `content`. The number of spans sent. Blocks on the network. Errors:
+ * `INVALID_ARGUMENT` (endpoint, headers, options), `IO` (the collector refused or could not
+ * be reached), `LOG_CORRUPT`.
+ */
+export declare function exportOtlpSync(path: string, endpoint: string, options?: string | undefined | null): number
+
+/** What an exporter did. */
+export interface ExportStats {
+  /** Spans the collector accepted. */
+  exported: number
+  /** Spans dropped: the queue was full, or their request failed. */
+  dropped: number
+  /** Export requests that failed (collector down, slow or refusing). */
+  failedRequests: number
 }
 
 /** blake3 (hex) of the canonical log. Errors: `LOG_CORRUPT`, `IO`. */

@@ -1,5 +1,6 @@
 import type { PathLike, Workflow } from './workflow'
 import type { PolicySource } from './policy'
+import type { Telemetry } from './telemetry'
 import type { LogEvent, RunError, UsageReport } from '../native'
 import type { ActivationCalls, CallToolFn, CallToolInfo, CallToolOptions, HostProvider, McpServerOptions, ProviderConfig } from './calls'
 
@@ -208,6 +209,12 @@ export interface MeshOptions {
    * `PolicyInvalidError`. A run goes on only under the policy it was started with.
    */
   policy?: PolicySource | null
+  /**
+   * Telemetry that observes every run this mesh starts, resumes, retries and forks
+   * (docs/telemetry.md): spans exported as they end, metrics. Anything but a `Telemetry` is
+   * `InvalidArgumentError`.
+   */
+  telemetry?: Telemetry | null
 }
 
 /**

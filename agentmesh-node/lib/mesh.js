@@ -44,6 +44,7 @@ const { ActivationError, Output, RawJson, describe, describeFailure } = require(
 const { CallPort, LlmStream, providerError } = require('./calls')
 const { budgetText, costOf, priceTable } = require('./budgets')
 const { nativePolicy } = require('./policy')
+const { nativeTelemetry } = require('./telemetry')
 
 const { NativeCompletion } = native
 const FINISHED = new Set(['completed', 'failed', 'cancelled'])
@@ -867,15 +868,17 @@ class RunStream {
 
 class Mesh {
   /**
-   * @param {{logDir?: string | null, fsync?: 'always' | 'batch' | 'never', prices?: object | RawJson | null, policy?: string | object | Policy | null}} [options]
+   * @param {{logDir?: string | null, fsync?: 'always' | 'batch' | 'never', prices?: object | RawJson | null, policy?: string | object | Policy | null, telemetry?: Telemetry | null}} [options]
    * `prices`: a price table (docs/budgets.md, `{version: 1, models: [...]}`) looked at before
    * the bundled one by every run this mesh starts, resumes, retries and forks; checked here
    * (InvalidArgumentError naming the field). `policy` (docs/policy.md): a Policy, a path or an
    * object that judges every run this mesh starts, resumes, retries, forks and re-executes
-   * (PolicyInvalidError when it is not valid).
+   * (PolicyInvalidError when it is not valid). `telemetry` (docs/telemetry.md): a Telemetry
+   * that observes every run this mesh starts, resumes, retries and forks (InvalidArgumentError
+   * for anything else).
    */
   constructor(options = {}) {
-    const opts = checkOptions(options, ['logDir', 'fsync', 'prices', 'policy'])
+    const opts = checkOptions(options, ['logDir', 'fsync', 'prices', 'policy', 'telemetry'])
     const fsync = opts.fsync === undefined ? 'batch' : opts.fsync
     if (!['always', 'batch', 'never'].includes(fsync)) {
       throw new InvalidArgumentError(`fsync must be always, batch or never, not ${describe(fsync)}`)
@@ -889,6 +892,8 @@ class Mesh {
     Object.defineProperty(this, '_prices', { value: priceTable(opts.prices), enumerable: false })
     // The addon's NativePolicy, or null.
     Object.defineProperty(this, '_policy', { value: nativePolicy(opts.policy), enumerable: false })
+    // The addon's NativeTelemetry, or null.
+    Object.defineProperty(this, '_telemetry', { value: nativeTelemetry(opts.telemetry), enumerable: false })
     this._agents = new Map()
     this._tools = new Map()
     this._providers = new Map() // name → {executor} (built in) or {fn} (host)
@@ -1148,6 +1153,7 @@ class Mesh {
         },
         this._prices ?? undefined,
         this._policy ?? undefined,
+        this._telemetry ?? undefined,
       ),
     )
   }
@@ -1168,7 +1174,7 @@ class Mesh {
       else values[node] = value
     }
     return call(() =>
-      native.NativeRun.resume(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, approvalsJson: texts, watch }, values, this._prices ?? undefined, this._policy ?? undefined),
+      native.NativeRun.resume(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, approvalsJson: texts, watch }, values, this._prices ?? undefined, this._policy ?? undefined, this._telemetry ?? undefined),
     )
   }
 
@@ -1177,7 +1183,7 @@ class Mesh {
     // Registration first: the failed nodes run again at once. The core refuses a run that is
     // not failed or cancelled before it writes anything.
     this._checkRegistered(call(native.recordedWorkflow, logPath))
-    return call(() => native.NativeRun.retry(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, watch }, this._prices ?? undefined, this._policy ?? undefined))
+    return call(() => native.NativeRun.retry(logPath, { fsync: this.fsync, runId: opts.runId ?? undefined, watch }, this._prices ?? undefined, this._policy ?? undefined, this._telemetry ?? undefined))
   }
 
   _fork(logPath, seq, opts, watch) {
@@ -1200,6 +1206,7 @@ class Mesh {
         watch,
         this._prices ?? undefined,
         this._policy ?? undefined,
+        this._telemetry ?? undefined,
       ),
     )
   }

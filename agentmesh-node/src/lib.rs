@@ -46,6 +46,7 @@ mod run;
 mod shared;
 mod stream;
 mod task;
+mod telemetry;
 mod tools;
 
 use napi::bindgen_prelude::{AsyncTask, Object};

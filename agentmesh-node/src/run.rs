@@ -31,6 +31,7 @@ use crate::policy::{self, NativePolicy};
 use crate::prices::{self, NativePriceTable};
 use crate::raw::{self, RawEnv, Value as JsValue, R};
 use crate::shared::{self, SharedRun};
+use crate::telemetry::{self, NativeTelemetry};
 
 /// What the logs this binding creates record as their host (`meta.host` of the header).
 const HOST: &str = "node";
@@ -255,7 +256,8 @@ pub struct ReexecReport {
 impl NativeRun {
     /// Start a run with `input` (JSON data; absent is `null`): writes the header and
     /// `runStarted` and decides the first step; `prices` are looked at before the bundled
-    /// table (their hash is recorded). Errors: `INVALID_ARGUMENT` (input, seed, run id,
+    /// table (their hash is recorded); `telemetry` observes the run (as it does every run
+    /// resumed, retried or forked with it). Errors: `INVALID_ARGUMENT` (input, seed, run id,
     /// tenant, fsync, budget naming its field), `RUN_EXISTS`, `IO`.
     #[napi(factory, catch_unwind)]
     pub fn start(
@@ -265,6 +267,7 @@ impl NativeRun {
         options: Option<StartOptions>,
         prices: Option<&NativePriceTable>,
         policy: Option<&NativePolicy>,
+        telemetry: Option<&NativeTelemetry>,
     ) -> napi::Result<NativeRun> {
         let input = args::json(env, "input", input.as_ref())?;
         let StartOptions {
@@ -311,7 +314,7 @@ impl NativeRun {
                 tenant,
                 host: Some(HOST.to_owned()),
                 watch: watch.unwrap_or(false),
-                observer: None,
+                observer: telemetry::observer(telemetry),
                 budget: prices::budget(budget_json)?,
                 prices: prices::table(prices),
                 policy: policy::of(policy),
@@ -338,6 +341,7 @@ impl NativeRun {
         #[napi(ts_arg_type = "Record<string, unknown> | null")] approvals: Option<Unknown<'_>>,
         prices: Option<&NativePriceTable>,
         policy: Option<&NativePolicy>,
+        telemetry: Option<&NativeTelemetry>,
     ) -> napi::Result<NativeRun> {
         let ResumeArgs {
             fsync,
@@ -373,7 +377,7 @@ impl NativeRun {
                 run_id,
                 approvals: decided,
                 watch: watch.unwrap_or(false),
-                observer: None,
+                observer: telemetry::observer(telemetry),
                 prices: prices::table(prices),
                 policy: policy::of(policy),
             };
@@ -396,6 +400,7 @@ impl NativeRun {
         options: Option<RetryArgs>,
         prices: Option<&NativePriceTable>,
         policy: Option<&NativePolicy>,
+        telemetry: Option<&NativeTelemetry>,
     ) -> napi::Result<NativeRun> {
         let RetryArgs {
             fsync,
@@ -408,7 +413,7 @@ impl NativeRun {
                 run_id,
                 approvals: BTreeMap::new(),
                 watch: watch.unwrap_or(false),
-                observer: None,
+                observer: telemetry::observer(telemetry),
                 prices: prices::table(prices),
                 policy: policy::of(policy),
             };
@@ -468,6 +473,7 @@ impl NativeRun {
         watch: Option<bool>,
         prices: Option<&NativePriceTable>,
         policy: Option<&NativePolicy>,
+        telemetry: Option<&NativeTelemetry>,
     ) -> napi::Result<NativeRun> {
         let overrides: BTreeMap<String, Value> =
             match args::json(env, "overrides", overrides.as_ref())? {
@@ -492,7 +498,7 @@ impl NativeRun {
                 workflow: workflow.map(|w| w.inner.clone()),
                 host: Some(HOST.to_owned()),
                 watch: watch.unwrap_or(false),
-                observer: None,
+                observer: telemetry::observer(telemetry),
                 prices: prices::table(prices),
                 policy: policy::of(policy),
             };
