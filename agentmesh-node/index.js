@@ -64,7 +64,7 @@ const {
 const { ActivationError, Mesh, Output, RawJson, RunResult, RunStream } = require('./lib/mesh')
 const { CallTicket, LlmReply, LlmStream } = require('./lib/calls')
 const { Policy, redact, checkPolicy, checkPolicySync } = require('./lib/policy')
-const { Telemetry, exportLog, exportOtlp, exportOtlpSync } = require('./lib/telemetry')
+const { Telemetry, exportLog, exportOtlp, exportOtlpSync, routeLogs } = require('./lib/telemetry')
 
 // Shorthand properties only: Node's CommonJS lexer (what ESM named imports see) stops at the
 // first `name: expression`.
@@ -88,6 +88,7 @@ module.exports = {
   exportLog,
   exportOtlp,
   exportOtlpSync,
+  routeLogs,
   verifyLog,
   verifyLogSync,
   canonicalLog,

@@ -88,6 +88,14 @@ export declare class NativeHistoryStream {
   close(): void
 }
 
+/** The process's AgentMesh logs as JSON lines, kept for JavaScript to drain (`routeLogs`). */
+export declare class NativeLogBuffer {
+  /** Up to `max` JSON lines, without waiting. */
+  drain(max: number): Array<string>
+  /** Lines dropped because nobody drained them in time. */
+  get dropped(): number
+}
+
 /** A running MCP server and its tools (see the module docs). */
 export declare class NativeMcpServer {
   /**
@@ -476,6 +484,12 @@ export declare function canonicalLog(path: string): Buffer
 
 /** `canonicalLog` on the thread pool. */
 export declare function canonicalLogAsync(path: string): Promise<Buffer>
+
+/**
+ * Start keeping the process's `tracing` events from `level` up (the first call decides) in a
+ * buffer of `cap` lines. Errors: `INVALID_ARGUMENT` (the level; another global subscriber).
+ */
+export declare function captureLogs(level: string, cap: number): NativeLogBuffer
 
 /**
  * Check a run's `budget` option in JSON text without starting anything (the JS side checks

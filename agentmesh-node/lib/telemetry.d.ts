@@ -70,3 +70,42 @@ export interface ExportOtlpOptions {
 export declare function exportOtlp(path: PathLike, endpoint: string, options?: ExportOtlpOptions): Promise<number>
 /** `exportOtlp`, blocking. */
 export declare function exportOtlpSync(path: PathLike, endpoint: string, options?: ExportOtlpOptions): number
+
+/** One structured log record (a committed event of an observed run, or a telemetry warning). */
+export interface LogRecord {
+  /** `DEBUG`, `INFO`, `WARN` or `ERROR`. */
+  level: string
+  message: string
+  /** `agentmesh::event` or `agentmesh::telemetry`. */
+  target: string
+  timestamp?: string
+  run_id?: string
+  trace_id?: string
+  span_id?: string
+  node?: string | null
+  seq?: number
+  sub?: number | null
+  attempt?: number | null
+  event?: string
+  [field: string]: unknown
+}
+
+/** A logger `routeLogs` can call: console, winston and the like. */
+export interface LevelLogger {
+  debug(message: string, record: LogRecord): unknown
+  info(message: string, record: LogRecord): unknown
+  warn(message: string, record: LogRecord): unknown
+  error(message: string, record: LogRecord): unknown
+}
+
+export interface RouteLogsOptions {
+  /** Lowest level routed (default `info`); decided by the first call. */
+  level?: 'debug' | 'info' | 'warn' | 'error' | null
+  /** Lines kept until drained (default 10000; the oldest dropped); decided by the first call. */
+  buffer?: number | null
+  /** How often the records are drained on the JS thread (default 100 ms). */
+  everyMs?: number | null
+}
+
+/** Route AgentMesh's structured logs to `logger` (a function or a level logger). */
+export declare function routeLogs(logger: ((record: LogRecord) => unknown) | LevelLogger, options?: RouteLogsOptions): void

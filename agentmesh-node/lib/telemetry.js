@@ -103,13 +103,17 @@ class Telemetry {
    */
   constructor(options) {
     const text = telemetryOptionsJson(options)
-    Object.defineProperty(this, NATIVE, { value: call(() => native.NativeTelemetry.fromOptionsJson(text)), enumerable: false })
+    const inner = call(() => native.NativeTelemetry.fromOptionsJson(text))
+    Object.defineProperty(this, NATIVE, { value: inner, enumerable: false })
+    flushAtExit(inner, options?.flushTimeoutMs ?? 2000)
   }
 
   /** Telemetry configured by the standard `OTEL_*` variables. */
   static fromEnv() {
     const t = Object.create(Telemetry.prototype)
-    Object.defineProperty(t, NATIVE, { value: call(() => native.NativeTelemetry.fromEnv()), enumerable: false })
+    const inner = call(() => native.NativeTelemetry.fromEnv())
+    Object.defineProperty(t, NATIVE, { value: inner, enumerable: false })
+    flushAtExit(inner, 2000)
     return t
   }
 
@@ -143,6 +147,76 @@ class Telemetry {
   get exportStats() {
     return this[NATIVE].exportStats
   }
+}
+
+// The telemetry threads do not keep the process alive: at exit, every telemetry is flushed
+// (blocking, each within its flush timeout), so a short script's last spans are sent.
+const atExit = []
+function flushAtExit(inner, timeoutMs) {
+  if (atExit.length === 0) {
+    process.once('exit', () => {
+      for (const [t, ms] of atExit) t.flush(ms)
+    })
+  }
+  atExit.push([inner, timeoutMs])
+}
+
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error']
+let logRoute = null
+
+/**
+ * Route AgentMesh's structured logs (each committed event of a run a Telemetry observes, as
+ * a record `{level, message, target, run_id, trace_id, span_id, node, seq, event, ...}`) to
+ * `logger`: a function called with each record, or an object with `debug`/`info`/`warn`/
+ * `error` methods called as `logger.info(message, record)` (console, winston; for pino pass
+ * `(r) => pino[r.level.toLowerCase()](r, r.message)`). Records are drained every `everyMs`
+ * on the JS thread (the timer does not keep the process alive; the rest is drained at
+ * exit). The first call decides `level` and `buffer` (lines kept; the oldest dropped);
+ * later calls only change the logger.
+ */
+function routeLogs(logger, options) {
+  const opts = checkKeys(options, ['level', 'buffer', 'everyMs'])
+  const level = opts.level ?? 'info'
+  if (!LOG_LEVELS.includes(level)) throw new InvalidArgumentError(`level must be one of ${LOG_LEVELS.join(', ')}, not ${describe(level)}`)
+  const buffer = opts.buffer ?? 10000
+  if (!Number.isSafeInteger(buffer) || buffer < 1 || buffer > 2 ** 32 - 1) throw new InvalidArgumentError(`buffer must be a positive integer, not ${describe(buffer)}`)
+  const everyMs = opts.everyMs ?? 100
+  if (!Number.isSafeInteger(everyMs) || everyMs < 1) throw new InvalidArgumentError(`everyMs must be a positive integer, not ${describe(everyMs)}`)
+  const sink = loggerSink(logger)
+  const logs = call(() => native.captureLogs(level, buffer))
+  if (logRoute === null) {
+    const drain = () => {
+      for (;;) {
+        const lines = logs.drain(512)
+        for (const line of lines) {
+          let record
+          try {
+            record = JSON.parse(line)
+          } catch {
+            continue
+          }
+          logRoute.sink(record)
+        }
+        if (lines.length < 512) return
+      }
+    }
+    logRoute = { sink, timer: setInterval(drain, everyMs) }
+    logRoute.timer.unref()
+    process.once('exit', drain)
+  } else {
+    logRoute.sink = sink
+  }
+}
+
+function loggerSink(logger) {
+  if (typeof logger === 'function') return logger
+  if (logger !== null && typeof logger === 'object' && LOG_LEVELS.every((m) => typeof logger[m] === 'function')) {
+    return (record) => {
+      const method = String(record.level ?? 'INFO').toLowerCase()
+      logger[LOG_LEVELS.includes(method) ? method : 'info'](record.message ?? '', record)
+    }
+  }
+  throw new InvalidArgumentError(`logger must be a function or have debug, info, warn and error methods, not ${describe(logger)}`)
 }
 
 /** The native telemetry of `telemetry` (a Telemetry), or null. */
@@ -190,4 +264,4 @@ function exportOtlpSync(path, endpoint, options) {
   return call(native.exportOtlpSync, ...sendArgs(path, endpoint, options))
 }
 
-module.exports = { Telemetry, nativeTelemetry, exportLog, exportOtlp, exportOtlpSync }
+module.exports = { Telemetry, nativeTelemetry, exportLog, exportOtlp, exportOtlpSync, routeLogs }

@@ -110,6 +110,7 @@ fn config(options: TelemetryOptions) -> agentmesh_core::Result<TelemetryConfig> 
         capture_content: capture_content.unwrap_or(false),
         flush_timeout: flush_timeout_ms.map_or(defaults.flush_timeout, Duration::from_millis),
         metric_labels: metric_labels.unwrap_or(defaults.metric_labels),
+        metrics_interval: defaults.metrics_interval,
     })
 }
 
@@ -258,4 +259,33 @@ pub fn export_otlp(
 /// The observer a run takes: the mesh's telemetry's, when it has one.
 pub(crate) fn observer(telemetry: Option<&NativeTelemetry>) -> Option<Arc<dyn Observer>> {
     telemetry.map(NativeTelemetry::observer)
+}
+
+/// The process's AgentMesh logs as JSON lines, kept for JavaScript to drain (`routeLogs`).
+#[napi]
+pub struct NativeLogBuffer {
+    inner: Arc<agentmesh_telemetry::logs::LogBuffer>,
+}
+
+#[napi]
+impl NativeLogBuffer {
+    /// Up to `max` JSON lines, without waiting.
+    #[napi(catch_unwind)]
+    pub fn drain(&self, max: u32) -> Vec<String> {
+        self.inner.drain(max as usize, Duration::ZERO)
+    }
+
+    /// Lines dropped because nobody drained them in time.
+    #[napi(getter)]
+    pub fn dropped(&self) -> f64 {
+        self.inner.dropped() as f64
+    }
+}
+
+/// Start keeping the process's `tracing` events from `level` up (the first call decides) in a
+/// buffer of `cap` lines. Errors: `INVALID_ARGUMENT` (the level; another global subscriber).
+#[napi(catch_unwind)]
+pub fn capture_logs(env: &Env, level: String, cap: u32) -> napi::Result<NativeLogBuffer> {
+    let inner = guard(|| agentmesh_telemetry::logs::capture(&level, cap as usize)).or_throw(env)?;
+    Ok(NativeLogBuffer { inner })
 }

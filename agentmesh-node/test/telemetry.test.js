@@ -274,8 +274,8 @@ describe('a run observed live, exported to a real OTLP receiver', () => {
       assert.equal(exported.stdout, am.exportLog(result.logPath, 'spans'))
     }
 
+    assert.equal(telemetry.flush(10000), true)
     assert.deepEqual(telemetry.exportStats, { exported: derived.length, dropped: 0, failedRequests: 0 })
-    assert.equal(telemetry.flush(), true)
   })
 
   test('retry and fork through the mesh are observed: their spans arrive', async (t) => {
@@ -500,5 +500,60 @@ describe('bad options', () => {
     }
     assert.doesNotThrow(() => new am.Mesh({ telemetry: null }))
     assert.doesNotThrow(() => new am.Mesh({ telemetry: am.Telemetry.fromEnv() }))
+  })
+})
+
+describe('structured logs and the end of the process', () => {
+  test('routeLogs hands each committed event to a logger, with run id, trace id, node and seq', async () => {
+    const records = []
+    am.routeLogs((r) => records.push(r), { level: 'debug', everyMs: 10 })
+    const telemetry = new am.Telemetry()
+    const result = await e2eMesh({ telemetry }).run(E2E, { runId: 'tel-logs' })
+    assert.equal(result.status, 'completed')
+    const until = Date.now() + PATIENCE_MS
+    const mine = () => records.filter((r) => r.run_id === 'tel-logs')
+    while (!mine().some((r) => r.event === 'runCompleted')) {
+      assert.ok(Date.now() < until, `no runCompleted record: ${JSON.stringify(records.slice(0, 3))}`)
+      await sleep(20)
+    }
+    const failed = mine().find((r) => r.event === 'agentFailed')
+    assert.equal(failed.level, 'WARN')
+    assert.equal(failed.node, 'flaky')
+    assert.equal(failed.message, 'flaky failed: ConnectionError: connection reset')
+    for (const r of mine()) {
+      assert.equal(r.trace_id, mine()[0].trace_id)
+      assert.equal(typeof r.seq, 'number')
+      assert.equal(r.span_id.length, 16)
+    }
+    // A level logger (console-like) works too; bad loggers and options are refused.
+    const seen = []
+    am.routeLogs({ debug: (m) => seen.push(m), info: (m) => seen.push(m), warn: (m) => seen.push(m), error: (m) => seen.push(m) })
+    await e2eMesh({ telemetry }).run(E2E, { runId: 'tel-logs-2' })
+    const until2 = Date.now() + PATIENCE_MS
+    while (!seen.includes('run completed')) {
+      assert.ok(Date.now() < until2, 'the level logger got no "run completed"')
+      await sleep(20)
+    }
+    assert.throws(() => am.routeLogs({ info() {} }), am.InvalidArgumentError)
+    assert.throws(() => am.routeLogs(() => {}, { level: 'loud' }), am.InvalidArgumentError)
+    assert.throws(() => am.routeLogs(() => {}, { colour: true }), am.InvalidArgumentError)
+  })
+
+  test("a short script's spans are sent before the process exits", async (t) => {
+    if (!needsOteltap(t)) return
+    const receiver = await startReceiver()
+    const script = `
+      const am = require(${JSON.stringify(path.join(REPO, 'agentmesh-node'))})
+      const mesh = new am.Mesh({ telemetry: new am.Telemetry({ otlp: process.argv[1] }) })
+      mesh.agent('a', () => ({ ok: true }))
+      const wf = am.Workflow.fromObject({ name: 'short', nodes: [
+        { id: 'x', type: 'agent', agent: 'a' }, { id: 'y', type: 'agent', agent: 'a', after: ['x'] }] })
+      mesh.run(wf).then((r) => console.log(r.status))
+    `
+    const r = childProcess.spawnSync(process.execPath, ['-e', script, receiver.url], { timeout: 60000 })
+    assert.equal(r.status, 0, String(r.stderr))
+    assert.equal(String(r.stdout).trim(), 'completed')
+    const got = await receivedUntil(receiver, (s) => s.length >= 3, 'the short script')
+    assert.deepEqual(got.map((s) => s.name).sort(), ['invoke_agent a', 'invoke_agent a', 'invoke_workflow short'])
   })
 })

@@ -41,6 +41,10 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(telemetry::export_log, m)?)?;
     m.add_function(wrap_pyfunction!(telemetry::export_otlp, m)?)?;
     m.add_class::<telemetry::NativeLogBuffer>()?;
+    let flush = wrap_pyfunction!(telemetry::flush_at_exit, m)?;
+    m.py()
+        .import("atexit")?
+        .call_method1("register", (flush,))?;
     m.add_function(wrap_pyfunction!(telemetry::capture_logs, m)?)?;
     m.add_function(wrap_pyfunction!(policy::redact, m)?)?;
     m.add_function(wrap_pyfunction!(policy::check_policy, m)?)?;

@@ -59,6 +59,32 @@ fn otlp_config(
     Ok(config)
 }
 
+/// Every telemetry made, flushed when the interpreter exits (`flush_at_exit`): the telemetry
+/// threads are daemons, so without it a short script's last spans would be lost.
+static MADE: std::sync::Mutex<Vec<(CoreTelemetry, Duration)>> = std::sync::Mutex::new(Vec::new());
+
+impl Telemetry {
+    fn kept(inner: CoreTelemetry) -> Telemetry {
+        let timeout = inner.flush_timeout();
+        MADE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((inner.clone(), timeout));
+        Telemetry { inner }
+    }
+}
+
+/// Flush every telemetry (each within its `flush_timeout`), with the GIL released; registered
+/// with `atexit` when the module loads.
+#[pyfunction]
+pub fn flush_at_exit(py: Python<'_>) {
+    let made: Vec<_> = MADE.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    py.detach(move || {
+        for (t, timeout) in made {
+            t.flush(timeout);
+        }
+    });
+}
+
 #[pymethods]
 impl Telemetry {
     /// Spans go to the collector at `otlp` (a base URL such as `http://127.0.0.1:4318`, to
@@ -108,7 +134,7 @@ impl Telemetry {
             config.metric_labels = labels;
         }
         let inner = CoreTelemetry::new(config).map_err(|e| to_py(py, &e))?;
-        Ok(Telemetry { inner })
+        Ok(Telemetry::kept(inner))
     }
 
     /// Telemetry configured by the standard variables (`OTEL_EXPORTER_OTLP_ENDPOINT`,
@@ -118,7 +144,7 @@ impl Telemetry {
     fn from_env(py: Python<'_>) -> PyResult<Telemetry> {
         let config = TelemetryConfig::from_env().map_err(|e| to_py(py, &e))?;
         let inner = CoreTelemetry::new(config).map_err(|e| to_py(py, &e))?;
-        Ok(Telemetry { inner })
+        Ok(Telemetry::kept(inner))
     }
 
     /// The metrics so far, as Prometheus text.

@@ -208,6 +208,7 @@ def test_a_run_exports_one_trace_with_parentage_to_a_real_receiver(tmp_path: Pat
     want = {s["spanId"]: int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"]) for s in derived}
     for s in got:
         assert int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"]) == want[s["spanId"]]
+    assert telemetry.flush(10.0)
     stats = telemetry.export_stats
     assert stats is not None and stats["exported"] == len(derived) and stats["dropped"] == 0
 
@@ -357,3 +358,22 @@ def test_structured_logs_reach_python_logging_with_run_trace_node_and_seq(tmp_pa
         assert isinstance(getattr(r, "seq"), int)
     with pytest.raises(agentmesh.InvalidArgumentError, match="log level"):
         agentmesh.route_logs(level="loud")
+
+
+def test_a_short_script_s_spans_are_sent_before_the_interpreter_exits(tmp_path: Path, receiver: Receiver) -> None:
+    """The telemetry threads are daemons: the module flushes every telemetry at exit."""
+    script = tmp_path / "short.py"
+    script.write_text(
+        "import sys, agentmesh\n"
+        "t = agentmesh.Telemetry(sys.argv[1])\n"
+        "mesh = agentmesh.Mesh(telemetry=t)\n"
+        "mesh.add_agent('a', lambda act: {'ok': True})\n"
+        "wf = agentmesh.Workflow.from_dict({'name': 'short', 'nodes': [\n"
+        "    {'id': 'x', 'type': 'agent', 'agent': 'a'}, {'id': 'y', 'type': 'agent', 'agent': 'a', 'after': ['x']}]})\n"
+        "print(mesh.run(wf).status)\n"
+    )
+    out = subprocess.run([sys.executable, str(script), receiver.url], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "completed"
+    names = sorted(s["name"] for s in receiver.wait(3))
+    assert names == ["invoke_agent a", "invoke_agent a", "invoke_workflow short"]

@@ -23,6 +23,7 @@ pub mod otlp;
 pub mod otlp_metrics;
 pub mod sampling;
 pub mod spans;
+mod worker;
 
 pub use chrome::chrome_trace;
 pub use export::{render, render_log, send_log, span_json, Format};

@@ -1,5 +1,6 @@
-//! Live telemetry: an [`Observer`] that turns each committed event into spans and metrics as
-//! the run goes, and hands finished spans to the OTLP exporter's thread.
+//! Live telemetry: an [`Observer`] that queues each commit's events for the telemetry thread
+//! ([`crate::worker`]), which turns them into spans, metrics and log lines as the run goes and
+//! hands finished spans to the OTLP exporter's thread. The run's own thread only queues.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -13,20 +14,20 @@
 //! # Ok::<(), agentmesh_core::Error>(())
 //! ```
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use agentmesh_core::{read_log, Error, ErrorKind, Event, LogHeader, Observer};
+use agentmesh_core::{Error, ErrorKind, Observer};
 
 use crate::metrics::Metrics;
 use crate::otlp::{ExportStats, OtlpConfig, OtlpExporter};
 use crate::otlp_metrics::OtelMetrics;
 use crate::sampling::Sampler;
-use crate::spans::{Category, Span, SpanBuilder};
+use crate::worker::{Feed, Msg, Worker};
 
 /// What live telemetry does.
 #[derive(Debug, Clone)]
@@ -90,32 +91,36 @@ impl TelemetryConfig {
 /// Live telemetry for the runs it observes ([`Telemetry::observer`]).
 #[derive(Debug, Clone)]
 pub struct Telemetry {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
 }
 
+/// What the handles share; dropping the last one flushes (at most `flush_timeout`).
 #[derive(Debug)]
-struct Inner {
-    config: TelemetryConfig,
-    exporter: Option<OtlpExporter>,
+struct Shared {
+    feed: Arc<Feed>,
+    flush_timeout: Duration,
+    exporter: Option<Arc<OtlpExporter>>,
     otel_metrics: Option<Arc<OtelMetrics>>,
-    runs: Mutex<HashMap<String, RunSpans>>,
-    metrics: Mutex<Metrics>,
+    metrics: Arc<Mutex<Metrics>>,
 }
 
-#[derive(Debug)]
-struct RunSpans {
-    builder: SpanBuilder,
-    sampled: bool,
-    /// Whether a span of an always-traced agent was exported (its run span must be too).
-    kept_some: bool,
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.flush(self.flush_timeout);
+    }
 }
 
 impl Telemetry {
-    /// Start telemetry (and the exporter's thread, when `config.otlp` is set).
+    /// Start telemetry: its thread, and the exporters' threads when `config.otlp` is set.
     ///
-    /// Errors: `INVALID_ARGUMENT` (endpoint, headers), `IO` (the thread could not start).
+    /// Errors: `INVALID_ARGUMENT` (endpoint, headers), `IO` (a thread could not start).
     pub fn new(config: TelemetryConfig) -> agentmesh_core::Result<Telemetry> {
-        let exporter = config.otlp.as_ref().map(OtlpExporter::start).transpose()?;
+        let exporter = config
+            .otlp
+            .as_ref()
+            .map(OtlpExporter::start)
+            .transpose()?
+            .map(Arc::new);
         let otel_metrics = match (&config.otlp, config.metrics_interval) {
             (Some(otlp), Some(every)) => Some(Arc::new(OtelMetrics::start(otlp, every)?)),
             _ => None,
@@ -124,63 +129,87 @@ impl Telemetry {
         if let Some(m) = &otel_metrics {
             metrics = metrics.with_otel(m.clone());
         }
+        let metrics = Arc::new(Mutex::new(metrics));
+        let (feed, wake) = Feed::new();
+        let feed = Arc::new(feed);
+        let worker = Worker {
+            feed: feed.clone(),
+            wake,
+            sampler: config.sampler.clone(),
+            capture_content: config.capture_content,
+            exporter: exporter.clone(),
+            metrics: metrics.clone(),
+        };
+        std::thread::Builder::new()
+            .name("agentmesh-telemetry".into())
+            .spawn(move || worker.run())
+            .map_err(|e| Error::new(ErrorKind::Io, format!("starting telemetry: {e}")))?;
         Ok(Telemetry {
-            inner: Arc::new(Inner {
-                config,
+            shared: Arc::new(Shared {
+                feed,
+                flush_timeout: config.flush_timeout,
                 exporter,
                 otel_metrics,
-                runs: Mutex::new(HashMap::new()),
-                metrics: Mutex::new(metrics),
+                metrics,
             }),
         })
     }
 
     /// The observer to give a mesh ([`agentmesh_core::Mesh::with_observer`]) or a run's
-    /// options.
+    /// options. On the committing thread it only queues the commit's events.
     pub fn observer(&self) -> Arc<dyn Observer> {
-        self.inner.clone()
+        self.shared.feed.clone()
     }
 
-    /// The metrics so far, as Prometheus text.
+    /// The metrics of every commit so far, as Prometheus text.
     pub fn metrics_text(&self) -> String {
-        lock(&self.inner.metrics).prometheus_text()
+        self.shared.sync(Duration::from_secs(2));
+        lock(&self.shared.metrics).prometheus_text()
     }
 
-    /// A copy of the metrics so far.
+    /// A copy of the metrics of every commit so far.
     pub fn metrics(&self) -> Metrics {
-        lock(&self.inner.metrics).snapshot()
+        self.shared.sync(Duration::from_secs(2));
+        lock(&self.shared.metrics).snapshot()
+    }
+
+    /// How long a flush at the end waits (the config's `flush_timeout`).
+    pub fn flush_timeout(&self) -> Duration {
+        self.shared.flush_timeout
     }
 
     /// What the exporter did (`None` without OTLP export).
     pub fn export_stats(&self) -> Option<&ExportStats> {
-        self.inner.exporter.as_ref().map(OtlpExporter::stats)
+        self.shared.exporter.as_deref().map(OtlpExporter::stats)
     }
 
-    /// Send what is queued and wait for it, at most `timeout`; whether it was all handled.
+    /// Commits dropped because the telemetry thread was behind (their spans and metrics are
+    /// missing; the runs are not affected).
+    pub fn dropped_events(&self) -> u64 {
+        self.shared.feed.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Handle every commit so far and send its spans, waiting at most `timeout` for them
+    /// (metrics go within their exporter's own timeout); whether every span was handled (sent,
+    /// or dropped and counted) in time.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let spans = self
-            .inner
-            .exporter
-            .as_ref()
-            .is_none_or(|e| e.flush(timeout));
-        // Metrics go within the metrics exporter's own timeout.
-        let metrics = self.inner.otel_metrics.as_ref().is_none_or(|m| m.flush());
-        spans && metrics
+        self.shared.flush(timeout)
     }
 
-    /// Flush (at most `timeout`) and stop the exporter's thread.
+    /// Flush (at most `timeout`) and stop the exporters' threads.
     pub fn shutdown(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let flushed = self.shared.flush(timeout);
+        let left = deadline.saturating_duration_since(Instant::now());
         let spans = self
-            .inner
+            .shared
             .exporter
             .as_ref()
-            .is_none_or(|e| e.shutdown(timeout));
-        let metrics = self
-            .inner
-            .otel_metrics
-            .as_ref()
-            .is_none_or(|m| m.shutdown());
-        spans && metrics
+            .is_none_or(|e| e.shutdown(left));
+        if let Some(m) = &self.shared.otel_metrics {
+            m.shutdown();
+        }
+        flushed && spans
     }
 
     /// Serve `GET /metrics` (Prometheus text) on `addr`, a loopback address (port 0 picks
@@ -255,91 +284,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Inner {
-    fn run_spans(&self, header: &LogHeader) -> RunSpans {
-        let builder = SpanBuilder::new(header);
-        let sampled = self.config.sampler.samples(builder.trace_id());
-        RunSpans {
-            builder,
-            sampled,
-            kept_some: false,
-        }
+impl Shared {
+    /// Wait (at most `timeout`) until the telemetry thread handled everything queued before.
+    fn sync(&self, timeout: Duration) -> bool {
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        self.feed.push(Msg::Sync(done_tx), 0, true);
+        done_rx.recv_timeout(timeout).is_ok()
     }
 
-    /// The spans of `ended` that leave the process: all of a sampled run's, else those of
-    /// always-traced agents and the run span above them.
-    fn keep(&self, run: &mut RunSpans, ended: Vec<Span>) -> Vec<Span> {
-        if run.sampled {
-            return ended;
+    fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let handled = self.sync(timeout);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let spans = self.exporter.as_ref().is_none_or(|e| e.flush(left));
+        // Metrics are best effort: a failed metrics export is the collector's state, which
+        // the spans' counts already tell; it does not make the flush unfinished.
+        if let Some(m) = &self.otel_metrics {
+            m.flush();
         }
-        let always = &self.config.sampler.always;
-        if always.is_empty() {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        for s in ended {
-            let keep = match s.category {
-                Category::Workflow => run.kept_some,
-                _ => s.lane.as_deref().is_some_and(|l| always.contains(l)),
-            };
-            if keep {
-                run.kept_some = true;
-                out.push(s);
-            }
-        }
-        out
-    }
-}
-
-impl Observer for Inner {
-    fn committed(&self, header: &LogHeader, events: &[Event]) {
-        crate::logs::emit(header, events);
-        let mut ended = Vec::new();
-        let mut finished = false;
-        let kept = {
-            let mut runs = lock(&self.runs);
-            let run = runs
-                .entry(header.run_id.clone())
-                .or_insert_with(|| self.run_spans(header));
-            for e in events {
-                run.builder.push(e, &mut ended);
-                finished |= e.kind().ends_run();
-            }
-            {
-                let mut m = lock(&self.metrics);
-                m.record_spans(&ended);
-                m.record_events(&header.run_id, events);
-            }
-            if self.config.capture_content {
-                for s in &mut ended {
-                    crate::content::attach(s);
-                }
-            }
-            let kept = self.keep(run, ended);
-            if finished {
-                runs.remove(&header.run_id);
-            }
-            kept
-        };
-        if let Some(exporter) = &self.exporter {
-            exporter.send(&kept);
-            if finished {
-                exporter.flush(self.config.flush_timeout);
-            }
-        }
-    }
-
-    fn resumed(&self, header: &LogHeader, log: &Path) {
-        // Rebuild what was open when the run stopped, so what ends now nests under it; the
-        // spans that ended before were the earlier process's to send.
-        let mut run = self.run_spans(header);
-        if let Ok((_, events)) = read_log(log) {
-            let mut discard = Vec::new();
-            for e in &events {
-                run.builder.push(e, &mut discard);
-                discard.clear();
-            }
-        }
-        lock(&self.runs).insert(header.run_id.clone(), run);
+        handled && spans
     }
 }

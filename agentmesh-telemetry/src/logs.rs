@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use agentmesh_core::{Error, ErrorKind, Event, EventData, LogHeader};
+use agentmesh_core::{Error, ErrorKind, Event, EventData};
 use tracing::Level;
 
 use crate::spans::SpanId;
 
-/// Emit `events` of the run `header` names as `tracing` events.
-pub fn emit(header: &LogHeader, events: &[Event]) {
+/// Emit `events` of run `run_id` as `tracing` events.
+pub fn emit(run_id: &str, events: &[Event]) {
     for e in events {
         let level = level_of(&e.data);
         // The macros need the level as a constant: one arm per level.
@@ -31,7 +31,7 @@ pub fn emit(header: &LogHeader, events: &[Event]) {
                     $lvl,
                     run_id = %e.run_id,
                     trace_id = %e.trace_id,
-                    span_id = %span_of(header, e).hex(),
+                    span_id = %span_of(run_id, e).hex(),
                     seq = e.seq,
                     sub = e.sub,
                     node = e.node.as_deref(),
@@ -53,7 +53,7 @@ pub fn emit(header: &LogHeader, events: &[Event]) {
 /// The span this event belongs to (the one [`crate::spans`] derives for it): an activation's
 /// is opened by its scheduled event, a call's by its `callStarted` (the sub before its
 /// result's), everything else is the run's.
-fn span_of(header: &LogHeader, e: &Event) -> SpanId {
+fn span_of(run_id: &str, e: &Event) -> SpanId {
     let (seq, sub) = match &e.data {
         EventData::Scheduled(..) => (e.seq, None),
         EventData::Completed(..) | EventData::Failed(..) | EventData::ActivationCancelled(_) => {
@@ -65,7 +65,7 @@ fn span_of(header: &LogHeader, e: &Event) -> SpanId {
         }
         _ => (1, None),
     };
-    SpanId::of(&header.run_id, seq, sub)
+    SpanId::of(run_id, seq, sub)
 }
 
 fn level_of(data: &EventData) -> Level {

@@ -218,6 +218,15 @@ impl OtlpExporter {
         done_rx.recv_timeout(timeout).is_ok()
     }
 
+    /// Ask the thread to send what it holds now, without waiting.
+    pub fn flush_soon(&self) {
+        let (done_tx, _) = mpsc::sync_channel(1);
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = guard.as_ref() {
+            let _ = tx.try_send(Msg::Flush(done_tx));
+        }
+    }
+
     /// Flush (at most `timeout`) and stop the thread.
     pub fn shutdown(&self, timeout: Duration) -> bool {
         let flushed = self.flush(timeout);

@@ -251,6 +251,9 @@ pub struct SpanBuilder {
     usage: Usage,
     /// Activations (scheduled seq) whose calls reported usage.
     call_usage: HashSet<u64>,
+    /// Per open activation (scheduled seq), its calls' earliest start: the activation span
+    /// starts no later (record times are milliseconds, durations microseconds).
+    child_start: HashMap<u64, u64>,
 }
 
 impl SpanBuilder {
@@ -278,6 +281,7 @@ impl SpanBuilder {
             cost_micro_usd: 0,
             usage: Usage::default(),
             call_usage: HashSet::new(),
+            child_start: HashMap::new(),
         }
     }
 
@@ -476,6 +480,7 @@ impl SpanBuilder {
                 }
                 span.output = Some(b.response.clone());
                 span.status = Status::Ok;
+                self.call_ended(&span);
                 let id = span.span_id;
                 out.push(span);
                 self.guardrails(e, &b.verdicts, id, at, out);
@@ -501,6 +506,7 @@ impl SpanBuilder {
                         .push(("agentmesh.call.attempts", int(b.attempts.len() as u64 + 1)));
                 }
                 span.status = Status::Error(b.error.message.clone());
+                self.call_ended(&span);
                 let id = span.span_id;
                 out.push(span);
                 self.guardrails(e, &b.verdicts, id, at, out);
@@ -661,6 +667,13 @@ impl SpanBuilder {
         }
     }
 
+    fn call_ended(&mut self, call: &Span) {
+        if let Some(owner) = call.parent_seq {
+            let earliest = self.child_start.entry(owner).or_insert(call.start_us);
+            *earliest = (*earliest).min(call.start_us);
+        }
+    }
+
     fn root_id(&self) -> Option<SpanId> {
         self.root.as_ref().map(|r| r.span_id)
     }
@@ -706,6 +719,9 @@ impl SpanBuilder {
         // A human waits from the request to the decision, so it keeps its request time.
         if let (Some(d), false) = (dur, span.category == Category::Human) {
             span.start_us = at.saturating_sub(d).max(span.start_us.min(at));
+        }
+        if let Some(child) = self.child_start.remove(&span.seq) {
+            span.start_us = span.start_us.min(child);
         }
         // Calls still open when their activation ended (cut off) end with it.
         let mut stranded: Vec<(u64, u32)> = self

@@ -28,6 +28,8 @@ fn each_committed_event_is_a_json_line_with_run_trace_node_and_seq() {
     mesh.agent("ok", |_, _| Ok(json!({"secret": "s3cr3t-output"}).into()));
     mesh.agent("bad", |_, _| Err(Failure::error("ValueError", "no").into()));
     let r = mesh.run(&wf, RunOptions::default()).unwrap();
+    // Log lines are written on the telemetry thread: wait until it has handled the run.
+    assert!(telemetry.flush(Duration::from_secs(5)));
     let lines: Vec<Value> = buffer
         .drain(10_000, Duration::from_millis(100))
         .iter()

@@ -129,12 +129,7 @@ impl Run {
         if events.is_empty() {
             return Ok(());
         }
-        let watched = self.watch.is_some().then(|| events.clone());
-        let at = self.sink.stage(events, &MetaExtra::NONE)?;
-        if let (Some(w), Some(events)) = (self.watch.as_mut(), watched) {
-            w.stage(events, at, &MetaExtra::NONE);
-        }
-        Ok(())
+        self.stage_events(events)
     }
 
     fn check_calls_allowed(&self) -> Result<()> {

@@ -431,11 +431,7 @@ impl Run {
             }
             run.machine.advance();
         }
-        let watched = run.watch.is_some().then(|| rebuilt.tail.clone());
-        let at = run.sink.stage(rebuilt.tail, &MetaExtra::NONE)?;
-        if let (Some(w), Some(events)) = (run.watch.as_mut(), watched) {
-            w.stage(events, at, &MetaExtra::NONE);
-        }
+        run.stage_events(rebuilt.tail)?;
         run.commit()?;
         if !approvals.is_empty() {
             run.complete_all(approvals)?;
@@ -733,14 +729,31 @@ impl Run {
         result
     }
 
+    /// Stage `events` in the sink, and for a watch: a file log only serializes them, so the
+    /// watch takes them without a copy; a memory log keeps them, so the watch gets a copy.
+    fn stage_events(&mut self, events: Vec<Event>) -> Result<()> {
+        let extra = &MetaExtra::NONE;
+        match (&mut self.sink, self.watch.as_mut()) {
+            (Sink::File(writer), Some(w)) => {
+                let at = writer.stage(&events, extra)?;
+                w.stage(events, at, extra);
+            }
+            (sink, Some(w)) => {
+                let copy = events.clone();
+                let at = sink.stage(events, extra)?;
+                w.stage(copy, at, extra);
+            }
+            (sink, None) => {
+                sink.stage(events, extra)?;
+            }
+        }
+        Ok(())
+    }
+
     fn try_commit(&mut self) -> Result<()> {
         let events = self.machine.take_outbox();
         if !events.is_empty() {
-            let watched = self.watch.is_some().then(|| events.clone());
-            let at = self.sink.stage(events, &MetaExtra::NONE)?;
-            if let (Some(w), Some(events)) = (self.watch.as_mut(), watched) {
-                w.stage(events, at, &MetaExtra::NONE);
-            }
+            self.stage_events(events)?;
         }
         self.sink.write()?;
         self.sink
@@ -810,10 +823,15 @@ impl Run {
             }
         })?;
         let event = self.machine.apply(staged);
-        if let Some(w) = self.watch.as_mut() {
-            w.stage([event.clone()], at, &extra);
+        match (&self.sink, self.watch.as_mut()) {
+            // A file log has written it: the watch takes the event itself.
+            (Sink::File(_), Some(w)) => w.stage([event], at, &extra),
+            (_, Some(w)) => {
+                w.stage([event.clone()], at, &extra);
+                self.sink.keep(event, at, &extra);
+            }
+            (_, None) => self.sink.keep(event, at, &extra),
         }
-        self.sink.keep(event, at, &extra);
         if self.machine.needs_advance() {
             self.machine.advance();
         }

@@ -13,8 +13,9 @@ use crate::model::header::LogHeader;
 /// Sees the events a run commits (docs/telemetry.md).
 pub trait Observer: Send + Sync + std::fmt::Debug {
     /// `events` were just committed, in commit order (a step's events in canonical order, a
-    /// completion's as it arrived), each with its `meta`.
-    fn committed(&self, header: &LogHeader, events: &[Event]);
+    /// completion's as it arrived), each with its `meta`. They are the observer's to keep
+    /// (hand them to another thread rather than work on them here).
+    fn committed(&self, header: &LogHeader, events: Vec<Event>);
 
     /// The run goes on from its log at `log` (resume, retry): what the log held before is
     /// there to read; only what is appended from now on is passed to

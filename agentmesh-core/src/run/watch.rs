@@ -61,8 +61,13 @@ impl Watch {
     /// The staged events were written.
     pub(crate) fn commit(&mut self, header: &LogHeader) {
         if let (Some(o), false) = (&self.observer, self.staged.is_empty()) {
-            let staged = &self.staged;
-            if catch_unwind(AssertUnwindSafe(|| o.committed(header, staged))).is_err() {
+            // The observer owns what it is given: a copy only when the host keeps them too.
+            let events = if self.keep {
+                self.staged.clone()
+            } else {
+                std::mem::take(&mut self.staged)
+            };
+            if catch_unwind(AssertUnwindSafe(|| o.committed(header, events))).is_err() {
                 self.observer = None;
             }
         }

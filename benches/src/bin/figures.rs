@@ -245,6 +245,286 @@ fn clean_text(bytes: usize) -> String {
     out
 }
 
+/// A stand-in OTLP collector on loopback: answers every request `200` with an empty
+/// protobuf body (an `ExportTraceServiceResponse` with nothing rejected), so the exporter does
+/// all its real work (encode, send) and nothing waits on a slow receiver.
+fn otlp_sink() -> Result<String> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| io_error("binding the OTLP sink", e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| io_error("binding the OTLP sink", e))?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = vec![0u8; 1 << 16];
+                let mut head = Vec::new();
+                loop {
+                    // One request at a time per connection: read the head, then the body.
+                    let Ok(n) = stream.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while head.len() < end + 4 + len {
+                        let Ok(n) = stream.read(&mut buf) else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        head.extend_from_slice(&buf[..n]);
+                    }
+                    head.drain(..end + 4 + len);
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                    if stream.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(format!("http://{addr}"))
+}
+
+/// What live telemetry adds to the W1 chain, and how exports scale with a log's length.
+fn telemetry_figures(plan: &Plan, t: &mut Table, files: &mut FileRuns) -> Result<()> {
+    use agentmesh_telemetry::otlp::OtlpConfig;
+    use agentmesh_telemetry::{Telemetry, TelemetryConfig};
+    let wf = chain(1000);
+    let plain = mesh(Payload::Null, None);
+    let url = otlp_sink()?;
+    let telemetry = Telemetry::new(TelemetryConfig {
+        otlp: Some(OtlpConfig::to(&url)),
+        // Metrics go out every 10 s; a chain run is shorter, so they never ride along.
+        ..TelemetryConfig::default()
+    })?;
+    let observed = mesh(Payload::Null, None).with_observer(telemetry.observer());
+    // Events of one chain run (what the observer sees).
+    let events = {
+        let watched = agentmesh_core::RunOptions {
+            watch: true,
+            ..options(None, None)
+        };
+        let mut run = run_raw(&wf, watched, Payload::Null)?;
+        run.take_committed().len() as f64
+    };
+    // Where the cost is: an observer that drops what it is given (the core's copy of each
+    // commit), and telemetry without export (derivation and metrics, no OTLP).
+    #[derive(Debug)]
+    struct Drop0;
+    impl agentmesh_core::Observer for Drop0 {
+        fn committed(&self, _: &agentmesh_core::LogHeader, events: Vec<agentmesh_core::Event>) {
+            std::hint::black_box(events);
+        }
+    }
+    let noop = mesh(Payload::Null, None).with_observer(std::sync::Arc::new(Drop0));
+    let local = Telemetry::new(TelemetryConfig::default())?;
+    let metrics_only = mesh(Payload::Null, None).with_observer(local.observer());
+    // Blocks of runs, the four in turn, three rounds; each block's median, and the median of
+    // the three. After a block the telemetry threads are drained (untimed), so the next
+    // block does not share the second core with them.
+    let drain = || {
+        telemetry.flush(Duration::from_secs(10));
+        local.flush(Duration::from_secs(10));
+    };
+    let meshes = [&plain, &noop, &metrics_only, &observed];
+    let mut blocks: [Vec<Stats>; 4] = Default::default();
+    for _ in 0..3 {
+        for (i, m) in meshes.iter().enumerate() {
+            blocks[i].push(measure(plan.chain_reps, || {
+                timed(|| run_mesh(m, &wf, options(None, None)))
+            })?);
+            drain();
+        }
+    }
+    let mid = |v: &[Stats]| {
+        let mut v = v.to_vec();
+        v.sort_by(|x, y| x.median.total_cmp(&y.median));
+        v[v.len() / 2]
+    };
+    let [a, c, d, b] = [
+        mid(&blocks[0]),
+        mid(&blocks[1]),
+        mid(&blocks[2]),
+        mid(&blocks[3]),
+    ];
+    t.time(
+        "chain 1000, Mesh, memory: per step",
+        a,
+        1000.0,
+        1e6,
+        "µs",
+        Target::None,
+    );
+    t.time(
+        "chain 1000, Mesh, memory, an observer that drops the events: per step",
+        c,
+        1000.0,
+        1e6,
+        "µs",
+        Target::None,
+    );
+    t.time(
+        "chain 1000, Mesh, memory, live telemetry without export: per step",
+        d,
+        1000.0,
+        1e6,
+        "µs",
+        Target::None,
+    );
+    t.time(
+        "chain 1000, Mesh, memory, live telemetry + OTLP export: per step",
+        b,
+        1000.0,
+        1e6,
+        "µs",
+        Target::None,
+    );
+    let added = (b.median - a.median) / a.median * 100.0;
+    t.note(
+        "live telemetry added to the chain (median)",
+        format!("{added:.1} % (target ≤ 10 %)"),
+    );
+    t.note(
+        "live telemetry per event (median)",
+        format!(
+            "{:.2} µs over {events:.0} events (target ≤ 2 µs)",
+            (b.median - a.median) / events * 1e6
+        ),
+    );
+    telemetry.flush(Duration::from_secs(10));
+    if let Some(stats) = telemetry.export_stats() {
+        t.note(
+            "spans exported / dropped during the runs",
+            format!("{} / {}", stats.exported(), stats.dropped()),
+        );
+    }
+    // The same with file logs (batch fsync), where the observer takes the events the writer
+    // serialized without copying them.
+    let disk_dir = files.dir().to_path_buf();
+    let disk = mesh(Payload::Null, Some(&disk_dir));
+    let disk_observed = mesh(Payload::Null, Some(&disk_dir)).with_observer(telemetry.observer());
+    let mut fa = Vec::new();
+    let mut fb = Vec::new();
+    for _ in 0..3 {
+        fa.push(measure(plan.chain_reps, || {
+            files.time(1, |id| run_mesh(&disk, &wf, options(Some(id), None)))
+        })?);
+        drain();
+        fb.push(measure(plan.chain_reps, || {
+            files.time(1, |id| {
+                run_mesh(&disk_observed, &wf, options(Some(id), None))
+            })
+        })?);
+        drain();
+    }
+    let (fa, fb) = (mid(&fa), mid(&fb));
+    t.time(
+        "chain 1000, Mesh, file (batch): per step",
+        fa,
+        1000.0,
+        1e6,
+        "µs",
+        Target::None,
+    );
+    t.time(
+        "chain 1000, Mesh, file (batch), live telemetry + OTLP export: per step",
+        fb,
+        1000.0,
+        1e6,
+        "µs",
+        Target::None,
+    );
+    t.note(
+        "live telemetry added to the file chain (median)",
+        format!(
+            "{:.1} % (target ≤ 10 %), {:.2} µs per event",
+            (fb.median - fa.median) / fa.median * 100.0,
+            (fb.median - fa.median) / events * 1e6
+        ),
+    );
+    // Exports of a 10k- and a 100k-event log: linear means ten times the events, about ten
+    // times the time.
+    let dir = tempfile::tempdir().map_err(|e| io_error("creating a temp dir", e))?;
+    let mut per = Vec::new();
+    for n in [plan.log_events / 10, plan.log_events] {
+        let (path, events) = build_loop_log(&dir.path().join(n.to_string()), n)?;
+        let (header, evs) = agentmesh_core::read_log(&path)?;
+        // What the telemetry thread does per event: spans, then metrics from them.
+        let s = measure(plan.log_reps.min(5), || {
+            timed(|| {
+                let mut b = agentmesh_telemetry::SpanBuilder::new(&header);
+                let mut m = agentmesh_telemetry::Metrics::default();
+                let mut out = Vec::new();
+                for e in &evs {
+                    b.push(e, &mut out);
+                    m.record_spans(&out);
+                    out.clear();
+                }
+                m.record_events(&header.run_id, &evs);
+                std::hint::black_box(m);
+                Ok(())
+            })
+        })?;
+        t.time(
+            &format!("derive spans + metrics, {events} events: per event"),
+            s,
+            events as f64,
+            1e6,
+            "µs",
+            Target::None,
+        );
+        for (name, format) in [
+            ("spans", agentmesh_telemetry::Format::Spans),
+            ("chrome", agentmesh_telemetry::Format::Chrome),
+            ("html", agentmesh_telemetry::Format::Html),
+        ] {
+            let s = measure(plan.log_reps.min(5), || {
+                timed(|| {
+                    std::hint::black_box(agentmesh_telemetry::render(&header, &evs, format)?);
+                    Ok(())
+                })
+            })?;
+            t.time(
+                &format!("export --format {name}, {events} events: per event"),
+                s,
+                events as f64,
+                1e6,
+                "µs",
+                Target::None,
+            );
+            per.push((name, events, s.median));
+        }
+    }
+    for name in ["spans", "chrome", "html"] {
+        let v: Vec<_> = per.iter().filter(|p| p.0 == name).collect();
+        if let [small, large] = v.as_slice() {
+            t.note(
+                &format!(
+                    "export {name}: time ratio for {}× the events",
+                    large.1 / small.1.max(1)
+                ),
+                format!(
+                    "{:.1}× (linear ≈ {}×)",
+                    large.2 / small.2,
+                    large.1 / small.1.max(1)
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
     let t = Instant::now();
     f()?;
@@ -377,9 +657,10 @@ const SECTIONS: &[&str] = &[
     "calls",
     "budget",
     "policy",
+    "telemetry",
 ];
 const USAGE: &str =
-    "usage: figures [--quick] [--only chain|fanout|small|size|fsync|log|memory|breakdown|calls|budget|policy]";
+    "usage: figures [--quick] [--only chain|fanout|small|size|fsync|log|memory|breakdown|calls|budget|policy|telemetry]";
 
 impl Plan {
     fn runs(&self, section: &str) -> bool {
@@ -842,6 +1123,10 @@ fn figures(plan: &Plan) -> Result<()> {
             "",
             Target::None,
         );
+    }
+
+    if plan.runs("telemetry") {
+        telemetry_figures(plan, &mut t, &mut files)?;
     }
 
     if plan.runs("log") {

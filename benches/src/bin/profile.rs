@@ -24,13 +24,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let wf = chain(1000);
     let log = match scenario.as_str() {
-        "chain-mem" | "chain-file" => None,
+        "chain-mem" | "chain-file" | "chain-telemetry" => None,
         "verify" | "replay" | "canonical" | "history" => {
             Some(build_loop_log(dir.path(), 20_000).expect("log").0)
         }
         other => {
             eprintln!(
-                "usage: profile chain-mem|chain-file|verify|replay|canonical|history (not '{other}')"
+                "usage: profile chain-mem|chain-file|chain-telemetry|verify|replay|canonical|history (not '{other}')"
             );
             std::process::exit(2);
         }
@@ -51,6 +51,16 @@ fn measured(
 ) -> agentmesh_core::Result<()> {
     match (scenario, log) {
         ("chain-mem", _) => run_raw(wf, options(None, None), Payload::Null).map(drop),
+        ("chain-telemetry", _) => {
+            // 300 Mesh runs of the chain observed by live telemetry (no export).
+            let t = agentmesh_telemetry::Telemetry::new(Default::default())?;
+            let mesh = agentmesh_benches::mesh(Payload::Null, None).with_observer(t.observer());
+            for _ in 0..300 {
+                agentmesh_benches::run_mesh(&mesh, wf, options(None, None))?;
+            }
+            t.flush(std::time::Duration::from_secs(10));
+            Ok(())
+        }
         ("chain-file", _) => run_raw(
             wf,
             options(Some("profile".into()), Some(dir)),
