@@ -286,6 +286,6 @@ impl NativeLogBuffer {
 /// buffer of `cap` lines. Errors: `INVALID_ARGUMENT` (the level; another global subscriber).
 #[napi(catch_unwind)]
 pub fn capture_logs(env: &Env, level: String, cap: u32) -> napi::Result<NativeLogBuffer> {
-    let inner = guard(|| agentmesh_telemetry::logs::capture(&level, cap as usize)).or_throw(env)?;
+    let inner = guard(|| agentmesh_telemetry::capture_logs(&level, cap as usize)).or_throw(env)?;
     Ok(NativeLogBuffer { inner })
 }

@@ -21,6 +21,8 @@ const PKG_DIR = path.resolve(__dirname, '..')
 const ROOT = path.resolve(PKG_DIR, '..')
 const DOC = path.join(ROOT, 'docs', 'api-parity.md')
 const CORE_SRC = path.join(ROOT, 'agentmesh-core', 'src')
+// The telemetry crate's API sits beside the core's in the table (its own crate: OTel deps).
+const TELEMETRY_SRC = path.join(ROOT, 'agentmesh-telemetry', 'src')
 
 // The table ----------------------------------------------------------------------------------
 
@@ -176,6 +178,7 @@ function nodeSamples() {
   samples.LlmStream = new agentmesh.LlmStream(() => Promise.resolve(samples.LlmReply))
   samples.RunStream = mesh.stream(wf) // driven to its end in memory
   samples.Policy = new agentmesh.Policy({ version: 1, name: 'parity' })
+  samples.Telemetry = new agentmesh.Telemetry() // metrics only: nothing leaves the process
   for (const code of ERROR_CODES) {
     const cls = errorClass(code)
     samples[cls.name] = new cls('m', null, { cause: null }) // `cause` is an own property only when given
@@ -346,11 +349,11 @@ function rustFiles(dir) {
   })
 }
 
-const rustSrc = rustFiles(CORE_SRC).map((f) => fs.readFileSync(f, 'utf-8')).join('\n')
+const rustSrc = [...rustFiles(CORE_SRC), ...rustFiles(TELEMETRY_SRC)].map((f) => fs.readFileSync(f, 'utf-8')).join('\n')
 
-/** The names of the crate's `pub use` list (lib.rs). */
+/** The names of the crates' `pub use` lists (their lib.rs). */
 function rustPubUse() {
-  const lib = fs.readFileSync(path.join(CORE_SRC, 'lib.rs'), 'utf-8')
+  const lib = [CORE_SRC, TELEMETRY_SRC].map((d) => fs.readFileSync(path.join(d, 'lib.rs'), 'utf-8')).join('\n')
   const names = new Set()
   for (const m of lib.matchAll(/^pub use ([^;]+);/gm)) {
     const braces = /\{([^}]*)\}/.exec(m[1])
@@ -540,7 +543,7 @@ describe('docs/api-parity.md', () => {
     assert.equal(sameWords({ python: ['Activation.delay_ms'], node: [{ name: 'Activation.delay' }] }), false)
   })
 
-  test('every Rust name in the table exists in agentmesh-core', () => {
+  test('every Rust name in the table exists in agentmesh-core or agentmesh-telemetry', () => {
     const missing = rustNames.filter((n) => !rustNameExists(n.name)).map((n) => `${n.where}: ${n.name}`)
     assert.deepEqual(missing, [])
   })

@@ -249,6 +249,6 @@ impl NativeLogBuffer {
 /// buffer of `cap` lines; the buffer.
 #[pyfunction]
 pub fn capture_logs(py: Python<'_>, level: &str, cap: usize) -> PyResult<NativeLogBuffer> {
-    let inner = agentmesh_telemetry::logs::capture(level, cap).map_err(|e| to_py(py, &e))?;
+    let inner = agentmesh_telemetry::capture_logs(level, cap).map_err(|e| to_py(py, &e))?;
     Ok(NativeLogBuffer { inner })
 }

@@ -29,8 +29,10 @@ pub use chrome::chrome_trace;
 pub use export::{render, render_log, send_log, span_json, Format};
 pub use html::html_timeline;
 pub use live::{Telemetry, TelemetryConfig};
+pub use logs::{capture_logs, json_logs_to_stderr, LogBuffer};
 pub use mermaid::mermaid;
 pub use metrics::Metrics;
+pub use otlp::{ExportStats, OtlpConfig};
 pub use sampling::Sampler;
 pub use spans::{
     spans, AttrValue, Category, Span, SpanBuilder, SpanEvent, SpanId, Status, StepMark, TraceId,
@@ -42,3 +44,8 @@ pub const SEMCONV_VERSION: &str = "1.41.0";
 
 /// The schema URL sent with every span's instrumentation scope.
 pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.41.0";
+
+/// docs/telemetry.md: its Rust example is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/telemetry.md")]
+mod telemetry_guide {}

@@ -3,7 +3,7 @@
 //! (target `agentmesh::telemetry`: dropped spans). With no subscriber installed they cost a
 //! check per event.
 //!
-//! Two ways to see them: [`json_to_stderr`] (one JSON object per line), or [`capture`], which
+//! Two ways to see them: [`json_logs_to_stderr`] (one JSON object per line), or [`capture_logs`], which
 //! keeps the JSON lines in a bounded buffer that a host drains on its own thread — how the
 //! Python and Node packages route them into `logging` and a Node logger without Rust ever
 //! calling into Python or JavaScript.
@@ -169,11 +169,11 @@ where
 ///
 /// Errors: `INVALID_ARGUMENT` for another level, or when the process already has a global
 /// `tracing` subscriber.
-pub fn json_to_stderr(level: &str) -> agentmesh_core::Result<()> {
+pub fn json_logs_to_stderr(level: &str) -> agentmesh_core::Result<()> {
     install(parse_level(level)?, io::stderr)
 }
 
-/// JSON log lines kept for a host to drain ([`capture`]).
+/// JSON log lines kept for a host to drain ([`capture_logs`]).
 #[derive(Debug)]
 pub struct LogBuffer {
     lines: Mutex<VecDeque<String>>,
@@ -258,7 +258,7 @@ impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for BufferWriter {
 ///
 /// The first call installs the buffer; later calls return the same buffer (with the first
 /// call's level and size).
-pub fn capture(level: &str, cap: usize) -> agentmesh_core::Result<Arc<LogBuffer>> {
+pub fn capture_logs(level: &str, cap: usize) -> agentmesh_core::Result<Arc<LogBuffer>> {
     static CAPTURED: Mutex<Option<Arc<LogBuffer>>> = Mutex::new(None);
     let level = parse_level(level)?;
     let mut captured = CAPTURED.lock().unwrap_or_else(|p| p.into_inner());

@@ -70,11 +70,10 @@ impl OtlpConfig {
 /// A collector's base URL becomes its traces URL; a URL with a path is kept.
 pub fn traces_url(endpoint: &str) -> String {
     let trimmed = endpoint.trim_end_matches('/');
-    let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
-    if after_scheme.contains('/') {
-        trimmed.to_owned()
-    } else {
-        format!("{trimmed}/v1/traces")
+    match trimmed.split_once("://") {
+        Some((_, rest)) if !rest.contains('/') => format!("{trimmed}/v1/traces"),
+        // A path of its own, or not a URL at all (refused, as given, when the exporter starts).
+        _ => endpoint.to_owned(),
     }
 }
 

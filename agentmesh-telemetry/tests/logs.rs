@@ -5,18 +5,20 @@
 use std::time::Duration;
 
 use agentmesh_core::{Failure, Mesh, RunOptions, Workflow};
-use agentmesh_telemetry::{logs, Telemetry, TelemetryConfig};
+use agentmesh_telemetry::{Telemetry, TelemetryConfig};
 use serde_json::{json, Value};
 
 #[test]
 fn each_committed_event_is_a_json_line_with_run_trace_node_and_seq() {
-    let buffer = logs::capture("debug", 10_000).unwrap();
+    let buffer = agentmesh_telemetry::capture_logs("debug", 10_000).unwrap();
     assert!(std::sync::Arc::ptr_eq(
         &buffer,
-        &logs::capture("info", 5).unwrap()
+        &agentmesh_telemetry::capture_logs("info", 5).unwrap()
     ));
     assert_eq!(
-        logs::capture("loud", 5).unwrap_err().kind(),
+        agentmesh_telemetry::capture_logs("loud", 5)
+            .unwrap_err()
+            .kind(),
         agentmesh_core::ErrorKind::InvalidArgument
     );
     let telemetry = Telemetry::new(TelemetryConfig::default()).unwrap();

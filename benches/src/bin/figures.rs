@@ -509,16 +509,10 @@ fn telemetry_figures(plan: &Plan, t: &mut Table, files: &mut FileRuns) -> Result
     for name in ["spans", "chrome", "html"] {
         let v: Vec<_> = per.iter().filter(|p| p.0 == name).collect();
         if let [small, large] = v.as_slice() {
+            let events = large.1 as f64 / small.1.max(1) as f64;
             t.note(
-                &format!(
-                    "export {name}: time ratio for {}× the events",
-                    large.1 / small.1.max(1)
-                ),
-                format!(
-                    "{:.1}× (linear ≈ {}×)",
-                    large.2 / small.2,
-                    large.1 / small.1.max(1)
-                ),
+                &format!("export {name}: time ratio for {events:.1}× the events"),
+                format!("{:.1}× (linear ≈ {events:.1}×)", large.2 / small.2),
             );
         }
     }
