@@ -479,25 +479,35 @@ fn live_and_after_the_fact_give_the_same_span_tree() {
     drop(seen);
 }
 
+/// The value of `var`, a real part CI always provides; outside CI, `None` (the test says what
+/// it leaves out).
+fn real_part(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI sets {var}");
+            eprintln!("{var} is not set: {what} is not checked");
+            None
+        }
+    }
+}
+
+/// A finished run of the e2e workflow: its header and events.
+fn recorded_run(dir: &std::path::Path) -> (agentmesh_core::LogHeader, Vec<agentmesh_core::Event>) {
+    let r = mesh(dir).run(&workflow(), RunOptions::default()).unwrap();
+    read_log(r.log_path.as_ref().unwrap()).unwrap()
+}
+
 /// The HTML timeline in a real browser (headless Chromium, when `AGENTMESH_CHROMIUM` names
 /// it; CI sets it): it renders without errors and shows one lane per agent; a screenshot is
 /// kept in `target/ci-artifacts/` (CI uploads it).
 #[test]
 fn the_html_timeline_renders_in_chromium_with_a_lane_per_agent() {
-    let Ok(chromium) = std::env::var("AGENTMESH_CHROMIUM") else {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI sets AGENTMESH_CHROMIUM"
-        );
-        eprintln!("AGENTMESH_CHROMIUM is not set: the timeline is not opened in a browser");
+    let Some(chromium) = real_part("AGENTMESH_CHROMIUM", "the timeline in a browser") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let r = mesh(dir.path())
-        .run(&workflow(), RunOptions::default())
-        .unwrap();
-    let (header, events) = read_log(r.log_path.as_ref().unwrap()).unwrap();
+    let (header, events) = recorded_run(dir.path());
     let html =
         agentmesh_telemetry::render(&header, &events, agentmesh_telemetry::Format::Html).unwrap();
     let page = dir.path().join("timeline.html");
@@ -565,4 +575,75 @@ fn the_html_timeline_renders_in_chromium_with_a_lane_per_agent() {
         "a real picture"
     );
     std::fs::write(artifacts.join("timeline.html"), html).unwrap();
+}
+
+/// The Mermaid DAG rendered by Mermaid itself (the npm package, `AGENTMESH_MERMAID_JS` naming
+/// its `mermaid.min.js`; CI sets it) in headless Chromium: it parses, and draws every node.
+#[test]
+fn the_mermaid_dag_renders_with_mermaid_in_chromium() {
+    let (Some(chromium), Some(mermaid_js)) = (
+        real_part("AGENTMESH_CHROMIUM", "the DAG in a browser"),
+        real_part("AGENTMESH_MERMAID_JS", "the DAG rendered by Mermaid"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, events) = recorded_run(dir.path());
+    let dag = mermaid(&events).unwrap();
+    let escaped = dag
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let page = dir.path().join("dag.html");
+    std::fs::write(
+        &page,
+        format!(
+            r#"<!doctype html><html><body>
+<pre class="mermaid">{escaped}</pre>
+<script src="file://{mermaid_js}"></script>
+<script>
+mermaid.initialize({{ startOnLoad: false, securityLevel: "strict" }});
+mermaid.run().then(() => {{ document.body.dataset.rendered = "ok"; }})
+  .catch((e) => {{ document.body.dataset.error = String(e && e.message || e); }});
+</script></body></html>"#
+        ),
+    )
+    .unwrap();
+    let out = Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .args([
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+        ])
+        .arg(&page)
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !dom.contains("data-error"),
+        "Mermaid refused the DAG: {dom}"
+    );
+    assert!(
+        dom.contains("data-rendered=\"ok\""),
+        "Mermaid rendered: {dom}"
+    );
+    assert!(dom.contains("<svg"), "an SVG was drawn");
+    for node in ["plan", "research", "flaky", "slow", "write"] {
+        assert!(dom.contains(node), "node {node} drawn");
+    }
+    // Mermaid draws a `node` group per flowchart node.
+    assert!(
+        dom.matches("class=\"node ").count() >= 5,
+        "five nodes drawn"
+    );
 }
