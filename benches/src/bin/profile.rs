@@ -10,8 +10,9 @@
 //! Instruction counts (callgrind) are the same for the same binary and input whatever else
 //! the machine runs, which wall-clock timings on a shared machine are not: compare them before
 //! and after an optimisation. Scenarios: `chain-mem`, `chain-file` (1000 steps through the
-//! raw `Run` API, memory / file log with batch fsync), `verify`, `replay`, `canonical` and
-//! `history` (of a 20,000-event loop log). Only [`measured`] is the scenario: the workflow
+//! raw `Run` API, memory / file log with batch fsync), `chain-telemetry` (300 `Mesh` runs of
+//! that chain observed by live telemetry, for `perf`: it has threads), `verify`, `replay`,
+//! `canonical` and `history` (of a 20,000-event loop log). Only [`measured`] is the scenario: the workflow
 //! and the log it reads are built before, outside what `--toggle-collect` counts.
 
 use agentmesh_benches::{build_loop_log, chain, options, run_raw, Payload};
