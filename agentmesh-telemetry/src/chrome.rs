@@ -4,18 +4,13 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::lanes::layout;
+use crate::lanes::{layout, origin};
 use crate::spans::{AttrValue, Category, Span, Status, StepMark};
 
 /// The Chrome trace JSON of a run's spans and steps. Times are microseconds from the run's
 /// first record.
 pub fn chrome_trace(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -> Value {
-    let origin = spans
-        .iter()
-        .map(|s| s.start_us)
-        .chain(steps.iter().map(|s| s.time_us))
-        .min()
-        .unwrap_or(0);
+    let origin = origin(spans, steps);
     let rel = |t: u64| t.saturating_sub(origin);
     let lay = layout(spans);
     let mut events = Vec::new();

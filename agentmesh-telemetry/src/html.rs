@@ -10,7 +10,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::chrome::attr_json;
-use crate::lanes::layout;
+use crate::lanes::{layout, origin};
 use crate::spans::{Category, Span, Status, StepMark};
 
 /// The HTML page of a run's spans and steps.
@@ -25,12 +25,7 @@ pub fn html_timeline(run_id: &str, workflow: &str, spans: &[Span], steps: &[Step
 }
 
 fn page_data(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -> Value {
-    let origin = spans
-        .iter()
-        .map(|s| s.start_us)
-        .chain(steps.iter().map(|s| s.time_us))
-        .min()
-        .unwrap_or(0);
+    let origin = origin(spans, steps);
     let ms = |t: u64| t.saturating_sub(origin) as f64 / 1000.0;
     let lay = layout(spans);
     let mut items = Vec::new();

@@ -24,6 +24,16 @@ pub struct Layout {
     pub place: HashMap<SpanId, (usize, usize)>,
 }
 
+/// The earliest time in `spans` and `steps` (unix µs): where a picture's time axis starts.
+pub fn origin(spans: &[Span], steps: &[crate::spans::StepMark]) -> u64 {
+    spans
+        .iter()
+        .map(|s| s.start_us)
+        .chain(steps.iter().map(|s| s.time_us))
+        .min()
+        .unwrap_or(0)
+}
+
 /// Lay out `spans` (any order).
 pub fn layout(spans: &[Span]) -> Layout {
     let mut out = Layout {

@@ -456,14 +456,9 @@ impl SpanBuilder {
                 self.guardrails(e, &b.verdicts, id, at, out);
             }
             EventData::CallCompleted(b) => {
-                let Some(mut span) = self.calls.remove(&(e.seq, b.call)) else {
+                let Some(mut span) = self.close_call(e, b.call, at, dur) else {
                     return;
                 };
-                span.end_us = at;
-                if let Some(d) = dur {
-                    span.start_us = at.saturating_sub(d).max(span.start_us.min(at));
-                }
-                self.call_meta(&mut span, e);
                 if span.category == Category::Chat {
                     if let Some(reason) = b.response.get("finishReason").and_then(Value::as_str) {
                         span.attrs.push((
@@ -486,14 +481,9 @@ impl SpanBuilder {
                 self.guardrails(e, &b.verdicts, id, at, out);
             }
             EventData::CallFailed(b) => {
-                let Some(mut span) = self.calls.remove(&(e.seq, b.call)) else {
+                let Some(mut span) = self.close_call(e, b.call, at, dur) else {
                     return;
                 };
-                span.end_us = at;
-                if let Some(d) = dur {
-                    span.start_us = at.saturating_sub(d).max(span.start_us.min(at));
-                }
-                self.call_meta(&mut span, e);
                 self.add_usage(&mut span, b.usage.as_ref());
                 self.add_charge(&mut span, b.charge.as_ref());
                 span.attrs.push(("error.type", s(&b.error.error_type)));
@@ -665,6 +655,18 @@ impl SpanBuilder {
             input: None,
             output: None,
         }
+    }
+
+    /// The open span of call `call` of `e`'s activation, ended at `at`: it started `dur`
+    /// before when measured, with the provider facts of the result's `meta`.
+    fn close_call(&mut self, e: &Event, call: u32, at: u64, dur: Option<u64>) -> Option<Span> {
+        let mut span = self.calls.remove(&(e.seq, call))?;
+        span.end_us = at;
+        if let Some(d) = dur {
+            span.start_us = at.saturating_sub(d).max(span.start_us.min(at));
+        }
+        self.call_meta(&mut span, e);
+        Some(span)
     }
 
     fn call_ended(&mut self, call: &Span) {
