@@ -149,16 +149,19 @@ class Telemetry {
   }
 }
 
-// The telemetry threads do not keep the process alive: at exit, every telemetry is flushed
-// (blocking, each within its flush timeout), so a short script's last spans are sent.
-const atExit = []
+// The telemetry threads do not keep the process alive: at exit, every telemetry still alive
+// is flushed (blocking, each within its flush timeout), so a short script's last spans are
+// sent. Weak references: a telemetry the program dropped is collected as usual.
+let atExit = null
 function flushAtExit(inner, timeoutMs) {
-  if (atExit.length === 0) {
+  if (atExit === null) {
+    atExit = []
     process.once('exit', () => {
-      for (const [t, ms] of atExit) t.flush(ms)
+      for (const [ref, ms] of atExit) ref.deref()?.flush(ms)
     })
   }
-  atExit.push([inner, timeoutMs])
+  atExit = atExit.filter(([ref]) => ref.deref() !== undefined)
+  atExit.push([new WeakRef(inner), timeoutMs])
 }
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error']

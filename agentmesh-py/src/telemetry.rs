@@ -12,6 +12,7 @@ use agentmesh_core::{Error, ErrorKind};
 use agentmesh_telemetry::otlp::OtlpConfig;
 use agentmesh_telemetry::{
     render_log, send_log, Format, Sampler, Telemetry as CoreTelemetry, TelemetryConfig,
+    WeakTelemetry,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -59,16 +60,17 @@ fn otlp_config(
     Ok(config)
 }
 
-/// Every telemetry made, flushed when the interpreter exits (`flush_at_exit`): the telemetry
-/// threads are daemons, so without it a short script's last spans would be lost.
-static MADE: std::sync::Mutex<Vec<(CoreTelemetry, Duration)>> = std::sync::Mutex::new(Vec::new());
+/// Every telemetry still alive, flushed when the interpreter exits (`flush_at_exit`): the
+/// telemetry threads are daemons, so without it a short script's last spans would be lost.
+/// Weak handles: a telemetry the program dropped stops its threads as usual.
+static MADE: std::sync::Mutex<Vec<(WeakTelemetry, Duration)>> = std::sync::Mutex::new(Vec::new());
 
 impl Telemetry {
     fn kept(inner: CoreTelemetry) -> Telemetry {
         let timeout = inner.flush_timeout();
-        MADE.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((inner.clone(), timeout));
+        let mut made = MADE.lock().unwrap_or_else(|p| p.into_inner());
+        made.retain(|(t, _)| t.upgrade().is_some());
+        made.push((inner.downgrade(), timeout));
         Telemetry { inner }
     }
 }
@@ -80,7 +82,9 @@ pub fn flush_at_exit(py: Python<'_>) {
     let made: Vec<_> = MADE.lock().unwrap_or_else(|p| p.into_inner()).clone();
     py.detach(move || {
         for (t, timeout) in made {
-            t.flush(timeout);
+            if let Some(t) = t.upgrade() {
+                t.flush(timeout);
+            }
         }
     });
 }

@@ -28,7 +28,7 @@ mod worker;
 pub use chrome::chrome_trace;
 pub use export::{render, render_log, send_log, span_json, Format};
 pub use html::html_timeline;
-pub use live::{Telemetry, TelemetryConfig};
+pub use live::{Telemetry, TelemetryConfig, WeakTelemetry};
 pub use logs::{capture_logs, json_logs_to_stderr, LogBuffer};
 pub use mermaid::mermaid;
 pub use metrics::Metrics;

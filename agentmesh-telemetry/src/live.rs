@@ -94,6 +94,17 @@ pub struct Telemetry {
     shared: Arc<Shared>,
 }
 
+/// A [`Telemetry`] that may be gone ([`Telemetry::downgrade`]).
+#[derive(Debug, Clone)]
+pub struct WeakTelemetry(std::sync::Weak<Shared>);
+
+impl WeakTelemetry {
+    /// The telemetry, while some handle keeps it.
+    pub fn upgrade(&self) -> Option<Telemetry> {
+        self.0.upgrade().map(|shared| Telemetry { shared })
+    }
+}
+
 /// What the handles share; dropping the last one flushes (at most `flush_timeout`).
 #[derive(Debug)]
 struct Shared {
@@ -171,6 +182,12 @@ impl Telemetry {
     pub fn metrics(&self) -> Metrics {
         self.shared.sync(Duration::from_secs(2));
         lock(&self.shared.metrics).snapshot()
+    }
+
+    /// A handle that does not keep the telemetry alive (its threads stop once the last
+    /// [`Telemetry`] and the observers given out are gone): for hosts that flush at exit.
+    pub fn downgrade(&self) -> WeakTelemetry {
+        WeakTelemetry(Arc::downgrade(&self.shared))
     }
 
     /// How long a flush at the end waits (the config's `flush_timeout`).
