@@ -480,6 +480,8 @@ describe('bad options', () => {
     refused({ otlp: 4318 }, 'otlp')
     refused({ otlp: 'not a url' }, 'not a url')
     refused({ otlp: 'http://127.0.0.1:4318', headers: { 'x-n': 1 } }, 'headers')
+    refused({ otlp: 'http://127.0.0.1:4318', headers: { authorization: 'Bearer SECRET\n' } }, 'authorization')
+    assert.throws(() => new am.Telemetry({ otlp: 'http://127.0.0.1:4318', headers: { authorization: 'Bearer SECRET\n' } }), (e) => !e.message.includes('SECRET'))
     refused({ otlp: 'http://127.0.0.1:4318', headers: ['x'] }, 'headers')
     refused({ serviceName: 7 }, 'serviceName')
     refused({ captureContent: 'yes' }, 'captureContent')

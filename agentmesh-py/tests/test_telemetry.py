@@ -299,6 +299,9 @@ def test_bad_input_is_a_typed_error(tmp_path: Path) -> None:
         agentmesh.Telemetry(sample_ratio=2.0)
     with pytest.raises(agentmesh.InvalidArgumentError, match="not a URL"):
         agentmesh.Telemetry("not a url")
+    with pytest.raises(agentmesh.InvalidArgumentError, match="authorization") as bad_header:
+        agentmesh.Telemetry("http://127.0.0.1:4318", headers={"authorization": "Bearer SECRET\n"})
+    assert "SECRET" not in str(bad_header.value), "header values carry keys: never in messages"
     with pytest.raises(agentmesh.InvalidArgumentError, match="need otlp"):
         agentmesh.Telemetry(service_name="x")
     with pytest.raises(agentmesh.InvalidArgumentError, match="seconds"):

@@ -392,6 +392,7 @@ fn build_exporter(
             format!("the OTLP endpoint '{endpoint}' is not an http:// or https:// URL"),
         ));
     }
+    check_headers(&config.headers)?;
     let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(UreqClient::new(config.timeout))
@@ -408,6 +409,26 @@ fn build_exporter(
         )
     })?;
     Ok((exporter, endpoint))
+}
+
+/// `INVALID_ARGUMENT` for a header name or value HTTP refuses, naming the header (never its
+/// value: headers carry API keys).
+pub(crate) fn check_headers(headers: &HashMap<String, String>) -> agentmesh_core::Result<()> {
+    for (name, value) in headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("the OTLP header name {name:?} is not a valid HTTP header name"),
+            ));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("the value of OTLP header '{name}' is not a valid HTTP header value (not shown)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn endpoint_from_env() -> String {
@@ -573,6 +594,22 @@ mod tests {
             traces_url("https://c.example/otlp/v1/traces"),
             "https://c.example/otlp/v1/traces"
         );
+    }
+
+    #[test]
+    fn a_bad_header_is_refused_without_showing_its_value() {
+        let mut c = OtlpConfig::to("http://127.0.0.1:4318");
+        c.headers
+            .insert("authorization".into(), "Bearer SECRET\n".into());
+        let e = OtlpExporter::start(&c).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.message().contains("authorization") && !e.message().contains("SECRET"));
+        let mut c = OtlpConfig::to("http://127.0.0.1:4318");
+        c.headers.insert("bad name".into(), "v".into());
+        assert!(export_now(&[], &c)
+            .unwrap_err()
+            .message()
+            .contains("bad name"));
     }
 
     #[test]

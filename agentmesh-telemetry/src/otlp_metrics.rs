@@ -42,6 +42,7 @@ impl OtelMetrics {
     ///
     /// Errors: `INVALID_ARGUMENT` for an endpoint or header the exporter refuses.
     pub fn start(config: &OtlpConfig, interval: Duration) -> agentmesh_core::Result<OtelMetrics> {
+        crate::otlp::check_headers(&config.headers)?;
         let mut builder = opentelemetry_otlp::MetricExporter::builder()
             .with_http()
             .with_http_client(UreqClient::new(config.timeout))
