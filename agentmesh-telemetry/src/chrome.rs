@@ -7,13 +7,75 @@ use serde_json::{json, Map, Value};
 use crate::lanes::{layout, origin};
 use crate::spans::{AttrValue, Category, Span, Status, StepMark};
 
-/// The Chrome trace JSON of a run's spans and steps. Times are microseconds from the run's
-/// first record.
+/// The Chrome trace JSON of a run's spans and steps, as a value. Times are microseconds from
+/// the run's first record.
 pub fn chrome_trace(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -> Value {
+    let mut events: Vec<Value> = Vec::new();
+    let origin = trace_events(spans, steps, run_id, workflow, &mut events);
+    json!({
+        "traceEvents": events,
+        "displayTimeUnit": "ms",
+        "otherData": {"runId": run_id, "workflow": workflow, "originUnixUs": origin},
+    })
+}
+
+/// [`chrome_trace`] as JSON text, written event by event: memory stays flat however long the
+/// run (what `agentmesh export --format chrome` prints).
+pub fn chrome_trace_text(
+    run_id: &str,
+    workflow: &str,
+    spans: &[Span],
+    steps: &[StepMark],
+) -> String {
+    let mut text = Text(String::from("{\"traceEvents\":["), true);
+    let origin = trace_events(spans, steps, run_id, workflow, &mut text);
+    let other = json!({"runId": run_id, "workflow": workflow, "originUnixUs": origin});
+    let mut out = text.0;
+    out.push_str("],\"displayTimeUnit\":\"ms\",\"otherData\":");
+    out.push_str(&other.to_string());
+    out.push('}');
+    out
+}
+
+/// Where trace events go: a list, or JSON text.
+trait Events {
+    fn push(&mut self, event: Value);
+    fn extend(&mut self, events: impl IntoIterator<Item = Value>) {
+        for e in events {
+            self.push(e);
+        }
+    }
+}
+
+impl Events for Vec<Value> {
+    fn push(&mut self, event: Value) {
+        Vec::push(self, event);
+    }
+}
+
+/// JSON text of the events so far, and whether none was written yet.
+struct Text(String, bool);
+
+impl Events for Text {
+    fn push(&mut self, event: Value) {
+        if !std::mem::take(&mut self.1) {
+            self.0.push(',');
+        }
+        self.0.push_str(&event.to_string());
+    }
+}
+
+/// Write the trace's events; the origin (unix µs) their times count from.
+fn trace_events(
+    spans: &[Span],
+    steps: &[StepMark],
+    run_id: &str,
+    workflow: &str,
+    events: &mut impl Events,
+) -> u64 {
     let origin = origin(spans, steps);
     let rel = |t: u64| t.saturating_sub(origin);
     let lay = layout(spans);
-    let mut events = Vec::new();
     events.push(json!({"ph": "M", "pid": 1, "name": "process_name",
         "args": {"name": format!("{workflow} ({run_id})")}}));
     // Thread ids: 1 for steps, then each lane's rows in lane order.
@@ -108,11 +170,7 @@ pub fn chrome_trace(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepM
             );
         }
     }
-    json!({
-        "traceEvents": events,
-        "displayTimeUnit": "ms",
-        "otherData": {"runId": run_id, "workflow": workflow, "originUnixUs": origin},
-    })
+    origin
 }
 
 fn thread_name(tid: u64, name: &str, order: u64) -> [Value; 2] {

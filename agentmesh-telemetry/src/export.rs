@@ -5,7 +5,7 @@ use std::path::Path;
 use agentmesh_core::{read_log, Error, ErrorKind, Event, LogHeader};
 use serde_json::{json, Map, Value};
 
-use crate::chrome::{attr_json, chrome_trace};
+use crate::chrome::{attr_json, chrome_trace_text};
 use crate::html::html_timeline;
 use crate::mermaid::mermaid;
 use crate::spans::{spans, Span, Status};
@@ -61,8 +61,7 @@ pub fn render(
         }),
         Format::Chrome => {
             let (spans, steps) = spans(header, events);
-            let v = chrome_trace(run_id, workflow, &spans, &steps);
-            Ok(serde_json::to_string(&v).expect("JSON values serialize") + "\n")
+            Ok(chrome_trace_text(run_id, workflow, &spans, &steps) + "\n")
         }
         Format::Html => {
             let (spans, steps) = spans(header, events);

@@ -15,8 +15,7 @@ use crate::spans::{Category, Span, Status, StepMark};
 
 /// The HTML page of a run's spans and steps.
 pub fn html_timeline(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -> String {
-    let data = page_data(run_id, workflow, spans, steps);
-    let text = serde_json::to_string(&data).expect("JSON values serialize");
+    let text = page_data(run_id, workflow, spans, steps);
     // Inside <script>, only `</` could end the element; `<` escaped covers it and `<!--`.
     let text = text.replace('<', "\\u003c");
     TEMPLATE
@@ -24,11 +23,13 @@ pub fn html_timeline(run_id: &str, workflow: &str, spans: &[Span], steps: &[Step
         .replace("__DATA__", &text)
 }
 
-fn page_data(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -> Value {
+/// The page's data as JSON text. Each span's item is written as it is made, so a long run's
+/// data is never all held as values at once.
+fn page_data(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -> String {
     let origin = origin(spans, steps);
     let ms = |t: u64| t.saturating_sub(origin) as f64 / 1000.0;
     let lay = layout(spans);
-    let mut items = Vec::new();
+    let mut items = String::new();
     let (mut tin, mut tout, mut cost) = (0i64, 0i64, 0i64);
     let mut status = "running";
     for s in spans {
@@ -72,7 +73,10 @@ fn page_data(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -
                 json!({"name": e.name, "t": ms(e.time_us), "attrs": a})
             })
             .collect();
-        items.push(json!({
+        if !items.is_empty() {
+            items.push(',');
+        }
+        let item = json!({
             "id": s.span_id.hex(),
             "parent": s.parent.map(|p| p.hex()),
             "links": s.links.iter().map(|l| l.hex()).collect::<Vec<_>>(),
@@ -90,7 +94,8 @@ fn page_data(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -
             "events": events,
             "input": s.input.as_deref(),
             "output": s.output.as_deref(),
-        }));
+        });
+        items.push_str(&item.to_string());
     }
     let lanes: Vec<Value> = lay
         .lanes
@@ -101,7 +106,7 @@ fn page_data(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -
         .iter()
         .map(|s| json!({"step": s.step, "t": ms(s.time_us), "activations": s.activations}))
         .collect();
-    json!({
+    let head = json!({
         "runId": run_id,
         "workflow": workflow,
         "status": status,
@@ -110,8 +115,10 @@ fn page_data(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -
         "microUsd": cost,
         "lanes": lanes,
         "steps": steps,
-        "spans": items,
     })
+    .to_string();
+    // `head` is an object: its closing brace gives way to the spans.
+    format!("{},\"spans\":[{items}]}}", &head[..head.len() - 1])
 }
 
 fn category(c: Category) -> &'static str {

@@ -25,7 +25,7 @@ pub mod sampling;
 pub mod spans;
 mod worker;
 
-pub use chrome::chrome_trace;
+pub use chrome::{chrome_trace, chrome_trace_text};
 pub use export::{render, render_log, send_log, span_json, Format};
 pub use html::html_timeline;
 pub use live::{Telemetry, TelemetryConfig, WeakTelemetry};

@@ -254,6 +254,11 @@ pub struct SpanBuilder {
     /// Per open activation (scheduled seq), its calls' earliest start: the activation span
     /// starts no later (record times are milliseconds, durations microseconds).
     child_start: HashMap<u64, u64>,
+    /// Names (nodes, agents, tools) as this builder's own strings: spans share nothing with
+    /// the run's thread (a shared `Arc` would bounce its count between the two threads).
+    names: HashSet<Arc<str>>,
+    /// Whether spans carry the recorded values (`input`, `output`).
+    values: bool,
 }
 
 impl SpanBuilder {
@@ -282,7 +287,30 @@ impl SpanBuilder {
             usage: Usage::default(),
             call_usage: HashSet::new(),
             child_start: HashMap::new(),
+            names: HashSet::new(),
+            values: true,
         }
+    }
+
+    /// Leave the recorded values off the spans (`input` and `output` stay `None`): live
+    /// telemetry without content capture needs none of them.
+    pub fn without_values(mut self) -> SpanBuilder {
+        self.values = false;
+        self
+    }
+
+    fn own(&mut self, name: &Option<Arc<str>>) -> Option<Arc<str>> {
+        let name = name.as_deref()?;
+        if let Some(n) = self.names.get(name) {
+            return Some(n.clone());
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.names.insert(n.clone());
+        Some(n)
+    }
+
+    fn value(&self, v: &Arc<Value>) -> Option<Arc<Value>> {
+        self.values.then(|| v.clone())
     }
 
     /// The run's trace id.
@@ -311,7 +339,7 @@ impl SpanBuilder {
                     .push(("agentmesh.seed", AttrValue::Int(b.seed as i64)));
                 // Phoenix shows a span without a kind as UNKNOWN.
                 root.attrs.push(("openinference.span.kind", s("CHAIN")));
-                root.input = Some(b.input.clone());
+                root.input = self.value(&b.input);
                 let root_id = root.span_id;
                 self.root = Some(root);
                 self.guardrails(e, &b.verdicts, root_id, at, out);
@@ -344,7 +372,7 @@ impl SpanBuilder {
                 let root = self.root_id();
                 let (category, name, lane) = match kind {
                     ActivationKind::Agent => {
-                        let agent = b.agent.clone().or(e.node.clone());
+                        let agent = self.own(&b.agent).or_else(|| self.own(&e.node));
                         (
                             Category::Agent,
                             format!("invoke_agent {}", or_dash(&agent)),
@@ -352,7 +380,7 @@ impl SpanBuilder {
                         )
                     }
                     ActivationKind::Tool => {
-                        let tool = b.tool.clone().or(e.node.clone());
+                        let tool = self.own(&b.tool).or_else(|| self.own(&e.node));
                         (
                             Category::ToolNode,
                             format!("execute_tool {}", or_dash(&tool)),
@@ -362,7 +390,7 @@ impl SpanBuilder {
                     ActivationKind::Human => (
                         Category::Human,
                         format!("await_human {}", or_dash(&e.node)),
-                        e.node.clone(),
+                        self.own(&e.node),
                     ),
                 };
                 let mut span = self.span(e, category, root, at + b.delay_ms * 1000);
@@ -413,7 +441,7 @@ impl SpanBuilder {
                 let Some(mut span) = self.close_activation(e, at, dur, out) else {
                     return;
                 };
-                span.output = Some(b.output.clone());
+                span.output = self.value(&b.output);
                 self.add_usage(&mut span, b.usage.as_ref());
                 span.status = Status::Ok;
                 let id = span.span_id;
@@ -450,7 +478,7 @@ impl SpanBuilder {
                 span.lane = self.lane_of(e.parent_seq);
                 self.call_attrs(&mut span, b.kind, &b.name, &b.request, b.max_tokens);
                 span.attrs.push(("agentmesh.call", int(b.call.into())));
-                span.input = Some(b.request.clone());
+                span.input = self.value(&b.request);
                 let id = span.span_id;
                 self.calls.insert((e.seq, b.call), span);
                 self.guardrails(e, &b.verdicts, id, at, out);
@@ -473,7 +501,7 @@ impl SpanBuilder {
                     span.attrs
                         .push(("agentmesh.call.cached", AttrValue::Bool(true)));
                 }
-                span.output = Some(b.response.clone());
+                span.output = self.value(&b.response);
                 span.status = Status::Ok;
                 self.call_ended(&span);
                 let id = span.span_id;
@@ -509,7 +537,7 @@ impl SpanBuilder {
                 let request = b.request.clone().unwrap_or_else(|| Arc::new(Value::Null));
                 self.call_attrs(&mut span, b.kind, &b.name, &request, None);
                 span.attrs.push(("agentmesh.call", int(b.call.into())));
-                span.input = b.request.clone();
+                span.input = b.request.as_ref().and_then(|r| self.value(r));
                 let (error_type, message) = match &b.budget {
                     Some(refusal) => {
                         span.events.push(SpanEvent {
@@ -568,7 +596,7 @@ impl SpanBuilder {
                 if let Some(mut root) = self.take_root(at) {
                     root.status = Status::Ok;
                     root.attrs.push(("agentmesh.run.status", s("completed")));
-                    root.output = Some(Arc::new(b.output.clone()));
+                    root.output = self.values.then(|| Arc::new(b.output.clone()));
                     out.push(root);
                 }
             }
@@ -634,7 +662,8 @@ impl SpanBuilder {
         at
     }
 
-    fn span(&self, e: &Event, category: Category, parent: Option<SpanId>, at: u64) -> Span {
+    fn span(&mut self, e: &Event, category: Category, parent: Option<SpanId>, at: u64) -> Span {
+        let node = self.own(&e.node);
         Span {
             trace_id: self.trace_id,
             span_id: SpanId::of(&self.run_id, e.seq, e.sub),
@@ -650,7 +679,7 @@ impl SpanBuilder {
             seq: e.seq,
             sub: e.sub,
             parent_seq: e.parent_seq,
-            node: e.node.clone(),
+            node,
             lane: None,
             input: None,
             output: None,

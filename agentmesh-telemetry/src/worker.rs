@@ -3,9 +3,8 @@
 //! this thread turns them into spans, metrics and log lines, and hands finished spans to the
 //! exporter's thread.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +19,6 @@ pub(crate) enum Msg {
     /// One commit of a run; the header comes with the commit holding `runStarted`.
     Events {
         header: Option<Box<LogHeader>>,
-        run_id: Arc<str>,
         events: Vec<Event>,
     },
     /// A run goes on from its log, which held `history` then.
@@ -59,6 +57,8 @@ pub(crate) struct Feed {
     pub(crate) dropped: AtomicU64,
     /// Handled events, to be freed by the committing thread.
     handled: Mutex<Vec<Vec<Event>>>,
+    /// Whether `handled` holds anything (checked at every commit without the lock).
+    has_handled: AtomicBool,
     /// Commits so far (the telemetry thread frees `handled` itself once this stops moving).
     commits: AtomicU64,
 }
@@ -77,6 +77,7 @@ impl Feed {
             wake,
             dropped: AtomicU64::new(0),
             handled: Mutex::new(Vec::new()),
+            has_handled: AtomicBool::new(false),
             commits: AtomicU64::new(0),
         };
         (feed, rx)
@@ -100,15 +101,23 @@ impl Feed {
         true
     }
 
-    fn give_back(&self, events: Vec<Event>) {
+    /// Hand a batch's handled events back, in one lock.
+    fn give_back(&self, batch: Vec<Vec<Event>>) {
+        if batch.is_empty() {
+            return;
+        }
         self.handled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(events);
+            .extend(batch);
+        self.has_handled.store(true, Ordering::Release);
     }
 
-    /// Free what was handled (on the calling thread).
+    /// Free what was handled (on the calling thread); a flag check when there is nothing.
     fn free_handled(&self) {
+        if !self.has_handled.swap(false, Ordering::Acquire) {
+            return;
+        }
         let handled = std::mem::take(&mut *self.handled.lock().unwrap_or_else(|p| p.into_inner()));
         drop(handled);
     }
@@ -124,19 +133,16 @@ impl Observer for Feed {
     fn committed(&self, header: &LogHeader, events: Vec<Event>) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.free_handled();
-        let Some(first) = events.first() else { return };
-        let run_id = first.run_id.clone();
+        if events.is_empty() {
+            return;
+        }
         let header = events
             .iter()
             .any(|e| matches!(e.data, EventData::RunStarted(_)))
             .then(|| Box::new(header.clone()));
         let ends = events.iter().any(|e| e.kind().ends_run());
         let n = events.len();
-        let msg = Msg::Events {
-            header,
-            run_id,
-            events,
-        };
+        let msg = Msg::Events { header, events };
         if !self.push(msg, n, ends) {
             let n = n as u64;
             let before = self.dropped.fetch_add(n, Ordering::Relaxed);
@@ -181,14 +187,25 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn run(self) {
         let mut runs: HashMap<Arc<str>, RunSpans> = HashMap::new();
+        let mut commits = 0;
         loop {
             let open = !matches!(
                 self.wake.recv_timeout(TICK),
                 Err(RecvTimeoutError::Disconnected)
             );
+            let mut handled = Vec::new();
             for msg in self.feed.take() {
-                self.handle(&mut runs, msg);
+                if let Some(events) = self.handle(&mut runs, msg) {
+                    handled.push(events);
+                }
             }
+            self.feed.give_back(handled);
+            // No commit since the last look: no committing thread is there to free them.
+            let now = self.feed.commits.load(Ordering::Relaxed);
+            if now == commits {
+                self.feed.free_handled();
+            }
+            commits = now;
             // Every handle of the telemetry is gone (the feed itself is held here).
             if !open || Arc::strong_count(&self.feed) == 1 {
                 return;
@@ -196,15 +213,12 @@ impl Worker {
         }
     }
 
-    fn handle(&self, runs: &mut HashMap<Arc<str>, RunSpans>, msg: Msg) {
+    /// Handle `msg`; the events it carried, to be freed by their thread.
+    fn handle(&self, runs: &mut HashMap<Arc<str>, RunSpans>, msg: Msg) -> Option<Vec<Event>> {
         match msg {
-            Msg::Events {
-                header,
-                run_id,
-                events,
-            } => {
-                self.events(runs, header, &run_id, &events);
-                self.feed.give_back(events);
+            Msg::Events { header, events } => {
+                self.events(runs, header, &events);
+                Some(events)
             }
             Msg::Resumed { header, history } => {
                 // Rebuild what was open when the run stopped, so what ends now nests under
@@ -216,15 +230,20 @@ impl Worker {
                     discard.clear();
                 }
                 runs.insert(Arc::from(header.run_id.as_str()), run);
+                None
             }
             Msg::Sync(done) => {
                 let _ = done.try_send(());
+                None
             }
         }
     }
 
     fn run_spans(&self, header: &LogHeader) -> RunSpans {
-        let builder = SpanBuilder::new(header);
+        let mut builder = SpanBuilder::new(header);
+        if !self.capture_content {
+            builder = builder.without_values();
+        }
         let sampled = self.sampler.samples(builder.trace_id());
         RunSpans {
             builder,
@@ -237,18 +256,23 @@ impl Worker {
         &self,
         runs: &mut HashMap<Arc<str>, RunSpans>,
         header: Option<Box<LogHeader>>,
-        run_id: &Arc<str>,
         events: &[Event],
     ) {
-        let run = match runs.entry(run_id.clone()) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => match header {
-                Some(h) => v.insert(self.run_spans(&h)),
+        // The run's id by reference: the events' own `Arc` is the run thread's to count.
+        let Some(run_id) = events.first().map(|e| &*e.run_id) else {
+            return;
+        };
+        if !runs.contains_key(run_id) {
+            match header {
+                Some(h) => {
+                    runs.insert(Arc::from(run_id), self.run_spans(&h));
+                }
                 // A run first seen mid-way (its start was dropped from a full queue):
                 // nothing to hang its spans on.
                 None => return,
-            },
-        };
+            }
+        }
+        let run = runs.get_mut(run_id).expect("inserted above");
         crate::logs::emit(run_id, events);
         let mut ended = Vec::new();
         let mut finished = false;
