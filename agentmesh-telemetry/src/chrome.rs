@@ -139,7 +139,7 @@ fn trace_events(
             continue;
         }
         events.push(
-            json!({"ph": "X", "pid": 1, "tid": tid, "name": s.name, "cat": cat(s.category),
+            json!({"ph": "X", "pid": 1, "tid": tid, "name": s.name, "cat": s.category.short_name(),
             "ts": rel(s.start_us), "dur": s.dur_us().max(1), "args": args}),
         );
         for ev in &s.events {
@@ -187,18 +187,6 @@ fn depth(c: Category) -> u8 {
         Category::Agent | Category::ToolNode | Category::Human => 1,
         Category::Chat | Category::ToolCall => 2,
         Category::Guardrail => 3,
-    }
-}
-
-fn cat(c: Category) -> &'static str {
-    match c {
-        Category::Workflow => "run",
-        Category::Agent => "agent",
-        Category::ToolNode => "tool",
-        Category::Human => "human",
-        Category::Chat => "llm",
-        Category::ToolCall => "tool_call",
-        Category::Guardrail => "policy",
     }
 }
 

@@ -81,7 +81,7 @@ fn page_data(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -
             "parent": s.parent.map(|p| p.hex()),
             "links": s.links.iter().map(|l| l.hex()).collect::<Vec<_>>(),
             "name": s.name,
-            "cat": category(s.category),
+            "cat": s.category.short_name(),
             "node": s.node.as_deref(),
             "seq": s.seq,
             "lane": lane,
@@ -119,18 +119,6 @@ fn page_data(run_id: &str, workflow: &str, spans: &[Span], steps: &[StepMark]) -
     .to_string();
     // `head` is an object: its closing brace gives way to the spans.
     format!("{},\"spans\":[{items}]}}", &head[..head.len() - 1])
-}
-
-fn category(c: Category) -> &'static str {
-    match c {
-        Category::Workflow => "run",
-        Category::Agent => "agent",
-        Category::ToolNode => "tool",
-        Category::Human => "human",
-        Category::Chat => "llm",
-        Category::ToolCall => "toolCall",
-        Category::Guardrail => "policy",
-    }
 }
 
 fn escape_html(text: &str) -> String {

@@ -103,6 +103,20 @@ pub enum Category {
 }
 
 impl Category {
+    /// A short name for pictures (`run`, `agent`, `tool`, `human`, `llm`, `toolCall`,
+    /// `policy`).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Category::Workflow => "run",
+            Category::Agent => "agent",
+            Category::ToolNode => "tool",
+            Category::Human => "human",
+            Category::Chat => "llm",
+            Category::ToolCall => "toolCall",
+            Category::Guardrail => "policy",
+        }
+    }
+
     /// The span kind OTLP gets: calls leave the process (CLIENT), the rest is INTERNAL.
     pub fn is_client(self) -> bool {
         matches!(self, Category::Chat | Category::ToolCall)
@@ -540,17 +554,7 @@ impl SpanBuilder {
                 span.input = b.request.as_ref().and_then(|r| self.value(r));
                 let (error_type, message) = match &b.budget {
                     Some(refusal) => {
-                        span.events.push(SpanEvent {
-                            name: "agentmesh.budget.exceeded",
-                            time_us: at,
-                            attrs: vec![
-                                ("agentmesh.budget.scope", s(refusal.scope.as_str())),
-                                ("agentmesh.budget.dimension", s(refusal.dimension.as_str())),
-                                ("agentmesh.budget.limit", int(refusal.limit)),
-                                ("agentmesh.budget.spent", int(refusal.spent)),
-                                ("agentmesh.budget.requested", int(refusal.requested)),
-                            ],
-                        });
+                        span.events.push(budget_exceeded(refusal, at));
                         ("BudgetExceededError", refusal.message())
                     }
                     None => (
@@ -605,16 +609,7 @@ impl SpanBuilder {
                     root.attrs.push(("agentmesh.run.status", s("failed")));
                     root.attrs.push(("error.type", s(&b.error.code)));
                     if let Some(refusal) = &b.error.budget {
-                        root.events.push(SpanEvent {
-                            name: "agentmesh.budget.exceeded",
-                            time_us: at,
-                            attrs: vec![
-                                ("agentmesh.budget.scope", s(refusal.scope.as_str())),
-                                ("agentmesh.budget.dimension", s(refusal.dimension.as_str())),
-                                ("agentmesh.budget.limit", int(refusal.limit)),
-                                ("agentmesh.budget.spent", int(refusal.spent)),
-                            ],
-                        });
+                        root.events.push(budget_exceeded(refusal, at));
                     }
                     root.status = Status::Error(b.error.message.clone());
                     out.push(root);
@@ -946,6 +941,21 @@ impl SpanBuilder {
             span.status = Status::Ok;
             out.push(span);
         }
+    }
+}
+
+/// The `agentmesh.budget.exceeded` event of a budget refusal at `at`.
+fn budget_exceeded(refusal: &agentmesh_core::BudgetRefusal, at: u64) -> SpanEvent {
+    SpanEvent {
+        name: "agentmesh.budget.exceeded",
+        time_us: at,
+        attrs: vec![
+            ("agentmesh.budget.scope", s(refusal.scope.as_str())),
+            ("agentmesh.budget.dimension", s(refusal.dimension.as_str())),
+            ("agentmesh.budget.limit", int(refusal.limit)),
+            ("agentmesh.budget.spent", int(refusal.spent)),
+            ("agentmesh.budget.requested", int(refusal.requested)),
+        ],
     }
 }
 
