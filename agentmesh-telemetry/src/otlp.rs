@@ -303,21 +303,23 @@ impl Worker {
                 }
                 Ok(Msg::Flush(done)) => {
                     // Everything queued before the flush is in `pending` or behind it in the
-                    // channel; take what is there now.
+                    // channel; take what is there now. A later flush found there is answered
+                    // only once its spans are handled too, like this one.
+                    let mut dones = vec![done];
                     while let Ok(msg) = self.rx.try_recv() {
                         match msg {
                             Msg::Spans(spans) => {
                                 self.queued.fetch_sub(spans.len() as u64, Ordering::Relaxed);
                                 pending.extend(spans);
                             }
-                            Msg::Flush(other) => {
-                                let _ = other.try_send(());
-                            }
+                            Msg::Flush(other) => dones.push(other),
                         }
                     }
                     self.export_all(&mut pending);
                     oldest = None;
-                    let _ = done.try_send(());
+                    for done in dones {
+                        let _ = done.try_send(());
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.export_all(&mut pending);
