@@ -7,6 +7,7 @@ mod compat;
 mod compat_v2;
 mod compat_v3;
 mod compat_v4;
+mod compat_v5;
 mod crash;
 mod determinism;
 mod driver;
