@@ -178,6 +178,12 @@ fn body(data: &EventData, max: usize) -> String {
             if let Some(p) = &s.prompt {
                 parts.push(format!("asks {}", Value::String(p.to_string())));
             }
+            if let Some(item) = &s.item {
+                match &item.key {
+                    Some(k) => parts.push(format!("item {} ({k})", item.index)),
+                    None => parts.push(format!("item {}", item.index)),
+                }
+            }
             if *kind == ActivationKind::Human {
                 parts.push("waits for a person".to_owned());
             }
@@ -192,6 +198,9 @@ fn body(data: &EventData, max: usize) -> String {
             }
             if let Some(t) = s.timeout_ms {
                 parts.push(format!("timeout {t} ms"));
+            }
+            for (path, seq) in &s.reads {
+                parts.push(format!("reads {path} (#{seq})"));
             }
             parts.join(", ")
         }
@@ -295,6 +304,10 @@ fn body(data: &EventData, max: usize) -> String {
                 d.name
             )
         }
+        EventData::MapCompleted(m) => match m.failed {
+            0 => format!("{} items done", m.items),
+            f => format!("{} items done, {f} failed (collected)", m.items),
+        },
         // A family newer than this renderer: its type name says what it is.
         other => other.type_name().to_owned(),
     }

@@ -60,18 +60,19 @@ pub use log::{
     Repair, UsageReport, UsageTotals, VerifyReport, ANCHOR_VERSION,
 };
 pub use machine::RunState;
-pub use model::activation::{Activation, Completion, Outcome, RunStatus};
+pub use model::activation::{Activation, Completion, Item, Outcome, RunStatus};
 pub use model::budget::{BudgetRefusal, BudgetWarning, CallDenied, RunBudget, Scope};
 pub use model::call::{
     idempotency_key, Attempt, CallAsk, CallError, CallKind, CallMeta, CallOutcome, CallRequest,
     CallTicket, TicketState, MAX_CALLS_PER_ACTIVATION,
 };
-pub use model::event::{trace_id_for, Event, EventData, EventKind, Role};
+pub use model::event::{trace_id_for, Event, EventData, EventKind, ItemRef, MapCompleted, Role};
 pub use model::failure::{Failure, FailureKind, RunError, Usage};
 pub use model::header::{HeaderMeta, LogHeader, PolicyRef, CANONICAL_VERSION, LOG_VERSION};
 pub use model::verdict::{Action, Verdict, TOOLS_RULE};
 pub use model::workflow::{
-    ActivationKind, NodeKind, NodeOptions, RetrySpec, Workflow, WorkflowBuilder, WorkflowSpec,
+    ActivationKind, ItemFailure, NodeKind, NodeOptions, RetrySpec, Workflow, WorkflowBuilder,
+    WorkflowSpec,
 };
 pub use model::MAX_VALUE_DEPTH;
 pub use policy::{

@@ -78,6 +78,7 @@ impl From<core::Activation> for Activation {
             step,
             input,
             deps,
+            ..
         } = a;
         Activation {
             id: num(id),

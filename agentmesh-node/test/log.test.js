@@ -167,7 +167,7 @@ describe('a log written by the CLI', { skip: !haveCli && !process.env.CI && noCl
     const expected = {
       runId: 'review-1',
       workflow: 'review-loop',
-      version: 5,
+      version: 6,
       events: 20,
       lastSeq: 20,
       holes: [],
@@ -277,7 +277,7 @@ describe('a log written by the CLI', { skip: !haveCli && !process.env.CI && noCl
     const wf = Workflow.fromFile(workflowFile)
     assert.deepEqual({ ...header, meta: undefined }, {
       format: 'agentmesh-log',
-      version: 5,
+      version: 6,
       flags: [],
       runId: 'review-1',
       workflow: { name: 'review-loop', hash: wf.hash },

@@ -766,7 +766,7 @@ describe('log functions', () => {
     assert.deepEqual(intact, {
       runId: 'run-0c075115801b8feb',
       workflow: 'chain',
-      version: 5,
+      version: 6,
       events: 11,
       lastSeq: 11,
       holes: [],
@@ -811,7 +811,7 @@ describe('log functions', () => {
     delete header.meta
     assert.deepEqual(header, {
       format: 'agentmesh-log',
-      version: 5,
+      version: 6,
       flags: [],
       runId: 'run-0c075115801b8feb',
       workflow: { name: 'chain', hash: chainWorkflow().hash },

@@ -397,7 +397,7 @@ describe('workflow warnings', () => {
     ],
   })
   const HINT =
-    "node 'publish': every 'after' entry is a branch (gate), and a branch has no output, so its activations receive no deps; add the nodes whose outputs it reads to 'after'"
+    "node 'publish': every 'after' entry is a branch (gate), and a branch has no output, so its activations receive no deps; add the nodes whose outputs it needs to 'after', or list them in 'reads'"
 
   /** The AgentMesh warnings `fn` emits (emitWarning delivers them on the next tick). */
   async function emitted(fn) {

@@ -78,7 +78,7 @@ def test_check_log_reports_without_writing(log: Path) -> None:
     assert set(report) == REPORT_KEYS
     assert report["runId"] == "chain" and report["finished"] == "runCompleted"
     assert report["tornAt"] is None and report["repaired"] is None
-    assert report["bytes"] == log.stat().st_size and report["version"] == 5  # log format 5 (policy verdicts)
+    assert report["bytes"] == log.stat().st_size and report["version"] == 6  # log format 6 (workflow shapes)
 
     size = log.stat().st_size
     with open(log, "ab") as f:

@@ -21,7 +21,7 @@ BUGGY: Dict[str, Any] = {"name": "pub", "nodes": [
     {"id": "publish", "type": "tool", "tool": "save", "after": ["gate"]}]}
 
 HINT = ("node 'publish': every 'after' entry is a branch (gate), and a branch has no output, so its "
-        "activations receive no deps; add the nodes whose outputs it reads to 'after'")
+        "activations receive no deps; add the nodes whose outputs it needs to 'after', or list them in 'reads'")
 
 
 def fixed() -> Dict[str, Any]:

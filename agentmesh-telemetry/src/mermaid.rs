@@ -128,6 +128,8 @@ fn render(workflow: &WorkflowSpec, events: &[Event]) -> String {
             NodeKind::Human => ("[/\"", "\"/]"),
             NodeKind::Tool => ("[[\"", "\"]]"),
             NodeKind::Agent => ("[\"", "\"]"),
+            // A trapezoid: one node that fans out over items.
+            NodeKind::Map => ("[/\"", "\"\\]"),
         };
         let _ = writeln!(
             out,
@@ -199,6 +201,7 @@ fn who(n: &NodeSpec) -> Option<&str> {
         NodeKind::Tool => n.tool.as_deref(),
         NodeKind::Human => Some("human"),
         NodeKind::Branch => Some("branch"),
+        NodeKind::Map => n.agent.as_deref().or(n.tool.as_deref()),
     }
 }
 

@@ -10,7 +10,8 @@
 //!  "approvals": {"approve": {"approved": true}}}
 //! ```
 //!
-//! Without a matching entry the output is `{"node": id, "visit": v, "attempt": a}`.
+//! Without a matching entry the output is `{"node": id, "visit": v, "attempt": a}` (with
+//! `"item": index` for a map's item). A behaviour's `item` filter picks a map item by index.
 //!
 //! A behaviour may make calls first (`"calls"`: kind, name, request, and the scripted
 //! `response` or `error`, with `usage`), in list order, each started and then completed; with
@@ -143,6 +144,9 @@ pub struct Behavior {
     /// Only for this attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// Only for the map item at this index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<u64>,
     /// Output to return.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
@@ -271,7 +275,10 @@ impl Script {
             .filter_map(|k| self.agents.get(*k))
             .flatten()
             .find(|b| {
-                b.visit.is_none_or(|v| v == act.visit) && b.attempt.is_none_or(|a| a == act.attempt)
+                b.visit.is_none_or(|v| v == act.visit)
+                    && b.attempt.is_none_or(|a| a == act.attempt)
+                    && b.item
+                        .is_none_or(|i| act.item.as_ref().is_some_and(|it| it.index == i))
             })
     }
 
@@ -358,5 +365,9 @@ fn make_calls(b: &Behavior, ctx: &Context) -> Result<()> {
 }
 
 fn default_output(act: &Activation) -> Value {
-    json!({"node": &*act.node, "visit": act.visit, "attempt": act.attempt})
+    let mut out = json!({"node": &*act.node, "visit": act.visit, "attempt": act.attempt});
+    if let Some(item) = &act.item {
+        out["item"] = json!(item.index);
+    }
+    out
 }

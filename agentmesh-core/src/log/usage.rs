@@ -269,12 +269,13 @@ impl UsageReport {
                 let c = w.compiled();
                 c.index
                     .get(node)
-                    .map(|&i| (c.nodes[i].name.to_string(), c.nodes[i].kind))
+                    .map(|&i| (c.nodes[i].name.to_string(), c.nodes[i].is_tool()))
             });
-            if let Some((name, kind)) = name {
-                let by = match kind {
-                    crate::model::workflow::NodeKind::Tool => &mut self.by_tool,
-                    _ => &mut self.by_agent,
+            if let Some((name, tool)) = name {
+                let by = if tool {
+                    &mut self.by_tool
+                } else {
+                    &mut self.by_agent
                 };
                 spend.add_to(by.entry(name.clone()).or_default());
                 let line = match self

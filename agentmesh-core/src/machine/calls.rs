@@ -23,7 +23,6 @@ use crate::model::call::{
 };
 use crate::model::event::{Event, EventData};
 use crate::model::verdict::Verdict;
-use crate::model::workflow::NodeKind;
 use crate::policy::{block_digest, Subject};
 
 /// One call of an activation, as the log holds it.
@@ -318,7 +317,7 @@ impl Machine {
     fn decide_budget(&self, slot: &Slot, ledger: &Ledger, req: &CallRequest) -> Result<Decision> {
         let left = slot.account.lease.left(&slot.account.charged);
         let node = &self.wf.compiled().nodes[slot.node];
-        let agent = (node.kind == NodeKind::Agent).then_some(&node.name);
+        let agent = node.agent();
         let deny = |d: Dimension, requested: u64| {
             Decision::Deny(ledger.refusal(&slot.account, slot.node, &node.id, agent, d, requested))
         };

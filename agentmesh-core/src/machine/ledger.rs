@@ -79,7 +79,7 @@ impl Ledger {
     }
 
     /// The accounts of a step's activations, in scheduling order: each node's own cap first
-    /// (what is left of its budget), then an agent's remaining budget split among its
+    /// (what is left of its budget, split among a map's items), then an agent's remaining budget split among its
     /// activations in the step, then what is left of the run's split among all of them
     /// ([`split_leases`]: max-min fair, remainders to the first scheduled).
     pub(crate) fn leases(&self, step: &[Claimant<'_>]) -> Vec<Account> {
@@ -87,6 +87,18 @@ impl Ledger {
             .iter()
             .map(|c| self.node_limits[c.node].left(&self.node_spent[c.node]))
             .collect();
+        // A map's items share their node's budget like an agent's activations share the
+        // agent's (they are one node's activations, next to each other in the step).
+        let mut start = 0;
+        while start < step.len() {
+            let node = step[start].node;
+            let end = start + step[start..].iter().take_while(|c| c.node == node).count();
+            if end - start > 1 && !caps[start].is_unlimited() {
+                let shares = split_leases(&caps[start], &vec![Limits::UNLIMITED; end - start]);
+                caps[start..end].copy_from_slice(&shares);
+            }
+            start = end;
+        }
         let node_caps = caps.clone();
         let mut agent_caps: Vec<Option<Limits>> = vec![None; step.len()];
         let mut agents: Vec<&Arc<str>> = step.iter().filter_map(|c| c.agent).collect();

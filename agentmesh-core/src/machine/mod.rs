@@ -13,6 +13,8 @@
 
 mod calls;
 mod ledger;
+mod map;
+mod reads;
 mod scheduler;
 mod snapshot;
 
@@ -59,6 +61,8 @@ pub(crate) struct NodeState {
     pub status: NodeStatus,
     pub visits: u64,
     pub output: Option<Arc<Value>>,
+    /// Seq of the event `output` comes from.
+    output_seq: u64,
     /// Branches: the target chosen on the latest visit.
     chosen: Option<usize>,
     retry: Option<Retry>,
@@ -69,6 +73,8 @@ pub(crate) struct NodeState {
     /// Attempts of this visit made before the current allowance (a reopened run gives the
     /// nodes it runs again a fresh `maxAttempts`).
     attempt_base: u32,
+    /// Map nodes: the items of the current visit.
+    map: Option<Box<map::MapState>>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +101,10 @@ struct Slot {
     account: ledger::Account,
     /// The policy block its recorded failure carries (an output the policy kept out).
     blocked: Option<Verdict>,
+    /// The map item it runs.
+    item: Option<u32>,
+    /// Whether `poll` handed it to the host.
+    handed: bool,
 }
 
 /// A completion built by [`Machine::stage`] and not yet applied: its event (to commit) and
@@ -167,6 +177,8 @@ pub(crate) struct Machine {
     warnings: Vec<(Option<usize>, BudgetWarning)>,
     /// The run's policy, when it has one (the header records its hash).
     policy: Option<Policy>,
+    /// Map nodes whose items all finished in the last settled step (`mapCompleted` is due).
+    finished_maps: Vec<usize>,
 }
 
 impl Machine {
@@ -199,11 +211,13 @@ impl Machine {
                     status: NodeStatus::Pending,
                     visits: 0,
                     output: None,
+                    output_seq: 0,
                     chosen: None,
                     retry: None,
                     resolved_seq: 0,
                     attempt: 0,
                     attempt_base: 0,
+                    map: None,
                 };
                 count
             ],
@@ -222,6 +236,7 @@ impl Machine {
             outbox: Vec::new(),
             answer_only: false,
             policy: None,
+            finished_maps: Vec::new(),
         }
     }
 
@@ -336,17 +351,42 @@ impl Machine {
         })
     }
 
-    /// Activations not handed out by an earlier `poll`.
+    /// Activations not handed out by an earlier `poll`: all of them, but for map nodes with
+    /// a `concurrency`, whose items are handed out as earlier ones complete.
     pub(crate) fn poll(&mut self) -> Vec<Activation> {
         if self.outcome.is_some() {
             return Vec::new();
         }
-        let start = self.handed_out;
-        self.handed_out = self.slots.len();
-        (start..self.slots.len())
-            .filter(|&i| self.slots[i].result.is_none())
-            .map(|i| self.activation(i))
-            .collect()
+        let compiled = self.wf.compiled();
+        let mut out = Vec::new();
+        // Slots before `handed_out` are all handed out or completed.
+        let mut prefix = true;
+        for i in self.handed_out..self.slots.len() {
+            let slot = &self.slots[i];
+            if !slot.handed && slot.result.is_none() {
+                if slot.item.is_some() {
+                    let window = compiled.nodes[slot.node]
+                        .map
+                        .as_ref()
+                        .and_then(|d| d.concurrency);
+                    let state = self.nodes[slot.node]
+                        .map
+                        .as_mut()
+                        .expect("a map item's node has items");
+                    if window.is_some_and(|w| state.in_flight >= w) {
+                        prefix = false;
+                        continue;
+                    }
+                    state.in_flight += 1;
+                }
+                self.slots[i].handed = true;
+                out.push(self.activation(i));
+            }
+            if prefix {
+                self.handed_out = i + 1;
+            }
+        }
+        out
     }
 
     /// Every activation still waiting for a completion.
@@ -376,6 +416,18 @@ impl Machine {
         h.update(self.run_id.as_bytes());
         h.update(&slot.id.to_le_bytes());
         let seed = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+        let item = slot.item.map(|k| {
+            let state = self.nodes[slot.node]
+                .map
+                .as_ref()
+                .expect("a map item's node has items");
+            crate::model::activation::Item {
+                index: k as u64,
+                key: state.keys.as_ref().map(|keys| keys[k as usize].clone()),
+                value: state.items[k as usize].clone(),
+            }
+        });
+        let reads = self.read_values(slot.node);
         Activation {
             id: slot.id,
             run_id: self.run_id.clone(),
@@ -391,6 +443,8 @@ impl Machine {
             step: self.step,
             input: self.input.clone(),
             deps,
+            item,
+            reads,
         }
     }
 
@@ -625,7 +679,13 @@ impl Machine {
             let account = &mut self.slots[staged.slot].account;
             account.charged = account.charged.plus(&ledger::amounts_of(u, 0, 0));
         }
-        self.slots[staged.slot].result = Some(result);
+        let slot = &mut self.slots[staged.slot];
+        slot.result = Some(result);
+        if slot.handed && slot.item.is_some() {
+            if let Some(m) = self.nodes[slot.node].map.as_mut() {
+                m.in_flight -= 1;
+            }
+        }
         self.generation += 1;
         self.unresolved -= 1;
         if self.unresolved == 0 {
@@ -637,19 +697,26 @@ impl Machine {
     /// Move the finished step's results into node state; failures decide retries.
     fn settle_step(&mut self) {
         let slots = std::mem::take(&mut self.slots);
+        let mut maps = Vec::new();
         for slot in &slots {
             let spec = &self.wf.compiled().nodes[slot.node];
             if let Some(ledger) = self.ledger.as_mut() {
-                let agent =
-                    (spec.kind == crate::model::workflow::NodeKind::Agent).then_some(&spec.name);
-                let crossed = ledger.settle(slot.node, agent, &slot.account.charged);
+                let crossed = ledger.settle(slot.node, spec.agent(), &slot.account.charged);
                 self.warnings.extend(crossed);
+            }
+            if let Some(k) = slot.item {
+                if maps.last() != Some(&slot.node) {
+                    maps.push(slot.node);
+                }
+                self.settle_item(slot, k as usize);
+                continue;
             }
             let state = &mut self.nodes[slot.node];
             match slot.result.as_ref().expect("settled slots have results") {
                 SlotResult::Ok(out) => {
                     state.status = NodeStatus::Completed;
                     state.output = Some(out.clone());
+                    state.output_seq = slot.completion_seq;
                     state.resolved_seq = slot.completion_seq;
                     self.dirty
                         .extend_from_slice(&self.wf.compiled().children[slot.node]);
@@ -734,6 +801,18 @@ impl Machine {
                 SlotResult::Cancelled => {}
             }
         }
+        for node in maps {
+            let state = &self.nodes[node];
+            let m = state.map.as_ref().expect("a map node has items");
+            if state.status == NodeStatus::Failed {
+                continue;
+            }
+            if !m.todo.is_empty() {
+                self.retrying.push(node);
+            } else if m.left == 0 {
+                self.finished_maps.push(node);
+            }
+        }
         self.slots = slots;
         self.slots.clear();
         self.handed_out = 0;
@@ -781,7 +860,7 @@ impl Machine {
         let output = Arc::new(output);
         let parent = self.nodes[i].resolved_seq;
         self.nodes[i].output = Some(output.clone());
-        self.emit(
+        self.nodes[i].output_seq = self.emit(
             Some(parent),
             Some(i),
             None,
@@ -888,15 +967,18 @@ impl Machine {
         }
         if cancelled {
             // The cancelled step: what it recorded settles as usual, cancelled slots rerun.
-            let cancelled: Vec<(usize, u64)> = self
+            let cancelled: Vec<(usize, Option<u32>, u64)> = self
                 .slots
                 .iter()
                 .filter(|s| matches!(s.result, Some(SlotResult::Cancelled)))
-                .map(|s| (s.node, s.completion_seq))
+                .map(|s| (s.node, s.item, s.completion_seq))
                 .collect();
             self.settle_step();
-            for (node, seq) in cancelled {
-                self.rerun(node, seq);
+            for (node, item, seq) in cancelled {
+                match item {
+                    Some(k) => self.rerun_item(node, k as usize, seq),
+                    None => self.rerun(node, seq),
+                }
             }
         }
         self.needs_advance = true;
@@ -917,6 +999,13 @@ impl Machine {
     /// retrying the attempt that ended at `retry_of`.
     fn rerun(&mut self, i: usize, retry_of: u64) {
         let state = &mut self.nodes[i];
+        if let Some(m) = state.map.as_mut() {
+            // A map runs its failed items again; what its other items did stands.
+            m.rerun_failed();
+            state.status = NodeStatus::Active;
+            self.retrying.push(i);
+            return;
+        }
         state.status = NodeStatus::Pending;
         state.attempt_base = state.attempt;
         state.retry = Some(Retry {

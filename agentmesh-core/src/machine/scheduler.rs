@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::{ledger, Machine, NodeStatus, Slot};
 use crate::error::ErrorKind;
 use crate::model::condition::StateView;
-use crate::model::event::{BranchDecided, EventData, Scheduled, StepStarted};
+use crate::model::event::{BranchDecided, EventData, ItemRef, Scheduled, StepStarted};
 use crate::model::limits::{MAX_LOOPS_PER_DECISION, MAX_RUN_OUTPUT_BYTES};
 use crate::model::workflow::Compiled;
 use crate::model::workflow::{ActivationKind, NodeKind};
@@ -32,6 +32,15 @@ impl Machine {
                 None,
                 EventData::BudgetWarning(warning),
             );
+        }
+        // Maps whose last items ended with the step: their outputs, then their dependents.
+        let mut finished = std::mem::take(&mut self.finished_maps);
+        finished.sort_unstable();
+        for i in finished {
+            let parent = self.nodes[i].map.as_ref().map_or(0, |m| m.last_seq);
+            self.complete_map(i, parent);
+            let wf = self.wf.clone();
+            self.dirty.extend_from_slice(&wf.compiled().children[i]);
         }
         if let Some(err) = self.pending_failure.take() {
             self.finish(crate::model::activation::RunStatus::Failed, None, Some(err));
@@ -76,7 +85,28 @@ impl Machine {
                     self.round = round;
                     return;
                 }
-                match compiled.nodes[i].kind.activation() {
+                match compiled.nodes[i].act {
+                    Some(_) if compiled.nodes[i].map.is_some() => {
+                        let items = match self.expand_map(i) {
+                            Ok(n) => n,
+                            Err((kind, msg)) => {
+                                self.fail(kind, msg, Some(i));
+                                self.round = round;
+                                return;
+                            }
+                        };
+                        let state = &mut self.nodes[i];
+                        state.visits += 1;
+                        if items == 0 {
+                            // Nothing to run: done at once, with an empty output.
+                            self.complete_map(i, trigger);
+                            round
+                                .extend(compiled.children[i].iter().map(|&c| compiled.topo_pos[c]));
+                        } else {
+                            state.status = NodeStatus::Active;
+                            ready.push(i);
+                        }
+                    }
                     Some(_) => {
                         self.nodes[i].status = NodeStatus::Active;
                         ready.push(i);
@@ -127,6 +157,7 @@ impl Machine {
             }
         }
         ready.sort_unstable();
+        ready.dedup();
         self.schedule(&ready);
         self.ready = ready;
     }
@@ -250,11 +281,25 @@ impl Machine {
         Some(body)
     }
 
-    /// Start a step: `stepStarted`, one scheduled event per activation, then reserve as many
-    /// seqs for their completions, in the same order.
+    /// Start a step: `stepStarted`, one scheduled event per activation (one per item to run
+    /// of a map node), then reserve as many seqs for their completions, in the same order.
     fn schedule(&mut self, ready: &[usize]) {
+        let wf = self.wf.clone();
+        let compiled = wf.compiled();
+        // The step's activations: nodes in order, a map's items in index order.
+        let mut units: Vec<(usize, Option<u32>)> = Vec::with_capacity(ready.len());
+        for &i in ready {
+            match self.nodes[i].map.as_mut() {
+                Some(m) if compiled.nodes[i].map.is_some() => {
+                    let mut todo = std::mem::take(&mut m.todo);
+                    todo.sort_unstable();
+                    units.extend(todo.into_iter().map(|k| (i, Some(k))));
+                }
+                _ => units.push((i, None)),
+            }
+        }
         self.step += 1;
-        let n = ready.len() as u64;
+        let n = units.len() as u64;
         let parent = if self.step == 1 { 1 } else { self.step_seq };
         self.step_seq = self.emit(
             Some(parent),
@@ -265,22 +310,17 @@ impl Machine {
                 activations: n,
             }),
         );
-        let wf = self.wf.clone();
-        let compiled = wf.compiled();
         // Leases for the activations that can make calls (agents and tools), in order.
         let mut accounts = match &self.ledger {
             Some(ledger) => {
-                let callers: Vec<usize> = ready
-                    .iter()
-                    .copied()
-                    .filter(|&i| compiled.nodes[i].kind != NodeKind::Human)
+                let callers: Vec<usize> = (0..units.len())
+                    .filter(|&u| compiled.nodes[units[u].0].kind != NodeKind::Human)
                     .collect();
                 let claimants: Vec<ledger::Claimant<'_>> = callers
                     .iter()
-                    .map(|&i| ledger::Claimant {
-                        node: i,
-                        agent: (compiled.nodes[i].kind == NodeKind::Agent)
-                            .then_some(&compiled.nodes[i].name),
+                    .map(|&u| ledger::Claimant {
+                        node: units[u].0,
+                        agent: compiled.nodes[units[u].0].agent(),
                     })
                     .collect();
                 callers.into_iter().zip(ledger.leases(&claimants)).collect()
@@ -289,19 +329,35 @@ impl Machine {
         }
         .into_iter()
         .peekable();
-        for &i in ready {
+        for (u, &(i, item)) in units.iter().enumerate() {
             let node = &compiled.nodes[i];
-            let kind = node
-                .kind
-                .activation()
-                .expect("only activation nodes are scheduled");
+            let kind = node.act.expect("only activation nodes are scheduled");
             let state = &mut self.nodes[i];
-            let (attempt, delay_ms, retry_of) = match state.retry.take() {
-                Some(r) => (r.attempt, r.delay_ms, Some(r.retry_of)),
+            let (attempt, delay_ms, retry_of, item_ref) = match item {
+                Some(k) => {
+                    let m = state.map.as_mut().expect("a map node has items");
+                    let k = k as usize;
+                    let (attempt, delay_ms, retry_of) = match m.retry[k].take() {
+                        Some(r) => (r.attempt, r.delay_ms, Some(r.retry_of)),
+                        None => (1, 0, None),
+                    };
+                    m.attempt[k] = attempt;
+                    let item = ItemRef {
+                        index: k as u64,
+                        key: m.keys.as_ref().map(|keys| keys[k].clone()),
+                    };
+                    (attempt, delay_ms, retry_of, Some(item))
+                }
                 None => {
-                    state.visits += 1;
-                    state.attempt_base = 0;
-                    (1, 0, None)
+                    let (attempt, delay_ms, retry_of) = match state.retry.take() {
+                        Some(r) => (r.attempt, r.delay_ms, Some(r.retry_of)),
+                        None => {
+                            state.visits += 1;
+                            state.attempt_base = 0;
+                            (1, 0, None)
+                        }
+                    };
+                    (attempt, delay_ms, retry_of, None)
                 }
             };
             state.status = NodeStatus::Active;
@@ -316,9 +372,11 @@ impl Machine {
                 timeout_ms: node.timeout_ms,
                 retry_of,
                 lease: None,
+                item: item_ref,
+                reads: self.read_record(i),
             };
             let account = match accounts.peek() {
-                Some((node, _)) if *node == i => accounts.next().expect("peeked").1,
+                Some((unit, _)) if *unit == u => accounts.next().expect("peeked").1,
                 _ => Default::default(),
             };
             if !account.lease.is_unlimited() {
@@ -347,6 +405,8 @@ impl Machine {
                 calls: Default::default(),
                 account,
                 blocked: None,
+                item,
+                handed: false,
             });
         }
         // Reserve the completion seqs.
@@ -406,8 +466,8 @@ impl Round {
     }
 }
 
-struct View<'a> {
-    m: &'a Machine,
+pub(super) struct View<'a> {
+    pub(super) m: &'a Machine,
 }
 
 impl StateView for View<'_> {

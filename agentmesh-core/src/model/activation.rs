@@ -46,6 +46,26 @@ pub struct Activation {
     pub input: Arc<Value>,
     /// Outputs of the node's completed `after` dependencies, by node id.
     pub deps: BTreeMap<Arc<str>, Arc<Value>>,
+    /// The item of a map node this activation runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<Item>,
+    /// The values of the node's `reads`, by path as written (a path with no value yet is
+    /// left out).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub reads: BTreeMap<Arc<str>, Arc<Value>>,
+}
+
+/// One item of a map node's array.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+    /// Position in the array, from 0.
+    pub index: u64,
+    /// The value at the node's `itemKey`, as text (without an `itemKey`: `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<Arc<str>>,
+    /// The item.
+    pub value: Arc<Value>,
 }
 
 /// What the host reports for an activation: its output or failure, the tokens it spent

@@ -10,6 +10,7 @@
 //! A missing path makes every operator false except `exists: false`. Numbers compare by value
 //! (`1 == 1.0`); `gt gte lt lte` compare two numbers or two strings, and are false otherwise.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
@@ -198,7 +199,12 @@ fn compile(
     Ok(Condition::Test(path, op))
 }
 
-fn compile_path(text: &str, nodes: &HashMap<String, usize>) -> std::result::Result<Path, String> {
+/// Compile a state path (`/input…`, `/outputs/<node>…`, `/visits/<node>`); the error names
+/// what is wrong with it.
+pub(crate) fn compile_path(
+    text: &str,
+    nodes: &HashMap<String, usize>,
+) -> std::result::Result<Path, String> {
     let Some(rest) = text.strip_prefix('/') else {
         return Err(format!(
             "'{text}' is not a JSON Pointer (it must start with '/')"
@@ -239,7 +245,54 @@ fn compile_path(text: &str, nodes: &HashMap<String, usize>) -> std::result::Resu
     })
 }
 
-fn resolve<'v>(mut value: &'v Value, tokens: &[String]) -> Option<&'v Value> {
+impl Path {
+    /// The node whose output or visit count it reads (`None` for `/input`).
+    pub(crate) fn node(&self) -> Option<usize> {
+        match self.root {
+            Root::Input => None,
+            Root::Output(n) | Root::Visits(n) => Some(n),
+        }
+    }
+
+    /// The node whose whole output it is (`/outputs/<node>`, nothing after).
+    pub(crate) fn whole_output(&self) -> Option<usize> {
+        match self.root {
+            Root::Output(n) if self.tokens.is_empty() => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Whether it reads a visit count.
+    pub(crate) fn is_visits(&self) -> bool {
+        matches!(self.root, Root::Visits(_))
+    }
+
+    /// Its value in `state` (`None` when missing).
+    pub(crate) fn resolve<'s>(&self, state: &'s dyn StateView) -> Option<Cow<'s, Value>> {
+        match &self.root {
+            Root::Input => resolve(state.input(), &self.tokens).map(Cow::Borrowed),
+            Root::Output(n) => state
+                .output(*n)
+                .and_then(|v| resolve(v, &self.tokens))
+                .map(Cow::Borrowed),
+            Root::Visits(n) => Some(Cow::Owned(Value::from(state.visits(*n)))),
+        }
+    }
+}
+
+/// Split a JSON Pointer (RFC 6901) into its unescaped tokens; `None` when it does not start
+/// with `/`.
+pub(crate) fn pointer_tokens(text: &str) -> Option<Vec<String>> {
+    let rest = text.strip_prefix('/')?;
+    Some(
+        rest.split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect(),
+    )
+}
+
+/// The value at `tokens` inside `value`.
+pub(crate) fn resolve<'v>(mut value: &'v Value, tokens: &[String]) -> Option<&'v Value> {
     for t in tokens {
         value = match value {
             Value::Object(map) => map.get(t)?,

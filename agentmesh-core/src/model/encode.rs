@@ -78,6 +78,18 @@ fn push_scheduled(out: &mut Vec<u8>, s: &Scheduled) {
         out.extend_from_slice(if first { b"" } else { b"," });
         out.extend_from_slice(b"\"lease\":");
         push_serde(out, lease);
+        first = false;
+    }
+    if let Some(item) = &s.item {
+        out.extend_from_slice(if first { b"" } else { b"," });
+        out.extend_from_slice(b"\"item\":");
+        push_serde(out, item);
+        first = false;
+    }
+    if !s.reads.is_empty() {
+        out.extend_from_slice(if first { b"" } else { b"," });
+        out.extend_from_slice(b"\"reads\":");
+        push_serde(out, &s.reads);
     }
     out.push(b'}');
 }
@@ -146,6 +158,7 @@ fn push_data(out: &mut Vec<u8>, data: &EventData) {
         EventData::CallFailed(b) => push_serde(out, b),
         EventData::CallDenied(b) => push_serde(out, b),
         EventData::BudgetWarning(b) => push_serde(out, b),
+        EventData::MapCompleted(b) => push_serde(out, b),
     }
 }
 
@@ -250,10 +263,17 @@ impl EventData {
         let s = |t: &str| t.len().saturating_mul(6);
         match self {
             EventData::StepStarted(_)
-            | EventData::Scheduled(..)
             | EventData::BranchDecided(_)
             | EventData::NodeSkipped
-            | EventData::BudgetWarning(_) => 0,
+            | EventData::BudgetWarning(_)
+            | EventData::MapCompleted(_) => 0,
+            // An item's key comes from data; `reads` paths are as long as the workflow says.
+            EventData::Scheduled(_, b) => {
+                let key = b.item.as_ref().and_then(|i| i.key.as_deref()).map_or(0, s);
+                b.reads
+                    .keys()
+                    .fold(key, |n, p| n.saturating_add(s(p)).saturating_add(24))
+            }
             // The workflow has no size limit of its own beyond its node count: measure it.
             EventData::RunStarted(_) => usize::MAX,
             EventData::Completed(_, c) => json_bound(&c.output),
@@ -324,6 +344,15 @@ mod tests {
                             .with(crate::budget::Dimension::Calls, Some(n))
                             .with(crate::budget::Dimension::MicroUsd, Some(n.wrapping_mul(7)))
                     }),
+                    item: n.is_multiple_of(5).then(|| ItemRef {
+                        index: n,
+                        key: n.is_multiple_of(2).then(|| text.into()),
+                    }),
+                    reads: if n.is_multiple_of(3) {
+                        [(Arc::from(text), n), (Arc::from("/input"), 1)].into()
+                    } else {
+                        Default::default()
+                    },
                 },
             ),
             EventData::Scheduled(
@@ -337,8 +366,14 @@ mod tests {
                     timeout_ms: None,
                     retry_of: None,
                     lease: None,
+                    item: None,
+                    reads: Default::default(),
                 },
             ),
+            EventData::MapCompleted(MapCompleted {
+                items: n,
+                failed: n % 3,
+            }),
             EventData::BranchDecided(BranchDecided {
                 case: n.is_multiple_of(2).then_some(n),
                 goto: (!n.is_multiple_of(3)).then(|| text.into()),

@@ -11,7 +11,7 @@
 //! reader's list of known types and replay's byte-compared set all come from the table.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde::de::Error as _;
@@ -156,6 +156,8 @@ event_table! {
     CallDenied = "callDenied", Call, ends_run: false;
     /// A budget's spend reached a warning threshold (decided at a step boundary).
     BudgetWarning = "budgetWarning", Decision, ends_run: false;
+    /// Every item of a map node is done: the node's output is the array of their results.
+    MapCompleted = "mapCompleted", Decision, ends_run: false;
 }
 
 /// Every wire `type`, in table order.
@@ -233,6 +235,35 @@ pub struct Scheduled {
     /// when the step was scheduled (omitted when nothing limits it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Limits>,
+    /// The item of a map node this activation runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<ItemRef>,
+    /// The node's `reads` that had a value when it was scheduled, each with the seq of the
+    /// event that value comes from (`runStarted` for the input).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reads: BTreeMap<Arc<str>, u64>,
+}
+
+/// Which item of a map an activation runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ItemRef {
+    /// Position in the array, from 0.
+    pub index: u64,
+    /// The value at the node's `itemKey`, as text (omitted without an `itemKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Arc<str>>,
+}
+
+/// Body of `mapCompleted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MapCompleted {
+    /// How many items the array held.
+    pub items: u64,
+    /// How many of them failed (`onItemFailure: collect`; omitted when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed: u64,
 }
 
 /// Body of a successful completion.
@@ -356,6 +387,8 @@ pub enum EventData {
     CallDenied(CallDenied),
     /// `budgetWarning`.
     BudgetWarning(BudgetWarning),
+    /// `mapCompleted`.
+    MapCompleted(MapCompleted),
 }
 
 impl EventData {
@@ -393,6 +426,7 @@ impl EventData {
             EventData::CallFailed(_) => EventKind::CallFailed,
             EventData::CallDenied(_) => EventKind::CallDenied,
             EventData::BudgetWarning(_) => EventKind::BudgetWarning,
+            EventData::MapCompleted(_) => EventKind::MapCompleted,
         }
     }
 
@@ -426,6 +460,7 @@ impl EventData {
             EventData::CallFailed(b) => map.serialize_entry("data", b),
             EventData::CallDenied(b) => map.serialize_entry("data", b),
             EventData::BudgetWarning(b) => map.serialize_entry("data", b),
+            EventData::MapCompleted(b) => map.serialize_entry("data", b),
         }
     }
 
@@ -463,6 +498,7 @@ impl EventData {
             EventKind::CallFailed => EventData::CallFailed(from(text)?),
             EventKind::CallDenied => EventData::CallDenied(from(text)?),
             EventKind::BudgetWarning => EventData::BudgetWarning(from(text)?),
+            EventKind::MapCompleted => EventData::MapCompleted(from(text)?),
         })
     }
 }
@@ -808,7 +844,7 @@ mod tests {
             assert!(seen.insert(k.name()), "duplicate {}", k.name());
             assert_eq!(EventKind::from_name(k.name().as_bytes()), Some(*k));
         }
-        assert_eq!(seen.len(), 24);
+        assert_eq!(seen.len(), 25);
         assert_eq!(EventKind::from_name(b"agentcompleted"), None);
     }
 

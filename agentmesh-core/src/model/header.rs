@@ -10,7 +10,10 @@ use super::call::CallMeta;
 /// Log format name written in every header.
 pub const LOG_FORMAT: &str = "agentmesh-log";
 
-/// Format version of the files new runs write. Version 5 adds policies: the header's `policy`
+/// Format version of the files new runs write. Version 6 adds workflow shapes: map nodes
+/// (`mapCompleted`, and `item` in the scheduled records of their items) and `reads` (in
+/// scheduled records), which appear only in runs of workflows that use them
+/// (docs/workflow.md). Version 5 adds policies: the header's `policy`
 /// and `verdicts` in the records of the values a policy judged (docs/policy.md), which appear
 /// only in runs that have a policy. Version 4 adds budget records (`callDenied`,
 /// `budgetWarning`, and the budget fields of `runStarted`, `agentScheduled`, call records and
@@ -19,7 +22,7 @@ pub const LOG_FORMAT: &str = "agentmesh-log";
 /// layout. Version 2 stores each record without the fields a reader can derive (`runId`,
 /// `traceId`, `prev`). Versions 1 and 2 are still read, verified, replayed and resumed
 /// (appended in their own layout; they cannot record calls).
-pub const LOG_VERSION: u32 = 5;
+pub const LOG_VERSION: u32 = 6;
 
 /// Oldest file format version the reader accepts.
 pub const MIN_LOG_VERSION: u32 = 1;
@@ -290,12 +293,12 @@ mod tests {
     }
 
     #[test]
-    fn reads_versions_one_to_five_only() {
-        for v in 1..=5 {
+    fn reads_versions_one_to_six_only() {
+        for v in 1..=6 {
             assert!(header(v).check_format().is_ok());
         }
-        let e = header(6).check_format().unwrap_err();
-        assert!(e.contains("unsupported log format version 6"), "{e}");
+        let e = header(7).check_format().unwrap_err();
+        assert!(e.contains("unsupported log format version 7"), "{e}");
         let mut h = header(4);
         h.policy = Some(PolicyRef {
             name: "p".into(),

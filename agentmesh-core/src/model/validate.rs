@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::condition::Condition;
 use super::workflow::*;
+use super::workflow::{ActivationKind, ItemFailure, MapDef};
 use crate::error::{Error, Result};
 
 pub(crate) fn check_name(node: Option<&str>, field: &str, name: &str) -> Result<()> {
@@ -86,10 +87,94 @@ fn check_node_fields(n: &NodeSpec) -> Result<Arc<str>> {
             check_name(Some(id), "tool", t)?;
             t.into()
         }
+        NodeKind::Map => match (n.agent.as_deref(), n.tool.as_deref()) {
+            (Some(a), None) => {
+                check_name(Some(id), "agent", a)?;
+                a.into()
+            }
+            (None, Some(t)) => {
+                check_name(Some(id), "tool", t)?;
+                t.into()
+            }
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid_workflow(
+                    Some(id),
+                    "tool",
+                    "a map runs an agent or a tool, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(Error::invalid_workflow(
+                    Some(id),
+                    "agent",
+                    "map nodes need the agent (or tool) that runs each item",
+                ))
+            }
+        },
         NodeKind::Human | NodeKind::Branch => id.into(),
     };
-    forbid(n, "agent", n.kind != NodeKind::Agent && n.agent.is_some())?;
-    forbid(n, "tool", n.kind != NodeKind::Tool && n.tool.is_some())?;
+    let map = n.kind == NodeKind::Map;
+    forbid(
+        n,
+        "agent",
+        !matches!(n.kind, NodeKind::Agent | NodeKind::Map) && n.agent.is_some(),
+    )?;
+    forbid(
+        n,
+        "tool",
+        !matches!(n.kind, NodeKind::Tool | NodeKind::Map) && n.tool.is_some(),
+    )?;
+    forbid(n, "over", !map && n.over.is_some())?;
+    forbid(n, "itemKey", !map && n.item_key.is_some())?;
+    forbid(n, "maxItems", !map && n.max_items.is_some())?;
+    forbid(n, "concurrency", !map && n.concurrency.is_some())?;
+    forbid(n, "onItemFailure", !map && n.on_item_failure.is_some())?;
+    forbid(
+        n,
+        "reads",
+        n.kind == NodeKind::Branch && !n.reads.is_empty(),
+    )?;
+    if map && n.over.is_none() {
+        return Err(Error::invalid_workflow(
+            Some(id),
+            "over",
+            "map nodes need the path of the array to map over (like /outputs/plan/items)",
+        ));
+    }
+    if let Some(m) = n.max_items {
+        check_range(id, "maxItems", m, 1, MAX_ITEMS)?;
+    }
+    if let Some(c) = n.concurrency {
+        check_range(id, "concurrency", c, 1, MAX_ITEMS)?;
+    }
+    if let Some(k) = &n.item_key {
+        if !k.starts_with('/') || k.len() > 1024 {
+            return Err(Error::invalid_workflow(
+                Some(id),
+                "itemKey",
+                format!(
+                    "'{}' is not a JSON Pointer into an item (like /id)",
+                    k.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+    }
+    if n.reads.len() > MAX_READS {
+        return Err(Error::invalid_workflow(
+            Some(id),
+            "reads",
+            format!("lists {} paths; the limit is {MAX_READS}", n.reads.len()),
+        ));
+    }
+    for (k, r) in n.reads.iter().enumerate() {
+        if n.reads[..k].contains(r) {
+            return Err(Error::invalid_workflow(
+                Some(id),
+                &format!("reads[{k}]"),
+                format!("'{r}' is listed twice"),
+            ));
+        }
+    }
     forbid(n, "prompt", n.kind != NodeKind::Human && n.prompt.is_some())?;
     forbid(
         n,
@@ -571,8 +656,77 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
         loops[b].insert(t, body);
     }
 
+    // The nodes each map runs after, directly or not (its `over` must name one of them).
+    let upstream: Vec<HashSet<usize>> = (0..count)
+        .map(|i| {
+            if spec.nodes[i].kind != NodeKind::Map {
+                return HashSet::new();
+            }
+            let mut found = HashSet::new();
+            let mut stack = vec![i];
+            while let Some(j) = stack.pop() {
+                for d in &deps[j] {
+                    if found.insert(d.from) {
+                        stack.push(d.from);
+                    }
+                }
+            }
+            found
+        })
+        .collect();
     let mut nodes = Vec::with_capacity(count);
     for (i, n) in spec.nodes.iter().enumerate() {
+        let compile_path = |field: &str, text: &str| {
+            super::condition::compile_path(text, &index)
+                .map_err(|msg| Error::invalid_workflow(Some(&n.id), field, msg))
+        };
+        let map = match (&n.over, n.kind) {
+            (Some(over), NodeKind::Map) => {
+                let path = compile_path("over", over)?;
+                if path.is_visits() {
+                    return Err(Error::invalid_workflow(
+                        Some(&n.id),
+                        "over",
+                        format!("'{over}' is a visit count, not an array"),
+                    ));
+                }
+                if let Some(from) = path.node() {
+                    if !upstream[i].contains(&from) {
+                        return Err(Error::invalid_workflow(
+                            Some(&n.id),
+                            "over",
+                            format!(
+                                "'{over}' reads node '{}', which this map does not run after: add it to 'after'",
+                                spec.nodes[from].id
+                            ),
+                        ));
+                    }
+                }
+                Some(MapDef {
+                    over_text: over.as_str().into(),
+                    over: path,
+                    item_key: n
+                        .item_key
+                        .as_deref()
+                        .and_then(super::condition::pointer_tokens),
+                    max_items: n.max_items.unwrap_or(DEFAULT_MAX_ITEMS),
+                    concurrency: n.concurrency.map(|c| c as u32),
+                    collect: n.on_item_failure == Some(ItemFailure::Collect),
+                })
+            }
+            _ => None,
+        };
+        let reads = n
+            .reads
+            .iter()
+            .enumerate()
+            .map(|(k, r)| {
+                Ok((
+                    Arc::from(r.as_str()),
+                    compile_path(&format!("reads[{k}]"), r)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let branch = if n.kind == NodeKind::Branch {
             let mut cases = Vec::with_capacity(n.cases.len());
             for (k, c) in n.cases.iter().enumerate() {
@@ -610,6 +764,13 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
             max_visits: n.max_visits,
             branch,
             budget: n.budget.unwrap_or(crate::budget::Limits::UNLIMITED),
+            act: match n.kind {
+                NodeKind::Map if n.tool.is_some() => Some(ActivationKind::Tool),
+                NodeKind::Map => Some(ActivationKind::Agent),
+                kind => kind.activation(),
+            },
+            map,
+            reads,
         });
     }
     let terminal = (0..count)
@@ -1024,5 +1185,112 @@ mod tests {
             (Some("b"), "cases[0].when"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn map_and_reads_fields_are_checked() {
+        let plan = json!({"id": "plan", "type": "agent", "agent": "p"});
+        let wf = |node: serde_json::Value| json!({"name": "w", "nodes": [plan.clone(), node]});
+        let cases = [
+            (
+                json!({"id": "m", "type": "map", "over": "/outputs/plan", "after": ["plan"]}),
+                "agent",
+                "map nodes need the agent",
+            ),
+            (
+                json!({"id": "m", "type": "map", "agent": "a", "tool": "t", "over": "/input"}),
+                "tool",
+                "not both",
+            ),
+            (
+                json!({"id": "m", "type": "map", "agent": "a"}),
+                "over",
+                "need the path",
+            ),
+            (
+                json!({"id": "m", "type": "map", "agent": "a", "over": "/outputs/nope"}),
+                "over",
+                "unknown node 'nope'",
+            ),
+            (
+                json!({"id": "m", "type": "map", "agent": "a", "over": "/outputs/plan/x"}),
+                "over",
+                "does not run after: add it to 'after'",
+            ),
+            (
+                json!({"id": "m", "type": "map", "agent": "a", "over": "/visits/plan", "after": ["plan"]}),
+                "over",
+                "visit count",
+            ),
+            (
+                json!({"id": "m", "type": "map", "agent": "a", "over": "/input", "maxItems": 0}),
+                "maxItems",
+                "out of range",
+            ),
+            (
+                json!({"id": "m", "type": "map", "agent": "a", "over": "/input", "maxItems": 10001}),
+                "maxItems",
+                "out of range",
+            ),
+            (
+                json!({"id": "m", "type": "map", "agent": "a", "over": "/input", "concurrency": 0}),
+                "concurrency",
+                "out of range",
+            ),
+            (
+                json!({"id": "m", "type": "map", "agent": "a", "over": "/input", "itemKey": "id"}),
+                "itemKey",
+                "JSON Pointer",
+            ),
+            (
+                json!({"id": "m", "type": "map", "agent": "a", "over": "/input", "onItemFailure": "skip"}),
+                "onItemFailure",
+                "unknown variant",
+            ),
+            (
+                json!({"id": "m", "type": "agent", "agent": "a", "over": "/input"}),
+                "over",
+                "",
+            ),
+            (
+                json!({"id": "m", "type": "agent", "agent": "a", "maxItems": 3}),
+                "maxItems",
+                "",
+            ),
+            (
+                json!({"id": "m", "type": "agent", "agent": "a", "reads": ["/outputs/zz"]}),
+                "reads[0]",
+                "unknown node 'zz'",
+            ),
+            (
+                json!({"id": "m", "type": "agent", "agent": "a", "reads": ["/input", "/input"]}),
+                "reads[1]",
+                "listed twice",
+            ),
+            (
+                json!({"id": "m", "type": "agent", "agent": "a", "reads": ["outputs/plan"]}),
+                "reads[0]",
+                "JSON Pointer",
+            ),
+        ];
+        for (node, field, says) in cases {
+            let (n, f, m) = err(wf(node.clone()));
+            assert_eq!(
+                (n.as_deref(), f.as_str()),
+                (Some("m"), field),
+                "{node}: {m}"
+            );
+            assert!(m.contains(says), "{node}: {m}");
+        }
+        // A map may map over any node it runs after, directly or not, and over the input.
+        let ok = json!({"name": "w", "nodes": [plan,
+            {"id": "mid", "type": "agent", "agent": "a", "after": ["plan"]},
+            {"id": "m", "type": "map", "tool": "t", "over": "/outputs/plan/items", "after": ["mid"],
+             "reads": ["/outputs/mid", "/visits/plan"]},
+            {"id": "m2", "type": "map", "agent": "a", "over": "/input/urls", "itemKey": "/url",
+             "maxItems": 50, "concurrency": 4, "onItemFailure": "collect"}]});
+        let w = Workflow::from_value(ok).unwrap();
+        assert_eq!(w.tool_names().into_iter().collect::<Vec<_>>(), ["t"]);
+        assert!(w.agent_names().contains("a"));
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::condition::Condition;
+use super::condition::{Condition, Path as StatePath};
 use crate::budget::Limits;
 use crate::error::{Error, Result};
 
@@ -28,6 +28,12 @@ pub const MAX_NON_RETRYABLE: usize = 100;
 pub const MAX_LIMIT: u64 = 100_000_000;
 /// Largest accepted number of nodes.
 pub const MAX_NODES: usize = 100_000;
+/// Largest accepted `maxItems` of a map node.
+pub const MAX_ITEMS: u64 = 10_000;
+/// `maxItems` of a map node that sets none.
+pub const DEFAULT_MAX_ITEMS: u64 = 1_000;
+/// Most `reads` entries one node may list.
+pub const MAX_READS: usize = 64;
 
 /// The kind of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,6 +47,9 @@ pub enum NodeKind {
     Human,
     /// A data-driven choice of successors, evaluated by the core.
     Branch,
+    /// One activation of its agent or tool per item of an array (`over`), run side by side;
+    /// the node's output is the array of their outputs, in item order (docs/workflow.md).
+    Map,
 }
 
 impl NodeKind {
@@ -51,16 +60,18 @@ impl NodeKind {
             NodeKind::Tool => "tool",
             NodeKind::Human => "human",
             NodeKind::Branch => "branch",
+            NodeKind::Map => "map",
         }
     }
 
-    /// Who performs this node's work, or `None` for nodes the core decides itself.
+    /// Who performs this node's work, or `None` for nodes the core decides itself and for
+    /// map nodes (whose items are performed by the node's agent or tool, whichever it names).
     pub fn activation(self) -> Option<ActivationKind> {
         match self {
             NodeKind::Agent => Some(ActivationKind::Agent),
             NodeKind::Tool => Some(ActivationKind::Tool),
             NodeKind::Human => Some(ActivationKind::Human),
-            NodeKind::Branch => None,
+            NodeKind::Branch | NodeKind::Map => None,
         }
     }
 }
@@ -152,6 +163,19 @@ fn is_one(x: &f64) -> bool {
     *x == 1.0
 }
 
+/// What a map node does when one of its items fails for good (after its retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ItemFailure {
+    /// The node fails, and the run with it (the default). Items already running in the same
+    /// step still finish and are recorded.
+    #[default]
+    Fail,
+    /// The node completes; its output holds `{"ok": true, "output": …}` or
+    /// `{"ok": false, "error": {"type", "message"}}` per item.
+    Collect,
+}
+
 /// One `when`/`goto` pair of a branch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -202,6 +226,29 @@ pub struct NodeSpec {
     /// nodes; docs/budgets.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Limits>,
+    /// Map nodes: the array to map over, a path like a condition's (`/outputs/plan/items`,
+    /// `/input/urls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over: Option<String>,
+    /// Map nodes: a JSON Pointer into each item whose value (a string or an integer, unique
+    /// among the items) is the item's key; without one, items are known by index alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_key: Option<String>,
+    /// Map nodes: most items the array may hold ([`DEFAULT_MAX_ITEMS`] when not set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<u64>,
+    /// Map nodes: most items handed to the host at once (all when not set). Only when work
+    /// is handed out depends on it, never the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u64>,
+    /// Map nodes: what an item that fails for good does ([`ItemFailure::Fail`] when not set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_item_failure: Option<ItemFailure>,
+    /// Paths of earlier values this node's activations receive besides their `deps`
+    /// (`/outputs/critic`, `/visits/draft`, `/input/topic`): the latest value when the
+    /// activation is scheduled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
 }
 
 impl NodeSpec {
@@ -219,6 +266,12 @@ impl NodeSpec {
             cases: Vec::new(),
             default: None,
             budget: None,
+            over: None,
+            item_key: None,
+            max_items: None,
+            concurrency: None,
+            on_item_failure: None,
+            reads: Vec::new(),
         }
     }
 }
@@ -277,6 +330,19 @@ impl RetryPolicy {
     }
 }
 
+/// A map node, compiled.
+#[derive(Debug)]
+pub(crate) struct MapDef {
+    /// The array's path, as written.
+    pub over_text: Arc<str>,
+    pub over: StatePath,
+    /// Tokens of `itemKey`.
+    pub item_key: Option<Vec<String>>,
+    pub max_items: u64,
+    pub concurrency: Option<u32>,
+    pub collect: bool,
+}
+
 /// A dependency edge into a node.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Dep {
@@ -309,6 +375,24 @@ pub(crate) struct CompiledNode {
     pub branch: Option<BranchDef>,
     /// The node's budget (unlimited when it has none).
     pub budget: Limits,
+    /// Who performs its activations (`None` for branches).
+    pub act: Option<ActivationKind>,
+    /// Map nodes: what to map over and how.
+    pub map: Option<MapDef>,
+    /// `reads`: each path as written, compiled.
+    pub reads: Vec<(Arc<str>, StatePath)>,
+}
+
+impl CompiledNode {
+    /// The agent name its activations run, for agent nodes and maps over an agent.
+    pub fn agent(&self) -> Option<&Arc<str>> {
+        (self.act == Some(ActivationKind::Agent)).then_some(&self.name)
+    }
+
+    /// Whether its activations are tool calls (tool nodes and maps over a tool).
+    pub fn is_tool(&self) -> bool {
+        self.act == Some(ActivationKind::Tool)
+    }
 }
 
 /// A validated, compiled workflow. Cheap to share (`Arc` inside).
@@ -431,21 +515,23 @@ impl Workflow {
     }
 
     /// Hints about a valid workflow that probably does not do what its author meant: an
-    /// agent or tool node whose every `after` entry is a branch receives no `deps` (a branch
-    /// has no output). Hosts show them as warnings (the CLI on stderr, Python `warnings`,
+    /// agent, tool or map node whose every `after` entry is a branch, and that has no
+    /// `reads`, receives no data (a branch has no output). Hosts show them as warnings (the CLI on stderr, Python `warnings`,
     /// Node `process.emitWarning`); they never change a run.
     pub fn warnings(&self) -> Vec<String> {
         let c = &self.inner;
         c.nodes
             .iter()
-            .filter(|n| matches!(n.kind, NodeKind::Agent | NodeKind::Tool))
+            .filter(|n| matches!(n.kind, NodeKind::Agent | NodeKind::Tool | NodeKind::Map))
+            // A node with `reads` gets its data that way.
+            .filter(|n| n.reads.is_empty())
             .filter(|n| {
                 !n.after.is_empty() && n.after.iter().all(|&d| c.nodes[d].kind == NodeKind::Branch)
             })
             .map(|n| {
                 let branches: Vec<&str> = n.after.iter().map(|&d| &*c.nodes[d].id).collect();
                 format!(
-                    "node '{}': every 'after' entry is a branch ({}), and a branch has no output, so its activations receive no deps; add the nodes whose outputs it reads to 'after'",
+                    "node '{}': every 'after' entry is a branch ({}), and a branch has no output, so its activations receive no deps; add the nodes whose outputs it needs to 'after', or list them in 'reads'",
                     n.id,
                     branches.join(", ")
                 )
@@ -483,21 +569,21 @@ impl Workflow {
         self.inner.nodes.iter().map(|n| &*n.id)
     }
 
-    /// Agent names used by the workflow (sorted, deduplicated).
+    /// Agent names used by the workflow (sorted, deduplicated), maps' included.
     pub fn agent_names(&self) -> BTreeSet<&str> {
-        self.names_of(NodeKind::Agent)
+        self.names_of(ActivationKind::Agent)
     }
 
-    /// Tool names used by the workflow (sorted, deduplicated).
+    /// Tool names used by the workflow (sorted, deduplicated), maps' included.
     pub fn tool_names(&self) -> BTreeSet<&str> {
-        self.names_of(NodeKind::Tool)
+        self.names_of(ActivationKind::Tool)
     }
 
-    fn names_of(&self, kind: NodeKind) -> BTreeSet<&str> {
+    fn names_of(&self, kind: ActivationKind) -> BTreeSet<&str> {
         self.inner
             .nodes
             .iter()
-            .filter(|n| n.kind == kind)
+            .filter(|n| n.act == Some(kind))
             .map(|n| &*n.name)
             .collect()
     }

@@ -288,7 +288,7 @@ impl Checker<'_> {
                 .or_else(|| n.tool.clone())
                 .unwrap_or_default();
             self.agents.insert(n.id.clone(), (n.kind, name.clone()));
-            if n.kind == NodeKind::Tool && !self.policy.allowlist().allows_node(&name) {
+            if n.tool.is_some() && !self.policy.allowlist().allows_node(&name) {
                 self.log.changes.push(Change {
                     seq: e.seq,
                     sub: None,

@@ -42,7 +42,7 @@ use crate::model::header::{
     CoreFlags, HeaderMeta, LogHeader, MetaExtra, ParentRef, PolicyRef, WorkflowRef,
 };
 use crate::model::verdict::Verdict;
-use crate::model::workflow::{ActivationKind, NodeKind, Workflow};
+use crate::model::workflow::{ActivationKind, Workflow};
 use crate::policy::{Policy, Subject};
 use crate::replay::{self, Stop};
 
@@ -1045,7 +1045,7 @@ pub(crate) fn run_policy(header: &LogHeader, given: Option<Policy>) -> Result<Op
 fn check_tool_nodes(workflow: &Workflow, policy: &Policy) -> Result<()> {
     let compiled = workflow.compiled();
     for node in &compiled.nodes {
-        if node.kind == NodeKind::Tool && !policy.allowlist().allows_node(&node.name) {
+        if node.is_tool() && !policy.allowlist().allows_node(&node.name) {
             let verdict = Verdict {
                 rule: crate::model::verdict::TOOLS_RULE.into(),
                 action: crate::model::verdict::Action::Block,

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agentmesh_core::{
-    canonical_log, check_log, read_header, replay, verify_log, FsyncMode, Mesh, RunStatus,
-    Script, Workflow,
+    canonical_log, check_log, read_header, replay, verify_log, FsyncMode, Mesh, RunStatus, Script,
+    Workflow,
 };
 
 const LOG: &str = "policy-block-redact-warn";

@@ -363,12 +363,12 @@ fn unknown_flags_and_versions_are_refused() {
         ),
         (
             "version",
-            records[0].replacen("\"version\":5", "\"version\":6", 1),
-            "version 6",
+            records[0].replacen("\"version\":6", "\"version\":7", 1),
+            "version 7",
         ),
         (
             "v1 layout",
-            records[0].replacen("\"version\":5", "\"version\":1", 1),
+            records[0].replacen("\"version\":6", "\"version\":1", 1),
             "another version",
         ),
     ] {

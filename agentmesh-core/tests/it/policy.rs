@@ -130,7 +130,7 @@ fn input_and_outputs_are_recorded_and_passed_on_redacted() {
     assert!(!text.contains(EMAIL), "the raw address reached the log");
     let (header, events) = read_log(dir.path().join("redact.jsonl")).unwrap();
     assert_eq!(header.policy.as_ref().unwrap().hash, policy().hash());
-    assert_eq!(header.version, 5);
+    assert_eq!(header.version, agentmesh_core::LOG_VERSION);
     let EventData::RunStarted(started) = &events[0].data else {
         panic!()
     };
