@@ -71,8 +71,8 @@ pub use model::failure::{Failure, FailureKind, RunError, Usage};
 pub use model::header::{HeaderMeta, LogHeader, PolicyRef, CANONICAL_VERSION, LOG_VERSION};
 pub use model::verdict::{Action, Verdict, TOOLS_RULE};
 pub use model::workflow::{
-    ActivationKind, ItemFailure, NodeKind, NodeOptions, RetrySpec, Workflow, WorkflowBuilder,
-    WorkflowSpec,
+    ActivationKind, ItemFailure, MapOptions, NodeKind, NodeOptions, RetrySpec, Workflow,
+    WorkflowBuilder, WorkflowSpec,
 };
 pub use model::MAX_VALUE_DEPTH;
 pub use policy::{

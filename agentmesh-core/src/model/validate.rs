@@ -1293,4 +1293,43 @@ mod tests {
         assert_eq!(w.tool_names().into_iter().collect::<Vec<_>>(), ["t"]);
         assert!(w.agent_names().contains("a"));
     }
+
+    #[test]
+    fn the_builder_writes_map_nodes_and_reads_like_json() {
+        use crate::model::workflow::{ItemFailure, MapOptions, NodeOptions};
+        let built = Workflow::builder("w")
+            .agent("plan", "p", NodeOptions::default())
+            .map_agent(
+                "m",
+                "r",
+                "/outputs/plan/qs",
+                MapOptions {
+                    item_key: Some("/id".into()),
+                    max_items: Some(9),
+                    concurrency: Some(2),
+                    on_item_failure: Some(ItemFailure::Collect),
+                },
+                NodeOptions::after(&["plan"]),
+            )
+            .map_tool("t", "fetch", "/input/urls", MapOptions::default(), NodeOptions::default())
+            .agent(
+                "w",
+                "w",
+                NodeOptions {
+                    after: vec!["m".into()],
+                    reads: vec!["/outputs/t".into()],
+                    ..NodeOptions::default()
+                },
+            )
+            .build()
+            .unwrap();
+        let json = Workflow::from_value(json!({"name": "w", "nodes": [
+            {"id": "plan", "type": "agent", "agent": "p"},
+            {"id": "m", "type": "map", "agent": "r", "after": ["plan"], "over": "/outputs/plan/qs",
+             "itemKey": "/id", "maxItems": 9, "concurrency": 2, "onItemFailure": "collect"},
+            {"id": "t", "type": "map", "tool": "fetch", "over": "/input/urls"},
+            {"id": "w", "type": "agent", "agent": "w", "after": ["m"], "reads": ["/outputs/t"]}]}))
+        .unwrap();
+        assert_eq!(built.hash(), json.hash());
+    }
 }

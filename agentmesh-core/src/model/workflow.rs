@@ -615,6 +615,21 @@ pub struct NodeOptions {
     pub retry: Option<RetrySpec>,
     /// Loop bound.
     pub max_visits: Option<u64>,
+    /// Paths of earlier values its activations receive (`reads`).
+    pub reads: Vec<String>,
+}
+
+/// A map node's own options in the builder (see [`NodeSpec`]'s map fields).
+#[derive(Debug, Clone, Default)]
+pub struct MapOptions {
+    /// JSON Pointer to each item's key.
+    pub item_key: Option<String>,
+    /// Most items the array may hold.
+    pub max_items: Option<u64>,
+    /// Most items handed out at once.
+    pub concurrency: Option<u64>,
+    /// What an item failing for good does.
+    pub on_item_failure: Option<ItemFailure>,
 }
 
 impl NodeOptions {
@@ -633,8 +648,46 @@ impl WorkflowBuilder {
         node.timeout_ms = opts.timeout_ms;
         node.retry = opts.retry;
         node.max_visits = opts.max_visits;
+        node.reads = opts.reads;
         self.spec.nodes.push(node);
         self
+    }
+
+    fn map(mut node: NodeSpec, over: &str, map: MapOptions) -> NodeSpec {
+        node.over = Some(over.to_owned());
+        node.item_key = map.item_key;
+        node.max_items = map.max_items;
+        node.concurrency = map.concurrency;
+        node.on_item_failure = map.on_item_failure;
+        node
+    }
+
+    /// Add a map node: one activation of `agent` per item of the array at `over`.
+    pub fn map_agent(
+        self,
+        id: &str,
+        agent: &str,
+        over: &str,
+        map: MapOptions,
+        opts: NodeOptions,
+    ) -> Self {
+        let mut n = NodeSpec::new(id, NodeKind::Map);
+        n.agent = Some(agent.to_owned());
+        self.push(WorkflowBuilder::map(n, over, map), opts)
+    }
+
+    /// Add a map node: one call of `tool` per item of the array at `over`.
+    pub fn map_tool(
+        self,
+        id: &str,
+        tool: &str,
+        over: &str,
+        map: MapOptions,
+        opts: NodeOptions,
+    ) -> Self {
+        let mut n = NodeSpec::new(id, NodeKind::Map);
+        n.tool = Some(tool.to_owned());
+        self.push(WorkflowBuilder::map(n, over, map), opts)
     }
 
     /// Add an agent node.
