@@ -310,13 +310,23 @@ def check_self(check, v):
         (dict(WORKFLOW, budget={"microUsd": 1.5}), "a fractional budget"),
         (dict(WORKFLOW, budgetWarnings=[0]), "a warning threshold of 0"),
         (node(id="h", type="human", budget={"calls": 1}), "a budget on a human node"),
+        (node(id="m", type="map", agent="x"), "a map without over"),
+        (node(id="m", type="map", over="/input"), "a map without agent or tool"),
+        (node(id="m", type="map", agent="x", tool="t", over="/input"), "a map with agent and tool"),
+        (node(id="m", type="map", agent="x", over="/visits/a"), "a map over a visit count"),
+        (node(id="m", type="map", agent="x", over="/input", maxItems=0), "maxItems 0"),
+        (node(id="m", type="map", agent="x", over="/input", onItemFailure="skip"),
+         "an unknown onItemFailure"),
+        (node(id="a", type="agent", agent="x", over="/input"), "over on an agent node"),
+        (node(id="a", type="agent", agent="x", reads=["input"]), "a read that is not a pointer"),
+        (node(id="b", type="branch", default="b", reads=["/input"]), "reads on a branch"),
     ]
     for doc, what in bad_workflows:
         check.invalid(v["workflow"], doc, f"self-check: workflow with {what} is rejected")
 
     bad_events = [
         (dict(HEADER, version=2), "canonical header of version 2"),
-        (dict(HEADER, version=6, meta={"at": 5}, crc="0" * 8), "header of version 6"),
+        (dict(HEADER, version=7, meta={"at": 5}, crc="0" * 8), "header of version 7"),
         (dict(HEADER, version=5, meta={"at": 5}, crc="0" * 8, policy={"name": "p"}),
          "header policy without a hash"),
         (dict(HEADER, meta={"at": 5}, crc="0" * 8), "format-1 header with a crc"),
@@ -348,6 +358,11 @@ def check_self(check, v):
         (dict(STEP, type="budgetWarning", data={"scope": "run", "dimension": "calls",
                                                 "threshold": 80, "limit": 5}),
          "budgetWarning without spent"),
+        (dict(SCHEDULED, data={"agent": "x", "item": {"key": "k"}}), "an item without index"),
+        (dict(SCHEDULED, data={"agent": "x", "reads": {"/input": 0}}), "a read from seq 0"),
+        (dict(STEP, type="mapCompleted", node="a", data={}), "mapCompleted without items"),
+        (dict(STEP, type="mapCompleted", node="a", data={"items": 2, "failed": 0}),
+         "mapCompleted with failed 0"),
         (dict(STEP, type="callDenied", sub=1, node="a", attempt=1,
               data={"call": 1, "kind": "llm", "name": "p", "request": {}}),
          "callDenied without its refusal"),
@@ -362,6 +377,7 @@ def check_self(check, v):
         ({"seed": -1}, "negative seed"),
         ({"runId": ".hidden"}, "run id starting with a dot"),
         ({"approval": {}}, "unknown top-level field"),
+        ({"agents": {"a": [{"item": -1}]}}, "a negative item filter"),
     ]
     for doc, what in bad_scripts:
         check.invalid(v["script"], doc, f"self-check: script with {what} is rejected")
