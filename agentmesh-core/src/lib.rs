@@ -66,13 +66,15 @@ pub use model::call::{
     idempotency_key, Attempt, CallAsk, CallError, CallKind, CallMeta, CallOutcome, CallRequest,
     CallTicket, TicketState, MAX_CALLS_PER_ACTIVATION,
 };
-pub use model::event::{trace_id_for, Event, EventData, EventKind, ItemRef, MapCompleted, Role};
+pub use model::event::{
+    trace_id_for, Event, EventData, EventKind, ItemRef, MapCompleted, Repaired, Role,
+};
 pub use model::failure::{Failure, FailureKind, RunError, Usage};
 pub use model::header::{HeaderMeta, LogHeader, PolicyRef, CANONICAL_VERSION, LOG_VERSION};
 pub use model::verdict::{Action, Verdict, TOOLS_RULE};
 pub use model::workflow::{
-    ActivationKind, ItemFailure, MapOptions, NodeKind, NodeOptions, RetrySpec, Workflow,
-    WorkflowBuilder, WorkflowSpec,
+    ActivationKind, ItemFailure, MapOptions, NodeKind, NodeOptions, OutputSpec, RetrySpec,
+    Workflow, WorkflowBuilder, WorkflowSpec,
 };
 pub use model::MAX_VALUE_DEPTH;
 pub use policy::{

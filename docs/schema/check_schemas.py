@@ -320,6 +320,8 @@ def check_self(check, v):
         (node(id="a", type="agent", agent="x", over="/input"), "over on an agent node"),
         (node(id="a", type="agent", agent="x", reads=["input"]), "a read that is not a pointer"),
         (node(id="b", type="branch", default="b", reads=["/input"]), "reads on a branch"),
+        (node(id="a", type="agent", agent="x", output={"repair": True}), "an output without schema"),
+        (node(id="b", type="branch", default="b", output={"schema": {}}), "an output on a branch"),
     ]
     for doc, what in bad_workflows:
         check.invalid(v["workflow"], doc, f"self-check: workflow with {what} is rejected")
@@ -361,6 +363,9 @@ def check_self(check, v):
         (dict(SCHEDULED, data={"agent": "x", "item": {"key": "k"}}), "an item without index"),
         (dict(SCHEDULED, data={"agent": "x", "reads": {"/input": 0}}), "a read from seq 0"),
         (dict(STEP, type="mapCompleted", node="a", data={}), "mapCompleted without items"),
+        (dict(STEP, type="agentCompleted", node="a", attempt=1,
+              data={"output": 1, "repaired": {"from": "a" * 64, "to": "b" * 64, "fixes": ["magic"]}}),
+         "a repair with an unknown fix"),
         (dict(STEP, type="mapCompleted", node="a", data={"items": 2, "failed": 0}),
          "mapCompleted with failed 0"),
         (dict(STEP, type="callDenied", sub=1, node="a", attempt=1,

@@ -88,22 +88,25 @@ impl MapState {
     /// reopened run).
     pub(crate) fn rerun_failed(&mut self) {
         for k in 0..self.items.len() {
-            if let Some(ItemResult::Failed(_, seq)) = self.results[k] {
-                self.results[k] = None;
+            if let Some(ItemResult::Failed(..)) = self.results[k] {
+                let Some(ItemResult::Failed(f, seq)) = self.results[k].take() else {
+                    unreachable!("matched above")
+                };
                 self.left += 1;
-                self.rerun(k, seq);
+                self.rerun(k, seq, Some(f));
             }
         }
     }
 
     /// Run item `k` again in the next step with a fresh allowance, retrying the attempt
     /// that ended at `retry_of`.
-    fn rerun(&mut self, k: usize, retry_of: u64) {
+    fn rerun(&mut self, k: usize, retry_of: u64, failure: Option<Failure>) {
         self.attempt_base[k] = self.attempt[k];
         self.retry[k] = Some(Retry {
             attempt: self.attempt[k] + 1,
             delay_ms: 0,
             retry_of,
+            failure,
         });
         self.todo.push(k as u32);
     }
@@ -255,7 +258,7 @@ impl Machine {
     pub(super) fn rerun_item(&mut self, i: usize, k: usize, seq: u64) {
         let state = &mut self.nodes[i];
         if let Some(m) = state.map.as_mut() {
-            m.rerun(k, seq);
+            m.rerun(k, seq, None);
             state.status = NodeStatus::Active;
             self.retrying.push(i);
         }
@@ -311,6 +314,7 @@ impl Machine {
                 attempt: slot.attempt + 1,
                 delay_ms: p.delay_before(made + 1),
                 retry_of: seq,
+                failure: Some(f.clone()),
             });
             m.todo.push(k as u32);
             return;

@@ -32,7 +32,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::activation::{Activation, Completion, Outcome, RunStatus};
 use crate::model::budget::{BudgetWarning, RunBudget};
 use crate::model::event::{
-    Completed, Event, EventData, Failed, Overridden, Reason, RunCompleted, RunFailed, RunStarted,
+    Completed, Event, EventData, Failed, Overridden, Reason, Repaired, RunCompleted, RunFailed,
+    RunStarted,
 };
 use crate::model::failure::{Failure, FailureKind, RunError, Usage};
 use crate::model::header::CoreFlags;
@@ -54,6 +55,8 @@ struct Retry {
     attempt: u32,
     delay_ms: u64,
     retry_of: u64,
+    /// The failure retried (`None` for an attempt a cancel closed).
+    failure: Option<Failure>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +78,8 @@ pub(crate) struct NodeState {
     attempt_base: u32,
     /// Map nodes: the items of the current visit.
     map: Option<Box<map::MapState>>,
+    /// The failure that failed the node for good (what a reopened run retries).
+    failure: Option<Failure>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +110,8 @@ struct Slot {
     item: Option<u32>,
     /// Whether `poll` handed it to the host.
     handed: bool,
+    /// The failure this attempt retries.
+    last_failure: Option<Failure>,
 }
 
 /// A completion built by [`Machine::stage`] and not yet applied: its event (to commit) and
@@ -137,6 +144,8 @@ pub(crate) struct Report {
     pub dur_us: Option<u64>,
     /// What the run's policy decided about it.
     pub verdicts: Vec<Verdict>,
+    /// The repair its node's output contract made of it.
+    pub repaired: Option<Repaired>,
 }
 
 /// The orchestrator of one run. Events it decides go to an outbox the caller drains.
@@ -218,6 +227,7 @@ impl Machine {
                     attempt: 0,
                     attempt_base: 0,
                     map: None,
+                    failure: None,
                 };
                 count
             ],
@@ -445,6 +455,7 @@ impl Machine {
             deps,
             item,
             reads,
+            last_failure: slot.last_failure.clone(),
         }
     }
 
@@ -501,7 +512,16 @@ impl Machine {
         let i = self.slot_index(id)?;
         let node = &self.wf.compiled().nodes[self.slots[i].node];
         let journal = &self.slots[i].calls;
-        let result = match completion.result {
+        // The output contract first: what is judged and recorded is the checked (repaired)
+        // output, or the failure that re-asks.
+        let (checked, repaired) = match (completion.result, &node.output) {
+            (Ok(v), Some(check)) => match check.check(Arc::new(v)) {
+                Ok((v, r)) => (Ok(v), r),
+                Err(f) => (Err(f), None),
+            },
+            (r, _) => (r.map(Arc::new), None),
+        };
+        let result = match checked {
             // A resumed agent that finished without making again every call the log holds
             // for it did not do what the first execution did.
             Ok(_) if journal.unconsumed() > 0 => Err(Failure::error(
@@ -514,7 +534,7 @@ impl Machine {
                 ),
             )
             .permanent()),
-            Ok(v) => Ok(Arc::new(v)),
+            Ok(v) => Ok(v),
             // A budget refused one of its calls and the agent did not get past it: the one
             // failure every host records (whatever its exception was called).
             Err(_) if journal.denial().is_some() => Err(Failure::error(
@@ -552,6 +572,7 @@ impl Machine {
                 usage: completion.usage,
                 dur_us: completion.duration_us,
                 verdicts,
+                repaired,
             },
         )
     }
@@ -623,6 +644,7 @@ impl Machine {
                     output,
                     usage: report.usage,
                     verdicts: report.verdicts,
+                    repaired: report.repaired,
                 },
             ),
             Err(error) => EventData::Failed(
@@ -696,6 +718,12 @@ impl Machine {
 
     /// Move the finished step's results into node state; failures decide retries.
     fn settle_step(&mut self) {
+        fn slot_failure(result: &Option<SlotResult>) -> Option<Failure> {
+            match result {
+                Some(SlotResult::Failed(f, _)) => Some(f.clone()),
+                _ => None,
+            }
+        }
         let slots = std::mem::take(&mut self.slots);
         let mut maps = Vec::new();
         for slot in &slots {
@@ -725,6 +753,7 @@ impl Machine {
                     // A budget refusal is not retried: the run fails with it.
                     state.status = NodeStatus::Failed;
                     state.resolved_seq = *seq;
+                    state.failure = slot_failure(&slot.result);
                     if self.pending_failure.is_none() {
                         let refusal = slot.calls.denial().expect("checked").clone();
                         self.pending_failure = Some(RunError {
@@ -740,6 +769,7 @@ impl Machine {
                     // A call the policy refused, let through by the agent: not retried either.
                     state.status = NodeStatus::Failed;
                     state.resolved_seq = *seq;
+                    state.failure = slot_failure(&slot.result);
                     if self.pending_failure.is_none() {
                         let verdict = slot.calls.policy_denial().expect("checked").clone();
                         self.pending_failure = Some(RunError {
@@ -763,11 +793,13 @@ impl Machine {
                             attempt: slot.attempt + 1,
                             delay_ms: p.delay_before(made + 1),
                             retry_of: *seq,
+                            failure: Some(f.clone()),
                         });
                         self.retrying.push(slot.node);
                     } else {
                         state.status = NodeStatus::Failed;
                         state.resolved_seq = *seq;
+                        state.failure = Some(f.clone());
                         if self.pending_failure.is_none() {
                             let code = match f.kind {
                                 _ if slot.blocked.is_some() => ErrorKind::PolicyDenied,
@@ -1012,6 +1044,7 @@ impl Machine {
             attempt: state.attempt + 1,
             delay_ms: 0,
             retry_of,
+            failure: state.failure.take(),
         });
         self.retrying.push(i);
     }
@@ -1225,6 +1258,45 @@ pub(crate) mod tests {
         assert!(
             m.override_output("n1", json!(2), None).is_err(),
             "n1 has no output"
+        );
+    }
+
+    #[test]
+    fn an_output_contract_fails_a_mismatch_repairs_text_and_hands_the_failure_to_the_retry() {
+        let mut m = machine(json!({"name": "w", "nodes": [
+            {"id": "plan", "type": "agent", "agent": "p", "retry": {"maxAttempts": 2},
+             "output": {"repair": true, "schema": {"type": "object", "required": ["questions"],
+                "properties": {"questions": {"type": "array", "items": {"type": "string"}}}}}}]}));
+        let first = m.poll().remove(0);
+        assert_eq!(first.last_failure, None);
+        let e = complete(&mut m, first.id, Completion::ok(json!({"questions": [1]})));
+        let EventData::Failed(_, f) = &e.data else {
+            panic!("{e:?}")
+        };
+        assert_eq!(f.error.error_type, "OutputSchemaError");
+        assert!(
+            f.error.message.contains("at /questions/0"),
+            "{}",
+            f.error.message
+        );
+        let retry = m.poll().remove(0);
+        assert_eq!(
+            retry.last_failure.as_ref(),
+            Some(&f.error),
+            "the retry is told why"
+        );
+        let text = "Here you go:\n```json\n{\"questions\": [\"why\", \"how\",]}\n```";
+        let e = complete(&mut m, retry.id, Completion::ok(json!(text)));
+        let EventData::Completed(_, c) = &e.data else {
+            panic!("{e:?}")
+        };
+        assert_eq!(*c.output, json!({"questions": ["why", "how"]}));
+        let r = c.repaired.as_ref().unwrap();
+        let fixes: Vec<&str> = r.fixes.iter().map(|f| &**f).collect();
+        assert_eq!(fixes, ["codeFence", "trailingCommas"]);
+        assert_eq!(
+            m.outcome().output,
+            Some(json!({"plan": {"questions": ["why", "how"]}}))
         );
     }
 }

@@ -333,12 +333,16 @@ impl Machine {
             let node = &compiled.nodes[i];
             let kind = node.act.expect("only activation nodes are scheduled");
             let state = &mut self.nodes[i];
+            let mut last_failure = None;
             let (attempt, delay_ms, retry_of, item_ref) = match item {
                 Some(k) => {
                     let m = state.map.as_mut().expect("a map node has items");
                     let k = k as usize;
                     let (attempt, delay_ms, retry_of) = match m.retry[k].take() {
-                        Some(r) => (r.attempt, r.delay_ms, Some(r.retry_of)),
+                        Some(r) => {
+                            last_failure = r.failure;
+                            (r.attempt, r.delay_ms, Some(r.retry_of))
+                        }
                         None => (1, 0, None),
                     };
                     m.attempt[k] = attempt;
@@ -350,7 +354,10 @@ impl Machine {
                 }
                 None => {
                     let (attempt, delay_ms, retry_of) = match state.retry.take() {
-                        Some(r) => (r.attempt, r.delay_ms, Some(r.retry_of)),
+                        Some(r) => {
+                            last_failure = r.failure;
+                            (r.attempt, r.delay_ms, Some(r.retry_of))
+                        }
                         None => {
                             state.visits += 1;
                             state.attempt_base = 0;
@@ -407,6 +414,7 @@ impl Machine {
                 blocked: None,
                 item,
                 handed: false,
+                last_failure,
             });
         }
         // Reserve the completion seqs.

@@ -53,6 +53,11 @@ pub struct Activation {
     /// left out).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub reads: BTreeMap<Arc<str>, Arc<Value>>,
+    /// The failure this attempt retries (a retry after a failure; `None` on a first attempt
+    /// and after a cancel): what to tell a model asked again, such as an
+    /// `OutputSchemaError` naming the path its output got wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Failure>,
 }
 
 /// One item of a map node's array.

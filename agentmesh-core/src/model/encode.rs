@@ -144,6 +144,10 @@ fn push_data(out: &mut Vec<u8>, data: &EventData) {
                 out.extend_from_slice(b",\"verdicts\":");
                 push_serde(out, &b.verdicts);
             }
+            if let Some(r) = &b.repaired {
+                out.extend_from_slice(b",\"repaired\":");
+                push_serde(out, r);
+            }
             out.push(b'}');
         }
         EventData::Failed(_, b) => push_serde(out, b),
@@ -398,6 +402,15 @@ mod tests {
                     } else {
                         Vec::new()
                     },
+                    repaired: n.is_multiple_of(5).then(|| Repaired {
+                        from: text.into(),
+                        to: "0".repeat(64),
+                        fixes: if n.is_multiple_of(2) {
+                            vec![text.into()]
+                        } else {
+                            Vec::new()
+                        },
+                    }),
                 },
             ),
             EventData::Failed(

@@ -278,6 +278,23 @@ pub struct Completed {
     /// What the run's policy decided about the output (recorded and passed on redacted) (docs/policy.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verdicts: Vec<crate::model::verdict::Verdict>,
+    /// The output was text its node's `output.repair` made JSON (docs/workflow.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<Repaired>,
+}
+
+/// A repair of an output's almost-JSON text: digests of the text as reported and of the JSON
+/// recorded instead, and the rules applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Repaired {
+    /// blake3 (hex) of the text the activation reported.
+    pub from: String,
+    /// blake3 (hex) of the compact JSON of the value recorded.
+    pub to: String,
+    /// The rules applied (`codeFence`, `singleQuotes`, …; empty when the text only needed
+    /// parsing).
+    pub fixes: Vec<Arc<str>>,
 }
 
 /// Body of a failed completion.
@@ -873,6 +890,7 @@ mod tests {
                 output: Arc::new(serde_json::json!({"x": 1})),
                 usage: Some(Usage::tokens(2, 3)),
                 verdicts: Vec::new(),
+                repaired: None,
             },
         ));
         let canon = e.to_canonical_json();

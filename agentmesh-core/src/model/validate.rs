@@ -131,6 +131,11 @@ fn check_node_fields(n: &NodeSpec) -> Result<Arc<str>> {
     forbid(n, "onItemFailure", !map && n.on_item_failure.is_some())?;
     forbid(
         n,
+        "output",
+        n.kind == NodeKind::Branch && n.output.is_some(),
+    )?;
+    forbid(
+        n,
         "reads",
         n.kind == NodeKind::Branch && !n.reads.is_empty(),
     )?;
@@ -727,6 +732,13 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
+        let output = match &n.output {
+            Some(o) => Some(
+                super::output::OutputCheck::compile(&o.schema, o.repair)
+                    .map_err(|msg| Error::invalid_workflow(Some(&n.id), "output.schema", msg))?,
+            ),
+            None => None,
+        };
         let branch = if n.kind == NodeKind::Branch {
             let mut cases = Vec::with_capacity(n.cases.len());
             for (k, c) in n.cases.iter().enumerate() {
@@ -771,6 +783,7 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
             },
             map,
             reads,
+            output,
         });
     }
     let terminal = (0..count)
@@ -1272,6 +1285,27 @@ mod tests {
                 "reads[0]",
                 "JSON Pointer",
             ),
+            (
+                json!({"id": "m", "type": "agent", "agent": "a", "output": {"schema": {"type": 5}}}),
+                "output.schema",
+                "not a usable JSON Schema",
+            ),
+            (
+                json!({"id": "m", "type": "agent", "agent": "a",
+                       "output": {"schema": {"$ref": "file:///etc/passwd"}}}),
+                "output.schema",
+                "not a usable JSON Schema",
+            ),
+            (
+                json!({"id": "m", "type": "agent", "agent": "a", "output": {"repair": true}}),
+                "output",
+                "missing field `schema`",
+            ),
+            (
+                json!({"id": "m", "type": "branch", "default": "plan", "output": {"schema": {}}}),
+                "output",
+                "",
+            ),
         ];
         for (node, field, says) in cases {
             let (n, f, m) = err(wf(node.clone()));
@@ -1311,7 +1345,13 @@ mod tests {
                 },
                 NodeOptions::after(&["plan"]),
             )
-            .map_tool("t", "fetch", "/input/urls", MapOptions::default(), NodeOptions::default())
+            .map_tool(
+                "t",
+                "fetch",
+                "/input/urls",
+                MapOptions::default(),
+                NodeOptions::default(),
+            )
             .agent(
                 "w",
                 "w",

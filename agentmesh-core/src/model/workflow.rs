@@ -163,6 +163,18 @@ fn is_one(x: &f64) -> bool {
     *x == 1.0
 }
 
+/// A node's output contract (wire form; docs/workflow.md, "Structured outputs").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutputSpec {
+    /// The JSON Schema (draft 2020-12 unless its `$schema` names another).
+    pub schema: Value,
+    /// Parse text outputs as JSON, repairing what models get wrong (code fences, single
+    /// quotes, trailing commas, …), before checking them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repair: bool,
+}
+
 /// What a map node does when one of its items fails for good (after its retries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -244,6 +256,10 @@ pub struct NodeSpec {
     /// Map nodes: what an item that fails for good does ([`ItemFailure::Fail`] when not set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_item_failure: Option<ItemFailure>,
+    /// The output contract: a JSON Schema every output must match, and whether almost-JSON
+    /// text is repaired first (agent, tool, map and human nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputSpec>,
     /// Paths of earlier values this node's activations receive besides their `deps`
     /// (`/outputs/critic`, `/visits/draft`, `/input/topic`): the latest value when the
     /// activation is scheduled.
@@ -271,6 +287,7 @@ impl NodeSpec {
             max_items: None,
             concurrency: None,
             on_item_failure: None,
+            output: None,
             reads: Vec::new(),
         }
     }
@@ -381,6 +398,8 @@ pub(crate) struct CompiledNode {
     pub map: Option<MapDef>,
     /// `reads`: each path as written, compiled.
     pub reads: Vec<(Arc<str>, StatePath)>,
+    /// `output`, compiled.
+    pub output: Option<super::output::OutputCheck>,
 }
 
 impl CompiledNode {
@@ -617,6 +636,8 @@ pub struct NodeOptions {
     pub max_visits: Option<u64>,
     /// Paths of earlier values its activations receive (`reads`).
     pub reads: Vec<String>,
+    /// The output contract.
+    pub output: Option<OutputSpec>,
 }
 
 /// A map node's own options in the builder (see [`NodeSpec`]'s map fields).
@@ -649,6 +670,7 @@ impl WorkflowBuilder {
         node.retry = opts.retry;
         node.max_visits = opts.max_visits;
         node.reads = opts.reads;
+        node.output = opts.output;
         self.spec.nodes.push(node);
         self
     }

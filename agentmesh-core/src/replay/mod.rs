@@ -84,12 +84,14 @@ fn report_of(e: &Event) -> Option<Report> {
             usage: c.usage.clone(),
             dur_us,
             verdicts: c.verdicts.clone(),
+            repaired: c.repaired.clone(),
         }),
         EventData::Failed(_, f) => Some(Report {
             result: Err(f.error.clone()),
             usage: f.usage.clone(),
             dur_us,
             verdicts: f.verdicts.clone(),
+            repaired: None,
         }),
         _ => None,
     }
@@ -202,6 +204,7 @@ impl Rebuilder<'_, '_> {
                     usage: c.usage,
                     dur_us: None,
                     verdicts: c.verdicts,
+                    repaired: c.repaired,
                 }
             }
             _ => {
@@ -213,6 +216,7 @@ impl Rebuilder<'_, '_> {
                     usage: f.usage,
                     dur_us: None,
                     verdicts: f.verdicts,
+                    repaired: None,
                 }
             }
         };

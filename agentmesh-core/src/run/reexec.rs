@@ -180,12 +180,14 @@ impl Run {
                             usage: c.usage,
                             dur_us: None,
                             verdicts: c.verdicts,
+                            repaired: c.repaired,
                         },
                         Some(EventData::Failed(_, f)) => Report {
                             result: Err(f.error),
                             usage: f.usage,
                             dur_us: None,
                             verdicts: f.verdicts,
+                            repaired: None,
                         },
                         // Still waiting in the log: it waits here too.
                         _ => continue,
