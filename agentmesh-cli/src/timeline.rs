@@ -553,6 +553,7 @@ mod tests {
             node: Some("b".into()),
             budget: None,
             verdict: None,
+            item: None,
         };
         assert_eq!(
             run_error(&e("node 'b' failed")),

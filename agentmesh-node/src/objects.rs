@@ -111,6 +111,8 @@ pub struct RunError {
     pub budget: Option<BudgetRefusal>,
     /// The policy verdict that failed the run (`POLICY_DENIED`).
     pub verdict: Option<Verdict>,
+    /// The map item (its index) that failed the run, when one did.
+    pub item: Option<i64>,
 }
 
 impl From<core::RunError> for RunError {
@@ -121,6 +123,7 @@ impl From<core::RunError> for RunError {
             node,
             budget,
             verdict,
+            item,
         } = e;
         RunError {
             code,
@@ -128,6 +131,7 @@ impl From<core::RunError> for RunError {
             node,
             budget: budget.map(BudgetRefusal::from),
             verdict: verdict.map(Verdict::from),
+            item: item.map(num),
         }
     }
 }

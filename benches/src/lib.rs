@@ -54,6 +54,25 @@ pub fn fanout(width: usize) -> Workflow {
     workflow(json!({"name": format!("fanout-{width}"), "nodes": nodes}))
 }
 
+/// A map over the run input's `items` and a `join` after it: the dynamic form of
+/// [`fanout`] (one activation per item in step 1, the join in step 2). Run it with
+/// [`map_options`].
+pub fn map_fanout() -> Workflow {
+    workflow(json!({"name": "map-fanout", "nodes": [
+        {"id": "w", "type": "map", "agent": AGENT, "over": "/input/items"},
+        {"id": "join", "type": "agent", "agent": AGENT, "after": ["w"]}
+    ]}))
+}
+
+/// [`options`] whose input holds `width` items for [`map_fanout`].
+pub fn map_options(width: usize, run_id: Option<String>, log_dir: Option<&Path>) -> RunOptions {
+    let items: Vec<Value> = (0..width).map(|i| json!({"q": i})).collect();
+    RunOptions {
+        input: json!({"topic": "bench", "items": items}),
+        ..options(run_id, log_dir)
+    }
+}
+
 /// One agent and a branch that loops back to it until it has run `iterations` times: one
 /// superstep per iteration, with a workflow of constant size however long the run is.
 pub fn counter_loop(iterations: u64) -> Workflow {
@@ -247,6 +266,14 @@ impl FileRuns {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_map_fanout_runs_one_activation_per_item() {
+        let run = run_raw(&map_fanout(), map_options(7, None, None), Payload::Null).unwrap();
+        // runStarted, step 1 (stepStarted + 7 scheduled + 7 completed), mapCompleted, step 2
+        // (3 events), runCompleted.
+        assert_eq!(run.events().unwrap().len(), 1 + 15 + 1 + 3 + 1);
+    }
 
     #[test]
     fn counter_loop_writes_the_counted_events() {

@@ -337,6 +337,7 @@ impl Machine {
                 node: Some(spec.id.to_string()),
                 budget,
                 verdict,
+                item: Some(k as u64),
             },
             None => {
                 let code = match f.kind {
@@ -363,6 +364,7 @@ impl Machine {
                     node: Some(spec.id.to_string()),
                     budget: None,
                     verdict: slot.blocked.clone(),
+                    item: Some(k as u64),
                 }
             }
         };
@@ -548,7 +550,7 @@ mod tests {
         );
         complete(&mut m, acts[1].id, Completion::ok(json!("B")));
         let e = m.outcome().error.unwrap();
-        assert_eq!(e.code, "AGENT_FAILED");
+        assert_eq!((e.code.as_str(), e.item), ("AGENT_FAILED", Some(0)));
         assert!(
             e.message
                 .starts_with("node 'research' item 0 failed on attempt 1/1: Bad: no"),

@@ -306,6 +306,7 @@ impl Machine {
                 node: None,
                 budget: None,
                 verdict: Some(v),
+                item: None,
             };
             self.finish(RunStatus::Failed, None, Some(error));
             return;
@@ -762,6 +763,7 @@ impl Machine {
                             node: Some(spec.id.to_string()),
                             budget: Some(refusal),
                             verdict: None,
+                            item: None,
                         });
                     }
                 }
@@ -778,6 +780,7 @@ impl Machine {
                             node: Some(spec.id.to_string()),
                             budget: None,
                             verdict: Some(verdict),
+                            item: None,
                         });
                     }
                 }
@@ -826,6 +829,7 @@ impl Machine {
                                 node: Some(spec.id.to_string()),
                                 budget: None,
                                 verdict: slot.blocked.clone(),
+                                item: None,
                             });
                         }
                     }
@@ -942,6 +946,7 @@ impl Machine {
                 node: None,
                 budget: None,
                 verdict: None,
+                item: None,
             }),
         });
         true
@@ -1111,6 +1116,7 @@ impl Machine {
                 node,
                 budget: None,
                 verdict: None,
+                item: None,
             }),
         );
     }

@@ -428,6 +428,7 @@ mod tests {
                     node: Some(text.into()),
                     budget: None,
                     verdict: None,
+                    item: None,
                 },
             }),
             EventData::RunCancelled(Reason {

@@ -91,6 +91,9 @@ pub struct RunError {
     /// The policy verdict that failed the run (`POLICY_DENIED`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<crate::model::verdict::Verdict>,
+    /// The map item that failed the run (its index), when a map item did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<u64>,
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agentmesh_benches::{
-    build_loop_log, chain, counter_loop, counter_loop_events, fanout, internal, io_error, mesh,
-    options, run_mesh, run_raw, FileRuns, Payload,
+    build_loop_log, chain, counter_loop, counter_loop_events, fanout, internal, io_error,
+    map_fanout, map_options, mesh, options, run_mesh, run_raw, FileRuns, Payload,
 };
 use agentmesh_core::{
     canonical_log, for_each_state, replay, verify_log, CallExecutor, CallOutcome, CallRequest,
@@ -1026,6 +1026,49 @@ fn figures(plan: &Plan) -> Result<()> {
             1e6,
             "µs",
             Target::None,
+        );
+        // The same fan-out as a map over 100 items (issue 14: per item within 1.2x of the
+        // static nodes). The same runs, interleaved, so both see the same machine state.
+        let map = map_fanout();
+        let reps = plan.fanout_reps;
+        let fixed_mesh = measure(reps, || timed(|| run_mesh(&mem, &wf, options(None, None))))?;
+        let map_mesh = measure(reps, || {
+            timed(|| run_mesh(&mem, &map, map_options(100, None, None)))
+        })?;
+        let fixed_raw = measure(reps, || {
+            timed(|| run_raw(&wf, options(None, None), Payload::Null).map(drop))
+        })?;
+        let map_raw = measure(reps, || {
+            timed(|| run_raw(&map, map_options(100, None, None), Payload::Null).map(drop))
+        })?;
+        t.time(
+            "map over 100 items + join, Mesh (worker pool), memory: per run",
+            map_mesh,
+            1.0,
+            1e6,
+            "µs",
+            Target::None,
+        );
+        t.time(
+            "map over 100 items + join, raw Run, memory: per run",
+            map_raw,
+            1.0,
+            1e6,
+            "µs",
+            Target::None,
+        );
+        let ratio = |a: Stats, b: Stats| [a.best / b.best, a.median / b.median, a.worst / b.worst];
+        t.push(
+            "map / static fan-out of 100 + join, Mesh (worker pool), memory",
+            ratio(map_mesh, fixed_mesh),
+            "x",
+            Target::AtMost(1.2),
+        );
+        t.push(
+            "map / static fan-out of 100 + join, raw Run, memory",
+            ratio(map_raw, fixed_raw),
+            "x",
+            Target::AtMost(1.2),
         );
     }
 
