@@ -129,8 +129,13 @@ class CancelToken:
 
 # One unit of work handed to an agent, tool or person: a native, read-only object
 # (agentmesh-py/src/activation.rs) with id, run_id, node, kind, name, attempt, visit, delay_ms,
-# timeout_ms, prompt, seed, step, input, deps and cancel_run(reason).
+# timeout_ms, prompt, seed, step, input, deps, reads, item and cancel_run(reason).
 Activation = _agentmesh.Activation
+
+# The map item an activation runs (``Activation.item``): a native, read-only object
+# (agentmesh-py/src/item.rs) with index (from 0), key (the text at the map's ``itemKey``, or
+# None) and value.
+Item = _agentmesh.Item
 
 
 @dataclass
@@ -1399,6 +1404,7 @@ class Mesh:
 __all__ = [
     "ActivationError",
     "Activation",
+    "Item",
     "CancelToken",
     "Mesh",
     "Output",
