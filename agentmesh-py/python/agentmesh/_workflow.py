@@ -89,8 +89,8 @@ class Workflow:
     @property
     def warnings(self) -> List[str]:
         """Hints about a valid workflow that probably does not do what its author meant: a
-        node whose every ``after`` entry is a branch receives no deps (a branch has no
-        output). Loading or building the workflow warns with each
+        node whose every ``after`` entry is a branch, and that has no ``reads``, receives no
+        data (a branch has no output). Loading or building the workflow warns with each
         (:class:`~agentmesh.AgentMeshWarning`); they never change a run."""
         return self._native.warnings()
 
