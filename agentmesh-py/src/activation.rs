@@ -1,15 +1,21 @@
 //! `agentmesh.Activation`: one unit of work handed to an agent, tool or person.
 //!
-//! A native, immutable object: building it costs a fraction of a microsecond, and `input` and
-//! `deps` become Python objects only when an agent reads them (then once per activation).
+//! A native, immutable object: building it costs a fraction of a microsecond, and `input`,
+//! `deps`, `reads` and `item` become Python objects only when an agent reads them (then once
+//! per activation).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use agentmesh_core::{Activation as CoreActivation, Error, ErrorKind};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
+use serde_json::Value;
 
 use crate::calls::{self, CallTicket, Native, NativeChunks, NativeProvider, SharedRun};
 use crate::errors::{detached, to_py};
+use crate::item::Item;
 use crate::pyjson;
 use crate::tools::{NativeTool, NativeToolRules};
 
@@ -24,6 +30,9 @@ pub struct Activation {
     calls: Option<(SharedRun, Py<PyAny>)>,
     input: PyOnceLock<Py<PyAny>>,
     deps: PyOnceLock<Py<PyAny>>,
+    reads: PyOnceLock<Py<PyAny>>,
+    /// An `Item`, or `None` when the activation is not a map's item.
+    item: PyOnceLock<Py<PyAny>>,
 }
 
 impl Activation {
@@ -38,6 +47,8 @@ impl Activation {
             calls,
             input: PyOnceLock::new(),
             deps: PyOnceLock::new(),
+            reads: PyOnceLock::new(),
+            item: PyOnceLock::new(),
         }
     }
 }
@@ -126,12 +137,31 @@ impl Activation {
     /// Outputs of the node's completed `after` dependencies, by node id.
     #[getter]
     fn deps(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let v = self.deps.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-            let dict = PyDict::new(py);
-            for (node, output) in &self.inner.deps {
-                dict.set_item(&**node, pyjson::to_py(py, output)?)?;
+        let v = self
+            .deps
+            .get_or_try_init(py, || dict_of(py, &self.inner.deps))?;
+        Ok(v.clone_ref(py))
+    }
+
+    /// The values of the node's `reads`, by path as written; a path with no value yet when
+    /// the activation was scheduled is absent (empty without `reads`).
+    #[getter]
+    fn reads(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let v = self
+            .reads
+            .get_or_try_init(py, || dict_of(py, &self.inner.reads))?;
+        Ok(v.clone_ref(py))
+    }
+
+    /// The map item this activation runs (`index`, `key`, `value`), or `None` when it is not
+    /// a map node's item.
+    #[getter]
+    fn item(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let v = self.item.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            match &self.inner.item {
+                Some(item) => Ok(Py::new(py, Item::new(item.clone()))?.into_any()),
+                None => Ok(py.None()),
             }
-            Ok(dict.into_any().unbind())
         })?;
         Ok(v.clone_ref(py))
     }
@@ -389,8 +419,12 @@ impl Activation {
 
     fn __repr__(&self) -> String {
         let a = &self.inner;
+        let item = match &a.item {
+            Some(item) => format!(", item={}", item.index),
+            None => String::new(),
+        };
         format!(
-            "Activation(id={}, node={:?}, kind={:?}, name={:?}, attempt={}, visit={}, step={})",
+            "Activation(id={}, node={:?}, kind={:?}, name={:?}, attempt={}, visit={}, step={}{item})",
             a.id,
             &*a.node,
             a.kind.as_str(),
@@ -415,6 +449,15 @@ impl Activation {
             )),
         }
     }
+}
+
+/// A dict of JSON values by text key (`deps`, `reads`).
+fn dict_of(py: Python<'_>, values: &BTreeMap<Arc<str>, Arc<Value>>) -> PyResult<Py<PyAny>> {
+    let dict = PyDict::new(py);
+    for (key, value) in values {
+        dict.set_item(&**key, pyjson::to_py(py, value)?)?;
+    }
+    Ok(dict.into_any().unbind())
 }
 
 /// `agentmesh._calls.<what>(act, first, second, **options)`: the agent API in Python.

@@ -17,6 +17,7 @@ mod calls;
 mod cli;
 mod completion;
 mod errors;
+mod item;
 mod log;
 mod policy;
 mod pyjson;
@@ -33,6 +34,7 @@ fn _agentmesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<run::NativeWorkflow>()?;
     m.add_class::<run::NativeRun>()?;
     m.add_class::<activation::Activation>()?;
+    m.add_class::<item::Item>()?;
     m.add_class::<completion::NativeCompletion>()?;
     m.add_class::<calls::CallTicket>()?;
     m.add_class::<budget::NativePrices>()?;

@@ -140,6 +140,58 @@ def test_every_option_maps_to_its_json_field() -> None:
     assert nodes["b"]["default"] == "a" and "cases" not in nodes["b"]
 
 
+def test_map_and_reads_options_map_to_their_json_fields() -> None:
+    built = (
+        Workflow.builder("shapes")
+        .agent("plan", "planner", reads=["/input/topic"])
+        .map(
+            "research", agent="researcher", over="/outputs/plan/questions", after="plan",
+            item_key="/id", max_items=100, concurrency=4, on_item_failure="collect",
+            retry=Retry(3, backoff_ms=10), timeout_ms=5000, max_visits=2, reads="/visits/plan",
+        )
+        .map("fetch", tool="http_get", over="/input/urls")
+        .tool("store", "db", after=["research", "fetch"], reads=["/outputs/plan"])
+        .human("approve", "OK?", after="store", reads=("/outputs/research", "/outputs/fetch"))
+        .build()
+    )
+    spec = {
+        "name": "shapes",
+        "nodes": [
+            {"id": "plan", "type": "agent", "agent": "planner", "reads": ["/input/topic"]},
+            {"id": "research", "type": "map", "agent": "researcher", "over": "/outputs/plan/questions",
+             "after": ["plan"], "itemKey": "/id", "maxItems": 100, "concurrency": 4,
+             "onItemFailure": "collect", "retry": {"maxAttempts": 3, "backoffMs": 10},
+             "timeoutMs": 5000, "maxVisits": 2, "reads": ["/visits/plan"]},
+            {"id": "fetch", "type": "map", "tool": "http_get", "over": "/input/urls"},
+            {"id": "store", "type": "tool", "tool": "db", "after": ["research", "fetch"],
+             "reads": ["/outputs/plan"]},
+            {"id": "approve", "type": "human", "prompt": "OK?", "after": ["store"],
+             "reads": ["/outputs/research", "/outputs/fetch"]},
+        ],
+    }
+    same(built, Workflow.from_dict(spec))
+    assert built.agent_names() == ["planner", "researcher"]
+    assert built.tool_names() == ["db", "http_get"]
+    nodes = {n["id"]: n for n in built.to_dict()["nodes"]}
+    # Options left out are left out of the JSON, as when written by hand.
+    assert set(nodes["fetch"]) == {"id", "type", "tool", "over"}
+
+
+def test_built_map_equals_the_vector_workflow() -> None:
+    vectors = Path(__file__).resolve().parents[2] / "bindings-tests" / "vectors"
+    built = (
+        Workflow.builder("map-failures-and-retries")
+        .agent("plan", "planner")
+        .map("fetch", tool="fetcher", over="/outputs/plan/urls", item_key="/url", after=["plan"],
+             retry=Retry(3, backoff_ms=10, backoff_multiplier=2.0), timeout_ms=300)
+        .map("grade", agent="grader", over="/outputs/fetch", after=["fetch"], on_item_failure="collect",
+             retry=Retry(2))
+        .agent("report", "reporter", after=["fetch"])
+        .build()
+    )
+    same(built, Workflow.from_file(vectors / "map_failures_and_retries" / "workflow.json"))
+
+
 def test_defaults_equal_explicit_default_fields() -> None:
     # Retry's defaults are the JSON defaults: with or without them it is one workflow.
     explicit = Workflow.from_dict({"name": "d", "nodes": [
@@ -166,8 +218,9 @@ def test_methods_chain_and_nodes_keep_declaration_order() -> None:
     assert b.agent("z", "w") is b
     assert b.tool("y", "t") is b and b.human("x") is b and b.max_steps(3) is b
     assert b.branch("v", default="z", after="x") is b
+    assert b.map("u", agent="w", over="/input") is b
     w = b.build()
-    assert w.node_ids() == ["z", "y", "x", "v"]
+    assert w.node_ids() == ["z", "y", "x", "v", "u"]
     # build() does not consume the builder: it validates the same document again.
     assert b.build().hash == w.hash
 
@@ -201,11 +254,31 @@ def test_methods_chain_and_nodes_keep_declaration_order() -> None:
         (lambda: Workflow.builder("x").agent("a", "w")
          .branch("b", [({"path": "/outputs/a/n", "eq": 1}, "a")], after="a").build(),
          "b", "cases[0].goto", "unbounded cycle"),
+        (lambda: Workflow.builder("x").map("m", over="/input").build(), "m", "agent", "agent (or tool)"),
+        (lambda: Workflow.builder("x").map("m", over="/input", agent="a", tool="t").build(), "m", "tool", "not both"),
+        (lambda: Workflow.builder("x").agent("p", "w").map("m", over="/outputs/p/q", agent="a").build(),
+         "m", "over", "add it to 'after'"),
+        (lambda: Workflow.builder("x").map("m", over="/visits/m", agent="a").build(), "m", "over", "visit count"),
+        (lambda: Workflow.builder("x").map("m", over="/input", agent="a", item_key="id").build(),
+         "m", "itemKey", "JSON Pointer"),
+        (lambda: Workflow.builder("x").map("m", over="/input", agent="a", max_items=0).build(),
+         "m", "maxItems", "out of range"),
+        (lambda: Workflow.builder("x").map("m", over="/input", agent="a", concurrency=10_001).build(),
+         "m", "concurrency", "out of range"),
+        (lambda: Workflow.builder("x").map("m", over="/input", agent="a", on_item_failure="skip").build(),  # type: ignore[arg-type]
+         "m", "onItemFailure", "skip"),
+        (lambda: Workflow.builder("x").agent("a", "w", reads=["/outputs/zz"]).build(), "a", "reads[0]", "unknown node 'zz'"),
+        (lambda: Workflow.builder("x").agent("a", "w", reads=["/input", "/input"]).build(), "a", "reads[1]", "listed twice"),
+        (lambda: Workflow.builder("x").human("h", reads=["input"]).build(), "h", "reads[0]", ""),
+        (lambda: Workflow.builder("x").tool("t", "t", reads=[3]).build(), "t", "reads[0]", "expected a string"),  # type: ignore[list-item]
     ],
     ids=[
         "no-nodes", "empty-name", "max-steps-0", "duplicate-id", "bad-id", "unknown-after",
         "after-itself", "timeout-0", "timeout-float", "retry-0", "multiplier-11", "max-visits-0",
         "branch-without-cases", "bad-operand", "unknown-path-node", "unbounded-loop",
+        "map-without-worker", "map-agent-and-tool", "map-over-not-after", "map-over-visits",
+        "map-bad-item-key", "map-max-items-0", "map-concurrency-too-big", "map-bad-on-item-failure",
+        "reads-unknown-node", "reads-twice", "reads-not-a-path", "reads-not-a-string",
     ],
 )
 def test_invalid_build_names_node_and_field(build: Any, node: Any, field: str, words: str) -> None:

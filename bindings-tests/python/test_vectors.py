@@ -28,7 +28,7 @@ _SCRIPT_KEYS = {
 }
 _BEHAVIOR_KEYS = {
     "visit", "attempt", "output", "error", "delayMs", "usage", "cancel", "calls", "callsBatch",
-    "refusedOutput",
+    "refusedOutput", "item",
 }
 _ERROR_KEYS = {"type", "message", "retryable"}
 _CALL_KEYS = {"kind", "name", "request", "response", "error", "usage", "ask"}
@@ -64,21 +64,28 @@ def perturbed(script: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def choose(script: Dict[str, Any], act: agentmesh.Activation) -> Optional[Dict[str, Any]]:
-    """The script's behaviour for this activation (by node, then agent name), or ``None``."""
+    """The script's behaviour for this activation (by node, then agent name), or ``None``. A
+    behaviour's ``item`` matches only the map item at that index (never a non-map node)."""
     agents: Dict[str, List[Dict[str, Any]]] = script.get("agents", {})
     candidates = agents.get(act.node, []) + agents.get(act.name, [])
+    item = act.item
     return next(
         (
             b
             for b in candidates
-            if b.get("visit", act.visit) == act.visit and b.get("attempt", act.attempt) == act.attempt
+            if b.get("visit", act.visit) == act.visit
+            and b.get("attempt", act.attempt) == act.attempt
+            and ("item" not in b or (item is not None and b["item"] == item.index))
         ),
         None,
     )
 
 
 def default_output(act: agentmesh.Activation) -> Dict[str, Any]:
-    return {"node": act.node, "visit": act.visit, "attempt": act.attempt}
+    out: Dict[str, Any] = {"node": act.node, "visit": act.visit, "attempt": act.attempt}
+    if act.item is not None:
+        out["item"] = act.item.index
+    return out
 
 
 def complete_call(act: agentmesh.Activation, ticket: agentmesh.CallTicket, call: Dict[str, Any]) -> None:
@@ -282,3 +289,4 @@ def test_every_vector_is_found() -> None:
     assert "calls_in_activations" in NAMES
     assert {"budget_parallel_leases", "budget_clamp_warn_exhaust"} <= set(NAMES)
     assert "policy_block_redact_warn" in NAMES
+    assert {"map_zero_one_fifty", "map_failures_and_retries", "reads_any_output"} <= set(NAMES)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import (
     Any,
     Awaitable,
+    ClassVar,
     Dict,
     Iterable,
     List,
@@ -24,6 +25,7 @@ __all__ = [
     "NativeWorkflow",
     "NativeRun",
     "Activation",
+    "Item",
     "Completion",
     "CallTicket",
     "NativePrices",
@@ -83,6 +85,17 @@ class NativeWorkflow:
     def check_registered(self, agents: List[str], tools: List[str]) -> None: ...
 
 @final
+class Item:
+    @property
+    def index(self) -> int: ...
+    @property
+    def key(self) -> Optional[str]: ...
+    @property
+    def value(self) -> Any: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]  # unhashable: the value may be a dict
+
+@final
 class Activation:
     @property
     def id(self) -> int: ...
@@ -112,6 +125,10 @@ class Activation:
     def input(self) -> Any: ...
     @property
     def deps(self) -> Dict[str, Any]: ...
+    @property
+    def reads(self) -> Dict[str, Any]: ...
+    @property
+    def item(self) -> Optional[Item]: ...
     def cancel_run(self, reason: str = "cancelled") -> None: ...
     # calls (agentmesh/_calls.py is the agent API)
     def call_start(

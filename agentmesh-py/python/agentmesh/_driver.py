@@ -15,6 +15,7 @@ import inspect
 import json
 import os
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ AgentFn = Callable[["Activation"], Any]
 _Wake = Callable[[], None]
 
 _FINISHED = ("completed", "failed", "cancelled")
+_ITEM_INDEX = re.compile(r"\d+")
+# What an activation works on, for the cause of a failure: its node and map item index.
+_Work = Tuple[str, Optional[int]]
 
 
 class ActivationError(Exception):
@@ -129,8 +133,13 @@ class CancelToken:
 
 # One unit of work handed to an agent, tool or person: a native, read-only object
 # (agentmesh-py/src/activation.rs) with id, run_id, node, kind, name, attempt, visit, delay_ms,
-# timeout_ms, prompt, seed, step, input, deps and cancel_run(reason).
+# timeout_ms, prompt, seed, step, input, deps, reads, item and cancel_run(reason).
 Activation = _agentmesh.Activation
+
+# The map item an activation runs (``Activation.item``): a native, read-only object
+# (agentmesh-py/src/item.rs) with index (from 0), key (the text at the map's ``itemKey``, or
+# None) and value.
+Item = _agentmesh.Item
 
 
 @dataclass
@@ -402,8 +411,11 @@ class _Drive:
         self.watch = watch  # the run keeps its committed events for take_committed
         # id → [deadline (None until it starts), timeout_ms, runs on a worker thread]
         self.in_flight: Dict[int, List[Any]] = {}
-        self.nodes: Dict[int, str] = {}  # id → node, until its completion is recorded
-        self.exceptions: Dict[str, BaseException] = {}
+        # id → (node, map item index or None), until its completion is recorded
+        self.nodes: Dict[int, _Work] = {}
+        # The exception behind each node's (each map item's) latest failure, the cause raised
+        # when it fails the run; a later success clears it.
+        self.exceptions: Dict[_Work, BaseException] = {}
         self.expired_any = False  # some agent timed out (and may still be running)
         self.deadlines = 0  # in-flight activations whose deadline runs (the common path: 0)
         self.workers = _Workers(mesh)
@@ -427,7 +439,8 @@ class _Drive:
                 continue
             fn = (tools if kind == "tool" else agents)[act.name]
             self.in_flight[act.id] = [None, act.timeout_ms, False]
-            self.nodes[act.id] = act.node
+            item = act.item
+            self.nodes[act.id] = (act.node, None if item is None else item.index)
             work.append((fn, act))
         if not self.in_flight:
             status = native.status()
@@ -485,17 +498,17 @@ class _Drive:
         results = self.native.complete_all(batch)
         nodes = self.nodes
         for (act_id, completion), err in zip(batch, results):
-            node = nodes.pop(act_id)
+            work = nodes.pop(act_id)
             if err is not None:
                 if not isinstance(err, InvalidOutputError):
                     raise err  # refused: the driver completed something it must not
-                self.exceptions[node] = err  # the output could not be recorded
+                self.exceptions[work] = err  # the output could not be recorded
                 continue
             cause = completion.cause if completion.failed else None
             if cause is not None:
-                self.exceptions[node] = cause
+                self.exceptions[work] = cause
             else:
-                self.exceptions.pop(node, None)
+                self.exceptions.pop(work, None)
 
     def committed(self) -> List[Dict[str, Any]]:
         """The events committed since the last call, for a watcher (none when unwatched)."""
@@ -523,11 +536,20 @@ class _Drive:
         if result.status == "failed" and err is not None and err.get("code") == "AGENT_FAILED":
             # Raised whoever ran the agent: a resume of a log that failed earlier raises as
             # the run that failed did, without the exception only that process had.
-            cause = self.exceptions.get(err.get("node") or "")
+            node = err.get("node") or ""
+            cause = self.exceptions.get((node, _failed_item(node, err["message"])))
             raise AgentFailedError(
                 err["message"], details={"node": err.get("node")}, result=result
             ) from cause
         return result
+
+
+def _failed_item(node: str, message: str) -> Optional[int]:
+    """The map item an ``AGENT_FAILED`` message of the core names (``node 'research' item 2
+    failed on attempt ...``; sibling items may have failed too), or ``None``."""
+    prefix = f"node '{node}' item "
+    found = _ITEM_INDEX.match(message, len(prefix)) if message.startswith(prefix) else None
+    return int(found.group()) if found else None
 
 
 def _check_options(
@@ -1399,6 +1421,7 @@ class Mesh:
 __all__ = [
     "ActivationError",
     "Activation",
+    "Item",
     "CancelToken",
     "Mesh",
     "Output",

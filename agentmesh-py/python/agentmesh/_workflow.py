@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _agentmesh
 from ._json import encode
@@ -89,8 +89,8 @@ class Workflow:
     @property
     def warnings(self) -> List[str]:
         """Hints about a valid workflow that probably does not do what its author meant: a
-        node whose every ``after`` entry is a branch receives no deps (a branch has no
-        output). Loading or building the workflow warns with each
+        node whose every ``after`` entry is a branch, and that has no ``reads``, receives no
+        data (a branch has no output). Loading or building the workflow warns with each
         (:class:`~agentmesh.AgentMeshWarning`); they never change a run."""
         return self._native.warnings()
 
@@ -153,18 +153,25 @@ class Retry:
 class WorkflowBuilder:
     """Adds nodes in declaration order; :meth:`build` validates like JSON input. Each method
     returns the builder, so calls chain. Options are keyword-only and mirror the JSON fields
-    (``after``, ``timeout_ms``, ``retry``, ``max_visits``)."""
+    (``after``, ``timeout_ms``, ``retry``, ``max_visits``, ``reads``; a map's ``over``,
+    ``item_key``, ``max_items``, ``concurrency``, ``on_item_failure``)."""
 
     def __init__(self, name: str) -> None:
         self._spec: Dict[str, Any] = {"name": name, "nodes": []}
 
-    def _node(self, node: Dict[str, Any], after: Sequence[str], max_visits: Optional[int]) -> "WorkflowBuilder":
-        if isinstance(after, str):
-            after = [after]  # a lone id, not its characters
+    def _node(
+        self,
+        node: Dict[str, Any],
+        after: Sequence[str],
+        max_visits: Optional[int],
+        reads: Sequence[str] = (),
+    ) -> "WorkflowBuilder":
         if after:
-            node["after"] = list(after)
+            node["after"] = _ids(after)
         if max_visits is not None:
             node["maxVisits"] = max_visits
+        if reads:
+            node["reads"] = _ids(reads)
         self._spec["nodes"].append(node)
         return self
 
@@ -175,6 +182,7 @@ class WorkflowBuilder:
         timeout_ms: Optional[int],
         retry: Optional[Retry],
         max_visits: Optional[int],
+        reads: Sequence[str],
     ) -> "WorkflowBuilder":
         if timeout_ms is not None:
             node["timeoutMs"] = timeout_ms
@@ -186,7 +194,7 @@ class WorkflowBuilder:
                     details={"node": node["id"], "field": "retry"},
                 )
             node["retry"] = retry._spec()
-        return self._node(node, after, max_visits)
+        return self._node(node, after, max_visits, reads)
 
     def agent(
         self,
@@ -197,9 +205,13 @@ class WorkflowBuilder:
         timeout_ms: Optional[int] = None,
         retry: Optional[Retry] = None,
         max_visits: Optional[int] = None,
+        reads: Sequence[str] = (),
     ) -> "WorkflowBuilder":
-        """An agent node run by the agent registered as ``agent``."""
-        return self._work({"id": id, "type": "agent", "agent": agent}, after, timeout_ms, retry, max_visits)
+        """An agent node run by the agent registered as ``agent``. ``reads``: paths of
+        earlier values its activations get in ``act.reads`` (``/outputs/critic/notes``,
+        ``/visits/draft``, ``/input/topic``) besides the outputs of ``after``."""
+        node = {"id": id, "type": "agent", "agent": agent}
+        return self._work(node, after, timeout_ms, retry, max_visits, reads)
 
     def tool(
         self,
@@ -210,9 +222,56 @@ class WorkflowBuilder:
         timeout_ms: Optional[int] = None,
         retry: Optional[Retry] = None,
         max_visits: Optional[int] = None,
+        reads: Sequence[str] = (),
     ) -> "WorkflowBuilder":
-        """A tool node run by the tool registered as ``tool``."""
-        return self._work({"id": id, "type": "tool", "tool": tool}, after, timeout_ms, retry, max_visits)
+        """A tool node run by the tool registered as ``tool`` (``reads`` as for agents)."""
+        node = {"id": id, "type": "tool", "tool": tool}
+        return self._work(node, after, timeout_ms, retry, max_visits, reads)
+
+    def map(
+        self,
+        id: str,
+        *,
+        over: str,
+        agent: Optional[str] = None,
+        tool: Optional[str] = None,
+        item_key: Optional[str] = None,
+        max_items: Optional[int] = None,
+        concurrency: Optional[int] = None,
+        on_item_failure: Optional[Literal["fail", "collect"]] = None,
+        after: Sequence[str] = (),
+        timeout_ms: Optional[int] = None,
+        retry: Optional[Retry] = None,
+        max_visits: Optional[int] = None,
+        reads: Sequence[str] = (),
+    ) -> "WorkflowBuilder":
+        """A map node: one activation of ``agent`` (or one call of ``tool``: name exactly one)
+        per item of the array at ``over`` (a path like ``/outputs/plan/questions`` of a node
+        it runs after, or ``/input/urls``), all in one step; ``act.item`` holds the item. Its
+        output is the array of the items' outputs, in item order.
+
+        ``item_key``: a JSON Pointer into each item (``/id``) whose value, unique among the
+        items, is its ``act.item.key``. ``max_items``: most items the array may hold (1000
+        when not set; more fails the run with ``LIMIT_EXCEEDED``). ``concurrency``: most
+        items handed out at once. ``on_item_failure``: ``"fail"`` (the default: an item that
+        fails for good fails the run) or ``"collect"`` (the output holds ``{"ok": True,
+        "output": ...}`` or ``{"ok": False, "error": {"type", "message"}}`` per item).
+        ``retry`` and ``timeout_ms`` apply to each item."""
+        node: Dict[str, Any] = {"id": id, "type": "map"}
+        if agent is not None:
+            node["agent"] = agent
+        if tool is not None:
+            node["tool"] = tool
+        node["over"] = over
+        if item_key is not None:
+            node["itemKey"] = item_key
+        if max_items is not None:
+            node["maxItems"] = max_items
+        if concurrency is not None:
+            node["concurrency"] = concurrency
+        if on_item_failure is not None:
+            node["onItemFailure"] = on_item_failure
+        return self._work(node, after, timeout_ms, retry, max_visits, reads)
 
     def human(
         self,
@@ -221,12 +280,14 @@ class WorkflowBuilder:
         *,
         after: Sequence[str] = (),
         max_visits: Optional[int] = None,
+        reads: Sequence[str] = (),
     ) -> "WorkflowBuilder":
-        """A human-approval node: the run waits until ``Mesh.resume`` gets its decision."""
+        """A human-approval node: the run waits until ``Mesh.resume`` gets its decision
+        (``reads`` as for agents: its waiting activation's ``reads``)."""
         node: Dict[str, Any] = {"id": id, "type": "human"}
         if prompt is not None:
             node["prompt"] = prompt
-        return self._node(node, after, max_visits)
+        return self._node(node, after, max_visits, reads)
 
     def branch(
         self,
@@ -254,3 +315,14 @@ class WorkflowBuilder:
     def build(self) -> Workflow:
         """Validate and compile; :class:`InvalidWorkflowError` names the node and field."""
         return Workflow.from_dict(self._spec)
+
+
+def _ids(values: Sequence[str]) -> Any:
+    """A list of node ids or paths (``after``, ``reads``): a lone ``str`` is one, not its
+    characters. A value that is not a collection goes to the core as given, which names the
+    field it rejects."""
+    if isinstance(values, str):
+        return [values]
+    if isinstance(values, Iterable) and not isinstance(values, (bytes, Mapping)):
+        return list(values)
+    return values
