@@ -15,7 +15,6 @@ import inspect
 import json
 import os
 import queue
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,7 +51,6 @@ AgentFn = Callable[["Activation"], Any]
 _Wake = Callable[[], None]
 
 _FINISHED = ("completed", "failed", "cancelled")
-_ITEM_INDEX = re.compile(r"\d+")
 # What an activation works on, for the cause of a failure: its node and map item index.
 _Work = Tuple[str, Optional[int]]
 
@@ -536,20 +534,11 @@ class _Drive:
         if result.status == "failed" and err is not None and err.get("code") == "AGENT_FAILED":
             # Raised whoever ran the agent: a resume of a log that failed earlier raises as
             # the run that failed did, without the exception only that process had.
-            node = err.get("node") or ""
-            cause = self.exceptions.get((node, _failed_item(node, err["message"])))
+            cause = self.exceptions.get((err.get("node") or "", err.get("item")))
             raise AgentFailedError(
                 err["message"], details={"node": err.get("node")}, result=result
             ) from cause
         return result
-
-
-def _failed_item(node: str, message: str) -> Optional[int]:
-    """The map item an ``AGENT_FAILED`` message of the core names (``node 'research' item 2
-    failed on attempt ...``; sibling items may have failed too), or ``None``."""
-    prefix = f"node '{node}' item "
-    found = _ITEM_INDEX.match(message, len(prefix)) if message.startswith(prefix) else None
-    return int(found.group()) if found else None
 
 
 def _check_options(
