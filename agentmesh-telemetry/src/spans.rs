@@ -445,6 +445,12 @@ impl SpanBuilder {
                 if let Some(t) = b.timeout_ms {
                     span.attrs.push(("agentmesh.timeout_ms", int(t)));
                 }
+                if let Some(item) = &b.item {
+                    span.attrs.push(("agentmesh.item.index", int(item.index)));
+                    if let Some(k) = &item.key {
+                        span.attrs.push(("agentmesh.item.key", s(k)));
+                    }
+                }
                 if let Some(failed) = b.retry_of.and_then(|f| self.failures.get(&f)) {
                     span.links.push(*failed);
                     span.attrs.push(("agentmesh.retry", AttrValue::Bool(true)));
@@ -457,6 +463,15 @@ impl SpanBuilder {
                 };
                 span.output = self.value(&b.output);
                 self.add_usage(&mut span, b.usage.as_ref());
+                if let Some(r) = &b.repaired {
+                    let fixes: Vec<&str> = r.fixes.iter().map(|f| &**f).collect();
+                    let fixes = if fixes.is_empty() {
+                        "parsed".to_owned()
+                    } else {
+                        fixes.join(",")
+                    };
+                    span.attrs.push(("agentmesh.output.repaired", s(&fixes)));
+                }
                 span.status = Status::Ok;
                 let id = span.span_id;
                 out.push(span);

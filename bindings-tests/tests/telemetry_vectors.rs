@@ -97,3 +97,59 @@ fn every_vector_gives_a_well_formed_trace_and_pictures() {
         );
     }
 }
+
+#[test]
+fn map_items_and_repaired_outputs_are_named_on_their_spans() {
+    use agentmesh_telemetry::AttrValue;
+    let dir = tempfile::tempdir().unwrap();
+    let attr = |s: &agentmesh_telemetry::Span, k: &str| {
+        s.attrs
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let vectors = list_vectors(vectors_dir()).unwrap();
+    let run_of = |name: &str, sub: &str| {
+        let v = vectors.iter().find(|v| v.name == name).unwrap();
+        let (workflow, script) = v.load().unwrap();
+        let run = run_script(&workflow, &script, &dir.path().join(sub)).unwrap();
+        let (header, events) = read_log(&run.log_path).unwrap();
+        spans(&header, &events).0
+    };
+    let all = run_of("map_failures_and_retries", "map");
+    let fetches: Vec<_> = all
+        .iter()
+        .filter(|s| s.name == "execute_tool fetcher")
+        .collect();
+    assert_eq!(fetches.len(), 7, "4 items, 3 retries");
+    let keyed: HashSet<(i64, String)> = fetches
+        .iter()
+        .map(|s| {
+            match (
+                attr(s, "agentmesh.item.index"),
+                attr(s, "agentmesh.item.key"),
+            ) {
+                (Some(AttrValue::Int(i)), Some(AttrValue::Str(k))) => (i, k),
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert!(keyed.contains(&(1, "b.example".to_owned())), "{keyed:?}");
+    assert_eq!(keyed.len(), 4);
+    let all = run_of("structured_output_repair_reask", "schema");
+    let repaired: Vec<_> = all
+        .iter()
+        .filter_map(|s| attr(s, "agentmesh.output.repaired"))
+        .collect();
+    assert_eq!(
+        repaired,
+        [AttrValue::Str(
+            "codeFence,comments,singleQuotes,unquotedKeys,trailingCommas".into()
+        )]
+    );
+    let failed = all
+        .iter()
+        .filter(|s| attr(s, "error.type") == Some(AttrValue::Str("OutputSchemaError".into())))
+        .count();
+    assert_eq!(failed, 3, "two planner attempts and one item");
+}
