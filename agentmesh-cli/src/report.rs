@@ -165,14 +165,31 @@ pub fn render_state(header: &LogHeader, log: &str, st: &RunState) -> String {
     }
     let _ = writeln!(out, "skipped      {}", list(&st.skipped));
     let _ = writeln!(out, "failed       {}", list(&st.failed));
+    for (i, (node, p)) in st.maps.iter().enumerate() {
+        let label = if i == 0 { "maps" } else { "" };
+        let failed = if p.failed > 0 {
+            format!(", {} failed", p.failed)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{label:<12} {node}: {} of {} items done{failed}",
+            p.done, p.items
+        );
+    }
     if st.pending.is_empty() {
         let _ = writeln!(out, "pending      -");
     } else {
         for (i, a) in st.pending.iter().enumerate() {
             let label = if i == 0 { "pending" } else { "" };
+            let item = a
+                .item
+                .as_ref()
+                .map_or_else(String::new, |it| format!(", item {}", it.index));
             let _ = writeln!(
                 out,
-                "{label:<12} #{} {} ({} {}, attempt {}, visit {})",
+                "{label:<12} #{} {} ({} {}, attempt {}, visit {}{item})",
                 a.id,
                 a.node,
                 a.kind.as_str(),

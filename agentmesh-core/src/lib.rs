@@ -59,7 +59,7 @@ pub use log::{
     usage_report, verify_anchor, verify_log, Anchor, AnchorKey, CostLine, FsyncMode, LogEvents,
     Repair, UsageReport, UsageTotals, VerifyReport, ANCHOR_VERSION,
 };
-pub use machine::RunState;
+pub use machine::{MapProgress, RunState};
 pub use model::activation::{Activation, Completion, Item, Outcome, RunStatus};
 pub use model::budget::{BudgetRefusal, BudgetWarning, CallDenied, RunBudget, Scope};
 pub use model::call::{

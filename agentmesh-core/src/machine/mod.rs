@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-pub use snapshot::RunState;
+pub use snapshot::{MapProgress, RunState};
 
 use crate::budget::PriceTable;
 use crate::error::{Error, ErrorKind, Result};

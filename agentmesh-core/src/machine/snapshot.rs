@@ -31,6 +31,21 @@ pub struct RunState {
     pub pending: Vec<Activation>,
     /// Whether `seq` is a step end, where [`crate::Run::fork`] may branch off.
     pub fork_point: bool,
+    /// Map nodes whose items are not all done yet: how far each is.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub maps: BTreeMap<String, MapProgress>,
+}
+
+/// How far a map node's items are ([`RunState::maps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MapProgress {
+    /// Items in its array.
+    pub items: u64,
+    /// Items with an output.
+    pub done: u64,
+    /// Items that failed for good.
+    pub failed: u64,
 }
 
 impl Machine {
@@ -62,9 +77,36 @@ impl Machine {
                 NodeStatus::Pending | NodeStatus::Active => {}
             }
         }
+        let mut maps = BTreeMap::new();
+        for (i, s) in self.nodes.iter().enumerate() {
+            if let (Some(m), NodeStatus::Active | NodeStatus::Failed) = (&s.map, s.status) {
+                let mut p = MapProgress {
+                    items: m.items.len() as u64,
+                    done: 0,
+                    failed: 0,
+                };
+                for r in &m.results {
+                    match r {
+                        Some(super::map::ItemResult::Ok(_)) => p.done += 1,
+                        Some(super::map::ItemResult::Failed(..)) => p.failed += 1,
+                        None => {}
+                    }
+                }
+                maps.insert(compiled.nodes[i].id.to_string(), p);
+            }
+        }
         for s in &self.slots {
-            if let Some(SlotResult::Ok(o)) = &s.result {
-                completed.insert(compiled.nodes[s.node].id.to_string(), (**o).clone());
+            match (&s.result, s.item) {
+                (Some(SlotResult::Ok(o)), None) => {
+                    completed.insert(compiled.nodes[s.node].id.to_string(), (**o).clone());
+                }
+                // A map item done in the open step (its node's output is the whole array).
+                (Some(SlotResult::Ok(_)), Some(_)) => {
+                    if let Some(p) = maps.get_mut(&*compiled.nodes[s.node].id) {
+                        p.done += 1;
+                    }
+                }
+                _ => {}
             }
         }
         let pending: Vec<Activation> = (0..self.slots.len())
@@ -94,6 +136,7 @@ impl Machine {
             visits,
             pending,
             fork_point: self.needs_advance,
+            maps,
         }
     }
 }
@@ -126,6 +169,32 @@ mod tests {
         let s = m.snapshot(8);
         assert_eq!(s.status, RunStatus::Completed);
         assert_eq!(s.completed.len(), 2);
+    }
+
+    #[test]
+    fn a_map_in_progress_shows_its_items_not_an_item_as_its_output() {
+        let mut m = machine(json!({"name": "w", "nodes": [
+            {"id": "m", "type": "map", "agent": "a", "over": "/input"}]}));
+        // `machine` starts with input null: map over a fresh run input instead.
+        let wf = m.workflow().clone();
+        m = super::super::Machine::new(
+            wf,
+            "r",
+            std::sync::Arc::new(json!([1, 2, 3])),
+            1,
+            crate::model::header::CoreFlags::current(),
+            None,
+        );
+        m.start(Vec::new());
+        m.advance();
+        let acts = m.poll();
+        let staged = m.stage(acts[1].id, Completion::ok(json!("two"))).unwrap();
+        m.apply(staged);
+        let s = m.snapshot(8);
+        assert!(s.completed.is_empty(), "{:?}", s.completed);
+        let p = s.maps["m"];
+        assert_eq!((p.items, p.done, p.failed), (3, 1, 0));
+        assert_eq!(s.pending.len(), 2);
     }
 
     #[test]
