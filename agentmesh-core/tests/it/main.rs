@@ -14,6 +14,7 @@ mod driver;
 mod durability;
 mod faults;
 mod integrity;
+mod maps;
 mod orchestrator;
 mod pii_corpus;
 mod policy;
