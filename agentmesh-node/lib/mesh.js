@@ -50,35 +50,68 @@ const { NativeCompletion } = native
 const FINISHED = new Set(['completed', 'failed', 'cancelled'])
 
 const UNREAD = Symbol('unread')
-const FIELDS = ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'timeoutMs', 'prompt', 'seed', 'step', 'input', 'deps']
+const FIELDS = ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'timeoutMs', 'prompt', 'seed', 'step', 'input', 'deps', 'item', 'reads']
 
 // NativeRun.poll() and outstanding() return one string (src/activation.rs): a JSON header line
 // of records [id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt,
-// depsEnd], then the activations' deps texts, back to back (depsEnd: where each one ends).
+// depsEnd], then the activations' texts, back to back (depsEnd: where each one ends). A map
+// item's record, or one with reads, has four more entries [itemIndex, itemKey, valueEnd,
+// readsEnd]: its item value text and its reads text follow its deps text.
+const DEPS = 11
+const ITEM_INDEX = 12
+const ITEM_KEY = 13
+const ITEM_VALUE = 14
+const READS = 15
 
-/** The records of a poll text, each record's depsEnd replaced by its deps text. */
+/** The records of a poll text, each record's text ends replaced by the texts. */
 function parsePoll(text) {
   const nl = text.indexOf('\n')
   const records = JSON.parse(text.slice(0, nl))
   let start = nl + 1
   for (const record of records) {
-    const end = nl + 1 + record[11]
-    record[11] = text.slice(start, end)
+    let end = nl + 1 + record[DEPS]
+    record[DEPS] = text.slice(start, end)
     start = end
+    if (record.length > READS) {
+      end = nl + 1 + record[ITEM_VALUE]
+      record[ITEM_VALUE] = text.slice(start, end)
+      start = end
+      end = nl + 1 + record[READS]
+      record[READS] = text.slice(start, end)
+      start = end
+    }
   }
   return records
 }
 
+/** A record's map item, `{index, key?, value}` (the value parsed now), or undefined. */
+function itemOf(record) {
+  if (record.length <= READS || record[ITEM_INDEX] === null) return undefined
+  const item = { index: record[ITEM_INDEX] }
+  if (record[ITEM_KEY] !== null) item.key = record[ITEM_KEY]
+  item.value = JSON.parse(record[ITEM_VALUE])
+  return item
+}
+
+/** A record's reads (path → value; `{}` without reads). */
+function readsOf(record) {
+  return record.length > READS && record[READS] !== '' ? JSON.parse(record[READS]) : {}
+}
+
 /**
  * One unit of work handed to an agent or tool: the core's fields, plus `signal` (aborted when
- * the activation times out or the run is cancelled) and `cancelRun(reason)`. `input` and
- * `deps` arrive as the core's JSON text and become values only when an agent reads them
- * (once; what the addon would have built: `JSON.parse` of the core's text). The signal's
+ * the activation times out or the run is cancelled) and `cancelRun(reason)`. `input`, `deps`,
+ * `item` and `reads` arrive as the core's JSON text and become values only when an agent reads
+ * them (once; what the addon would have built: `JSON.parse` of the core's text). The signal's
  * AbortController is created only when an agent reads `signal`.
  */
 class Activation {
-  #record // [id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt, deps]
+  // [id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt, deps],
+  // and [itemIndex, itemKey, itemValue, reads] after them for a map item or with reads
+  #record
   #deps = UNREAD
+  #item = UNREAD
+  #reads = UNREAD
   #input = UNREAD
   #seed = null
   #run // {runId, inputJson} of the run
@@ -149,8 +182,18 @@ class Activation {
   }
 
   get deps() {
-    if (this.#deps === UNREAD) this.#deps = JSON.parse(this.#record[11])
+    if (this.#deps === UNREAD) this.#deps = JSON.parse(this.#record[DEPS])
     return this.#deps
+  }
+
+  get item() {
+    if (this.#item === UNREAD) this.#item = itemOf(this.#record)
+    return this.#item
+  }
+
+  get reads() {
+    if (this.#reads === UNREAD) this.#reads = readsOf(this.#record)
+    return this.#reads
   }
 
   get signal() {
