@@ -56,24 +56,61 @@ interface NodeBase {
   maxVisits?: number
 }
 
-export interface AgentNode extends NodeBase {
+/**
+ * Paths of earlier values (`/outputs/<node>/...`, `/visits/<node>`, `/input/...`) the node's
+ * activations receive in `act.reads`, besides their `deps`.
+ */
+interface Reads {
+  reads?: string[]
+}
+
+export interface AgentNode extends NodeBase, Reads {
   type: 'agent'
   agent: string
   timeoutMs?: number
   retry?: RetryPolicy
 }
 
-export interface ToolNode extends NodeBase {
+export interface ToolNode extends NodeBase, Reads {
   type: 'tool'
   tool: string
   timeoutMs?: number
   retry?: RetryPolicy
 }
 
-export interface HumanNode extends NodeBase {
+export interface HumanNode extends NodeBase, Reads {
   type: 'human'
   prompt?: string
 }
+
+/** What a map node does when one of its items fails for good (after its retries). */
+export type ItemFailure = 'fail' | 'collect'
+
+/** A map node's own fields (`over` and the options of `WorkflowBuilder.map`). */
+interface MapFields {
+  /** Path of the array to map over (`/outputs/plan/items`, `/input/urls`). */
+  over: string
+  /** JSON Pointer into each item to its key (a string or an integer, unique among the items). */
+  itemKey?: string
+  /** Most items the array may hold, 1–10,000 (default 1,000). */
+  maxItems?: number
+  /** Most items running at once, 1–10,000 (default all). */
+  concurrency?: number
+  /** `fail` (default): the node fails the run; `collect`: `{ok, output}` / `{ok, error}` per item. */
+  onItemFailure?: ItemFailure
+  /** Deadline of one item's attempt, enforced by the driver. */
+  timeoutMs?: number
+  /** Retry policy of each item. */
+  retry?: RetryPolicy
+}
+
+/**
+ * One activation of `agent` (or one call of `tool`) per item of the array at `over`, all in one
+ * step; the node's output is the array of the item outputs, in item order.
+ */
+export type MapNode = NodeBase &
+  Reads &
+  MapFields & { type: 'map' } & ({ agent: string; tool?: never } | { tool: string; agent?: never })
 
 export interface BranchNode extends NodeBase {
   type: 'branch'
@@ -81,7 +118,7 @@ export interface BranchNode extends NodeBase {
   default?: string
 }
 
-export type NodeDefinition = AgentNode | ToolNode | HumanNode | BranchNode
+export type NodeDefinition = AgentNode | ToolNode | HumanNode | BranchNode | MapNode
 
 /** A workflow document, as in the workflow JSON (docs/workflow.md). */
 export interface WorkflowDefinition {
@@ -143,6 +180,8 @@ export interface WorkOptions {
   timeoutMs?: number
   retry?: RetryPolicy
   maxVisits?: number
+  /** Earlier values the activations receive in `act.reads`: one path (like `/outputs/critic`) or several. */
+  reads?: string | readonly string[]
 }
 
 export interface HumanOptions {
@@ -150,7 +189,14 @@ export interface HumanOptions {
   prompt?: string
   after?: After
   maxVisits?: number
+  /** Earlier values the human activation carries in `reads`: one path or several. */
+  reads?: string | readonly string[]
 }
+
+/** `WorkflowBuilder.map`'s options: `over`, and exactly one of `agent` and `tool`. */
+export type MapOptions = WorkOptions &
+  Omit<MapFields, 'timeoutMs' | 'retry'> &
+  ({ agent: string; tool?: never } | { tool: string; agent?: never })
 
 export interface BranchOptions {
   cases?: readonly BranchCase[]
@@ -169,6 +215,11 @@ export declare class WorkflowBuilder {
   tool(id: string, tool: string, options?: WorkOptions): this
   /** A human-approval node. */
   human(id: string, options?: HumanOptions): this
+  /**
+   * A map node: one activation of `agent` (or call of `tool`) per item of the array at `over`;
+   * its output is the array of the item outputs, in item order.
+   */
+  map(id: string, options: MapOptions): this
   /** A branch: `cases` tried in order, `default` when none holds. */
   branch(id: string, options: BranchOptions): this
   /** Bound the number of supersteps of a run. */
