@@ -86,31 +86,19 @@ export interface HumanNode extends NodeBase, Reads {
 /** What a map node does when one of its items fails for good (after its retries). */
 export type ItemFailure = 'fail' | 'collect'
 
-/** A map node's own fields (`over` and the options of `WorkflowBuilder.map`). */
-interface MapFields {
-  /** Path of the array to map over (`/outputs/plan/items`, `/input/urls`). */
-  over: string
-  /** JSON Pointer into each item to its key (a string or an integer, unique among the items). */
-  itemKey?: string
-  /** Most items the array may hold, 1–10,000 (default 1,000). */
-  maxItems?: number
-  /** Most items running at once, 1–10,000 (default all). */
-  concurrency?: number
-  /** `fail` (default): the node fails the run; `collect`: `{ok, output}` / `{ok, error}` per item. */
-  onItemFailure?: ItemFailure
-  /** Deadline of one item's attempt, enforced by the driver. */
-  timeoutMs?: number
-  /** Retry policy of each item. */
-  retry?: RetryPolicy
-}
+/** A map runs its agent or its tool: exactly one of them. */
+type AgentOrTool = { agent: string; tool?: never } | { tool: string; agent?: never }
 
 /**
  * One activation of `agent` (or one call of `tool`) per item of the array at `over`, all in one
- * step; the node's output is the array of the item outputs, in item order.
+ * step; the node's output is the array of the item outputs, in item order (fields as in
+ * `MapOptions`).
  */
 export type MapNode = NodeBase &
   Reads &
-  MapFields & { type: 'map' } & ({ agent: string; tool?: never } | { tool: string; agent?: never })
+  Pick<MapOptions, 'over' | 'itemKey' | 'maxItems' | 'concurrency' | 'onItemFailure' | 'timeoutMs' | 'retry'> & {
+    type: 'map'
+  } & AgentOrTool
 
 export interface BranchNode extends NodeBase {
   type: 'branch'
@@ -193,10 +181,26 @@ export interface HumanOptions {
   reads?: string | readonly string[]
 }
 
-/** `WorkflowBuilder.map`'s options: `over`, and exactly one of `agent` and `tool`. */
-export type MapOptions = WorkOptions &
-  Omit<MapFields, 'timeoutMs' | 'retry'> &
-  ({ agent: string; tool?: never } | { tool: string; agent?: never })
+/**
+ * `WorkflowBuilder.map`'s options: `over`, exactly one of `agent` and `tool`, the map's own
+ * fields, and those of an agent or tool node (`timeoutMs` and `retry` apply to each item).
+ */
+export interface MapOptions extends WorkOptions {
+  /** Path of the array to map over (`/outputs/plan/items`, `/input/urls`). */
+  over: string
+  /** The agent that runs each item (or give `tool`). */
+  agent?: string
+  /** The tool called for each item (or give `agent`). */
+  tool?: string
+  /** JSON Pointer into each item to its key (a string or an integer, unique among the items). */
+  itemKey?: string
+  /** Most items the array may hold, 1–10,000 (default 1,000). */
+  maxItems?: number
+  /** Most items running at once, 1–10,000 (default all). */
+  concurrency?: number
+  /** `fail` (default): the node fails the run; `collect`: `{ok, output}` / `{ok, error}` per item. */
+  onItemFailure?: ItemFailure
+}
 
 export interface BranchOptions {
   cases?: readonly BranchCase[]
@@ -219,7 +223,7 @@ export declare class WorkflowBuilder {
    * A map node: one activation of `agent` (or call of `tool`) per item of the array at `over`;
    * its output is the array of the item outputs, in item order.
    */
-  map(id: string, options: MapOptions): this
+  map(id: string, options: MapOptions & AgentOrTool): this
   /** A branch: `cases` tried in order, `default` when none holds. */
   branch(id: string, options: BranchOptions): this
   /** Bound the number of supersteps of a run. */
