@@ -517,11 +517,23 @@ function micros(started, at) {
 // Driving ------------------------------------------------------------------------------------
 
 /** One activation being worked on: what the agent sees, what the driver needs, its deadline. */
+/**
+ * Where the driver keeps what a failure threw (AgentFailedError.cause): by node, and by item
+ * for a map's items (several fail side by side; the run error names the one that failed it).
+ */
+function causeKey(node, item) {
+  return item === null ? node : `${node}\n${item}`
+}
+
+// The core's run error for a map item begins `node '<id>' item <index>` (ids have no quote).
+const ITEM_IN_ERROR = /^node '[^']*' item (\d+)\b/
+
 class Flight {
   constructor(record, act) {
     this.act = act
     this.id = record[0]
     this.node = record[1]
+    this.causeKey = causeKey(record[1], record.length > READS ? record[ITEM_INDEX] : null)
     this.delayMs = record[6]
     this.timeoutMs = record[7] ?? undefined
     /** performance.now() at which it times out; null until it starts, or without timeoutMs. */
@@ -550,7 +562,7 @@ class Drive {
     this.over = false
     this.logPath = call(() => run.logPath())
     this.settled = [] // {flight, completion, cause, at}
-    this.thrown = new Map() // node → what its last failure threw (AgentFailedError.cause)
+    this.thrown = new Map() // causeKey → what its last failure threw (AgentFailedError.cause)
     this.cancelReason = null
     this.wake = null
     // What every activation of the run shares (its input as JSON text, read at the first poll).
@@ -755,15 +767,15 @@ class Drive {
     for (let i = 0; i < batch.length; i++) {
       const note = notes === null ? null : notes[i]
       if (note === null && causes[i] === NO_CAUSE) continue
-      const node = flights[i].node
+      const key = flights[i].causeKey
       if (note === null) {
-        this.thrown.set(node, causes[i])
+        this.thrown.set(key, causes[i])
         continue
       }
       const err = fromNative(note)
       // The driver only completes what it polled: a refused completion is its own bug.
       if (!(err instanceof InvalidOutputError)) throw err
-      this.thrown.set(node, causes[i] === NO_CAUSE ? err : new InvalidOutputError(err.message, err.details, { cause: causes[i] }))
+      this.thrown.set(key, causes[i] === NO_CAUSE ? err : new InvalidOutputError(err.message, err.details, { cause: causes[i] }))
     }
   }
 
@@ -1366,7 +1378,9 @@ class Mesh {
     // As in Python: a run an agent failed rejects, also when it failed before this process
     // resumed its log (the cause is then unknown here).
     if (result.status === 'failed' && err !== null && err.code === 'AGENT_FAILED') {
-      const cause = thrown.has(err.node) ? { cause: thrown.get(err.node) } : undefined
+      const item = ITEM_IN_ERROR.exec(err.message)
+      const key = causeKey(err.node, item === null ? null : Number(item[1]))
+      const cause = thrown.has(key) ? { cause: thrown.get(key) } : undefined
       const e = new AgentFailedError(`[AGENT_FAILED] ${err.message}`, { node: err.node }, cause)
       e.result = result
       throw e
