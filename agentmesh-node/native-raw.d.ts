@@ -32,29 +32,52 @@ export declare class NativeCompletion {
 
 /**
  * One activation in a poll text: `[id, node, kind, name, attempt, visit, delayMs, timeoutMs,
- * step, seed, prompt, depsEnd]` (`timeoutMs`, `prompt` `null` when absent; `seed` decimal).
+ * step, seed, prompt, depsEnd]` (`timeoutMs`, `prompt` `null` when absent; `seed` decimal);
+ * a map item's record, and one with `reads`, has four more entries: `itemIndex, itemKey,
+ * valueEnd, readsEnd` (`itemIndex`, `itemKey` `null` when absent).
  */
-export type ActivationRecord = [
-  id: number,
-  node: string,
-  kind: 'agent' | 'tool' | 'human',
-  name: string,
-  attempt: number,
-  visit: number,
-  delayMs: number,
-  timeoutMs: number | null,
-  step: number,
-  seed: string,
-  prompt: string | null,
-  depsEnd: number,
-]
+export type ActivationRecord =
+  | [
+      id: number,
+      node: string,
+      kind: 'agent' | 'tool' | 'human',
+      name: string,
+      attempt: number,
+      visit: number,
+      delayMs: number,
+      timeoutMs: number | null,
+      step: number,
+      seed: string,
+      prompt: string | null,
+      depsEnd: number,
+    ]
+  | [
+      id: number,
+      node: string,
+      kind: 'agent' | 'tool' | 'human',
+      name: string,
+      attempt: number,
+      visit: number,
+      delayMs: number,
+      timeoutMs: number | null,
+      step: number,
+      seed: string,
+      prompt: string | null,
+      depsEnd: number,
+      itemIndex: number | null,
+      itemKey: string | null,
+      valueEnd: number,
+      readsEnd: number,
+    ]
 
 declare module './native' {
   interface NativeRun {
     /**
      * Activations not yet handed out, as a poll text: a JSON line of `ActivationRecord`s,
-     * then their deps texts back to back (each ends at its `depsEnd`, counted after the
-     * newline in UTF-16 code units).
+     * then their texts back to back: each one's deps text (ending at its `depsEnd`, counted
+     * after the newline in UTF-16 code units), then, for a record of sixteen entries, its
+     * item's value text (ending at `valueEnd`; empty without an item) and its reads text
+     * (ending at `readsEnd`; empty without reads).
      */
     poll(): string
     /** Activations still waiting for a completion, as a poll text. */

@@ -366,8 +366,8 @@ export declare class NativeWorkflow {
 }
 
 /**
- * One unit of work as reports show it (`RunState.pending`; the driver's activations come
- * from `poll`, see `activation.rs`).
+ * One unit of work as reports show it (`RunState.pending`, with the fields of the core's JSON;
+ * the driver's activations come from `poll`, see `activation.rs`).
  */
 export interface Activation {
   /** Activation id (the seq of its scheduling event). */
@@ -396,6 +396,13 @@ export interface Activation {
   input: unknown
   /** Outputs of the node's completed `after` dependencies, by node id. */
   deps: Record<string, unknown>
+  /** The item of a map node this activation runs (absent for any other activation). */
+  item?: Item
+  /**
+   * The values of the node's `reads`, by path as written (a path with no value yet is left
+   * out); absent when there are none, as in the core's JSON (`agentmesh inspect`).
+   */
+  reads?: Record<string, unknown>
 }
 
 /**
@@ -611,6 +618,16 @@ export interface HeaderMeta {
  * Errors: `LOG_CORRUPT`, `NONDETERMINISM`, `IO`.
  */
 export declare function history(path: string): Array<RunState>
+
+/** One item of a map node's array (`Activation.item`). */
+export interface Item {
+  /** Position in the array, from 0. */
+  index: number
+  /** The value at the node's `itemKey`, as text (absent without an `itemKey`). */
+  key?: string
+  /** The item. */
+  value: unknown
+}
 
 /** A log's header and its events in seq order. */
 export interface LogContents {

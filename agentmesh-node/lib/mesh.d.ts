@@ -30,9 +30,19 @@ export interface Usage {
  */
 export type UsageInput = Usage | { readonly [key: string]: unknown }
 
+/** One item of a map node's array, as its activation sees it (`act.item`). */
+export interface Item {
+  /** Position in the array, from 0. */
+  readonly index: number
+  /** The value at the map's `itemKey`, as text (absent without an `itemKey`). */
+  readonly key?: string
+  /** The item. */
+  readonly value: unknown
+}
+
 /**
  * One unit of work handed to an agent or tool. Its fields are read from the core when an
- * agent reads them (`input` and `deps` are converted once, on first read).
+ * agent reads them (`input`, `deps`, `item` and `reads` are converted once, on first read).
  */
 export interface Activation extends ActivationCalls {
   /** Activation id (the seq of its scheduling event). */
@@ -64,6 +74,13 @@ export interface Activation extends ActivationCalls {
   readonly input: unknown
   /** Outputs of the node's completed `after` dependencies, by node id. */
   readonly deps: Record<string, unknown>
+  /** The item a map node's activation runs; `undefined` for any other activation. */
+  readonly item: Item | undefined
+  /**
+   * The values of the node's `reads`, by path as written (a path with no value yet is left
+   * out); `{}` without `reads`.
+   */
+  readonly reads: Record<string, unknown>
   /** Aborted when the activation times out or the run is cancelled: pass it to `fetch` etc. */
   readonly signal: AbortSignal
   /** Cancel the run; takes effect before this activation's own result is recorded. */

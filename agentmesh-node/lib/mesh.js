@@ -50,35 +50,68 @@ const { NativeCompletion } = native
 const FINISHED = new Set(['completed', 'failed', 'cancelled'])
 
 const UNREAD = Symbol('unread')
-const FIELDS = ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'timeoutMs', 'prompt', 'seed', 'step', 'input', 'deps']
+const FIELDS = ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'timeoutMs', 'prompt', 'seed', 'step', 'input', 'deps', 'item', 'reads']
 
 // NativeRun.poll() and outstanding() return one string (src/activation.rs): a JSON header line
 // of records [id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt,
-// depsEnd], then the activations' deps texts, back to back (depsEnd: where each one ends).
+// depsEnd], then the activations' texts, back to back (depsEnd: where each one ends). A map
+// item's record, or one with reads, has four more entries [itemIndex, itemKey, valueEnd,
+// readsEnd]: its item value text and its reads text follow its deps text.
+const DEPS = 11
+const ITEM_INDEX = 12
+const ITEM_KEY = 13
+const ITEM_VALUE = 14
+const READS = 15
 
-/** The records of a poll text, each record's depsEnd replaced by its deps text. */
+/** The records of a poll text, each record's text ends replaced by the texts. */
 function parsePoll(text) {
   const nl = text.indexOf('\n')
   const records = JSON.parse(text.slice(0, nl))
   let start = nl + 1
   for (const record of records) {
-    const end = nl + 1 + record[11]
-    record[11] = text.slice(start, end)
+    let end = nl + 1 + record[DEPS]
+    record[DEPS] = text.slice(start, end)
     start = end
+    if (record.length > READS) {
+      end = nl + 1 + record[ITEM_VALUE]
+      record[ITEM_VALUE] = text.slice(start, end)
+      start = end
+      end = nl + 1 + record[READS]
+      record[READS] = text.slice(start, end)
+      start = end
+    }
   }
   return records
 }
 
+/** A record's map item, `{index, key?, value}` (the value parsed now), or undefined. */
+function itemOf(record) {
+  if (record.length <= READS || record[ITEM_INDEX] === null) return undefined
+  const item = { index: record[ITEM_INDEX] }
+  if (record[ITEM_KEY] !== null) item.key = record[ITEM_KEY]
+  item.value = JSON.parse(record[ITEM_VALUE])
+  return item
+}
+
+/** A record's reads (path → value; `{}` without reads). */
+function readsOf(record) {
+  return record.length > READS && record[READS] !== '' ? JSON.parse(record[READS]) : {}
+}
+
 /**
  * One unit of work handed to an agent or tool: the core's fields, plus `signal` (aborted when
- * the activation times out or the run is cancelled) and `cancelRun(reason)`. `input` and
- * `deps` arrive as the core's JSON text and become values only when an agent reads them
- * (once; what the addon would have built: `JSON.parse` of the core's text). The signal's
+ * the activation times out or the run is cancelled) and `cancelRun(reason)`. `input`, `deps`,
+ * `item` and `reads` arrive as the core's JSON text and become values only when an agent reads
+ * them (once; what the addon would have built: `JSON.parse` of the core's text). The signal's
  * AbortController is created only when an agent reads `signal`.
  */
 class Activation {
-  #record // [id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt, deps]
+  // [id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt, deps],
+  // and [itemIndex, itemKey, itemValue, reads] after them for a map item or with reads
+  #record
   #deps = UNREAD
+  #item = UNREAD
+  #reads = UNREAD
   #input = UNREAD
   #seed = null
   #run // {runId, inputJson} of the run
@@ -149,8 +182,18 @@ class Activation {
   }
 
   get deps() {
-    if (this.#deps === UNREAD) this.#deps = JSON.parse(this.#record[11])
+    if (this.#deps === UNREAD) this.#deps = JSON.parse(this.#record[DEPS])
     return this.#deps
+  }
+
+  get item() {
+    if (this.#item === UNREAD) this.#item = itemOf(this.#record)
+    return this.#item
+  }
+
+  get reads() {
+    if (this.#reads === UNREAD) this.#reads = readsOf(this.#record)
+    return this.#reads
   }
 
   get signal() {
@@ -474,11 +517,23 @@ function micros(started, at) {
 // Driving ------------------------------------------------------------------------------------
 
 /** One activation being worked on: what the agent sees, what the driver needs, its deadline. */
+/**
+ * Where the driver keeps what a failure threw (AgentFailedError.cause): by node, and by item
+ * for a map's items (several fail side by side; the run error names the one that failed it).
+ */
+function causeKey(node, item) {
+  return item === null ? node : `${node}\n${item}`
+}
+
+// The core's run error for a map item begins `node '<id>' item <index>` (ids have no quote).
+const ITEM_IN_ERROR = /^node '[^']*' item (\d+)\b/
+
 class Flight {
   constructor(record, act) {
     this.act = act
     this.id = record[0]
     this.node = record[1]
+    this.causeKey = causeKey(record[1], record.length > READS ? record[ITEM_INDEX] : null)
     this.delayMs = record[6]
     this.timeoutMs = record[7] ?? undefined
     /** performance.now() at which it times out; null until it starts, or without timeoutMs. */
@@ -507,7 +562,7 @@ class Drive {
     this.over = false
     this.logPath = call(() => run.logPath())
     this.settled = [] // {flight, completion, cause, at}
-    this.thrown = new Map() // node → what its last failure threw (AgentFailedError.cause)
+    this.thrown = new Map() // causeKey → what its last failure threw (AgentFailedError.cause)
     this.cancelReason = null
     this.wake = null
     // What every activation of the run shares (its input as JSON text, read at the first poll).
@@ -712,15 +767,15 @@ class Drive {
     for (let i = 0; i < batch.length; i++) {
       const note = notes === null ? null : notes[i]
       if (note === null && causes[i] === NO_CAUSE) continue
-      const node = flights[i].node
+      const key = flights[i].causeKey
       if (note === null) {
-        this.thrown.set(node, causes[i])
+        this.thrown.set(key, causes[i])
         continue
       }
       const err = fromNative(note)
       // The driver only completes what it polled: a refused completion is its own bug.
       if (!(err instanceof InvalidOutputError)) throw err
-      this.thrown.set(node, causes[i] === NO_CAUSE ? err : new InvalidOutputError(err.message, err.details, { cause: causes[i] }))
+      this.thrown.set(key, causes[i] === NO_CAUSE ? err : new InvalidOutputError(err.message, err.details, { cause: causes[i] }))
     }
   }
 
@@ -1323,7 +1378,9 @@ class Mesh {
     // As in Python: a run an agent failed rejects, also when it failed before this process
     // resumed its log (the cause is then unknown here).
     if (result.status === 'failed' && err !== null && err.code === 'AGENT_FAILED') {
-      const cause = thrown.has(err.node) ? { cause: thrown.get(err.node) } : undefined
+      const item = ITEM_IN_ERROR.exec(err.message)
+      const key = causeKey(err.node, item === null ? null : Number(item[1]))
+      const cause = thrown.has(key) ? { cause: thrown.get(key) } : undefined
       const e = new AgentFailedError(`[AGENT_FAILED] ${err.message}`, { node: err.node }, cause)
       e.result = result
       throw e

@@ -56,24 +56,49 @@ interface NodeBase {
   maxVisits?: number
 }
 
-export interface AgentNode extends NodeBase {
+/**
+ * Paths of earlier values (`/outputs/<node>/...`, `/visits/<node>`, `/input/...`) the node's
+ * activations receive in `act.reads`, besides their `deps`.
+ */
+interface Reads {
+  reads?: string[]
+}
+
+export interface AgentNode extends NodeBase, Reads {
   type: 'agent'
   agent: string
   timeoutMs?: number
   retry?: RetryPolicy
 }
 
-export interface ToolNode extends NodeBase {
+export interface ToolNode extends NodeBase, Reads {
   type: 'tool'
   tool: string
   timeoutMs?: number
   retry?: RetryPolicy
 }
 
-export interface HumanNode extends NodeBase {
+export interface HumanNode extends NodeBase, Reads {
   type: 'human'
   prompt?: string
 }
+
+/** What a map node does when one of its items fails for good (after its retries). */
+export type ItemFailure = 'fail' | 'collect'
+
+/** A map runs its agent or its tool: exactly one of them. */
+type AgentOrTool = { agent: string; tool?: never } | { tool: string; agent?: never }
+
+/**
+ * One activation of `agent` (or one call of `tool`) per item of the array at `over`, all in one
+ * step; the node's output is the array of the item outputs, in item order (fields as in
+ * `MapOptions`).
+ */
+export type MapNode = NodeBase &
+  Reads &
+  Pick<MapOptions, 'over' | 'itemKey' | 'maxItems' | 'concurrency' | 'onItemFailure' | 'timeoutMs' | 'retry'> & {
+    type: 'map'
+  } & AgentOrTool
 
 export interface BranchNode extends NodeBase {
   type: 'branch'
@@ -81,7 +106,7 @@ export interface BranchNode extends NodeBase {
   default?: string
 }
 
-export type NodeDefinition = AgentNode | ToolNode | HumanNode | BranchNode
+export type NodeDefinition = AgentNode | ToolNode | HumanNode | BranchNode | MapNode
 
 /** A workflow document, as in the workflow JSON (docs/workflow.md). */
 export interface WorkflowDefinition {
@@ -143,6 +168,8 @@ export interface WorkOptions {
   timeoutMs?: number
   retry?: RetryPolicy
   maxVisits?: number
+  /** Earlier values the activations receive in `act.reads`: one path (like `/outputs/critic`) or several. */
+  reads?: string | readonly string[]
 }
 
 export interface HumanOptions {
@@ -150,6 +177,29 @@ export interface HumanOptions {
   prompt?: string
   after?: After
   maxVisits?: number
+  /** Earlier values the human activation carries in `reads`: one path or several. */
+  reads?: string | readonly string[]
+}
+
+/**
+ * `WorkflowBuilder.map`'s options: `over`, exactly one of `agent` and `tool`, the map's own
+ * fields, and those of an agent or tool node (`timeoutMs` and `retry` apply to each item).
+ */
+export interface MapOptions extends WorkOptions {
+  /** Path of the array to map over (`/outputs/plan/items`, `/input/urls`). */
+  over: string
+  /** The agent that runs each item (or give `tool`). */
+  agent?: string
+  /** The tool called for each item (or give `agent`). */
+  tool?: string
+  /** JSON Pointer into each item to its key (a string or an integer, unique among the items). */
+  itemKey?: string
+  /** Most items the array may hold, 1–10,000 (default 1,000). */
+  maxItems?: number
+  /** Most items running at once, 1–10,000 (default all). */
+  concurrency?: number
+  /** `fail` (default): the node fails the run; `collect`: `{ok, output}` / `{ok, error}` per item. */
+  onItemFailure?: ItemFailure
 }
 
 export interface BranchOptions {
@@ -169,6 +219,11 @@ export declare class WorkflowBuilder {
   tool(id: string, tool: string, options?: WorkOptions): this
   /** A human-approval node. */
   human(id: string, options?: HumanOptions): this
+  /**
+   * A map node: one activation of `agent` (or call of `tool`) per item of the array at `over`;
+   * its output is the array of the item outputs, in item order.
+   */
+  map(id: string, options: MapOptions & AgentOrTool): this
   /** A branch: `cases` tried in order, `default` when none holds. */
   branch(id: string, options: BranchOptions): this
   /** Bound the number of supersteps of a run. */

@@ -231,10 +231,19 @@ function options(opts, allowed, where) {
 
 const given = (v) => v !== undefined && v !== null
 
+/** `after` or `reads` for the node: a lone string as a list of one; none or `[]` left out. */
+function list(value) {
+  if (typeof value === 'string') return [value] // a lone id or path, not its characters
+  if (!given(value) || (Array.isArray(value) && value.length === 0)) return undefined
+  return Array.isArray(value) ? [...value] : value
+}
+
+const MAP_OPTIONS = ['over', 'agent', 'tool', 'itemKey', 'maxItems', 'concurrency', 'onItemFailure', 'after', 'retry', 'timeoutMs', 'maxVisits', 'reads']
+
 /**
  * Adds nodes in declaration order; `build()` validates like JSON input. Each method returns
- * the builder. Options mirror the JSON fields (`after`, `timeoutMs`, `retry`, `maxVisits`);
- * the core checks their values when the workflow is built.
+ * the builder. Options mirror the JSON fields (`after`, `timeoutMs`, `retry`, `maxVisits`,
+ * `reads`, and a map's own); the core checks their values when the workflow is built.
  */
 class WorkflowBuilder {
   constructor(name) {
@@ -242,22 +251,25 @@ class WorkflowBuilder {
   }
 
   _node(node, opts) {
-    let after = opts.after
-    if (typeof after === 'string') after = [after] // a lone id, not its characters
-    if (given(after) && !(Array.isArray(after) && after.length === 0)) {
-      node.after = Array.isArray(after) ? [...after] : after
-    }
+    const after = list(opts.after)
+    if (after !== undefined) node.after = after
     if (given(opts.maxVisits)) node.maxVisits = opts.maxVisits
+    const reads = list(opts.reads)
+    if (reads !== undefined) node.reads = reads
     this._spec.nodes.push(node)
     return this
   }
 
-  _work(kind, id, name, opts) {
-    const o = options(opts, ['after', 'timeoutMs', 'retry', 'maxVisits'], `${kind} node '${id}'`)
-    const node = { id, type: kind, [kind]: name }
+  /** The fields every node that runs an agent or a tool shares. */
+  _host(node, o) {
     if (given(o.timeoutMs)) node.timeoutMs = o.timeoutMs
     if (given(o.retry)) node.retry = o.retry
     return this._node(node, o)
+  }
+
+  _work(kind, id, name, opts) {
+    const o = options(opts, ['after', 'timeoutMs', 'retry', 'maxVisits', 'reads'], `${kind} node '${id}'`)
+    return this._host({ id, type: kind, [kind]: name }, o)
   }
 
   /** An agent node run by the agent registered as `agent`. */
@@ -272,10 +284,31 @@ class WorkflowBuilder {
 
   /** A human-approval node: the run waits until `Mesh.resume` gets its decision. */
   human(id, opts) {
-    const o = options(opts, ['prompt', 'after', 'maxVisits'], `human node '${id}'`)
+    const o = options(opts, ['prompt', 'after', 'maxVisits', 'reads'], `human node '${id}'`)
     const node = { id, type: 'human' }
     if (given(o.prompt)) node.prompt = o.prompt
     return this._node(node, o)
+  }
+
+  /**
+   * A map node: one activation of `agent` (or one call of `tool`: give exactly one) per item
+   * of the array at `over` (a path like `/outputs/plan/items`), all in one step; its output is
+   * the array of the item outputs, in item order. `itemKey` (a JSON Pointer into each item)
+   * names items by key, `maxItems` bounds the array, `concurrency` how many items run at once,
+   * `onItemFailure` (`fail` or `collect`) what an item failing for good does; `retry` and
+   * `timeoutMs` apply to each item.
+   */
+  map(id, opts) {
+    const o = options(opts, MAP_OPTIONS, `map node '${id}'`)
+    const node = { id, type: 'map' }
+    if (given(o.agent)) node.agent = o.agent
+    if (given(o.tool)) node.tool = o.tool
+    if (given(o.over)) node.over = o.over
+    if (given(o.itemKey)) node.itemKey = o.itemKey
+    if (given(o.maxItems)) node.maxItems = o.maxItems
+    if (given(o.concurrency)) node.concurrency = o.concurrency
+    if (given(o.onItemFailure)) node.onItemFailure = o.onItemFailure
+    return this._host(node, o)
   }
 
   /**

@@ -14,12 +14,19 @@
 //! a JSON header line (`timeoutMs` and `prompt` `null` when absent, `seed` a decimal string),
 //! a newline, then each activation's `deps` as the JSON text of its dependencies' outputs,
 //! ending at `depsEnd` (in UTF-16 code units after the newline, as JavaScript indexes strings).
-//! The driver's `Activation` (lib/mesh.js) parses the header at once and a `deps` text only
-//! when an agent reads it — into what `json::write` would have built (`JSON.parse` of the
-//! core's JSON text, the contract of `json.rs`); the run input is one text per run
-//! (`NativeRun.inputJson`), parsed per activation on first read.
+//! A map item's record, and the record of an activation with `reads`, has four more entries,
+//! `itemIndex, itemKey, valueEnd, readsEnd` (`itemIndex` and `itemKey` `null` when absent): its
+//! deps text is followed by the item's value text (none without an item), ending at `valueEnd`,
+//! then by the JSON text of its reads (path → value; none when it has none), ending at
+//! `readsEnd`. Every other record stays at twelve entries, so the common path costs nothing more.
+//! The driver's `Activation` (lib/mesh.js) parses the header at once and a `deps` (item value,
+//! reads) text only when an agent reads it — into what `json::write` would have built
+//! (`JSON.parse` of the core's JSON text, the contract of `json.rs`); the run input is one text
+//! per run (`NativeRun.inputJson`), parsed per activation on first read.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use agentmesh_core as core;
 
@@ -41,16 +48,17 @@ fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// The JSON text of an activation's `deps` (node id → output), keys in the core's order.
-fn write_deps(out: &mut String, act: &core::Activation) {
+/// The JSON text of an activation's `deps` (node id → output) or `reads` (path → value), keys
+/// in the core's order.
+fn write_values(out: &mut String, values: &BTreeMap<Arc<str>, Arc<serde_json::Value>>) {
     out.push('{');
-    for (i, (node, output)) in act.deps.iter().enumerate() {
+    for (i, (key, value)) in values.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        write_str(out, node);
+        write_str(out, key);
         // A `Value` always serializes.
-        let _ = write!(out, ":{output}");
+        let _ = write!(out, ":{value}");
     }
     out.push('}');
 }
@@ -66,13 +74,13 @@ fn utf16_len(s: &str) -> usize {
 /// The text `poll` returns for `acts` (see the module docs).
 pub fn poll_text(acts: &[core::Activation]) -> String {
     let mut out = String::with_capacity(64 + acts.len() * 96);
-    let mut deps = String::new();
+    let mut texts = String::new();
     let mut end = 0;
     out.push('[');
     for (i, a) in acts.iter().enumerate() {
-        let start = deps.len();
-        write_deps(&mut deps, a);
-        end += utf16_len(&deps[start..]);
+        let start = texts.len();
+        write_values(&mut texts, &a.deps);
+        end += utf16_len(&texts[start..]);
         if i > 0 {
             out.push(',');
         }
@@ -92,11 +100,45 @@ pub fn poll_text(acts: &[core::Activation]) -> String {
             Some(p) => write_str(&mut out, p),
             None => out.push_str("null"),
         }
-        let _ = write!(out, ",{end}]");
+        let _ = write!(out, ",{end}");
+        if a.item.is_some() || !a.reads.is_empty() {
+            write_item_and_reads(&mut out, &mut texts, &mut end, a);
+        }
+        out.push(']');
     }
     out.push_str("]\n");
-    out.push_str(&deps);
+    out.push_str(&texts);
     out
+}
+
+/// A map item's or a reading activation's four more record entries, and its value and reads
+/// texts after its deps text (see the module docs).
+fn write_item_and_reads(
+    out: &mut String,
+    texts: &mut String,
+    end: &mut usize,
+    a: &core::Activation,
+) {
+    match &a.item {
+        Some(item) => {
+            let _ = write!(out, ",{},", item.index);
+            match &item.key {
+                Some(key) => write_str(out, key),
+                None => out.push_str("null"),
+            }
+            let start = texts.len();
+            let _ = write!(texts, "{}", item.value);
+            *end += utf16_len(&texts[start..]);
+        }
+        None => out.push_str(",null,null"),
+    }
+    let _ = write!(out, ",{end}");
+    if !a.reads.is_empty() {
+        let start = texts.len();
+        write_values(texts, &a.reads);
+        *end += utf16_len(&texts[start..]);
+    }
+    let _ = write!(out, ",{end}");
 }
 
 /// The `poll` text of `acts` as a JS string.

@@ -26,8 +26,8 @@ pub fn num(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// One unit of work as reports show it (`RunState.pending`; the driver's activations come
-/// from `poll`, see `activation.rs`).
+/// One unit of work as reports show it (`RunState.pending`, with the fields of the core's JSON;
+/// the driver's activations come from `poll`, see `activation.rs`).
 #[napi(object, object_from_js = false)]
 pub struct Activation {
     /// Activation id (the seq of its scheduling event).
@@ -59,6 +59,35 @@ pub struct Activation {
     /// Outputs of the node's completed `after` dependencies, by node id.
     #[napi(ts_type = "Record<string, unknown>")]
     pub deps: Record<Arc<str>, Arc<Value>>,
+    /// The item of a map node this activation runs (absent for any other activation).
+    pub item: Option<Item>,
+    /// The values of the node's `reads`, by path as written (a path with no value yet is left
+    /// out); absent when there are none, as in the core's JSON (`agentmesh inspect`).
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub reads: Option<Record<Arc<str>, Arc<Value>>>,
+}
+
+/// One item of a map node's array (`Activation.item`).
+#[napi(object, object_from_js = false)]
+pub struct Item {
+    /// Position in the array, from 0.
+    pub index: i64,
+    /// The value at the node's `itemKey`, as text (absent without an `itemKey`).
+    pub key: Option<String>,
+    /// The item.
+    #[napi(ts_type = "unknown")]
+    pub value: Json<Arc<Value>>,
+}
+
+impl From<core::Item> for Item {
+    fn from(i: core::Item) -> Item {
+        let core::Item { index, key, value } = i;
+        Item {
+            index: num(index),
+            key: key.map(|k| k.to_string()),
+            value: Json(value),
+        }
+    }
 }
 
 impl From<core::Activation> for Activation {
@@ -78,7 +107,8 @@ impl From<core::Activation> for Activation {
             step,
             input,
             deps,
-            ..
+            item,
+            reads,
         } = a;
         Activation {
             id: num(id),
@@ -95,6 +125,8 @@ impl From<core::Activation> for Activation {
             step: num(step),
             input: Json(input),
             deps: Record(deps),
+            item: item.map(Item::from),
+            reads: (!reads.is_empty()).then_some(Record(reads)),
         }
     }
 }

@@ -448,6 +448,43 @@ describe('natively driven logs', () => {
   })
 })
 
+describe('a map log', { skip: !haveCli && !process.env.CI && noCli }, () => {
+  test('stateAt: pending map items carry their item and reads, as `agentmesh inspect --at SEQ --json` prints them', async () => {
+    if (!haveCli) assert.fail(noCli)
+    const wf = native.NativeWorkflow.fromJson(JSON.stringify({ name: 'map-state', nodes: [
+      { id: 'plan', type: 'agent', agent: 'planner' },
+      { id: 'research', type: 'map', agent: 'researcher', after: ['plan'], over: '/outputs/plan/qs', itemKey: '/id', concurrency: 2, reads: ['/input/topic', '/outputs/nope'] },
+      { id: 'bare', type: 'map', tool: 'fetch', after: ['plan'], over: '/outputs/plan/qs' },
+      { id: 'nope', type: 'agent', agent: 'n', after: ['research'] },
+    ] }))
+    const run = native.NativeRun.start(wf, { topic: 'é🦀' }, { seed: 5, logDir: tmpdir(), fsync: 'never' })
+    const [plan] = poll(run)
+    run.completeAll([C.ok(plan, { qs: [{ id: 'a', n: 1 }, { id: 7 }, { id: 'c🦀' }] })])
+    // Two of research's three items handed out (its window), then bare's three.
+    const acts = poll(run)
+    assert.deepEqual(acts.map((a) => [a.node, a.item.index]), [['research', 0], ['research', 1], ['bare', 0], ['bare', 1], ['bare', 2]])
+    run.completeAll([C.ok(acts[0], 'done'), C.ok(acts[3], 'fetched')])
+    const file = run.logPath()
+    run.close()
+    const last = log.verifyLogSync(file).lastSeq
+    const end = await log.stateAt(file, last)
+    assert.deepEqual(
+      end.pending.map((a) => [a.node, a.item, a.reads]),
+      [
+        ['research', { index: 1, key: '7', value: { id: 7 } }, { '/input/topic': 'é🦀' }],
+        ['research', { index: 2, key: 'c🦀', value: { id: 'c🦀' } }, { '/input/topic': 'é🦀' }],
+        ['bare', { index: 0, value: { id: 'a', n: 1 } }, undefined],
+        ['bare', { index: 2, value: { id: 'c🦀' } }, undefined],
+      ],
+    )
+    for (let seq = 1; seq <= last; seq++) {
+      const cli = parseWithSeeds(agentmesh(['inspect', file, '--at', String(seq), '--json']).stdout.toString())
+      assert.deepEqual(await log.stateAt(file, seq), cli, `seq ${seq}`)
+      assert.deepEqual(log.stateAtSync(file, seq), cli, `seq ${seq}`)
+    }
+  })
+})
+
 describe('a large log', () => {
   // ~50,000 events: a fan-out of 8 workers looped by a branch, driven natively.
   const WORKERS = Array.from({ length: 8 }, (_, i) => `w${i}`)

@@ -197,6 +197,50 @@ describe('the plain Node-API part (native-raw.d.ts)', () => {
     assert.deepEqual([h.node, h.kind, h.prompt, h.deps], ['h', 'human', 'ok? 🦀', { a: { n: [1.5], v: '🦀' } }])
   })
 
+  test('a map item\'s record and one with reads carry four more entries; their texts follow the deps text', () => {
+    const wf = am.NativeWorkflow.fromJson(JSON.stringify({ name: 'r', nodes: [
+      { id: 'plan', type: 'agent', agent: 'p' },
+      { id: 'm', type: 'map', agent: 'x', after: ['plan'], over: '/outputs/plan/qs', itemKey: '/id', reads: ['/input/t', '/outputs/nope'] },
+      { id: 'bare', type: 'map', tool: 't', after: ['plan'], over: '/outputs/plan/qs' },
+      { id: 'z', type: 'agent', agent: 'z', after: ['m'], reads: ['/outputs/plan/qs/0', '/visits/m'] },
+      { id: 'nope', type: 'agent', agent: 'n', after: ['z'] },
+    ] }))
+    const run = am.NativeRun.start(wf, { t: 'é🦀' })
+    let text = run.poll()
+    // Nothing more for an activation without item or reads.
+    assert.equal(JSON.parse(text.slice(0, text.indexOf('\n')))[0].length, 12)
+    const [plan] = poll_(text, run)
+    text = run.completeAll([C.ok(plan, { qs: [{ id: 'x🦀', v: 'é' }, { id: 7 }] })], true)
+    const nl = text.indexOf('\n')
+    const records = JSON.parse(text.slice(0, nl))
+    // Each text, back to back after the newline; ends counted in UTF-16 code units.
+    const deps = '{"plan":{"qs":[{"id":"x🦀","v":"é"},{"id":7}]}}'
+    const first = '{"id":"x🦀","v":"é"}'
+    const second = '{"id":7}'
+    const reads = '{"/input/t":"é🦀"}'
+    const texts = [deps, first, reads, deps, second, reads, deps, first, deps, second]
+    assert.equal(text.slice(nl + 1), texts.join(''))
+    const ends = []
+    texts.reduce((at, t) => (ends.push(at + t.length), at + t.length), 0)
+    assert.deepEqual(records.map((r) => [r[1], ...r.slice(11)]), [
+      ['m', ends[0], 0, 'x🦀', ends[1], ends[2]],
+      ['m', ends[3], 1, '7', ends[4], ends[5]],
+      ['bare', ends[6], 0, null, ends[7], ends[7]],
+      ['bare', ends[8], 1, null, ends[9], ends[9]],
+    ])
+    const items = poll_(text, run)
+    assert.deepEqual(items.map((a) => [a.node, a.kind, a.name, a.item, a.reads]), [
+      ['m', 'agent', 'x', { index: 0, key: 'x🦀', value: { id: 'x🦀', v: 'é' } }, { '/input/t': 'é🦀' }],
+      ['m', 'agent', 'x', { index: 1, key: '7', value: { id: 7 } }, { '/input/t': 'é🦀' }],
+      ['bare', 'tool', 't', { index: 0, value: { id: 'x🦀', v: 'é' } }, {}],
+      ['bare', 'tool', 't', { index: 1, value: { id: 7 } }, {}],
+    ])
+    text = run.completeAll(items.map((a) => C.ok(a, a.item.index)), true)
+    const [z] = poll_(text, run)
+    assert.deepEqual(JSON.parse(text.slice(0, text.indexOf('\n')))[0].slice(11, 15), [11, null, null, 11])
+    assert.deepEqual([z.node, z.item, z.deps, z.reads], ['z', undefined, { m: [0, 1] }, { '/outputs/plan/qs/0': { id: 'x🦀', v: 'é' }, '/visits/m': 1 }])
+  })
+
   test('NativeCompletion cannot be constructed or forged; a completion is recorded once, and can be refilled', () => {
     assertError(thrown(() => new am.NativeCompletion()), 'INVALID_ARGUMENT', 'this class is made by the addon (poll, NativeCompletion.ok, ...), not with new')
     const { run, act } = oneAgent()
@@ -957,7 +1001,19 @@ describe('conformance vectors by hand', () => {
 
   function behaviour(script, act) {
     const candidates = [...(script.agents?.[act.node] ?? []), ...(script.agents?.[act.name] ?? [])]
-    return candidates.find((b) => (b.visit === undefined || b.visit === act.visit) && (b.attempt === undefined || b.attempt === act.attempt))
+    return candidates.find(
+      (b) =>
+        (b.visit === undefined || b.visit === act.visit) &&
+        (b.attempt === undefined || b.attempt === act.attempt) &&
+        (b.item === undefined || (act.item !== undefined && b.item === act.item.index)),
+    )
+  }
+
+  /** The default output of an unscripted activation (a map item's names its index). */
+  function fallbackOf(act) {
+    const out = { node: act.node, visit: act.visit, attempt: act.attempt }
+    if (act.item !== undefined) out.item = act.item.index
+    return out
   }
 
   /** Start `list` (scripted calls) in one batch; complete the live ones in `order`. */
@@ -993,7 +1049,7 @@ describe('conformance vectors by hand', () => {
   /** The completion of `act` by the script, or null when the script cancels the run. */
   function perform(run, script, act) {
     const b = behaviour(script, act)
-    const fallback = { node: act.node, visit: act.visit, attempt: act.attempt }
+    const fallback = fallbackOf(act)
     if (!b) return C.ok(act, fallback)
     if (act.timeoutMs !== undefined && (b.delayMs ?? 0) > act.timeoutMs) return C.timedOut(act)
     if (b.cancel) return null

@@ -485,7 +485,7 @@ describe('docs/api-parity.md', () => {
         if (!nodeAncestors(cls).some((a) => table.has(`${a}.${member}`))) missing.push(`${cls}.${member}`)
       }
     }
-    for (const iface of ['MeshOptions', 'RunOptions', 'ResumeOptions', 'ForkOptions', 'WorkOptions', 'HumanOptions', 'BranchOptions', 'RetryPolicy']) {
+    for (const iface of ['MeshOptions', 'RunOptions', 'ResumeOptions', 'ForkOptions', 'WorkOptions', 'HumanOptions', 'BranchOptions', 'MapOptions', 'RetryPolicy']) {
       const members = declaredMembers(iface)
       assert.ok(members !== null && members.size > 0, `interface ${iface} not found in the typings`)
       for (const m of members) if (!table.has(`${iface}.${m}`)) missing.push(`${iface}.${m} (type)`)

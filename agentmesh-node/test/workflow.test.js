@@ -371,12 +371,98 @@ describe('WorkflowBuilder', () => {
     assertInvalidWorkflow(empty, "field 'nodes': a workflow needs at least one node", { node: null, field: 'nodes' })
   })
 
+  test('map and reads: the builder writes the JSON the core accepts (same hash)', () => {
+    const built = Workflow.builder('shapes')
+      .agent('plan', 'planner')
+      .map('research', {
+        agent: 'researcher',
+        over: '/outputs/plan/questions',
+        after: 'plan',
+        itemKey: '/id',
+        maxItems: 100,
+        concurrency: 4,
+        onItemFailure: 'collect',
+        retry: { maxAttempts: 2, backoffMs: 5 },
+        timeoutMs: 1000,
+        reads: '/input/topic',
+      })
+      .map('fetch', { tool: 'http', over: '/input/urls', maxVisits: 2 })
+      .agent('write', 'writer', { after: ['research'], reads: ['/outputs/fetch', '/visits/plan'] })
+      .tool('save', 'cms', { after: 'write', reads: ['/outputs/plan/title'] })
+      .human('ok', { after: 'save', reads: [] })
+      .build()
+    const json = Workflow.fromObject({
+      name: 'shapes',
+      nodes: [
+        { id: 'plan', type: 'agent', agent: 'planner' },
+        {
+          id: 'research',
+          type: 'map',
+          agent: 'researcher',
+          after: ['plan'],
+          timeoutMs: 1000,
+          retry: { maxAttempts: 2, backoffMs: 5 },
+          over: '/outputs/plan/questions',
+          itemKey: '/id',
+          maxItems: 100,
+          concurrency: 4,
+          onItemFailure: 'collect',
+          reads: ['/input/topic'],
+        },
+        { id: 'fetch', type: 'map', tool: 'http', maxVisits: 2, over: '/input/urls' },
+        { id: 'write', type: 'agent', agent: 'writer', after: ['research'], reads: ['/outputs/fetch', '/visits/plan'] },
+        { id: 'save', type: 'tool', tool: 'cms', after: ['write'], reads: ['/outputs/plan/title'] },
+        { id: 'ok', type: 'human', after: ['save'] },
+      ],
+    })
+    assert.equal(built.hash, json.hash)
+    assert.equal(built.toJson(), json.toJson())
+    assert.deepEqual(built.agentNames(), ['planner', 'researcher', 'writer'])
+    assert.deepEqual(built.toolNames(), ['cms', 'http'])
+    // The options object given is not kept: changing it later changes nothing.
+    const reads = ['/input/topic']
+    const b = Workflow.builder('w').agent('a', 'x', { reads })
+    reads.push('/input/other')
+    assert.deepEqual(b.build().toObject().nodes[0].reads, ['/input/topic'])
+  })
+
+  test('map and reads values are checked by the core: InvalidWorkflowError with node and field', () => {
+    const plan = (b) => b.agent('plan', 'p')
+    const cases = [
+      [(b) => b.map('m', { over: '/input' }), 'm', 'agent', 'map nodes need the agent (or tool) that runs each item'],
+      [(b) => b.map('m', { agent: 'a', tool: 't', over: '/input' }), 'm', 'tool', 'a map runs an agent or a tool, not both'],
+      [(b) => b.map('m', { agent: 'a' }), 'm', 'over', 'map nodes need the path of the array to map over (like /outputs/plan/items)'],
+      [(b) => plan(b).map('m', { agent: 'a', over: '/outputs/plan/x' }), 'm', 'over', "'/outputs/plan/x' reads node 'plan', which this map does not run after: add it to 'after'"],
+      [(b) => b.map('m', { agent: 'a', over: '/input', maxItems: 10001 }), 'm', 'maxItems', '10001 is out of range 1..=10000'],
+      [(b) => b.map('m', { agent: 'a', over: '/input', concurrency: 0 }), 'm', 'concurrency', '0 is out of range 1..=10000'],
+      [(b) => b.map('m', { agent: 'a', over: '/input', itemKey: 'id' }), 'm', 'itemKey', "'id' is not a JSON Pointer into an item (like /id)"],
+      [(b) => b.agent('a', 'x', { reads: ['/input', '/input'] }), 'a', 'reads[1]', "'/input' is listed twice"],
+      [(b) => b.tool('a', 'x', { reads: '/outputs/zz' }), 'a', 'reads[0]', "unknown node 'zz'"],
+    ]
+    for (const [add, node, field, why] of cases) {
+      const e = thrown(() => add(Workflow.builder('w')).build())
+      assert.ok(e instanceof InvalidWorkflowError, `not an InvalidWorkflowError: ${e && e.stack}`)
+      assert.deepEqual(e.details, { node, field })
+      assert.ok(e.message.startsWith(`[INVALID_WORKFLOW] node '${node}', field '${field}': `), e.message)
+      assert.ok(e.message.includes(why), `${e.message} should say: ${why}`)
+    }
+    const skip = thrown(() => Workflow.builder('w').map('m', { agent: 'a', over: '/input', onItemFailure: 'skip' }).build())
+    assert.ok(skip instanceof InvalidWorkflowError)
+    assert.equal(skip.details.field, 'onItemFailure')
+  })
+
   test('unknown options and non-object options are InvalidArgumentError at once', () => {
     const b = Workflow.builder('w')
-    assertInvalidArgument(thrown(() => b.agent('a', 'x', { timeout: 5 })), "agent node 'a': unknown option 'timeout' (expected after, timeoutMs, retry, maxVisits)")
-    assertInvalidArgument(thrown(() => b.tool('t', 'x', { prompt: 'p' })), "tool node 't': unknown option 'prompt' (expected after, timeoutMs, retry, maxVisits)")
-    assertInvalidArgument(thrown(() => b.human('h', { timeoutMs: 5 })), "human node 'h': unknown option 'timeoutMs' (expected prompt, after, maxVisits)")
+    assertInvalidArgument(thrown(() => b.agent('a', 'x', { timeout: 5 })), "agent node 'a': unknown option 'timeout' (expected after, timeoutMs, retry, maxVisits, reads)")
+    assertInvalidArgument(thrown(() => b.tool('t', 'x', { prompt: 'p' })), "tool node 't': unknown option 'prompt' (expected after, timeoutMs, retry, maxVisits, reads)")
+    assertInvalidArgument(thrown(() => b.human('h', { timeoutMs: 5 })), "human node 'h': unknown option 'timeoutMs' (expected prompt, after, maxVisits, reads)")
     assertInvalidArgument(thrown(() => b.branch('r', { goto: 'a' })), "branch node 'r': unknown option 'goto' (expected cases, default, after, maxVisits)")
+    assertInvalidArgument(
+      thrown(() => b.map('m', { agent: 'x', over: '/input', items: 5 })),
+      "map node 'm': unknown option 'items' (expected over, agent, tool, itemKey, maxItems, concurrency, onItemFailure, after, retry, timeoutMs, maxVisits, reads)",
+    )
+    assertInvalidArgument(thrown(() => b.branch('r', { default: 'a', reads: ['/input'] })), "branch node 'r': unknown option 'reads' (expected cases, default, after, maxVisits)")
+    assertInvalidArgument(thrown(() => b.map('m', '/input')), "map node 'm': options must be an object, not string")
     assertInvalidArgument(thrown(() => b.human('h', 'Publish?')), "human node 'h': options must be an object, not string")
     assertInvalidArgument(thrown(() => b.agent('a', 'x', ['b'])), "agent node 'a': options must be an object, not an array")
     // Nothing was added by the refused calls.

@@ -17,9 +17,23 @@ function activations(text, run) {
       if (record[i] !== null) a[k] = record[i]
     })
     a.seed = BigInt(a.seed)
-    const end = nl + 1 + record[11]
+    let end = nl + 1 + record[11]
     a.deps = JSON.parse(text.slice(start, end))
     start = end
+    a.reads = {}
+    // A map item's record, or one with reads: [itemIndex, itemKey, valueEnd, readsEnd] more.
+    if (record.length > 12) {
+      end = nl + 1 + record[14]
+      if (record[12] !== null) {
+        a.item = { index: record[12] }
+        if (record[13] !== null) a.item.key = record[13]
+        a.item.value = JSON.parse(text.slice(start, end))
+      }
+      start = end
+      end = nl + 1 + record[15]
+      if (end > start) a.reads = JSON.parse(text.slice(start, end))
+      start = end
+    }
     a.input = JSON.parse(run.inputJson())
     return a
   })

@@ -212,9 +212,12 @@ function scripted(script) {
     const chosen = candidates.find(
       (b) =>
         (b.visit === undefined || Number(b.visit.text) === act.visit) &&
-        (b.attempt === undefined || Number(b.attempt.text) === act.attempt),
+        (b.attempt === undefined || Number(b.attempt.text) === act.attempt) &&
+        (b.item === undefined || (act.item !== undefined && Number(b.item.text) === act.item.index)),
     )
+    // A map item's default output names its index too (agentmesh-core driver/scripted.rs).
     const fallback = { node: act.node, visit: act.visit, attempt: act.attempt }
+    if (act.item !== undefined) fallback.item = act.item.index
     if (chosen === undefined) return fallback
     if (chosen.delayMs !== undefined && Number(chosen.delayMs.text) > 0) {
       await new Promise((resolve) => setTimeout(resolve, Number(chosen.delayMs.text)))

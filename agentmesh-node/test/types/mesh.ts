@@ -1,6 +1,6 @@
 // Type fixture for lib/mesh.d.ts: typical driver use compiles; misuse does not.
 import { ActivationError, AgentFailedError, Mesh, Output, RawJson, RunInterruptedError, RunStream, Workflow } from '../..'
-import type { Activation, DriveOptions, EventCallback, EventMeta, LogEvent, RetryOptions, RunResult, Usage, UsageInput, UsageReport, UsageTotals } from '../..'
+import type { Activation, DriveOptions, Item, EventCallback, EventMeta, LogEvent, RetryOptions, RunResult, Usage, UsageInput, UsageReport, UsageTotals } from '../..'
 
 async function main(): Promise<void> {
   const wf = Workflow.builder('t').agent('a', 'writer').human('ok', { after: 'a' }).build()
@@ -8,6 +8,17 @@ async function main(): Promise<void> {
   mesh
     .agent('writer', async (act: Activation) => {
       const seed: bigint = act.seed
+      const item: Item | undefined = act.item
+      if (item !== undefined) {
+        const at: number = item.index
+        const key: string | undefined = item.key
+        const value: unknown = item.value
+        void [at, key, value]
+      }
+      const reads: Record<string, unknown> = act.reads
+      void reads
+      // @ts-expect-error item is read-only
+      act.item = undefined
       act.signal.addEventListener('abort', () => undefined)
       if (act.attempt > 3) act.cancelRun('enough')
       if (seed === 0n) throw new ActivationError('Flaky', 'try again', { retryable: true })

@@ -76,3 +76,43 @@ export const conditions: Condition[] = [
 export const badGt: Condition = { path: '/x', gt: true }
 // @ts-expect-error a test needs a path
 export const noPath: Condition = { eq: 1 }
+
+// map nodes and reads
+export const mapped: Workflow = Workflow.builder('m')
+  .agent('plan', 'planner')
+  .map('research', {
+    agent: 'researcher',
+    over: '/outputs/plan/questions',
+    after: 'plan',
+    itemKey: '/id',
+    maxItems: 100,
+    concurrency: 4,
+    onItemFailure: 'collect',
+    retry: { maxAttempts: 2 },
+    timeoutMs: 1000,
+    reads: ['/input/topic'],
+  })
+  .map('fetch', { tool: 'http', over: '/input/urls' })
+  .agent('write', 'writer', { after: ['research'], reads: '/outputs/fetch' })
+  .human('ok', { after: 'write', reads: ['/outputs/write'] })
+  .build()
+export const mapDefinition: Workflow = Workflow.fromObject({
+  name: 'm',
+  nodes: [
+    { id: 'plan', type: 'agent', agent: 'planner' },
+    { id: 'research', type: 'map', agent: 'researcher', over: '/outputs/plan/questions', after: ['plan'], onItemFailure: 'fail' },
+    { id: 'write', type: 'agent', agent: 'writer', after: ['research'], reads: ['/outputs/plan'] },
+  ],
+})
+// @ts-expect-error a map needs the array it maps over
+Workflow.builder('w').map('m', { agent: 'x' })
+// @ts-expect-error a map runs an agent or a tool, not both
+Workflow.builder('w').map('m', { agent: 'x', tool: 'y', over: '/input' })
+// @ts-expect-error a map runs an agent or a tool
+Workflow.builder('w').map('m', { over: '/input' })
+// @ts-expect-error onItemFailure is fail or collect
+Workflow.builder('w').map('m', { agent: 'x', over: '/input', onItemFailure: 'skip' })
+// @ts-expect-error a branch has no reads
+Workflow.builder('w').branch('r', { default: 'a', reads: ['/input'] })
+// @ts-expect-error a map node in JSON needs over
+Workflow.fromObject({ name: 'w', nodes: [{ id: 'm', type: 'map', agent: 'x' }] })
