@@ -816,6 +816,8 @@ export interface RunError {
   budget?: BudgetRefusal
   /** The policy verdict that failed the run (`POLICY_DENIED`). */
   verdict?: Verdict
+  /** The map item (its index) that failed the run, when one did. */
+  item?: number
 }
 
 /** The state of a run as of one seq (`stateAt`). */
@@ -837,6 +839,8 @@ export interface RunState {
   pending: Array<Activation>
   /** Whether `seq` is a step end, where `NativeRun.fork` may branch off. */
   forkPoint: boolean
+  /** Map nodes whose items are not all done yet: how far each is (absent when none). */
+  maps?: Record<string, { items: number; done: number; failed: number }>
 }
 
 /** How to start a run. */

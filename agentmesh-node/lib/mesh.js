@@ -525,9 +525,6 @@ function causeKey(node, item) {
   return item === null ? node : `${node}\n${item}`
 }
 
-// The core's run error for a map item begins `node '<id>' item <index>` (ids have no quote).
-const ITEM_IN_ERROR = /^node '[^']*' item (\d+)\b/
-
 class Flight {
   constructor(record, act) {
     this.act = act
@@ -1378,8 +1375,7 @@ class Mesh {
     // As in Python: a run an agent failed rejects, also when it failed before this process
     // resumed its log (the cause is then unknown here).
     if (result.status === 'failed' && err !== null && err.code === 'AGENT_FAILED') {
-      const item = ITEM_IN_ERROR.exec(err.message)
-      const key = causeKey(err.node, item === null ? null : Number(item[1]))
+      const key = causeKey(err.node, err.item ?? null)
       const cause = thrown.has(key) ? { cause: thrown.get(key) } : undefined
       const e = new AgentFailedError(`[AGENT_FAILED] ${err.message}`, { node: err.node }, cause)
       e.result = result

@@ -109,6 +109,7 @@ impl From<core::Activation> for Activation {
             deps,
             item,
             reads,
+            last_failure: _,
         } = a;
         Activation {
             id: num(id),
@@ -637,6 +638,9 @@ pub struct RunState {
     pub pending: Vec<Activation>,
     /// Whether `seq` is a step end, where `NativeRun.fork` may branch off.
     pub fork_point: bool,
+    /// Map nodes whose items are not all done yet: how far each is (absent when none).
+    #[napi(ts_type = "Record<string, { items: number; done: number; failed: number }>")]
+    pub maps: Option<Record<String, Value>>,
 }
 
 impl From<core::RunState> for RunState {
@@ -651,6 +655,7 @@ impl From<core::RunState> for RunState {
             visits,
             pending,
             fork_point,
+            maps,
         } = s;
         RunState {
             seq: num(seq),
@@ -667,6 +672,16 @@ impl From<core::RunState> for RunState {
             ),
             pending: pending.into_iter().map(Activation::from).collect(),
             fork_point,
+            maps: (!maps.is_empty()).then(|| {
+                Record(
+                    maps.into_iter()
+                        .map(|(k, p)| {
+                            let v = serde_json::json!({"items": p.items, "done": p.done, "failed": p.failed});
+                            (k, v)
+                        })
+                        .collect::<BTreeMap<_, _>>(),
+                )
+            }),
         }
     }
 }
