@@ -1,13 +1,13 @@
 //! `agentmesh.Activation`: one unit of work handed to an agent, tool or person.
 //!
 //! A native, immutable object: building it costs a fraction of a microsecond, and `input`,
-//! `deps`, `reads` and `item` become Python objects only when an agent reads them (then once
-//! per activation).
+//! `deps`, `reads`, `item` and `last_failure` become Python objects only when an agent reads
+//! them (then once per activation).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use agentmesh_core::{Activation as CoreActivation, Error, ErrorKind};
+use agentmesh_core::{Activation as CoreActivation, Error, ErrorKind, Failure, FailureKind};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
@@ -33,6 +33,8 @@ pub struct Activation {
     reads: PyOnceLock<Py<PyAny>>,
     /// An `Item`, or `None` when the activation is not a map's item.
     item: PyOnceLock<Py<PyAny>>,
+    /// The dict of `inner.last_failure` (never set when there is none).
+    last_failure: PyOnceLock<Py<PyAny>>,
 }
 
 impl Activation {
@@ -49,6 +51,7 @@ impl Activation {
             deps: PyOnceLock::new(),
             reads: PyOnceLock::new(),
             item: PyOnceLock::new(),
+            last_failure: PyOnceLock::new(),
         }
     }
 }
@@ -163,6 +166,20 @@ impl Activation {
                 None => Ok(py.None()),
             }
         })?;
+        Ok(v.clone_ref(py))
+    }
+
+    /// The failure this attempt retries, as recorded: `{"kind": "error" | "timeout", "type",
+    /// "message", "retryable"}` — an `OutputSchemaError` names the path the output got wrong,
+    /// what to tell a model asked again. `None` on a first attempt and after a cancel.
+    #[getter]
+    fn last_failure(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let Some(failure) = &self.inner.last_failure else {
+            return Ok(py.None());
+        };
+        let v = self
+            .last_failure
+            .get_or_try_init(py, || failure_dict(py, failure))?;
         Ok(v.clone_ref(py))
     }
 
@@ -457,6 +474,20 @@ fn dict_of(py: Python<'_>, values: &BTreeMap<Arc<str>, Arc<Value>>) -> PyResult<
     for (key, value) in values {
         dict.set_item(&**key, pyjson::to_py(py, value)?)?;
     }
+    Ok(dict.into_any().unbind())
+}
+
+/// A failure as the log records it (the core's serde names).
+fn failure_dict(py: Python<'_>, failure: &Failure) -> PyResult<Py<PyAny>> {
+    let kind = match failure.kind {
+        FailureKind::Error => "error",
+        FailureKind::Timeout => "timeout",
+    };
+    let dict = PyDict::new(py);
+    dict.set_item("kind", kind)?;
+    dict.set_item("type", &failure.error_type)?;
+    dict.set_item("message", &failure.message)?;
+    dict.set_item("retryable", failure.retryable)?;
     Ok(dict.into_any().unbind())
 }
 

@@ -192,6 +192,65 @@ def test_built_map_equals_the_vector_workflow() -> None:
     same(built, Workflow.from_file(vectors / "map_failures_and_retries" / "workflow.json"))
 
 
+def test_output_option_maps_to_its_json_field() -> None:
+    schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+    contract = {"schema": schema, "repair": True}
+    built = (
+        Workflow.builder("contracts")
+        .agent("a", "writer", output=contract)
+        .tool("t", "db", after="a", output={"schema": {"type": "string"}})
+        .map("m", agent="researcher", over="/outputs/a/items", after="a", output=contract)
+        .human("h", "OK?", after=["t", "m"], output={"schema": {"type": "boolean"}, "repair": False})
+        .build()
+    )
+    spec = {
+        "name": "contracts",
+        "nodes": [
+            {"id": "a", "type": "agent", "agent": "writer", "output": contract},
+            {"id": "t", "type": "tool", "tool": "db", "after": ["a"], "output": {"schema": {"type": "string"}}},
+            {"id": "m", "type": "map", "agent": "researcher", "over": "/outputs/a/items", "after": ["a"],
+             "output": contract},
+            {"id": "h", "type": "human", "prompt": "OK?", "after": ["t", "m"],
+             "output": {"schema": {"type": "boolean"}}},
+        ],
+    }
+    same(built, Workflow.from_dict(spec))
+    nodes = {n["id"]: n for n in built.to_dict()["nodes"]}
+    assert nodes["a"]["output"] == contract
+    assert nodes["h"]["output"] == {"schema": {"type": "boolean"}}  # repair=False is the default
+    # No output: no field, as when written by hand.
+    plain = Workflow.builder("plain").agent("a", "writer").build()
+    assert "output" not in plain.to_dict()["nodes"][0]
+
+
+def test_the_builder_keeps_its_own_copy_of_an_output_contract() -> None:
+    contract: Dict[str, Any] = {"schema": {"type": "string"}}
+    b = Workflow.builder("copy").agent("a", "writer", output=contract)
+    contract["repair"] = True
+    contract["schema"] = {"type": "integer"}
+    assert b.build().to_dict()["nodes"][0]["output"] == {"schema": {"type": "string"}}
+
+
+def test_built_structured_outputs_equal_the_vector_workflow() -> None:
+    vectors = Path(__file__).resolve().parents[2] / "bindings-tests" / "vectors"
+    plan = {
+        "type": "object", "required": ["questions"], "additionalProperties": False,
+        "properties": {"questions": {"type": "array", "minItems": 1, "maxItems": 5,
+                                     "items": {"type": "string", "minLength": 1}}},
+    }
+    notes = {"type": "object", "required": ["notes"], "properties": {"notes": {"type": "string"}}}
+    built = (
+        Workflow.builder("structured-output-repair-reask")
+        .agent("plan", "planner", retry=Retry(3), output={"schema": plan, "repair": True})
+        .map("research", agent="researcher", over="/outputs/plan/questions", after=["plan"],
+             retry=Retry(2), output={"schema": notes})
+        .agent("write", "writer", after=["research"],
+               output={"schema": {"type": "string", "maxLength": 200}, "repair": True})
+        .build()
+    )
+    same(built, Workflow.from_file(vectors / "structured_output_repair_reask" / "workflow.json"))
+
+
 def test_defaults_equal_explicit_default_fields() -> None:
     # Retry's defaults are the JSON defaults: with or without them it is one workflow.
     explicit = Workflow.from_dict({"name": "d", "nodes": [

@@ -347,6 +347,7 @@ def test_a_failed_item_fails_the_run_with_its_own_exception_as_cause(tmp_path: P
     assert e.__cause__ is boom
     assert e.node == "research" and "item 1" in str(e) and "KeyError" in str(e)
     assert e.result is not None and e.result.status == "failed"
+    assert e.result.error is not None and e.result.error["item"] == 1  # RunError.item
     completed = [e for e in events(e.result.log_path, "agentCompleted") if e["node"] == "research"]
     assert len(completed) == 3  # the siblings in the same step still finished and were recorded
 

@@ -290,3 +290,4 @@ def test_every_vector_is_found() -> None:
     assert {"budget_parallel_leases", "budget_clamp_warn_exhaust"} <= set(NAMES)
     assert "policy_block_redact_warn" in NAMES
     assert {"map_zero_one_fifty", "map_failures_and_retries", "reads_any_output"} <= set(NAMES)
+    assert "structured_output_repair_reask" in NAMES

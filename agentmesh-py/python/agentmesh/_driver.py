@@ -131,7 +131,8 @@ class CancelToken:
 
 # One unit of work handed to an agent, tool or person: a native, read-only object
 # (agentmesh-py/src/activation.rs) with id, run_id, node, kind, name, attempt, visit, delay_ms,
-# timeout_ms, prompt, seed, step, input, deps, reads, item and cancel_run(reason).
+# timeout_ms, prompt, seed, step, input, deps, reads, item, last_failure (the failure this
+# attempt retries, as a dict, or None) and cancel_run(reason).
 Activation = _agentmesh.Activation
 
 # The map item an activation runs (``Activation.item``): a native, read-only object

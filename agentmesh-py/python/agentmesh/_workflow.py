@@ -153,8 +153,8 @@ class Retry:
 class WorkflowBuilder:
     """Adds nodes in declaration order; :meth:`build` validates like JSON input. Each method
     returns the builder, so calls chain. Options are keyword-only and mirror the JSON fields
-    (``after``, ``timeout_ms``, ``retry``, ``max_visits``, ``reads``; a map's ``over``,
-    ``item_key``, ``max_items``, ``concurrency``, ``on_item_failure``)."""
+    (``after``, ``timeout_ms``, ``retry``, ``max_visits``, ``reads``, ``output``; a map's
+    ``over``, ``item_key``, ``max_items``, ``concurrency``, ``on_item_failure``)."""
 
     def __init__(self, name: str) -> None:
         self._spec: Dict[str, Any] = {"name": name, "nodes": []}
@@ -165,6 +165,7 @@ class WorkflowBuilder:
         after: Sequence[str],
         max_visits: Optional[int],
         reads: Sequence[str] = (),
+        output: Optional[Mapping[str, Any]] = None,
     ) -> "WorkflowBuilder":
         if after:
             node["after"] = _ids(after)
@@ -172,6 +173,10 @@ class WorkflowBuilder:
             node["maxVisits"] = max_visits
         if reads:
             node["reads"] = _ids(reads)
+        if output is not None:
+            # A copy, so a later change to the caller's dict does not change this node; a
+            # value that is not a mapping goes to the core as given, which names the field.
+            node["output"] = dict(output) if isinstance(output, Mapping) else output
         self._spec["nodes"].append(node)
         return self
 
@@ -183,6 +188,7 @@ class WorkflowBuilder:
         retry: Optional[Retry],
         max_visits: Optional[int],
         reads: Sequence[str],
+        output: Optional[Mapping[str, Any]],
     ) -> "WorkflowBuilder":
         if timeout_ms is not None:
             node["timeoutMs"] = timeout_ms
@@ -194,7 +200,7 @@ class WorkflowBuilder:
                     details={"node": node["id"], "field": "retry"},
                 )
             node["retry"] = retry._spec()
-        return self._node(node, after, max_visits, reads)
+        return self._node(node, after, max_visits, reads, output)
 
     def agent(
         self,
@@ -206,12 +212,19 @@ class WorkflowBuilder:
         retry: Optional[Retry] = None,
         max_visits: Optional[int] = None,
         reads: Sequence[str] = (),
+        output: Optional[Mapping[str, Any]] = None,
     ) -> "WorkflowBuilder":
         """An agent node run by the agent registered as ``agent``. ``reads``: paths of
         earlier values its activations get in ``act.reads`` (``/outputs/critic/notes``,
-        ``/visits/draft``, ``/input/topic``) besides the outputs of ``after``."""
+        ``/visits/draft``, ``/input/topic``) besides the outputs of ``after``.
+
+        ``output``: the contract every output must meet, ``{"schema": <JSON Schema>,
+        "repair": False}``. An output that does not match fails the attempt with the
+        retryable ``OutputSchemaError`` naming the path (the retry's ``act.last_failure``);
+        with ``"repair": True`` a text output is first parsed as almost-JSON (code fences,
+        single quotes, trailing commas, ...) and the JSON recorded instead."""
         node = {"id": id, "type": "agent", "agent": agent}
-        return self._work(node, after, timeout_ms, retry, max_visits, reads)
+        return self._work(node, after, timeout_ms, retry, max_visits, reads, output)
 
     def tool(
         self,
@@ -223,10 +236,12 @@ class WorkflowBuilder:
         retry: Optional[Retry] = None,
         max_visits: Optional[int] = None,
         reads: Sequence[str] = (),
+        output: Optional[Mapping[str, Any]] = None,
     ) -> "WorkflowBuilder":
-        """A tool node run by the tool registered as ``tool`` (``reads`` as for agents)."""
+        """A tool node run by the tool registered as ``tool`` (``reads`` and ``output`` as
+        for agents)."""
         node = {"id": id, "type": "tool", "tool": tool}
-        return self._work(node, after, timeout_ms, retry, max_visits, reads)
+        return self._work(node, after, timeout_ms, retry, max_visits, reads, output)
 
     def map(
         self,
@@ -244,6 +259,7 @@ class WorkflowBuilder:
         retry: Optional[Retry] = None,
         max_visits: Optional[int] = None,
         reads: Sequence[str] = (),
+        output: Optional[Mapping[str, Any]] = None,
     ) -> "WorkflowBuilder":
         """A map node: one activation of ``agent`` (or one call of ``tool``: name exactly one)
         per item of the array at ``over`` (a path like ``/outputs/plan/questions`` of a node
@@ -256,7 +272,8 @@ class WorkflowBuilder:
         items handed out at once. ``on_item_failure``: ``"fail"`` (the default: an item that
         fails for good fails the run) or ``"collect"`` (the output holds ``{"ok": True,
         "output": ...}`` or ``{"ok": False, "error": {"type", "message"}}`` per item).
-        ``retry`` and ``timeout_ms`` apply to each item."""
+        ``retry``, ``timeout_ms`` and ``output`` apply to each item: an item whose output
+        does not match is re-asked alone."""
         node: Dict[str, Any] = {"id": id, "type": "map"}
         if agent is not None:
             node["agent"] = agent
@@ -271,7 +288,7 @@ class WorkflowBuilder:
             node["concurrency"] = concurrency
         if on_item_failure is not None:
             node["onItemFailure"] = on_item_failure
-        return self._work(node, after, timeout_ms, retry, max_visits, reads)
+        return self._work(node, after, timeout_ms, retry, max_visits, reads, output)
 
     def human(
         self,
@@ -281,13 +298,15 @@ class WorkflowBuilder:
         after: Sequence[str] = (),
         max_visits: Optional[int] = None,
         reads: Sequence[str] = (),
+        output: Optional[Mapping[str, Any]] = None,
     ) -> "WorkflowBuilder":
         """A human-approval node: the run waits until ``Mesh.resume`` gets its decision
-        (``reads`` as for agents: its waiting activation's ``reads``)."""
+        (``reads`` as for agents: its waiting activation's ``reads``; ``output``: the
+        contract the decision must meet, as for agents, without a retry to re-ask)."""
         node: Dict[str, Any] = {"id": id, "type": "human"}
         if prompt is not None:
             node["prompt"] = prompt
-        return self._node(node, after, max_visits, reads)
+        return self._node(node, after, max_visits, reads, output)
 
     def branch(
         self,
