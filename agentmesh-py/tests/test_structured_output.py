@@ -336,13 +336,18 @@ def test_a_human_decision_must_match_the_schema(tmp_path: Path) -> None:
     r = mesh.resume(r.log_path, {"ok": "{'approved': True}"})  # repaired like an agent's text
     assert r.status == "completed" and r.output == {"ok": {"approved": True}}
 
-    # People are not re-asked (a human node has no retry): a decision that does not match
-    # fails the run.
+    # People are not re-asked by a retry: a decision that does not match is refused, nothing
+    # is recorded, and the run still waits for a matching one.
     r = mesh.run(wf, run_id="bad")
-    with pytest.raises(agentmesh.AgentFailedError) as info:
+    log = Path(r.log_path)
+    before = log.read_bytes()
+    with pytest.raises(agentmesh.InvalidOutputError) as info:
         mesh.resume(r.log_path, {"ok": {"approved": "yes"}})
-    assert info.value.node == "ok"
-    assert "OutputSchemaError" in str(info.value) and "at /approved" in str(info.value)
+    assert "node 'ok'" in str(info.value) and "at /approved" in str(info.value)
+    assert agentmesh.state_at(r.log_path, 3)["status"] == "waiting"
+    assert log.read_bytes().count(b"humanResolved") == before.count(b"humanResolved") == 0
+    r = mesh.resume(r.log_path, {"ok": {"approved": False}})
+    assert r.status == "completed" and r.output == {"ok": {"approved": False}}
 
 
 # a schema that cannot be used ----------------------------------------------------------------

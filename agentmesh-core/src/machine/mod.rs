@@ -508,7 +508,8 @@ impl Machine {
     /// Build the completion of activation `id` from a host's report without changing the run.
     /// A timeout gets the one failure text every host records.
     ///
-    /// Errors: `INVALID_COMPLETION` for an unknown, late or duplicate activation.
+    /// Errors: `INVALID_COMPLETION` for an unknown, late or duplicate activation;
+    /// `INVALID_OUTPUT` for a person's decision that does not match its node's `output`.
     pub(crate) fn stage(&self, id: u64, completion: Completion) -> Result<Staged> {
         let i = self.slot_index(id)?;
         let node = &self.wf.compiled().nodes[self.slots[i].node];
@@ -518,6 +519,17 @@ impl Machine {
         let (checked, repaired) = match (completion.result, &node.output) {
             (Ok(v), Some(check)) => match check.check(Arc::new(v)) {
                 Ok((v, r)) => (Ok(v), r),
+                // A person is not re-asked by a retry: the decision is refused, nothing is
+                // recorded, and whoever gave it can give a matching one.
+                Err(f) if self.slots[i].kind == ActivationKind::Human => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOutput,
+                        format!(
+                            "activation {id} (node '{}'): the decision is refused: {}",
+                            node.id, f.message
+                        ),
+                    ));
+                }
                 Err(f) => (Err(f), None),
             },
             (r, _) => (r.map(Arc::new), None),
@@ -1304,5 +1316,29 @@ pub(crate) mod tests {
             m.outcome().output,
             Some(json!({"plan": {"questions": ["why", "how"]}}))
         );
+    }
+
+    #[test]
+    fn a_decision_that_does_not_match_is_refused_and_nothing_is_recorded() {
+        let mut m = machine(json!({"name": "w", "nodes": [
+            {"id": "ok", "type": "human",
+             "output": {"schema": {"type": "object", "required": ["approved"]}}}]}));
+        let act = m.poll().remove(0);
+        let e = m
+            .stage(act.id, Completion::ok(json!({"yes": 1})))
+            .unwrap_err();
+        assert_eq!(e.code(), "INVALID_OUTPUT");
+        assert!(
+            e.message().contains("node 'ok'")
+                && e.message().contains("\"approved\" is a required property"),
+            "{e}"
+        );
+        assert_eq!(
+            m.status(),
+            RunStatus::Waiting,
+            "still waiting for a decision"
+        );
+        complete(&mut m, act.id, Completion::ok(json!({"approved": true})));
+        assert_eq!(m.status(), RunStatus::Completed);
     }
 }

@@ -479,7 +479,14 @@ impl Run {
                     ),
                 ));
             }
-            resolved.push((act.id, Completion::ok(output)));
+            // A decision its node's output contract refuses is refused here, before anything
+            // is appended (a person is not re-asked by a retry).
+            let completion = Completion::ok(output);
+            match self.machine.stage(act.id, completion.clone()) {
+                Err(e) if e.kind() == ErrorKind::InvalidOutput => return Err(e),
+                _ => {}
+            }
+            resolved.push((act.id, completion));
         }
         Ok(resolved)
     }
