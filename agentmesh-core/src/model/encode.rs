@@ -82,8 +82,13 @@ fn push_scheduled(out: &mut Vec<u8>, s: &Scheduled) {
     }
     if let Some(item) = &s.item {
         out.extend_from_slice(if first { b"" } else { b"," });
-        out.extend_from_slice(b"\"item\":");
-        push_serde(out, item);
+        out.extend_from_slice(b"\"item\":{\"index\":");
+        push_u64(out, item.index);
+        if let Some(k) = &item.key {
+            out.extend_from_slice(b",\"key\":");
+            push_str(out, k);
+        }
+        out.push(b'}');
         first = false;
     }
     if !s.reads.is_empty() {

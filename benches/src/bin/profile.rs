@@ -11,7 +11,8 @@
 //! the machine runs, which wall-clock timings on a shared machine are not: compare them before
 //! and after an optimisation. Scenarios: `chain-mem`, `chain-file` (1000 steps through the
 //! raw `Run` API, memory / file log with batch fsync), `chain-telemetry` (300 `Mesh` runs of
-//! that chain observed by live telemetry, for `perf`: it has threads), `verify`, `replay`,
+//! that chain observed by live telemetry, for `perf`: it has threads), `fanout-raw` and
+//! `map-raw` (1000 runs each of the static fan-out of 100 and of a map over 100 items), `verify`, `replay`,
 //! `canonical` and `history` (of a 20,000-event loop log). Only [`measured`] is the scenario: the workflow
 //! and the log it reads are built before, outside what `--toggle-collect` counts.
 
@@ -25,13 +26,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let wf = chain(1000);
     let log = match scenario.as_str() {
-        "chain-mem" | "chain-file" | "chain-telemetry" => None,
+        "chain-mem" | "chain-file" | "chain-telemetry" | "fanout-raw" | "map-raw" => None,
         "verify" | "replay" | "canonical" | "history" => {
             Some(build_loop_log(dir.path(), 20_000).expect("log").0)
         }
         other => {
             eprintln!(
-                "usage: profile chain-mem|chain-file|chain-telemetry|verify|replay|canonical|history (not '{other}')"
+                "usage: profile chain-mem|chain-file|chain-telemetry|fanout-raw|map-raw|verify|replay|canonical|history (not '{other}')"
             );
             std::process::exit(2);
         }
@@ -61,6 +62,16 @@ fn measured(
             }
             t.flush(std::time::Duration::from_secs(10));
             Ok(())
+        }
+        // 1000 runs of the static fan-out of 100 and of the map over 100 items (raw Run,
+        // memory): what a map item costs beyond a node.
+        ("fanout-raw" | "map-raw", _) => {
+            let wf = match scenario {
+                "map-raw" => agentmesh_benches::map_fanout(),
+                _ => agentmesh_benches::fanout(100),
+            };
+            let input = agentmesh_benches::map_options(100, None, None);
+            (0..1000).try_for_each(|_| run_raw(&wf, input.clone(), Payload::Null).map(drop))
         }
         ("chain-file", _) => run_raw(
             wf,
