@@ -304,6 +304,8 @@ fn body(data: &EventData, max: usize) -> String {
                 d.name
             )
         }
+        EventData::WorkflowStarted(w) => format!("workflow {} starts", w.workflow),
+        EventData::WorkflowCompleted(w) => format!("workflow {} done", w.workflow),
         EventData::MapCompleted(m) => match m.failed {
             0 => format!("{} items done", m.items),
             f => format!("{} items done, {f} failed (collected)", m.items),

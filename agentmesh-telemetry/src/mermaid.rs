@@ -130,6 +130,8 @@ fn render(workflow: &WorkflowSpec, events: &[Event]) -> String {
             NodeKind::Agent => ("[\"", "\"]"),
             // A trapezoid: one node that fans out over items.
             NodeKind::Map => ("[/\"", "\"\\]"),
+            // A subroutine-like box: a workflow in a workflow.
+            NodeKind::Workflow => ("[(\"", "\")]"),
         };
         let _ = writeln!(
             out,
@@ -202,6 +204,7 @@ fn who(n: &NodeSpec) -> Option<&str> {
         NodeKind::Human => Some("human"),
         NodeKind::Branch => Some("branch"),
         NodeKind::Map => n.agent.as_deref().or(n.tool.as_deref()),
+        NodeKind::Workflow => n.workflow.as_deref().map(|w| w.name.as_str()),
     }
 }
 

@@ -322,6 +322,11 @@ def check_self(check, v):
         (node(id="b", type="branch", default="b", reads=["/input"]), "reads on a branch"),
         (node(id="a", type="agent", agent="x", output={"repair": True}), "an output without schema"),
         (node(id="b", type="branch", default="b", output={"schema": {}}), "an output on a branch"),
+        (node(id="w", type="workflow"), "a workflow node without its workflow"),
+        (node(id="w", type="workflow", agent="x", workflow=WORKFLOW), "a workflow node with an agent"),
+        (node(id="w", type="workflow", workflow=WORKFLOW, input="input"), "an input that is not a pointer"),
+        (node(id="w", type="workflow", workflow={"name": "c", "nodes": []}), "an empty child workflow"),
+        (node(id="a", type="agent", agent="x", input="/input"), "input on an agent node"),
     ]
     for doc, what in bad_workflows:
         check.invalid(v["workflow"], doc, f"self-check: workflow with {what} is rejected")

@@ -17,6 +17,7 @@ mod map;
 mod reads;
 mod scheduler;
 mod snapshot;
+mod subflow;
 
 pub(crate) use calls::CallStep;
 
@@ -452,7 +453,7 @@ impl Machine {
             prompt: node.prompt.as_deref().map(str::to_owned),
             seed,
             step: self.step,
-            input: self.input.clone(),
+            input: self.input_of(slot.node),
             deps,
             item,
             reads,

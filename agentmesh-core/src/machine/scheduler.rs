@@ -111,6 +111,11 @@ impl Machine {
                         self.nodes[i].status = NodeStatus::Active;
                         ready.push(i);
                     }
+                    // A sub-workflow's entry or exit: the core records it now.
+                    None if compiled.nodes[i].sub.is_some() => {
+                        self.pass_subflow(i, trigger);
+                        round.extend(compiled.children[i].iter().map(|&c| compiled.topo_pos[c]));
+                    }
                     // A branch: the core decides it now.
                     None => {
                         if let Some(body) = self.decide_branch(compiled, i, trigger) {

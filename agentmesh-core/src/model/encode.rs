@@ -168,6 +168,7 @@ fn push_data(out: &mut Vec<u8>, data: &EventData) {
         EventData::CallDenied(b) => push_serde(out, b),
         EventData::BudgetWarning(b) => push_serde(out, b),
         EventData::MapCompleted(b) => push_serde(out, b),
+        EventData::WorkflowStarted(b) | EventData::WorkflowCompleted(b) => push_serde(out, b),
     }
 }
 
@@ -275,7 +276,9 @@ impl EventData {
             | EventData::BranchDecided(_)
             | EventData::NodeSkipped
             | EventData::BudgetWarning(_)
-            | EventData::MapCompleted(_) => 0,
+            | EventData::MapCompleted(_)
+            | EventData::WorkflowStarted(_)
+            | EventData::WorkflowCompleted(_) => 0,
             // An item's key comes from data; `reads` paths are as long as the workflow says.
             EventData::Scheduled(_, b) => {
                 let key = b.item.as_ref().and_then(|i| i.key.as_deref()).map_or(0, s);

@@ -158,6 +158,10 @@ event_table! {
     BudgetWarning = "budgetWarning", Decision, ends_run: false;
     /// Every item of a map node is done: the node's output is the array of their results.
     MapCompleted = "mapCompleted", Decision, ends_run: false;
+    /// A workflow node's workflow starts: its first nodes may run.
+    WorkflowStarted = "workflowStarted", Decision, ends_run: false;
+    /// A workflow node's workflow is done: the node's output is its terminal nodes' outputs.
+    WorkflowCompleted = "workflowCompleted", Decision, ends_run: false;
 }
 
 /// Every wire `type`, in table order.
@@ -253,6 +257,14 @@ pub struct ItemRef {
     /// The value at the node's `itemKey`, as text (omitted without an `itemKey`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<Arc<str>>,
+}
+
+/// Body of `workflowStarted` and `workflowCompleted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubWorkflow {
+    /// The name of the workflow the node runs.
+    pub workflow: Arc<str>,
 }
 
 /// Body of `mapCompleted`.
@@ -406,6 +418,10 @@ pub enum EventData {
     BudgetWarning(BudgetWarning),
     /// `mapCompleted`.
     MapCompleted(MapCompleted),
+    /// `workflowStarted`.
+    WorkflowStarted(SubWorkflow),
+    /// `workflowCompleted`.
+    WorkflowCompleted(SubWorkflow),
 }
 
 impl EventData {
@@ -444,6 +460,8 @@ impl EventData {
             EventData::CallDenied(_) => EventKind::CallDenied,
             EventData::BudgetWarning(_) => EventKind::BudgetWarning,
             EventData::MapCompleted(_) => EventKind::MapCompleted,
+            EventData::WorkflowStarted(_) => EventKind::WorkflowStarted,
+            EventData::WorkflowCompleted(_) => EventKind::WorkflowCompleted,
         }
     }
 
@@ -478,6 +496,9 @@ impl EventData {
             EventData::CallDenied(b) => map.serialize_entry("data", b),
             EventData::BudgetWarning(b) => map.serialize_entry("data", b),
             EventData::MapCompleted(b) => map.serialize_entry("data", b),
+            EventData::WorkflowStarted(b) | EventData::WorkflowCompleted(b) => {
+                map.serialize_entry("data", b)
+            }
         }
     }
 
@@ -516,6 +537,8 @@ impl EventData {
             EventKind::CallDenied => EventData::CallDenied(from(text)?),
             EventKind::BudgetWarning => EventData::BudgetWarning(from(text)?),
             EventKind::MapCompleted => EventData::MapCompleted(from(text)?),
+            EventKind::WorkflowStarted => EventData::WorkflowStarted(from(text)?),
+            EventKind::WorkflowCompleted => EventData::WorkflowCompleted(from(text)?),
         })
     }
 }
@@ -861,7 +884,7 @@ mod tests {
             assert!(seen.insert(k.name()), "duplicate {}", k.name());
             assert_eq!(EventKind::from_name(k.name().as_bytes()), Some(*k));
         }
-        assert_eq!(seen.len(), 25);
+        assert_eq!(seen.len(), 27);
         assert_eq!(EventKind::from_name(b"agentcompleted"), None);
     }
 

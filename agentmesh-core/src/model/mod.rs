@@ -13,6 +13,7 @@ pub mod limits;
 pub(crate) mod output;
 mod registration;
 pub mod repair;
+pub mod subflow;
 pub mod usage;
 pub(crate) mod validate;
 pub mod verdict;

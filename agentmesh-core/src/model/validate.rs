@@ -111,8 +111,27 @@ fn check_node_fields(n: &NodeSpec) -> Result<Arc<str>> {
                 ))
             }
         },
-        NodeKind::Human | NodeKind::Branch => id.into(),
+        NodeKind::Human | NodeKind::Branch | NodeKind::Workflow => id.into(),
     };
+    let sub = n.kind == NodeKind::Workflow;
+    forbid(n, "workflow", !sub && n.workflow.is_some())?;
+    forbid(n, "input", !sub && n.input.is_some())?;
+    if sub {
+        for (field, set) in [
+            ("agent", n.agent.is_some()),
+            ("tool", n.tool.is_some()),
+            ("prompt", n.prompt.is_some()),
+            ("timeoutMs", n.timeout_ms.is_some()),
+            ("retry", n.retry.is_some()),
+            ("budget", n.budget.is_some()),
+            ("reads", !n.reads.is_empty()),
+            ("output", n.output.is_some()),
+            ("cases", !n.cases.is_empty()),
+            ("default", n.default.is_some()),
+        ] {
+            forbid(n, field, set)?;
+        }
+    }
     let map = n.kind == NodeKind::Map;
     forbid(
         n,
@@ -473,6 +492,11 @@ fn loop_body(
 const WHEN_DEPTH: usize = 5;
 
 pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
+    compile_nested(spec, 0)
+}
+
+/// [`compile`] for a workflow nested `depth` deep in others (sub-workflows).
+pub(crate) fn compile_nested(spec: WorkflowSpec, depth: usize) -> Result<Compiled> {
     check_name(None, "name", &spec.name)?;
     if spec.nodes.is_empty() {
         return Err(Error::invalid_workflow(
@@ -498,10 +522,27 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
         }
     }
 
-    let mut index = HashMap::with_capacity(spec.nodes.len());
-    let mut names = Vec::with_capacity(spec.nodes.len());
-    for (i, n) in spec.nodes.iter().enumerate() {
+    // The nodes as written are checked here; a sub-workflow's, by its own compile (inside
+    // `flatten`), before its nodes join these under prefixed ids.
+    for n in &spec.nodes {
         check_id(&n.id)?;
+        check_node_fields(n)?;
+    }
+    let flat = super::subflow::flatten(&spec, depth)?;
+    let nodes = &flat.nodes;
+    if nodes.len() > MAX_NODES {
+        return Err(Error::invalid_workflow(
+            None,
+            "nodes",
+            format!(
+                "{} nodes with those of its sub-workflows; the limit is {MAX_NODES}",
+                nodes.len()
+            ),
+        ));
+    }
+    let mut index = HashMap::with_capacity(nodes.len());
+    let mut names = Vec::with_capacity(nodes.len());
+    for (i, n) in nodes.iter().enumerate() {
         if index.insert(n.id.clone(), i).is_some() {
             return Err(Error::invalid_workflow(
                 Some(&n.id),
@@ -509,7 +550,11 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
                 "duplicate node id",
             ));
         }
-        names.push(check_node_fields(n)?);
+        names.push(match n.kind {
+            // An entry or exit: named like its workflow node.
+            NodeKind::Workflow => Arc::from(n.id.trim_end_matches(super::subflow::ENTRY)),
+            _ => check_node_fields(n)?,
+        });
         for (k, c) in n.cases.iter().enumerate() {
             if super::limits::deeper_than(&c.when, MAX_VALUE_DEPTH - WHEN_DEPTH) {
                 return Err(Error::invalid_workflow(
@@ -530,12 +575,12 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
     };
 
     // Explicit `after` edges.
-    let count = spec.nodes.len();
+    let count = nodes.len();
     let mut deps: Vec<Vec<Dep>> = vec![Vec::new(); count];
     let mut after: Vec<Vec<usize>> = vec![Vec::new(); count];
     // `listed[from] == i + 1`: node i already lists `from` (a duplicate check in O(1)).
     let mut listed = vec![0usize; count];
-    for (i, n) in spec.nodes.iter().enumerate() {
+    for (i, n) in nodes.iter().enumerate() {
         for (k, a) in n.after.iter().enumerate() {
             let field = format!("after[{k}]");
             let from = lookup(&n.id, &field, a)?;
@@ -563,7 +608,7 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
     }
     let after_order = topo_sort(count, &deps).map_err(|on_cycle| {
         Error::invalid_workflow(
-            Some(&spec.nodes[on_cycle].id),
+            Some(&nodes[on_cycle].id),
             "after",
             "cycle through 'after' edges; loops are only allowed through a branch's goto",
         )
@@ -574,7 +619,7 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
     let mut order = DynamicOrder::new(&after_order, &deps);
     let mut routes: HashSet<(usize, usize)> = HashSet::new();
     let mut back_edges: Vec<(usize, usize, String)> = Vec::new();
-    for (b, n) in spec.nodes.iter().enumerate() {
+    for (b, n) in nodes.iter().enumerate() {
         if n.kind != NodeKind::Branch {
             continue;
         }
@@ -610,16 +655,16 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
     }
     let topo = topo_sort(count, &deps).map_err(|on_cycle| {
         Error::invalid_workflow(
-            Some(&spec.nodes[on_cycle].id),
+            Some(&nodes[on_cycle].id),
             "after",
             "gotos form a cycle that does not return to an ancestor of the branch",
         )
     })?;
 
     // A node that waits for a branch must be one of its targets, or it could never run.
-    for (i, n) in spec.nodes.iter().enumerate() {
+    for (i, n) in nodes.iter().enumerate() {
         for (k, &from) in after[i].iter().enumerate() {
-            if spec.nodes[from].kind == NodeKind::Branch && !routes.contains(&(from, i)) {
+            if nodes[from].kind == NodeKind::Branch && !routes.contains(&(from, i)) {
                 let a = &n.after[k];
                 return Err(Error::invalid_workflow(
                     Some(&n.id),
@@ -647,14 +692,14 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
     for (b, t, field) in back_edges {
         let body = loop_body(t, b, &deps, &children, &topo_pos, &mut mark);
         let bounded =
-            spec.max_steps.is_some() || body.iter().any(|&i| spec.nodes[i].max_visits.is_some());
+            spec.max_steps.is_some() || body.iter().any(|&i| nodes[i].max_visits.is_some());
         if !bounded {
             return Err(Error::invalid_workflow(
-                Some(&spec.nodes[b].id),
+                Some(&nodes[b].id),
                 &field,
                 format!(
                     "unbounded cycle back to '{}': set maxVisits on a node of the loop or maxSteps on the workflow",
-                    spec.nodes[t].id
+                    nodes[t].id
                 ),
             ));
         }
@@ -664,7 +709,7 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
     // The nodes each map runs after, directly or not (its `over` must name one of them).
     let upstream: Vec<HashSet<usize>> = (0..count)
         .map(|i| {
-            if spec.nodes[i].kind != NodeKind::Map {
+            if nodes[i].kind != NodeKind::Map {
                 return HashSet::new();
             }
             let mut found = HashSet::new();
@@ -679,8 +724,8 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
             found
         })
         .collect();
-    let mut nodes = Vec::with_capacity(count);
-    for (i, n) in spec.nodes.iter().enumerate() {
+    let mut compiled = Vec::with_capacity(count);
+    for (i, n) in nodes.iter().enumerate() {
         let compile_path = |field: &str, text: &str| {
             super::condition::compile_path(text, &index)
                 .map_err(|msg| Error::invalid_workflow(Some(&n.id), field, msg))
@@ -702,7 +747,7 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
                             "over",
                             format!(
                                 "'{over}' reads node '{}', which this map does not run after: add it to 'after'",
-                                spec.nodes[from].id
+                                nodes[from].id
                             ),
                         ));
                     }
@@ -726,8 +771,10 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
             .iter()
             .enumerate()
             .map(|(k, r)| {
+                // A sub-workflow's node keeps the paths as its author wrote them.
+                let written = flat.written_reads[i].as_ref().map_or(r, |w| &w[k]);
                 Ok((
-                    Arc::from(r.as_str()),
+                    Arc::from(written.as_str()),
                     compile_path(&format!("reads[{k}]"), r)?,
                 ))
             })
@@ -754,8 +801,9 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
         } else {
             None
         };
-        nodes.push(CompiledNode {
-            id: n.id.as_str().into(),
+        compiled.push(CompiledNode {
+            // An entry shows its workflow node's id (its lookup name is internal).
+            id: n.id.trim_end_matches(super::subflow::ENTRY).into(),
             kind: n.kind,
             name: names[i].clone(),
             prompt: n.prompt.as_deref().map(Arc::from),
@@ -784,10 +832,15 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
             map,
             reads,
             output,
+            sub: flat.roles[i].clone(),
+            input: match &flat.inputs[i] {
+                Some(p) => Some(compile_path("input", p)?),
+                None => None,
+            },
         });
     }
     let terminal = (0..count)
-        .filter(|&i| nodes[i].kind != NodeKind::Branch && children[i].is_empty())
+        .filter(|&i| compiled[i].kind != NodeKind::Branch && children[i].is_empty())
         .collect();
     let hash = blake3::hash(canonical_spec_json(&spec).as_bytes())
         .to_hex()
@@ -795,13 +848,13 @@ pub(crate) fn compile(spec: WorkflowSpec) -> Result<Compiled> {
     check_budgets(&spec)?;
     let has_budgets = spec.budget.is_some()
         || !spec.agent_budgets.is_empty()
-        || spec.nodes.iter().any(|n| n.budget.is_some());
+        || nodes.iter().any(|n| n.budget.is_some());
     Ok(Compiled {
         has_budgets,
         max_steps: spec.max_steps,
         spec: Arc::new(spec),
         hash,
-        nodes,
+        nodes: compiled,
         index,
         topo,
         topo_pos,
@@ -1371,5 +1424,84 @@ mod tests {
             {"id": "w", "type": "agent", "agent": "w", "after": ["m"], "reads": ["/outputs/t"]}]}))
         .unwrap();
         assert_eq!(built.hash(), json.hash());
+    }
+
+    #[test]
+    fn workflow_nodes_are_checked_and_their_errors_name_the_node() {
+        let child = json!({"name": "c", "nodes": [{"id": "s", "type": "tool", "tool": "t"}]});
+        let wf = |node: serde_json::Value| json!({"name": "w", "nodes": [{"id": "plan", "type": "agent", "agent": "p"}, node]});
+        let cases = [
+            (
+                json!({"id": "m", "type": "workflow"}),
+                "workflow",
+                "need the workflow to run",
+            ),
+            (
+                json!({"id": "m", "type": "workflow", "workflow": child, "agent": "a"}),
+                "agent",
+                "",
+            ),
+            (
+                json!({"id": "m", "type": "workflow", "workflow": child, "retry": {"maxAttempts": 2}}),
+                "retry",
+                "",
+            ),
+            (
+                json!({"id": "m", "type": "workflow", "workflow": child, "input": "/outputs/plan"}),
+                "input",
+                "listed in 'after'",
+            ),
+            (
+                json!({"id": "m", "type": "workflow", "workflow": child, "input": "/visits/plan"}),
+                "input",
+                "must be /input",
+            ),
+            (
+                json!({"id": "m", "type": "workflow", "workflow": {"name": "c", "maxSteps": 3, "nodes": [{"id": "s", "type": "tool", "tool": "t"}]}}),
+                "workflow.maxSteps",
+                "parent's steps and budgets",
+            ),
+            (
+                json!({"id": "m", "type": "workflow", "workflow": {"name": "c", "nodes": [{"id": "s", "type": "tool", "tool": "t", "after": ["zz"]}]}}),
+                "workflow",
+                "in workflow 'c': node 's', field 'after[0]': unknown node 'zz'",
+            ),
+            (
+                json!({"id": "m", "type": "workflow", "workflow": {"name": "c", "nodes": [{"id": "s", "type": "tool", "tool": "t", "reads": ["/outputs/plan"]}]}}),
+                "workflow",
+                "unknown node 'plan'",
+            ),
+            (
+                json!({"id": "m", "type": "agent", "agent": "a", "workflow": child}),
+                "workflow",
+                "",
+            ),
+        ];
+        for (node, field, says) in cases {
+            let (n, f, m) = err(wf(node.clone()));
+            assert_eq!(
+                (n.as_deref(), f.as_str()),
+                (Some("m"), field),
+                "{node}: {m}"
+            );
+            assert!(m.contains(says), "{node}: {m}");
+        }
+        // Nesting is bounded.
+        let mut deep = child.clone();
+        for i in 0..9 {
+            deep = json!({"name": format!("c{i}"), "nodes": [{"id": "w", "type": "workflow", "workflow": deep}]});
+        }
+        let (_, _, m) = err(
+            json!({"name": "top", "nodes": [{"id": "w", "type": "workflow", "workflow": deep}]}),
+        );
+        assert!(m.contains("nest deeper than 8"), "{m}");
+        // Flattened: the child's nodes under the node's id, the tool names of every level.
+        let w = Workflow::from_value(wf(json!({"id": "m", "type": "workflow", "after": ["plan"],
+            "input": "/outputs/plan", "workflow": child})))
+        .unwrap();
+        assert_eq!(w.tool_names().into_iter().collect::<Vec<_>>(), ["t"]);
+        let ids: Vec<&str> = w.compiled().nodes.iter().map(|n| &*n.id).collect();
+        assert_eq!(ids, ["plan", "m", "m/s", "m"], "entry, child, exit");
+        assert_eq!(w.node_ids().collect::<Vec<_>>(), ["plan", "m/s", "m"]);
     }
 }

@@ -50,6 +50,9 @@ pub enum NodeKind {
     /// One activation of its agent or tool per item of an array (`over`), run side by side;
     /// the node's output is the array of their outputs, in item order (docs/workflow.md).
     Map,
+    /// Another workflow (`workflow`, inline) run as part of this one: its nodes run under
+    /// this node's id (`research/search`), and its output is its terminal nodes' outputs.
+    Workflow,
 }
 
 impl NodeKind {
@@ -61,6 +64,7 @@ impl NodeKind {
             NodeKind::Human => "human",
             NodeKind::Branch => "branch",
             NodeKind::Map => "map",
+            NodeKind::Workflow => "workflow",
         }
     }
 
@@ -71,7 +75,7 @@ impl NodeKind {
             NodeKind::Agent => Some(ActivationKind::Agent),
             NodeKind::Tool => Some(ActivationKind::Tool),
             NodeKind::Human => Some(ActivationKind::Human),
-            NodeKind::Branch | NodeKind::Map => None,
+            NodeKind::Branch | NodeKind::Map | NodeKind::Workflow => None,
         }
     }
 }
@@ -265,10 +269,18 @@ pub struct NodeSpec {
     /// activation is scheduled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<String>,
+    /// Workflow nodes: the workflow to run, inline (one named in a registry is written
+    /// inline when the workflow loads, so a log holds every definition it ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<Box<WorkflowSpec>>,
+    /// Workflow nodes: the path of the value its workflow sees as `/input` (`/input` when
+    /// not set; an output must be of a node listed in `after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
 }
 
 impl NodeSpec {
-    fn new(id: &str, kind: NodeKind) -> NodeSpec {
+    pub(crate) fn new(id: &str, kind: NodeKind) -> NodeSpec {
         NodeSpec {
             id: id.to_owned(),
             kind,
@@ -289,6 +301,8 @@ impl NodeSpec {
             on_item_failure: None,
             output: None,
             reads: Vec::new(),
+            workflow: None,
+            input: None,
         }
     }
 }
@@ -400,6 +414,10 @@ pub(crate) struct CompiledNode {
     pub reads: Vec<(Arc<str>, StatePath)>,
     /// `output`, compiled.
     pub output: Option<super::output::OutputCheck>,
+    /// A node a sub-workflow was flattened into: its entry or its exit.
+    pub sub: Option<super::subflow::SubRole>,
+    /// Nodes of a sub-workflow: where their run input comes from.
+    pub input: Option<StatePath>,
 }
 
 impl CompiledNode {
@@ -583,9 +601,14 @@ impl Workflow {
         canonical_spec_json(&self.inner.spec)
     }
 
-    /// Node ids in declaration order.
+    /// Node ids in declaration order: every id a run's events may name, a sub-workflow's
+    /// nodes under their workflow node's (`research/search`, then `research` itself).
     pub fn node_ids(&self) -> impl Iterator<Item = &str> {
-        self.inner.nodes.iter().map(|n| &*n.id)
+        self.inner
+            .nodes
+            .iter()
+            .filter(|n| !matches!(n.sub, Some(super::subflow::SubRole::Entry { .. })))
+            .map(|n| &*n.id)
     }
 
     /// Agent names used by the workflow (sorted, deduplicated), maps' included.
@@ -730,6 +753,21 @@ impl WorkflowBuilder {
     pub fn human(self, id: &str, prompt: Option<&str>, opts: NodeOptions) -> Self {
         let mut n = NodeSpec::new(id, NodeKind::Human);
         n.prompt = prompt.map(str::to_owned);
+        self.push(n, opts)
+    }
+
+    /// Add a workflow node: `workflow` runs as part of this one, its nodes under `id`
+    /// (`id/node`), seeing the value at `input` (a path; `/input` when `None`) as its input.
+    pub fn workflow(
+        self,
+        id: &str,
+        workflow: &Workflow,
+        input: Option<&str>,
+        opts: NodeOptions,
+    ) -> Self {
+        let mut n = NodeSpec::new(id, NodeKind::Workflow);
+        n.workflow = Some(Box::new(workflow.spec().clone()));
+        n.input = input.map(str::to_owned);
         self.push(n, opts)
     }
 

@@ -23,4 +23,5 @@ mod policy_leaks;
 mod recovery;
 mod replay;
 mod smoke;
+mod subflows;
 mod usage;
