@@ -490,10 +490,24 @@ impl Workflow {
         Workflow::from_json(&text)
     }
 
+    /// Validate a workflow given as a JSON value whose workflow nodes may name their
+    /// workflow (`"workflow": "research-flow"`) instead of holding it: each name is looked up
+    /// in `registry` (by [`Workflow::name`]) and written inline, so the definition a log
+    /// records holds every workflow it runs.
+    ///
+    /// Errors: `INVALID_WORKFLOW` naming the node and field (`workflow`: a name the registry
+    /// does not hold).
+    pub fn from_value_in(mut value: Value, registry: &[Workflow]) -> Result<Workflow> {
+        inline_named(&mut value, registry)?;
+        Workflow::from_value(value)
+    }
+
     /// Validate a workflow given as a JSON value.
     ///
     /// Errors: `INVALID_WORKFLOW` naming the node and field.
-    pub fn from_value(value: Value) -> Result<Workflow> {
+    pub fn from_value(mut value: Value) -> Result<Workflow> {
+        // A name where a workflow should be, without a registry to look it up in.
+        inline_named(&mut value, &[])?;
         let node_ids: Vec<Option<String>> = match value.get("nodes").and_then(Value::as_array) {
             Some(nodes) => nodes
                 .iter()
@@ -633,6 +647,41 @@ impl Workflow {
     pub(crate) fn compiled(&self) -> &Compiled {
         &self.inner
     }
+}
+
+/// Replace each workflow node's `"workflow": "<name>"` by that workflow of `registry`.
+fn inline_named(value: &mut Value, registry: &[Workflow]) -> Result<()> {
+    let Some(nodes) = value.get_mut("nodes").and_then(Value::as_array_mut) else {
+        return Ok(());
+    };
+    for node in nodes {
+        let id = node
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let Some(slot) = node.get_mut("workflow") else {
+            continue;
+        };
+        let Some(name) = slot.as_str() else {
+            // An inline workflow may name the ones it runs.
+            inline_named(slot, registry)?;
+            continue;
+        };
+        let Some(found) = registry.iter().find(|w| w.name() == name) else {
+            let known: Vec<&str> = registry.iter().map(Workflow::name).collect();
+            return Err(Error::invalid_workflow(
+                Some(&id),
+                "workflow",
+                format!(
+                    "no workflow named '{name}' to run (the registry holds: {}); pass it, or write it inline",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+            ));
+        };
+        *slot = serde_json::to_value(found.spec()).expect("a workflow spec serializes");
+    }
+    Ok(())
 }
 
 pub(crate) fn canonical_spec_json(spec: &WorkflowSpec) -> String {

@@ -88,6 +88,25 @@ fn a_child_waits_by_its_prefixed_id_resumes_and_hands_its_output_up() {
 }
 
 #[test]
+fn a_workflow_named_from_a_registry_is_written_inline() {
+    let review = Workflow::from_value(child()).unwrap();
+    let named = json!({"name": "parent", "nodes": [
+        {"id": "plan", "type": "agent", "agent": "planner"},
+        {"id": "review", "type": "workflow", "after": ["plan"], "input": "/outputs/plan",
+         "workflow": "review"},
+        {"id": "send", "type": "agent", "agent": "sender", "after": ["review"]}]});
+    let w = Workflow::from_value_in(named.clone(), &[review]).unwrap();
+    assert_eq!(
+        w.hash(),
+        parent().hash(),
+        "the same definition as the inline one"
+    );
+    let e = Workflow::from_value(named).unwrap_err();
+    assert_eq!(e.code(), "INVALID_WORKFLOW");
+    assert!(e.message().contains("no workflow named 'review'"), "{e}");
+}
+
+#[test]
 fn the_builder_writes_a_workflow_node_like_json() {
     let child = Workflow::from_value(child()).unwrap();
     let built = Workflow::builder("parent")
