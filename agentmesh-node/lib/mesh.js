@@ -771,7 +771,12 @@ class Drive {
     this.publish()
     for (let i = 0; i < batch.length; i++) {
       const note = notes === null ? null : notes[i]
-      if (note === null && causes[i] === NO_CAUSE) continue
+      if (note === null && causes[i] === NO_CAUSE) {
+        // Nothing thrown this time (a result, a timeout, or an output its node's schema
+        // refused): an earlier attempt's throw is not the cause of this one's failure.
+        if (this.thrown.size !== 0) this.thrown.delete(flights[i].causeKey)
+        continue
+      }
       const key = flights[i].causeKey
       if (note === null) {
         this.thrown.set(key, causes[i])
