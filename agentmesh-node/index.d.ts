@@ -12,6 +12,7 @@ export type {
   BudgetRefusal,
   CostLine,
   EventMeta,
+  Failure,
   HeaderMeta,
   LogEvent,
   LogHeader,

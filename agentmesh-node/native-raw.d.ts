@@ -1,7 +1,7 @@
 // Typings of the addon's plain Node-API part (src/raw.rs): the per-step protocol, which napi
 // build does not see (native.d.ts is generated from the napi-rs part). Hand-written; kept true
 // by test/native.test.js (exports, methods, record layout). Internal to the package.
-import type {} from './native'
+import type { Failure } from './native'
 
 /**
  * What an agent's result became, converted the moment the driver got it (snapshot): made by
@@ -33,8 +33,9 @@ export declare class NativeCompletion {
 /**
  * One activation in a poll text: `[id, node, kind, name, attempt, visit, delayMs, timeoutMs,
  * step, seed, prompt, depsEnd]` (`timeoutMs`, `prompt` `null` when absent; `seed` decimal);
- * a map item's record, and one with `reads`, has four more entries: `itemIndex, itemKey,
- * valueEnd, readsEnd` (`itemIndex`, `itemKey` `null` when absent).
+ * a map item's record, one with `reads` and a retry's have four more entries: `itemIndex,
+ * itemKey, valueEnd, readsEnd` (`itemIndex`, `itemKey` `null` when absent); a retry's has a
+ * seventeenth, `lastFailure`, the failure it retries as the log records it.
  */
 export type ActivationRecord =
   | [
@@ -69,14 +70,33 @@ export type ActivationRecord =
       valueEnd: number,
       readsEnd: number,
     ]
+  | [
+      id: number,
+      node: string,
+      kind: 'agent' | 'tool' | 'human',
+      name: string,
+      attempt: number,
+      visit: number,
+      delayMs: number,
+      timeoutMs: number | null,
+      step: number,
+      seed: string,
+      prompt: string | null,
+      depsEnd: number,
+      itemIndex: number | null,
+      itemKey: string | null,
+      valueEnd: number,
+      readsEnd: number,
+      lastFailure: Failure,
+    ]
 
 declare module './native' {
   interface NativeRun {
     /**
      * Activations not yet handed out, as a poll text: a JSON line of `ActivationRecord`s,
      * then their texts back to back: each one's deps text (ending at its `depsEnd`, counted
-     * after the newline in UTF-16 code units), then, for a record of sixteen entries, its
-     * item's value text (ending at `valueEnd`; empty without an item) and its reads text
+     * after the newline in UTF-16 code units), then, for a record of sixteen entries or more,
+     * its item's value text (ending at `valueEnd`; empty without an item) and its reads text
      * (ending at `readsEnd`; empty without reads).
      */
     poll(): string

@@ -403,6 +403,11 @@ export interface Activation {
    * out); absent when there are none, as in the core's JSON (`agentmesh inspect`).
    */
   reads?: Record<string, unknown>
+  /**
+   * The failure this attempt retries, as the log records it (absent on a first attempt and
+   * after a cancel).
+   */
+  lastFailure?: Failure
 }
 
 /**
@@ -597,6 +602,23 @@ export interface ExportStats {
   dropped: number
   /** Export requests that failed (collector down, slow or refusing). */
   failedRequests: number
+}
+
+/**
+ * A failed attempt as the log records it (`Activation.lastFailure`): what to tell a model
+ * asked again, such as an `OutputSchemaError` naming the path its output got wrong.
+ */
+export interface Failure {
+  /** `error` (the work failed) or `timeout` (its deadline passed first). */
+  kind: 'error' | 'timeout'
+  /**
+   * Error type name (a JS error's class name, an `ActivationError`'s type,
+   * `OutputSchemaError`, `Timeout`).
+   */
+  type: string
+  message: string
+  /** Whether the node's retry policy could retry it. */
+  retryable: boolean
 }
 
 /** blake3 (hex) of the canonical log. Errors: `LOG_CORRUPT`, `IO`. */

@@ -1,7 +1,7 @@
 import type { PathLike, Workflow } from './workflow'
 import type { PolicySource } from './policy'
 import type { Telemetry } from './telemetry'
-import type { LogEvent, RunError, UsageReport } from '../native'
+import type { Failure, LogEvent, RunError, UsageReport } from '../native'
 import type { ActivationCalls, CallToolFn, CallToolInfo, CallToolOptions, HostProvider, McpServerOptions, ProviderConfig } from './calls'
 
 /** Any JSON value. */
@@ -81,6 +81,12 @@ export interface Activation extends ActivationCalls {
    * out); `{}` without `reads`.
    */
   readonly reads: Record<string, unknown>
+  /**
+   * The failure this attempt retries, as the log records it: what to tell a model asked
+   * again, such as an `OutputSchemaError` whose message names the path its output got wrong.
+   * `undefined` on a first attempt and after a cancel.
+   */
+  readonly lastFailure: Failure | undefined
   /** Aborted when the activation times out or the run is cancelled: pass it to `fetch` etc. */
   readonly signal: AbortSignal
   /** Cancel the run; takes effect before this activation's own result is recorded. */

@@ -50,18 +50,20 @@ const { NativeCompletion } = native
 const FINISHED = new Set(['completed', 'failed', 'cancelled'])
 
 const UNREAD = Symbol('unread')
-const FIELDS = ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'timeoutMs', 'prompt', 'seed', 'step', 'input', 'deps', 'item', 'reads']
+const FIELDS = ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'delayMs', 'timeoutMs', 'prompt', 'seed', 'step', 'input', 'deps', 'item', 'reads', 'lastFailure']
 
 // NativeRun.poll() and outstanding() return one string (src/activation.rs): a JSON header line
 // of records [id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt,
 // depsEnd], then the activations' texts, back to back (depsEnd: where each one ends). A map
 // item's record, or one with reads, has four more entries [itemIndex, itemKey, valueEnd,
-// readsEnd]: its item value text and its reads text follow its deps text.
+// readsEnd]: its item value text and its reads text follow its deps text. A retry's record
+// has those and a seventeenth, the failure it retries ({kind, type, message, retryable}).
 const DEPS = 11
 const ITEM_INDEX = 12
 const ITEM_KEY = 13
 const ITEM_VALUE = 14
 const READS = 15
+const LAST_FAILURE = 16
 
 /** The records of a poll text, each record's text ends replaced by the texts. */
 function parsePoll(text) {
@@ -102,12 +104,14 @@ function readsOf(record) {
  * One unit of work handed to an agent or tool: the core's fields, plus `signal` (aborted when
  * the activation times out or the run is cancelled) and `cancelRun(reason)`. `input`, `deps`,
  * `item` and `reads` arrive as the core's JSON text and become values only when an agent reads
- * them (once; what the addon would have built: `JSON.parse` of the core's text). The signal's
- * AbortController is created only when an agent reads `signal`.
+ * them (once; what the addon would have built: `JSON.parse` of the core's text); `lastFailure`
+ * (a retry's) comes parsed with the poll's header. The signal's AbortController is created
+ * only when an agent reads `signal`.
  */
 class Activation {
   // [id, node, kind, name, attempt, visit, delayMs, timeoutMs, step, seed, prompt, deps],
-  // and [itemIndex, itemKey, itemValue, reads] after them for a map item or with reads
+  // and [itemIndex, itemKey, itemValue, reads] after them for a map item, with reads or for a
+  // retry, and [lastFailure] after those for a retry
   #record
   #deps = UNREAD
   #item = UNREAD
@@ -194,6 +198,10 @@ class Activation {
   get reads() {
     if (this.#reads === UNREAD) this.#reads = readsOf(this.#record)
     return this.#reads
+  }
+
+  get lastFailure() {
+    return this.#record.length > LAST_FAILURE ? this.#record[LAST_FAILURE] : undefined
   }
 
   get signal() {
@@ -763,7 +771,12 @@ class Drive {
     this.publish()
     for (let i = 0; i < batch.length; i++) {
       const note = notes === null ? null : notes[i]
-      if (note === null && causes[i] === NO_CAUSE) continue
+      if (note === null && causes[i] === NO_CAUSE) {
+        // Nothing thrown this time (a result, a timeout, or an output its node's schema
+        // refused): an earlier attempt's throw is not the cause of this one's failure.
+        if (this.thrown.size !== 0) this.thrown.delete(flights[i].causeKey)
+        continue
+      }
       const key = flights[i].causeKey
       if (note === null) {
         this.thrown.set(key, causes[i])

@@ -64,21 +64,45 @@ interface Reads {
   reads?: string[]
 }
 
-export interface AgentNode extends NodeBase, Reads {
+/**
+ * A node's output contract (`output` in the workflow JSON; docs/workflow.md, "Structured
+ * outputs"). An output that does not match fails the attempt with the retryable
+ * `OutputSchemaError`, whose message names the path; the retry gets it in `act.lastFailure`.
+ */
+export interface OutputSpec {
+  /**
+   * The JSON Schema every output must match (draft 2020-12 unless its `$schema` names another;
+   * `format` asserted; no remote `$ref`s). A schema the core cannot use is
+   * `INVALID_WORKFLOW` with field `output.schema`.
+   */
+  schema: boolean | { readonly [keyword: string]: unknown }
+  /**
+   * Parse a text output that does not match as almost-JSON first (code fences, single quotes,
+   * trailing commas, ...) and record that JSON if it matches (default false).
+   */
+  repair?: boolean
+}
+
+/** The output contract of a node that reports outputs (agent, tool, human, map). */
+interface Contract {
+  output?: OutputSpec
+}
+
+export interface AgentNode extends NodeBase, Reads, Contract {
   type: 'agent'
   agent: string
   timeoutMs?: number
   retry?: RetryPolicy
 }
 
-export interface ToolNode extends NodeBase, Reads {
+export interface ToolNode extends NodeBase, Reads, Contract {
   type: 'tool'
   tool: string
   timeoutMs?: number
   retry?: RetryPolicy
 }
 
-export interface HumanNode extends NodeBase, Reads {
+export interface HumanNode extends NodeBase, Reads, Contract {
   type: 'human'
   prompt?: string
 }
@@ -96,6 +120,7 @@ type AgentOrTool = { agent: string; tool?: never } | { tool: string; agent?: nev
  */
 export type MapNode = NodeBase &
   Reads &
+  Contract &
   Pick<MapOptions, 'over' | 'itemKey' | 'maxItems' | 'concurrency' | 'onItemFailure' | 'timeoutMs' | 'retry'> & {
     type: 'map'
   } & AgentOrTool
@@ -170,6 +195,11 @@ export interface WorkOptions {
   maxVisits?: number
   /** Earlier values the activations receive in `act.reads`: one path (like `/outputs/critic`) or several. */
   reads?: string | readonly string[]
+  /**
+   * The contract every output must meet (`{schema, repair}`): a mismatch fails the attempt
+   * with the retryable `OutputSchemaError` naming the path (for a map: each item's output).
+   */
+  output?: OutputSpec
 }
 
 export interface HumanOptions {
@@ -179,6 +209,11 @@ export interface HumanOptions {
   maxVisits?: number
   /** Earlier values the human activation carries in `reads`: one path or several. */
   reads?: string | readonly string[]
+  /**
+   * The contract the decision must meet: one that does not match is refused
+   * (`InvalidOutputError` from `Mesh.resume`), nothing is recorded and the run still waits.
+   */
+  output?: OutputSpec
 }
 
 /**

@@ -238,12 +238,22 @@ function list(value) {
   return Array.isArray(value) ? [...value] : value
 }
 
-const MAP_OPTIONS = ['over', 'agent', 'tool', 'itemKey', 'maxItems', 'concurrency', 'onItemFailure', 'after', 'retry', 'timeoutMs', 'maxVisits', 'reads']
+/**
+ * The node's `output` contract: an object is copied (a later change to the caller's does not
+ * change the node); anything else goes to the core as given, which names the field.
+ */
+function contract(value) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value
+  return { ...value }
+}
+
+const WORK_OPTIONS = ['after', 'timeoutMs', 'retry', 'maxVisits', 'reads', 'output']
+const MAP_OPTIONS = ['over', 'agent', 'tool', 'itemKey', 'maxItems', 'concurrency', 'onItemFailure', 'after', 'retry', 'timeoutMs', 'maxVisits', 'reads', 'output']
 
 /**
  * Adds nodes in declaration order; `build()` validates like JSON input. Each method returns
  * the builder. Options mirror the JSON fields (`after`, `timeoutMs`, `retry`, `maxVisits`,
- * `reads`, and a map's own); the core checks their values when the workflow is built.
+ * `reads`, `output`, and a map's own); the core checks their values when the workflow is built.
  */
 class WorkflowBuilder {
   constructor(name) {
@@ -256,6 +266,7 @@ class WorkflowBuilder {
     if (given(opts.maxVisits)) node.maxVisits = opts.maxVisits
     const reads = list(opts.reads)
     if (reads !== undefined) node.reads = reads
+    if (given(opts.output)) node.output = contract(opts.output)
     this._spec.nodes.push(node)
     return this
   }
@@ -268,23 +279,31 @@ class WorkflowBuilder {
   }
 
   _work(kind, id, name, opts) {
-    const o = options(opts, ['after', 'timeoutMs', 'retry', 'maxVisits', 'reads'], `${kind} node '${id}'`)
+    const o = options(opts, WORK_OPTIONS, `${kind} node '${id}'`)
     return this._host({ id, type: kind, [kind]: name }, o)
   }
 
-  /** An agent node run by the agent registered as `agent`. */
+  /**
+   * An agent node run by the agent registered as `agent`. `output` (`{schema, repair}`) is the
+   * contract every output must meet: one that does not match fails the attempt with the
+   * retryable `OutputSchemaError` naming the path (the retry's `act.lastFailure`); with
+   * `repair: true` a text output is first parsed as almost-JSON and that JSON recorded.
+   */
   agent(id, agent, opts) {
     return this._work('agent', id, agent, opts)
   }
 
-  /** A tool node run by the tool registered as `tool`. */
+  /** A tool node run by the tool registered as `tool` (`reads` and `output` as for agents). */
   tool(id, tool, opts) {
     return this._work('tool', id, tool, opts)
   }
 
-  /** A human-approval node: the run waits until `Mesh.resume` gets its decision. */
+  /**
+   * A human-approval node: the run waits until `Mesh.resume` gets its decision (`output`: the
+   * contract the decision must meet; one that does not match is refused and the run waits on).
+   */
   human(id, opts) {
-    const o = options(opts, ['prompt', 'after', 'maxVisits', 'reads'], `human node '${id}'`)
+    const o = options(opts, ['prompt', 'after', 'maxVisits', 'reads', 'output'], `human node '${id}'`)
     const node = { id, type: 'human' }
     if (given(o.prompt)) node.prompt = o.prompt
     return this._node(node, o)
@@ -295,8 +314,9 @@ class WorkflowBuilder {
    * of the array at `over` (a path like `/outputs/plan/items`), all in one step; its output is
    * the array of the item outputs, in item order. `itemKey` (a JSON Pointer into each item)
    * names items by key, `maxItems` bounds the array, `concurrency` how many items run at once,
-   * `onItemFailure` (`fail` or `collect`) what an item failing for good does; `retry` and
-   * `timeoutMs` apply to each item.
+   * `onItemFailure` (`fail` or `collect`) what an item failing for good does; `retry`,
+   * `timeoutMs` and `output` apply to each item (an item whose output does not match is
+   * re-asked alone).
    */
   map(id, opts) {
     const o = options(opts, MAP_OPTIONS, `map node '${id}'`)

@@ -18,7 +18,10 @@
 //! `itemIndex, itemKey, valueEnd, readsEnd` (`itemIndex` and `itemKey` `null` when absent): its
 //! deps text is followed by the item's value text (none without an item), ending at `valueEnd`,
 //! then by the JSON text of its reads (path → value; none when it has none), ending at
-//! `readsEnd`. Every other record stays at twelve entries, so the common path costs nothing more.
+//! `readsEnd`. A retry's record (an activation with a `last_failure`) has those four and a
+//! seventeenth, `lastFailure`: the failure it retries as the log records it (`{"kind", "type",
+//! "message", "retryable"}`), in the header itself (small, and only on retries). Every other
+//! record stays at twelve entries, so the common path costs nothing more.
 //! The driver's `Activation` (lib/mesh.js) parses the header at once and a `deps` (item value,
 //! reads) text only when an agent reads it — into what `json::write` would have built
 //! (`JSON.parse` of the core's JSON text, the contract of `json.rs`); the run input is one text
@@ -101,8 +104,11 @@ pub fn poll_text(acts: &[core::Activation]) -> String {
             None => out.push_str("null"),
         }
         let _ = write!(out, ",{end}");
-        if a.item.is_some() || !a.reads.is_empty() {
+        if a.item.is_some() || !a.reads.is_empty() || a.last_failure.is_some() {
             write_item_and_reads(&mut out, &mut texts, &mut end, a);
+        }
+        if let Some(failure) = &a.last_failure {
+            write_failure(&mut out, failure);
         }
         out.push(']');
     }
@@ -111,8 +117,8 @@ pub fn poll_text(acts: &[core::Activation]) -> String {
     out
 }
 
-/// A map item's or a reading activation's four more record entries, and its value and reads
-/// texts after its deps text (see the module docs).
+/// The four more record entries of a map item, a reading activation or a retry, and its value
+/// and reads texts after its deps text (see the module docs).
 fn write_item_and_reads(
     out: &mut String,
     texts: &mut String,
@@ -139,6 +145,13 @@ fn write_item_and_reads(
         *end += utf16_len(&texts[start..]);
     }
     let _ = write!(out, ",{end}");
+}
+
+/// A retry's seventeenth record entry: its last failure in the log's JSON form.
+fn write_failure(out: &mut String, failure: &core::Failure) {
+    out.push(',');
+    // A `Failure` (strings, a bool, a unit enum) always serializes.
+    out.push_str(&serde_json::to_string(failure).expect("a failure serializes"));
 }
 
 /// The `poll` text of `acts` as a JS string.

@@ -65,6 +65,46 @@ pub struct Activation {
     /// out); absent when there are none, as in the core's JSON (`agentmesh inspect`).
     #[napi(ts_type = "Record<string, unknown>")]
     pub reads: Option<Record<Arc<str>, Arc<Value>>>,
+    /// The failure this attempt retries, as the log records it (absent on a first attempt and
+    /// after a cancel).
+    pub last_failure: Option<Failure>,
+}
+
+/// A failed attempt as the log records it (`Activation.lastFailure`): what to tell a model
+/// asked again, such as an `OutputSchemaError` naming the path its output got wrong.
+#[napi(object, object_from_js = false)]
+pub struct Failure {
+    /// `error` (the work failed) or `timeout` (its deadline passed first).
+    #[napi(ts_type = "'error' | 'timeout'")]
+    pub kind: String,
+    /// Error type name (a JS error's class name, an `ActivationError`'s type,
+    /// `OutputSchemaError`, `Timeout`).
+    #[napi(js_name = "type")]
+    pub error_type: String,
+    pub message: String,
+    /// Whether the node's retry policy could retry it.
+    pub retryable: bool,
+}
+
+impl From<core::Failure> for Failure {
+    fn from(f: core::Failure) -> Failure {
+        let core::Failure {
+            kind,
+            error_type,
+            message,
+            retryable,
+        } = f;
+        Failure {
+            kind: match kind {
+                core::FailureKind::Error => "error",
+                core::FailureKind::Timeout => "timeout",
+            }
+            .to_owned(),
+            error_type,
+            message,
+            retryable,
+        }
+    }
 }
 
 /// One item of a map node's array (`Activation.item`).
@@ -109,7 +149,7 @@ impl From<core::Activation> for Activation {
             deps,
             item,
             reads,
-            last_failure: _,
+            last_failure,
         } = a;
         Activation {
             id: num(id),
@@ -128,6 +168,7 @@ impl From<core::Activation> for Activation {
             deps: Record(deps),
             item: item.map(Item::from),
             reads: (!reads.is_empty()).then_some(Record(reads)),
+            last_failure: last_failure.map(Failure::from),
         }
     }
 }

@@ -485,6 +485,44 @@ describe('a map log', { skip: !haveCli && !process.env.CI && noCli }, () => {
   })
 })
 
+describe('a log with retries', { skip: !haveCli && !process.env.CI && noCli }, () => {
+  test('stateAt: a pending retry carries the failure it retries, as `agentmesh inspect --at SEQ --json` prints it', async () => {
+    if (!haveCli) assert.fail(noCli)
+    const wf = native.NativeWorkflow.fromJson(JSON.stringify({ name: 'retry-state', nodes: [
+      { id: 'plan', type: 'agent', agent: 'planner', retry: { maxAttempts: 3 }, output: { schema: { type: 'object', required: ['qs'] } } },
+      { id: 'research', type: 'map', agent: 'researcher', after: ['plan'], over: '/outputs/plan/qs', retry: { maxAttempts: 2 } },
+    ] }))
+    const run = native.NativeRun.start(wf, null, { seed: 5, logDir: tmpdir(), fsync: 'never' })
+    let [plan] = poll(run)
+    run.completeAll([C.err(plan, 'Flaky', 'try again', true)])
+    ;[plan] = poll(run)
+    run.completeAll([C.ok(plan, { questions: ['a'] })])
+    ;[plan] = poll(run)
+    run.completeAll([C.ok(plan, { qs: ['a', 'b'] })])
+    const items = poll(run)
+    // The step ends when both items are in: item 1's retry is scheduled, pending at the end.
+    run.completeAll([C.err(items[1], 'Busy', 'later', true), C.ok(items[0], 'done')])
+    const file = run.logPath()
+    run.close()
+    const last = log.verifyLogSync(file).lastSeq
+    const end = await log.stateAt(file, last)
+    assert.deepEqual(
+      end.pending.map((a) => [a.node, a.attempt, a.item && a.item.index, a.lastFailure]),
+      [['research', 2, 1, { kind: 'error', type: 'Busy', message: 'later', retryable: true }]],
+    )
+    for (let seq = 1; seq <= last; seq++) {
+      const cli = parseWithSeeds(agentmesh(['inspect', file, '--at', String(seq), '--json']).stdout.toString())
+      assert.deepEqual(await log.stateAt(file, seq), cli, `seq ${seq}`)
+      assert.deepEqual(log.stateAtSync(file, seq), cli, `seq ${seq}`)
+    }
+    const types = []
+    for (let seq = 1; seq <= last; seq++) {
+      for (const a of log.stateAtSync(file, seq).pending) if (a.lastFailure !== undefined) types.push(a.lastFailure.type)
+    }
+    assert.deepEqual([...new Set(types)], ['Flaky', 'OutputSchemaError', 'Busy'])
+  })
+})
+
 describe('a large log', () => {
   // ~50,000 events: a fan-out of 8 workers looped by a branch, driven natively.
   const WORKERS = Array.from({ length: 8 }, (_, i) => `w${i}`)

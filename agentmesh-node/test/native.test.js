@@ -241,6 +241,44 @@ describe('the plain Node-API part (native-raw.d.ts)', () => {
     assert.deepEqual([z.node, z.item, z.deps, z.reads], ['z', undefined, { m: [0, 1] }, { '/outputs/plan/qs/0': { id: 'x🦀', v: 'é' }, '/visits/m': 1 }])
   })
 
+  test("a retry's record carries the failure it retries as a seventeenth entry; its texts stay in place", () => {
+    const wf = am.NativeWorkflow.fromJson(JSON.stringify({ name: 'r', nodes: [
+      { id: 'a', type: 'agent', agent: 'x', retry: { maxAttempts: 3 }, output: { schema: { type: 'object', required: ['ok'] } } },
+      { id: 'm', type: 'map', agent: 'y', after: ['a'], over: '/outputs/a/qs', retry: { maxAttempts: 2 }, reads: ['/input/t'] },
+    ] }))
+    const run = am.NativeRun.start(wf, { t: 'é🦀' })
+    const header = (text) => JSON.parse(text.slice(0, text.indexOf('\n')))
+    let text = run.poll()
+    assert.equal(header(text)[0].length, 12)
+    let [a] = poll_(text, run)
+    assert.equal(a.lastFailure, undefined)
+    // A thrown error, retried: no item, no reads, an empty deps text; then the failure.
+    text = run.completeAll([C.err(a, 'Flaky', 'try again 🦀', true)], true)
+    const failure = { kind: 'error', type: 'Flaky', message: 'try again 🦀', retryable: true }
+    assert.deepEqual(header(text)[0].slice(11), [2, null, null, 2, 2, failure])
+    assert.equal(text.slice(text.indexOf('\n') + 1), '{}')
+    ;[a] = poll_(text, run)
+    assert.deepEqual([a.attempt, a.lastFailure, a.item, a.reads, a.deps], [2, failure, undefined, {}, {}])
+    // An output the schema refuses: the retry gets the OutputSchemaError naming the path.
+    text = run.completeAll([C.ok(a, { qs: ['q'] })], true)
+    ;[a] = poll_(text, run)
+    assert.deepEqual(a.lastFailure, { kind: 'error', type: 'OutputSchemaError', message: 'the output does not match the node\'s schema at the root: "ok" is a required property', retryable: true })
+    text = run.completeAll([C.ok(a, { ok: true, qs: ['q🦀', 'r'] })], true)
+    let items = poll_(text, run)
+    assert.deepEqual(items.map((i) => i.lastFailure), [undefined, undefined])
+    // A map item's retry: its value and reads texts, then the failure in the header.
+    text = run.completeAll([C.ok(items[0], 1), C.err(items[1], 'Busy', 'later', true)], true)
+    const deps = '{"a":{"ok":true,"qs":["q🦀","r"]}}'
+    const texts = [deps, '"r"', '{"/input/t":"é🦀"}']
+    assert.equal(text.slice(text.indexOf('\n') + 1), texts.join(''))
+    const ends = []
+    texts.reduce((at, t) => (ends.push(at + t.length), at + t.length), 0)
+    const busy = { kind: 'error', type: 'Busy', message: 'later', retryable: true }
+    assert.deepEqual(header(text)[0].slice(11), [ends[0], 1, null, ends[1], ends[2], busy])
+    items = poll_(text, run)
+    assert.deepEqual(items.map((i) => [i.attempt, i.item, i.reads, i.lastFailure]), [[2, { index: 1, value: 'r' }, { '/input/t': 'é🦀' }, busy]])
+  })
+
   test('NativeCompletion cannot be constructed or forged; a completion is recorded once, and can be refilled', () => {
     assertError(thrown(() => new am.NativeCompletion()), 'INVALID_ARGUMENT', 'this class is made by the addon (poll, NativeCompletion.ok, ...), not with new')
     const { run, act } = oneAgent()

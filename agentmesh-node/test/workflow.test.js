@@ -451,15 +451,88 @@ describe('WorkflowBuilder', () => {
     assert.equal(skip.details.field, 'onItemFailure')
   })
 
+  test('output: the builder writes the contract the core accepts on agent, tool, human and map nodes (same hash)', () => {
+    const plan = { type: 'object', required: ['questions'], properties: { questions: { type: 'array', items: { type: 'string' } } } }
+    const notes = { type: 'object', required: ['notes'] }
+    const built = Workflow.builder('contracts')
+      .agent('plan', 'planner', { retry: { maxAttempts: 3 }, output: { schema: plan, repair: true } })
+      .map('research', { agent: 'researcher', over: '/outputs/plan/questions', after: 'plan', output: { schema: notes } })
+      .tool('count', 'counter', { after: 'research', output: { schema: { type: 'integer' }, repair: false } })
+      .human('ok', { after: 'count', prompt: 'Ship?', output: { schema: true } })
+      .build()
+    const json = Workflow.fromObject({
+      name: 'contracts',
+      nodes: [
+        { id: 'plan', type: 'agent', agent: 'planner', retry: { maxAttempts: 3 }, output: { schema: plan, repair: true } },
+        { id: 'research', type: 'map', agent: 'researcher', after: ['plan'], over: '/outputs/plan/questions', output: { schema: notes } },
+        { id: 'count', type: 'tool', tool: 'counter', after: ['research'], output: { schema: { type: 'integer' } } },
+        { id: 'ok', type: 'human', prompt: 'Ship?', after: ['count'], output: { schema: true } },
+      ],
+    })
+    assert.equal(built.hash, json.hash)
+    assert.equal(built.toJson(), json.toJson())
+    // `repair: false` is the default: the canonical JSON leaves it out.
+    assert.deepEqual(built.toObject().nodes[2].output, { schema: { type: 'integer' } })
+    // The contract given is copied when the node is added: a later change to it changes nothing.
+    const output = { schema: { type: 'string' } }
+    const b = Workflow.builder('w').agent('a', 'x', { output })
+    output.repair = true
+    assert.deepEqual(b.build().toObject().nodes[0].output, { schema: { type: 'string' } })
+  })
+
+  test("the structured-output vector's workflow, built: the same hash as its JSON", () => {
+    const file = path.resolve(__dirname, '..', '..', 'bindings-tests', 'vectors', 'structured_output_repair_reask', 'workflow.json')
+    const doc = JSON.parse(fs.readFileSync(file, 'utf-8'))
+    const [plan, research, write] = doc.nodes
+    const built = Workflow.builder(doc.name)
+      .agent(plan.id, plan.agent, { retry: plan.retry, output: plan.output })
+      .map(research.id, { agent: research.agent, over: research.over, after: research.after, retry: research.retry, output: research.output })
+      .agent(write.id, write.agent, { after: write.after, output: write.output })
+      .build()
+    assert.equal(built.hash, Workflow.fromFile(file).hash)
+  })
+
+  test('a bad output contract is InvalidWorkflowError naming the node and field, built or written', () => {
+    const cases = [
+      [{ schema: { type: 5 } }, 'output.schema', 'not a usable JSON Schema'],
+      [{ schema: { $ref: 'https://example.com/s.json' } }, 'output.schema', 'not a usable JSON Schema'],
+      // Backreferences need backtracking, which the linear-time pattern engine refuses.
+      [{ schema: { type: 'string', pattern: '(a)\\1' } }, 'output.schema', 'not a usable JSON Schema'],
+      [{ repair: true }, 'output', 'missing field `schema`'],
+      [{ schema: {}, repiar: true }, 'output.repiar', 'unknown field `repiar`'],
+      [{ schema: {}, repair: 'yes' }, 'output.repair', 'expected a boolean'],
+      ['a schema', 'output', 'expected struct OutputSpec'],
+    ]
+    // Each kind of node that takes a contract: built, and written as JSON.
+    const kinds = {
+      agent: [(b, output) => b.agent('n', 'x', { output }), { type: 'agent', agent: 'x' }],
+      tool: [(b, output) => b.tool('n', 'x', { output }), { type: 'tool', tool: 'x' }],
+      human: [(b, output) => b.human('n', { output }), { type: 'human' }],
+      map: [(b, output) => b.map('n', { agent: 'x', over: '/input', output }), { type: 'map', agent: 'x', over: '/input' }],
+    }
+    for (const [output, field, why] of cases) {
+      for (const [kind, [add, node]] of Object.entries(kinds)) {
+        const built = thrown(() => add(Workflow.builder('w'), output).build())
+        const written = thrown(() => Workflow.fromJson(JSON.stringify({ name: 'w', nodes: [{ id: 'n', ...node, output }] })))
+        for (const e of [built, written]) {
+          assert.ok(e instanceof InvalidWorkflowError, `${kind}: not an InvalidWorkflowError: ${e && e.stack}`)
+          assert.deepEqual(e.details, { node: 'n', field }, `${kind} ${JSON.stringify(output)}`)
+          assert.ok(e.message.startsWith(`[INVALID_WORKFLOW] node 'n', field '${field}': `), e.message)
+          assert.ok(e.message.includes(why), `${e.message} should say: ${why}`)
+        }
+      }
+    }
+  })
+
   test('unknown options and non-object options are InvalidArgumentError at once', () => {
     const b = Workflow.builder('w')
-    assertInvalidArgument(thrown(() => b.agent('a', 'x', { timeout: 5 })), "agent node 'a': unknown option 'timeout' (expected after, timeoutMs, retry, maxVisits, reads)")
-    assertInvalidArgument(thrown(() => b.tool('t', 'x', { prompt: 'p' })), "tool node 't': unknown option 'prompt' (expected after, timeoutMs, retry, maxVisits, reads)")
-    assertInvalidArgument(thrown(() => b.human('h', { timeoutMs: 5 })), "human node 'h': unknown option 'timeoutMs' (expected prompt, after, maxVisits, reads)")
+    assertInvalidArgument(thrown(() => b.agent('a', 'x', { timeout: 5 })), "agent node 'a': unknown option 'timeout' (expected after, timeoutMs, retry, maxVisits, reads, output)")
+    assertInvalidArgument(thrown(() => b.tool('t', 'x', { prompt: 'p' })), "tool node 't': unknown option 'prompt' (expected after, timeoutMs, retry, maxVisits, reads, output)")
+    assertInvalidArgument(thrown(() => b.human('h', { timeoutMs: 5 })), "human node 'h': unknown option 'timeoutMs' (expected prompt, after, maxVisits, reads, output)")
     assertInvalidArgument(thrown(() => b.branch('r', { goto: 'a' })), "branch node 'r': unknown option 'goto' (expected cases, default, after, maxVisits)")
     assertInvalidArgument(
       thrown(() => b.map('m', { agent: 'x', over: '/input', items: 5 })),
-      "map node 'm': unknown option 'items' (expected over, agent, tool, itemKey, maxItems, concurrency, onItemFailure, after, retry, timeoutMs, maxVisits, reads)",
+      "map node 'm': unknown option 'items' (expected over, agent, tool, itemKey, maxItems, concurrency, onItemFailure, after, retry, timeoutMs, maxVisits, reads, output)",
     )
     assertInvalidArgument(thrown(() => b.branch('r', { default: 'a', reads: ['/input'] })), "branch node 'r': unknown option 'reads' (expected cases, default, after, maxVisits)")
     assertInvalidArgument(thrown(() => b.map('m', '/input')), "map node 'm': options must be an object, not string")

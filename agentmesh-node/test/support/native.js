@@ -21,7 +21,7 @@ function activations(text, run) {
     a.deps = JSON.parse(text.slice(start, end))
     start = end
     a.reads = {}
-    // A map item's record, or one with reads: [itemIndex, itemKey, valueEnd, readsEnd] more.
+    // A map item's record, one with reads or a retry's: [itemIndex, itemKey, valueEnd, readsEnd] more.
     if (record.length > 12) {
       end = nl + 1 + record[14]
       if (record[12] !== null) {
@@ -34,6 +34,8 @@ function activations(text, run) {
       if (end > start) a.reads = JSON.parse(text.slice(start, end))
       start = end
     }
+    // A retry's record: the failure it retries, a seventeenth entry.
+    if (record.length > 16) a.lastFailure = record[16]
     a.input = JSON.parse(run.inputJson())
     return a
   })

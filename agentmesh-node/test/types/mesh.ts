@@ -1,6 +1,6 @@
 // Type fixture for lib/mesh.d.ts: typical driver use compiles; misuse does not.
 import { ActivationError, AgentFailedError, Mesh, Output, RawJson, RunInterruptedError, RunStream, Workflow } from '../..'
-import type { Activation, DriveOptions, Item, EventCallback, EventMeta, LogEvent, RetryOptions, RunResult, Usage, UsageInput, UsageReport, UsageTotals } from '../..'
+import type { Activation, DriveOptions, Failure, Item, EventCallback, EventMeta, LogEvent, RetryOptions, RunResult, Usage, UsageInput, UsageReport, UsageTotals } from '../..'
 
 async function main(): Promise<void> {
   const wf = Workflow.builder('t').agent('a', 'writer').human('ok', { after: 'a' }).build()
@@ -17,6 +17,14 @@ async function main(): Promise<void> {
       }
       const reads: Record<string, unknown> = act.reads
       void reads
+      const failure: Failure | undefined = act.lastFailure
+      if (failure !== undefined) {
+        const kind: 'error' | 'timeout' = failure.kind
+        const facts: [string, string, boolean] = [failure.type, failure.message, failure.retryable]
+        void [kind, facts]
+      }
+      // @ts-expect-error lastFailure is read-only
+      act.lastFailure = undefined
       // @ts-expect-error item is read-only
       act.item = undefined
       act.signal.addEventListener('abort', () => undefined)

@@ -1,6 +1,6 @@
 // Type fixture (tsc only, never run): Workflow and WorkflowBuilder of lib/workflow.d.ts.
 import { Workflow, WorkflowBuilder } from '../../lib/workflow'
-import type { Condition, NodeDefinition, WorkflowDefinition } from '../../lib/workflow'
+import type { Condition, NodeDefinition, OutputSpec, WorkflowDefinition } from '../../lib/workflow'
 
 const wf: Workflow = Workflow.fromObject({
   name: 'w',
@@ -116,3 +116,31 @@ Workflow.builder('w').map('m', { agent: 'x', over: '/input', onItemFailure: 'ski
 Workflow.builder('w').branch('r', { default: 'a', reads: ['/input'] })
 // @ts-expect-error a map node in JSON needs over
 Workflow.fromObject({ name: 'w', nodes: [{ id: 'm', type: 'map', agent: 'x' }] })
+
+// output contracts
+const PLAN = { type: 'object', required: ['questions'], properties: { questions: { type: 'array' } } } as const
+export const contract: OutputSpec = { schema: PLAN, repair: true }
+export const contracted: Workflow = Workflow.builder('c')
+  .agent('plan', 'planner', { retry: { maxAttempts: 3 }, output: contract })
+  .map('research', { agent: 'researcher', over: '/outputs/plan/questions', after: 'plan', output: { schema: { type: 'object' } } })
+  .tool('count', 'counter', { after: 'research', output: { schema: { type: 'integer' }, repair: false } })
+  .human('ok', { after: 'count', output: { schema: true } })
+  .build()
+export const contractDefinition: Workflow = Workflow.fromObject({
+  name: 'c',
+  nodes: [
+    { id: 'plan', type: 'agent', agent: 'planner', output: { schema: PLAN, repair: true } },
+    { id: 'research', type: 'map', agent: 'r', over: '/outputs/plan/questions', after: ['plan'], output: { schema: {} } },
+    { id: 'ok', type: 'human', after: ['research'], output: { schema: false } },
+  ],
+})
+// @ts-expect-error a contract needs its schema
+Workflow.builder('w').agent('a', 'x', { output: { repair: true } })
+// @ts-expect-error repair is a boolean
+Workflow.builder('w').agent('a', 'x', { output: { schema: {}, repair: 'yes' } })
+// @ts-expect-error a schema is an object or a boolean
+Workflow.builder('w').tool('t', 'x', { output: { schema: 'string' } })
+// @ts-expect-error a branch has no output contract
+Workflow.builder('w').branch('r', { default: 'a', output: { schema: {} } })
+// @ts-expect-error a branch node in JSON has no output contract
+Workflow.fromObject({ name: 'w', nodes: [{ id: 'r', type: 'branch', output: { schema: {} } }] })
