@@ -7,6 +7,7 @@
 
 const { test, describe } = require('node:test')
 const assert = require('node:assert/strict')
+const fs = require('node:fs')
 
 const am = require('..')
 const { tempDirs, rejected, thrown } = require('./support/helpers')
@@ -260,4 +261,21 @@ describe('a map with an output contract', () => {
     assert.ok(first.error.message.includes('"notes" is a required property'), first.error.message)
     assert.deepEqual(rest, [{ ok: true, output: { notes: 'q1' } }, { ok: true, output: { notes: 'q2' } }])
   })
+})
+
+test("a person's decision the contract refuses is InvalidOutputError from resume; nothing is recorded, the run waits on", async () => {
+  const decision = { type: 'object', required: ['approved'], properties: { approved: { type: 'boolean' } } }
+  const wf = Workflow.builder('approve').human('ok', { prompt: 'Ship it?', output: { schema: decision } }).build()
+  const mesh = new Mesh({ logDir: tmpdir() })
+  const r = await mesh.run(wf, { runId: 'refused' })
+  assert.equal(r.status, 'waiting')
+  const before = fs.readFileSync(r.logPath)
+  const e = await rejected(mesh.resume(r.logPath, { approvals: { ok: { approved: 'yes' } } }))
+  assert.ok(e instanceof am.InvalidOutputError, e.stack)
+  assert.ok(e.message.includes("node 'ok'") && e.message.includes('at /approved'), e.message)
+  assert.deepEqual(fs.readFileSync(r.logPath), before)
+  assert.throws(() => mesh.resumeSync(r.logPath, { approvals: { ok: {} } }), am.InvalidOutputError)
+  assert.equal(am.stateAtSync(r.logPath, am.verifyLogSync(r.logPath).lastSeq).status, 'waiting')
+  const done = await mesh.resume(r.logPath, { approvals: { ok: { approved: false } } })
+  assert.deepEqual([done.status, done.output], ['completed', { ok: { approved: false } }])
 })
