@@ -35,7 +35,9 @@ export declare class NativeCompletion {
  * step, seed, prompt, depsEnd]` (`timeoutMs`, `prompt` `null` when absent; `seed` decimal);
  * a map item's record, one with `reads` and a retry's have four more entries: `itemIndex,
  * itemKey, valueEnd, readsEnd` (`itemIndex`, `itemKey` `null` when absent); a retry's has a
- * seventeenth, `lastFailure`, the failure it retries as the log records it.
+ * seventeenth, `lastFailure`, the failure it retries as the log records it; a sub-workflow
+ * node's has those (`lastFailure` `null` without one) and an eighteenth, `inputEnd`: its own
+ * input's text (its workflow node's `input`) follows its reads text.
  */
 export type ActivationRecord =
   | [
@@ -89,6 +91,26 @@ export type ActivationRecord =
       readsEnd: number,
       lastFailure: Failure,
     ]
+  | [
+      id: number,
+      node: string,
+      kind: 'agent' | 'tool' | 'human',
+      name: string,
+      attempt: number,
+      visit: number,
+      delayMs: number,
+      timeoutMs: number | null,
+      step: number,
+      seed: string,
+      prompt: string | null,
+      depsEnd: number,
+      itemIndex: number | null,
+      itemKey: string | null,
+      valueEnd: number,
+      readsEnd: number,
+      lastFailure: Failure | null,
+      inputEnd: number,
+    ]
 
 declare module './native' {
   interface NativeRun {
@@ -97,7 +119,8 @@ declare module './native' {
      * then their texts back to back: each one's deps text (ending at its `depsEnd`, counted
      * after the newline in UTF-16 code units), then, for a record of sixteen entries or more,
      * its item's value text (ending at `valueEnd`; empty without an item) and its reads text
-     * (ending at `readsEnd`; empty without reads).
+     * (ending at `readsEnd`; empty without reads), and for a record of eighteen, its own input
+     * text (ending at `inputEnd`).
      */
     poll(): string
     /** Activations still waiting for a completion, as a poll text. */

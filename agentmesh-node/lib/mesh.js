@@ -57,13 +57,16 @@ const FIELDS = ['id', 'runId', 'node', 'kind', 'name', 'attempt', 'visit', 'dela
 // depsEnd], then the activations' texts, back to back (depsEnd: where each one ends). A map
 // item's record, or one with reads, has four more entries [itemIndex, itemKey, valueEnd,
 // readsEnd]: its item value text and its reads text follow its deps text. A retry's record
-// has those and a seventeenth, the failure it retries ({kind, type, message, retryable}).
+// has those and a seventeenth, the failure it retries ({kind, type, message, retryable}). A
+// sub-workflow node's record has those (lastFailure null without one) and an eighteenth,
+// inputEnd: its own input's text (its workflow node's input, not the run's) follows.
 const DEPS = 11
 const ITEM_INDEX = 12
 const ITEM_KEY = 13
 const ITEM_VALUE = 14
 const READS = 15
 const LAST_FAILURE = 16
+const INPUT = 17
 
 /** The records of a poll text, each record's text ends replaced by the texts. */
 function parsePoll(text) {
@@ -80,6 +83,11 @@ function parsePoll(text) {
       start = end
       end = nl + 1 + record[READS]
       record[READS] = text.slice(start, end)
+      start = end
+    }
+    if (record.length > INPUT) {
+      end = nl + 1 + record[INPUT]
+      record[INPUT] = text.slice(start, end)
       start = end
     }
   }
@@ -181,7 +189,11 @@ class Activation {
   }
 
   get input() {
-    if (this.#input === UNREAD) this.#input = JSON.parse(this.#run.inputJson)
+    if (this.#input === UNREAD) {
+      // A sub-workflow's node has its own input; every other activation the run's.
+      const own = this.#record.length > INPUT ? this.#record[INPUT] : null
+      this.#input = JSON.parse(own ?? this.#run.inputJson)
+    }
     return this.#input
   }
 
@@ -201,7 +213,7 @@ class Activation {
   }
 
   get lastFailure() {
-    return this.#record.length > LAST_FAILURE ? this.#record[LAST_FAILURE] : undefined
+    return (this.#record.length > LAST_FAILURE ? this.#record[LAST_FAILURE] : null) ?? undefined
   }
 
   get signal() {

@@ -21,7 +21,10 @@
 //! `readsEnd`. A retry's record (an activation with a `last_failure`) has those four and a
 //! seventeenth, `lastFailure`: the failure it retries as the log records it (`{"kind", "type",
 //! "message", "retryable"}`), in the header itself (small, and only on retries). Every other
-//! record stays at twelve entries, so the common path costs nothing more.
+//! record stays at twelve entries, so the common path costs nothing more. The activation of a
+//! sub-workflow's node, whose `input` is its workflow node's and not the run's, has those and
+//! an eighteenth, `inputEnd` (`lastFailure` `null` when none): its input's JSON text follows
+//! its reads text, ending there.
 //! The driver's `Activation` (lib/mesh.js) parses the header at once and a `deps` (item value,
 //! reads) text only when an agent reads it — into what `json::write` would have built
 //! (`JSON.parse` of the core's JSON text, the contract of `json.rs`); the run input is one text
@@ -74,8 +77,9 @@ fn utf16_len(s: &str) -> usize {
     s.chars().map(char::len_utf16).sum()
 }
 
-/// The text `poll` returns for `acts` (see the module docs).
-pub fn poll_text(acts: &[core::Activation]) -> String {
+/// The text `poll` returns for `acts` of a run whose input is `run_input` (see the module
+/// docs).
+pub fn poll_text(acts: &[core::Activation], run_input: &Arc<serde_json::Value>) -> String {
     let mut out = String::with_capacity(64 + acts.len() * 96);
     let mut texts = String::new();
     let mut end = 0;
@@ -104,11 +108,20 @@ pub fn poll_text(acts: &[core::Activation]) -> String {
             None => out.push_str("null"),
         }
         let _ = write!(out, ",{end}");
-        if a.item.is_some() || !a.reads.is_empty() || a.last_failure.is_some() {
+        let own_input = !Arc::ptr_eq(&a.input, run_input);
+        if a.item.is_some() || !a.reads.is_empty() || a.last_failure.is_some() || own_input {
             write_item_and_reads(&mut out, &mut texts, &mut end, a);
         }
-        if let Some(failure) = &a.last_failure {
-            write_failure(&mut out, failure);
+        match &a.last_failure {
+            Some(failure) => write_failure(&mut out, failure),
+            None if own_input => out.push_str(",null"),
+            None => {}
+        }
+        if own_input {
+            let start = texts.len();
+            let _ = write!(texts, "{}", a.input);
+            end += utf16_len(&texts[start..]);
+            let _ = write!(out, ",{end}");
         }
         out.push(']');
     }
@@ -159,7 +172,11 @@ fn write_failure(out: &mut String, failure: &core::Failure) {
 /// # Safety
 ///
 /// As for `raw` (the current call's environment, on its thread).
-pub unsafe fn records(env: RawEnv, acts: Vec<core::Activation>) -> R<Value> {
+pub unsafe fn records(
+    env: RawEnv,
+    acts: Vec<core::Activation>,
+    run_input: &Arc<serde_json::Value>,
+) -> R<Value> {
     // SAFETY: per this function's contract.
-    unsafe { raw::string(env, &poll_text(&acts)) }
+    unsafe { raw::string(env, &poll_text(&acts, run_input)) }
 }

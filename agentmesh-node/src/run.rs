@@ -658,11 +658,11 @@ unsafe fn activations(
     unsafe {
         raw::callback(env, || {
             let run = this_run(env, raw::args::<0>(env, info)?.this)?;
-            let acts = raw::core(env, run.try_with(get))?;
+            let (acts, input) = raw::core(env, run.try_with(|r| Ok((get(r)?, r.input().clone()))))?;
             if run.input_json.is_none() {
-                run.input_json = acts.first().map(|a| a.input.to_string());
+                run.input_json = Some(input.to_string());
             }
-            activation::records(env, acts)
+            activation::records(env, acts, &input)
         })
     }
 }
@@ -715,11 +715,12 @@ unsafe extern "C" fn complete_all(env: RawEnv, info: sys::napi_callback_info) ->
             // Anything but `true` (undefined, a non-boolean) is false; no exception is set.
             let _ = sys::napi_get_value_bool(env, args.argv[1], &mut poll_too);
             let polled = if poll_too {
-                let acts = raw::core(env, run.try_with(|r| r.poll()))?;
+                let (acts, input) =
+                    raw::core(env, run.try_with(|r| Ok((r.poll()?, r.input().clone()))))?;
                 if run.input_json.is_none() {
-                    run.input_json = acts.first().map(|a| a.input.to_string());
+                    run.input_json = Some(input.to_string());
                 }
-                Some(raw::string(env, &activation::poll_text(&acts))?)
+                Some(raw::string(env, &activation::poll_text(&acts, &input))?)
             } else {
                 None
             };

@@ -319,6 +319,10 @@ impl Machine {
         self.needs_advance = true;
     }
 
+    pub(crate) fn input(&self) -> &Arc<Value> {
+        &self.input
+    }
+
     pub(crate) fn workflow(&self) -> &Workflow {
         &self.wf
     }

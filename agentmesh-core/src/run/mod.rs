@@ -937,6 +937,12 @@ impl Run {
         &self.header.run_id
     }
 
+    /// The run input. An activation's `input` is this one (the same `Arc`), except for a
+    /// sub-workflow's nodes, which see their workflow node's `input`.
+    pub fn input(&self) -> &Arc<Value> {
+        self.machine.input()
+    }
+
     /// The log header.
     pub fn header(&self) -> &LogHeader {
         &self.header

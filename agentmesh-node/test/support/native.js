@@ -35,8 +35,15 @@ function activations(text, run) {
       start = end
     }
     // A retry's record: the failure it retries, a seventeenth entry.
-    if (record.length > 16) a.lastFailure = record[16]
-    a.input = JSON.parse(run.inputJson())
+    if (record.length > 16 && record[16] !== null) a.lastFailure = record[16]
+    // A sub-workflow node's record: its own input's text, ending at an eighteenth.
+    if (record.length > 17) {
+      end = nl + 1 + record[17]
+      a.input = JSON.parse(text.slice(start, end))
+      start = end
+    } else {
+      a.input = JSON.parse(run.inputJson())
+    }
     return a
   })
 }
