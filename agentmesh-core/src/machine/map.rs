@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::{Machine, NodeStatus, Retry, SlotResult};
 use crate::error::ErrorKind;
 use crate::model::event::{EventData, MapCompleted};
-use crate::model::failure::{Failure, FailureKind, RunError};
+use crate::model::failure::{Failure, RunError};
 use crate::model::workflow::MapDef;
 
 /// Longest accepted item key, in bytes.
@@ -340,32 +340,13 @@ impl Machine {
                 item: Some(k as u64),
             },
             None => {
-                let code = match f.kind {
-                    _ if slot.blocked.is_some() => ErrorKind::PolicyDenied,
-                    FailureKind::Timeout => ErrorKind::Timeout,
-                    FailureKind::Error => ErrorKind::AgentFailed,
+                let at = super::Attempt {
+                    made,
+                    max,
+                    base: m.attempt_base[k],
                 };
-                let why = if !f.retryable && max > 1 {
-                    " (not retryable)"
-                } else {
-                    ""
-                };
-                let attempt = if m.attempt_base[k] == 0 {
-                    format!("{made}/{max}")
-                } else {
-                    format!("{} ({made}/{max} since the run was retried)", slot.attempt)
-                };
-                RunError {
-                    code: code.code().to_owned(),
-                    message: format!(
-                        "node '{}' item {k}{key} failed on attempt {attempt}{why}: {}: {}",
-                        spec.id, f.error_type, f.message
-                    ),
-                    node: Some(spec.id.to_string()),
-                    budget: None,
-                    verdict: slot.blocked.clone(),
-                    item: Some(k as u64),
-                }
+                let key = m.keys.as_ref().map(|keys| &*keys[k]);
+                super::failed_for_good(&spec.id, Some((k as u64, key)), slot, f, at)
             }
         };
         self.pending_failure = Some(error);

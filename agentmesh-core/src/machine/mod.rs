@@ -115,6 +115,60 @@ struct Slot {
     last_failure: Option<Failure>,
 }
 
+/// Where an attempt stands in its node's retry allowance.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    /// Attempts made in the current allowance.
+    made: u32,
+    max: u32,
+    /// Attempts made before it (a reopened run's fresh allowance).
+    base: u32,
+}
+
+/// The run error of `slot`'s attempt, which failed for good with `f`: `node 'x' failed on
+/// attempt 2/3: …` (`item` names a map's item: `node 'x' item 1 ('k') failed …`).
+fn failed_for_good(
+    node: &str,
+    item: Option<(u64, Option<&str>)>,
+    slot: &Slot,
+    f: &Failure,
+    at: Attempt,
+) -> RunError {
+    let code = match f.kind {
+        _ if slot.blocked.is_some() => ErrorKind::PolicyDenied,
+        FailureKind::Timeout => ErrorKind::Timeout,
+        FailureKind::Error => ErrorKind::AgentFailed,
+    };
+    let why = if !f.retryable && at.max > 1 {
+        " (not retryable)"
+    } else {
+        ""
+    };
+    let Attempt { made, max, base } = at;
+    // After a retry the attempt number goes on past maxAttempts.
+    let attempt = if base == 0 {
+        format!("{made}/{max}")
+    } else {
+        format!("{} ({made}/{max} since the run was retried)", slot.attempt)
+    };
+    let what = match item {
+        Some((k, Some(key))) => format!(" item {k} ('{key}')"),
+        Some((k, None)) => format!(" item {k}"),
+        None => String::new(),
+    };
+    RunError {
+        code: code.code().to_owned(),
+        message: format!(
+            "node '{node}'{what} failed on attempt {attempt}{why}: {}: {}",
+            f.error_type, f.message
+        ),
+        node: Some(node.to_owned()),
+        budget: None,
+        verdict: slot.blocked.clone(),
+        item: item.map(|(k, _)| k),
+    }
+}
+
 /// A completion built by [`Machine::stage`] and not yet applied: its event (to commit) and
 /// the measured duration that travels beside it (`meta.durUs`, never canonical).
 #[derive(Debug)]
@@ -821,33 +875,13 @@ impl Machine {
                         state.resolved_seq = *seq;
                         state.failure = Some(f.clone());
                         if self.pending_failure.is_none() {
-                            let code = match f.kind {
-                                _ if slot.blocked.is_some() => ErrorKind::PolicyDenied,
-                                FailureKind::Timeout => ErrorKind::Timeout,
-                                FailureKind::Error => ErrorKind::AgentFailed,
+                            let at = Attempt {
+                                made,
+                                max,
+                                base: state.attempt_base,
                             };
-                            let why = if !f.retryable && max > 1 {
-                                " (not retryable)"
-                            } else {
-                                ""
-                            };
-                            // After a retry the attempt number goes on past maxAttempts.
-                            let attempt = if state.attempt_base == 0 {
-                                format!("{made}/{max}")
-                            } else {
-                                format!("{} ({made}/{max} since the run was retried)", slot.attempt)
-                            };
-                            self.pending_failure = Some(RunError {
-                                code: code.code().to_owned(),
-                                message: format!(
-                                    "node '{}' failed on attempt {attempt}{why}: {}: {}",
-                                    spec.id, f.error_type, f.message
-                                ),
-                                node: Some(spec.id.to_string()),
-                                budget: None,
-                                verdict: slot.blocked.clone(),
-                                item: None,
-                            });
+                            self.pending_failure =
+                                Some(failed_for_good(&spec.id, None, slot, f, at));
                         }
                     }
                 }
