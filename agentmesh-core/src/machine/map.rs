@@ -319,10 +319,12 @@ impl Machine {
             m.todo.push(k as u32);
             return;
         }
+        // A result for good either way (`left` counts items without one; a reopened run
+        // takes it back).
         m.results[k] = Some(ItemResult::Failed(f.clone(), seq));
+        m.left -= 1;
+        m.last_seq = m.last_seq.max(seq);
         if collect && refused.is_none() {
-            m.left -= 1;
-            m.last_seq = m.last_seq.max(seq);
             return;
         }
         state.status = NodeStatus::Failed;

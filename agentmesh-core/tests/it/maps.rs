@@ -165,3 +165,49 @@ fn the_concurrency_window_bounds_items_running_at_once() {
     assert_eq!(r.status, RunStatus::Completed);
     assert_eq!(most.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn a_retried_run_runs_only_the_items_that_failed_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = Workflow::from_value(json!({"name": "w", "nodes": [
+        {"id": "m", "type": "map", "agent": "a", "over": "/input"}]}))
+    .unwrap();
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mk = || {
+        let (runs, fixed) = (runs.clone(), fixed.clone());
+        let mut mesh = Mesh::new()
+            .with_log_dir(dir.path())
+            .with_fsync(FsyncMode::Never);
+        mesh.agent("a", move |act, _| {
+            let k = act.item.as_ref().unwrap().index;
+            runs.lock().unwrap().push(k);
+            if k == 1 && !fixed.load(Ordering::SeqCst) {
+                return Err(agentmesh_core::Failure::error("Bug", "item 1 broke").into());
+            }
+            Ok(json!(k * 10).into())
+        });
+        mesh
+    };
+    let r = mk()
+        .run(
+            &wf,
+            RunOptions {
+                input: json!([0, 1, 2]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Failed);
+    assert_eq!(r.error.as_ref().unwrap().item, Some(1));
+    fixed.store(true, Ordering::SeqCst);
+    runs.lock().unwrap().clear();
+    let r = mk().retry(r.log_path.unwrap()).unwrap();
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
+    assert_eq!(
+        *runs.lock().unwrap(),
+        [1],
+        "the items that succeeded are not run again"
+    );
+    assert_eq!(r.output.unwrap(), json!({"m": [0, 10, 20]}));
+}

@@ -122,3 +122,40 @@ fn the_builder_writes_a_workflow_node_like_json() {
         .unwrap();
     assert_eq!(built.hash(), parent().hash());
 }
+
+#[test]
+fn a_fork_inside_a_child_replaces_a_child_output_and_runs_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let r = mesh(dir.path(), seen.clone())
+        .run(
+            &parent(),
+            RunOptions {
+                run_id: Some("p".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let log = r.log_path.unwrap();
+    // The step end after review/draft completed: fork there with another draft.
+    let (_, events) = agentmesh_core::read_log(&log).unwrap();
+    let at = events
+        .iter()
+        .find(|e| e.node.as_deref() == Some("review/draft") && e.data.is_completion())
+        .unwrap()
+        .seq;
+    let overrides = BTreeMap::from([("review/draft".to_owned(), json!({"text": "forked"}))]);
+    let f = mesh(dir.path(), seen)
+        .fork(&log, at, overrides, Some("f".into()))
+        .unwrap();
+    assert_eq!(
+        f.status,
+        RunStatus::Waiting,
+        "the child's person is asked again in the fork"
+    );
+    assert_eq!(&*f.waiting[0].node, "review/approve");
+    assert_eq!(
+        *f.waiting[0].deps["review/draft"],
+        json!({"text": "forked"})
+    );
+}
