@@ -76,9 +76,18 @@ fn a_child_waits_by_its_prefixed_id_resumes_and_hands_its_output_up() {
         ],
         "each child activation ran once, with the node's input as its input"
     );
-    // Replay agrees with the log; the events name the child's nodes.
+    // Replay agrees with the log; so does re-executing its agents; the events name the
+    // child's nodes.
     let report = agentmesh_core::replay(&log, None).unwrap();
     assert_eq!(report.outcome.status, RunStatus::Completed);
+    drop(seen);
+    let again = mesh(dir.path(), Arc::new(Mutex::new(Vec::new())))
+        .reexecute(&log)
+        .unwrap();
+    assert_eq!(
+        again.activations, 4,
+        "plan, draft, polish and send ran again; the decision is taken from the log"
+    );
     let mut text = Vec::new();
     canonical_log(&log, &mut text).unwrap();
     let text = String::from_utf8(text).unwrap();
